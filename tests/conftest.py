@@ -1,0 +1,44 @@
+"""Shared test settings.
+
+* 64-bit types are enabled for the whole suite so tests can compare hand-written
+  derivatives with autodiff in float64. Library code must therefore keep float32
+  inputs in float32 on its own (a Python float is weakly typed, a ``jnp.array(0.5)``
+  is not): many tests assert output dtypes, which catches accidental promotion.
+* Warnings are errors (see ``filterwarnings`` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> pathlib.Path:
+    """Directory holding the real data sets (``../shared/data``), or skip."""
+    path = pathlib.Path(os.environ.get("JAXNN_SHARED_DATA", SHARED_DATA))
+    if not path.is_dir():
+        pytest.skip(f"real data sets not present at {path} (set JAXNN_SHARED_DATA to run)")
+    return path
+
+
+try:  # hypothesis: no deadline (the first call of a jitted function compiles)
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile(
+        "jaxnn",
+        deadline=None,
+        max_examples=40,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jaxnn"))
+except ImportError:  # pragma: no cover - hypothesis is in the test extra
+    pass

@@ -1,0 +1,601 @@
+"""Tests for jaxnn.initializers.
+
+Statistical tolerances. For ``n`` i.i.d. draws with variance ``v`` and kurtosis ``k``
+the sample variance has standard error ``v * sqrt((k - 1) / n)``. The three
+distributions used have ``k = 3`` (normal), ``k ~ 2.37`` (normal truncated at 2 std) and
+``k = 9/5`` (uniform), so ``v * sqrt(2 / n)`` bounds the standard error for all of them.
+The sample mean has standard error ``sqrt(v / n)``. Every statistical check allows
+``Z = 6`` standard errors (a false failure has probability ~1e-9 per check; the keys are
+fixed anyway, so the suite is deterministic), and each sample is large enough
+(``n >= 7e4``) that 6 standard errors stay below ~3.2% of the variance, well below the
+smallest ratio between two different modes on the test shapes (4/3).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import initializers as I
+
+KEY = jax.random.key(0)
+Z = 6.0
+# Std of a standard normal truncated to (-2, 2), as published (e.g. in jax.nn.initializers).
+TRUNCATED_STD = 0.87962566103423978
+
+# name -> (scale, mode, distribution) from the papers / jax.nn.initializers.
+SCHEMES = {
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "xavier_normal": (1.0, "fan_avg", "truncated_normal"),
+    "xavier_uniform": (1.0, "fan_avg", "uniform"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "kaiming_normal": (2.0, "fan_in", "truncated_normal"),
+    "kaiming_uniform": (2.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+}
+CANONICAL = [
+    "glorot_normal",
+    "glorot_uniform",
+    "he_normal",
+    "he_uniform",
+    "lecun_normal",
+    "lecun_uniform",
+]
+# A dense shape with fan_in != fan_out and a conv kernel (3x3, 64 -> 128 channels).
+DENSE = (384, 768)  # n = 294912, fans (384, 768)
+CONV = (3, 3, 64, 128)  # n = 73728, fans (576, 1152)
+STAT_SHAPES = [DENSE, CONV]
+
+# Arguments that make get(name) usable for every registered name.
+REQUIRED_KWARGS = {
+    "constant": {"value": 0.5},
+    "variance_scaling": {"scale": 2.0, "mode": "fan_in", "distribution": "normal"},
+}
+ALIASES = ("xavier_normal", "xavier_uniform", "kaiming_normal", "kaiming_uniform")
+# Aliases are the same functions (tested in test_get_gives_right_variance_and_aliases), so the
+# per-name grids below skip them.
+DISTINCT_NAMES = [n for n in I.names() if n not in ALIASES]
+RANDOM_NAMES = [n for n in DISTINCT_NAMES if n not in ("zeros", "ones", "constant")]
+
+
+def _fans(shape):
+    """Independent re-statement of the fan convention for the default axes."""
+    rf = math.prod(shape[:-2])
+    return shape[-2] * rf, shape[-1] * rf
+
+
+def _expected_var(scale, mode, shape):
+    fan_in, fan_out = _fans(shape)
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
+    return scale / n
+
+
+def _assert_stats(w, var, extra_rel=0.0):
+    """Mean ~ 0 and variance ~ var within Z standard errors (+ extra_rel * var)."""
+    x = np.asarray(w, np.float64).ravel()
+    n = x.size
+    assert abs(x.mean()) <= Z * math.sqrt(var / n) + extra_rel * math.sqrt(var), (x.mean(), var)
+    tol = Z * var * math.sqrt(2.0 / n) + extra_rel * var
+    assert abs(x.var() - var) <= tol, (x.var(), var, tol)
+
+
+def _assert_support(w, distribution, var, dtype_eps=1e-6):
+    """Bounds of each distribution, and that the sample reaches near them."""
+    a = np.abs(np.asarray(w, np.float64))
+    std = math.sqrt(var)
+    if distribution == "uniform":
+        limit = math.sqrt(3.0 * var)
+        assert a.max() <= limit * (1 + dtype_eps)
+        assert a.max() >= 0.99 * limit
+    elif distribution == "truncated_normal":
+        bound = 2.0 * std / TRUNCATED_STD
+        assert a.max() <= bound * (1 + dtype_eps)
+        assert a.max() >= 0.97 * bound
+    else:  # untruncated normal: with n >= 7e4 draws some exceed 2.5 std (P(miss) ~ e^-900)
+        assert a.max() > 2.5 * std
+
+
+# --------------------------------------------------------------------------------------
+# Fans
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, kwargs, expected",
+    [
+        ((), {}, (1, 1)),
+        ((7,), {}, (7, 7)),
+        ((5, 3), {}, (5, 3)),
+        ((3, 3, 64, 128), {}, (576, 1152)),
+        ((5, 7, 16, 32), {}, (35 * 16, 35 * 32)),
+        ((4, 5, 3), {"batch_axis": 0}, (5, 3)),
+        ((2, 3, 5, 7), {"in_axis": (0, 1), "out_axis": -1}, (30, 35)),
+        ((6, 10), {"in_axis": -1, "out_axis": -2}, (10, 6)),
+    ],
+)
+def test_compute_fans(shape, kwargs, expected):
+    assert I.compute_fans(shape, **kwargs) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"in_axis": 2}, "in_axis=2"),
+        ({"in_axis": -1}, "distinct"),
+        ({"batch_axis": (0, -2)}, "distinct"),
+        ({"out_axis": 1.5}, "out_axis"),
+    ],
+)
+def test_compute_fans_bad_axes(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        I.compute_fans((4, 5), **kwargs)
+
+
+# --------------------------------------------------------------------------------------
+# Statistics of the named schemes and of variance_scaling
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", STAT_SHAPES, ids=["dense", "conv"])
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_named_scheme_statistics(name, shape):
+    scale, mode, distribution = SCHEMES[name]
+    var = _expected_var(scale, mode, shape)
+    w = I.get(name)(KEY, shape)
+    assert w.shape == shape and w.dtype == jnp.float32
+    _assert_stats(w, var)
+    _assert_support(w, distribution, var)
+
+
+def test_named_scheme_literal_values():
+    # Hand-computed for DENSE = (384, 768): he_uniform limit sqrt(6/384) = 0.125,
+    # glorot_uniform limit sqrt(6/1152), lecun_normal var 1/384.
+    assert np.abs(np.asarray(I.he_uniform()(KEY, DENSE))).max() <= 0.125
+    assert np.abs(np.asarray(I.he_uniform()(KEY, DENSE))).max() > 0.124
+    assert np.abs(np.asarray(I.glorot_uniform()(KEY, DENSE))).max() <= math.sqrt(6 / 1152)
+    assert np.asarray(I.lecun_normal()(KEY, DENSE), np.float64).var() == pytest.approx(
+        1 / 384, rel=Z * math.sqrt(2 / (384 * 768))
+    )
+
+
+@pytest.mark.parametrize("distribution", I.DISTRIBUTIONS)
+@pytest.mark.parametrize("mode", I.MODES)
+def test_variance_scaling_grid(mode, distribution):
+    scale = 0.5
+    var = _expected_var(scale, mode, CONV)
+    w = I.variance_scaling(scale, mode, distribution)(KEY, CONV)
+    _assert_stats(w, var)
+    _assert_support(w, distribution, var)
+
+
+def test_variance_scaling_batch_axis():
+    # 16 stacked (64, 32) kernels: fans must be (64, 32), not multiplied by 16.
+    w = I.variance_scaling(1.0, "fan_in", "normal", batch_axis=0)(KEY, (16, 64, 32))
+    _assert_stats(w, 1.0 / 64)
+
+
+@pytest.mark.parametrize("name", CANONICAL)
+def test_named_scheme_in_axis_out_axis(name):
+    # A kernel stored as (out, in): swapping the axes must give the (in, out) variance.
+    scale, mode, _ = SCHEMES[name]
+    w = getattr(I, name)(in_axis=-1, out_axis=-2)(KEY, (768, 384))
+    _assert_stats(w, _expected_var(scale, mode, DENSE))
+
+
+def test_low_rank_shapes():
+    # 1-D: fan_in = fan_out = n. 0-D: fans 1 (checked over many keys).
+    w = I.he_normal()(KEY, (100_000,))
+    _assert_stats(w, 2.0 / 100_000)
+    keys = jax.random.split(KEY, 100_000)
+    scalars = jax.vmap(lambda k: I.lecun_uniform()(k, ()))(keys)
+    assert scalars.shape == (100_000,)
+    _assert_stats(scalars, 1.0)
+
+
+# --------------------------------------------------------------------------------------
+# Same distribution as jax.nn.initializers
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", STAT_SHAPES, ids=["dense", "conv"])
+@pytest.mark.parametrize("name", CANONICAL)
+def test_matches_jax_nn_initializers(name, shape):
+    """Compared: sample variance and largest |w| of ours and of jax.nn.initializers.<name>.
+
+    Samples are drawn with different keys (identical samples are not part of the
+    contract). Both sample variances must agree with each other within Z standard
+    errors of a difference (sqrt(2) times that of one sample) and with our formula;
+    both samples must respect the same support bound (uniform limit / truncation at
+    2 std), so jax's bound and ours coincide.
+    """
+    scale, mode, distribution = SCHEMES[name]
+    var = _expected_var(scale, mode, shape)
+    ours = np.asarray(I.get(name)(jax.random.key(1), shape), np.float64)
+    theirs = np.asarray(
+        getattr(jax.nn.initializers, name)()(jax.random.key(2), shape, jnp.float32), np.float64
+    )
+    n = ours.size
+    assert abs(ours.var() - theirs.var()) <= Z * math.sqrt(2) * var * math.sqrt(2.0 / n)
+    _assert_stats(theirs, var)
+    _assert_support(theirs, distribution, var)
+    _assert_support(ours, distribution, var)
+
+
+def test_normal_matches_jax_nn_normal():
+    """Compared: sample variance of normal(0.02) vs jax.nn.initializers.normal(0.02)."""
+    shape = DENSE
+    ours = np.asarray(I.normal(0.02)(jax.random.key(1), shape), np.float64)
+    theirs = np.asarray(jax.nn.initializers.normal(0.02)(jax.random.key(2), shape, jnp.float32))
+    _assert_stats(ours, 0.02**2)
+    _assert_stats(theirs, 0.02**2)
+
+
+def test_orthogonal_matches_jax_nn_orthogonal():
+    """Compared: both are orthogonal, and their entries have variance scale^2 / n_rows."""
+    shape, scale = (512, 128), 1.5
+    for w in (
+        I.orthogonal(scale)(jax.random.key(1), shape),
+        jax.nn.initializers.orthogonal(scale)(jax.random.key(2), shape, jnp.float32),
+    ):
+        w = np.asarray(w, np.float64)
+        np.testing.assert_allclose(w.T @ w, scale**2 * np.eye(128), atol=1e-4)
+        _assert_stats(w, scale**2 / 512)
+
+
+# --------------------------------------------------------------------------------------
+# normal, uniform, orthogonal, constants
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stddev", [0.01, 1.0, 3.0])
+def test_normal_statistics(stddev):
+    w = I.normal(stddev)(KEY, DENSE)
+    _assert_stats(w, stddev**2)
+    _assert_support(w, "normal", stddev**2)
+    assert I.normal()(KEY, (2, 2)).dtype == jnp.float32
+    assert I.serialize(I.normal()) == ("normal", {"stddev": 0.01})  # documented default
+
+
+@pytest.mark.parametrize("scale", [0.05, 2.0])
+def test_uniform_statistics_and_bounds(scale):
+    # U(-scale, scale): variance scale^2 / 3, support [-scale, scale) (not jax's U(0, scale)).
+    w = np.asarray(I.uniform(scale)(KEY, DENSE), np.float64)
+    _assert_stats(w, scale**2 / 3)
+    assert w.max() < scale and w.min() >= -scale
+    assert w.min() < -0.99 * scale and w.max() > 0.99 * scale
+    assert I.serialize(I.uniform()) == ("uniform", {"scale": 0.05})
+
+
+def _flatten(w, column_axis=-1):
+    w = np.moveaxis(np.asarray(w, np.float64), column_axis, -1)
+    return w.reshape(-1, w.shape[-1])
+
+
+@pytest.mark.parametrize(
+    "shape, column_axis, scale",
+    [
+        ((64, 32), -1, 1.0),  # tall
+        ((32, 64), -1, 2.0),  # wide
+        ((48, 48), -1, 1.0),  # square
+        ((3, 3, 16, 8), -1, 2.0),  # conv kernel, flattened (144, 8): tall
+        ((2, 4, 32), -1, 1.0),  # flattened (8, 32): wide
+        ((32, 5, 3), 0, 0.5),  # columns on axis 0: flattened (15, 32): wide
+    ],
+)
+def test_orthogonal(shape, column_axis, scale):
+    w = I.orthogonal(scale, column_axis=column_axis)(KEY, shape)
+    assert w.shape == shape and w.dtype == jnp.float32
+    m = _flatten(w, column_axis)
+    rows, cols = m.shape
+    if rows >= cols:
+        np.testing.assert_allclose(m.T @ m, scale**2 * np.eye(cols), atol=1e-5 * scale**2)
+    else:
+        np.testing.assert_allclose(m @ m.T, scale**2 * np.eye(rows), atol=1e-5 * scale**2)
+
+
+def test_orthogonal_is_haar():
+    """Sign fix: without multiplying by sign(diag(R)), QR-based samples have biased diagonals
+    (LAPACK makes Q[0, 0] negative for every key). Haar matrices have symmetric entries."""
+    keys = jax.random.split(KEY, 4000)
+    q = np.asarray(jax.vmap(lambda k: I.orthogonal()(k, (4, 4)))(keys), np.float64)
+    # Each entry of a Haar 4x4 orthogonal matrix has mean 0 and variance 1/4.
+    for i in range(4):
+        assert abs(q[:, i, i].mean()) <= Z * math.sqrt(0.25 / len(keys))
+        frac_positive = (q[:, i, i] > 0).mean()
+        assert abs(frac_positive - 0.5) <= Z * math.sqrt(0.25 / len(keys))
+
+
+def test_orthogonal_float64_and_bfloat16():
+    w64 = np.asarray(I.orthogonal()(KEY, (40, 20), jnp.float64))
+    np.testing.assert_allclose(w64.T @ w64, np.eye(20), atol=1e-12)
+    w16 = I.orthogonal()(KEY, (40, 20), jnp.bfloat16)
+    assert w16.dtype == jnp.bfloat16
+    m = np.asarray(w16, np.float64)
+    np.testing.assert_allclose(m.T @ m, np.eye(20), atol=3e-2)  # bf16 rounding, 2^-8 relative
+
+
+def test_orthogonal_needs_rank_2():
+    with pytest.raises(ValueError, match=r"rank >= 2.*\(5,\)"):
+        I.orthogonal()(KEY, (5,))
+
+
+def test_zeros_ones_constant():
+    assert I.zeros(None, (2, 3)).dtype == jnp.float32
+    np.testing.assert_array_equal(I.zeros(KEY, (2, 3)), np.zeros((2, 3)))
+    np.testing.assert_array_equal(I.ones(KEY, (4,), jnp.int32), np.ones(4, np.int32))
+    assert I.ones(KEY, (4,), jnp.int32).dtype == jnp.int32
+    c = I.constant(0.25)(KEY, (3, 2), jnp.bfloat16)
+    assert c.dtype == jnp.bfloat16 and c.shape == (3, 2)
+    np.testing.assert_array_equal(np.asarray(c, np.float32), np.full((3, 2), 0.25))
+    per_unit = I.constant(jnp.array([1.0, 2.0, 3.0]))(None, (2, 3))
+    assert per_unit.dtype == jnp.float32  # value's float64 is cast to the requested dtype
+    np.testing.assert_array_equal(per_unit, np.array([[1, 2, 3], [1, 2, 3]]))
+    with pytest.raises(ValueError, match=r"does not broadcast to shape \(4,\)"):
+        I.constant(jnp.ones(3))(KEY, (4,))
+    with pytest.raises(ValueError, match="value"):
+        I.constant("one")
+
+
+# --------------------------------------------------------------------------------------
+# Shapes, dtypes, determinism, transformations
+# --------------------------------------------------------------------------------------
+
+
+def _init(name):
+    return I.get(name, **REQUIRED_KWARGS.get(name, {}))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64, jnp.bfloat16])
+@pytest.mark.parametrize("name", DISTINCT_NAMES)
+def test_shape_and_dtype(name, dtype):
+    w = _init(name)(KEY, (8, 6), dtype)
+    assert w.shape == (8, 6)
+    assert w.dtype == dtype
+    assert bool(jnp.all(jnp.isfinite(w)))
+    assert _init(name)(KEY, (8, 6)).dtype == jnp.float32  # default dtype even with x64 on
+
+
+@pytest.mark.parametrize("name", RANDOM_NAMES)
+def test_empty_shape(name):
+    w = _init(name)(KEY, (0, 5))
+    assert w.shape == (0, 5) and w.dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", ["he_normal", "glorot_uniform"])
+def test_bfloat16_statistics(name):
+    # Drawn in float32 then rounded: bf16 keeps 8 significant bits, so each value moves by
+    # at most 2^-8 relative; the variance by at most ~2 * 2^-8 < 1% (extra tolerance).
+    scale, mode, distribution = SCHEMES[name]
+    var = _expected_var(scale, mode, DENSE)
+    w = I.get(name)(KEY, DENSE, jnp.bfloat16)
+    assert w.dtype == jnp.bfloat16
+    assert I.get(name)(KEY, (3, 2), jnp.float16).dtype == jnp.float16
+    _assert_stats(w, var, extra_rel=0.01)
+    _assert_support(w, distribution, var, dtype_eps=2.0**-8)
+
+
+@pytest.mark.parametrize("name", RANDOM_NAMES)
+def test_determinism_and_key_dependence(name):
+    init = _init(name)
+    a = init(KEY, (8, 6))
+    b = init(KEY, (8, 6))
+    c = init(jax.random.key(1), (8, 6))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(np.asarray(a), np.asarray(c))
+    # Legacy uint32 keys work too.
+    d = init(jax.random.PRNGKey(0), (8, 6))
+    assert d.shape == (8, 6)
+
+
+@pytest.mark.parametrize("name", ["he_normal", "orthogonal"])
+def test_jit_and_vmap_over_keys(name):
+    init = _init(name)
+    jitted = jax.jit(init, static_argnums=(1, 2))
+    np.testing.assert_allclose(jitted(KEY, (8, 6), jnp.float32), init(KEY, (8, 6)), rtol=1e-6)
+    keys = jax.random.split(KEY, 3)
+    batch = jax.vmap(lambda k: init(k, (8, 6)))(keys)
+    assert batch.shape == (3, 8, 6)
+    for i in range(3):
+        np.testing.assert_allclose(batch[i], init(keys[i], (8, 6)), rtol=1e-6, atol=1e-7)
+
+
+def test_traced_scale_under_vmap():
+    # A sweep over scales: same key, so the draws differ exactly by the std ratio (2x).
+    scales = jnp.array([1.0, 4.0], jnp.float32)
+    out = jax.vmap(lambda s: I.variance_scaling(s, "fan_in", "normal")(KEY, (8, 6)))(scales)
+    assert out.dtype == jnp.float32
+    np.testing.assert_allclose(out[1], 2.0 * out[0], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------
+
+
+def test_names_cover_the_contract():
+    expected = {
+        "glorot_normal",
+        "glorot_uniform",
+        "xavier_normal",
+        "xavier_uniform",
+        "he_normal",
+        "he_uniform",
+        "kaiming_normal",
+        "kaiming_uniform",
+        "lecun_normal",
+        "lecun_uniform",
+        "normal",
+        "uniform",
+        "orthogonal",
+        "zeros",
+        "ones",
+        "constant",
+        "variance_scaling",
+    }
+    assert set(I.names()) == expected
+    assert list(I.names()) == sorted(I.names())
+    for name in I.__all__:
+        assert hasattr(I, name)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMES))
+def test_get_gives_right_variance_and_aliases(name):
+    scale, mode, _ = SCHEMES[name]
+    init = I.get(name)
+    _assert_stats(init(KEY, CONV), _expected_var(scale, mode, CONV))
+    # An alias is the same scheme: same key, same sample.
+    canonical = I.serialize(init)[0]
+    np.testing.assert_array_equal(init(KEY, (5, 7)), I.get(canonical)(KEY, (5, 7)))
+
+
+@pytest.mark.parametrize("name", I.names())
+def test_serialize_round_trip(name):
+    init = _init(name)
+    spec_name, kwargs = I.serialize(init)
+    assert spec_name in I.names()
+    rebuilt = I.get(spec_name, **kwargs)
+    assert I.serialize(rebuilt) == (spec_name, kwargs)
+    np.testing.assert_array_equal(rebuilt(KEY, (5, 7)), init(KEY, (5, 7)))
+
+
+def test_serialize_aliases_and_kwargs():
+    assert I.serialize(I.get("xavier_uniform"))[0] == "glorot_uniform"
+    assert I.serialize(I.get("kaiming_normal"))[0] == "he_normal"
+    assert I.serialize(I.get("normal", stddev=0.2)) == ("normal", {"stddev": 0.2})
+    assert I.serialize(I.zeros) == ("zeros", {})
+    assert I.get("zeros") is I.zeros
+    with pytest.raises(ValueError, match="not an initializer built by"):
+        I.serialize(jax.nn.initializers.zeros)
+
+
+def test_get_with_kwargs():
+    init = I.get("normal", stddev=0.5)
+    _assert_stats(init(KEY, DENSE), 0.25)
+    init = I.get("he_normal", in_axis=-1, out_axis=-2)
+    _assert_stats(init(KEY, (768, 384)), 2.0 / 384)
+
+
+@pytest.mark.parametrize(
+    "name, suggestion",
+    [("he_norml", "he_normal"), ("xavier_unifrom", "xavier_uniform"), ("orthogonl", "orthogonal")],
+)
+def test_get_unknown_name_suggests(name, suggestion):
+    with pytest.raises(ValueError, match=f"'{name}'.*did you mean '{suggestion}'"):
+        I.get(name)
+
+
+def test_get_bad_inputs():
+    with pytest.raises(ValueError, match="valid names"):
+        I.get("nothing_like_it")
+    with pytest.raises(TypeError, match="name must be a string"):
+        I.get(None)
+    with pytest.raises(ValueError, match=r"unexpected argument 'stdev'.*did you mean 'stddev'"):
+        I.get("normal", stdev=0.1)
+    with pytest.raises(ValueError, match="unexpected argument 'scale' for initializer 'zeros'"):
+        I.get("zeros", scale=1.0)
+    with pytest.raises(ValueError, match="needs argument.*value"):
+        I.get("constant")
+    with pytest.raises(ValueError, match="needs argument.*scale.*mode.*distribution"):
+        I.get("variance_scaling")
+    with pytest.raises(ValueError, match="stddev"):
+        I.get("normal", stddev=-1.0)
+
+
+# --------------------------------------------------------------------------------------
+# Argument errors
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: I.variance_scaling(-1.0, "fan_in", "normal"), r"variance_scaling: scale.*-1\.0"),
+        (lambda: I.variance_scaling(0.0, "fan_in", "normal"), r"scale.*> 0.*0\.0"),
+        (lambda: I.variance_scaling(float("nan"), "fan_in", "normal"), r"scale.*nan"),
+        (lambda: I.variance_scaling(float("inf"), "fan_in", "normal"), r"scale.*inf"),
+        (lambda: I.variance_scaling(True, "fan_in", "normal"), r"scale.*True"),
+        (lambda: I.variance_scaling("2", "fan_in", "normal"), r"scale.*'2'"),
+        (lambda: I.variance_scaling(1.0, "fan_inn", "normal"), r"mode.*'fan_inn'.*'fan_in'"),
+        (lambda: I.variance_scaling(1.0, "fan_sum", "normal"), r"mode must be one of.*'fan_sum'"),
+        (lambda: I.variance_scaling(1.0, "fan_in", "gaussian"), r"distribution.*'gaussian'"),
+        (lambda: I.variance_scaling(1.0, "fan_in", "normal", in_axis="0"), r"in_axis.*'0'"),
+        (lambda: I.normal(-0.1), r"normal: stddev.*-0\.1"),
+        (lambda: I.normal(0.0), r"stddev.*0\.0"),
+        (lambda: I.uniform(-1.0), r"uniform: scale.*-1\.0"),
+        (lambda: I.orthogonal(-2.0), r"orthogonal: scale.*-2\.0"),
+        (lambda: I.orthogonal(1.0, column_axis=1.5), r"column_axis.*1\.5"),
+        (lambda: I.he_normal(in_axis=None), r"in_axis.*None"),
+    ],
+)
+def test_bad_factory_arguments(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_bad_call_arguments():
+    init = I.he_normal()
+    with pytest.raises(ValueError, match=r"dtype must be a real floating dtype.*int32"):
+        init(KEY, (3, 3), jnp.int32)
+    with pytest.raises(ValueError, match="complex"):
+        init(KEY, (3, 3), jnp.complex64)
+    with pytest.raises(ValueError, match=r"non-negative ints.*-3"):
+        init(KEY, (3, -3))
+    with pytest.raises(TypeError, match="shape must be a tuple"):
+        init(KEY, 3)
+    with pytest.raises(ValueError, match=r"in_axis=-3 is out of range.*rank 2"):
+        I.he_normal(in_axis=-3)(KEY, (3, 3))
+
+
+# --------------------------------------------------------------------------------------
+# gain
+# --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "activation, kwargs, expected",
+    [
+        ("linear", {}, 1.0),
+        ("identity", {}, 1.0),
+        ("sigmoid", {}, 1.0),
+        ("tanh", {}, 5.0 / 3.0),
+        ("relu", {}, math.sqrt(2.0)),
+        ("leaky_relu", {}, math.sqrt(2.0 / (1.0 + 0.01**2))),
+        ("leaky_relu", {"negative_slope": 0.2}, math.sqrt(2.0 / 1.04)),
+        ("leaky_relu", {"negative_slope": 1.0}, 1.0),  # slope 1 is linear
+        ("prelu", {}, math.sqrt(2.0 / (1.0 + 0.25**2))),
+        ("prelu", {"alpha": 0.0}, math.sqrt(2.0)),  # alpha 0 is relu
+        ("selu", {}, 0.75),
+    ],
+)
+def test_gain_values(activation, kwargs, expected):
+    g = I.gain(activation, **kwargs)
+    assert isinstance(g, float)
+    assert g == pytest.approx(expected, rel=1e-12)
+
+
+def test_gain_with_variance_scaling_and_orthogonal():
+    g = I.gain("tanh")
+    w = I.variance_scaling(g**2, "fan_avg", "uniform")(KEY, DENSE)  # torch xavier_uniform_(gain)
+    _assert_stats(w, g**2 * 2 / (384 + 768))
+    m = np.asarray(I.orthogonal(I.gain("relu"))(KEY, (64, 32)), np.float64)
+    np.testing.assert_allclose(m.T @ m, 2.0 * np.eye(32), atol=1e-5)
+
+
+def test_gain_errors():
+    with pytest.raises(ValueError, match=r"gain: unknown activation.*'tanhh'.*did you mean 'tanh'"):
+        I.gain("tanhh")
+    with pytest.raises(ValueError, match=r"'mish'.*valid names"):
+        I.gain("mish")  # no published recommendation: no guess
+    with pytest.raises(ValueError, match=r"unexpected argument 'negative_slope' for .*'relu'"):
+        I.gain("relu", negative_slope=0.1)
+    with pytest.raises(ValueError, match=r"negative_slope.*nan"):
+        I.gain("leaky_relu", negative_slope=float("nan"))
+    with pytest.raises(ValueError, match="gain"):
+        I.gain(None)

@@ -1,0 +1,366 @@
+"""Tests for jaxnn.losses.
+
+What is compared, and how tightly:
+
+* Every ``<loss>_grad`` against ``jax.grad`` of the loss for each reduction (for
+  ``"none"``, the gradient of the sum of the per-example losses), in float32
+  (``rtol=1e-5, atol=1e-6``) and float64 (``rtol=1e-12, atol=1e-14``), on rank-1/2/3
+  inputs, and in float64 against ``jax.test_util.check_grads`` (finite differences)
+  applied to the loss carrying the hand-written gradient as its VJP.
+* Values against closed forms and against optax's losses of the same name.
+* The fused softmax cross-entropy gradient ``(softmax(z) - y) / N``; the integer-label
+  loss against the one-hot one; stability at logits of +-1000 and -1e4 in float32.
+
+Each comparison runs inside one jitted function per case, compiled once.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from jax.test_util import check_grads
+
+from jaxnn import losses as L
+
+F32, F64 = jnp.float32, jnp.float64
+DTYPES = [F32, F64]
+DTYPE_IDS = ["f32", "f64"]
+TOL = {F32: dict(rtol=1e-5, atol=1e-6), F64: dict(rtol=1e-12, atol=1e-14)}
+REDUCTIONS = ["mean", "sum", "none"]
+INT_CE = "softmax_cross_entropy_with_integer_labels"
+
+
+def make_problem(name: str, shape: tuple, dtype, seed: int = 0):
+    """(predictions or logits, targets) for loss ``name`` with predictions of ``shape``."""
+    kp, kt = jax.random.split(jax.random.key(seed))
+    z = 3.0 * jax.random.normal(kp, shape, dtype)
+    z = z.at[(0,) * len(shape)].set(0.0)  # an exact 0, where max/abs have kinks
+    if name == "mse":
+        return z, jax.random.normal(kt, shape, dtype)
+    if name == "sigmoid_binary_cross_entropy":
+        return z, jax.random.uniform(kt, shape, dtype)  # soft labels in [0, 1]
+    if name == "softmax_cross_entropy":
+        return z, jax.nn.softmax(jax.random.normal(kt, shape, dtype))  # soft labels
+    return z, jax.random.randint(kt, shape[:-1], 0, shape[-1])
+
+
+SHAPES = {
+    "mse": [(5,), (5, 3), (4, 2, 3)],
+    "sigmoid_binary_cross_entropy": [(5,), (5, 3), (4, 2, 3)],
+    "softmax_cross_entropy": [(5, 4), (3, 2, 4)],
+    INT_CE: [(5, 4), (3, 2, 4)],
+}
+CASES = [(name, shape) for name in L.names() for shape in SHAPES[name]]
+CASE_IDS = [f"{n}-{'x'.join(map(str, s))}" for n, s in CASES]
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def values_and_grads(p, t, name, reduction):
+    loss, grad = L.get(name), L.get_grad(name)
+    value = loss(p, t, reduction=reduction)
+    auto = jax.grad(lambda p: jnp.sum(loss(p, t, reduction=reduction)))(p)
+    return value, grad(p, t, reduction=reduction), auto, loss(p, t, reduction="none")
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("name, shape", CASES, ids=CASE_IDS)
+def test_grad_matches_autodiff(name, shape, reduction, dtype):
+    p, t = make_problem(name, shape, dtype)
+    value, hand, auto, per_example = values_and_grads(p, t, name, reduction)
+    assert value.dtype == dtype and hand.dtype == dtype
+    assert hand.shape == p.shape
+    assert per_example.shape == (shape[0],)
+    np.testing.assert_allclose(hand, auto, **TOL[dtype])
+    reduced = {"mean": np.mean, "sum": np.sum, "none": lambda v: v}[reduction](
+        np.asarray(per_example, np.float64)
+    )
+    assert value.shape == np.shape(reduced)
+    np.testing.assert_allclose(value, reduced, **TOL[dtype])
+
+
+def _with_hand_vjp(name: str, t, reduction: str):
+    loss, grad = L.get(name), L.get_grad(name)
+
+    @jax.custom_vjp
+    def f(p):
+        return jnp.sum(loss(p, t, reduction=reduction))
+
+    f.defvjp(lambda p: (f(p), p), lambda p, ct: (ct * grad(p, t, reduction=reduction),))
+    return f
+
+
+@pytest.mark.parametrize("name", L.names())
+def test_grad_check_grads_f64(name):
+    p, t = make_problem(name, (4, 3), F64, seed=1)
+    for reduction in REDUCTIONS:
+        check_grads(_with_hand_vjp(name, t, reduction), (p,), order=1, modes=["rev"])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_fused_softmax_cross_entropy_grad(dtype):
+    z, y = make_problem("softmax_cross_entropy", (6, 5), dtype)
+    n = z.shape[0]
+    expected = (jax.nn.softmax(z) - y) / n
+    np.testing.assert_allclose(L.softmax_cross_entropy_grad(z, y), expected, **TOL[dtype])
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy_grad(z, y, reduction="sum"), expected * n, **TOL[dtype]
+    )
+    # Unnormalized labels: the general fused form softmax(z) * sum(y) - y.
+    y2 = 2.0 * y
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy_grad(z, y2),
+        (jax.nn.softmax(z) * 2.0 - y2) / n,
+        **TOL[dtype],
+    )
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("shape", SHAPES[INT_CE], ids=str)
+def test_integer_labels_equal_one_hot(shape, dtype):
+    z, labels = make_problem(INT_CE, shape, dtype)
+    one_hot = jax.nn.one_hot(labels, shape[-1], dtype=dtype)
+    for reduction in REDUCTIONS:
+        kw = dict(reduction=reduction)
+        np.testing.assert_allclose(
+            L.softmax_cross_entropy_with_integer_labels(z, labels, **kw),
+            L.softmax_cross_entropy(z, one_hot, **kw),
+            **TOL[dtype],
+        )
+        np.testing.assert_allclose(
+            L.softmax_cross_entropy_with_integer_labels_grad(z, labels, **kw),
+            L.softmax_cross_entropy_grad(z, one_hot, **kw),
+            **TOL[dtype],
+        )
+
+
+# ----------------------------------------------------------------------------- values
+
+
+def test_values_match_closed_forms_and_optax():
+    p, t = make_problem("mse", (5, 3), F64)
+    np.testing.assert_allclose(L.mse(p, t), np.mean((np.asarray(p) - np.asarray(t)) ** 2))
+    np.testing.assert_allclose(L.mse(p, t, reduction="none"), 2 * optax.l2_loss(p, t).mean(1))
+
+    z, y = make_problem("sigmoid_binary_cross_entropy", (5, 3), F64)
+    s = 1 / (1 + np.exp(-np.asarray(z)))
+    by_hand = -(np.asarray(y) * np.log(s) + (1 - np.asarray(y)) * np.log(1 - s)).mean(1)
+    got = L.sigmoid_binary_cross_entropy(z, y, reduction="none")
+    np.testing.assert_allclose(got, by_hand, rtol=1e-12)
+    np.testing.assert_allclose(got, optax.sigmoid_binary_cross_entropy(z, y).mean(1), rtol=1e-12)
+
+    z, y = make_problem("softmax_cross_entropy", (5, 4), F64)
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy(z, y, reduction="none"), optax.softmax_cross_entropy(z, y),
+        rtol=1e-12,
+    )
+    z, labels = make_problem(INT_CE, (5, 4), F64)
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy_with_integer_labels(z, labels, reduction="none"),
+        optax.softmax_cross_entropy_with_integer_labels(z, labels),
+        rtol=1e-12,
+    )
+
+
+def test_rank3_softmax_averages_middle_positions():
+    z, labels = make_problem(INT_CE, (3, 2, 4), F64)
+    per_position = optax.softmax_cross_entropy_with_integer_labels(z, labels)  # (3, 2)
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy_with_integer_labels(z, labels, reduction="none"),
+        per_position.mean(1),
+        rtol=1e-12,
+    )
+
+
+def test_masked_classes_with_minus_inf_logits():
+    z = jnp.asarray([[0.0, -jnp.inf, 1.0]], F32)
+    y = jnp.asarray([[0.3, 0.0, 0.7]], F32)
+    value = L.softmax_cross_entropy(z, y)
+    grad = L.softmax_cross_entropy_grad(z, y)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    np.testing.assert_allclose(value, -(0.3 * np.log(1 / (1 + np.e)) + 0.7 * np.log(
+        np.e / (1 + np.e))), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- stability
+
+
+def test_sigmoid_bce_stable_at_large_logits_f32():
+    z = jnp.asarray([[1000.0, -1000.0, 1000.0, -1000.0, 1e4, -1e4]], F32)
+    y = jnp.asarray([[1.0, 0.0, 0.0, 1.0, 0.5, 0.5]], F32)
+    per_entry = [
+        float(L.sigmoid_binary_cross_entropy(z[:, i:i + 1], y[:, i:i + 1])) for i in range(6)
+    ]
+    np.testing.assert_allclose(per_entry, [0.0, 0.0, 1000.0, 1000.0, 5000.0, 5000.0])
+    grad = L.sigmoid_binary_cross_entropy_grad(z, y)
+    auto = jax.grad(L.sigmoid_binary_cross_entropy)(z, y)
+    np.testing.assert_allclose(grad, np.asarray([[0, 0, 1, -1, 0.5, -0.5]]) / 6, atol=1e-7)
+    assert grad.dtype == F32 and np.all(np.isfinite(auto))
+
+
+def test_softmax_losses_stable_at_extreme_logits_f32():
+    z = jnp.asarray([[1000.0, -1000.0, -1e4], [-1e4, -1e4, -1000.0]], F32)
+    labels = jnp.asarray([1, 0])
+    one_hot = jax.nn.one_hot(labels, 3, dtype=F32)
+    values = L.softmax_cross_entropy_with_integer_labels(z, labels, reduction="none")
+    np.testing.assert_allclose(values, [2000.0, 9000.0])
+    np.testing.assert_allclose(L.softmax_cross_entropy(z, one_hot, reduction="none"), values)
+    for name, t in ((INT_CE, labels), ("softmax_cross_entropy", one_hot)):
+        for out in (
+            L.get(name)(z, t),
+            L.get_grad(name)(z, t),
+            jax.grad(L.get(name))(z, t),
+        ):
+            assert out.dtype == F32 and np.all(np.isfinite(out)), (name, out)
+
+
+def test_mse_finite_at_large_values_f32():
+    p = jnp.asarray([[1000.0, -1000.0]], F32)
+    assert float(L.mse(p, -p)) == 4e6
+    np.testing.assert_array_equal(L.mse_grad(p, -p), [[2000.0, -2000.0]])
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("name", L.names())
+def test_shape_mismatch_names_the_argument(name):
+    p, t = make_problem(name, (4, 3), F32)
+    bad_t = t[:3]
+    what = "labels" if name != "mse" else "targets"
+    for fn in (L.get(name), L.get_grad(name)):
+        with pytest.raises(ValueError, match=rf"{name}.*{what}.*\(3,"):
+            fn(p, bad_t)
+
+
+@pytest.mark.parametrize("name", L.names())
+@pytest.mark.parametrize("reduction", ["avg", "MEAN", None, 1])
+def test_bad_reduction_names_the_argument(name, reduction):
+    p, t = make_problem(name, (4, 3), F32)
+    for fn in (L.get(name), L.get_grad(name)):
+        with pytest.raises(ValueError, match=rf"reduction.*'mean', 'sum', 'none'.*{reduction!r}"):
+            fn(p, t, reduction=reduction)
+
+
+def test_integer_label_errors():
+    z = jnp.zeros((3, 4), F32)
+    for fn in (L.softmax_cross_entropy_with_integer_labels,
+               L.softmax_cross_entropy_with_integer_labels_grad):
+        with pytest.raises(ValueError, match=r"labels.*\[0, 4\).*\[4\]"):
+            fn(z, jnp.asarray([0, 4, 1]))
+        with pytest.raises(ValueError, match=r"labels.*\[-1\]"):
+            fn(z, np.asarray([0, -1, 1]))
+        with pytest.raises(ValueError, match=r"labels.*integer.*float32"):
+            fn(z, jnp.asarray([0.0, 1.0, 2.0], F32))
+        with pytest.raises(ValueError, match=r"labels.*\(3,\).*\(3, 1\)"):
+            fn(z, jnp.zeros((3, 1), jnp.int32))
+
+
+def test_rank_and_empty_errors():
+    with pytest.raises(ValueError, match=r"logits.*rank >= 2.*\(4,\)"):
+        L.softmax_cross_entropy(jnp.zeros(4), jnp.zeros(4))
+    with pytest.raises(ValueError, match=r"logits.*rank >= 2"):
+        L.softmax_cross_entropy_with_integer_labels(jnp.zeros(4), jnp.zeros((), jnp.int32))
+    with pytest.raises(ValueError, match=r"predictions.*rank >= 1"):
+        L.mse(jnp.zeros(()), jnp.zeros(()))
+    with pytest.raises(ValueError, match=r"predictions.*empty.*\(0, 3\)"):
+        L.mse_grad(jnp.zeros((0, 3)), jnp.zeros((0, 3)))
+
+
+# ----------------------------------------------------------------------------- jit, vmap, dtypes
+
+
+def test_jit_vmap_and_traced_labels():
+    z, labels = make_problem(INT_CE, (6, 4), F32)
+    loss = jax.jit(L.softmax_cross_entropy_with_integer_labels, static_argnames="reduction")
+    np.testing.assert_allclose(loss(z, labels), L.softmax_cross_entropy_with_integer_labels(
+        z, labels), rtol=1e-6)
+    np.testing.assert_allclose(loss(z, labels, reduction="sum"), 6 * loss(z, labels), rtol=1e-6)
+    # Traced out-of-range labels cannot be checked: NaN, never a wrapped-around class.
+    bad = labels.at[2].set(4).at[3].set(-1)
+    per = np.asarray(loss(z, bad, reduction="none"))
+    assert np.isnan(per[2]) and np.isnan(per[3]) and np.all(np.isfinite(per[[0, 1, 4, 5]]))
+    g = jax.jit(L.softmax_cross_entropy_with_integer_labels_grad)(z, bad)
+    assert np.all(np.isnan(g[2])) and np.all(np.isfinite(g[0]))
+    # vmap over a stack of independent problems (e.g. an ensemble or a seed sweep).
+    zs = jnp.stack([z, 2 * z, -z])
+    ys = jnp.stack([labels, labels[::-1], labels])
+    for fn in (L.softmax_cross_entropy_with_integer_labels,
+               L.softmax_cross_entropy_with_integer_labels_grad):
+        batched = jax.vmap(fn)(zs, ys)
+        for i in range(3):
+            np.testing.assert_allclose(batched[i], fn(zs[i], ys[i]), rtol=1e-6, atol=1e-7)
+    p, t = make_problem("mse", (6, 3), F32)
+    np.testing.assert_allclose(
+        jax.vmap(L.mse_grad)(jnp.stack([p, t]), jnp.stack([t, p])),
+        jnp.stack([L.mse_grad(p, t), L.mse_grad(t, p)]),
+        rtol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("name", L.names())
+def test_float32_in_float32_out_even_with_float64_targets(name):
+    p, t = make_problem(name, (4, 3), F32)
+    if name != INT_CE:
+        t = t.astype(F64)
+    for reduction in REDUCTIONS:
+        assert L.get(name)(p, t, reduction=reduction).dtype == F32
+        assert L.get_grad(name)(p, t, reduction=reduction).dtype == F32
+
+
+# ----------------------------------------------------------------------------- registry
+
+
+def test_names_and_identity():
+    assert L.names() == (
+        "mse",
+        "sigmoid_binary_cross_entropy",
+        "softmax_cross_entropy",
+        INT_CE,
+    )
+    for name in L.names():
+        assert L.get(name) is getattr(L, name)
+        assert L.get_grad(name) is getattr(L, name + "_grad")
+        assert L.serialize(L.get(name)) == name
+        assert L.get(L.serialize(L.get(name))) is L.get(name)
+        with pytest.raises(ValueError, match="gradient"):
+            L.serialize(L.get_grad(name))
+
+
+def test_get_binds_reduction():
+    p, t = make_problem("mse", (4, 3), F32)
+    fn = L.get("mse", reduction="sum")
+    np.testing.assert_allclose(fn(p, t), L.mse(p, t, reduction="sum"))
+    np.testing.assert_allclose(L.get_grad("mse", reduction="none")(p, t),
+                               L.mse_grad(p, t, reduction="none"))
+    assert L.serialize(fn) == "mse" and fn.keywords == {"reduction": "sum"}
+    assert fn == L.get("mse", reduction="sum") and fn != L.get("mse", reduction="mean")
+    np.testing.assert_allclose(jax.jit(fn)(p, t), fn(p, t), rtol=1e-6)
+
+
+@pytest.mark.parametrize("lookup", [L.get, L.get_grad])
+def test_registry_errors(lookup):
+    with pytest.raises(ValueError, match=r"'mes'.*'mse'"):
+        lookup("mes")
+    with pytest.raises(ValueError, match=r"'softmax_crossentropy'.*'softmax_cross_entropy'"):
+        lookup("softmax_crossentropy")
+    with pytest.raises(TypeError, match="name"):
+        lookup(None)
+    with pytest.raises(ValueError, match=r"'reductoin'.*did you mean 'reduction'"):
+        lookup("mse", reductoin="sum")
+    with pytest.raises(ValueError, match=r"reduction.*'avg'"):
+        lookup("mse", reduction="avg")
+
+
+def test_serialize_rejects_foreign_functions():
+    for fn in (optax.l2_loss, lambda p, t: p, L.get_grad("mse", reduction="sum")):
+        with pytest.raises(ValueError, match="serialize"):
+            L.serialize(fn)
