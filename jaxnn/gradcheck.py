@@ -1,0 +1,609 @@
+"""Check any gradient against autodiff and central finite differences, leaf by leaf.
+
+Contract::
+
+    report = check_gradients(fn, params, *args, grad_fn=my_grad)
+    report.passed          # bool
+    report.failed_leaves   # ("layers/1/w", ...): key paths of the leaves that disagree
+    print(report)          # a table: one row per leaf
+
+``fn(params, *args)`` is a scalar function (any pytree ``params`` of float arrays, any
+``args``); ``grad_fn(params, *args)`` is the gradient under test and may return either
+``grads`` (shaped like ``params``) or ``(value, grads)``, where ``value`` may itself be a
+``(value, aux)`` pair; so ``jax.value_and_grad(fn, has_aux=True)`` and
+:func:`jaxnn.backprop.value_and_grad` functions fit as they are. When ``grad_fn`` is None the
+gradient under test is autodiff itself, checked against finite differences.
+
+How the references are computed:
+
+* **autodiff**: ``jax.grad(fn)`` in float64: params and the floating-point arrays among
+  ``args`` are cast to float64 inside ``jax.enable_x64(True)``, so the check works when
+  64-bit mode is off globally.
+* **finite differences**: central differences in float64,
+  ``(fn(p + eps e_i) - fn(p - eps e_i)) / (2 eps)``, for every element of small leaves and
+  for ``max_fd_elements`` elements of larger leaves (chosen with a fixed seed), evaluated in
+  batches under ``jit``/``vmap``.
+
+Both references are compiled with ``jax.jit`` (``fn`` and ``args`` are closed over). A
+``fn`` with Python control flow on values (which ``jit`` cannot trace but eager
+``jax.grad`` can) is run eagerly instead, finite differences one element at a time (slow).
+
+``grad_fn`` runs on params of ``dtype`` (default: the params' own dtype).
+
+How agreement is judged (per leaf, elementwise, ``g`` the gradient under test and ``r`` the
+reference)::
+
+    rel_i = |g_i - r_i| / max(|r_i|, floor * max_j |r_j|, atol / rtol)
+    leaf passes  <=>  max_i rel_i <= rtol        (and likewise with fd_rtol against FD)
+
+``max_j`` runs over the leaf (of the float64 autodiff gradient), so tiny entries of a leaf
+are judged relative to that leaf's scale; ``atol`` is an absolute floor, by default
+``rtol * floor * max |r|`` over *all* leaves, so leaves that are zero up to rounding (e.g.
+the bias before a batch norm) pass. Pass ``atol=0.0`` to judge every leaf on its own scale
+(e.g. vanishing gradients in deep nets). The report gives, per leaf, ``max |g - r|`` and
+``max rel_i`` against both references.
+
+:func:`check_mlp` builds a random MLP problem and checks :func:`jaxnn.backprop.value_and_grad`
+with it; :func:`main` is the command line of ``scripts/gradcheck.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import math
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from jaxnn import backprop, losses, mlp
+
+__all__ = [
+    "GradCheckReport",
+    "LeafReport",
+    "check_gradients",
+    "check_mlp",
+    "default_tolerances",
+    "main",
+]
+
+Array = jax.Array
+_TINY = 1e-300
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafReport:
+    """The check of one leaf.
+
+    Attributes:
+      path: key path, e.g. ``"layers/0/w"``.
+      shape: the leaf's shape.
+      max_abs_error: ``max |g - autodiff|`` (None when there is no ``grad_fn``).
+      max_rel_error: ``max rel_i`` against autodiff (see the module docstring), or None.
+      fd_max_abs_error: ``max |g - FD|`` over the checked elements (None when ``fd=False``).
+      fd_max_rel_error: ``max rel_i`` against finite differences, or None.
+      fd_elements: number of elements checked with finite differences.
+      passed: whether the leaf is within tolerance against every reference.
+    """
+
+    path: str
+    shape: tuple[int, ...]
+    max_abs_error: float | None
+    max_rel_error: float | None
+    fd_max_abs_error: float | None
+    fd_max_rel_error: float | None
+    fd_elements: int
+    passed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class GradCheckReport:
+    """Result of :func:`check_gradients`.
+
+    Attributes:
+      leaves: one :class:`LeafReport` per leaf of ``params`` (flattening order).
+      passed: every leaf (and the value, when ``grad_fn`` returned one) is within tolerance.
+      checked: ``"grad_fn"`` or ``"autodiff"`` (when no ``grad_fn`` was given).
+      dtype: dtype the gradient under test was computed in.
+      rtol, atol, fd_rtol, floor, eps: the tolerances and the finite-difference step used.
+      value: ``fn(params, *args)`` in float64.
+      value_error: ``|value from grad_fn - value|`` when ``grad_fn`` returned a value.
+      value_passed: whether ``value_error <= rtol * max(|value|, 1)`` (True without one).
+    """
+
+    leaves: tuple[LeafReport, ...]
+    passed: bool
+    checked: str
+    dtype: str
+    rtol: float
+    atol: float
+    fd_rtol: float
+    floor: float
+    eps: float
+    value: float
+    value_error: float | None
+    value_passed: bool
+
+    @property
+    def failed_leaves(self) -> tuple[str, ...]:
+        """Key paths of the leaves that failed."""
+        return tuple(leaf.path for leaf in self.leaves if not leaf.passed)
+
+    def __str__(self) -> str:
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.2e}"
+
+        head = (
+            f"gradient check of {self.checked} ({self.dtype}) against autodiff and central "
+            f"finite differences (float64, eps={self.eps:g})\n"
+            f"tolerances: rtol={self.rtol:g} (vs autodiff), {max(self.rtol, self.fd_rtol):g} "
+            f"(vs FD), atol={self.atol:.2e}, floor={self.floor:g} x leaf max\n"
+        )
+        rows = [("leaf", "shape", "max|g-ad|", "rel(ad)", "max|g-fd|", "rel(fd)", "fd n", "")]
+        for leaf in self.leaves:
+            rows.append((
+                leaf.path, str(leaf.shape), f(leaf.max_abs_error), f(leaf.max_rel_error),
+                f(leaf.fd_max_abs_error), f(leaf.fd_max_rel_error), str(leaf.fd_elements),
+                "ok" if leaf.passed else "FAIL",
+            ))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
+        tail = f"value: {self.value:.10g}"
+        if self.value_error is not None:
+            tail += f" (|error| of grad_fn's value: {self.value_error:.2e}"
+            tail += ", ok)" if self.value_passed else ", FAIL)"
+        if self.passed:
+            verdict = "PASSED"
+        else:
+            failed = ", ".join(self.failed_leaves) or "value"
+            verdict = f"FAILED: {failed}"
+        return head + "\n".join(lines) + "\n" + tail + "\n" + verdict
+
+
+def default_tolerances(dtype: Any) -> dict[str, float]:
+    """Default ``rtol``, ``fd_rtol``, ``eps`` and ``floor`` for a gradient computed in ``dtype``.
+
+    float64: ``rtol=1e-7``; float32 (and narrower): ``rtol=1e-3`` (float32 rounding
+    against a float64 reference). Always ``fd_rtol=1e-5`` (central differences in
+    float64 with ``eps=1e-6``: truncation ~eps^2, cancellation ~1e-16/eps), ``floor=1e-3``.
+    """
+    wide = jnp.dtype(dtype) == jnp.dtype("float64")
+    return {"rtol": 1e-7 if wide else 1e-3, "fd_rtol": 1e-5, "eps": 1e-6, "floor": 1e-3}
+
+
+def _path_str(path: Sequence[Any]) -> str:
+    parts = []
+    for k in path:
+        for attr in ("key", "idx", "name"):
+            if hasattr(k, attr):
+                parts.append(str(getattr(k, attr)))
+                break
+        else:
+            parts.append(str(k))
+    return "/".join(parts) if parts else "<root>"
+
+
+def _is_float_array(x: Any) -> bool:
+    return isinstance(x, (jax.Array, np.ndarray, np.generic)) and jnp.issubdtype(
+        x.dtype, jnp.floating
+    )
+
+
+def _cast(tree: Any, dtype: Any) -> Any:
+    return jax.tree.map(lambda x: jnp.asarray(x, dtype) if _is_float_array(x) else x, tree)
+
+
+def _split_grad_output(out: Any, treedef: Any) -> tuple[Any, Any]:
+    if jax.tree.structure(out) == treedef:
+        return None, out
+    if isinstance(out, (tuple, list)) and len(out) == 2 and jax.tree.structure(out[1]) == treedef:
+        value = out[0]
+        if isinstance(value, (tuple, list)):
+            value = value[0]
+        return value, out[1]
+    raise TypeError(
+        "check_gradients: grad_fn must return grads shaped like params or (value, grads); got "
+        f"an output with structure {jax.tree.structure(out)}, params have {treedef}"
+    )
+
+
+def _errors(
+    g: np.ndarray, r: np.ndarray, leaf_max: float, floor: float, atol: float, rtol: float
+) -> tuple[float, float]:
+    if g.size == 0:
+        return 0.0, 0.0
+    err = np.abs(g - r)
+    denom = np.maximum(np.abs(r), max(floor * leaf_max, atol / rtol if rtol > 0 else 0.0, _TINY))
+    rel = err / denom
+    # NaN anywhere counts as a failure (np.max propagates it; report inf).
+    max_abs, max_rel = float(np.max(err)), float(np.max(rel))
+    return (math.inf if math.isnan(max_abs) else max_abs), (
+        math.inf if math.isnan(max_rel) else max_rel
+    )
+
+
+def check_gradients(
+    fn: Callable[..., Any],
+    params: Any,
+    *args: Any,
+    grad_fn: Callable[..., Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    eps: float | None = None,
+    fd: bool = True,
+    max_fd_elements: int = 256,
+    fd_rtol: float | None = None,
+    floor: float | None = None,
+    dtype: Any = None,
+    has_aux: bool = False,
+    seed: int = 0,
+    fd_batch_size: int = 64,
+) -> GradCheckReport:
+    """Compare ``grad_fn`` with float64 autodiff and central finite differences.
+
+    Args:
+      fn: ``fn(params, *args) -> scalar`` (or ``(scalar, aux)`` with ``has_aux=True``).
+      params: pytree of floating-point arrays (the differentiated argument).
+      *args: further arguments, passed unchanged except that floating-point arrays are
+        cast to float64 for the references.
+      grad_fn: the gradient under test, ``grad_fn(params, *args) -> grads`` or
+        ``(value, grads)``; None checks autodiff against finite differences.
+      rtol: relative tolerance against autodiff (default from :func:`default_tolerances`
+        for the dtype of the gradient under test).
+      atol: absolute floor (default ``rtol * floor * max |autodiff|`` over all leaves).
+      eps: finite-difference step (default ``1e-6``).
+      fd: also compare with finite differences.
+      max_fd_elements: finite differences for at most this many elements per leaf (a fixed
+        random subset, from ``seed``, for larger leaves).
+      fd_rtol: tolerance against finite differences (the larger of it and ``rtol`` is
+        used; default ``1e-5``).
+      floor: relative floor within a leaf (default ``1e-3``; see the module docstring).
+      dtype: dtype ``grad_fn`` runs in (params and floating ``args`` are cast); default
+        None keeps the params' dtype.
+      has_aux: ``fn`` returns ``(value, aux)``.
+      seed: seed of the element subsets.
+      fd_batch_size: perturbations evaluated together under ``vmap``.
+
+    Returns:
+      A :class:`GradCheckReport`.
+    """
+    leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
+    if not leaves_with_path:
+        raise ValueError("check_gradients: params has no leaves")
+    for path, leaf in leaves_with_path:
+        if not (_is_float_array(leaf) or isinstance(leaf, float)):
+            raise ValueError(
+                f"check_gradients: every leaf of params must be a floating-point array, got "
+                f"{type(leaf).__name__} {getattr(leaf, 'dtype', '')} at {_path_str(path)!r}"
+            )
+    if max_fd_elements < 1:
+        raise ValueError(f"check_gradients: max_fd_elements must be >= 1, got {max_fd_elements}")
+    paths = [_path_str(p) for p, _ in leaves_with_path]
+
+    # The gradient under test.
+    value_test = None
+    if grad_fn is not None:
+        test_dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(
+            *[leaf for _, leaf in leaves_with_path]
+        )
+        wide = test_dtype == jnp.dtype("float64")
+        with jax.enable_x64(True) if wide else contextlib.nullcontext():
+            p_test = _cast(params, test_dtype) if dtype is not None else params
+            a_test = _cast(args, test_dtype) if dtype is not None else args
+            out = grad_fn(p_test, *a_test)
+            value_test, g_test = _split_grad_output(out, treedef)
+            g_test = [np.asarray(x, np.float64) for x in jax.tree.leaves(g_test)]
+            if value_test is not None:
+                value_test = float(np.asarray(value_test, np.float64))
+    else:
+        test_dtype = jnp.dtype("float64")
+    defaults = default_tolerances(test_dtype)
+    rtol = defaults["rtol"] if rtol is None else float(rtol)
+    fd_rtol = defaults["fd_rtol"] if fd_rtol is None else float(fd_rtol)
+    eps = defaults["eps"] if eps is None else float(eps)
+    floor = defaults["floor"] if floor is None else float(floor)
+    for name, v in (("rtol", rtol), ("fd_rtol", fd_rtol), ("eps", eps)):
+        if not v > 0:
+            raise ValueError(f"check_gradients: {name} must be > 0, got {v!r}")
+    if atol is not None and atol < 0:
+        raise ValueError(f"check_gradients: atol must be >= 0, got {atol!r}")
+
+    with jax.enable_x64(True):
+        p64 = _cast(jax.tree.map(jnp.asarray, params), jnp.float64)
+        a64 = _cast(args, jnp.float64)
+
+        def scalar_fn(p):
+            out = fn(p, *a64)
+            return out[0] if has_aux else out
+
+        try:  # compiled once; a function with value-dependent Python control flow
+            value, g_ad = jax.jit(jax.value_and_grad(scalar_fn))(p64)
+            traceable = True
+        except jax.errors.ConcretizationTypeError:  # ... runs eagerly instead
+            value, g_ad = jax.value_and_grad(scalar_fn)(p64)
+            traceable = False
+        value = float(value)
+        g_ad = [np.asarray(x, np.float64) for x in jax.tree.leaves(g_ad)]
+
+        fd_vals: list[np.ndarray | None] = [None] * len(g_ad)
+        fd_idx: list[np.ndarray | None] = [None] * len(g_ad)
+        if fd:
+            flat, unravel = ravel_pytree(p64)
+            rng = np.random.default_rng(seed)
+            chosen, offset = [], 0
+            for i, g in enumerate(g_ad):
+                if g.size > max_fd_elements:
+                    idx = np.sort(rng.choice(g.size, size=max_fd_elements, replace=False))
+                else:
+                    idx = np.arange(g.size)
+                fd_idx[i] = idx
+                chosen.append(idx + offset)
+                offset += g.size
+            all_idx = jnp.asarray(np.concatenate(chosen), jnp.int32)
+
+            def one(v, i):
+                e = jnp.zeros_like(v).at[i].set(eps)
+                return (scalar_fn(unravel(v + e)) - scalar_fn(unravel(v - e))) / (2 * eps)
+
+            if traceable:
+                central = jax.jit(
+                    lambda v, idx: jax.lax.map(lambda i: one(v, i), idx, batch_size=fd_batch_size)
+                )
+                fd_all = np.asarray(central(flat, all_idx), np.float64)
+            else:
+                fd_all = np.array([float(one(flat, i)) for i in np.asarray(all_idx)])
+            start = 0
+            for i, idx in enumerate(fd_idx):
+                fd_vals[i] = fd_all[start:start + idx.size]
+                start += idx.size
+
+    global_max = max((float(np.max(np.abs(g))) if g.size else 0.0) for g in g_ad)
+    if atol is None:
+        atol = rtol * floor * global_max
+    tol_fd = max(rtol, fd_rtol)
+    atol_fd = atol * tol_fd / rtol
+    checked = g_test if grad_fn is not None else g_ad
+    reports = []
+    for i, path in enumerate(paths):
+        ref = g_ad[i]
+        leaf_max = float(np.max(np.abs(ref))) if ref.size else 0.0
+        g = checked[i].reshape(ref.shape) if checked[i].size == ref.size else checked[i]
+        if g.shape != ref.shape:
+            raise ValueError(
+                f"check_gradients: grad_fn's leaf {path!r} has shape {g.shape}, expected "
+                f"{ref.shape}"
+            )
+        passed = True
+        abs_ad = rel_ad = abs_fd = rel_fd = None
+        if grad_fn is not None:
+            abs_ad, rel_ad = _errors(g, ref, leaf_max, floor, atol, rtol)
+            passed &= rel_ad <= rtol
+        n_fd = 0
+        if fd:
+            idx = fd_idx[i]
+            n_fd = int(idx.size)
+            abs_fd, rel_fd = _errors(
+                g.reshape(-1)[idx], fd_vals[i], leaf_max, floor, atol_fd, tol_fd
+            )
+            passed &= rel_fd <= tol_fd
+        reports.append(LeafReport(
+            path=path, shape=tuple(ref.shape), max_abs_error=abs_ad, max_rel_error=rel_ad,
+            fd_max_abs_error=abs_fd, fd_max_rel_error=rel_fd, fd_elements=n_fd,
+            passed=bool(passed),
+        ))
+    value_error = None if value_test is None else abs(value_test - value)
+    value_passed = value_error is None or value_error <= rtol * max(abs(value), 1.0)
+    return GradCheckReport(
+        leaves=tuple(reports),
+        passed=all(r.passed for r in reports) and value_passed,
+        checked="grad_fn" if grad_fn is not None else "autodiff",
+        dtype=str(test_dtype),
+        rtol=rtol,
+        atol=float(atol),
+        fd_rtol=fd_rtol,
+        floor=floor,
+        eps=eps,
+        value=value,
+        value_error=value_error,
+        value_passed=bool(value_passed),
+    )
+
+
+def _mlp_problem(
+    config: mlp.MLPConfig, loss: str, batch_size: int, seed: int
+) -> tuple[Any, Any, Array, Array, Array]:
+    """Float64 params, state, inputs, targets and a dropout key for ``config`` and ``loss``."""
+    key = jax.random.PRNGKey(seed)
+    k_init, k_x, k_y, k_drop = jax.random.split(key, 4)
+    params, state = mlp.init(config, k_init, dtype=jnp.float64)
+    n_out = config.layer_sizes[-1]
+    x = jax.random.normal(k_x, (batch_size, config.layer_sizes[0]), jnp.float64)
+    loss_fn = losses.get(loss)
+    if loss_fn is losses.softmax_cross_entropy_with_integer_labels:
+        y = jax.random.randint(k_y, (batch_size,), 0, n_out, dtype=jnp.int32)
+    elif loss_fn is losses.softmax_cross_entropy:
+        y = jax.nn.softmax(jax.random.normal(k_y, (batch_size, n_out), jnp.float64))
+    elif loss_fn is losses.sigmoid_binary_cross_entropy:
+        y = jax.random.uniform(k_y, (batch_size, n_out), jnp.float64)
+    else:
+        y = jax.random.normal(k_y, (batch_size, n_out), jnp.float64)
+    return params, state, x, y, k_drop
+
+
+def check_mlp(
+    config: mlp.MLPConfig,
+    loss: str,
+    *,
+    batch_size: int = 8,
+    seed: int = 0,
+    dtype: Any = jnp.float64,
+    train: bool = True,
+    **kwargs: Any,
+) -> GradCheckReport:
+    """Check :func:`jaxnn.backprop.value_and_grad` for ``config`` on a random problem.
+
+    Draws params (``mlp.init``), standard-normal inputs and targets that fit ``loss``
+    (integer labels, soft one-hot labels, labels in [0, 1], or normal regression targets)
+    and a dropout key, all from ``seed``; the reference is autodiff of
+    :func:`jaxnn.mlp.make_loss_fn` in float64 and finite differences.
+
+    Args:
+      config: the MLP.
+      loss: a loss name matching ``config.output_activation``.
+      batch_size: examples in the batch (>= 2 when batch norm is on, for a useful test).
+      seed: seed of everything random.
+      dtype: dtype the hand-written gradient runs in.
+      train: training mode (dropout, batch statistics) or evaluation mode.
+      **kwargs: passed to :func:`check_gradients` (``rtol``, ``atol``, ``eps``, ``fd``, ...).
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"check_mlp: batch_size must be an int >= 1, got {batch_size!r}")
+    loss_fn = mlp.make_loss_fn(config, loss)
+    vg = backprop.value_and_grad(config, loss)
+    with jax.enable_x64(True):
+        params, state, x, y, key = jax.jit(_mlp_problem, static_argnums=(0, 1, 2, 3))(
+            config, loss, batch_size, seed
+        )
+
+    def fn(p, s, xb, yb, k):
+        return loss_fn(p, s, xb, yb, k, train)[0]
+
+    def grad_fn(p, s, xb, yb, k):
+        return vg(p, s, xb, yb, k, train)
+
+    return check_gradients(
+        fn, params, state, x, y, key, grad_fn=jax.jit(grad_fn), dtype=dtype, **kwargs
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--sizes must be comma-separated ints like 4,16,16,3, got {text!r}"
+        ) from None
+    return sizes
+
+
+def _kwarg(text: str) -> tuple[str, float]:
+    name, sep, value = text.partition("=")
+    try:
+        if not sep or not name:
+            raise ValueError
+        return name, float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--activation-kwarg must look like NAME=NUMBER, got {text!r}"
+        ) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="gradcheck",
+        description="Check the hand-written MLP gradient (jaxnn.backprop) against autodiff "
+        "and finite differences; exit 0 when it passes, 1 when it fails, 2 on bad input.",
+    )
+    p.add_argument("--sizes", type=_sizes, default=(4, 16, 16, 3),
+                   help="layer sizes in,hidden...,out (default 4,16,16,3)")
+    p.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
+    p.add_argument("--activation-kwarg", type=_kwarg, action="append", default=[],
+                   metavar="NAME=VALUE", help="hidden activation parameter (repeatable)")
+    p.add_argument("--output-activation", default="linear")
+    p.add_argument("--loss", default="softmax_cross_entropy_with_integer_labels")
+    p.add_argument("--initializer", default="he_normal")
+    p.add_argument("--no-bias", action="store_true")
+    p.add_argument("--batch-norm", action="store_true")
+    p.add_argument("--batch-norm-position", default="before_activation")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate on hidden layers")
+    p.add_argument("--textbook-dropout", action="store_true", help="non-inverted dropout")
+    p.add_argument("--maxout-pieces", type=int, default=2)
+    p.add_argument("--l1", type=float, default=0.0)
+    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
+                   help="dtype of the hand-written gradient (references are float64)")
+    p.add_argument("--eval", action="store_true", help="evaluation mode (train=False)")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rtol", type=float, default=None)
+    p.add_argument("--atol", type=float, default=None)
+    p.add_argument("--eps", type=float, default=None)
+    p.add_argument("--no-fd", action="store_true", help="skip finite differences")
+    p.add_argument("--max-fd-elements", type=int, default=256)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``scripts/gradcheck.py``; returns the exit status.
+
+    Prints the report table. Returns 0 when the check passes, 1 when it fails and 2 on bad
+    input (after a one-line ``gradcheck: error: ...`` on stderr, no traceback).
+    """
+    try:
+        ns = _parser().parse_args(argv)
+        config = mlp.MLPConfig(
+            layer_sizes=ns.sizes,
+            hidden_activation=ns.activation,
+            output_activation=ns.output_activation,
+            activation_kwargs=tuple(ns.activation_kwarg),
+            initializer=ns.initializer,
+            use_bias=not ns.no_bias,
+            dropout_rate=ns.dropout,
+            dropout_inverted=not ns.textbook_dropout,
+            batch_norm=ns.batch_norm,
+            batch_norm_position=ns.batch_norm_position,
+            maxout_pieces=ns.maxout_pieces,
+            l1=ns.l1,
+            l2=ns.l2,
+        )
+        mlp.check_loss(config, ns.loss, "gradcheck")
+        if ns.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {ns.batch_size}")
+        if ns.max_fd_elements < 1:
+            raise ValueError(f"--max-fd-elements must be >= 1, got {ns.max_fd_elements}")
+        for name in ("rtol", "eps"):
+            v = getattr(ns, name)
+            if v is not None and not v > 0:
+                raise ValueError(f"--{name} must be > 0, got {v}")
+        if ns.atol is not None and not ns.atol >= 0:
+            raise ValueError(f"--atol must be >= 0, got {ns.atol}")
+    except (_UsageError, ValueError, TypeError) as e:
+        msg = " ".join(str(e).split())
+        print(f"gradcheck: error: {msg}", file=sys.stderr)
+        return 2
+    report = check_mlp(
+        config,
+        ns.loss,
+        batch_size=ns.batch_size,
+        seed=ns.seed,
+        dtype=ns.dtype,
+        train=not ns.eval,
+        rtol=ns.rtol,
+        atol=ns.atol,
+        eps=ns.eps,
+        fd=not ns.no_fd,
+        max_fd_elements=ns.max_fd_elements,
+    )
+    print(report)
+    return 0 if report.passed else 1

@@ -1,0 +1,277 @@
+"""Tests of jaxnn.gradcheck: it passes correct gradients, catches and names wrong ones."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import backprop, gradcheck, mlp
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+# A research-code function that is not an MLP: a nested pytree with a tuple, a dict and a
+# scalar leaf, and extra arguments (an array and a Python float).
+def _fn(params, x, scale):
+    a, b = params["pair"]
+    h = jnp.tanh(x @ a + b)
+    return scale * jnp.sum(h * params["head"]["v"]) + params["s"] ** 2
+
+
+def _grad(params, x, scale):
+    a, b = params["pair"]
+    h = jnp.tanh(x @ a + b)
+    dh = scale * params["head"]["v"] * (1 - h**2)
+    return {
+        "pair": (x.T @ dh, dh.sum(0)),
+        "head": {"v": scale * h},
+        "s": 2 * params["s"],
+    }
+
+
+def _params(dtype=jnp.float64):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(0), 3)
+    return {
+        "pair": (jax.random.normal(k1, (3, 4), dtype), jax.random.normal(k2, (4,), dtype)),
+        "head": {"v": jax.random.normal(k3, (5, 4), dtype)},
+        "s": jnp.asarray(0.7, dtype),
+    }
+
+
+X = jax.random.normal(jax.random.PRNGKey(1), (5, 3), jnp.float64)
+
+
+def test_correct_gradient_passes_on_a_user_pytree():
+    report = gradcheck.check_gradients(_fn, _params(), X, 1.5, grad_fn=_grad)
+    assert report.passed, str(report)
+    assert report.failed_leaves == ()
+    assert [leaf.path for leaf in report.leaves] == ["head/v", "pair/0", "pair/1", "s"]
+    for leaf in report.leaves:
+        assert leaf.max_rel_error is not None and leaf.max_rel_error < 1e-12
+        assert leaf.fd_max_rel_error is not None and leaf.fd_max_rel_error < 1e-6
+        assert leaf.fd_elements == int(np.prod(leaf.shape))
+    assert report.checked == "grad_fn" and report.dtype == "float64"
+    text = str(report)
+    assert "pair/0" in text and "PASSED" in text
+
+
+@pytest.mark.parametrize(
+    "leaf, corrupt",
+    [
+        ("pair/0", lambda g: {**g, "pair": (-g["pair"][0], g["pair"][1])}),  # sign flip
+        ("head/v", lambda g: {**g, "head": {"v": 0.5 * g["head"]["v"]}}),  # missing factor
+        ("s", lambda g: {**g, "s": g["s"] / 2}),  # a forgotten factor 2 in a scalar
+        ("pair/1", lambda g: {**g, "pair": (g["pair"][0], g["pair"][1].at[2].add(1e-4))}),
+    ],
+    ids=["sign_flip", "missing_factor", "scalar_factor", "one_element"],
+)
+def test_planted_wrong_gradient_is_caught_and_named(leaf, corrupt):
+    report = gradcheck.check_gradients(
+        _fn, _params(), X, 1.5, grad_fn=lambda p, x, s: corrupt(_grad(p, x, s))
+    )
+    assert not report.passed
+    assert report.failed_leaves == (leaf,)
+    text = str(report)
+    assert f"FAILED: {leaf}" in text
+    bad = {r.path: r for r in report.leaves}[leaf]
+    assert bad.max_rel_error > report.rtol and bad.fd_max_rel_error > report.fd_rtol
+
+
+def test_autodiff_against_finite_differences_without_grad_fn():
+    report = gradcheck.check_gradients(_fn, _params(), X, 1.5)
+    assert report.passed and report.checked == "autodiff"
+    assert all(leaf.max_abs_error is None for leaf in report.leaves)
+    # A function whose autodiff is wrong (a custom_jvp with a planted bug) fails against FD.
+
+    @jax.custom_jvp
+    def bad_square(x):
+        return x**2
+
+    @bad_square.defjvp
+    def _(primals, tangents):
+        (x,), (t,) = primals, tangents
+        return x**2, 3.0 * x * t  # should be 2 x t
+
+    report = gradcheck.check_gradients(lambda p: jnp.sum(bad_square(p["w"])) + jnp.sum(p["ok"]),
+                                       {"w": jnp.ones(3), "ok": jnp.ones(2)})
+    assert report.failed_leaves == ("w",)
+
+
+def test_grad_fn_output_forms_and_value_check():
+    p = _params()
+    vg = jax.value_and_grad(_fn)
+    vg_aux = jax.value_and_grad(lambda p, x, s: (_fn(p, x, s), {"aux": 1.0}), has_aux=True)
+    for grad_fn in (vg, vg_aux):
+        report = gradcheck.check_gradients(_fn, p, X, 1.5, grad_fn=grad_fn)
+        assert report.passed and report.value_error is not None and report.value_error < 1e-12
+    wrong_value = lambda p, x, s: (_fn(p, x, s) + 1.0, _grad(p, x, s))
+    report = gradcheck.check_gradients(_fn, p, X, 1.5, grad_fn=wrong_value)
+    assert not report.passed and not report.value_passed and report.failed_leaves == ()
+    assert "FAILED: value" in str(report)
+    with pytest.raises(TypeError, match="grad_fn must return"):
+        gradcheck.check_gradients(_fn, p, X, 1.5, grad_fn=lambda p, x, s: [1.0, 2.0, 3.0])
+
+
+def test_function_with_value_dependent_control_flow_runs_eagerly():
+    def fn(p):  # jax.grad can differentiate this eagerly; jax.jit cannot trace it
+        if p["w"].sum() > 0:
+            return jnp.sum(p["w"] ** 3)
+        return jnp.sum(p["w"])
+
+    params = {"w": jnp.array([0.5, 1.0, 2.0])}
+    good = gradcheck.check_gradients(fn, params, grad_fn=lambda p: {"w": 3 * p["w"] ** 2})
+    assert good.passed, str(good)
+    assert good.leaves[0].fd_elements == 3
+    bad = gradcheck.check_gradients(fn, params, grad_fn=lambda p: {"w": 2 * p["w"] ** 2})
+    assert bad.failed_leaves == ("w",)
+
+
+def test_large_leaves_are_subsampled_with_a_fixed_seed():
+    params = {"w": jax.random.normal(jax.random.PRNGKey(2), (40, 30), jnp.float64)}
+    fn = lambda p: jnp.sum(jnp.sin(p["w"]))
+    r1 = gradcheck.check_gradients(fn, params, max_fd_elements=50)
+    r2 = gradcheck.check_gradients(fn, params, max_fd_elements=50)
+    assert r1.passed and r1.leaves[0].fd_elements == 50
+    assert r1.leaves[0].fd_max_abs_error == r2.leaves[0].fd_max_abs_error
+
+
+def test_float32_gradient_with_64_bit_mode_off():
+    # Reference is computed in float64 inside jax.enable_x64 even when x64 is off.
+    with jax.enable_x64(False):
+        p32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _params(jnp.float32))
+        x32 = jnp.asarray(np.asarray(X), jnp.float32)
+        report = gradcheck.check_gradients(_fn, p32, x32, 1.5, grad_fn=_grad)
+        assert report.passed, str(report)
+        assert report.dtype == "float32" and report.rtol == 1e-3
+        errs = [leaf.max_rel_error for leaf in report.leaves]
+        assert max(errs) > 1e-12  # float32 rounding is visible against a float64 reference
+        bad = gradcheck.check_gradients(
+            _fn, p32, x32, 1.5, grad_fn=lambda p, x, s: {**_grad(p, x, s), "s": -_grad(p, x, s)[
+                "s"]},
+        )
+        assert bad.failed_leaves == ("s",)
+
+
+def test_argument_errors():
+    with pytest.raises(ValueError, match="params has no leaves"):
+        gradcheck.check_gradients(lambda p: 0.0, {})
+    with pytest.raises(ValueError, match="floating-point"):
+        gradcheck.check_gradients(lambda p: 0.0, {"i": jnp.arange(3)})
+    with pytest.raises(ValueError, match="rtol must be > 0"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, rtol=0.0)
+    with pytest.raises(ValueError, match="max_fd_elements"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, max_fd_elements=0)
+
+
+# ----------------------------------------------------------------------------- MLPs
+
+
+@pytest.mark.parametrize(
+    "config_kwargs, loss",
+    [
+        (dict(layer_sizes=(4, 6, 5, 3), hidden_activation="tanh", batch_norm=True,
+              dropout_rate=0.1, l2=1e-3), "softmax_cross_entropy_with_integer_labels"),
+        (dict(layer_sizes=(4, 6, 3), hidden_activation="softplus", l1=1e-3,
+              batch_norm=True, batch_norm_position="after_activation"),
+         "sigmoid_binary_cross_entropy"),
+        (dict(layer_sizes=(4, 6, 2), hidden_activation="elu", output_activation="tanh"), "mse"),
+    ],
+    ids=["tanh_bn_dropout_l2", "softplus_bn_after_l1", "elu_mse"],
+)
+def test_check_mlp_float64_against_autodiff_and_finite_differences(config_kwargs, loss):
+    report = gradcheck.check_mlp(mlp.MLPConfig(**config_kwargs), loss)
+    assert report.passed, str(report)
+    assert all(leaf.fd_max_rel_error < 1e-5 for leaf in report.leaves)
+
+
+def test_check_mlp_float32_and_eval_mode():
+    config = mlp.MLPConfig(layer_sizes=(4, 6, 3), batch_norm=True, dropout_rate=0.2)
+    report = gradcheck.check_mlp(config, "softmax_cross_entropy", dtype=jnp.float32,
+                                 train=False, fd=False)
+    assert report.passed and report.dtype == "float32"
+    assert all(leaf.fd_max_abs_error is None for leaf in report.leaves)
+
+
+def test_planted_bug_in_backprop_is_named():
+    config = mlp.MLPConfig(layer_sizes=(4, 6, 5, 3), hidden_activation="tanh")
+    loss = "softmax_cross_entropy_with_integer_labels"
+    vg = backprop.value_and_grad(config, loss)
+    loss_fn = mlp.make_loss_fn(config, loss)
+    params, state = jax.jit(lambda k: mlp.init(config, k, dtype=jnp.float64))(
+        jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (8, 4), jnp.float64)
+    y = jnp.arange(8) % 3
+
+    def buggy(p, s, x, y):
+        value, grads = vg(p, s, x, y)
+        grads["layers"][1]["b"] = -grads["layers"][1]["b"]
+        return value, grads
+
+    report = gradcheck.check_gradients(lambda p, s, x, y: loss_fn(p, s, x, y)[0], params,
+                                       state, x, y, grad_fn=jax.jit(buggy))
+    assert report.failed_leaves == ("layers/1/b",)
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+def test_main_passes_and_prints_the_table(capsys):
+    code = gradcheck.main(["--sizes", "4,6,6,3", "--activation", "tanh", "--batch-norm",
+                           "--dropout", "0.1", "--l2", "1e-3", "--dtype", "float64",
+                           "--seed", "0"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "layers/0/w" in out and "layers/1/bn/gamma" in out and "PASSED" in out
+
+
+def test_main_returns_1_when_the_check_fails(capsys):
+    code = gradcheck.main(["--sizes", "3,4,2", "--rtol", "1e-300", "--atol", "0", "--no-fd"])
+    assert code == 1
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--sizes", "4,x,3"],
+        ["--sizes", "4"],
+        ["--activation", "relux"],
+        ["--dropout", "1.5"],
+        ["--loss", "softmax_cross_entropy", "--output-activation", "sigmoid"],
+        ["--loss", "nope"],
+        ["--bogus"],
+        ["--dtype", "float16"],
+        ["--batch-size", "0"],
+        ["--activation-kwarg", "negative_slope"],
+    ],
+)
+def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
+    assert gradcheck.main(argv) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert captured.out == ""
+    assert err.startswith("gradcheck: error: ") and "\n" not in err and "Traceback" not in err
+
+
+def test_script_end_to_end():
+    script = str(REPO / "scripts" / "gradcheck.py")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's jaxnn
+    # 64-bit mode is off in a fresh process: the float32 gradient (with dropout masks from
+    # the same key) is checked against a float64 reference computed under enable_x64.
+    ok = subprocess.run([sys.executable, script, "--sizes", "3,5,2", "--activation", "relu",
+                         "--loss", "mse", "--dtype", "float32", "--dropout", "0.3",
+                         "--batch-norm"],
+                        capture_output=True, text=True, timeout=300, env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "PASSED" in ok.stdout
+    bad = subprocess.run([sys.executable, script, "--sizes", "3"],
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr

@@ -1,0 +1,257 @@
+"""Tests of jaxnn.layers: every backward equals jax.vjp of its forward; mode semantics."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import initializers, layers
+
+KEY = jax.random.PRNGKey(0)
+
+
+def _normal(seed, shape, dtype=jnp.float64):
+    return jax.random.normal(jax.random.PRNGKey(seed), shape, dtype)
+
+
+# ----------------------------------------------------------------------------- dense
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_dense_init_shapes_and_dtype(use_bias, dtype):
+    p = layers.dense_init(
+        KEY, 5, 3, kernel_init=initializers.get("glorot_normal"), use_bias=use_bias, dtype=dtype
+    )
+    assert p["w"].shape == (5, 3) and p["w"].dtype == dtype
+    assert ("b" in p) == use_bias
+    if use_bias:
+        assert p["b"].shape == (3,) and p["b"].dtype == dtype
+        np.testing.assert_array_equal(p["b"], 0.0)
+    # Different keys give different kernels; the same key the same kernel.
+    q = layers.dense_init(KEY, 5, 3, kernel_init="glorot_normal", use_bias=use_bias, dtype=dtype)
+    np.testing.assert_array_equal(p["w"], q["w"])
+    r = layers.dense_init(
+        jax.random.PRNGKey(1), 5, 3, kernel_init="glorot_normal", use_bias=use_bias, dtype=dtype
+    )
+    assert not np.allclose(p["w"], r["w"])
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_dense_init_rejects_bad_sizes(bad):
+    with pytest.raises(ValueError, match="dense_init: in_features"):
+        layers.dense_init(KEY, bad, 3, kernel_init=initializers.zeros)
+
+
+def test_dense_init_rejects_non_callable_initializer():
+    with pytest.raises(TypeError, match="kernel_init"):
+        layers.dense_init(KEY, 2, 3, kernel_init=3.0)
+
+
+@pytest.mark.parametrize("use_bias", [True, False])
+@pytest.mark.parametrize("x_shape", [(6, 4), (2, 3, 4)])
+def test_dense_backward_matches_vjp(use_bias, x_shape):
+    p = layers.dense_init(
+        KEY, 4, 3, kernel_init="lecun_normal", bias_init=initializers.normal(1.0),
+        use_bias=use_bias, dtype=jnp.float64,
+    )
+    x = _normal(1, x_shape)
+    y, vjp = jax.vjp(layers.dense_forward, p, x)
+    expected_y = x @ p["w"] + (p["b"] if use_bias else 0.0)
+    np.testing.assert_allclose(y, expected_y, rtol=1e-12)
+    g = _normal(2, y.shape)
+    gp_ref, gx_ref = vjp(g)
+    gp, gx = layers.dense_backward(p, x, g)
+    assert set(gp) == set(p)
+    for k in p:
+        np.testing.assert_allclose(gp[k], gp_ref[k], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_dense_keeps_float32():
+    p = layers.dense_init(KEY, 4, 3, kernel_init="he_normal", dtype=jnp.float32)
+    x = _normal(1, (5, 4), jnp.float32)
+    y = layers.dense_forward(p, x)
+    gp, gx = layers.dense_backward(p, x, jnp.ones_like(y))
+    assert y.dtype == gx.dtype == gp["w"].dtype == gp["b"].dtype == jnp.float32
+
+
+# ----------------------------------------------------------------------------- dropout
+
+
+@pytest.mark.parametrize("rate", [-0.1, 1.0, 1.5])
+def test_dropout_rejects_rate_outside_unit_interval(rate):
+    x = jnp.ones((3, 4))
+    with pytest.raises(ValueError, match=r"dropout_forward: rate must be in \[0, 1\)"):
+        layers.dropout_forward(KEY, x, rate, train=True)
+    with pytest.raises(ValueError, match="dropout_backward: rate"):
+        layers.dropout_backward(x, x, rate, train=True)
+
+
+def test_dropout_requires_key_in_training():
+    with pytest.raises(ValueError, match="key is required"):
+        layers.dropout_forward(None, jnp.ones((3, 4)), 0.5, train=True)
+    # ... but not in evaluation mode or with rate 0.
+    layers.dropout_forward(None, jnp.ones((3, 4)), 0.5, train=False)
+    layers.dropout_forward(None, jnp.ones((3, 4)), 0.0, train=True)
+
+
+@pytest.mark.parametrize("inverted", [True, False])
+def test_dropout_train_mode(inverted):
+    rate = 0.3
+    x = _normal(3, (200, 50), jnp.float32)
+    y, mask = layers.dropout_forward(KEY, x, rate, train=True, inverted=inverted)
+    assert y.dtype == mask.dtype == jnp.float32
+    assert set(np.unique(np.asarray(mask))) <= {0.0, 1.0}
+    # The keep fraction is 1 - rate (10000 Bernoulli draws: std ~ 0.005).
+    assert abs(float(mask.mean()) - (1 - rate)) < 0.02
+    scale = 1 / (1 - rate) if inverted else 1.0
+    np.testing.assert_allclose(y, x * mask * scale, rtol=1e-6)
+    # Same key, same mask; another key, another mask.
+    _, mask2 = layers.dropout_forward(KEY, x, rate, train=True, inverted=inverted)
+    np.testing.assert_array_equal(mask, mask2)
+    _, mask3 = layers.dropout_forward(jax.random.PRNGKey(9), x, rate, train=True)
+    assert not np.array_equal(mask, mask3)
+
+
+def test_dropout_mask_depends_on_the_key_only():
+    x64 = _normal(3, (50, 40), jnp.float64)
+    _, m64 = layers.dropout_forward(KEY, x64, 0.3, train=True)
+    _, m32 = layers.dropout_forward(KEY, x64.astype(jnp.float32), 0.3, train=True)
+    with jax.enable_x64(False):
+        _, m_off = layers.dropout_forward(KEY, jnp.ones((50, 40), jnp.float32), 0.3, train=True)
+    np.testing.assert_array_equal(m64, m32)
+    np.testing.assert_array_equal(m64, np.asarray(m_off))
+
+
+def test_dropout_eval_mode():
+    x = _normal(3, (4, 5), jnp.float32)
+    y, mask = layers.dropout_forward(KEY, x, 0.25, train=False)  # inverted: identity
+    np.testing.assert_array_equal(y, x)
+    np.testing.assert_array_equal(mask, 1.0)
+    y, _ = layers.dropout_forward(KEY, x, 0.25, train=False, inverted=False)  # textbook
+    np.testing.assert_allclose(y, 0.75 * x, rtol=1e-7)
+    assert y.dtype == jnp.float32
+
+
+def test_dropout_expectation_matches_between_modes():
+    # Both variants keep E[train output] == eval output.
+    x = jnp.full((400, 400), 2.0)
+    for inverted in (True, False):
+        y_train, _ = layers.dropout_forward(KEY, x, 0.4, train=True, inverted=inverted)
+        y_eval, _ = layers.dropout_forward(KEY, x, 0.4, train=False, inverted=inverted)
+        assert abs(float(y_train.mean()) - float(y_eval.mean())) < 0.02
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("inverted", [True, False])
+def test_dropout_backward_matches_vjp(train, inverted):
+    x = _normal(4, (6, 7))
+    f = lambda x: layers.dropout_forward(KEY, x, 0.4, train=train, inverted=inverted)[0]
+    y, vjp = jax.vjp(f, x)
+    _, mask = layers.dropout_forward(KEY, x, 0.4, train=train, inverted=inverted)
+    g = _normal(5, y.shape)
+    (gx_ref,) = vjp(g)
+    gx = layers.dropout_backward(mask, g, 0.4, train=train, inverted=inverted)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-13)
+
+
+# ----------------------------------------------------------------------------- batch norm
+
+
+def test_batch_norm_init():
+    params, state = layers.batch_norm_init(4, jnp.float32)
+    np.testing.assert_array_equal(params["gamma"], 1.0)
+    np.testing.assert_array_equal(params["beta"], 0.0)
+    np.testing.assert_array_equal(state["mean"], 0.0)
+    np.testing.assert_array_equal(state["var"], 1.0)
+    assert all(v.shape == (4,) and v.dtype == jnp.float32 for v in (*params.values(),
+                                                                    *state.values()))
+    with pytest.raises(ValueError, match="batch_norm_init: features"):
+        layers.batch_norm_init(0)
+
+
+def _bn_problem(dtype=jnp.float64):
+    x = 3.0 + 2.0 * _normal(6, (8, 5), dtype)
+    params = {"gamma": 1.0 + 0.5 * _normal(7, (5,), dtype), "beta": _normal(8, (5,), dtype)}
+    state = {"mean": _normal(9, (5,), dtype), "var": 0.5 + jnp.abs(_normal(10, (5,), dtype))}
+    return params, state, x
+
+
+def test_batch_norm_train_forward_and_running_update():
+    params, state, x = _bn_problem()
+    unit = {"gamma": jnp.ones(5), "beta": jnp.zeros(5)}
+    y, _, new_state = layers.batch_norm_forward(unit, state, x, train=True, momentum=0.8, eps=1e-5)
+    # Batch statistics: each feature of the output has mean 0 and (biased) variance ~1.
+    np.testing.assert_allclose(y.mean(0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(y.var(0), x.var(0) / (x.var(0) + 1e-5), rtol=1e-12)
+    # Running statistics: new = momentum * old + (1 - momentum) * batch (unbiased variance).
+    n = x.shape[0]
+    np.testing.assert_allclose(new_state["mean"], 0.8 * state["mean"] + 0.2 * x.mean(0),
+                               rtol=1e-12)
+    np.testing.assert_allclose(
+        new_state["var"], 0.8 * state["var"] + 0.2 * x.var(0) * n / (n - 1), rtol=1e-12
+    )
+    # gamma and beta scale and shift.
+    y2, _, _ = layers.batch_norm_forward(params, state, x, train=True, momentum=0.8)
+    np.testing.assert_allclose(y2, params["gamma"] * y + params["beta"], rtol=1e-12)
+
+
+def test_batch_norm_eval_uses_running_statistics():
+    params, state, x = _bn_problem()
+    y, _, new_state = layers.batch_norm_forward(params, state, x, train=False, eps=1e-3)
+    expected = params["gamma"] * (x - state["mean"]) / np.sqrt(state["var"] + 1e-3) + params[
+        "beta"
+    ]
+    np.testing.assert_allclose(y, expected, rtol=1e-12)
+    assert new_state is state
+
+
+def test_batch_norm_keeps_float32():
+    params, state, x = _bn_problem(jnp.float32)
+    for train in (True, False):
+        y, cache, new_state = layers.batch_norm_forward(params, state, x, train=train)
+        grads, gx = layers.batch_norm_backward(cache, jnp.ones_like(y))
+        leaves = [y, gx, *grads.values(), *new_state.values()]
+        assert all(v.dtype == jnp.float32 for v in leaves)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batch_norm_backward_matches_vjp(train):
+    params, state, x = _bn_problem()
+    f = lambda p, x: layers.batch_norm_forward(p, state, x, train=train)[0]
+    y, vjp = jax.vjp(f, params, x)
+    g = _normal(11, y.shape)
+    gp_ref, gx_ref = vjp(g)
+    _, cache, _ = layers.batch_norm_forward(params, state, x, train=train)
+    gp, gx = layers.batch_norm_backward(cache, g)
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-10, atol=1e-12)
+    for k in ("gamma", "beta"):
+        np.testing.assert_allclose(gp[k], gp_ref[k], rtol=1e-10, atol=1e-12)
+    if train:
+        # The full backward (through the batch mean) makes dL/dx sum to zero over the batch;
+        # a simplified backward (statistics held constant) would not.
+        np.testing.assert_allclose(gx.sum(0), 0.0, atol=1e-10)
+        _, gx_simplified = layers.batch_norm_backward(
+            layers.BatchNormCache(cache.x_hat, cache.inv_std, cache.gamma, train=False), g)
+        assert np.abs(np.asarray(gx_simplified).sum(0)).max() > 1e-3
+
+
+def test_batch_norm_cache_is_a_pytree_usable_across_jit():
+    params, state, x = _bn_problem()
+    fwd = jax.jit(lambda p, s, x: layers.batch_norm_forward(p, s, x, train=True))
+    y, cache, _ = fwd(params, state, x)
+    assert isinstance(cache, layers.BatchNormCache) and cache.train is True
+    assert len(jax.tree.leaves(cache)) == 3  # x_hat, inv_std, gamma; `train` is static
+    grads, gx = jax.jit(layers.batch_norm_backward)(cache, jnp.ones_like(y))
+    _, gx_ref = layers.batch_norm_backward(cache, jnp.ones_like(y))
+    np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kw, match", [({"momentum": 1.5}, "momentum"), ({"eps": 0.0}, "eps")])
+def test_batch_norm_rejects_bad_arguments(kw, match):
+    params, state, x = _bn_problem()
+    with pytest.raises(ValueError, match=f"batch_norm_forward: {match}"):
+        layers.batch_norm_forward(params, state, x, train=True, **kw)
