@@ -1,0 +1,629 @@
+"""MNIST and Fashion-MNIST from their official IDX files: find, download, verify, load.
+
+Contract: ``load_mnist(...)`` / ``load_fashion_mnist(...)`` return a 10-class
+:class:`~jaxnn.data.dataset.Dataset` with ``float32`` rows of 784 raw pixel values in
+``[0, 255]`` and ``int32`` labels 0..9 (60000 train / 10000 test rows with the official
+split). :func:`jaxnn.data.load` then divides by 255 (normalization ``"scale"``, its default).
+
+Where the four files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
+``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``; gzipped or not) are looked
+for, in this order; the first directory holding every needed file wins:
+
+1. ``data_dir`` (the argument; it must exist when given),
+2. ``$JAXNN_DATA``,
+3. the cache, ``$XDG_CACHE_HOME/jaxnn`` or ``~/.cache/jaxnn``,
+
+each either in the data set's subfolder (``mnist/``; ``fashion-mnist/`` or ``fashion_mnist/``)
+or directly in the directory. If none has them and ``download=True``, the missing files are
+downloaded from the official mirrors into ``<cache>/mnist`` or ``<cache>/fashion-mnist``,
+each checked against its published size and checksums before it is written (atomically: a
+temporary file in the same folder, then ``os.replace``), so a bad or partial download never
+lands in the cache. A failed download raises :class:`~jaxnn.data.idx.DataError` naming the
+URLs tried and saying which files to put where.
+
+Verification: every file is parsed as IDX and checked for structure (28x28 uint8 images,
+uint8 labels in 0..9, as many labels as images). Checksums (sha256 and md5 of the ``.gz``,
+sha256 of the uncompressed file where known) are always checked on downloads and, by
+default, on files in the cache; files you place yourself (``data_dir``, ``$JAXNN_DATA``) are
+checked only with ``verify=True`` (you may have your own, differently compressed copy).
+``verify=False`` skips checksums on files found (never on downloads). Whatever ``verify``
+says, a labels file that is recognisably the *other* data set's (MNIST files in a
+Fashion-MNIST folder or the reverse) is refused.
+
+Only the test files? ``split="test"`` builds both splits from the 10000 official test images
+alone (a keyed, stratified split, ``test_fraction`` of them for testing), for machines that
+have only ``t10k-*`` files; the default ``split="official"`` needs all four files.
+
+References: Y. LeCun, C. Cortes and C. J. C. Burges, "The MNIST database of handwritten
+digits"; H. Xiao, K. Rasul and R. Vollgraf, "Fashion-MNIST: a Novel Image Dataset for
+Benchmarking Machine Learning Algorithms", arXiv:1708.07747, 2017.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import pathlib
+import tempfile
+import urllib.request
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from jaxnn.data.dataset import Dataset, _require_key, train_test_split
+from jaxnn.data.idx import DataError, read_idx
+
+__all__ = [
+    "FASHION_MNIST",
+    "MAX_VALUE",
+    "MNIST",
+    "ROLES",
+    "SOURCES",
+    "SPLITS",
+    "FileSpec",
+    "Source",
+    "bytes_digests",
+    "cache_dir",
+    "file_digests",
+    "load_fashion_mnist",
+    "load_mnist",
+    "locate_files",
+    "read_images_and_labels",
+    "search_dirs",
+    "urllib_fetch",
+    "verify_file",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The largest pixel value of the 8-bit images.
+MAX_VALUE: float = 255.0
+#: The values of the ``split`` argument.
+SPLITS: tuple[str, ...] = ("official", "test")
+#: File roles, in the order they are reported.
+ROLES: tuple[str, ...] = ("train_images", "train_labels", "test_images", "test_labels")
+_SPLIT_ROLES = {"official": ROLES, "test": ("test_images", "test_labels")}
+
+Fetch = Callable[[str], bytes]
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSpec:
+    """One official file and what is known about it (None: unknown, not checked)."""
+
+    name: str  # the gzipped file name; the uncompressed file has the same name minus ".gz"
+    size: int | None = None  # bytes of the .gz file
+    sha256: str | None = None  # of the .gz file
+    md5: str | None = None  # of the .gz file
+    raw_sha256: str | None = None  # of the uncompressed file
+
+    @property
+    def raw_name(self) -> str:
+        return self.name.removesuffix(".gz")
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """A data set distributed as the four MNIST-style IDX files."""
+
+    name: str  # as in jaxnn.data.names()
+    title: str  # for messages
+    subdirs: tuple[str, ...]  # subfolder names accepted; the first one is used by the cache
+    mirrors: tuple[str, ...]  # base URLs, tried in order
+    files: Mapping[str, FileSpec]  # role -> file
+    class_names: tuple[str, ...]
+
+
+# Checksums of the files in ../shared/data were computed here (sha256 and md5 of the .gz and
+# sha256 of the uncompressed content); the md5 sums agree with those the data sets publish.
+# For the MNIST train files, of which we have no copy, only the published md5 sums are known.
+MNIST = Source(
+    name="mnist",
+    title="MNIST",
+    subdirs=("mnist",),
+    mirrors=(
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "http://yann.lecun.com/exdb/mnist/",
+    ),
+    files={
+        "train_images": FileSpec(
+            "train-images-idx3-ubyte.gz", md5="f68b3c2dcbeaaa9fbdd348bbdeb94873"
+        ),
+        "train_labels": FileSpec(
+            "train-labels-idx1-ubyte.gz", md5="d53e105ee54ea40749a09fcbcd1e9432"
+        ),
+        "test_images": FileSpec(
+            "t10k-images-idx3-ubyte.gz",
+            size=1648877,
+            sha256="8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            md5="9fb629c4189551a2d022fa330f9573f3",
+            raw_sha256="0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        ),
+        "test_labels": FileSpec(
+            "t10k-labels-idx1-ubyte.gz",
+            size=4542,
+            sha256="f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+            md5="ec29112dd5afa0611ce80d1b7f02629c",
+            raw_sha256="ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
+    },
+    class_names=tuple(str(d) for d in range(10)),
+)
+
+FASHION_MNIST = Source(
+    name="fashion_mnist",
+    title="Fashion-MNIST",
+    subdirs=("fashion-mnist", "fashion_mnist"),
+    mirrors=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
+    files={
+        "train_images": FileSpec(
+            "train-images-idx3-ubyte.gz",
+            size=26421880,
+            sha256="3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+            md5="8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            raw_sha256="c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
+        "train_labels": FileSpec(
+            "train-labels-idx1-ubyte.gz",
+            size=29515,
+            sha256="a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+            md5="25c81989df183df01b3e8a0aad5dffbe",
+            raw_sha256="bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
+        "test_images": FileSpec(
+            "t10k-images-idx3-ubyte.gz",
+            size=4422102,
+            sha256="346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+            md5="bef4ecab320f06d8554ea6380940ec79",
+            raw_sha256="5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        ),
+        "test_labels": FileSpec(
+            "t10k-labels-idx1-ubyte.gz",
+            size=5148,
+            sha256="67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+            md5="bb300cfdad3c16e7a12a480ee83cd310",
+            raw_sha256="0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
+    },
+    class_names=(
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ),
+)
+
+#: Data set name -> :class:`Source`.
+SOURCES: dict[str, Source] = {MNIST.name: MNIST, FASHION_MNIST.name: FASHION_MNIST}
+
+
+# --------------------------------------------------------------------------------------------
+# Where to look.
+
+
+def cache_dir() -> pathlib.Path:
+    """The jaxnn cache: ``$XDG_CACHE_HOME/jaxnn`` if that variable is set, else
+    ``~/.cache/jaxnn``. Downloads go to its ``mnist/`` and ``fashion-mnist/`` subfolders."""
+    base = os.environ.get("XDG_CACHE_HOME")
+    root = pathlib.Path(base).expanduser() if base else pathlib.Path.home() / ".cache"
+    return root / "jaxnn"
+
+
+def _source(name: str) -> Source:
+    if name not in SOURCES:
+        raise ValueError(f"unknown IDX data set {name!r}; known: {sorted(SOURCES)}")
+    return SOURCES[name]
+
+
+def search_dirs(
+    name: str, data_dir: str | os.PathLike | None = None
+) -> list[tuple[str, pathlib.Path]]:
+    """Directories searched for ``name``'s files, in order, as ``(origin, path)`` pairs.
+
+    ``origin`` is ``"data_dir"``, ``"$JAXNN_DATA"`` or ``"cache"``; within each, the data
+    set's subfolders come before the directory itself. Paths need not exist.
+    """
+    source = _source(name)
+    roots: list[tuple[str, pathlib.Path]] = []
+    if data_dir is not None:
+        roots.append(("data_dir", pathlib.Path(data_dir).expanduser()))
+    env = os.environ.get("JAXNN_DATA")
+    if env:
+        roots.append(("$JAXNN_DATA", pathlib.Path(env).expanduser()))
+    roots.append(("cache", cache_dir()))
+    out = []
+    for origin, root in roots:
+        out.extend((origin, root / sub) for sub in source.subdirs)
+        out.append((origin, root))
+    return out
+
+
+def _find_in(directory: pathlib.Path, spec: FileSpec) -> pathlib.Path | None:
+    """The .gz file if present, else the uncompressed one, else None."""
+    for candidate in (directory / spec.name, directory / spec.raw_name):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Checksums.
+
+
+def file_digests(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"size": bytes, "sha256": hex, "md5": hex}`` of a file (read in chunks)."""
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            sha.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+    return {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def bytes_digests(data: bytes) -> dict[str, Any]:
+    """``{"size", "sha256", "md5"}`` of bytes in memory, as :func:`file_digests`."""
+    return {
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "md5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+    }
+
+
+def _mismatch(digests: Mapping[str, Any], spec: FileSpec, compressed: bool) -> str | None:
+    """Why ``digests`` do not match ``spec`` (None: they match every known value).
+
+    Raises ``LookupError`` when nothing is known to check against.
+    """
+    if compressed:
+        expected = {"size": spec.size, "sha256": spec.sha256, "md5": spec.md5}
+    else:
+        expected = {"sha256": spec.raw_sha256}
+    expected = {k: v for k, v in expected.items() if v is not None}
+    if not expected:
+        raise LookupError
+    for what, value in expected.items():
+        if digests[what] != value:
+            return f"{what} mismatch: expected {value}, got {digests[what]}"
+    return None
+
+
+def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
+    """Check a file against the published size and checksums of ``name``'s file ``role``.
+
+    A ``.gz`` file is checked against every known value among size, sha256 and md5; an
+    uncompressed file against the sha256 of the uncompressed official file.
+
+    Args:
+      path: the file.
+      name: ``"mnist"`` or ``"fashion_mnist"``.
+      role: ``"train_images"``, ``"train_labels"``, ``"test_images"`` or ``"test_labels"``.
+
+    Raises:
+      DataError: a mismatch, or no checksum is known for this file in this form; the message
+        names the file.
+    """
+    source = _source(name)
+    spec = source.files[role]
+    path = pathlib.Path(path)
+    compressed = path.name.endswith(".gz")
+    try:
+        problem = _mismatch(file_digests(path), spec, compressed)
+    except LookupError:
+        raise DataError(
+            f"{path}: no checksum is known for the {'gzipped' if compressed else 'uncompressed'} "
+            f"{source.title} file {spec.name if compressed else spec.raw_name}, so it cannot be "
+            f"verified; pass verify=False to accept it on its structure alone"
+        ) from None
+    if problem:
+        raise DataError(
+            f"{path}: not the official {source.title} {spec.name if compressed else spec.raw_name}"
+            f" ({problem}); replace the file, or pass verify=False to use your own copy"
+        )
+
+
+def _check_not_other(path: pathlib.Path, source: Source, role: str) -> None:
+    """Refuse a labels file that is byte-identical to the other data set's."""
+    digest = file_digests(path)["sha256"]
+    for other in SOURCES.values():
+        if other is source:
+            continue
+        spec = other.files[role]
+        if digest in (spec.sha256, spec.raw_sha256):
+            raise DataError(
+                f"{path}: this is the {other.title} {spec.raw_name}, not {source.title}'s; "
+                f"keep each data set in its own subfolder ({source.subdirs[0]}/ and "
+                f"{other.subdirs[0]}/)"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Download.
+
+
+def urllib_fetch(url: str, *, timeout: float = 60.0) -> bytes:
+    """The default ``fetch``: the bytes at ``url`` (raises on HTTP or network errors)."""
+    request = urllib.request.Request(url, headers={"User-Agent": "jaxnn"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+def _atomic_write(path: pathlib.Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _download(
+    source: Source, spec: FileSpec, target: pathlib.Path, fetch: Fetch, failures: list[str]
+) -> pathlib.Path | None:
+    """Try each mirror; on success write ``target/spec.name`` and return it, else append one
+    line per attempt to ``failures`` and return None."""
+    for base in source.mirrors:
+        url = base + spec.name
+        logger.info("downloading %s", url)
+        try:
+            data = fetch(url)
+        except Exception as err:  # any failure of a fetch means "try the next mirror"
+            failures.append(f"{url}: {type(err).__name__}: {err}")
+            continue
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            failures.append(f"{url}: fetch returned {type(data).__name__}, expected bytes")
+            continue
+        data = bytes(data)
+        problem = _mismatch(bytes_digests(data), spec, compressed=True)
+        if problem:
+            failures.append(f"{url}: rejected, {problem}")
+            continue
+        path = target / spec.name
+        _atomic_write(path, data)
+        return path
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Lookup.
+
+
+def locate_files(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "official",
+    download: bool = True,
+    fetch: Fetch | None = None,
+    verify: bool | None = None,
+) -> dict[str, pathlib.Path]:
+    """Find (or download) the files ``name`` needs; see the module docstring for the order.
+
+    Args:
+      name: ``"mnist"`` or ``"fashion_mnist"``.
+      data_dir: a directory to search first; must exist when given.
+      split: ``"official"`` (all four files) or ``"test"`` (the two ``t10k`` files).
+      download: download missing files into the cache when found nowhere.
+      fetch: ``url -> bytes`` used to download (default :func:`urllib_fetch`); tests pass a
+        fake one.
+      verify: checksums on files found: None (default) for the cache only, True everywhere,
+        False nowhere. Downloads are always verified.
+
+    Returns:
+      ``{role: path}`` for the roles the split needs.
+
+    Raises:
+      DataError: ``data_dir`` is not a directory, a checksum fails, or the files are found
+        nowhere and could not be downloaded (the message lists where it looked, the URLs
+        tried and where to put the files by hand).
+    """
+    source = _source(name)
+    if split not in SPLITS:
+        raise ValueError(f"locate_files: split must be one of {SPLITS}, got {split!r}")
+    if data_dir is not None and not pathlib.Path(data_dir).expanduser().is_dir():
+        raise DataError(f"{source.title}: data_dir={str(data_dir)!r} is not a directory")
+    roles = _SPLIT_ROLES[split]
+    looked: list[str] = []
+    only_test: list[pathlib.Path] = []
+    found: dict[str, pathlib.Path] | None = None
+    origin = ""
+    for origin, directory in search_dirs(name, data_dir):
+        present = {r: p for r in roles if (p := _find_in(directory, source.files[r]))}
+        if len(present) == len(roles):
+            found = present
+            break
+        if directory.is_dir():
+            looked.append(f"  {origin}: {directory} ({len(present)} of {len(roles)} files)")
+            if split == "official" and {"test_images", "test_labels"} <= present.keys():
+                only_test.append(directory)
+        else:
+            looked.append(f"  {origin}: {directory} (does not exist)")
+
+    failures: list[str] = []
+    target = cache_dir() / source.subdirs[0]
+    if found is None and download:
+        fetch = fetch if fetch is not None else urllib_fetch
+        found = {}
+        for role in roles:
+            spec = source.files[role]
+            existing = _find_in(target, spec)
+            if existing is not None:
+                found[role] = existing
+                continue
+            path = _download(source, spec, target, fetch, failures)
+            if path is None:
+                found = None
+                break
+            found[role] = path
+        origin = "cache"
+
+    if found is None:
+        raise DataError(_not_found_message(source, roles, looked, only_test, download,
+                                           failures, target))
+
+    logger.info("%s: using %s", source.title, ", ".join(str(p) for p in found.values()))
+    check = origin == "cache" if verify is None else verify
+    for role, path in found.items():
+        if role.endswith("labels"):
+            _check_not_other(path, source, role)
+        if check:
+            verify_file(path, name, role)
+    return found
+
+
+def _not_found_message(
+    source: Source,
+    roles: tuple[str, ...],
+    looked: list[str],
+    only_test: list[pathlib.Path],
+    download: bool,
+    failures: list[str],
+    target: pathlib.Path,
+) -> str:
+    names = [source.files[r].name for r in roles]
+    lines = [f"{source.title}: cannot find the files {', '.join(names)}.", "Looked in:"]
+    lines += looked
+    if not download:
+        lines.append("Download: disabled (download=False).")
+    else:
+        lines.append("Download failed; URLs tried:")
+        lines += [f"  {f}" for f in failures]
+    lines.append(
+        f"To install by hand, download {', '.join(names)} from {source.mirrors[0]} and put them "
+        f"(gzipped or not) in {target}, or in a directory you pass as data_dir=... or name in "
+        f"$JAXNN_DATA, either directly or in a '{source.subdirs[0]}/' subfolder."
+    )
+    if only_test:
+        lines.append(
+            f"{', '.join(str(d) for d in only_test)} holds only the test files: "
+            f"split='test' builds train and test splits from those alone."
+        )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and loading.
+
+
+def read_images_and_labels(
+    images_path: str | os.PathLike, labels_path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read an images/labels pair of MNIST-style IDX files and check their structure.
+
+    Returns:
+      ``(x, y)``: ``float32`` of shape ``(n, 784)`` with raw pixel values 0..255 and
+      ``int32`` of shape ``(n,)`` with labels 0..9.
+
+    Raises:
+      DataError: either file is not valid IDX, the images are not ``uint8`` of shape
+        ``(n, 28, 28)``, the labels not ``uint8`` of shape ``(n,)`` with values 0..9, or the
+        two counts differ; the message names the file(s).
+    """
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
+        raise DataError(
+            f"{images_path}: expected uint8 images of shape (n, 28, 28), "
+            f"got {images.dtype} of shape {images.shape}"
+        )
+    if labels.dtype != np.uint8 or labels.ndim != 1:
+        raise DataError(
+            f"{labels_path}: expected uint8 labels of shape (n,), "
+            f"got {labels.dtype} of shape {labels.shape}"
+        )
+    if labels.shape[0] != images.shape[0]:
+        raise DataError(
+            f"label/image count mismatch: {labels_path} has {labels.shape[0]} labels, "
+            f"{images_path} has {images.shape[0]} images"
+        )
+    if labels.size and labels.max() > 9:
+        i = int(np.argmax(labels > 9))
+        raise DataError(f"{labels_path}: label {int(labels[i])} at index {i} is not in 0..9")
+    return images.reshape(images.shape[0], -1).astype(np.float32), labels.astype(np.int32)
+
+
+def _load_source(
+    name: str,
+    key: Any,
+    *,
+    data_dir: str | os.PathLike | None,
+    split: str,
+    test_fraction: float,
+    download: bool,
+    fetch: Fetch | None,
+    verify: bool | None,
+) -> Dataset:
+    source = _source(name)
+    fn = f"load_{name}"
+    if split not in SPLITS:
+        raise ValueError(f"{fn}: split must be one of {SPLITS}, got {split!r}")
+    if split == "test":
+        _require_key(key, fn, "split='test' (a random split of the official test set)")
+    paths = locate_files(name, data_dir=data_dir, split=split, download=download,
+                         fetch=fetch, verify=verify)
+    x_test, y_test = read_images_and_labels(paths["test_images"], paths["test_labels"])
+    if split == "official":
+        x_train, y_train = read_images_and_labels(paths["train_images"], paths["train_labels"])
+    else:
+        x_train, y_train, x_test, y_test = train_test_split(key, x_test, y_test, test_fraction)
+    return Dataset(x_train, y_train, x_test, y_test, task="classification", num_classes=10,
+                   name=name, class_names=source.class_names)
+
+
+def load_mnist(
+    key: Any = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "official",
+    test_fraction: float = 0.2,
+    download: bool = True,
+    fetch: Fetch | None = None,
+    verify: bool | None = None,
+) -> Dataset:
+    """MNIST handwritten digits (raw pixel values 0..255, 784 features, 10 classes).
+
+    Args:
+      key: a ``jax.random`` key; needed only for ``split="test"``.
+      data_dir: a directory to search first (see the module docstring for the order).
+      split: ``"official"``: 60000 train / 10000 test rows from the four files;
+        ``"test"``: only the two ``t10k`` files, split by a keyed stratified split into
+        ``1 - test_fraction`` train and ``test_fraction`` test rows.
+      test_fraction: used by ``split="test"`` only.
+      download: allow a verified download into the cache when the files are nowhere else.
+      fetch: ``url -> bytes`` replacing the network (tests).
+      verify: checksums on files found (see :func:`locate_files`).
+
+    Returns:
+      A 10-class :class:`~jaxnn.data.dataset.Dataset` named ``"mnist"``.
+
+    Raises:
+      DataError: files missing (and not downloadable), corrupt or failing verification.
+    """
+    return _load_source("mnist", key, data_dir=data_dir, split=split,
+                        test_fraction=test_fraction, download=download, fetch=fetch,
+                        verify=verify)
+
+
+def load_fashion_mnist(
+    key: Any = None,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "official",
+    test_fraction: float = 0.2,
+    download: bool = True,
+    fetch: Fetch | None = None,
+    verify: bool | None = None,
+) -> Dataset:
+    """Fashion-MNIST (Zalando article images; same format and sizes as MNIST).
+
+    Arguments, return value and errors as :func:`load_mnist`; the data set is named
+    ``"fashion_mnist"`` and its ``class_names`` are the ten article types.
+    """
+    return _load_source("fashion_mnist", key, data_dir=data_dir, split=split,
+                        test_fraction=test_fraction, download=download, fetch=fetch,
+                        verify=verify)

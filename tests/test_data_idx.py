@@ -1,0 +1,121 @@
+"""IDX parsing: valid files (raw and gzip) written by hand, round trips, corrupt files."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+
+from jaxnn.data import DataError, parse_idx, read_idx, write_idx
+
+
+def idx_bytes(code: int, dims: tuple[int, ...], payload: bytes) -> bytes:
+    """An IDX file assembled byte by byte, independently of write_idx."""
+    return struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims) + payload
+
+
+IMAGES = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4) * 10
+IMAGES_BYTES = idx_bytes(0x08, (2, 3, 4), IMAGES.tobytes())
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+def test_reads_uint8_file(tmp_path, compress):
+    data = gzip.compress(IMAGES_BYTES) if compress else IMAGES_BYTES
+    path = tmp_path / ("images.gz" if compress else "images")
+    path.write_bytes(data)
+    out = read_idx(path)
+    assert out.dtype == np.uint8 and out.shape == (2, 3, 4)
+    np.testing.assert_array_equal(out, IMAGES)
+    assert out.flags.writeable
+
+
+def test_gzip_detected_by_content_not_name(tmp_path):
+    path = tmp_path / "labels-idx1-ubyte"  # no .gz suffix, but gzip content
+    path.write_bytes(gzip.compress(idx_bytes(0x08, (3,), bytes([7, 0, 9]))))
+    np.testing.assert_array_equal(read_idx(path), [7, 0, 9])
+
+
+@pytest.mark.parametrize(
+    "code, fmt, values",
+    [
+        (0x09, "b", [-128, -1, 0, 127]),
+        (0x0B, "h", [-2, 300, -32768, 32767]),
+        (0x0C, "i", [-1, 70000, 2**31 - 1, -(2**31)]),
+        (0x0D, "f", [1.5, -0.25, 3.0e38, 0.0]),
+        (0x0E, "d", [1.0e-300, -2.5, 1.0e300, 0.1]),
+    ],
+)
+def test_big_endian_types(code, fmt, values):
+    payload = struct.pack(f">{len(values)}{fmt}", *values)
+    out = parse_idx(idx_bytes(code, (2, 2), payload))
+    assert out.shape == (2, 2)
+    assert out.dtype.byteorder in ("=", "|")  # native order
+    expected = np.array(values, dtype={"b": np.int8, "h": np.int16, "i": np.int32,
+                                       "f": np.float32, "d": np.float64}[fmt]).reshape(2, 2)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(
+    "dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64]
+)
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_write_read_round_trip(tmp_path, dtype, suffix):
+    rng = np.random.default_rng(0)
+    array = (rng.standard_normal((3, 5, 2)) * 100).astype(dtype)
+    path = tmp_path / f"a{suffix}"
+    write_idx(path, array)
+    assert (path.read_bytes()[:2] == b"\x1f\x8b") == (suffix == ".gz")
+    out = read_idx(path)
+    assert out.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(out, array)
+
+
+def test_write_matches_hand_built_bytes(tmp_path):
+    write_idx(tmp_path / "x", IMAGES)
+    assert (tmp_path / "x").read_bytes() == IMAGES_BYTES
+
+
+@pytest.mark.parametrize("bad", [np.zeros(3, bool), np.zeros(3, np.complex64), np.float32(1)])
+def test_write_rejects_unrepresentable(tmp_path, bad):
+    with pytest.raises(ValueError, match="write_idx"):
+        write_idx(tmp_path / "x", bad)
+
+
+# (name, file content, expected message fragment)
+CORRUPT = [
+    ("bad_magic", b"\x08\x03" + IMAGES_BYTES[2:], "bad magic number 0x0803"),
+    ("unknown_dtype", b"\x00\x00\x07\x03" + IMAGES_BYTES[4:], "unknown IDX dtype code 0x07"),
+    ("zero_dims", b"\x00\x00\x08\x00", "zero dimensions"),
+    ("too_short", b"\x00\x00", "shorter than the 4-byte magic"),
+    ("truncated_header", IMAGES_BYTES[:10], "truncated header"),
+    ("truncated_data", IMAGES_BYTES[:-1], "truncated data"),
+    ("wrong_count", IMAGES_BYTES + b"\x00\x00", "wrong item count"),
+    ("corrupt_gzip", b"\x1f\x8b" + b"\x00" * 30, "corrupt or truncated gzip"),
+    ("truncated_gzip", gzip.compress(IMAGES_BYTES)[:-6], "corrupt or truncated gzip"),
+    ("truncated_inside_gzip", gzip.compress(IMAGES_BYTES[:-3]), "truncated data"),
+]
+
+
+@pytest.mark.parametrize("name, data, fragment", CORRUPT, ids=[c[0] for c in CORRUPT])
+def test_corrupt_files_raise_data_error_naming_the_file(tmp_path, name, data, fragment):
+    path = tmp_path / f"{name}-idx3-ubyte.gz"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=fragment) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_wrong_count_reports_declared_shape():
+    data = idx_bytes(0x08, (5,), bytes(3))
+    with pytest.raises(DataError, match=r"shape \(5,\).*only 3 bytes"):
+        parse_idx(data, source="labels.bin")
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.gz"
+    with pytest.raises(DataError, match="cannot read IDX file") as info:
+        read_idx(path)
+    assert str(path) in str(info.value)

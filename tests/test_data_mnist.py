@@ -1,0 +1,415 @@
+"""MNIST / Fashion-MNIST: lookup order, download (with a fake fetch), verification, errors,
+and the real files in ../shared/data when present. These tests never touch the network."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from jaxnn.data import DataError, load_fashion_mnist, load_mnist, write_idx
+from jaxnn.data import mnist as mn
+
+KEY = jax.random.key(0)
+ROLES = mn.ROLES
+TEST_ROLES = ("test_images", "test_labels")
+MIRRORS = mn.MNIST.mirrors
+
+
+def _no_network(url, **kwargs):
+    pytest.fail(f"a test tried to download {url}")
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """An empty cache, no $JAXNN_DATA, and a default fetch that fails the test."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("JAXNN_DATA", raising=False)
+    monkeypatch.setattr(mn, "urllib_fetch", _no_network)
+    return tmp_path / "xdg" / "jaxnn"
+
+
+def fake_arrays(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+    labels = (np.arange(n) % 10).astype(np.uint8)
+    return images, labels
+
+
+def write_set(directory, n, *, roles=ROLES, compress=True, seed=0):
+    """Write a small MNIST-style set (official file names) into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    images, labels = fake_arrays(n, seed)
+    for role in roles:
+        spec = mn.MNIST.files[role]
+        array = images if role.endswith("images") else labels
+        write_idx(directory / (spec.name if compress else spec.raw_name), array,
+                  compress=compress)
+    return images, labels
+
+
+def fake_payloads(n: int = 20) -> dict[str, bytes]:
+    images, labels = fake_arrays(n, seed=7)
+    out = {}
+    for role in ROLES:
+        array = images if role.endswith("images") else labels
+        raw = (b"\x00\x00\x08" + bytes([array.ndim])
+               + b"".join(d.to_bytes(4, "big") for d in array.shape) + array.tobytes())
+        out[mn.MNIST.files[role].name] = gzip.compress(raw, mtime=0)
+    return out
+
+
+@pytest.fixture
+def fake_source(monkeypatch):
+    """Replace MNIST's checksum table with that of small fake files; return their bytes."""
+    payloads = fake_payloads()
+    files = {}
+    for role, spec in mn.MNIST.files.items():
+        digests = mn.bytes_digests(payloads[spec.name])
+        files[role] = mn.FileSpec(spec.name, size=digests["size"], sha256=digests["sha256"],
+                                  md5=digests["md5"])
+    monkeypatch.setitem(mn.SOURCES, "mnist", dataclasses.replace(mn.MNIST, files=files))
+    return payloads
+
+
+class FakeFetch:
+    """``url -> bytes`` from a table; records every URL asked for."""
+
+    def __init__(self, payloads, fail=()):
+        self.payloads, self.fail, self.urls = payloads, tuple(fail), []
+
+    def __call__(self, url):
+        self.urls.append(url)
+        if any(url.startswith(prefix) for prefix in self.fail):
+            raise OSError(f"unreachable: {url}")
+        return self.payloads[url.rsplit("/", 1)[1]]
+
+
+def leftovers(directory) -> list[str]:
+    return sorted(os.listdir(directory)) if directory.exists() else []
+
+
+# ------------------------------------------------------------------------------ lookup
+
+
+def test_lookup_order_data_dir_then_env_then_cache(tmp_path, monkeypatch, isolated):
+    write_set(tmp_path / "mine", 10)
+    write_set(tmp_path / "env" / "mnist", 11)
+    write_set(isolated / "mnist", 12)
+    monkeypatch.setenv("JAXNN_DATA", str(tmp_path / "env"))
+    kwargs = dict(download=False, verify=False)
+    assert load_mnist(data_dir=tmp_path / "mine", **kwargs).num_train == 10
+    assert load_mnist(**kwargs).num_train == 11
+    monkeypatch.delenv("JAXNN_DATA")
+    assert load_mnist(**kwargs).num_train == 12
+    paths = mn.locate_files("mnist", data_dir=tmp_path / "mine", download=False)
+    assert set(paths) == set(ROLES)
+    assert all(p.parent == tmp_path / "mine" for p in paths.values())
+
+
+def test_search_dirs_order(tmp_path, monkeypatch, isolated):
+    monkeypatch.setenv("JAXNN_DATA", str(tmp_path / "env"))
+    dirs = mn.search_dirs("fashion_mnist", tmp_path / "mine")
+    assert dirs == [
+        ("data_dir", tmp_path / "mine" / "fashion-mnist"),
+        ("data_dir", tmp_path / "mine" / "fashion_mnist"),
+        ("data_dir", tmp_path / "mine"),
+        ("$JAXNN_DATA", tmp_path / "env" / "fashion-mnist"),
+        ("$JAXNN_DATA", tmp_path / "env" / "fashion_mnist"),
+        ("$JAXNN_DATA", tmp_path / "env"),
+        ("cache", isolated / "fashion-mnist"),
+        ("cache", isolated / "fashion_mnist"),
+        ("cache", isolated),
+    ]
+
+
+def test_cache_dir_without_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert mn.cache_dir() == tmp_path / ".cache" / "jaxnn"
+
+
+@pytest.mark.parametrize("layout", ["fashion-mnist", "fashion_mnist", "."])
+def test_env_subfolder_layouts(tmp_path, monkeypatch, layout):
+    root = tmp_path / "env"
+    write_set(root / layout, 13)
+    monkeypatch.setenv("JAXNN_DATA", str(root))
+    ds = load_fashion_mnist(download=False)
+    assert ds.num_train == 13 and ds.name == "fashion_mnist"
+    assert ds.class_names[0] == "T-shirt/top"
+
+
+def test_subfolder_beats_directory_itself(tmp_path):
+    write_set(tmp_path / "d", 10)
+    write_set(tmp_path / "d" / "mnist", 14)
+    assert load_mnist(data_dir=tmp_path / "d", download=False).num_train == 14
+
+
+def test_incomplete_directory_is_skipped(tmp_path, monkeypatch):
+    write_set(tmp_path / "mine", 10, roles=TEST_ROLES)
+    write_set(tmp_path / "env", 11)
+    monkeypatch.setenv("JAXNN_DATA", str(tmp_path / "env"))
+    assert load_mnist(data_dir=tmp_path / "mine", download=False).num_train == 11
+    # ... but it is complete for split="test"
+    ds = load_mnist(KEY, data_dir=tmp_path / "mine", download=False, split="test",
+                    test_fraction=0.5)
+    assert ds.num_train + ds.num_test == 10
+
+
+def test_uncompressed_files_and_gz_preference(tmp_path):
+    images, labels = write_set(tmp_path / "d", 10, compress=False)
+    ds = load_mnist(data_dir=tmp_path / "d", download=False)
+    np.testing.assert_array_equal(ds.x_train, images.reshape(10, 784).astype(np.float32))
+    np.testing.assert_array_equal(ds.y_test, labels)
+    write_set(tmp_path / "d", 12, compress=True)
+    paths = mn.locate_files("mnist", data_dir=tmp_path / "d", download=False)
+    assert all(p.name.endswith(".gz") for p in paths.values())
+
+
+def test_data_dir_must_exist(tmp_path):
+    with pytest.raises(DataError, match="is not a directory") as info:
+        load_mnist(data_dir=tmp_path / "typo", download=False)
+    assert "typo" in str(info.value)
+
+
+def test_missing_train_files_say_where_to_put_them(tmp_path, isolated):
+    write_set(tmp_path / "d", 10, roles=TEST_ROLES)
+    with pytest.raises(DataError) as info:
+        load_mnist(data_dir=tmp_path / "d", download=False)
+    msg = str(info.value)
+    for fragment in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+                     str(isolated / "mnist"), "download=False", "split='test'",
+                     str(tmp_path / "d"), "$JAXNN_DATA", MIRRORS[0]):
+        assert fragment in msg
+
+
+def test_split_test_builds_both_splits_from_the_test_files(tmp_path):
+    images, labels = write_set(tmp_path / "d", 50, roles=TEST_ROLES)
+    ds = load_mnist(KEY, data_dir=tmp_path / "d", download=False, split="test")
+    assert (ds.num_train, ds.num_test) == (40, 10)
+    np.testing.assert_array_equal(np.bincount(ds.y_test), np.ones(10))  # stratified
+    source = {tuple(r) for r in images.reshape(50, 784).astype(np.float32).tolist()}
+    got = {tuple(r) for r in np.r_[ds.x_train, ds.x_test].tolist()}
+    assert got == source
+    again = load_mnist(KEY, data_dir=tmp_path / "d", download=False, split="test")
+    np.testing.assert_array_equal(again.x_test, ds.x_test)
+    with pytest.raises(ValueError, match="load_mnist: key=None"):
+        load_mnist(data_dir=tmp_path / "d", download=False, split="test")
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_mnist(data_dir=tmp_path / "d", download=False, split="train")
+
+
+# ------------------------------------------------------------------------------ download
+
+
+def test_download_into_cache(fake_source, isolated):
+    fetch = FakeFetch(fake_source)
+    ds = load_mnist(fetch=fetch)
+    assert ds.num_train == ds.num_test == 20
+    assert fetch.urls == [MIRRORS[0] + mn.MNIST.files[r].name for r in ROLES]
+    assert leftovers(isolated / "mnist") == sorted(fake_source)  # no temporary files left
+    for name, data in fake_source.items():
+        assert (isolated / "mnist" / name).read_bytes() == data
+    # the second time comes from the cache (verified), without fetching
+    again = load_mnist(fetch=FakeFetch({}, fail=("http",)))
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+
+
+def test_download_falls_back_to_the_next_mirror(fake_source):
+    fetch = FakeFetch(fake_source, fail=(MIRRORS[0],))
+    ds = load_mnist(split="test", key=KEY, fetch=fetch)
+    assert ds.num_train + ds.num_test == 20
+    name = mn.MNIST.files["test_images"].name
+    assert fetch.urls[:2] == [MIRRORS[0] + name, MIRRORS[1] + name]
+
+
+def test_download_fetches_only_missing_files(fake_source, isolated):
+    (isolated / "mnist").mkdir(parents=True)
+    for role in TEST_ROLES:
+        name = mn.MNIST.files[role].name
+        (isolated / "mnist" / name).write_bytes(fake_source[name])
+    fetch = FakeFetch(fake_source)
+    load_mnist(fetch=fetch)
+    assert sorted(u.rsplit("/", 1)[1] for u in fetch.urls) == [
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+
+
+def test_checksum_mismatch_is_rejected_and_not_cached(fake_source, isolated):
+    corrupt = {k: v[:-1] + bytes([v[-1] ^ 1]) for k, v in fake_source.items()}
+    fetch = FakeFetch(corrupt)
+    with pytest.raises(DataError) as info:
+        load_mnist(fetch=fetch)
+    msg = str(info.value)
+    name = mn.MNIST.files["train_images"].name
+    assert f"{MIRRORS[0] + name}: rejected, sha256 mismatch" in msg
+    assert f"{MIRRORS[1] + name}: rejected, sha256 mismatch" in msg
+    assert leftovers(isolated / "mnist") == []  # nothing, not even a temporary file
+
+
+def test_real_table_rejects_fake_download(isolated):
+    fetch = FakeFetch(fake_payloads())  # the true MNIST checksums: these bytes do not match
+    with pytest.raises(DataError, match="rejected, md5 mismatch: expected "
+                       "f68b3c2dcbeaaa9fbdd348bbdeb94873"):
+        load_mnist(fetch=fetch)
+    assert leftovers(isolated / "mnist") == []
+
+
+def test_failed_download_names_urls_and_manual_steps(isolated):
+    fetch = FakeFetch({}, fail=("http",))
+    with pytest.raises(DataError) as info:
+        load_fashion_mnist(fetch=fetch)
+    msg = str(info.value)
+    url = mn.FASHION_MNIST.mirrors[0] + "train-images-idx3-ubyte.gz"
+    assert f"{url}: OSError: unreachable: {url}" in msg
+    assert "Download failed; URLs tried" in msg
+    for name in ("train-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        assert name in msg
+    assert str(isolated / "fashion-mnist") in msg and "data_dir=" in msg
+    assert leftovers(isolated / "fashion-mnist") == []
+
+
+def test_fetch_returning_non_bytes(fake_source):
+    with pytest.raises(DataError, match="fetch returned str, expected bytes"):
+        load_mnist(fetch=lambda url: "not bytes")
+
+
+def test_default_fetch_is_urllib(monkeypatch, fake_source):
+    monkeypatch.setattr(mn, "urllib_fetch", FakeFetch(fake_source))
+    assert load_mnist().num_train == 20  # fetch=None resolves the module's urllib_fetch
+
+
+# ------------------------------------------------------------------------------ verification
+
+
+def test_cache_files_are_checksummed_by_default(isolated):
+    write_set(isolated / "mnist", 10)
+    with pytest.raises(DataError, match="not the official MNIST") as info:
+        load_mnist(download=False)
+    assert str(isolated / "mnist") in str(info.value)
+    assert load_mnist(download=False, verify=False).num_train == 10
+
+
+def test_user_files_are_checksummed_only_with_verify_true(tmp_path):
+    write_set(tmp_path / "d", 10)
+    assert load_mnist(data_dir=tmp_path / "d", download=False).num_train == 10
+    with pytest.raises(DataError, match="md5 mismatch") as info:
+        load_mnist(data_dir=tmp_path / "d", download=False, verify=True)
+    assert str(tmp_path / "d" / "train-images-idx3-ubyte.gz") in str(info.value)
+
+
+def test_verify_uncompressed_without_known_checksum(tmp_path):
+    write_set(tmp_path / "d", 10, compress=False)
+    with pytest.raises(DataError, match="no checksum is known for the uncompressed MNIST"):
+        load_mnist(data_dir=tmp_path / "d", download=False, verify=True)
+
+
+# (what to break, message fragments)
+BROKEN = [
+    ("count_mismatch", ["label/image count mismatch", "t10k-labels", "t10k-images"]),
+    ("truncated_images", ["t10k-images-idx3-ubyte.gz", "truncated data"]),
+    ("bad_magic", ["t10k-labels-idx1-ubyte.gz", "bad magic number"]),
+    ("label_out_of_range", ["t10k-labels-idx1-ubyte.gz", "label 12 at index 3"]),
+    ("wrong_image_shape", ["t10k-images-idx3-ubyte.gz", "(n, 28, 28)", "(10, 14, 56)"]),
+]
+
+
+@pytest.mark.parametrize("how, fragments", BROKEN, ids=[b[0] for b in BROKEN])
+def test_corrupt_files_raise_data_error(tmp_path, how, fragments):
+    d = tmp_path / "d"
+    images, labels = write_set(d, 10, roles=TEST_ROLES)
+    img, lab = d / "t10k-images-idx3-ubyte.gz", d / "t10k-labels-idx1-ubyte.gz"
+    if how == "count_mismatch":
+        write_idx(lab, labels[:9])
+    elif how == "truncated_images":
+        img.write_bytes(gzip.compress(gzip.decompress(img.read_bytes())[:-5]))
+    elif how == "bad_magic":
+        lab.write_bytes(gzip.compress(b"\x01\x02" + gzip.decompress(lab.read_bytes())[2:]))
+    elif how == "label_out_of_range":
+        labels[3] = 12
+        write_idx(lab, labels)
+    else:
+        write_idx(img, images.reshape(10, 14, 56))
+    with pytest.raises(DataError) as info:
+        load_mnist(KEY, data_dir=d, download=False, split="test")
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+# ------------------------------------------------------------------------------ real files
+
+# The md5 sums the data sets publish (MNIST page, Fashion-MNIST README).
+PUBLISHED_MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion_mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+
+def test_table_holds_the_published_md5_sums():
+    for name, published in PUBLISHED_MD5.items():
+        assert {s.name: s.md5 for s in mn.SOURCES[name].files.values()} == published
+
+
+@pytest.fixture(scope="module")
+def fashion(shared_data_dir):
+    """Fashion-MNIST read once for the module, checksums verified."""
+    return load_fashion_mnist(data_dir=shared_data_dir, download=False, verify=True)
+
+
+def test_real_fashion_mnist(fashion):
+    assert fashion.x_train.shape == (60000, 784) and fashion.x_test.shape == (10000, 784)
+    assert fashion.x_train.dtype == np.float32 and fashion.y_train.dtype == np.int32
+    np.testing.assert_array_equal(np.bincount(fashion.y_train), np.full(10, 6000))
+    np.testing.assert_array_equal(np.bincount(fashion.y_test), np.full(10, 1000))
+    assert fashion.x_train.min() == 0 and fashion.x_train.max() == 255
+    assert len(fashion.class_names) == 10 and fashion.class_names[9] == "Ankle boot"
+
+
+@pytest.mark.parametrize("name, sub", [("fashion_mnist", "fashion-mnist"), ("mnist", "mnist")])
+def test_real_checksums_match(shared_data_dir, name, sub):
+    files = sorted((shared_data_dir / sub).glob("*.gz"))
+    assert files, f"no files in {shared_data_dir / sub}"
+    specs = {s.name: (role, s) for role, s in mn.SOURCES[name].files.items()}
+    for path in files:
+        role, spec = specs[path.name]
+        digests = mn.file_digests(path)
+        assert (digests["size"], digests["sha256"], digests["md5"]) == (
+            spec.size, spec.sha256, spec.md5)
+        assert digests["md5"] == PUBLISHED_MD5[name][path.name]
+        mn.verify_file(path, name, role)
+
+
+def test_real_mnist_test_files(shared_data_dir, isolated):
+    ds = load_mnist(KEY, data_dir=shared_data_dir, download=False, split="test", verify=True)
+    assert (ds.num_train, ds.num_test) == (8000, 2000) and ds.num_features == 784
+    assert set(np.unique(ds.y_train)) == set(range(10))
+    assert ds.x_train.max() == 255
+    if not (shared_data_dir / "mnist" / "train-images-idx3-ubyte.gz").exists():
+        with pytest.raises(DataError, match="split='test'"):
+            load_mnist(data_dir=shared_data_dir, download=False)
+
+
+def test_other_data_sets_files_are_refused(shared_data_dir, tmp_path):
+    wrong = tmp_path / "fashion-mnist"
+    wrong.mkdir()
+    for role in TEST_ROLES:
+        name = mn.MNIST.files[role].name
+        shutil.copy(shared_data_dir / "mnist" / name, wrong / name)
+    with pytest.raises(DataError, match="this is the MNIST t10k-labels-idx1-ubyte, not "
+                       "Fashion-MNIST's") as info:
+        load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test")
+    assert str(wrong) in str(info.value)
