@@ -1,0 +1,91 @@
+"""Command-line entry points (``scripts/*.py`` and the ``jaxnn-train`` console script).
+
+Bad input never shows a traceback: it prints one line, ``error: ...``, on stderr and
+exits with status 2. A diverged run exits with status 3, an interrupted one with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Sequence
+
+__all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "train_main"]
+
+EXIT_USAGE = 2
+EXIT_DIVERGED = 3
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports errors as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="train.py",
+        description="Train an MLP from a YAML config (default: the embedded digits job).",
+    )
+    p.add_argument("--config", help="YAML config file (default: configs/default.yaml values)")
+    p.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set optimizer.learning_rate=3e-4 (repeatable)",
+    )
+    p.add_argument("--workdir", help="run directory (default: runs/<config name>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --workdir from its newest good checkpoint")
+    p.add_argument("--devices", type=int, help="data parallelism over N local devices (0: all)")
+    p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
+    return p
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    """``scripts/train.py``: parse arguments, run :func:`jaxnn.train.train_and_evaluate`."""
+    args = _train_parser().parse_args(argv)
+    from jaxnn import config as config_lib
+    from jaxnn.config import ConfigError
+    from jaxnn.data import DataError
+    from jaxnn.train import CheckpointError, DivergenceError, train_and_evaluate
+
+    try:
+        overrides = list(args.overrides)
+        if args.devices is not None:
+            overrides.append(f"training.devices={args.devices}")
+        if args.data_dir is not None:
+            overrides.append(f"data.data_dir={args.data_dir}")
+        if args.quiet:
+            overrides += ["logging.progress=false", "logging.print_every=0"]
+        if args.resume:
+            if args.workdir is None:
+                raise ConfigError("--resume needs --workdir (the run directory to continue)")
+            saved = pathlib.Path(args.workdir) / "config.yaml"
+            if args.config is not None:
+                raise ConfigError(
+                    "--resume continues with the run's own config.yaml; drop --config "
+                    "(use --set to change a value such as training.epochs)"
+                )
+            if not saved.exists():
+                raise ConfigError(f"--resume: {str(saved)!r} does not exist; nothing to resume")
+            cfg = config_lib.load(saved, overrides)
+            workdir = args.workdir
+        else:
+            cfg = config_lib.load(args.config, overrides)
+            stem = pathlib.Path(args.config).stem if args.config else "default"
+            workdir = args.workdir or str(pathlib.Path("runs") / stem)
+        train_and_evaluate(cfg, workdir, resume=args.resume)
+    except (ConfigError, DataError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except DivergenceError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
+    except KeyboardInterrupt:
+        print("interrupted: the last complete checkpoint is kept; continue with --resume",
+              file=sys.stderr)
+        return 130
+    return 0

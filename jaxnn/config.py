@@ -1,0 +1,509 @@
+"""Typed, validated, frozen experiment configs loaded from YAML.
+
+A :class:`Config` is a tree of frozen dataclasses (model, data, optimizer, schedule,
+training, logging). :func:`load` reads a YAML file, :func:`apply_overrides` applies
+``a.b=value`` strings (the CLI's ``--set``), and :func:`from_dict` builds and validates a
+config from a plain mapping. Every problem is reported *before* anything is compiled as a
+single :class:`ConfigError` line naming the key, the value received and what is allowed,
+with a close-match suggestion for misspelled keys and names::
+
+    cfg = load("configs/default.yaml", overrides=["optimizer.learning_rate=3e-4"])
+    cfg.optimizer.learning_rate  # 0.0003
+
+Configs are immutable: derive new ones with :func:`replace` (``replace(cfg, "training.epochs",
+3)``) or ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import pathlib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "EarlyStoppingConfig",
+    "LoggingConfig",
+    "ModelConfig",
+    "OptimizerConfig",
+    "PlateauConfig",
+    "ScheduleConfig",
+    "TrainingConfig",
+    "apply_overrides",
+    "dump",
+    "from_dict",
+    "load",
+    "replace",
+    "to_dict",
+]
+
+
+class ConfigError(ValueError):
+    """A config problem, reported as one line naming the key, the value and what is allowed."""
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The MLP. Input and output sizes come from the data set."""
+
+    hidden_sizes: tuple[int, ...] = (128, 64)  # widths of the hidden layers; () = linear model
+    hidden_activation: str = "relu"  # any name in jaxnn.activations.names()
+    output_activation: str = "linear"  # "linear" for logits (cross-entropy losses)
+    activation_kwargs: dict[str, float] = dataclasses.field(default_factory=dict)
+    initializer: str = "he_normal"  # any name in jaxnn.initializers.names()
+    initializer_kwargs: dict[str, float] = dataclasses.field(default_factory=dict)
+    use_bias: bool = True
+    dropout_rate: float = 0.0  # on hidden layers, in [0, 1)
+    dropout_inverted: bool = True  # False: the textbook variant (scale at test time)
+    batch_norm: bool = False  # on hidden layers
+    batch_norm_position: str = "before_activation"  # or "after_activation"
+    batch_norm_momentum: float = 0.9
+    maxout_pieces: int = 2  # used when hidden_activation is "maxout"
+    l1: float = 0.0  # L1 penalty weight on weight matrices
+    l2: float = 0.0  # L2 penalty weight, 0.5 * l2 * sum(W**2)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which data set, where to find it and how to prepare it."""
+
+    name: str = "digits"  # any name in jaxnn.data.names()
+    data_dir: str | None = None  # MNIST / Fashion-MNIST IDX files; else $JAXNN_DATA, then cache
+    download: bool = True  # allow a verified download when the files are nowhere to be found
+    normalization: str = "scale"  # "none" | "scale" | "standardize"
+    n_train: int | None = None  # subsample the training split (None: all of it)
+    n_test: int | None = None  # subsample the test split (None: all of it)
+    validation_fraction: float = 0.0  # held out from the training split, in [0, 1)
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # loader options
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+    """A named jaxnn optimizer: ``jaxnn.optim.get(name, learning_rate, **options)``."""
+
+    name: str = "adam"
+    learning_rate: float = 1e-3  # the base rate; a schedule multiplies/overrides it
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)  # e.g. {b1: 0.9}
+    clip_global_norm: float | None = None  # optax.clip_by_global_norm before the optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class ScheduleConfig:
+    """A learning-rate schedule from ``jaxnn.optim.schedules``.
+
+    ``name: constant`` uses ``optimizer.learning_rate`` unchanged. For any other name the
+    schedule's own arguments go in ``options``; an ``init_value``/``peak_value``/``base_lr``
+    left out there defaults to ``optimizer.learning_rate``; arguments counted in steps may be
+    given in epochs through ``epoch_options`` (e.g. ``{decay_steps: 10}``: ten epochs).
+    """
+
+    name: str = "constant"
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    epoch_options: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class EarlyStoppingConfig:
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+
+    enabled: bool = False
+    monitor: str = "val_loss"  # any logged metric
+    mode: str = "min"  # "min" or "max"
+    patience: int = 5
+    min_delta: float = 0.0
+    restore_best: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateauConfig:
+    """``jaxnn.optim.reduce_on_plateau`` fed with ``monitor`` once per epoch."""
+
+    enabled: bool = False
+    monitor: str = "val_loss"
+    factor: float = 0.5
+    patience: int = 3
+    cooldown: int = 0
+    min_scale: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingConfig:
+    """The loop."""
+
+    seed: int = 0
+    epochs: int = 20
+    batch_size: int = 64  # 1: SGD; >= training-set size: full-batch gradient descent
+    loss: str = "softmax_cross_entropy_with_integer_labels"  # any name in jaxnn.losses.names()
+    grad: str = "autodiff"  # "autodiff" (jax.grad) or "manual" (jaxnn.backprop)
+    eval_batch_size: int = 1024
+    checkpoint_every: int = 1  # epochs between checkpoints; 0 disables checkpoints
+    keep_checkpoints: int = 2  # the last N, plus the best
+    devices: int = 1  # data parallelism over this many local devices; 0 = all of them
+    early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
+    reduce_on_plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    """What the run writes besides the metrics log."""
+
+    progress: bool = True  # a progress bar over epochs
+    print_every: int = 1  # a metrics line every N epochs; 0 = never
+    plots: bool = True  # PNG loss / accuracy curves in the run directory
+    grad_norms: bool = False  # per-layer gradient norms in the metrics log
+    tensorboard: bool = False  # also write TensorBoard event files (needs tensorboardX or tf)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole experiment."""
+
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _suggest(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(str(name), list(choices), n=3, cutoff=0.5)
+    if close:
+        return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    return ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is not None:
+        return getattr(origin, "__name__", str(origin))
+    if tp is type(None):
+        return "null"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert ``value`` (from YAML) to the annotated type ``tp`` or raise ConfigError."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(key, value, arg)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: got {value!r}, expected a mapping of {tp.__name__} fields")
+        return _build(tp, value, key)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: got {value!r}, expected a list of {_type_name(args[0])}")
+        return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: got {value!r}, expected a mapping")
+        _, vt = typing.get_args(tp)
+        return {str(k): _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: got {value!r}, expected true or false")
+    if tp is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: got {value!r}, expected an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: got {value!r}, expected an integer")
+    if tp is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: got {value!r}, expected a number")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "3e-4" as a string
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: got {value!r}, expected a number")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: got {value!r}, expected a string")
+    raise ConfigError(f"{key}: unsupported field type {tp!r}")  # pragma: no cover
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for k, v in data.items():
+        key = f"{prefix}.{k}" if prefix else str(k)
+        if k not in names:
+            raise ConfigError(
+                f"unknown key {key!r}{_suggest(k, names)}; valid keys here: {', '.join(names)}"
+            )
+        kwargs[k] = _coerce(key, v, hints[k])
+    return cls(**kwargs)
+
+
+def from_dict(data: Mapping[str, Any] | None) -> Config:
+    """Build and validate a :class:`Config` from a nested mapping (missing keys: defaults)."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: got {type(data).__name__}, expected a mapping of sections")
+    return _build(Config, data)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as plain Python (tuples become lists), ready for YAML or JSON."""
+
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, Mapping):
+            return {str(k): plain(x) for k, x in v.items()}
+        return v
+
+    return plain(config)
+
+
+def dump(config: Config, path: str | pathlib.Path) -> None:
+    """Write the resolved config as YAML (loadable again with :func:`load`)."""
+    pathlib.Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. optimizer.learning_rate=3e-4")
+    key, raw = item.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``a.b=value`` strings to a nested mapping (values parsed as YAML scalars/lists).
+
+    Keys are checked against the config schema so that a misspelled override fails with a
+    suggestion instead of being ignored.
+    """
+    out = _deep_copy(data)
+    for item in overrides:
+        parts, value = _parse_override(item)
+        cls: Any = Config
+        node = out
+        for depth, part in enumerate(parts):
+            is_last = depth == len(parts) - 1
+            if cls is not None:
+                names = [f.name for f in dataclasses.fields(cls)]
+                if part not in names:
+                    key = ".".join(parts[: depth + 1])
+                    raise ConfigError(
+                        f"--set {item!r}: unknown key {key!r}{_suggest(part, names)}; "
+                        f"valid keys here: {', '.join(names)}"
+                    )
+                hint = typing.get_type_hints(cls)[part]
+                cls = hint if dataclasses.is_dataclass(hint) else None
+            if is_last:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if child is None:
+                    child = {}
+                elif not isinstance(child, dict):
+                    raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} is a value")
+                node[part] = child
+                node = child
+    return out
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for missing or malformed files."""
+    path = pathlib.Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(
+            f"config file {str(path)!r} cannot be read: {e.__class__.__name__}"
+        ) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        where = ""
+        mark = getattr(e, "problem_mark", None)
+        if mark is not None:
+            where = f" at line {mark.line + 1}, column {mark.column + 1}"
+        problem = getattr(e, "problem", None) or "invalid YAML"
+        raise ConfigError(
+            f"config file {str(path)!r} is not valid YAML{where}: {problem}"
+        ) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"config file {str(path)!r} must hold a mapping of sections, got {type(data).__name__}"
+        )
+    return data
+
+
+def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Load a YAML config (or the defaults when ``path`` is None) and apply ``overrides``."""
+    data = read_yaml(path) if path is not None else {}
+    return from_dict(apply_overrides(data, overrides))
+
+
+def replace(config: Config, key: str, value: Any) -> Config:
+    """A new config with the dotted ``key`` set to ``value`` (validated like an override)."""
+    data = apply_overrides(to_dict(config), [])
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+    return from_dict(data)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: got {value!r}, expected {allowed}")
+
+
+def _check_name(key: str, value: str, valid: Sequence[str]) -> None:
+    if value not in valid:
+        raise ConfigError(
+            f"{key}: unknown name {value!r}{_suggest(value, valid)}; "
+            f"valid names: {', '.join(valid)}"
+        )
+
+
+def _finite(x: float) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def _validate(cfg: Config) -> None:
+    # Imported here: config sits in the interface layer and the registries are lower layers.
+    from jaxnn import activations, initializers, losses
+
+    m = cfg.model
+    for i, h in enumerate(m.hidden_sizes):
+        _check(h >= 1, f"model.hidden_sizes[{i}]", h, "a positive integer")
+    _check_name("model.hidden_activation", m.hidden_activation, activations.names())
+    _check_name("model.output_activation", m.output_activation, activations.names())
+    _check_name("model.initializer", m.initializer, initializers.names())
+    _check(0.0 <= m.dropout_rate < 1.0, "model.dropout_rate", m.dropout_rate, "a number in [0, 1)")
+    _check(
+        m.batch_norm_position in ("before_activation", "after_activation"),
+        "model.batch_norm_position",
+        m.batch_norm_position,
+        "'before_activation' or 'after_activation'",
+    )
+    _check(0.0 <= m.batch_norm_momentum < 1.0, "model.batch_norm_momentum",
+           m.batch_norm_momentum, "a number in [0, 1)")
+    _check(m.maxout_pieces >= 1, "model.maxout_pieces", m.maxout_pieces, "an integer >= 1")
+    _check(_finite(m.l1) and m.l1 >= 0, "model.l1", m.l1, "a number >= 0")
+    _check(_finite(m.l2) and m.l2 >= 0, "model.l2", m.l2, "a number >= 0")
+
+    d = cfg.data
+    from jaxnn import data as data_lib
+
+    _check_name("data.name", d.name, data_lib.names())
+    _check(d.normalization in ("none", "scale", "standardize"), "data.normalization",
+           d.normalization, "'none', 'scale' or 'standardize'")
+    if d.n_train is not None:
+        _check(d.n_train >= 1, "data.n_train", d.n_train, "a positive integer or null")
+    if d.n_test is not None:
+        _check(d.n_test >= 1, "data.n_test", d.n_test, "a positive integer or null")
+    _check(0.0 <= d.validation_fraction < 1.0, "data.validation_fraction",
+           d.validation_fraction, "a number in [0, 1)")
+
+    o = cfg.optimizer
+    from jaxnn import optim
+
+    _check_name("optimizer.name", o.name, optim.names())
+    _check(_finite(o.learning_rate) and o.learning_rate > 0, "optimizer.learning_rate",
+           o.learning_rate, "a positive number")
+    if o.clip_global_norm is not None:
+        _check(o.clip_global_norm > 0, "optimizer.clip_global_norm", o.clip_global_norm,
+               "a positive number or null")
+
+    s = cfg.schedule
+    _check_name("schedule.name", s.name, optim.schedules.names())
+
+    t = cfg.training
+    _check(t.epochs >= 1, "training.epochs", t.epochs, "an integer >= 1")
+    _check(t.batch_size >= 1, "training.batch_size", t.batch_size, "an integer >= 1")
+    _check(t.eval_batch_size >= 1, "training.eval_batch_size", t.eval_batch_size, "an integer >= 1")
+    _check_name("training.loss", t.loss, losses.names())
+    _check(t.grad in ("autodiff", "manual"), "training.grad", t.grad, "'autodiff' or 'manual'")
+    _check(t.checkpoint_every >= 0, "training.checkpoint_every", t.checkpoint_every,
+           "an integer >= 0")
+    _check(t.keep_checkpoints >= 1, "training.keep_checkpoints", t.keep_checkpoints,
+           "an integer >= 1")
+    _check(t.devices >= 0, "training.devices", t.devices, "an integer >= 0 (0: all devices)")
+    es = t.early_stopping
+    _check(es.mode in ("min", "max"), "training.early_stopping.mode", es.mode, "'min' or 'max'")
+    _check(es.patience >= 0, "training.early_stopping.patience", es.patience, "an integer >= 0")
+    _check(es.min_delta >= 0, "training.early_stopping.min_delta", es.min_delta, "a number >= 0")
+    rp = t.reduce_on_plateau
+    _check(0.0 < rp.factor < 1.0, "training.reduce_on_plateau.factor", rp.factor,
+           "a number in (0, 1)")
+    _check(rp.patience >= 0, "training.reduce_on_plateau.patience", rp.patience, "an integer >= 0")
+
+    lg = cfg.logging
+    _check(lg.print_every >= 0, "logging.print_every", lg.print_every, "an integer >= 0")

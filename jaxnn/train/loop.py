@@ -1,0 +1,566 @@
+"""The fit loop: ``train_and_evaluate(config, workdir) -> History``.
+
+What a run does, in order:
+
+1. validate the config and build everything that can fail on bad input (data, model,
+   optimizer, schedule) *before* compiling anything;
+2. compile one epoch (``lax.scan`` over batches, keyed shuffle inside) and one evaluation;
+3. for each epoch: train, evaluate on the validation and test splits, append a line to
+   ``metrics.jsonl`` / ``metrics.csv``, update early stopping and reduce-on-plateau, and
+   write an atomic checkpoint (the last ``keep_checkpoints`` plus ``best.jaxnn``);
+4. at the end: restore the best parameters when early stopping asks for it, write
+   ``params.msgpack``, ``history.json`` and the PNG curves.
+
+A run directory holds ``config.yaml`` (the resolved config), the logs, ``checkpoints/``
+and the plots. ``resume=True`` continues from the newest readable checkpoint and, because
+every random number is derived from the seed, the epoch and the step, ends with exactly
+the parameters an uninterrupted run would have (bit-identical on CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import inspect
+import io
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+from typing import Any, TextIO
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn import backprop, mlp, optim
+from jaxnn import config as config_lib
+from jaxnn import data as data_lib
+from jaxnn.config import Config, ConfigError
+from jaxnn.optim import schedules as schedules_lib
+from jaxnn.train.checkpoint import CheckpointManager, _atomic_write, read_checkpoint
+from jaxnn.train.early_stopping import EarlyStopping
+from jaxnn.train.state import TrainState
+from jaxnn.train.step import (
+    make_eval_fn,
+    make_train_epoch,
+    make_train_step,
+    metrics_fn_for_loss,
+)
+
+__all__ = [
+    "DivergenceError",
+    "Experiment",
+    "History",
+    "build_experiment",
+    "build_schedule",
+    "train_and_evaluate",
+]
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or gradient."""
+
+
+@dataclasses.dataclass(frozen=True)
+class History:
+    """What a run measured.
+
+    Attributes:
+      rows: one dict of metrics per completed epoch (``epoch`` counts from 1).
+      final: the metrics of the returned parameters on validation/test splits.
+      best_epoch: the epoch whose parameters were best by the monitored metric (or -1).
+      stopped_early: whether early stopping ended the run.
+      workdir: the run directory.
+    """
+
+    rows: tuple[dict, ...]
+    final: dict
+    best_epoch: int
+    stopped_early: bool
+    workdir: str
+
+    def metric(self, name: str) -> list[float]:
+        """The per-epoch values of one metric (``nan`` where it was not logged)."""
+        return [r.get(name, float("nan")) for r in self.rows]
+
+
+@dataclasses.dataclass
+class Experiment:
+    """Everything built from a config before any compilation (see :func:`build_experiment`)."""
+
+    config: Config
+    dataset: Any
+    mlp_config: mlp.MLPConfig
+    tx: optax.GradientTransformation
+    loss_fn: Any
+    value_and_grad_fn: Any
+    steps_per_epoch: int
+    batch_size: int
+
+
+# ----------------------------------------------------------------------------- building
+
+
+def _load_dataset(cfg: Config) -> Any:
+    d = cfg.data
+    try:
+        return data_lib.load(
+            d.name,
+            key=jax.random.PRNGKey(cfg.training.seed + 7919),
+            data_dir=d.data_dir,
+            download=d.download,
+            normalization=d.normalization,
+            n_train=d.n_train,
+            n_test=d.n_test,
+            validation_fraction=d.validation_fraction,
+            **d.options,
+        )
+    except TypeError as e:  # an unknown loader option
+        raise ConfigError(f"data.options: {e}") from None
+
+
+def _output_size(dataset: Any, loss: str) -> int:
+    if loss == "sigmoid_binary_cross_entropy":
+        return 1 if dataset.num_classes in (None, 2) else int(dataset.num_classes)
+    if dataset.task == "classification":
+        return int(dataset.num_classes)
+    y = np.asarray(dataset.y_train)
+    return 1 if y.ndim == 1 else int(y.shape[1])
+
+
+def _check_loss_matches(cfg: Config, dataset: Any) -> None:
+    loss = cfg.training.loss
+    if dataset.task == "classification" and loss == "mse":
+        raise ConfigError(
+            f"training.loss: 'mse' needs a regression data set, but {dataset.name!r} is a "
+            "classification set; use 'softmax_cross_entropy_with_integer_labels'"
+        )
+    if dataset.task == "regression" and loss != "mse":
+        raise ConfigError(
+            f"training.loss: {loss!r} needs class labels, but {dataset.name!r} is a regression "
+            "set; use 'mse'"
+        )
+    if loss == "softmax_cross_entropy":
+        raise ConfigError(
+            "training.loss: 'softmax_cross_entropy' expects one-hot labels; data sets give "
+            "integer labels: use 'softmax_cross_entropy_with_integer_labels'"
+        )
+
+
+_LR_ARGS = ("peak_value", "base_lr", "init_value", "value")
+_STEP_ARGS = ("decay_steps", "transition_steps")
+
+
+def build_schedule(cfg: Config, steps_per_epoch: int) -> Any:
+    """The learning rate: a float, or a schedule built from ``cfg.schedule``."""
+    s = cfg.schedule
+    lr = cfg.optimizer.learning_rate
+    if s.name in ("constant", "constant_schedule") and not s.options and not s.epoch_options:
+        return lr
+    factory = schedules_lib.get_factory(s.name) if hasattr(schedules_lib, "get_factory") else None
+    opts = dict(s.options)
+    for k, v in s.epoch_options.items():
+        opts[k] = int(round(float(v) * steps_per_epoch))
+    params = {}
+    if factory is not None:
+        params = inspect.signature(factory).parameters
+    else:  # pragma: no cover - depends on the schedules module
+        try:
+            params = inspect.signature(getattr(schedules_lib, s.name)).parameters
+        except (AttributeError, TypeError, ValueError):
+            params = {}
+    for name in _LR_ARGS:
+        if name in params:
+            opts.setdefault(name, lr)
+            break
+    total = steps_per_epoch * cfg.training.epochs
+    for name in _STEP_ARGS:
+        p = params.get(name)
+        if p is not None and p.default is inspect.Parameter.empty:
+            opts.setdefault(name, total)
+    try:
+        return schedules_lib.get(s.name, **opts)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"schedule: {e}") from None
+
+
+def build_experiment(cfg: Config) -> Experiment:
+    """Build data, model, optimizer and gradient functions; fail fast on bad input."""
+    dataset = _load_dataset(cfg)
+    _check_loss_matches(cfg, dataset)
+    x_train = dataset.x_train
+    n = int(x_train.shape[0])
+    bs = min(cfg.training.batch_size, n)
+    steps = n // bs
+    m = cfg.model
+    n_in = int(np.prod(x_train.shape[1:]))
+    sizes = (n_in, *m.hidden_sizes, _output_size(dataset, cfg.training.loss))
+    try:
+        mcfg = mlp.MLPConfig(
+            layer_sizes=sizes,
+            hidden_activation=m.hidden_activation,
+            output_activation=m.output_activation,
+            activation_kwargs=tuple(sorted(m.activation_kwargs.items())),
+            initializer=m.initializer,
+            initializer_kwargs=tuple(sorted(m.initializer_kwargs.items())),
+            use_bias=m.use_bias,
+            dropout_rate=m.dropout_rate,
+            dropout_inverted=m.dropout_inverted,
+            batch_norm=m.batch_norm,
+            batch_norm_position=m.batch_norm_position,
+            batch_norm_momentum=m.batch_norm_momentum,
+            maxout_pieces=m.maxout_pieces,
+            l1=m.l1,
+            l2=m.l2,
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from None
+    lr = build_schedule(cfg, steps)
+    o = cfg.optimizer
+    try:
+        tx = optim.get(o.name, lr, **o.options)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optimizer: {e}") from None
+    if o.clip_global_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(o.clip_global_norm), tx)
+    loss_fn = mlp.make_loss_fn(mcfg, cfg.training.loss)
+    vg = backprop.value_and_grad(mcfg, cfg.training.loss) if cfg.training.grad == "manual" else None
+    return Experiment(cfg, dataset, mcfg, tx, loss_fn, vg, steps, bs)
+
+
+def _logged_metric_names(cfg: Config, dataset: Any) -> list[str]:
+    base = ["loss", "grad_norm", "learning_rate"]
+    if cfg.training.loss != "mse":
+        base.append("accuracy")
+    names = list(base)
+    evals = ["loss"] + (["accuracy"] if "accuracy" in base else [])
+    if getattr(dataset, "x_val", None) is not None:
+        names += [f"val_{k}" for k in evals]
+    names += [f"test_{k}" for k in evals]
+    return names
+
+
+def _check_monitors(cfg: Config, dataset: Any) -> None:
+    logged = _logged_metric_names(cfg, dataset)
+    for key, section in (
+        ("training.early_stopping.monitor", cfg.training.early_stopping),
+        ("training.reduce_on_plateau.monitor", cfg.training.reduce_on_plateau),
+    ):
+        if section.enabled and section.monitor not in logged:
+            hint = ""
+            if section.monitor.startswith("val_"):
+                hint = " (set data.validation_fraction > 0 to log validation metrics)"
+            raise ConfigError(
+                f"{key}: {section.monitor!r} is not a logged metric{hint}; "
+                f"logged: {', '.join(logged)}"
+            )
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def _mesh_shardings(cfg: Config, batch_size: int):
+    n = cfg.training.devices
+    devices = jax.devices()
+    if n == 0:
+        n = len(devices)
+    if n > len(devices):
+        raise ConfigError(
+            f"training.devices: got {n}, but only {len(devices)} device(s) are visible "
+            f"({devices[0].platform})"
+        )
+    if n == 1:
+        return None, None
+    if batch_size % n:
+        raise ConfigError(
+            f"training.batch_size: {batch_size} is not divisible by the {n} devices; "
+            "use a multiple of the device count"
+        )
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(devices[:n]), ("data",))
+    return NamedSharding(mesh, PartitionSpec()), NamedSharding(mesh, PartitionSpec("data"))
+
+
+# ----------------------------------------------------------------------------- logging
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _epoch_line(row: dict, epochs: int) -> str:
+    keys = ["loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy",
+            "learning_rate"]
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    parts += [f"{k} {_fmt(row[k])}" for k in keys if k in row]
+    parts.append(f"({row['time_s']:.2f}s)")
+    return "  ".join(parts)
+
+
+def _write_logs(workdir: pathlib.Path, rows: list[dict]) -> None:
+    lines = "".join(json.dumps(r) + "\n" for r in rows)
+    _atomic_write(workdir / "metrics.jsonl", lines.encode())
+    cols: list[str] = []
+    for r in rows:
+        cols += [k for k in r if k not in cols]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    _atomic_write(workdir / "metrics.csv", buf.getvalue().encode())
+
+
+def _to_float(v: Any) -> float:
+    return float(np.asarray(v))
+
+
+def _is_better(value: float, best: float | None, mode: str) -> bool:
+    if not math.isfinite(value):
+        return False
+    if best is None:
+        return True
+    return value < best if mode == "min" else value > best
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train_and_evaluate(
+    config: Config,
+    workdir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    stream: TextIO | None = None,
+) -> History:
+    """Train ``config`` and write the run into ``workdir``; returns the :class:`History`.
+
+    Args:
+      config: a validated :class:`jaxnn.config.Config`.
+      workdir: the run directory (created if needed). A directory that already holds
+        checkpoints is only reused with ``resume=True``, so no finished run is overwritten.
+      resume: continue from the newest readable checkpoint in ``workdir``.
+      stream: where per-epoch lines go (default ``sys.stdout``).
+
+    Raises:
+      ConfigError: bad config values or data (before anything is compiled).
+      CheckpointError: ``resume=True`` without a usable checkpoint.
+      DivergenceError: the loss or a gradient became NaN/Inf; the last good checkpoint is kept.
+    """
+    out = stream if stream is not None else sys.stdout
+    cfg = config
+    workdir = pathlib.Path(workdir)
+    ckpts = CheckpointManager(workdir / "checkpoints", keep=cfg.training.keep_checkpoints)
+    if not resume and ckpts.epochs():
+        raise ConfigError(
+            f"workdir {str(workdir)!r} already holds a run; pass --resume to continue it or "
+            "choose another --workdir"
+        )
+
+    tb_writer_cls = None
+    if cfg.logging.tensorboard:
+        try:
+            from tensorboardX import SummaryWriter as tb_writer_cls
+        except ImportError:
+            raise ConfigError(
+                "logging.tensorboard: true needs the tensorboardX package; install it with "
+                "pip install 'jaxnn[tensorboard]' or set logging.tensorboard=false"
+            ) from None
+
+    exp = build_experiment(cfg)
+    ds = exp.dataset
+    _check_monitors(cfg, ds)
+    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size)
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    config_lib.dump(cfg, workdir / "config.yaml")
+
+    t = cfg.training
+    root = jax.random.PRNGKey(t.seed)
+    init_key, run_key, data_key = jax.random.split(root, 3)
+    params, model_state = mlp.init(exp.mlp_config, init_key)
+    state = TrainState.create(params=params, tx=exp.tx, key=run_key, model_state=model_state)
+
+    plateau_tx = None
+    plateau_state = None
+    if t.reduce_on_plateau.enabled:
+        rp = t.reduce_on_plateau
+        plateau_tx = optim.reduce_on_plateau(
+            factor=rp.factor, patience=rp.patience, cooldown=rp.cooldown, min_scale=rp.min_scale
+        )
+        plateau_state = plateau_tx.init(jnp.zeros((), jnp.float32))
+
+    es_cfg = t.early_stopping
+    stopper = EarlyStopping(patience=es_cfg.patience, min_delta=es_cfg.min_delta, mode=es_cfg.mode)
+    rows: list[dict] = []
+    start_epoch = 0
+    best_value: float | None = None
+    best_epoch = -1
+    stopped_early = False
+
+    def payload() -> dict:
+        return {"state": state, "plateau": plateau_state}
+
+    if resume:
+        tree, meta, path, problems = ckpts.restore_latest(payload())
+        for p in problems:
+            print(f"warning: skipped {p}", file=sys.stderr)
+        state, plateau_state = tree["state"], tree["plateau"]
+        state = jax.tree.map(jnp.asarray, state)
+        if plateau_state is not None:
+            plateau_state = jax.tree.map(jnp.asarray, plateau_state)
+        rows = list(meta["rows"])
+        start_epoch = int(meta["epoch"])
+        best_value, best_epoch = meta["best_value"], int(meta["best_epoch"])
+        stopper = dataclasses.replace(stopper, **meta["early_stopping"])
+        print(f"resumed from {path} (epoch {start_epoch})", file=out)
+        if stopper.should_stop:
+            stopped_early = True
+
+    x_train = jnp.asarray(ds.x_train)
+    y_train = jnp.asarray(ds.y_train)
+    if replicated is not None:
+        state = jax.device_put(state, replicated)
+        x_train = jax.device_put(x_train, replicated)
+        y_train = jax.device_put(y_train, replicated)
+
+    metrics_fn = metrics_fn_for_loss(t.loss)
+    step_fn = make_train_step(
+        exp.loss_fn, exp.tx, grad=t.grad, value_and_grad_fn=exp.value_and_grad_fn,
+        metrics_fn=metrics_fn, grad_norms=cfg.logging.grad_norms,
+    )
+    epoch_fn = make_train_epoch(step_fn, exp.batch_size, batch_sharding=batch_sharding)
+    eval_fn = make_eval_fn(exp.loss_fn, loss_name=t.loss, batch_size=t.eval_batch_size,
+                           metrics_fn=metrics_fn if t.loss != "mse" else None)
+    splits = {"test": (ds.x_test, ds.y_test)}
+    if getattr(ds, "x_val", None) is not None:
+        splits = {"val": (ds.x_val, ds.y_val), **splits}
+    splits = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in splits.items()}
+
+    best_host = None
+    monitor, mode = es_cfg.monitor, es_cfg.mode
+    if monitor not in _logged_metric_names(cfg, ds):
+        monitor, mode = "loss", "min"
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        range(start_epoch, t.epochs), initial=start_epoch, total=t.epochs, unit="epoch",
+        file=sys.stderr, leave=False,
+        # None: tqdm shows the bar only on a terminal, so piped logs stay clean
+        disable=True if (not cfg.logging.progress or stopped_early) else None,
+    )
+    tb = tb_writer_cls(str(workdir / "tensorboard")) if tb_writer_cls is not None else None
+    for epoch in bar:
+        if stopped_early:
+            break
+        t0 = time.perf_counter()
+        step_before = int(state.step)
+        state, m = epoch_fn(state, x_train, y_train, jax.random.fold_in(data_key, epoch))
+        m = jax.device_get(m)
+        losses_ = np.asarray(m["loss"])
+        gnorms = np.asarray(m["grad_norm"])
+        bad = ~(np.isfinite(losses_) & np.isfinite(gnorms))
+        if bad.any():
+            first = int(np.argmax(bad))
+            what = "loss" if not np.isfinite(losses_[first]) else "gradient norm"
+            lr = m.get("learning_rate")
+            lr_txt = ""
+            if lr is not None:
+                lr_txt = f" (learning rate {float(np.asarray(lr)[first]):.3g})"
+            last = ckpts.epochs()
+            keep = f"; the last good checkpoint is {ckpts.path(last[-1])}" if last else ""
+            value = losses_[first] if what == "loss" else gnorms[first]
+            raise DivergenceError(
+                f"training diverged: the {what} became {value} at step "
+                f"{step_before + first + 1} (epoch {epoch + 1}){lr_txt}; the learning rate is the "
+                "likely cause: lower optimizer.learning_rate or set "
+                f"optimizer.clip_global_norm{keep}"
+            )
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": int(state.step)}
+        for k, v in m.items():
+            v = np.asarray(v)
+            row[k] = float(v[-1]) if k == "learning_rate" else float(v.mean())
+        for split, (xs, ys) in splits.items():
+            for k, v in eval_fn(state, xs, ys).items():
+                row[f"{split}_{k}"] = _to_float(v)
+        row["time_s"] = time.perf_counter() - t0
+        rows.append(row)
+
+        if plateau_tx is not None:
+            value = jnp.asarray(row[t.reduce_on_plateau.monitor], jnp.float32)
+            _, plateau_state = plateau_tx.update(
+                jnp.zeros((), jnp.float32), plateau_state, value=value
+            )
+            state = state.replace(lr_scale=jnp.asarray(plateau_state.scale, jnp.float32))
+
+        improved = _is_better(row[monitor], best_value, mode) if monitor in row else False
+        if improved:
+            best_value, best_epoch = float(row[monitor]), epoch + 1
+            if es_cfg.restore_best:
+                best_host = jax.device_get(state)
+        if es_cfg.enabled and monitor in row:
+            stopper = stopper.update(row[monitor], epoch + 1)
+            stopped_early = stopper.should_stop
+
+        _write_logs(workdir, rows)
+        if tb is not None:
+            for k, v in row.items():
+                if k not in ("epoch", "step"):
+                    tb.add_scalar(k, v, global_step=row["step"])
+            tb.flush()
+        last_epoch = epoch + 1 == t.epochs or stopped_early
+        if t.checkpoint_every and ((epoch + 1) % t.checkpoint_every == 0 or last_epoch):
+            meta = {
+                "epoch": epoch + 1,
+                "step": int(state.step),
+                "rows": rows,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "early_stopping": dataclasses.asdict(stopper),
+                "config": config_lib.to_dict(cfg),
+            }
+            ckpts.save(epoch + 1, payload(), meta, best=improved)
+        if cfg.logging.print_every and (
+            (epoch + 1) % cfg.logging.print_every == 0 or last_epoch
+        ):
+            line = _epoch_line(row, t.epochs)
+            if stopped_early:
+                line += f"  early stop (best {monitor} {best_value:.4g} at epoch {best_epoch})"
+            bar.write(line, file=out)
+    bar.close()
+    if tb is not None:
+        tb.close()
+
+    final_state = state
+    if es_cfg.enabled and es_cfg.restore_best and stopped_early:
+        if best_host is None and ckpts.best_path.exists():
+            tree, _ = read_checkpoint(ckpts.best_path, payload())
+            best_host = tree["state"]
+        if best_host is not None:
+            final_state = jax.tree.map(jnp.asarray, best_host)
+    final = {}
+    for split, (xs, ys) in splits.items():
+        for k, v in eval_fn(final_state, xs, ys).items():
+            final[f"{split}_{k}"] = _to_float(v)
+    params_host = jax.device_get(final_state.params)
+    _atomic_write(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
+    history = History(tuple(rows), final, best_epoch, stopped_early, str(workdir))
+    summary = {"final": final, "best_epoch": best_epoch, "stopped_early": stopped_early,
+               "epochs_run": len(rows)}
+    _atomic_write(workdir / "history.json", json.dumps(summary, indent=2).encode())
+    if cfg.logging.plots:
+        from jaxnn.train.plots import plot_history
+
+        plot_history(rows, workdir)
+    if cfg.logging.print_every:
+        parts = "  ".join(f"{k} {_fmt(v)}" for k, v in final.items())
+        print(f"final: {parts}", file=out)
+    return history

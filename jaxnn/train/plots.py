@@ -1,0 +1,56 @@
+"""PNG curves of a run's metrics (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+
+__all__ = ["plot_history"]
+
+
+def plot_history(rows: Sequence[dict], directory: str | pathlib.Path) -> list[pathlib.Path]:
+    """Write ``loss.png`` (and ``accuracy.png``, ``learning_rate.png`` when logged).
+
+    Args:
+      rows: per-epoch metric dicts, each with an ``epoch`` key.
+      directory: where the PNG files go.
+
+    Returns:
+      The paths written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    directory = pathlib.Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if not rows:
+        return []
+    epochs = [r["epoch"] for r in rows]
+    written = []
+    panels = [
+        ("loss", ["loss", "val_loss", "test_loss"], "loss", True),
+        ("accuracy", ["accuracy", "val_accuracy", "test_accuracy"], "accuracy", False),
+        ("learning_rate", ["learning_rate"], "learning rate", True),
+    ]
+    for fname, keys, ylabel, logy in panels:
+        present = [k for k in keys if any(k in r for r in rows)]
+        if not present:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for k in present:
+            ax.plot(epochs, [r.get(k, float("nan")) for r in rows], marker="o", ms=3,
+                    label=k.replace("loss", "loss").replace("_", " "))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if logy and all(r.get(k, 1.0) > 0 for r in rows for k in present):
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = directory / f"{fname}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,223 @@
+"""Compiled train and eval steps, and a whole epoch fused with ``lax.scan``.
+
+The contract of a loss function here is the one :func:`jaxnn.mlp.make_loss_fn` returns::
+
+    loss_fn(params, model_state, x, y, key, train) -> (loss, aux)
+    aux = {"state": new_model_state, "outputs": predictions_or_logits, ...}
+
+and a gradient function has the signature of ``jax.value_and_grad(loss_fn, has_aux=True)``,
+so the hand-written backprop (:func:`jaxnn.backprop.value_and_grad`) and autodiff are
+interchangeable: :func:`make_train_step` takes ``grad="autodiff"`` or ``grad="manual"``.
+
+An epoch (:func:`make_train_epoch`) shuffles with a keyed permutation *inside* the compiled
+function, gathers each batch in the scan body and runs the step; it is compiled once per
+data shape and donates the incoming state's buffers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxnn.optim import current_learning_rate
+from jaxnn.train.state import TrainState
+
+__all__ = [
+    "classification_metrics",
+    "make_eval_fn",
+    "make_train_epoch",
+    "make_train_step",
+    "metrics_fn_for_loss",
+    "regression_metrics",
+]
+
+LossFn = Callable[..., tuple[jax.Array, dict]]
+
+
+def classification_metrics(outputs: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+    """Accuracy from logits and integer (or one-hot) labels, as a float32 scalar."""
+    labels = jnp.argmax(y, axis=-1) if y.ndim == outputs.ndim else y
+    return {"accuracy": jnp.mean(jnp.argmax(outputs, axis=-1) == labels).astype(jnp.float32)}
+
+
+def binary_metrics(outputs: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+    """Accuracy of ``logits > 0`` against 0/1 labels."""
+    y = jnp.reshape(y, outputs.shape)
+    return {"accuracy": jnp.mean((outputs > 0) == (y > 0.5)).astype(jnp.float32)}
+
+
+def regression_metrics(outputs: jax.Array, y: jax.Array) -> dict[str, jax.Array]:
+    """No extra metric beyond the loss."""
+    del outputs, y
+    return {}
+
+
+def metrics_fn_for_loss(loss: str) -> Callable[[jax.Array, jax.Array], dict[str, jax.Array]]:
+    """The natural per-batch metrics for a loss name."""
+    if loss.startswith("softmax_cross_entropy"):
+        return classification_metrics
+    if loss == "sigmoid_binary_cross_entropy":
+        return binary_metrics
+    return regression_metrics
+
+
+def _layer_grad_norms(grads: Any) -> dict[str, jax.Array]:
+    out = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+        name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+        out[f"grad_norm/{name}"] = jnp.sqrt(jnp.sum(jnp.square(leaf.astype(jnp.float32))))
+    return out
+
+
+def make_train_step(
+    loss_fn: LossFn,
+    tx: optax.GradientTransformation,
+    *,
+    grad: str | Callable = "autodiff",
+    value_and_grad_fn: Callable | None = None,
+    metrics_fn: Callable[[jax.Array, jax.Array], dict] | None = None,
+    grad_norms: bool = False,
+) -> Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """A pure train step ``(state, x, y) -> (new_state, metrics)`` (not yet jitted).
+
+    Args:
+      loss_fn: ``(params, model_state, x, y, key, train) -> (loss, aux)``.
+      tx: any optax transformation (ours or optax's).
+      grad: ``"autodiff"`` (``jax.value_and_grad(loss_fn, has_aux=True)``) or ``"manual"``
+        (then ``value_and_grad_fn`` supplies the hand-written gradient, e.g.
+        ``jaxnn.backprop.value_and_grad(mlp_config, loss)``).
+      value_and_grad_fn: the gradient function used when ``grad="manual"``.
+      metrics_fn: ``(outputs, y) -> dict`` of extra per-batch metrics (e.g. accuracy).
+      grad_norms: also report the L2 norm of every gradient leaf (per layer).
+
+    Returns:
+      The step. Metrics: ``loss``, ``grad_norm`` (global), ``learning_rate`` (when the
+      optimizer state records it, times ``state.lr_scale``) and whatever ``metrics_fn`` gives.
+    """
+    if grad == "autodiff":
+        vg = jax.value_and_grad(loss_fn, has_aux=True)
+    elif grad == "manual":
+        if value_and_grad_fn is None:
+            raise ValueError(
+                "make_train_step: grad='manual' needs value_and_grad_fn "
+                "(e.g. jaxnn.backprop.value_and_grad(mlp_config, loss))"
+            )
+        vg = value_and_grad_fn
+    else:
+        raise ValueError(f"make_train_step: grad must be 'autodiff' or 'manual', got {grad!r}")
+
+    def train_step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, dict]:
+        (loss, aux), grads = vg(state.params, state.model_state, x, y, state.step_key(), True)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
+        params = optax.apply_updates(state.params, updates)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        lr = current_learning_rate(opt_state)
+        if lr is not None:
+            metrics["learning_rate"] = jnp.asarray(lr, jnp.float32) * state.lr_scale
+        if metrics_fn is not None:
+            metrics.update(metrics_fn(aux["outputs"], y))
+        if grad_norms:
+            metrics.update(_layer_grad_norms(grads))
+        new_state = state.replace(
+            step=state.step + 1,
+            params=params,
+            opt_state=opt_state,
+            model_state=aux.get("state", state.model_state),
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def make_train_epoch(
+    train_step: Callable[[TrainState, jax.Array, jax.Array], tuple[TrainState, dict]],
+    batch_size: int,
+    *,
+    batch_sharding: Any = None,
+) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
+    """A jitted epoch ``(state, x, y, epoch_key) -> (state, per_step_metrics)``.
+
+    The training set is shuffled with ``jax.random.permutation(epoch_key, n)``; the
+    ``n % batch_size`` examples that fall last in the permutation are left out of that epoch
+    (a different set each epoch). ``batch_size >= n`` is full-batch gradient descent. Each
+    metric comes back with one value per step (shape ``(num_batches,)``).
+
+    Args:
+      train_step: from :func:`make_train_step`.
+      batch_size: examples per step (static).
+      batch_sharding: optional ``jax.sharding.Sharding`` for each batch (data parallelism).
+    """
+    if batch_size < 1:
+        raise ValueError(f"make_train_epoch: batch_size must be >= 1, got {batch_size!r}")
+
+    def epoch(state: TrainState, x: jax.Array, y: jax.Array, epoch_key: jax.Array):
+        n = x.shape[0]
+        bs = min(batch_size, n)
+        nb = n // bs
+        perm = jax.random.permutation(epoch_key, n)[: nb * bs].reshape(nb, bs)
+
+        def body(st, idx):
+            xb, yb = x[idx], y[idx]
+            if batch_sharding is not None:
+                xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
+                yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
+            return train_step(st, xb, yb)
+
+        return jax.lax.scan(body, state, perm)
+
+    return jax.jit(epoch, donate_argnums=0)
+
+
+def make_eval_fn(
+    loss_fn: LossFn,
+    *,
+    loss_name: str,
+    batch_size: int = 1024,
+    metrics_fn: Callable[[jax.Array, jax.Array], dict] | None = None,
+) -> Callable[[TrainState, jax.Array, jax.Array], dict]:
+    """A jitted evaluation ``(state, x, y) -> {"loss": ..., "accuracy": ...}`` in eval mode.
+
+    The set is split into chunks of ``batch_size`` (the last one padded and masked) and
+    evaluated with ``lax.map``, so memory stays bounded and it compiles once per set size.
+    The loss is the data loss (mean over examples, without the L1/L2 penalty).
+    """
+    from jaxnn import losses
+
+    per_example = losses.get(loss_name)
+
+    def evaluate(state: TrainState, x: jax.Array, y: jax.Array) -> dict:
+        n = x.shape[0]
+        bs = min(batch_size, n)
+        nb = -(-n // bs)
+        pad = nb * bs - n
+        xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
+        yp = jnp.concatenate([y, jnp.zeros((pad, *y.shape[1:]), y.dtype)]) if pad else y
+        mask = (jnp.arange(nb * bs) < n).astype(jnp.float32).reshape(nb, bs)
+        xs = xp.reshape(nb, bs, *x.shape[1:])
+        ys = yp.reshape(nb, bs, *y.shape[1:])
+
+        def chunk(args):
+            xb, yb, mb = args
+            _, aux = loss_fn(state.params, state.model_state, xb, yb, None, False)
+            out = aux["outputs"]
+            lvec = per_example(out, yb, reduction="none").astype(jnp.float32)
+            res = {"loss": jnp.sum(lvec * mb)}
+            if metrics_fn is not None:
+                for k, v in _per_example_metrics(metrics_fn, out, yb).items():
+                    res[k] = jnp.sum(v * mb)
+            return res
+
+        sums = jax.lax.map(chunk, (xs, ys, mask))
+        return {k: jnp.sum(v) / n for k, v in sums.items()}
+
+    return jax.jit(evaluate)
+
+
+def _per_example_metrics(metrics_fn, outputs, y):
+    # vmap a batch metric over single examples: the mean over a batch of one is the value.
+    return jax.vmap(lambda o, t: metrics_fn(o[None], t[None]))(outputs, y)
