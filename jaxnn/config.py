@@ -132,6 +132,7 @@ class PlateauConfig:
 
     enabled: bool = False
     monitor: str = "val_loss"
+    mode: str = "min"  # "min" or "max" (e.g. for val_accuracy)
     factor: float = 0.5
     patience: int = 3
     cooldown: int = 0
@@ -501,6 +502,8 @@ def _validate(cfg: Config) -> None:
     _check(es.patience >= 0, "training.early_stopping.patience", es.patience, "an integer >= 0")
     _check(es.min_delta >= 0, "training.early_stopping.min_delta", es.min_delta, "a number >= 0")
     rp = t.reduce_on_plateau
+    _check(rp.mode in ("min", "max"), "training.reduce_on_plateau.mode", rp.mode,
+           "'min' or 'max'")
     _check(0.0 < rp.factor < 1.0, "training.reduce_on_plateau.factor", rp.factor,
            "a number in (0, 1)")
     _check(rp.patience >= 0, "training.reduce_on_plateau.patience", rp.patience, "an integer >= 0")

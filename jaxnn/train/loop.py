@@ -120,8 +120,10 @@ def _load_dataset(cfg: Config) -> Any:
             validation_fraction=d.validation_fraction,
             **d.options,
         )
-    except TypeError as e:  # an unknown loader option
-        raise ConfigError(f"data.options: {e}") from None
+    except data_lib.DataError:
+        raise
+    except (TypeError, ValueError) as e:  # an unknown loader option or a bad option value
+        raise ConfigError(f"data: {e}") from None
 
 
 def _output_size(dataset: Any, loss: str) -> int:
@@ -392,7 +394,7 @@ def train_and_evaluate(
     plateau_state = None
     if t.reduce_on_plateau.enabled:
         rp = t.reduce_on_plateau
-        plateau_tx = optim.reduce_on_plateau(
+        plateau_tx = schedules_lib.reduce_on_plateau(
             factor=rp.factor, patience=rp.patience, cooldown=rp.cooldown, min_scale=rp.min_scale
         )
         plateau_state = plateau_tx.init(jnp.zeros((), jnp.float32))
@@ -495,11 +497,13 @@ def train_and_evaluate(
         rows.append(row)
 
         if plateau_tx is not None:
-            value = jnp.asarray(row[t.reduce_on_plateau.monitor], jnp.float32)
+            sign = -1.0 if t.reduce_on_plateau.mode == "max" else 1.0  # it minimises
+            value = jnp.asarray(sign * row[t.reduce_on_plateau.monitor], jnp.float32)
             _, plateau_state = plateau_tx.update(
                 jnp.zeros((), jnp.float32), plateau_state, value=value
             )
-            state = state.replace(lr_scale=jnp.asarray(plateau_state.scale, jnp.float32))
+            # a fresh buffer: the epoch donates state.lr_scale, the plateau state keeps its own
+            state = state.replace(lr_scale=jnp.asarray(float(plateau_state.scale), jnp.float32))
 
         improved = _is_better(row[monitor], best_value, mode) if monitor in row else False
         if improved:

@@ -1,0 +1,385 @@
+"""The training loop in-process: learning, gradient modes, compilation, early stopping,
+checkpoints and the divergence guard (``jaxnn.train``)."""
+
+import json
+import pathlib
+import re
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import backprop, mlp, optim
+from jaxnn import config as C
+from jaxnn.config import ConfigError
+from jaxnn.train import (
+    CheckpointError,
+    CheckpointManager,
+    DivergenceError,
+    TrainState,
+    classification_metrics,
+    make_eval_fn,
+    make_train_epoch,
+    make_train_step,
+    read_checkpoint,
+    train_and_evaluate,
+    write_checkpoint,
+)
+from jaxnn.train import loop as loop_lib
+
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+QUIET = ["logging.progress=false", "logging.print_every=0", "logging.plots=false"]
+
+
+def _load(name=None, *overrides):
+    path = CONFIGS / f"{name}.yaml" if name else None
+    return C.load(path, [*QUIET, *overrides])
+
+
+def _params(workdir):
+    blob = (pathlib.Path(workdir) / "params.msgpack").read_bytes()
+    return flax.serialization.msgpack_restore(blob)
+
+
+# ----------------------------------------------------------------------------- learning
+
+
+def test_xor_is_solved_by_a_hidden_layer_and_not_by_a_linear_model(tmp_path):
+    h = train_and_evaluate(_load("xor"), tmp_path / "mlp")
+    assert h.final["test_accuracy"] == 1.0
+    assert h.final["test_loss"] < 0.05
+    lin = train_and_evaluate(_load("xor", "model.hidden_sizes=[]"), tmp_path / "linear")
+    # No line separates XOR: at most 3 of the 4 points can be right.
+    assert lin.final["test_accuracy"] <= 0.75
+    assert lin.final["test_loss"] > 0.5
+
+
+def test_default_job_reaches_95_percent_on_digits(tmp_path):
+    cfg = _load(None, "logging.plots=true")
+    h = train_and_evaluate(cfg, tmp_path / "run")
+    assert h.final["test_accuracy"] >= 0.95
+    run = tmp_path / "run"
+    for f in ("config.yaml", "metrics.jsonl", "metrics.csv", "history.json", "params.msgpack",
+              "loss.png", "accuracy.png", "learning_rate.png"):
+        assert (run / f).stat().st_size > 0, f
+    # the resolved config round-trips, and the log has one line per epoch
+    assert C.load(run / "config.yaml", QUIET[:0]) == C.replace(cfg, "logging.plots", True)
+    lines = (run / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == list(range(1, 21))
+    assert len((run / "metrics.csv").read_text().splitlines()) == 21
+    # learning happened along the way, not only at the end
+    losses = h.metric("loss")
+    assert losses[-1] < 0.25 * losses[0]
+
+
+def test_fashion_mnist_reaches_85_percent(tmp_path, shared_data_dir):
+    cfg = _load(
+        "fashion_mnist",
+        f"data.data_dir={shared_data_dir / 'fashion-mnist'}",
+        "data.download=false",
+        "training.epochs=3",
+        "schedule.epoch_options.decay_steps=3",
+        "training.checkpoint_every=0",
+    )
+    h = train_and_evaluate(cfg, tmp_path / "fm")
+    assert h.final["test_accuracy"] >= 0.85
+
+
+def test_sine_regression_fits_the_curve(tmp_path):
+    cfg = _load("sine_regression", "training.epochs=40", "schedule.epoch_options.decay_steps=40")
+    h = train_and_evaluate(cfg, tmp_path / "sine")
+    # the targets have variance 0.5 + 0.01; the noise floor is 0.01
+    assert h.final["test_loss"] < 0.03
+    assert "test_accuracy" not in h.final
+
+
+def test_batch_size_covers_sgd_minibatch_and_full_batch(tmp_path):
+    n_train = 200
+    for bs, steps in ((1, 200), (32, 6), (10_000, 1)):
+        cfg = _load(None, f"data.n_train={n_train}", f"training.batch_size={bs}",
+                    "training.epochs=2", "training.checkpoint_every=0")
+        h = train_and_evaluate(cfg, tmp_path / f"bs{bs}")
+        assert [r["step"] for r in h.rows] == [steps, 2 * steps]
+
+
+# ----------------------------------------------------------------------------- gradient modes
+
+
+def test_manual_and_autodiff_gradients_give_the_same_trajectory(tmp_path):
+    # momentum SGD: float32 rounding differences stay rounding-sized (Adam's g/sqrt(v)
+    # amplifies them where gradients are tiny, so it would need a looser tolerance)
+    common = ("model.batch_norm=true", "model.dropout_rate=0.1", "model.l2=1e-3",
+              "model.hidden_activation=tanh", "training.epochs=3", "data.n_train=600",
+              "optimizer.name=momentum", "optimizer.learning_rate=0.05")
+    auto = train_and_evaluate(_load(None, *common, "training.grad=autodiff"), tmp_path / "a")
+    man = train_and_evaluate(_load(None, *common, "training.grad=manual"), tmp_path / "m")
+    np.testing.assert_allclose(auto.metric("loss"), man.metric("loss"), rtol=1e-4)
+    np.testing.assert_allclose(auto.metric("test_loss"), man.metric("test_loss"), rtol=1e-4)
+    pa, pm = _params(tmp_path / "a"), _params(tmp_path / "m")
+    for a, m in zip(jax.tree.leaves(pa), jax.tree.leaves(pm), strict=True):
+        np.testing.assert_allclose(a, m, rtol=1e-3, atol=1e-5)
+
+
+def _small_problem(batch_norm=False):
+    cfg = mlp.MLPConfig(layer_sizes=(6, 16, 3), hidden_activation="tanh", batch_norm=batch_norm)
+    params, mstate = mlp.init(cfg, jax.random.PRNGKey(0))
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, 6), jnp.float32)
+    y = jax.random.randint(jax.random.PRNGKey(2), (64,), 0, 3)
+    return cfg, params, mstate, x, y
+
+
+def test_train_step_switches_gradient_by_one_argument():
+    loss = "softmax_cross_entropy_with_integer_labels"
+    cfg, params, mstate, x, y = _small_problem(batch_norm=True)
+    tx = optim.get("momentum", 0.1)
+    states = {}
+    for mode in ("autodiff", "manual"):
+        step = jax.jit(make_train_step(mlp.make_loss_fn(cfg, loss), tx, grad=mode,
+                                       value_and_grad_fn=backprop.value_and_grad(cfg, loss)))
+        st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(3),
+                               model_state=mstate)
+        for _ in range(5):
+            st, m = step(st, x, y)
+        states[mode] = st
+    a, m = states["autodiff"], states["manual"]
+    assert int(a.step) == int(m.step) == 5
+    for la, lm in zip(jax.tree.leaves((a.params, a.model_state)),
+                      jax.tree.leaves((m.params, m.model_state)), strict=True):
+        np.testing.assert_allclose(la, lm, rtol=1e-5, atol=1e-6)
+    # the batch-norm running statistics moved: the state is threaded through the step
+    assert not np.allclose(a.model_state["layers"][0]["bn"]["mean"], 0.0)
+    with pytest.raises(ValueError, match="value_and_grad_fn"):
+        make_train_step(mlp.make_loss_fn(cfg, loss), tx, grad="manual")
+    with pytest.raises(ValueError, match="'autodiff' or 'manual'"):
+        make_train_step(mlp.make_loss_fn(cfg, loss), tx, grad="numeric")
+
+
+# ----------------------------------------------------------------------------- compilation
+
+
+def test_epoch_and_eval_compile_once_per_shape():
+    loss = "softmax_cross_entropy_with_integer_labels"
+    cfg, params, mstate, x, y = _small_problem()
+    traces = {"train": 0}
+    base_loss = mlp.make_loss_fn(cfg, loss)
+
+    def counted_loss(*a):
+        traces["train"] += 1  # runs only while jax traces the function
+        return base_loss(*a)
+
+    tx = optim.get("sgd", 0.1)
+    epoch = make_train_epoch(make_train_step(counted_loss, tx), batch_size=16)
+    st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(0), model_state=mstate)
+    for e in range(4):
+        st, m = epoch(st, x, y, jax.random.PRNGKey(e))
+    assert traces["train"] == 1
+    assert epoch._cache_size() == 1
+    assert m["loss"].shape == (4,)
+    # a new data shape compiles once more, and only once
+    for e in range(3):
+        st, _ = epoch(st, x[:32], y[:32], jax.random.PRNGKey(e))
+    assert traces["train"] == 2
+    assert epoch._cache_size() == 2
+
+    ev = make_eval_fn(base_loss, loss_name=loss, batch_size=24, metrics_fn=classification_metrics)
+    for _ in range(3):
+        r1 = ev(st, x, y)
+    assert 0.0 <= float(r1["accuracy"]) <= 1.0
+    # the padded chunks give the same numbers as one big batch
+    r_big = make_eval_fn(base_loss, loss_name=loss, batch_size=1000,
+                         metrics_fn=classification_metrics)(st, x, y)
+    np.testing.assert_allclose(float(r1["loss"]), float(r_big["loss"]), rtol=1e-5)
+    np.testing.assert_allclose(float(r1["accuracy"]), float(r_big["accuracy"]))
+
+
+def test_the_fit_loop_compiles_its_epoch_once(tmp_path, monkeypatch):
+    traces = []
+    real = loop_lib.make_train_step
+
+    def counting_make_train_step(loss_fn, *a, **k):
+        def counted(*args):
+            traces.append(1)
+            return loss_fn(*args)
+
+        return real(counted, *a, **k)
+
+    monkeypatch.setattr(loop_lib, "make_train_step", counting_make_train_step)
+    h = train_and_evaluate(_load(None, "training.epochs=5", "data.n_train=300"), tmp_path / "r")
+    assert len(h.rows) == 5
+    assert len(traces) == 1
+
+
+def test_the_epoch_shuffle_is_keyed_and_reproducible(tmp_path):
+    a = train_and_evaluate(_load(None, "training.epochs=2", "data.n_train=300"), tmp_path / "a")
+    b = train_and_evaluate(_load(None, "training.epochs=2", "data.n_train=300"), tmp_path / "b")
+    c = train_and_evaluate(_load(None, "training.epochs=2", "data.n_train=300",
+                                 "training.seed=1"), tmp_path / "c")
+    assert a.metric("loss") == b.metric("loss")
+    assert a.metric("loss") != c.metric("loss")
+    assert (tmp_path / "a/params.msgpack").read_bytes() == (tmp_path / "b/params.msgpack").read_bytes()
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+def test_early_stopping_stops_and_restores_the_best_parameters(tmp_path):
+    # 100 training images and a large learning rate: val_loss turns up within a few epochs.
+    cfg = _load(None, "data.n_train=100", "data.validation_fraction=0.3", "training.epochs=200",
+                "optimizer.learning_rate=0.01", "training.early_stopping.enabled=true",
+                "training.early_stopping.patience=3", "training.batch_size=16")
+    h = train_and_evaluate(cfg, tmp_path / "es")
+    assert h.stopped_early
+    assert len(h.rows) < 200
+    vals = h.metric("val_loss")
+    best = int(np.argmin(vals))
+    assert h.best_epoch == best + 1
+    assert len(h.rows) == h.best_epoch + 3  # exactly `patience` epochs without improvement
+    # the returned parameters are the best epoch's, not the last epoch's
+    assert h.final["val_loss"] == pytest.approx(vals[best], rel=1e-5)
+    assert h.final["val_loss"] < vals[-1]
+    assert (tmp_path / "es/checkpoints/best.jaxnn").exists()
+
+
+def test_early_stopping_monitor_must_be_logged(tmp_path):
+    cfg = _load(None, "training.early_stopping.enabled=true")  # val_loss, but no validation split
+    with pytest.raises(ConfigError, match=r"val_loss.*validation_fraction"):
+        train_and_evaluate(cfg, tmp_path / "x")
+    assert not (tmp_path / "x").exists()  # failed before anything was written
+
+
+def test_reduce_on_plateau_lowers_the_learning_rate(tmp_path):
+    cfg = _load(None, "data.n_train=100", "data.validation_fraction=0.3", "training.epochs=25",
+                "optimizer.learning_rate=0.01", "training.reduce_on_plateau.enabled=true",
+                "training.reduce_on_plateau.patience=1", "training.batch_size=16")
+    h = train_and_evaluate(cfg, tmp_path / "rp")
+    lrs = h.metric("learning_rate")
+    assert lrs[0] == pytest.approx(0.01)
+    assert min(lrs) <= 0.0025 + 1e-9  # at least two halvings
+    assert all(b <= a + 1e-12 for a, b in zip(lrs, lrs[1:], strict=False))
+
+
+def test_a_schedule_given_in_epochs_reaches_the_logs(tmp_path):
+    cfg = _load(None, "schedule.name=cosine_decay_schedule",
+                "schedule.epoch_options.decay_steps=4", "training.epochs=4", "data.n_train=320",
+                "training.batch_size=32")
+    h = train_and_evaluate(cfg, tmp_path / "s")
+    lrs = h.metric("learning_rate")
+    # cosine from 1e-3 to 0 over 40 steps; the logged value is the last step's of each epoch
+    expected = [0.5e-3 * (1 + np.cos(np.pi * min(10 * (e + 1) - 1, 40) / 40)) for e in range(4)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-4, atol=1e-9)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_round_trip_and_corruption_is_named(tmp_path):
+    tree = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "step": np.int32(7)}
+    path = tmp_path / "c.jaxnn"
+    write_checkpoint(path, tree, {"epoch": 3})
+    got, meta = read_checkpoint(path, tree)
+    np.testing.assert_array_equal(got["w"], tree["w"])
+    assert meta == {"epoch": 3}
+    assert not list(tmp_path.glob("*.tmp"))  # the temporary file was renamed away
+    data = path.read_bytes()
+    bad = tmp_path / "bad.jaxnn"
+    for broken in (data[: len(data) // 2], data[:-1] + bytes([data[-1] ^ 1]), b"", b"junk" * 10):
+        bad.write_bytes(broken)
+        with pytest.raises(CheckpointError, match=str(bad)):
+            read_checkpoint(bad, tree)
+    with pytest.raises(CheckpointError, match="missing"):
+        read_checkpoint(tmp_path / "missing.jaxnn", tree)
+    with pytest.raises(CheckpointError, match="does not match"):
+        read_checkpoint(path, {"w": np.zeros((3, 3), np.float32), "step": np.int32(0)})
+
+
+def test_manager_keeps_last_n_plus_best_and_falls_back_past_a_corrupt_file(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=2)
+    tree = {"x": np.zeros(3, np.float32)}
+    for e in range(1, 6):
+        mgr.save(e, {"x": np.full(3, e, np.float32)}, {"epoch": e}, best=(e == 2))
+    assert mgr.epochs() == [4, 5]
+    assert mgr.best_path.exists()
+    got, meta = read_checkpoint(mgr.best_path, tree)
+    assert meta["epoch"] == 2
+    mgr.path(5).write_bytes(mgr.path(5).read_bytes()[:40])  # truncated, as by a crash
+    got, meta, path, problems = mgr.restore_latest(tree)
+    assert meta["epoch"] == 4 and path == mgr.path(4)
+    np.testing.assert_array_equal(got["x"], 4.0)
+    assert len(problems) == 1 and "ckpt_000005" in problems[0]
+
+
+def test_resume_continues_to_the_same_parameters(tmp_path):
+    base = ("data.n_train=300", "model.dropout_rate=0.2", "model.batch_norm=true")
+    full = train_and_evaluate(_load(None, *base, "training.epochs=4"), tmp_path / "full")
+    part = tmp_path / "part"
+    train_and_evaluate(_load(None, *base, "training.epochs=2"), part)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_and_evaluate(_load(None, *base, "training.epochs=4"), part)
+    resumed = train_and_evaluate(_load(None, *base, "training.epochs=4"), part, resume=True)
+    assert [r["loss"] for r in resumed.rows] == [r["loss"] for r in full.rows]
+    assert (part / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
+
+
+def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path, capsys):
+    cfg = _load(None, "data.n_train=300", "training.epochs=3")
+    full = train_and_evaluate(cfg, tmp_path / "full")
+    run = tmp_path / "run"
+    train_and_evaluate(cfg, run)
+    latest = run / "checkpoints/ckpt_000003.jaxnn"
+    latest.write_bytes(latest.read_bytes()[:100])
+    (run / "params.msgpack").unlink()
+    h = train_and_evaluate(cfg, run, resume=True)  # falls back to epoch 2 and redoes 3
+    assert "skipped" in capsys.readouterr().err and "ckpt_000003" in latest.name
+    assert len(h.rows) == 3
+    assert (run / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
+    # every checkpoint unreadable: a clear error naming the files
+    for f in (run / "checkpoints").glob("*.jaxnn"):
+        f.write_bytes(b"garbage")
+    with pytest.raises(CheckpointError, match="ckpt_"):
+        train_and_evaluate(cfg, run, resume=True)
+
+
+def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no usable checkpoint"):
+        train_and_evaluate(_load(None, "training.epochs=1"), tmp_path / "none", resume=True)
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    good = ("data.n_train=300", "optimizer.name=sgd", "optimizer.learning_rate=0.1")
+    train_and_evaluate(_load(None, *good, "training.epochs=2"), run)
+    before = (run / "checkpoints/ckpt_000002.jaxnn").read_bytes()
+    cfg = _load(None, *good, "training.epochs=4", "optimizer.learning_rate=1e12")
+    with pytest.raises(DivergenceError) as e:
+        train_and_evaluate(cfg, run, resume=True)
+    msg = str(e.value)
+    assert "\n" not in msg
+    # 300 images in batches of 64: 4 steps per epoch, so epoch 3 holds steps 9..12
+    step = int(re.search(r"at step (\d+) \(epoch (\d+)\)", msg).group(1))
+    assert 9 <= step <= 12 and "(epoch 3)" in msg
+    assert "learning rate 1e+12" in msg and "ckpt_000002" in msg
+    assert (run / "checkpoints/ckpt_000002.jaxnn").read_bytes() == before
+    assert not (run / "checkpoints/ckpt_000003.jaxnn").exists()
+
+
+def test_bad_values_fail_before_compiling(tmp_path):
+    bad = [
+        ("training.loss=mse", "needs a regression data set"),
+        ("data.options.bogus=1", "bogus"),
+        ("optimizer.options.b9=0.1", "optimizer"),
+        ("training.devices=64", "training.devices"),
+    ]
+    for override, match in bad:
+        with pytest.raises(ConfigError, match=match):
+            train_and_evaluate(_load(None, override), tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+
+
+def test_cross_entropy_with_one_hot_labels_is_refused_clearly(tmp_path):
+    with pytest.raises(ConfigError, match="one-hot"):
+        train_and_evaluate(_load(None, "training.loss=softmax_cross_entropy"), tmp_path / "x")
