@@ -218,7 +218,8 @@ def test_the_epoch_shuffle_is_keyed_and_reproducible(tmp_path):
                                  "training.seed=1"), tmp_path / "c")
     assert a.metric("loss") == b.metric("loss")
     assert a.metric("loss") != c.metric("loss")
-    assert (tmp_path / "a/params.msgpack").read_bytes() == (tmp_path / "b/params.msgpack").read_bytes()
+    params_a = (tmp_path / "a/params.msgpack").read_bytes()
+    assert params_a == (tmp_path / "b/params.msgpack").read_bytes()
 
 
 # ----------------------------------------------------------------------------- early stopping
@@ -324,7 +325,7 @@ def test_resume_continues_to_the_same_parameters(tmp_path):
 
 def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path, capsys):
     cfg = _load(None, "data.n_train=300", "training.epochs=3")
-    full = train_and_evaluate(cfg, tmp_path / "full")
+    train_and_evaluate(cfg, tmp_path / "full")
     run = tmp_path / "run"
     train_and_evaluate(cfg, run)
     latest = run / "checkpoints/ckpt_000003.jaxnn"
