@@ -9,6 +9,7 @@ Subpackages, lowest layer first (a lower layer never imports a higher one):
 * optimisation: :mod:`jaxnn.optim` (optax ``GradientTransformation`` factories and schedules)
 * data: :mod:`jaxnn.data`
 * training: :mod:`jaxnn.config`, :mod:`jaxnn.train`
+* studies: :mod:`jaxnn.studies` (depth study, training-craft experiments)
 """
 
 from jaxnn import (
@@ -23,6 +24,7 @@ from jaxnn import (
     mlp,
     optim,
     regularizers,
+    studies,
     train,
 )
 from jaxnn.config import Config, ConfigError
@@ -51,6 +53,7 @@ __all__ = [
     "mlp",
     "optim",
     "regularizers",
+    "studies",
     "train",
     "train_and_evaluate",
 ]

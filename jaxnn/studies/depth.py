@@ -1,0 +1,1017 @@
+"""The vanishing / exploding gradient depth study: a vmapped sweep engine.
+
+Contract::
+
+    cfg = depth.load_config("configs/depth_smoke.yaml", overrides=["steps=50"])
+    result = depth.run_study(cfg)            # -> DepthStudyResult (numpy / dicts, no pandas)
+    result.records                           # tidy rows: one per config x seed x phase
+    result.select(activation="relu", phase="init")
+
+What is swept: ``depths`` (number of HIDDEN layers ``D``; the MLP is
+``in -> width x D -> num_classes`` with ``D + 1`` weight layers and a linear output layer
+feeding softmax cross-entropy) x ``widths`` x ``activations`` (hidden layers) x
+``initializers`` (kernels; biases start at zero) x ``batch_norm`` x ``seeds``.
+
+How it runs: one ``jax.jit`` per (depth, width, activation, batch_norm) *shape group*. Inside
+it a function of ONE model (init -> statistics -> ``lax.scan`` of SGD steps -> statistics ->
+evaluation) is ``jax.vmap``-ed over seeds and, around that, over initializers: every
+initializer is reduced to a per-layer standard deviation and a distribution code (normal,
+truncated normal, uniform), which are vmapped inputs, so ``normal(0.01)``, ``normal(1)``,
+Xavier, He and LeCun of one shape are one compiled program. There is no Python loop over
+seeds or initializers. :func:`trace_count` counts how often each group was traced
+(= compiled), which the tests use to prove "one compile per shape".
+
+Statistics (all inside the jit, from :func:`jaxnn.backprop.forward` and the hand-written
+:func:`jaxnn.backprop.backward`, summarised with :func:`jaxnn.backprop.layer_statistics`) on
+a fixed *probe* batch of ``probe_size`` training examples, for the untrained model
+(phase ``"init"``) and after ``steps`` SGD steps (phase ``"trained"``):
+
+* ``weight_grad_norm`` (``D + 1`` entries, the last is the output layer):
+  ``||dL/dW_l||_F`` with ``L`` the mean cross-entropy over the probe batch.
+* ``grad_pre_activation_norm`` (``D + 1``): ``||dL/dz_l||_F`` over batch and units (the
+  backpropagated error ``delta_l``).
+* ``grad_activation_norm``, ``activation_mean``, ``activation_std``,
+  ``pre_activation_std``, ``saturation_fraction``, ``dead_fraction`` (``D`` entries, hidden
+  layers only).
+* ``grad_ratio = weight_grad_norm[0] / weight_grad_norm[D - 1]``: first hidden layer over
+  LAST HIDDEN layer (not the output layer), 1 for ``D = 1``; ``delta_ratio`` the same
+  for ``grad_pre_activation_norm``. Values far below 1 mean the gradient vanishes towards
+  the input, far above 1 that it explodes. XLA flushes float32 denormals (< ~1.2e-38) to
+  zero on CPU: such gradients read as exact zeros, so a ratio can be 0, inf or nan (0/0).
+* ``saturation_fraction`` (see :func:`saturation_fraction`): the share of (example, unit)
+  pairs in the flat region of the activation.
+* ``train_loss/accuracy``, ``test_loss/accuracy`` on (the first ``eval_size`` rows of) the
+  splits, and per-step minibatch training losses (``result.curves``).
+
+Training: plain SGD ``theta <- theta - learning_rate * grad`` with the hand-written gradient
+(:func:`jaxnn.backprop.value_and_grad`), minibatches of ``batch_size`` rows drawn uniformly
+WITH replacement by ``fold_in(seed_key, step)``, fused in one ``lax.scan``. Batch norm (when
+on) normalises with batch statistics in training and in the probe statistics, and with the
+running statistics in evaluation.
+
+Keys: ``data_key, model_root = split(key(config.seed))``; seed ``s`` uses
+``fold_in(model_root, s)`` for BOTH the weights and the minibatches, and every initializer
+sees the same base noise for a seed (a paired comparison: initializers differ only in
+scale and distribution).
+
+Data (``dataset``): ``"normal"`` -- synthetic standard-normal inputs ``x ~ N(0, I)`` of
+``input_dim`` features (the textbook histogram experiment) with labels
+``argmax(x @ T)`` from a random linear teacher ``T`` (``num_classes`` classes), so the same
+data can also be trained on; ``"digits"`` (64 features) and ``"fashion_mnist"`` /
+``"mnist"`` (784 features, from ``data_dir``; MNIST falls back to the t10k-only split) via
+:func:`jaxnn.data.load`, standardized per feature.
+
+References:
+  X. Glorot, Y. Bengio, "Understanding the difficulty of training deep feedforward neural
+  networks", AISTATS 2010. K. He et al., "Delving Deep into Rectifiers", ICCV 2015.
+  G. Klambauer et al., "Self-Normalizing Neural Networks", NeurIPS 2017. M. Nielsen,
+  "Neural Networks and Deep Learning", ch. 5 (2015). S. Hochreiter, "Untersuchungen zu
+  dynamischen neuronalen Netzen", 1991.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import functools
+import math
+import pathlib
+import re
+import time
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import yaml
+
+from jaxnn import activations, backprop, initializers, layers, losses
+from jaxnn.config import ConfigError, read_yaml
+from jaxnn.mlp import MLPConfig
+
+__all__ = [
+    "COLUMNS",
+    "DATASETS",
+    "DepthStudyConfig",
+    "DepthStudyResult",
+    "InitSpec",
+    "LOSS",
+    "activation_family",
+    "apply_overrides",
+    "benchmark_vmap_vs_loop",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "load_study_data",
+    "parse_initializer",
+    "run_group",
+    "run_study",
+    "saturation_fraction",
+    "trace_count",
+]
+
+Array = jax.Array
+
+#: The loss every study model is trained and measured with (linear output layer = logits).
+LOSS = "softmax_cross_entropy_with_integer_labels"
+#: Accepted values of ``DepthStudyConfig.dataset``.
+DATASETS = ("normal", "digits", "fashion_mnist", "mnist")
+
+# ----------------------------------------------------------------------------- initializers
+
+# name -> (scale, mode, distribution) of a variance-scaling scheme, Var[W] = scale / fan.
+# Mirrors jaxnn.initializers (checked against its samples in tests/test_depth_study.py).
+_SCHEMES: dict[str, tuple[float, str, str]] = {
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+}
+_ALIASES = {
+    "xavier": "glorot_normal",
+    "xavier_normal": "glorot_normal",
+    "xavier_uniform": "glorot_uniform",
+    "glorot": "glorot_normal",
+    "he": "he_normal",
+    "kaiming": "he_normal",
+    "kaiming_normal": "he_normal",
+    "kaiming_uniform": "he_uniform",
+    "lecun": "lecun_normal",
+}
+_FIXED = ("normal", "uniform")  # normal(stddev), uniform(scale): fixed scale for all layers
+_DISTRIBUTIONS = ("normal", "truncated_normal", "uniform")
+_SPEC_RE = re.compile(r"^\s*([A-Za-z_]+)\s*(?:\(\s*([^()]*?)\s*\))?\s*$")
+
+
+def _init_names() -> list[str]:
+    return sorted([*_SCHEMES, *_ALIASES, "normal(STDDEV)", "uniform(SCALE)"])
+
+
+@dataclasses.dataclass(frozen=True)
+class InitSpec:
+    """A kernel initializer of the study, reduced to what the vmapped engine needs.
+
+    Attributes:
+      label: the name as written in the config (e.g. ``"normal(0.01)"``, ``"xavier"``).
+      distribution: ``"normal"``, ``"truncated_normal"`` or ``"uniform"``.
+      scale: variance-scaling ``scale`` (``Var[W] = scale / fan``), or the fixed standard
+        deviation (``normal``) / half-width (``uniform``) when ``mode`` is ``"fixed"``.
+      mode: ``"fan_in"``, ``"fan_out"``, ``"fan_avg"`` or ``"fixed"``.
+    """
+
+    label: str
+    distribution: str
+    scale: float
+    mode: str
+
+    def stddev(self, fan_in: int, fan_out: int) -> float:
+        """Standard deviation of the kernel of a ``(fan_in, fan_out)`` layer.
+
+        ``sqrt(scale / n)`` with ``n`` the fan of ``mode``; ``stddev`` for ``normal(stddev)``;
+        ``scale / sqrt(3)`` for ``uniform(scale)`` = ``U(-scale, scale)``.
+        """
+        if self.mode == "fixed":
+            return self.scale if self.distribution == "normal" else self.scale / math.sqrt(3.0)
+        n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[self.mode]
+        return math.sqrt(self.scale / n)
+
+
+def parse_initializer(spec: str) -> InitSpec:
+    """Parse a study initializer name: ``normal(0.01)``, ``uniform(0.05)``, ``xavier``, ``he``,
+    ``lecun``, or a jaxnn name (``glorot_normal``, ``he_uniform``, ``lecun_normal``, ...).
+
+    The named schemes use the same scale, fan mode and distribution as
+    :mod:`jaxnn.initializers` (``glorot_normal`` = truncated normal, Var = 1 / fan_avg;
+    ``he_normal`` = truncated normal, Var = 2 / fan_in; ``lecun_normal`` = truncated normal,
+    Var = 1 / fan_in). ``normal(s)`` is ``N(0, s^2)`` in every layer.
+
+    Raises:
+      ConfigError: unknown name (with close matches) or a bad argument.
+    """
+    if not isinstance(spec, str):
+        raise ConfigError(
+            f"initializers: got {spec!r}, expected a name like 'he' or 'normal(0.01)'"
+        )
+    m = _SPEC_RE.match(spec)
+    if not m:
+        raise ConfigError(
+            f"initializers: cannot parse {spec!r}; expected NAME or NAME(NUMBER), e.g. "
+            "'xavier' or 'normal(0.01)'"
+        )
+    name, arg = m.group(1).lower(), m.group(2)
+    if name in _FIXED:
+        default = 0.01 if name == "normal" else 0.05
+        try:
+            value = default if arg in (None, "") else float(arg)
+        except ValueError:
+            raise ConfigError(
+                f"initializers: {spec!r}: the argument must be a number, got {arg!r}"
+            ) from None
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"initializers: {spec!r}: the scale must be a finite number > 0")
+        return InitSpec(spec, "normal" if name == "normal" else "uniform", value, "fixed")
+    canonical = _ALIASES.get(name, name)
+    if canonical not in _SCHEMES:
+        close = difflib.get_close_matches(name, [*_SCHEMES, *_ALIASES, *_FIXED], n=3, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+        raise ConfigError(
+            f"initializers: unknown initializer {spec!r}{hint}; valid: {', '.join(_init_names())}"
+        )
+    if arg not in (None, ""):
+        raise ConfigError(f"initializers: {spec!r}: {name} takes no argument")
+    scale, mode, dist = _SCHEMES[canonical]
+    return InitSpec(spec, dist, scale, mode)
+
+
+# ----------------------------------------------------------------------------- saturation
+
+_SIGMOID_LIKE = ("sigmoid", "hard_sigmoid")
+_TANH_LIKE = ("tanh", "softsign")
+_RELU_LIKE = ("relu", "relu6", "step")
+_STUDY_ACTIVATIONS_EXCLUDED = ("prelu", "maxout", "softmax", "log_softmax")
+
+
+def activation_family(name: str) -> str:
+    """``"sigmoid"``, ``"tanh"``, ``"relu"`` or ``"other"``: which saturation rule applies."""
+    if name in _SIGMOID_LIKE:
+        return "sigmoid"
+    if name in _TANH_LIKE:
+        return "tanh"
+    if name in _RELU_LIKE:
+        return "relu"
+    return "other"
+
+
+def saturation_fraction(name: str, activation_input: Array, activation: Array) -> Array:
+    """Share of entries of a hidden layer in the flat region of its activation.
+
+    Per family (:func:`activation_family`):
+
+    * sigmoid-like (``sigmoid``, ``hard_sigmoid``; output range ``[0, 1]``):
+      ``|a - 1/2| > 0.45``, i.e. ``a < 0.05`` or ``a > 0.95`` (``sigma' < 0.0475``).
+    * tanh-like (``tanh``, ``softsign``; range ``[-1, 1]``): ``|a| > 0.9``.
+    * ReLU-like (``relu``, ``relu6``): ``a == 0`` exactly, a "dead" unit for that input
+      (derivative 0).
+    * every other activation (``leaky_relu``, ``elu``, ``selu``, ``gelu``, ``swish``,
+      ``softplus``, ...): ``|f'(u)| < 0.05`` with the hand-written derivative
+      ``jaxnn.activations.get_grad(name)`` at the activation input ``u`` -- the negative
+      tail of ELU/SELU/softplus, the negative side of leaky ReLU (slope 0.01) and the dips
+      of GELU/swish where their derivative crosses zero.
+
+    Args:
+      name: the activation's name.
+      activation_input: ``u`` (pre-activation, after batch norm when it comes first).
+      activation: ``a = f(u)``.
+
+    Returns:
+      A scalar in ``[0, 1]`` of ``activation``'s dtype.
+    """
+    family = activation_family(name)
+    if family == "sigmoid":
+        flat = jnp.abs(activation - 0.5) > 0.45
+    elif family == "tanh":
+        flat = jnp.abs(activation) > 0.9
+    elif family == "relu":
+        flat = activation == 0
+    else:
+        flat = jnp.abs(activations.get_grad(name)(activation_input)) < 0.05
+    return jnp.mean(flat.astype(activation.dtype))
+
+
+def _histogram_range(name: str) -> tuple[float, float]:
+    family = activation_family(name)
+    if family == "sigmoid":
+        return (0.0, 1.0)
+    if family == "tanh":
+        return (-1.0, 1.0)
+    if family == "relu":
+        return (0.0, 3.0)
+    return (-2.0, 3.0)
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthStudyConfig:
+    """A depth study (frozen; every field has a default; YAML keys are the field names).
+
+    Attributes:
+      name: a label written into the outputs.
+      dataset: one of :data:`DATASETS`.
+      data_dir: where MNIST-style IDX files are looked for (``fashion_mnist``/``mnist``).
+      n_train, n_test: keep only this many rows of the loaded splits (None: all).
+      input_dim, num_classes, n_samples: shape of the synthetic ``"normal"`` data set
+        (``n_samples`` training rows and ``n_samples // 4`` test rows).
+      depths: numbers of HIDDEN layers, each >= 1.
+      widths: hidden-layer widths, each >= 1.
+      activations: hidden activations (names from :func:`jaxnn.activations.names`,
+        elementwise ones).
+      initializers: kernel initializers (see :func:`parse_initializer`).
+      batch_norm: which batch-norm settings to sweep (``[false]``, ``[true]`` or both).
+      seeds: number of seeds (0 .. seeds-1), >= 1.
+      seed: base seed of the data split and all model keys.
+      probe_size: training examples the statistics are measured on, >= 2.
+      steps: SGD steps of the training phase (0: statistics at initialization only).
+      batch_size: minibatch size, >= 1.
+      learning_rate: SGD step size, > 0.
+      eval_size: rows of each split used for the final train/test metrics (None: all).
+      histograms: also record per-layer activation histograms at initialization.
+      histogram_bins: number of histogram bins, >= 2.
+      vanish_ratio, explode_ratio: report thresholds on the median ``grad_ratio``
+        (vanishes below ``vanish_ratio``, explodes above ``explode_ratio``).
+      saturation_threshold: report threshold on the mean hidden-layer saturation fraction.
+      train_threshold: "trains" when the median final test accuracy reaches
+        ``chance + train_threshold * (1 - chance)``; "stalls" below
+        ``chance + 0.1 * (1 - chance)``.
+    """
+
+    name: str = "depth_study"
+    dataset: str = "digits"
+    data_dir: str | None = None
+    n_train: int | None = None
+    n_test: int | None = None
+    input_dim: int = 100
+    num_classes: int = 10
+    n_samples: int = 1000
+    depths: tuple[int, ...] = (2, 4, 8)
+    widths: tuple[int, ...] = (100,)
+    activations: tuple[str, ...] = ("sigmoid", "relu")
+    initializers: tuple[str, ...] = ("xavier", "he")
+    batch_norm: tuple[bool, ...] = (False,)
+    seeds: int = 3
+    seed: int = 0
+    probe_size: int = 256
+    steps: int = 100
+    batch_size: int = 64
+    learning_rate: float = 0.1
+    eval_size: int | None = 2000
+    histograms: bool = False
+    histogram_bins: int = 30
+    vanish_ratio: float = 0.01
+    explode_ratio: float = 100.0
+    saturation_threshold: float = 0.6
+    train_threshold: float = 0.5
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    @property
+    def init_specs(self) -> tuple[InitSpec, ...]:
+        """The parsed :attr:`initializers`."""
+        return tuple(parse_initializer(s) for s in self.initializers)
+
+
+def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    if not cond:
+        raise ConfigError(f"{key}: got {value!r}, expected {allowed}")
+
+
+def _study_activation_names() -> list[str]:
+    return [n for n in activations.names() if n not in _STUDY_ACTIVATIONS_EXCLUDED]
+
+
+def _validate(c: DepthStudyConfig) -> None:
+    _check(isinstance(c.name, str) and bool(c.name), "name", c.name, "a non-empty string")
+    if c.dataset not in DATASETS:
+        close = difflib.get_close_matches(str(c.dataset), DATASETS, n=2, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
+        raise ConfigError(
+            f"dataset: unknown data set {c.dataset!r}{hint}; valid: {', '.join(DATASETS)}"
+        )
+    for key in ("depths", "widths"):
+        vals = getattr(c, key)
+        _check(len(vals) > 0, key, list(vals), "a non-empty list of integers >= 1")
+        for v in vals:
+            _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, v,
+                   "integers >= 1 (depth = number of hidden layers)" if key == "depths"
+                   else "integers >= 1")
+        _check(len(set(vals)) == len(vals), key, list(vals), "no repeated values")
+    valid_acts = _study_activation_names()
+    _check(len(c.activations) > 0, "activations", list(c.activations), "a non-empty list")
+    for a in c.activations:
+        if a not in valid_acts:
+            close = difflib.get_close_matches(str(a), valid_acts, n=3, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
+            raise ConfigError(
+                f"activations: unknown activation {a!r}{hint}; valid: {', '.join(valid_acts)}"
+            )
+    _check(len(set(c.activations)) == len(c.activations), "activations", list(c.activations),
+           "no repeated names")
+    _check(len(c.initializers) > 0, "initializers", list(c.initializers), "a non-empty list")
+    for s in c.initializers:
+        parse_initializer(s)
+    _check(len(set(c.initializers)) == len(c.initializers), "initializers",
+           list(c.initializers), "no repeated names")
+    _check(len(c.batch_norm) > 0 and len(set(c.batch_norm)) == len(c.batch_norm), "batch_norm",
+           list(c.batch_norm), "[false], [true] or [false, true]")
+    for key, minimum in (("seeds", 1), ("probe_size", 2), ("steps", 0), ("batch_size", 1),
+                         ("input_dim", 1), ("num_classes", 2), ("n_samples", 8),
+                         ("histogram_bins", 2), ("seed", 0)):
+        v = getattr(c, key)
+        _check(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, key, v,
+               f"an integer >= {minimum}")
+    for key in ("n_train", "n_test", "eval_size"):
+        v = getattr(c, key)
+        _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), key, v,
+               "null or an integer >= 1")
+    for key in ("learning_rate", "vanish_ratio", "explode_ratio"):
+        v = getattr(c, key)
+        _check(math.isfinite(v) and v > 0, key, v, "a finite number > 0")
+    for key in ("saturation_threshold", "train_threshold"):
+        v = getattr(c, key)
+        _check(0.0 < v < 1.0, key, v, "a number in (0, 1)")
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    args = typing.get_args(tp)
+    if args and type(None) in args:
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in args)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        tp, str(tp)
+    )
+
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if args and type(None) in args and origin is not tuple:
+        if value is None:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            value = [value]
+        return tuple(_coerce(key, v, args[0]) for v in value)
+    bad = ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, int):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if tp is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:  # YAML 1.1 reads "1e-3" as a string
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise bad
+    raise bad  # pragma: no cover
+
+
+def config_from_dict(data: Mapping[str, Any] | None) -> DepthStudyConfig:
+    """Build and validate a :class:`DepthStudyConfig` from a flat mapping (missing keys:
+    defaults). Raises :class:`jaxnn.config.ConfigError` with a one-line message."""
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"depth study config: got {type(data).__name__}, expected a mapping")
+    hints = typing.get_type_hints(DepthStudyConfig)
+    names = [f.name for f in dataclasses.fields(DepthStudyConfig)]
+    kwargs = {}
+    for k, v in data.items():
+        if k not in names:
+            close = difflib.get_close_matches(str(k), names, n=2, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
+            raise ConfigError(f"unknown key {k!r}{hint}; valid keys: {', '.join(names)}")
+        kwargs[k] = _coerce(k, v, hints[k])
+    return DepthStudyConfig(**kwargs)
+
+
+def config_to_dict(config: DepthStudyConfig) -> dict[str, Any]:
+    """The config as plain Python (tuples become lists), for YAML/JSON."""
+    return {
+        f.name: list(getattr(config, f.name)) if isinstance(getattr(config, f.name), tuple)
+        else getattr(config, f.name)
+        for f in dataclasses.fields(config)
+    }
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings (``--set depths=[2,4] learning_rate=0.05``); values are
+    parsed as YAML. Keys are checked against :class:`DepthStudyConfig` with suggestions."""
+    out = dict(data)
+    names = [f.name for f in dataclasses.fields(DepthStudyConfig)]
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. depths=[2,4,8]")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=2, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
+            raise ConfigError(f"--set {item!r}: unknown key {key!r}{hint}")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        out[key] = value
+    return out
+
+
+def load_config(
+    path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()
+) -> DepthStudyConfig:
+    """Read a study YAML (a flat mapping of :class:`DepthStudyConfig` fields), apply
+    ``overrides`` and validate. Raises :class:`jaxnn.config.ConfigError` (one line)."""
+    data = read_yaml(path) if path is not None else {}
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    name: str
+
+
+def load_study_data(config: DepthStudyConfig) -> _Data:
+    """The study's data as float32 / int32 numpy arrays (see the module docstring)."""
+    data_key, _ = jax.random.split(jax.random.key(config.seed))
+    if config.dataset == "normal":
+        kx, kt = jax.random.split(data_key)
+        n_test = max(config.n_samples // 4, 2)
+        x = np.asarray(jax.random.normal(
+            kx, (config.n_samples + n_test, config.input_dim), jnp.float32))
+        teacher = np.asarray(jax.random.normal(
+            kt, (config.input_dim, config.num_classes), jnp.float32))
+        y = np.argmax(x @ teacher, axis=1).astype(np.int32)
+        n = config.n_samples
+        return _Data(x[:n], y[:n], x[n:], y[n:], config.num_classes, "normal")
+    from jaxnn import data as jdata
+    from jaxnn.data.idx import DataError
+
+    kwargs: dict[str, Any] = dict(key=data_key, normalization="standardize",
+                                  n_train=config.n_train, n_test=config.n_test)
+    if config.dataset in ("fashion_mnist", "mnist"):
+        kwargs.update(data_dir=config.data_dir, download=False)
+    try:
+        ds = jdata.load(config.dataset, **kwargs)
+    except DataError:
+        if config.dataset != "mnist":
+            raise
+        ds = jdata.load(config.dataset, split="test", **kwargs)  # t10k files only
+    return _Data(
+        np.asarray(ds.x_train, np.float32), np.asarray(ds.y_train, np.int32),
+        np.asarray(ds.x_test, np.float32), np.asarray(ds.y_test, np.int32),
+        int(ds.num_classes), config.dataset,
+    )
+
+
+# ----------------------------------------------------------------------------- engine
+
+_TRACES: collections.Counter[tuple[Any, ...]] = collections.Counter()
+
+
+def trace_count(group: tuple[Any, ...] | None = None) -> int:
+    """How many times the engine function of ``group`` was traced (= compiled); all groups
+    together when None. ``group = (depth, width, activation, batch_norm, steps, batch_size,
+    histogram_bins, histograms, vmapped)`` as used internally by :func:`run_group`."""
+    if group is None:
+        return sum(_TRACES.values())
+    return _TRACES[group]
+
+
+def _mlp_config(depth: int, width: int, activation: str, batch_norm: bool,
+                in_dim: int, num_classes: int) -> MLPConfig:
+    return MLPConfig(
+        layer_sizes=(in_dim,) + (width,) * depth + (num_classes,),
+        hidden_activation=activation, batch_norm=batch_norm,
+    )
+
+
+def _init_model(cfg: MLPConfig, key: Array, stds: Array, code: Array):
+    """Params/state with kernel ``l`` = ``stds[l] * base_l``, ``base_l`` a unit-variance sample
+    of distribution ``code`` (0 normal, 1 truncated normal, 2 uniform), drawn with
+    :mod:`jaxnn.initializers` from the same key for every initializer."""
+    n = cfg.num_layers
+    keys = jax.random.split(key, n)
+    unit_normal = initializers.normal(1.0)
+    trunc = initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
+    unif = initializers.variance_scaling(1.0, "fan_in", "uniform")
+    p_layers, s_layers = [], []
+    for l in range(n):
+        fan_in, fan_out = cfg.layer_sizes[l], cfg.layer_sizes[l + 1]
+        shape = (fan_in, fan_out)
+        root = math.sqrt(fan_in)  # variance_scaling(1, fan_in) has std 1/sqrt(fan_in)
+        base = jnp.stack([
+            unit_normal(keys[l], shape, jnp.float32),
+            trunc(keys[l], shape, jnp.float32) * root,
+            unif(keys[l], shape, jnp.float32) * root,
+        ])[code]
+        p = {"w": base * stds[l], "b": jnp.zeros((fan_out,), jnp.float32)}
+        s: dict[str, Any] = {}
+        if l < n - 1 and cfg.batch_norm:
+            p["bn"], s["bn"] = layers.batch_norm_init(fan_out, jnp.float32)
+        p_layers.append(p)
+        s_layers.append(s)
+    return {"layers": p_layers}, {"layers": s_layers}
+
+
+def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, float] | None):
+    """Per-layer statistics of one model on one batch (hand-written backward pass)."""
+    depth = cfg.num_layers - 1
+    act = cfg.hidden_activation
+    train = cfg.batch_norm  # batch statistics when batch norm is on; no dropout here
+    outputs, cache, _ = backprop.forward(cfg, params, state, x, train=train)
+    loss = losses.get(LOSS)(outputs, y)
+    g_out = losses.get_grad(LOSS)(outputs, y).astype(outputs.dtype)
+    grads, lgrads = backprop.backward(cfg, params, cache, g_out)
+    stats = {"layers": [
+        {"pre_activation": c["pre_activation"], "activation": c["activation"],
+         "grad_input": g["input"], "grad_pre_activation": g["pre_activation"],
+         "grad_activation": g["activation"]}
+        for c, g in zip(cache.layers, lgrads["layers"], strict=True)
+    ]}
+    s = backprop.layer_statistics(stats, grads, params)
+    hidden = cache.layers[:depth]
+    wg = s["weight_grad_norm"]
+    dz = s["grad_pre_activation_norm"]
+    out = {
+        "loss": loss,
+        "weight_grad_norm": wg,
+        "grad_pre_activation_norm": dz,
+        "grad_activation_norm": s["grad_activation_norm"][:depth],
+        "activation_mean": s["activation_mean"][:depth],
+        "activation_std": s["activation_std"][:depth],
+        "pre_activation_std": s["pre_activation_std"][:depth],
+        "dead_fraction": s["activation_zero_fraction"][:depth],
+        "saturation_fraction": jnp.stack([
+            saturation_fraction(act, c["activation_input"], c["activation"]) for c in hidden
+        ]),
+        "grad_ratio": wg[0] / wg[depth - 1],
+        "delta_ratio": dz[0] / dz[depth - 1],
+    }
+    if hist is not None:
+        bins, lo, hi = hist
+        out["histogram"] = jnp.stack([
+            jnp.histogram(jnp.clip(c["activation"], lo, hi), bins=bins, range=(lo, hi))[0]
+            for c in hidden
+        ]).astype(jnp.float32)
+    return out
+
+
+def _evaluate(cfg: MLPConfig, params, state, x, y):
+    from jaxnn import mlp
+
+    logits, _ = mlp.apply(cfg, params, state, x, train=False)
+    loss = losses.get(LOSS)(logits, y)
+    acc = jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(jnp.float32))
+    return loss, acc
+
+
+def _single_model_fn(cfg: MLPConfig, steps: int, batch_size: int,
+                     hist: tuple[int, float, float] | None, group: tuple[Any, ...]):
+    """``fn(stds, code, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev_tr, y_ev_tr, x_te, y_te)``
+    for ONE model: init, statistics, SGD in a ``lax.scan``, statistics, evaluation."""
+    vg = backprop.value_and_grad(cfg, LOSS)
+
+    def fn(stds, code, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev, y_ev, x_te, y_te):
+        _TRACES[group] += 1  # runs only while tracing
+        params, state = _init_model(cfg, key, stds, code)
+        init_stats = _measure(cfg, params, state, x_probe, y_probe, hist=hist)
+        init_eval = (_evaluate(cfg, params, state, x_ev, y_ev)
+                     + _evaluate(cfg, params, state, x_te, y_te))
+        n = x_tr.shape[0]
+        batch_key = jax.random.fold_in(key, 1)
+
+        def step(carry, i):
+            p, s = carry
+            idx = jax.random.randint(jax.random.fold_in(batch_key, i), (batch_size,), 0, n)
+            (loss, aux), g = vg(p, s, x_tr[idx], y_tr[idx], None, True)
+            p = jax.tree.map(lambda w, dw: w - lr * dw, p, g)
+            return (p, aux["state"]), loss
+
+        if steps == 0:  # statistics at initialization only: skip compiling the step
+            return {"init": init_stats, "init_eval": jnp.stack(init_eval)}
+        (params, state), curve = jax.lax.scan(step, (params, state), jnp.arange(steps))
+        trained_stats = _measure(cfg, params, state, x_probe, y_probe, hist=None)
+        trained_eval = (_evaluate(cfg, params, state, x_ev, y_ev)
+                        + _evaluate(cfg, params, state, x_te, y_te))
+        return {"init": init_stats, "trained": trained_stats,
+                "init_eval": jnp.stack(init_eval), "trained_eval": jnp.stack(trained_eval),
+                "curve": curve}
+
+    return fn
+
+
+@functools.cache
+def _compiled(depth: int, width: int, activation: str, batch_norm: bool, in_dim: int,
+              num_classes: int, steps: int, batch_size: int, histogram_bins: int,
+              histograms: bool, vmapped: str):
+    """The jitted engine of one shape group. ``vmapped``: ``"all"`` (initializers x seeds),
+    ``"inits"`` (initializers only; the Python-loop reference), ``"none"``."""
+    cfg = _mlp_config(depth, width, activation, batch_norm, in_dim, num_classes)
+    hist = None
+    if histograms:
+        lo, hi = _histogram_range(activation)
+        hist = (histogram_bins, lo, hi)
+    group = (depth, width, activation, batch_norm, steps, batch_size, histogram_bins,
+             histograms, vmapped)
+    fn = _single_model_fn(cfg, steps, batch_size, hist, group)
+    data_axes = (None,) * 8
+    if vmapped in ("all", "inits"):
+        if vmapped == "all":
+            fn = jax.vmap(fn, in_axes=(None, None, 0, None) + data_axes)  # seeds
+        fn = jax.vmap(fn, in_axes=(0, 0, None, None) + data_axes)  # initializers
+    return jax.jit(fn), group
+
+
+def _layer_stds(specs: Sequence[InitSpec], sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    stds = np.array([[s.stddev(sizes[l], sizes[l + 1]) for l in range(len(sizes) - 1)]
+                     for s in specs], np.float32)
+    codes = np.array([_DISTRIBUTIONS.index(s.distribution) for s in specs], np.int32)
+    return stds, codes
+
+
+def _seed_keys(config: DepthStudyConfig, seeds: Sequence[int]) -> Array:
+    _, model_root = jax.random.split(jax.random.key(config.seed))
+    return jnp.stack([jax.random.fold_in(model_root, s) for s in seeds])
+
+
+def _arrays(config: DepthStudyConfig, data: _Data) -> tuple[Array, ...]:
+    probe = min(config.probe_size, data.x_train.shape[0])
+    ev = data.x_train.shape[0] if config.eval_size is None else config.eval_size
+    te = data.x_test.shape[0] if config.eval_size is None else config.eval_size
+    f = lambda a: jnp.asarray(a)
+    return (f(data.x_train[:probe]), f(data.y_train[:probe]), f(data.x_train), f(data.y_train),
+            f(data.x_train[:ev]), f(data.y_train[:ev]), f(data.x_test[:te]), f(data.y_test[:te]))
+
+
+def run_group(
+    config: DepthStudyConfig, data: _Data, depth: int, width: int, activation: str,
+    batch_norm: bool = False, *, seeds: Sequence[int] | None = None, mode: str = "vmap",
+) -> dict[str, Any]:
+    """Run every initializer x seed of one shape group; numpy arrays with leading axes
+    ``(initializers, seeds)``.
+
+    Args:
+      config, data: the study and its data (:func:`load_study_data`).
+      depth, width, activation, batch_norm: the shape group.
+      seeds: seed indices (default ``range(config.seeds)``).
+      mode: ``"vmap"`` (one call, seeds and initializers vmapped: the engine),
+        ``"loop"`` (a Python loop over seeds, initializers vmapped: the benchmark reference)
+        or ``"loop_all"`` (a Python loop over both).
+
+    Returns:
+      ``{"init": stats, "trained": stats, "init_eval": (I, S, 4), "trained_eval": (I, S, 4),
+      "curve": (I, S, steps)}`` with ``*_eval = [train_loss, train_acc, test_loss,
+      test_acc]`` and each stats entry of shape ``(I, S, ...)``.
+    """
+    seeds = list(range(config.seeds)) if seeds is None else list(seeds)
+    in_dim = data.x_train.shape[1]
+    sizes = (in_dim,) + (width,) * depth + (data.num_classes,)
+    stds, codes = _layer_stds(config.init_specs, sizes)
+    keys = _seed_keys(config, seeds)
+    lr = jnp.asarray(config.learning_rate, jnp.float32)
+    arrays = _arrays(config, data)
+    vmapped = {"vmap": "all", "loop": "inits", "loop_all": "none"}[mode]
+    fn, _ = _compiled(depth, width, activation, bool(batch_norm), in_dim, data.num_classes,
+                      config.steps, config.batch_size, config.histogram_bins,
+                      config.histograms, vmapped)
+    if mode == "vmap":
+        out = fn(jnp.asarray(stds), jnp.asarray(codes), keys, lr, *arrays)
+        return jax.tree.map(np.asarray, out)
+    if mode == "loop":
+        per_seed = [jax.tree.map(np.asarray, fn(jnp.asarray(stds), jnp.asarray(codes), keys[s],
+                                                lr, *arrays)) for s in range(len(seeds))]
+        return jax.tree.map(lambda *xs: np.stack(xs, axis=1), *per_seed)
+    rows = []
+    for i in range(len(stds)):
+        per_seed = [jax.tree.map(np.asarray, fn(jnp.asarray(stds[i]), jnp.asarray(codes[i]),
+                                                keys[s], lr, *arrays))
+                    for s in range(len(seeds))]
+        rows.append(jax.tree.map(lambda *xs: np.stack(xs), *per_seed))
+    return jax.tree.map(lambda *xs: np.stack(xs), *rows)
+
+
+# ----------------------------------------------------------------------------- result
+
+_LIST_FIELDS = ("weight_grad_norm", "grad_pre_activation_norm", "grad_activation_norm",
+                "activation_mean", "activation_std", "pre_activation_std",
+                "saturation_fraction", "dead_fraction")
+#: Column order of the tidy table.
+COLUMNS = ("study", "dataset", "depth", "width", "activation", "initializer", "batch_norm",
+           "seed", "phase", "probe_loss", "train_loss", "train_accuracy", "test_loss",
+           "test_accuracy", "grad_ratio", "delta_ratio", "first_grad_norm", "last_grad_norm",
+           "mean_saturation", "mean_dead_fraction", "finite", *_LIST_FIELDS)
+
+
+def _f(x: Any) -> float:
+    return float(x)
+
+
+@dataclasses.dataclass
+class DepthStudyResult:
+    """What :func:`run_study` returns (plain Python / numpy; no pandas).
+
+    Attributes:
+      config: the study config.
+      records: the tidy table, one dict per (depth, width, activation, initializer,
+        batch_norm, seed, phase) with the columns of :data:`COLUMNS`. Scalars are floats;
+        per-layer columns are lists (``weight_grad_norm`` and ``grad_pre_activation_norm``
+        have ``depth + 1`` entries, the last one the output layer; the others ``depth``,
+        hidden layers only). ``phase`` is ``"init"`` or ``"trained"``; the loss/accuracy
+        columns are measured at that phase. ``finite`` is False when any statistic is
+        inf/nan (an exploding model).
+      curves: one dict per (depth, width, activation, initializer, batch_norm, seed) with
+        ``losses`` (the minibatch training loss of every SGD step, a list).
+      histograms: (when ``config.histograms``) one dict per (depth, width, activation,
+        initializer, batch_norm, layer) with ``edges`` and ``counts`` summed over seeds, at
+        initialization on the probe batch.
+      num_classes: classes of the data set (chance accuracy is ``1 / num_classes``).
+      timing: ``{"total_s", "groups": [{"depth", "width", "activation", "batch_norm",
+        "seconds"}], "compiles"}``.
+    """
+
+    config: DepthStudyConfig
+    records: list[dict[str, Any]]
+    curves: list[dict[str, Any]]
+    histograms: list[dict[str, Any]]
+    num_classes: int
+    timing: dict[str, Any]
+
+    def select(self, **where: Any) -> list[dict[str, Any]]:
+        """Records whose columns equal every ``where`` value (e.g. ``phase="init"``)."""
+        return [r for r in self.records if all(r.get(k) == v for k, v in where.items())]
+
+    def column(self, name: str, **where: Any) -> np.ndarray:
+        """One column of the selected records as a numpy array (per-layer columns as an
+        object array of lists when depths differ)."""
+        vals = [r[name] for r in self.select(**where)]
+        try:
+            return np.asarray(vals, dtype=float)
+        except ValueError:
+            return np.asarray(vals, dtype=object)
+
+    def median(self, name: str, **where: Any) -> float:
+        """Median over the selected records of a scalar column (nan when none/all nan)."""
+        vals = self.column(name, **where).astype(float)
+        vals = vals[~np.isnan(vals)]
+        return float(np.median(vals)) if vals.size else float("nan")
+
+
+def _records_for_group(config, data_name, group, out, specs, seeds):
+    depth, width, activation, batch_norm = group
+    records, curves, hists = [], [], []
+    for i, spec in enumerate(specs):
+        for j, seed in enumerate(seeds):
+            for phase in ("init", "trained"):
+                if phase == "trained" and config.steps == 0:
+                    continue
+                st = jax.tree.map(lambda a, i=i, j=j: a[i, j], out[phase])
+                ev = out[f"{phase}_eval"][i, j]
+                wg = st["weight_grad_norm"]
+                lists = {k: [float(v) for v in np.ravel(st[k])] for k in _LIST_FIELDS}
+                finite = bool(all(np.all(np.isfinite(np.asarray(st[k]))) for k in _LIST_FIELDS)
+                              and np.isfinite(st["loss"]))
+                rec = {
+                    "study": config.name, "dataset": data_name, "depth": depth, "width": width,
+                    "activation": activation, "initializer": spec.label,
+                    "batch_norm": bool(batch_norm), "seed": int(seed), "phase": phase,
+                    "probe_loss": _f(st["loss"]), "train_loss": _f(ev[0]),
+                    "train_accuracy": _f(ev[1]), "test_loss": _f(ev[2]),
+                    "test_accuracy": _f(ev[3]), "grad_ratio": _f(st["grad_ratio"]),
+                    "delta_ratio": _f(st["delta_ratio"]), "first_grad_norm": _f(wg[0]),
+                    "last_grad_norm": _f(wg[depth - 1]),
+                    "mean_saturation": _f(np.mean(st["saturation_fraction"])),
+                    "mean_dead_fraction": _f(np.mean(st["dead_fraction"])),
+                    "finite": finite, **lists,
+                }
+                records.append(rec)
+            if config.steps > 0:
+                curves.append({"depth": depth, "width": width, "activation": activation,
+                               "initializer": spec.label, "batch_norm": bool(batch_norm),
+                               "seed": int(seed),
+                               "losses": [float(v) for v in out["curve"][i, j]]})
+        if config.histograms:
+            lo, hi = _histogram_range(activation)
+            edges = np.linspace(lo, hi, config.histogram_bins + 1)
+            counts = out["init"]["histogram"][i].sum(axis=0)  # over seeds: (depth, bins)
+            for layer in range(depth):
+                hists.append({"depth": depth, "width": width, "activation": activation,
+                              "initializer": spec.label, "batch_norm": bool(batch_norm),
+                              "layer": layer + 1, "edges": [float(e) for e in edges],
+                              "counts": [float(c) for c in counts[layer]]})
+    return records, curves, hists
+
+
+def run_study(
+    config: DepthStudyConfig, *, data: _Data | None = None, progress: Any = None
+) -> DepthStudyResult:
+    """Run the whole sweep: one vmapped, jitted call per shape group.
+
+    Args:
+      config: the study.
+      data: preloaded data (default :func:`load_study_data`).
+      progress: optional callable ``progress(message: str)`` called after each group.
+
+    Returns:
+      A :class:`DepthStudyResult`.
+    """
+    t0 = time.perf_counter()
+    compiles0 = trace_count()
+    data = load_study_data(config) if data is None else data
+    specs = config.init_specs
+    seeds = list(range(config.seeds))
+    records, curves, hists, groups = [], [], [], []
+    shape_groups = [(d, w, a, bn) for bn in config.batch_norm for a in config.activations
+                    for w in config.widths for d in config.depths]
+    for k, (d, w, a, bn) in enumerate(shape_groups):
+        tg = time.perf_counter()
+        out = run_group(config, data, d, w, a, bn)
+        r, c, h = _records_for_group(config, data.name, (d, w, a, bn), out, specs, seeds)
+        records += r
+        curves += c
+        hists += h
+        secs = time.perf_counter() - tg
+        groups.append({"depth": d, "width": w, "activation": a, "batch_norm": bn,
+                       "seconds": secs})
+        if progress is not None:
+            progress(f"[{k + 1}/{len(shape_groups)}] depth={d} width={w} activation={a} "
+                     f"batch_norm={bn}: {len(specs)} initializers x {len(seeds)} seeds "
+                     f"in {secs:.1f} s")
+    timing = {"total_s": time.perf_counter() - t0, "groups": groups,
+              "compiles": trace_count() - compiles0}
+    return DepthStudyResult(config, records, curves, hists, data.num_classes, timing)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def benchmark_vmap_vs_loop(
+    config: DepthStudyConfig | None = None, *, depth: int = 8, width: int = 64,
+    activation: str = "relu", repeats: int = 3,
+) -> dict[str, Any]:
+    """Time the vmapped engine against a Python loop over seeds on the same workload.
+
+    All run every initializer x seed of one shape group: ``vmap`` is the engine (one call),
+    ``loop`` calls a jitted function vmapped over initializers once per seed (a Python loop
+    over seeds), ``loop_all`` a jitted single-model function once per initializer x seed.
+    Each is compiled before timing; the best of ``repeats`` wall times is kept.
+
+    Args:
+      config: the study (default: digits, 5 initializers, 5 seeds, 100 SGD steps).
+      depth, width, activation: the shape group.
+      repeats: timed repetitions of each.
+
+    Returns:
+      ``{"vmap_s", "loop_s", "loop_all_s", "speedup" (= loop_s / vmap_s),
+      "speedup_vs_loop_all" (= loop_all_s / vmap_s), "models", "steps", "depth", "width",
+      "activation", "seeds", "initializers"}``.
+    """
+    if config is None:
+        config = DepthStudyConfig(
+            dataset="digits", depths=(depth,), widths=(width,), activations=(activation,),
+            initializers=("normal(0.01)", "normal(1)", "xavier", "he", "lecun"), seeds=5,
+            steps=100, batch_size=64, learning_rate=0.05,
+        )
+    data = load_study_data(config)
+    times = {}
+    for mode in ("vmap", "loop", "loop_all"):
+        run_group(config, data, depth, width, activation, mode=mode)  # compile
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run_group(config, data, depth, width, activation, mode=mode)
+            best = min(best, time.perf_counter() - t)
+        times[mode] = best
+    return {
+        "vmap_s": times["vmap"], "loop_s": times["loop"], "loop_all_s": times["loop_all"],
+        "speedup": times["loop"] / times["vmap"],
+        "speedup_vs_loop_all": times["loop_all"] / times["vmap"],
+        "models": config.seeds * len(config.initializers), "steps": config.steps,
+        "depth": depth, "width": width, "activation": activation,
+        "seeds": config.seeds, "initializers": list(config.initializers),
+    }

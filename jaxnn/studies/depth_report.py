@@ -1,0 +1,573 @@
+"""Outputs of a depth study: tidy table (CSV + JSON), plots and a Markdown report.
+
+Contract::
+
+    result = jaxnn.studies.depth.run_study(config)
+    paths = write_outputs(result, workdir)     # {"table_csv": ..., "report": ..., ...}
+
+Files written in ``workdir``:
+
+* ``config.yaml`` -- the resolved study config.
+* ``table.csv`` / ``table.json`` -- the tidy table: one row per (depth, width, activation,
+  initializer, batch_norm, seed, phase) with the columns of
+  :data:`jaxnn.studies.depth.COLUMNS`. Per-layer columns are lists in JSON and
+  ``;``-separated numbers in CSV (index 0 = first hidden layer). Non-finite values are
+  ``null`` in JSON and ``nan``/``inf`` in CSV.
+* ``curves.json`` -- per-step minibatch training losses; ``histograms.json`` -- per-layer
+  activation histograms (when recorded); ``timing.json``.
+* ``grad_norms_<phase>.png`` -- weight-gradient norm by layer (log scale), one panel per
+  activation x initializer, one line per depth (median over seeds).
+* ``ratio_heatmap_<phase>.png`` -- log10 of the median first/last hidden-layer gradient
+  ratio, depth x activation, one panel per initializer.
+* ``activation_histograms_<activation>_d<depth>.png`` -- per-layer activation histograms at
+  initialization, one row per initializer (the classic 5 x 100 figure).
+* ``training_curves.png`` -- training loss (median over seeds) per depth.
+* ``report.md`` -- plain sentences, backed by the table, on which combinations vanish,
+  explode, saturate or train (thresholds from the config).
+
+Plots use matplotlib's Agg backend (no display needed). Files for other widths / batch-norm
+settings than the first get a ``_w<width>`` / ``_bn`` suffix.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import pathlib
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import yaml
+
+from jaxnn.studies.depth import COLUMNS, DepthStudyResult, config_from_dict, config_to_dict
+
+__all__ = [
+    "classify",
+    "load_result",
+    "render_report",
+    "write_outputs",
+    "write_plots",
+    "write_table",
+]
+
+
+# ----------------------------------------------------------------------------- table
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, list):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    return v
+
+
+def _csv_cell(v: Any) -> Any:
+    if isinstance(v, list):
+        return ";".join(f"{x:.6g}" for x in v)
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return v
+
+
+def write_table(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
+    """Write ``table.csv``, ``table.json``, ``curves.json``, ``histograms.json``,
+    ``timing.json`` and ``config.yaml``; returns their paths."""
+    wd = pathlib.Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "config": wd / "config.yaml", "table_csv": wd / "table.csv",
+        "table_json": wd / "table.json", "curves": wd / "curves.json",
+        "histograms": wd / "histograms.json", "timing": wd / "timing.json",
+    }
+    paths["config"].write_text(yaml.safe_dump(config_to_dict(result.config), sort_keys=False))
+    with paths["table_csv"].open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
+        w.writeheader()
+        for r in result.records:
+            w.writerow({k: _csv_cell(r[k]) for k in COLUMNS})
+    paths["table_json"].write_text(json.dumps(_json_safe(result.records)))
+    paths["curves"].write_text(json.dumps(_json_safe(result.curves)))
+    paths["histograms"].write_text(json.dumps(_json_safe(result.histograms)))
+    paths["timing"].write_text(json.dumps({**result.timing, "num_classes": result.num_classes},
+                                          indent=1))
+    return paths
+
+
+def _json_restore(v: Any) -> Any:
+    if v is None:
+        return float("nan")
+    if isinstance(v, list):
+        return [_json_restore(x) for x in v]
+    return v
+
+
+def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
+    """Rebuild a :class:`DepthStudyResult` from the files :func:`write_table` wrote (to
+    re-render plots or the report without running the study again). Non-finite values come
+    back as nan (their sign is not kept)."""
+    wd = pathlib.Path(workdir)
+    config = config_from_dict(yaml.safe_load((wd / "config.yaml").read_text()))
+    records = [{k: _json_restore(v) if k not in ("study", "dataset", "activation",
+                                                 "initializer", "phase") else v
+                for k, v in r.items()} for r in json.loads((wd / "table.json").read_text())]
+    curves = [{**r, "losses": _json_restore(r["losses"])}
+              for r in json.loads((wd / "curves.json").read_text())]
+    hists = json.loads((wd / "histograms.json").read_text())
+    timing = json.loads((wd / "timing.json").read_text())
+    num_classes = int(timing.get("num_classes", config.num_classes))
+    return DepthStudyResult(config, records, curves, hists, num_classes, timing)
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def _median_layers(result: DepthStudyResult, field: str, **where: Any) -> np.ndarray | None:
+    rows = result.select(**where)
+    if not rows:
+        return None
+    arr = np.asarray([r[field] for r in rows], float)
+    return _nanmedian(np.where(np.isfinite(arr), arr, np.nan))
+
+
+def _nanmedian(arr: np.ndarray) -> np.ndarray:
+    """Median over axis 0 ignoring nan (nan where a column is all nan), without warnings."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(arr, axis=0)
+
+
+def _suffix(result: DepthStudyResult, width: int, bn: bool) -> str:
+    s = ""
+    if width != result.config.widths[0]:
+        s += f"_w{width}"
+    if bn != result.config.batch_norm[0]:
+        s += "_bn" if bn else "_nobn"
+    return s
+
+
+def _grid(n_rows: int, n_cols: int, scale: tuple[float, float] = (3.0, 2.4), **kw: Any):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(scale[0] * n_cols, scale[1] * n_rows),
+                             squeeze=False, **kw)
+    return fig, axes
+
+
+def _save(fig: Any, path: pathlib.Path) -> pathlib.Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[pathlib.Path]:
+    """Write every plot of the module docstring; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = result.config
+    wd = pathlib.Path(workdir)
+    wd.mkdir(parents=True, exist_ok=True)
+    out: list[pathlib.Path] = []
+    phases = ("init",) if c.steps == 0 else ("init", "trained")
+    cmap = plt.get_cmap("viridis")
+    for width in c.widths:
+        for bn in c.batch_norm:
+            sfx = _suffix(result, width, bn)
+            base = {"width": width, "batch_norm": bn}
+            for phase in phases:
+                fig, axes = _grid(len(c.activations), len(c.initializers))
+                for i, act in enumerate(c.activations):
+                    for j, init in enumerate(c.initializers):
+                        ax = axes[i][j]
+                        for k, d in enumerate(c.depths):
+                            med = _median_layers(result, "weight_grad_norm", phase=phase,
+                                                 activation=act, initializer=init, depth=d,
+                                                 **base)
+                            if med is None:
+                                continue
+                            y = np.where(med > 0, med, np.nan)
+                            ax.plot(np.arange(1, len(med) + 1), y, marker=".", ms=3,
+                                    color=cmap(k / max(len(c.depths) - 1, 1)), label=f"D={d}")
+                        ax.set_yscale("log")
+                        ax.set_title(f"{act} / {init}", fontsize=8)
+                        ax.tick_params(labelsize=6)
+                        if i == len(c.activations) - 1:
+                            ax.set_xlabel("weight layer", fontsize=7)
+                        if j == 0:
+                            ax.set_ylabel("||dL/dW||", fontsize=7)
+                axes[0][0].legend(fontsize=5)
+                fig.suptitle(f"weight-gradient norm by layer ({phase}, width {width})")
+                out.append(_save(fig, wd / f"grad_norms_{phase}{sfx}.png"))
+
+                fig, axes = _grid(1, len(c.initializers), (0.5 * len(c.depths) + 1.8,
+                                                          0.35 * len(c.activations) + 2.0),
+                                  layout="constrained")
+                for j, init in enumerate(c.initializers):
+                    mat = np.array([[result.median("grad_ratio", phase=phase, activation=a,
+                                                   initializer=init, depth=d, **base)
+                                     for d in c.depths] for a in c.activations])
+                    with np.errstate(all="ignore"):
+                        logm = np.log10(mat)
+                    # ratio 0 (first-layer gradient flushed to 0) -> -inf -> darkest colour
+                    logm = np.where(np.isnan(logm), np.nan, logm)
+                    ax = axes[0][j]
+                    im = ax.imshow(np.clip(logm, -8, 8), cmap="RdBu", vmin=-8, vmax=8,
+                                   aspect="auto")
+                    for (y, x), v in np.ndenumerate(logm):
+                        label = ("n/a" if np.isnan(v) else "0" if v == -np.inf
+                                 else "inf" if v == np.inf else f"{v:.1f}")
+                        ax.text(x, y, label, ha="center", va="center", fontsize=5)
+                    ax.set_xticks(range(len(c.depths)), [str(d) for d in c.depths], fontsize=6)
+                    ax.set_yticks(range(len(c.activations)),
+                                  list(c.activations) if j == 0 else [], fontsize=6)
+                    ax.set_xlabel("hidden layers", fontsize=7)
+                    ax.set_title(init, fontsize=8)
+                fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8,
+                             label="log10 first/last grad norm")
+                fig.suptitle(f"first/last hidden-layer gradient ratio ({phase})", fontsize=9)
+                fig.savefig(wd / f"ratio_heatmap_{phase}{sfx}.png", dpi=80)
+                plt.close(fig)
+                out.append(wd / f"ratio_heatmap_{phase}{sfx}.png")
+
+            if c.steps > 0:
+                fig, axes = _grid(len(c.activations), len(c.initializers))
+                for i, act in enumerate(c.activations):
+                    for j, init in enumerate(c.initializers):
+                        ax = axes[i][j]
+                        for k, d in enumerate(c.depths):
+                            rows = [r["losses"] for r in result.curves
+                                    if r["activation"] == act and r["initializer"] == init
+                                    and r["depth"] == d and r["width"] == width
+                                    and r["batch_norm"] == bn]
+                            if not rows:
+                                continue
+                            med = _nanmedian(np.asarray(rows, float))
+                            win = max(1, len(med) // 20)
+                            smooth = np.convolve(med, np.ones(win) / win, mode="valid")
+                            ax.plot(smooth, color=cmap(k / max(len(c.depths) - 1, 1)),
+                                    label=f"D={d}", lw=1)
+                        ax.set_title(f"{act} / {init}", fontsize=8)
+                        ax.tick_params(labelsize=6)
+                        ax.set_ylim(0, max(3.0, math.log(result.num_classes) * 1.3))
+                axes[0][0].legend(fontsize=5)
+                fig.suptitle(f"training loss (SGD, lr {c.learning_rate}, width {width})")
+                out.append(_save(fig, wd / f"training_curves{sfx}.png"))
+
+    if result.histograms:
+        keys = sorted({(h["activation"], h["depth"], h["width"], h["batch_norm"])
+                       for h in result.histograms}, key=str)
+        for act, d, width, bn in keys:
+            fig, axes = _grid(len(c.initializers), d, (2.0, 1.7))
+            for i, init in enumerate(c.initializers):
+                for h in result.histograms:
+                    if (h["activation"], h["depth"], h["width"], h["batch_norm"],
+                            h["initializer"]) != (act, d, width, bn, init):
+                        continue
+                    ax = axes[i][h["layer"] - 1]
+                    edges = np.asarray(h["edges"])
+                    ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge")
+                    ax.set_title(f"{init}: layer {h['layer']}", fontsize=7)
+                    ax.tick_params(labelsize=5)
+                    ax.set_yticks([])
+            fig.suptitle(f"{act} activations at initialization ({d} x {width})", fontsize=9)
+            out.append(_save(fig, wd / f"activation_histograms_{act}_d{d}"
+                                      f"{_suffix(result, width, bn)}.png"))
+    return out
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _fmt(x: float) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "nan"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x == 0:
+        return "0"
+    if 1e-2 <= abs(x) < 1e3:
+        return f"{x:.3g}"
+    return f"{x:.1e}"
+
+
+def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
+    """One verdict per (activation, initializer, depth, width, batch_norm), medians over
+    seeds: ``ratio`` (init grad_ratio), ``saturation`` (init mean saturation),
+    ``test_accuracy`` (trained; nan without training) and booleans ``vanishes``
+    (ratio < vanish_ratio or all first-layer gradients exactly 0), ``explodes`` (ratio >
+    explode_ratio or a non-finite statistic in most seeds), ``saturates``, ``trains``,
+    ``stalls``."""
+    c = result.config
+    chance = 1.0 / result.num_classes
+    out = []
+    for bn in c.batch_norm:
+        for width in c.widths:
+            for act in c.activations:
+                for init in c.initializers:
+                    for d in c.depths:
+                        w = dict(activation=act, initializer=init, depth=d, width=width,
+                                 batch_norm=bn)
+                        rows = result.select(phase="init", **w)
+                        ratio = result.median("grad_ratio", phase="init", **w)
+                        first = result.median("first_grad_norm", phase="init", **w)
+                        nonfinite = sum(not r["finite"] for r in rows) > len(rows) / 2
+                        sat = result.median("mean_saturation", phase="init", **w)
+                        acc = (result.median("test_accuracy", phase="trained", **w)
+                               if c.steps > 0 else float("nan"))
+                        out.append({
+                            **w, "ratio": ratio, "first_grad_norm": first, "saturation": sat,
+                            "test_accuracy": acc, "nonfinite": nonfinite,
+                            "vanishes": bool(ratio < c.vanish_ratio or first == 0.0),
+                            "explodes": bool(ratio > c.explode_ratio or nonfinite),
+                            "saturates": bool(sat > c.saturation_threshold),
+                            "trains": bool(acc >= chance + c.train_threshold * (1 - chance)),
+                            "stalls": bool(c.steps > 0 and not acc >= chance + 0.1 * (1 - chance)),
+                        })
+    return out
+
+
+def _show(v: dict[str, Any], value: str) -> str:
+    if value == "ratio":
+        if v["nonfinite"]:
+            return "overflow (inf/nan statistics)"
+        if v["first_grad_norm"] == 0.0:
+            return "first-layer gradient exactly 0 (below float32 range)"
+    return _fmt(v[value])
+
+
+def _group_sentences(verdicts: Sequence[dict[str, Any]], flag: str, value: str,
+                     c: Any) -> list[str]:
+    lines = []
+    multi = len(c.widths) > 1 or len(c.batch_norm) > 1
+    seen: dict[tuple, list[dict[str, Any]]] = {}
+    for v in verdicts:
+        if v[flag]:
+            seen.setdefault((v["activation"], v["initializer"], v["width"], v["batch_norm"]),
+                            []).append(v)
+    for (act, init, width, bn), vs in seen.items():
+        extra = f", width {width}{', batch norm' if bn else ''}" if multi else ""
+        depths = [v["depth"] for v in vs]
+        vals = "; ".join(f"D={v['depth']}: {_show(v, value)}" for v in vs)
+        all_d = len(depths) == len(c.depths)
+        where = ("at every depth swept" if all_d
+                 else f"at {', '.join(map(str, depths))} hidden layers")
+        lines.append(f"- {act} + {init}{extra}, {where} ({value.replace('_', ' ')} {vals}).")
+    return lines
+
+
+def _layer_table(result: DepthStudyResult, depth: int, width: int, bn: bool) -> list[str]:
+    c = result.config
+    lines = ["| activation | initializer | activation mean by layer | activation std by layer "
+             "| saturation by layer |", "|---|---|---|---|---|"]
+    for act in c.activations:
+        for init in c.initializers:
+            w = dict(phase="init", activation=act, initializer=init, depth=depth, width=width,
+                     batch_norm=bn)
+            m = _median_layers(result, "activation_mean", **w)
+            s = _median_layers(result, "activation_std", **w)
+            sat = _median_layers(result, "saturation_fraction", **w)
+            if m is None:
+                continue
+            j = lambda a: " ".join(_fmt(float(x)) for x in a)
+            lines.append(f"| {act} | {init} | {j(m)} | {j(s)} | {j(sat)} |")
+    return lines
+
+
+def _closest(values: Sequence[int], target: int) -> int:
+    return min(values, key=lambda v: (abs(v - target), v))
+
+
+def _findings(result: DepthStudyResult) -> list[str]:
+    """Sentences on the textbook findings, for the combinations this study contains."""
+    c = result.config
+    acts, inits = set(c.activations), set(c.initializers)
+    width, bn = c.widths[0], c.batch_norm[0]
+    base = dict(width=width, batch_norm=bn)
+    out: list[str] = []
+
+    def layers_of(field: str, **w: Any) -> np.ndarray | None:
+        return _median_layers(result, field, phase="init", **base, **w)
+
+    def find(*labels: str) -> str | None:
+        return next((x for x in labels if x in inits), None)
+
+    xavier = find("xavier", "glorot_normal", "xavier_normal", "glorot")
+    he = find("he", "he_normal", "kaiming_normal", "kaiming")
+    lecun = find("lecun", "lecun_normal")
+    std1 = find("normal(1)", "normal(1.0)")
+    std001 = find("normal(0.01)")
+    d5 = _closest(c.depths, 5)
+    if "sigmoid" in acts and std1 and std001 and xavier:
+        sat = layers_of("saturation_fraction", activation="sigmoid", initializer=std1, depth=d5)
+        m = layers_of("activation_mean", activation="sigmoid", initializer=std001, depth=d5)
+        s = layers_of("activation_std", activation="sigmoid", initializer=std001, depth=d5)
+        sx = layers_of("activation_std", activation="sigmoid", initializer=xavier, depth=d5)
+        if sat is not None and m is not None and s is not None and sx is not None:
+            out.append(
+                f"- Sigmoid, {d5} hidden layers x {width}: with N(0, 1) weights "
+                f"{_fmt(float(np.min(sat)))}-{_fmt(float(np.max(sat)))} of the activations "
+                f"are saturated (|a - 1/2| > 0.45) in every layer; with N(0, 0.01^2) they "
+                f"collapse to {_fmt(float(np.mean(m)))} (std at most "
+                f"{_fmt(float(np.max(s)))}); Xavier keeps a spread (std "
+                f"{_fmt(float(np.min(sx)))}-{_fmt(float(np.max(sx)))}).")
+    if "relu" in acts and std001 and xavier and he:
+        s1 = layers_of("activation_std", activation="relu", initializer=std001, depth=d5)
+        sx = layers_of("activation_std", activation="relu", initializer=xavier, depth=d5)
+        sh = layers_of("activation_std", activation="relu", initializer=he, depth=d5)
+        if s1 is not None and sx is not None and sh is not None:
+            out.append(
+                f"- ReLU, {d5} hidden layers: N(0, 0.01^2) collapses the activations toward 0 "
+                f"(std {_fmt(float(s1[0]))} in layer 1, {_fmt(float(s1[-1]))} in layer "
+                f"{len(s1)}); Xavier shrinks them with depth (std {_fmt(float(sx[0]))} -> "
+                f"{_fmt(float(sx[-1]))}); He keeps them flat (std {_fmt(float(sh[0]))} -> "
+                f"{_fmt(float(sh[-1]))}).")
+    sig_init = lecun or xavier
+    def ratios(act: str, init: str) -> list[float]:
+        return [result.median("grad_ratio", phase="init", activation=act, initializer=init,
+                              depth=d, **base) for d in c.depths]
+
+    def listing(vals: list[float]) -> str:
+        return "; ".join(f"D={d}: {_fmt(v)}" for d, v in zip(c.depths, vals, strict=True))
+
+    if "sigmoid" in acts and sig_init and len(c.depths) > 1:
+        vals = ratios("sigmoid", sig_init)
+        # exact zeros: gradients below the float32 range (flushed), as small as it gets
+        shrinking = all(b < a or (a == 0.0 and b == 0.0)
+                        for a, b in zip(vals[:-1], vals[1:], strict=True))
+        trend = ("it shrinks with depth" if shrinking else "not monotone in depth") + (
+            "; 0 = the first layer's gradient is below the float32 range"
+            if 0.0 in vals else "")
+        out.append(f"- Sigmoid + {sig_init}: first/last hidden-layer gradient-norm ratio at "
+                   f"initialization {listing(vals)} ({trend}).")
+    if "relu" in acts and he and len(c.depths) > 1:
+        vals = ratios("relu", he)
+        near = all(0.1 <= v <= 10 for v in vals)
+        out.append(f"- ReLU + {he}: the same ratio "
+                   + ("stays within a factor 10 of 1" if near else "leaves [0.1, 10]")
+                   + f": {listing(vals)}.")
+    if "relu" in acts and he and xavier and c.steps and max(c.depths) >= 20:
+        d = _closest(c.depths, 30)
+        w = dict(phase="trained", activation="relu", depth=d, **base)
+        out.append(
+            f"- ReLU, {d} hidden layers, {c.steps} SGD steps at learning rate "
+            f"{c.learning_rate}: {he} reaches test accuracy "
+            f"{_fmt(result.median('test_accuracy', initializer=he, **w))} (train loss "
+            f"{_fmt(result.median('train_loss', initializer=he, **w))}), {xavier} "
+            f"{_fmt(result.median('test_accuracy', initializer=xavier, **w))} (train loss "
+            f"{_fmt(result.median('train_loss', initializer=xavier, **w))}; chance "
+            f"{1 / result.num_classes:.2f}).")
+    if "selu" in acts and lecun:
+        d = max(c.depths)
+        m = layers_of("activation_mean", activation="selu", initializer=lecun, depth=d)
+        s = layers_of("activation_std", activation="selu", initializer=lecun, depth=d)
+        if m is not None and s is not None:
+            out.append(
+                f"- SELU + {lecun}, {d} hidden layers: activation means stay in "
+                f"[{_fmt(float(np.min(m)))}, {_fmt(float(np.max(m)))}] and standard deviations "
+                f"in [{_fmt(float(np.min(s)))}, {_fmt(float(np.max(s)))}] across all layers "
+                "(self-normalizing).")
+    return out
+
+
+def render_report(result: DepthStudyResult) -> str:
+    """The Markdown report (see the module docstring)."""
+    c = result.config
+    verdicts = classify(result)
+    chance = 1.0 / result.num_classes
+    t = result.timing
+    n_models = len(c.depths) * len(c.widths) * len(c.activations) * len(c.initializers) * len(
+        c.batch_norm) * c.seeds
+    L = [f"# Depth study `{c.name}`", ""]
+    L.append(
+        f"Data: `{c.dataset}` ({result.num_classes} classes). Swept {len(c.depths)} depths "
+        f"(hidden layers {', '.join(map(str, c.depths))}) x widths {list(c.widths)} x "
+        f"{len(c.activations)} activations x {len(c.initializers)} initializers"
+        f"{' x batch norm ' + str(list(c.batch_norm)) if len(c.batch_norm) > 1 else ''} x "
+        f"{c.seeds} seeds = {n_models} models, each measured at initialization"
+        + (f" and after {c.steps} SGD steps (batch {c.batch_size}, learning rate "
+           f"{c.learning_rate})." if c.steps else ".")
+        + f" Statistics on a probe batch of {c.probe_size} training examples. Wall time "
+        f"{t['total_s']:.1f} s with {t['compiles']} compilations (one per shape group)."
+    )
+    L += ["", "Definitions: *ratio* = ||dL/dW|| of the first hidden layer / that of the last "
+          "hidden layer at initialization (median over seeds). A combination **vanishes** "
+          f"when ratio < {c.vanish_ratio:g} (or the first layer's gradient is exactly 0), "
+          f"**explodes** when ratio > {c.explode_ratio:g} or its statistics overflow, "
+          f"**saturates** when more than {c.saturation_threshold:.0%} of hidden units sit in the "
+          "flat region of the activation (sigmoid |a-1/2|>0.45, tanh |a|>0.9, ReLU a=0, "
+          "others |f'(u)|<0.05)"
+          + (f", **trains** when the median test accuracy after training reaches "
+             f"{chance + c.train_threshold * (1 - chance):.2f} (chance {chance:.2f}) and "
+             f"**stalls** below {chance + 0.1 * (1 - chance):.2f}." if c.steps else ".")]
+    findings = _findings(result)
+    if findings:
+        L += ["", "## Known findings, measured", ""] + findings
+    sections = [("Vanishing gradients", "vanishes", "ratio"),
+                ("Exploding gradients", "explodes", "ratio"),
+                ("Saturation at initialization", "saturates", "saturation")]
+    if c.steps:
+        sections += [("Trains", "trains", "test_accuracy"),
+                     ("Stalls (no better than chance + 10%)", "stalls", "test_accuracy")]
+    for title, flag, value in sections:
+        lines = _group_sentences(verdicts, flag, value, c)
+        L += ["", f"## {title}", ""]
+        L += lines if lines else ["- none of the swept combinations."]
+
+    for bn in c.batch_norm:
+        for width in c.widths:
+            tag = f" (width {width}{', batch norm' if bn else ''})"
+            L += ["", f"## Median first/last gradient ratio at initialization{tag}", "",
+                  "| activation | initializer | " + " | ".join(f"D={d}" for d in c.depths) + " |",
+                  "|---|---|" + "---|" * len(c.depths)]
+            for act in c.activations:
+                for init in c.initializers:
+                    vals = [result.median("grad_ratio", phase="init", activation=act,
+                                          initializer=init, depth=d, width=width, batch_norm=bn)
+                            for d in c.depths]
+                    L.append(f"| {act} | {init} | " + " | ".join(map(_fmt, vals)) + " |")
+            if c.steps:
+                L += ["", f"## Median test accuracy after {c.steps} SGD steps{tag}", "",
+                      "| activation | initializer | "
+                      + " | ".join(f"D={d}" for d in c.depths) + " |",
+                      "|---|---|" + "---|" * len(c.depths)]
+                for act in c.activations:
+                    for init in c.initializers:
+                        vals = [result.median("test_accuracy", phase="trained", activation=act,
+                                              initializer=init, depth=d, width=width,
+                                              batch_norm=bn) for d in c.depths]
+                        L.append(f"| {act} | {init} | " + " | ".join(map(_fmt, vals)) + " |")
+            if len(c.depths) <= 3 or c.histograms:
+                for d in c.depths[:1] if not c.histograms else c.depths:
+                    L += ["", f"## Per-layer activations at initialization, {d} hidden layers"
+                          f"{tag}", ""] + _layer_table(result, d, width, bn)
+    L += ["", "Plots: `grad_norms_*.png`, `ratio_heatmap_*.png`"
+          + (", `training_curves.png`" if c.steps else "")
+          + (", `activation_histograms_*.png`" if c.histograms else "")
+          + "; full numbers in `table.csv` / `table.json`.", ""]
+    return "\n".join(L)
+
+
+def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
+                  *, plots: bool = True) -> dict[str, Any]:
+    """Write the table files, the plots (unless ``plots=False``) and ``report.md``.
+
+    Returns:
+      ``{name: path}`` for the table files, ``"report"`` and ``"plots"`` (a list).
+    """
+    wd = pathlib.Path(workdir)
+    paths: dict[str, Any] = dict(write_table(result, wd))
+    paths["plots"] = write_plots(result, wd) if plots else []
+    paths["report"] = wd / "report.md"
+    paths["report"].write_text(render_report(result))
+    return paths

@@ -1,0 +1,426 @@
+"""Tests of the depth study (jaxnn.studies.depth, depth_report, depth_cli).
+
+The known findings are checked on small sizes: the 5 x 100 histogram experiment on
+standard-normal inputs, the sigmoid vs ReLU/He first/last gradient ratio on digits, the
+30-layer ReLU He-vs-Xavier training gap (reduced in CI, full size marked slow) and SELU's
+self-normalization over 32 layers. Plus: statistics equal autodiff, vmapped seeds equal a
+Python loop, one compilation per shape group, config errors and the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import activations, initializers, losses, mlp
+from jaxnn.config import ConfigError
+from jaxnn.data.idx import DataError
+from jaxnn.studies import depth as D
+from jaxnn.studies import depth_cli, depth_report
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+INITS_5X100 = ("normal(1)", "normal(0.01)", "xavier", "he")
+
+
+def layer(result, field, **where):
+    rows = result.select(phase="init", **where)
+    assert rows, where
+    return np.median(np.asarray([r[field] for r in rows], float), axis=0)
+
+
+# ----------------------------------------------------------------------------- findings
+
+
+@pytest.fixture(scope="module")
+def hist_result():
+    cfg = D.DepthStudyConfig(
+        name="hist", dataset="normal", input_dim=100, n_samples=500, depths=(5,),
+        widths=(100,), activations=("sigmoid", "relu"), initializers=INITS_5X100, seeds=2,
+        probe_size=500, steps=0, histograms=True, histogram_bins=30,
+    )
+    return D.run_study(cfg)
+
+
+def test_sigmoid_5x100_histogram_findings(hist_result):
+    r = hist_result
+    sat1 = layer(r, "saturation_fraction", activation="sigmoid", initializer="normal(1)")
+    assert sat1.shape == (5,)
+    assert np.all(sat1 > 0.5)  # std 1: most activations near 0 or 1
+    m = layer(r, "activation_mean", activation="sigmoid", initializer="normal(0.01)")
+    s = layer(r, "activation_std", activation="sigmoid", initializer="normal(0.01)")
+    assert np.all(np.abs(m - 0.5) < 0.02) and np.all(s < 0.03)  # collapsed to ~0.5
+    sx = layer(r, "activation_std", activation="sigmoid", initializer="xavier")
+    satx = layer(r, "saturation_fraction", activation="sigmoid", initializer="xavier")
+    assert np.all(sx > 0.08) and np.all(satx < 0.05)  # a spread, no saturation
+    # the histograms say the same: edge bins for std 1, the two middle bins for std 0.01
+    for h in r.histograms:
+        if h["activation"] != "sigmoid":
+            continue
+        counts = np.asarray(h["counts"])
+        assert counts.sum() == 2 * 500 * 100  # seeds x examples x units, clipped into range
+        frac_edges = (counts[:2].sum() + counts[-2:].sum()) / counts.sum()
+        frac_mid = counts[12:18].sum() / counts.sum()  # a in [0.4, 0.6]
+        if h["initializer"] == "normal(1)":
+            assert frac_edges > 0.5
+        if h["initializer"] == "normal(0.01)":
+            assert frac_mid > 0.99
+        if h["initializer"] == "xavier":
+            assert frac_mid < 0.9 and frac_edges < 0.1
+
+
+def test_relu_5x100_histogram_findings(hist_result):
+    r = hist_result
+    s001 = layer(r, "activation_std", activation="relu", initializer="normal(0.01)")
+    sx = layer(r, "activation_std", activation="relu", initializer="xavier")
+    sh = layer(r, "activation_std", activation="relu", initializer="he")
+    assert np.all(np.diff(s001) < 0) and s001[-1] < 1e-4  # collapses toward 0
+    assert np.all(np.diff(sx) < 0) and sx[-1] / sx[0] < 0.4  # shrinks with depth
+    assert sh.max() / sh.min() < 1.6  # flat
+    dead = layer(r, "dead_fraction", activation="relu", initializer="he")
+    sat = layer(r, "saturation_fraction", activation="relu", initializer="he")
+    np.testing.assert_allclose(dead, sat)  # for ReLU, saturated = exactly zero
+    assert np.all((dead > 0.35) & (dead < 0.65))
+
+
+@pytest.fixture(scope="module")
+def ratio_results():
+    common = dict(dataset="digits", widths=(30,), seeds=3, probe_size=512, steps=0)
+    return D.run_study(D.DepthStudyConfig(
+        name="ratio_sigmoid", depths=(4, 8), activations=("sigmoid",), initializers=("lecun",),
+        **common))
+
+
+def test_sigmoid_gradient_ratio_vanishes(ratio_results):
+    sig = ratio_results
+    med = lambda r, d: r.median("grad_ratio", phase="init", depth=d)
+    # 4 hidden layers: one to two orders of magnitude smaller in the first layer
+    assert 1e-3 < med(sig, 4) < 0.1
+    assert med(sig, 8) < med(sig, 4) / 10  # worsens with depth
+    # the per-layer norms grow monotonically towards the output for sigmoid
+    wg = layer(sig, "weight_grad_norm", depth=8)
+    assert wg.shape == (9,) and np.all(np.diff(wg[:8]) > 0)
+    assert {v["depth"]: v["vanishes"] for v in depth_report.classify(sig)} == {4: False, 8: True}
+
+
+def _he_vs_xavier(depth, width, steps, lr, seeds):
+    cfg = D.DepthStudyConfig(
+        name="deep_relu", dataset="digits", depths=(depth,), widths=(width,),
+        activations=("relu",), initializers=("xavier", "he"), seeds=seeds, steps=steps,
+        learning_rate=lr, batch_size=64,
+    )
+    r = D.run_study(cfg)
+    acc = {i: r.median("test_accuracy", phase="trained", initializer=i) for i in cfg.initializers}
+    loss = {i: r.median("train_loss", phase="trained", initializer=i) for i in cfg.initializers}
+    return acc, loss, r
+
+
+def test_deep_relu_he_trains_xavier_stalls_reduced():
+    # CI size: 16 hidden layers (the full 30-layer version below is marked slow)
+    acc, loss, r = _he_vs_xavier(depth=16, width=64, steps=150, lr=0.01, seeds=2)
+    # ReLU + He keeps the first/last gradient ratio near 1 (sigmoid: see above)
+    assert 0.1 < r.median("grad_ratio", phase="init", initializer="he") < 10.0
+    (v,) = [v for v in depth_report.classify(r) if v["initializer"] == "he"]
+    assert not v["vanishes"] and not v["explodes"]
+    assert acc["he"] > 0.25
+    assert acc["xavier"] < 0.15 and loss["xavier"] > 2.25  # ln 10 = 2.303: no progress
+    assert acc["he"] > acc["xavier"] + 0.12
+
+
+@pytest.mark.slow
+def test_deep_relu_he_trains_xavier_stalls_full():
+    acc, loss, _ = _he_vs_xavier(depth=30, width=100, steps=300, lr=0.01, seeds=3)
+    assert acc["he"] > 0.5
+    assert acc["xavier"] < 0.15
+
+
+def test_selu_lecun_self_normalizes_over_32_layers():
+    cfg = D.DepthStudyConfig(
+        name="selu", dataset="normal", input_dim=64, n_samples=512, depths=(32,), widths=(64,),
+        activations=("selu",), initializers=("lecun",), seeds=2, probe_size=512,
+        steps=0,
+    )
+    r = D.run_study(cfg)
+    m = layer(r, "activation_mean", initializer="lecun")
+    s = layer(r, "activation_std", initializer="lecun")
+    assert m.shape == (32,)
+    assert np.all(np.abs(m) < 0.2)
+    assert np.all((s > 0.75) & (s < 1.25))
+
+
+@pytest.mark.parametrize("name, sub", [("fashion_mnist", "fashion-mnist"), ("mnist", "mnist")])
+def test_mnist_style_data(shared_data_dir, name, sub):
+    cfg = D.DepthStudyConfig(
+        dataset=name, data_dir=str(shared_data_dir / sub), n_train=300, n_test=100,
+        depths=(2,), widths=(8,), activations=("relu",), initializers=("he",), seeds=1,
+        probe_size=64, steps=0,
+    )
+    data = D.load_study_data(cfg)  # mnist: only the t10k files are shared -> split="test"
+    assert data.x_train.shape == (300, 784) and data.x_test.shape == (100, 784)
+    assert data.x_train.dtype == np.float32 and data.num_classes == 10
+    assert abs(float(data.x_train.mean())) < 0.1  # standardized per feature
+    with pytest.raises(DataError, match="is not a directory"):
+        D.load_study_data(D.DepthStudyConfig(dataset=name, data_dir=str(shared_data_dir / "x")))
+
+
+# ----------------------------------------------------------------------------- engine
+
+
+@pytest.mark.parametrize("name", ["xavier", "glorot_uniform", "he", "he_uniform", "lecun",
+                                  "lecun_normal", "normal(0.5)", "uniform(0.2)"])
+def test_init_specs_match_jaxnn_initializers(name):
+    spec = D.parse_initializer(name)
+    shape = (300, 200)
+    if "(" in name:
+        base, arg = name[:-1].split("(")
+        ref_init = initializers.get(base, **{"stddev" if base == "normal" else "scale":
+                                             float(arg)})
+    else:
+        ref_init = initializers.get(D._ALIASES.get(name, name))
+    ref = np.asarray(ref_init(jax.random.key(1), shape, jnp.float32))
+    assert spec.stddev(*shape) == pytest.approx(ref.std(), rel=0.03)
+    cfg = mlp.MLPConfig(layer_sizes=(300, 200, 5), hidden_activation="relu")
+    stds, codes = D._layer_stds([spec], cfg.layer_sizes)
+    params, _ = D._init_model(cfg, jax.random.key(2), jnp.asarray(stds[0]), codes[0])
+    w = np.asarray(params["layers"][0]["w"])
+    assert w.dtype == np.float32
+    assert w.std() == pytest.approx(ref.std(), rel=0.03)
+    assert np.abs(w).max() == pytest.approx(np.abs(ref).max(), rel=0.25)  # same support
+
+
+def _reference_signals(cfg, params, x, y):
+    """dL/da_l, dL/dz_l by autodiff through additive offsets on each layer's signals."""
+    act = activations.get(cfg.hidden_activation)
+    n = cfg.num_layers
+
+    def loss(offsets):
+        h = x
+        for l in range(n):
+            p = params["layers"][l]
+            z = h @ p["w"] + p["b"] + offsets["z"][l]
+            if l == n - 1:
+                return losses.softmax_cross_entropy_with_integer_labels(z, y)
+            h = act(z) + offsets["a"][l]
+
+    zeros = {"z": [jnp.zeros((x.shape[0], cfg.layer_sizes[l + 1]), x.dtype) for l in range(n)],
+             "a": [jnp.zeros((x.shape[0], cfg.layer_sizes[l + 1]), x.dtype)
+                   for l in range(n - 1)]}
+    return jax.grad(loss)(zeros)
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "selu", "gelu"])
+def test_statistics_equal_autodiff(activation):
+    cfg = mlp.MLPConfig(layer_sizes=(6, 8, 8, 8, 3), hidden_activation=activation)
+    params, state = mlp.init(cfg, jax.random.key(0), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(1), (16, 6), jnp.float64)
+    y = jnp.arange(16) % 3
+    s = D._measure(cfg, params, state, x, y, hist=None)
+    grads = jax.grad(lambda p: mlp.make_loss_fn(cfg, D.LOSS)(p, state, x, y)[0])(params)
+    ref_w = np.array([np.linalg.norm(g["w"]) for g in grads["layers"]])
+    np.testing.assert_allclose(s["weight_grad_norm"], ref_w, rtol=1e-10)
+    sig = _reference_signals(cfg, params, x, y)
+    np.testing.assert_allclose(s["grad_pre_activation_norm"],
+                               [np.linalg.norm(g) for g in sig["z"]], rtol=1e-10)
+    np.testing.assert_allclose(s["grad_activation_norm"],
+                               [np.linalg.norm(g) for g in sig["a"]], rtol=1e-10)
+    assert float(s["grad_ratio"]) == pytest.approx(ref_w[0] / ref_w[2], rel=1e-10)
+    # forward statistics against a plain numpy recomputation
+    h, means, stds, sats = np.asarray(x), [], [], []
+    f, fp = activations.get(activation), activations.get_grad(activation)
+    for p in params["layers"][:-1]:
+        z = h @ np.asarray(p["w"]) + np.asarray(p["b"])
+        h = np.asarray(f(z))
+        means.append(h.mean())
+        stds.append(h.std())
+        fam = D.activation_family(activation)
+        flat = {"sigmoid": np.abs(h - 0.5) > 0.45, "tanh": np.abs(h) > 0.9,
+                "relu": h == 0}.get(fam)
+        sats.append((np.abs(np.asarray(fp(z))) < 0.05 if flat is None else flat).mean())
+    np.testing.assert_allclose(s["activation_mean"], means, rtol=1e-10)
+    np.testing.assert_allclose(s["activation_std"], stds, rtol=1e-10)
+    np.testing.assert_allclose(s["saturation_fraction"], sats)
+
+
+def test_statistics_with_batch_norm_equal_autodiff():
+    cfg = mlp.MLPConfig(layer_sizes=(5, 7, 7, 3), hidden_activation="tanh", batch_norm=True)
+    params, state = mlp.init(cfg, jax.random.key(3), dtype=jnp.float64)
+    x = jax.random.normal(jax.random.key(4), (12, 5), jnp.float64)
+    y = jnp.arange(12) % 3
+    s = D._measure(cfg, params, state, x, y, hist=None)
+    grads = jax.grad(lambda p: mlp.make_loss_fn(cfg, D.LOSS)(p, state, x, y, None, True)[0])(
+        params)
+    np.testing.assert_allclose(
+        s["weight_grad_norm"], [np.linalg.norm(g["w"]) for g in grads["layers"]], rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = D.DepthStudyConfig(
+        name="tiny", dataset="digits", depths=(2,), widths=(8,), activations=("tanh",),
+        initializers=("xavier", "normal(0.1)"), seeds=3, probe_size=32, steps=6,
+        batch_size=8, eval_size=64, learning_rate=0.1,
+    )
+    return cfg, D.load_study_data(cfg)
+
+
+def test_vmapped_seeds_equal_python_loop(tiny):
+    cfg, data = tiny
+    v = D.run_group(cfg, data, 2, 8, "tanh", mode="vmap")
+    loop = D.run_group(cfg, data, 2, 8, "tanh", mode="loop_all")
+    assert v["curve"].shape == (2, 3, 6)
+    assert v["init"]["weight_grad_norm"].shape == (2, 3, 3)
+    assert v["curve"].dtype == np.float32
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=1e-6), v, loop)
+    # different seeds and different initializers really give different models
+    assert not np.allclose(v["curve"][0, 0], v["curve"][0, 1])
+    assert not np.allclose(v["curve"][0, 0], v["curve"][1, 0])
+
+
+def test_one_compilation_per_shape_group(tiny):
+    cfg, data = tiny
+    group = (2, 8, "tanh", False, cfg.steps, cfg.batch_size, cfg.histogram_bins, False, "all")
+    before = D.trace_count()
+    r = D.run_study(cfg, data=data)  # compiles the group unless an earlier test did
+    assert r.timing["compiles"] in (0, 1) and D.trace_count() - before == r.timing["compiles"]
+    assert D.trace_count(group) == 1
+    # other seed, learning rate and initializers (scales and distributions): same shapes,
+    # no new compilation
+    cfg2 = D.DepthStudyConfig(**{**vars(cfg), "initializers": ("lecun", "normal(1)"),
+                                 "seed": 5, "learning_rate": 0.3})
+    r2 = D.run_study(cfg2)
+    assert r2.timing["compiles"] == 0 and D.trace_count(group) == 1
+    assert r2.records[0]["initializer"] == "lecun"
+    assert r2.records[0]["probe_loss"] != r.records[0]["probe_loss"]
+    # a new depth is a new shape group: exactly one more compilation
+    cfg3 = D.DepthStudyConfig(**{**vars(cfg), "depths": (1,)})
+    assert D.run_study(cfg3, data=data).timing["compiles"] == 1
+    assert D.trace_count((1,) + group[1:]) == 1
+
+
+def test_result_records_and_helpers(tiny):
+    cfg, data = tiny
+    r = D.run_study(cfg, data=data)
+    assert len(r.records) == 1 * 2 * 3 * 2
+    rec = r.select(phase="trained", initializer="xavier", seed=1)[0]
+    assert set(D.COLUMNS) <= set(rec)
+    assert len(rec["weight_grad_norm"]) == 3 and len(rec["activation_std"]) == 2
+    assert rec["grad_ratio"] == pytest.approx(rec["weight_grad_norm"][0]
+                                              / rec["weight_grad_norm"][1], rel=1e-5)
+    assert r.column("test_accuracy", phase="trained").shape == (6,)
+    assert len(r.curves) == 6 and len(r.curves[0]["losses"]) == 6
+    assert 0.0 <= rec["test_accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_batch_norm_sweep_runs_and_normalizes():
+    cfg = D.DepthStudyConfig(
+        name="bn", dataset="digits", depths=(3,), widths=(16,), activations=("relu",),
+        initializers=("normal(0.01)",), batch_norm=(True,), seeds=2, probe_size=64, steps=2,
+        batch_size=16, eval_size=64,
+    )
+    r = D.run_study(cfg)
+    rows = r.select(phase="init")
+    assert len(rows) == 2 and all(x["batch_norm"] and x["finite"] for x in rows)
+    # N(0, 0.01^2) kills a plain ReLU stack (see the histogram test); batch norm rescales
+    # every layer, so the activations keep a unit-scale spread
+    std = np.asarray(rows[0]["activation_std"])
+    assert np.all((std > 0.4) & (std < 1.5))
+
+
+def test_benchmark_function_runs(tiny):
+    cfg, _ = tiny
+    out = D.benchmark_vmap_vs_loop(cfg, depth=2, width=8, activation="tanh", repeats=1)
+    assert out["models"] == 6 and out["vmap_s"] > 0 and out["loop_s"] > 0
+    assert out["speedup"] == pytest.approx(out["loop_s"] / out["vmap_s"])
+
+
+# ----------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"depths": [0]}, "depths: got 0"),
+    ({"depths": [2, 2]}, "no repeated"),
+    ({"activations": ["sigmod"]}, "did you mean 'sigmoid'"),
+    ({"activations": ["maxout"]}, "unknown activation 'maxout'"),
+    ({"initializers": ["xavir"]}, "did you mean 'xavier'"),
+    ({"initializers": ["normal(-1)"]}, "> 0"),
+    ({"initializers": ["normal(abc)"]}, "must be a number"),
+    ({"initializers": ["orthogonal"]}, "unknown initializer"),
+    ({"dataset": "mnst"}, "did you mean 'mnist'"),
+    ({"seeds": 0}, "seeds: got 0"),
+    ({"learning_rate": -1}, "learning_rate"),
+    ({"steps": 1.5}, "steps: got 1.5"),
+    ({"deptsh": [2]}, "did you mean 'depths'"),
+    ({"histograms": "yes"}, "true or false"),
+])
+def test_config_errors_are_one_line(data, needle):
+    with pytest.raises(ConfigError) as e:
+        D.config_from_dict(data)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_config_presets_and_overrides():
+    full = D.load_config(REPO / "configs" / "depth_study.yaml")
+    assert min(full.depths) <= 2 and max(full.depths) >= 50 and full.seeds >= 5
+    assert set(full.activations) == {"sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu",
+                                     "gelu", "swish", "softplus"}
+    assert set(full.initializers) == {"normal(0.01)", "normal(1)", "xavier", "he", "lecun"}
+    hist = D.load_config(REPO / "configs" / "activation_histograms.yaml")
+    assert hist.depths == (5,) and hist.widths == (100,) and hist.histograms
+    smoke = D.load_config(REPO / "configs" / "depth_smoke.yaml",
+                          ["depths=[2, 3]", "learning_rate=1e-3", "initializers=he"])
+    assert smoke.depths == (2, 3) and smoke.learning_rate == 1e-3
+    assert smoke.initializers == ("he",)
+    with pytest.raises(ConfigError, match="unknown key 'dept'"):
+        D.load_config(None, ["dept=3"])
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_smoke_writes_table_plots_and_report(tmp_path, capsys):
+    wd = tmp_path / "out"
+    rc = depth_cli.main(["--config", str(REPO / "configs" / "depth_smoke.yaml"),
+                         "--set", "steps=4", "--set", "seeds=2", "--set", "activations=[relu]",
+                         "--set", "depths=[2]",
+                         "--workdir", str(wd), "--quiet"])
+    assert rc == 0
+    for name in ("table.csv", "table.json", "curves.json", "histograms.json", "report.md",
+                 "config.yaml", "grad_norms_init.png", "grad_norms_trained.png",
+                 "ratio_heatmap_init.png", "training_curves.png",
+                 "activation_histograms_relu_d2.png"):
+        assert (wd / name).stat().st_size > 0, name
+    rows = json.loads((wd / "table.json").read_text())
+    assert len(rows) == 1 * 1 * 2 * 2 * 2  # depths x activations x inits x seeds x phases
+    csv_lines = (wd / "table.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == len(rows) + 1 and csv_lines[0].startswith("study,dataset,depth")
+    report = (wd / "report.md").read_text()
+    for heading in ("## Vanishing gradients", "## Exploding gradients", "## Trains",
+                    "first/last gradient ratio"):
+        assert heading in report
+    back = depth_report.load_result(wd)
+    assert len(back.records) == len(rows) and back.config.steps == 4
+    assert depth_report.render_report(back).startswith("# Depth study `depth_smoke`")
+
+
+def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+    cases = [["--set", "depths=[0]"], ["--config", str(tmp_path / "missing.yaml")],
+             ["--set", "activations=[sigmod]"]]
+    for extra in cases:
+        rc = depth_cli.main(["--workdir", str(tmp_path / "w"), "--quiet", *extra])
+        assert rc == 2
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "depth_study.py"), "--set", "initializers=[hee]",
+         "--workdir", str(tmp_path / "w")],
+        capture_output=True, text=True, cwd=REPO, timeout=120,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: initializers: unknown initializer")
+    assert "Traceback" not in proc.stderr
