@@ -1,0 +1,169 @@
+"""Training-craft experiments: optimizers, batch size, schedules, overfitting, init, search.
+
+Each experiment is one function ``run_<name>(config, workdir) -> result`` taking a plain
+config mapping (defaults in ``<NAME>_DEFAULTS``; a YAML file and ``a.b=value`` overrides
+are laid over them by :func:`load_config`) and writing a PNG figure and ``summary.md`` into
+the workdir. :func:`main` is the command line of ``scripts/compare.py``::
+
+    python scripts/compare.py surface [--config configs/compare_surface.yaml]
+        [--set surfaces.bowl.steps=50] [--workdir runs/compare/surface]
+
+Subcommands (:data:`EXPERIMENTS`): ``surface``, ``optimizers``, ``batch_size``,
+``schedules``, ``overfitting``, ``init``, ``batchnorm_scales``, ``search``. Bad input
+(unknown key or value, unreadable config, missing data) prints one line ``error: ...`` to
+stderr and exits with status 2.
+
+The experiments live in :mod:`~jaxnn.studies.craft_surface` (2-D surfaces),
+:mod:`~jaxnn.studies.craft_regularization` (overfitting, init, batch norm vs weight
+scale) and :mod:`~jaxnn.studies.craft_training` (schedules, batch size, optimizers on data,
+random search); all are re-exported here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from jaxnn.studies.craft_common import ConfigError, merge_config
+from jaxnn.studies.craft_engine import load_data, make_run
+from jaxnn.studies.craft_regularization import (
+    BATCHNORM_SCALES_DEFAULTS,
+    INIT_DEFAULTS,
+    OVERFITTING_DEFAULTS,
+    early_stopping_epoch,
+    run_batchnorm_scales,
+    run_init,
+    run_overfitting,
+)
+from jaxnn.studies.craft_surface import (
+    SURFACE_DEFAULTS,
+    SURFACES,
+    SurfaceResult,
+    optimize_surface,
+    run_surface,
+)
+from jaxnn.studies.craft_training import (
+    BATCH_SIZE_DEFAULTS,
+    OPTIMIZERS_DEFAULTS,
+    SCHEDULES,
+    SCHEDULES_DEFAULTS,
+    SEARCH_DEFAULTS,
+    build_schedule,
+    divergence_step,
+    run_batch_size,
+    run_optimizers,
+    run_schedules,
+    run_search,
+)
+
+__all__ = [
+    "BATCHNORM_SCALES_DEFAULTS",
+    "BATCH_SIZE_DEFAULTS",
+    "EXPERIMENTS",
+    "INIT_DEFAULTS",
+    "OPTIMIZERS_DEFAULTS",
+    "OVERFITTING_DEFAULTS",
+    "SCHEDULES",
+    "SCHEDULES_DEFAULTS",
+    "SEARCH_DEFAULTS",
+    "SURFACES",
+    "SURFACE_DEFAULTS",
+    "SurfaceResult",
+    "build_schedule",
+    "divergence_step",
+    "early_stopping_epoch",
+    "load_config",
+    "load_data",
+    "main",
+    "make_run",
+    "optimize_surface",
+    "run_batch_size",
+    "run_batchnorm_scales",
+    "run_experiment",
+    "run_init",
+    "run_optimizers",
+    "run_overfitting",
+    "run_schedules",
+    "run_search",
+    "run_surface",
+]
+
+#: name -> (defaults, runner, figure file name, one-line description).
+EXPERIMENTS: dict[str, tuple[Mapping[str, Any], Callable[..., Any], str, str]] = {
+    "surface": (SURFACE_DEFAULTS, run_surface, "surface.png",
+                "optimizers on 2-D surfaces (bowl, Rosenbrock, saddle)"),
+    "optimizers": (OPTIMIZERS_DEFAULTS, run_optimizers, "optimizers.png",
+                   "optimizers training an MLP on data, seeds vmapped"),
+    "batch_size": (BATCH_SIZE_DEFAULTS, run_batch_size, "batch_size.png",
+                   "full batch vs SGD (batch 1) vs mini-batch"),
+    "schedules": (SCHEDULES_DEFAULTS, run_schedules, "schedules.png",
+                  "learning-rate schedules; warm-up vs a large constant rate"),
+    "overfitting": (OVERFITTING_DEFAULTS, run_overfitting, "overfitting.png",
+                    "300 examples: baseline vs L2 vs dropout vs batch norm vs early stopping"),
+    "init": (INIT_DEFAULTS, run_init, "init.png", "std 0.01 vs Xavier vs He initialization"),
+    "batchnorm_scales": (BATCHNORM_SCALES_DEFAULTS, run_batchnorm_scales,
+                         "batchnorm_scales.png", "batch norm vs none across 16 weight scales"),
+    "search": (SEARCH_DEFAULTS, run_search, "search.png",
+               "random search of learning rate and weight decay, trials vmapped"),
+}
+
+
+def load_config(name: str, path: str | pathlib.Path | None = None,
+                overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The config of experiment ``name``: its defaults, then ``path``, then ``overrides``.
+
+    Raises:
+      ConfigError: unknown experiment, unreadable file, unknown key or badly typed value.
+    """
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return merge_config(EXPERIMENTS[name][0], path, overrides)
+
+
+def run_experiment(name: str, config: Mapping[str, Any],
+                   workdir: str | pathlib.Path | None = None) -> Any:
+    """Run experiment ``name`` with a (merged) config; writes into ``workdir`` when given."""
+    if name not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    return EXPERIMENTS[name][1](config, workdir)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="compare.py", description="Training-craft experiments (figure + summary.md).")
+    sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
+    for name, (_, _, figure, doc) in EXPERIMENTS.items():
+        p = sub.add_parser(name, help=f"{doc} -> {figure}")
+        p.add_argument("--config", default=None,
+                       help=f"YAML config (e.g. configs/compare_{name}.yaml); defaults if omitted")
+        p.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="override a config key (repeatable)")
+        p.add_argument("--workdir", default=f"runs/compare/{name}",
+                       help="output folder (default: runs/compare/%(prog)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The ``scripts/compare.py`` command line; returns the exit status.
+
+    Prints the summary path and figure path on success; on bad input prints one line
+    ``error: <message>`` to stderr and returns 2.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed its usage line
+        return int(e.code or 0)
+    try:
+        config = load_config(args.experiment, args.config, args.overrides)
+        workdir = pathlib.Path(args.workdir)
+        run_experiment(args.experiment, config, workdir)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    figure = EXPERIMENTS[args.experiment][2]
+    print(f"wrote {workdir / figure} and {workdir / 'summary.md'}")
+    return 0

@@ -1,0 +1,210 @@
+"""Plumbing shared by the training-craft experiments (:mod:`jaxnn.studies.craft`).
+
+Contract:
+
+* An experiment is configured by a plain nested ``dict`` whose defaults live in the
+  experiment's module; :func:`merge_config` lays a YAML file's mapping and ``a.b=value``
+  override strings over the defaults. Keys that are not in the defaults are rejected with a
+  close-match suggestion, and values are coerced to the type of their default, so a typo
+  fails before anything is compiled. Every problem is a :class:`jaxnn.config.ConfigError`
+  (one line naming the key, the value and what is allowed).
+* Figures are written with matplotlib's ``Agg`` backend (no display needed); summaries are
+  short Markdown files. Both land in the experiment's workdir.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import math
+import pathlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import yaml
+
+from jaxnn.config import ConfigError, read_yaml
+
+__all__ = [
+    "ConfigError",
+    "check",
+    "markdown_table",
+    "merge_config",
+    "pyplot",
+    "increase_fraction",
+    "write_summary",
+]
+
+
+def _suggest(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """``value`` converted to the type of ``default`` (None defaults accept anything)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if isinstance(default, int):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return int(value)
+    if isinstance(default, float):
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return float(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    if isinstance(default, list | tuple):
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if default and not isinstance(default[0], dict | list):
+            return [_coerce(f"{key}[{i}]", v, default[0]) for i, v in enumerate(value)]
+        return list(value)
+    if isinstance(default, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _merge(base: dict, extra: Mapping, prefix: str, open_keys: bool) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        key = f"{prefix}{k}"
+        if k not in out:
+            if open_keys:
+                out[k] = copy.deepcopy(v)
+                continue
+            raise ConfigError(
+                f"unknown key {key!r}{_suggest(str(k), list(out))}; "
+                f"valid keys{' under ' + prefix[:-1] if prefix else ''}: {', '.join(out)}"
+            )
+        if isinstance(out[k], dict) and isinstance(v, Mapping):
+            # Tables of named entries (e.g. the optimizers of a study) are open: a new
+            # name adds a row. Their rows, like sections, are checked key by key.
+            out[k] = _merge(out[k], v, f"{key}.", open_keys=_is_table(out[k]) or not out[k])
+        else:
+            out[k] = _coerce(key, v, out[k])
+    return out
+
+
+def _is_table(section: dict) -> bool:
+    """A table maps free names to mappings (every value a dict), e.g. ``optimizers``.
+
+    Empty mappings (e.g. an optimizer's ``kwargs``) are open too.
+    """
+    return bool(section) and all(isinstance(v, dict) for v in section.values())
+
+
+def _parse_override(item: str) -> tuple[list[str], Any]:
+    if not isinstance(item, str) or "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=100")
+    key, raw = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def merge_config(
+    defaults: Mapping[str, Any],
+    path: str | pathlib.Path | None = None,
+    overrides: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The defaults overlaid with a YAML file and ``a.b=value`` override strings.
+
+    Args:
+      defaults: the experiment's default mapping (not modified).
+      path: a YAML file holding a (partial) mapping of the same shape, or None.
+      overrides: strings ``"a.b=value"``; the value is parsed as a YAML scalar or list.
+
+    Returns:
+      A new nested dict.
+
+    Raises:
+      ConfigError: unreadable file, unknown key (with a suggestion) or a value of the
+        wrong type.
+    """
+    data = dict(copy.deepcopy(defaults))
+    if path is not None:
+        data = _merge(data, read_yaml(path), "", open_keys=False)
+    for item in overrides:
+        parts, value = _parse_override(item)
+        nested: Any = value
+        for part in reversed(parts):
+            nested = {part: nested}
+        data = _merge(data, nested, "", open_keys=False)
+    return data
+
+
+def check(cond: bool, key: str, value: Any, allowed: str) -> None:
+    """Raise :class:`ConfigError` ``"<key>: got <value>; allowed: <allowed>"`` unless ``cond``."""
+    if not cond:
+        raise ConfigError(f"{key}: got {value!r}; allowed: {allowed}")
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` with the non-interactive ``Agg`` backend selected."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float | np.floating):
+        if not math.isfinite(v):
+            return str(v)
+        if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e5):
+            return f"{v:.3g}"
+        return f"{v:.4f}"
+    return str(v)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured Markdown table; floats get 4 decimals (or 3 significant digits)."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_summary(workdir: pathlib.Path, title: str, body: str) -> pathlib.Path:
+    """Write ``summary.md`` (``# title`` then ``body``) into ``workdir`` and return its path."""
+    path = pathlib.Path(workdir) / "summary.md"
+    path.write_text(f"# {title}\n\n{body.rstrip()}\n")
+    return path
+
+
+def increase_fraction(losses: Any) -> float:
+    r"""Fraction of updates that increase the loss: :math:`\frac{1}{T-1}\sum_t [L_{t+1} > L_t]`.
+
+    0 for a monotonically decreasing curve (full-batch gradient descent with a small enough
+    step), about 1/2 for a curve dominated by minibatch noise. Non-finite losses count as
+    increases.
+    """
+    a = np.asarray(losses, dtype=np.float64).ravel()
+    if a.size < 2:
+        return 0.0
+    d = np.diff(a)
+    return float(np.mean(~(d <= 0)))

@@ -1,0 +1,522 @@
+"""Training dynamics: learning-rate schedules, batch size, optimizers on data, random search.
+
+Contract: each ``run_*`` takes a config mapping shaped like its ``*_DEFAULTS`` and an
+optional workdir, trains MLPs with :func:`jaxnn.studies.craft_engine.make_run`, writes a PNG
+figure and ``summary.md`` into the workdir (when given) and returns a plain dict of the
+numbers it reports.
+
+* :func:`run_schedules`: the same model and optimizer under several schedules built with
+  :mod:`jaxnn.optim.schedules` for the same number of updates; a large constant rate
+  (``constant_peak``) against the same peak reached after a linear warm-up. A run
+  *diverges* when its training-batch loss becomes non-finite or exceeds
+  ``divergence_factor`` times its first loss; the update where that happens is reported.
+* :func:`run_batch_size`: full-batch gradient descent vs SGD with batch 1 vs mini-batches,
+  for the same number of epochs, each timed per epoch after a warm-up compile; loss against
+  updates and against wall-clock seconds, plus the fraction of updates that raise the loss
+  (:func:`~jaxnn.studies.craft_common.increase_fraction`).
+* :func:`run_optimizers`: one MLP (He init) trained by each optimizer, seeds vmapped.
+* :func:`run_search`: random search of the learning rate and the weight decay of SGD,
+  both log-uniform; trials run ``vmap``-ed in batches (the rates are traced arrays) and are
+  ranked by validation accuracy.
+
+References: Smith, "Cyclical Learning Rates", WACV 2017; Goyal et al., "Accurate, Large
+Minibatch SGD", 2017 (warm-up); Loshchilov & Hutter, "SGDR", ICLR 2017; Bergstra & Bengio,
+"Random Search for Hyper-Parameter Optimization", JMLR 2012.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnn import mlp, optim
+from jaxnn.optim import schedules as sch
+from jaxnn.studies.craft_common import (
+    ConfigError,
+    check,
+    increase_fraction,
+    markdown_table,
+    pyplot,
+    write_summary,
+)
+from jaxnn.studies.craft_engine import init_stacked, load_data, make_run, subset
+from jaxnn.studies.craft_regularization import _hidden, _int, _pos, _prepare
+
+__all__ = [
+    "BATCH_SIZE_DEFAULTS",
+    "OPTIMIZERS_DEFAULTS",
+    "SCHEDULES",
+    "SCHEDULES_DEFAULTS",
+    "SEARCH_DEFAULTS",
+    "build_schedule",
+    "divergence_step",
+    "run_batch_size",
+    "run_optimizers",
+    "run_schedules",
+    "run_search",
+]
+
+_DATA = {"name": "auto", "data_dir": "", "n_train": 0, "n_test": 0}
+
+SCHEDULES_DEFAULTS: dict[str, Any] = {
+    "data": dict(_DATA),
+    "seed": 0,
+    "hidden": [100, 100, 100, 100],
+    "epochs": 10,
+    "batch_size": 64,
+    "optimizer": "momentum",
+    "base_lr": 0.05,
+    "peak_lr": 0.2,
+    "warmup_fraction": 0.1,
+    "cycles": 2,
+    "divergence_factor": 3.0,
+    "schedules": ["constant", "constant_peak", "step", "exponential", "triangular",
+                  "triangular2", "warmup_cosine", "onecycle"],
+}
+
+BATCH_SIZE_DEFAULTS: dict[str, Any] = {
+    "data": dict(_DATA),
+    "seed": 0,
+    "n_train": 1000,
+    "hidden": [100, 100],
+    "epochs": 20,
+    "learning_rate": 0.05,
+    "batch_sizes": [0, 1, 32],
+}
+
+OPTIMIZERS_DEFAULTS: dict[str, Any] = {
+    "data": dict(_DATA),
+    "seed": 0,
+    "seeds": 2,
+    "hidden": [100, 100, 100, 100],
+    "epochs": 10,
+    "batch_size": 128,
+    "optimizers": {
+        "SGD": {"optimizer": "sgd", "learning_rate": 0.01, "kwargs": {}},
+        "Momentum": {"optimizer": "momentum", "learning_rate": 0.01, "kwargs": {}},
+        "Nesterov": {"optimizer": "nesterov", "learning_rate": 0.01, "kwargs": {}},
+        "AdaGrad": {"optimizer": "adagrad", "learning_rate": 0.01, "kwargs": {}},
+        "RMSProp": {"optimizer": "rmsprop", "learning_rate": 0.001, "kwargs": {}},
+        "Adam": {"optimizer": "adam", "learning_rate": 0.001, "kwargs": {}},
+        "AdamW": {"optimizer": "adamw", "learning_rate": 0.001,
+                  "kwargs": {"weight_decay": 0.0001}},
+    },
+}
+
+SEARCH_DEFAULTS: dict[str, Any] = {
+    "data": dict(_DATA),
+    "seed": 0,
+    "n_train": 500,
+    "n_val": 300,
+    "hidden": [100, 100, 100, 100, 100],
+    "epochs": 50,
+    "batch_size": 100,
+    "trials": 48,
+    "trials_per_batch": 16,
+    "lr_range": [1e-6, 1e-2],
+    "weight_decay_range": [1e-8, 1e-4],
+    "top": 10,
+}
+
+#: Names accepted in ``schedules`` of :data:`SCHEDULES_DEFAULTS`.
+SCHEDULES = ("constant", "constant_peak", "step", "exponential", "triangular", "triangular2",
+             "warmup_cosine", "onecycle")
+
+
+def build_schedule(name: str, *, base_lr: float, peak_lr: float, total_steps: int,
+                   warmup_fraction: float = 0.1, cycles: int = 2) -> sch.Schedule:
+    """One of :data:`SCHEDULES` over ``total_steps`` updates.
+
+    ``constant`` runs at ``base_lr``; ``constant_peak`` at ``peak_lr``; ``step`` divides
+    ``base_lr`` by 10 at 1/2 and again at 3/4 of the run; ``exponential`` decays ``base_lr``
+    100-fold over the run; ``triangular``/``triangular2`` cycle between ``base_lr`` and
+    ``peak_lr`` ``cycles`` times; ``warmup_cosine`` rises linearly from 0 to ``peak_lr``
+    over ``warmup_fraction`` of the run, then decays to 0 by a cosine; ``onecycle`` is the
+    cosine one-cycle policy peaking at ``peak_lr`` (rise over 30% of the run).
+    """
+    T = total_steps
+    if name == "constant":
+        return sch.constant_schedule(base_lr)
+    if name == "constant_peak":
+        return sch.constant_schedule(peak_lr)
+    if name == "step":
+        return sch.piecewise_constant_schedule(base_lr, {T // 2: 0.1, (3 * T) // 4: 0.1})
+    if name == "exponential":
+        return sch.exponential_decay(base_lr, transition_steps=T, decay_rate=0.01)
+    if name in ("triangular", "triangular2"):
+        return sch.cyclic_schedule(base_lr, peak_lr, step_size=max(T // (2 * cycles), 1),
+                                   mode=name)
+    if name == "warmup_cosine":
+        return sch.warmup_cosine_decay_schedule(0.0, peak_lr, max(int(warmup_fraction * T), 1),
+                                                T)
+    if name == "onecycle":
+        return sch.cosine_onecycle_schedule(T, peak_lr)
+    raise ConfigError(f"schedules: got {name!r}; allowed: {', '.join(SCHEDULES)}")
+
+
+def divergence_step(losses: Any, factor: float) -> int | None:
+    """First update (0-based) whose loss is non-finite or above ``factor`` x the first loss."""
+    a = np.asarray(losses, dtype=np.float64).ravel()
+    bad = ~np.isfinite(a) | (a > factor * a[0])
+    return int(np.argmax(bad)) if bad.any() else None
+
+
+def _plot_lines(ax, curves: Mapping[str, Any], xlabel: str, ylabel: str, log: bool = False):
+    for name, c in curves.items():
+        c = np.asarray(c, dtype=np.float64)
+        ax.plot(np.arange(1, len(c) + 1), c, lw=0.9, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if log:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+
+
+def _xy(config: Mapping[str, Any], key: jax.Array):
+    ds = load_data(config["data"], key)
+    return ds, jnp.asarray(ds.x_train), jnp.asarray(ds.y_train), (
+        jnp.asarray(ds.x_test), jnp.asarray(ds.y_test))
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
+                  ) -> dict[str, Any]:
+    """Compare learning-rate schedules on one model (same init, same data order).
+
+    Returns:
+      ``{"learning_rate": {name: (T,)}, "loss": {name: (T,)}, "test_accuracy": {name: float},
+      "diverged_at": {name: int | None}, "final_loss": {name: float}, "data": name}``;
+      ``final_loss`` is the mean training-batch loss of the last epoch.
+    """
+    epochs = _int(config, "epochs", 1)
+    batch = _int(config, "batch_size", 1)
+    base, peak = _pos(config, "base_lr"), _pos(config, "peak_lr")
+    wf = _pos(config, "warmup_fraction")
+    check(wf < 1, "warmup_fraction", wf, "a number in (0, 1)")
+    cycles = _int(config, "cycles", 1)
+    factor = _pos(config, "divergence_factor")
+    names = config["schedules"]
+    check(isinstance(names, list) and names and all(n in SCHEDULES for n in names),
+          "schedules", names, "a non-empty list of " + ", ".join(SCHEDULES))
+    hidden = _hidden(config)
+    key = jax.random.key(_int(config, "seed", 0))
+    k_data, k_init, k_run = jax.random.split(key, 3)
+    ds, x, y, test = _xy(config, k_data)
+    cfg = mlp.MLPConfig(layer_sizes=(x.shape[1], *hidden, ds.num_classes))
+    total = epochs * max(len(x) // batch, 1)
+    params, state = mlp.init(cfg, k_init)
+    res: dict[str, Any] = {"learning_rate": {}, "loss": {}, "test_accuracy": {},
+                           "diverged_at": {}, "final_loss": {}, "data": ds.name,
+                           "total_steps": total}
+    for name in names:
+        s = build_schedule(name, base_lr=base, peak_lr=peak, total_steps=total,
+                           warmup_fraction=wf, cycles=cycles)
+        try:
+            make_tx = (lambda sc: lambda _: optim.get(config["optimizer"], sc))(s)
+            make_tx(None)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"optimizer: {e}") from None
+        run = make_run(cfg, make_tx, batch_size=batch, epochs=epochs, x=x, y=y,
+                       eval_sets={"test": test})
+        _, c = jax.jit(run)(params, state, k_run, None)
+        loss = np.asarray(c["loss"]).ravel()
+        res["loss"][name] = loss
+        res["learning_rate"][name] = np.asarray(s(jnp.arange(total)))
+        res["test_accuracy"][name] = float(np.asarray(c["test_accuracy"])[-1])
+        res["diverged_at"][name] = divergence_step(loss, factor)
+        res["final_loss"][name] = float(np.mean(np.asarray(c["loss"])[-1]))
+    out = _prepare(workdir)
+    if out is not None:
+        plt = pyplot()
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
+        _plot_lines(a1, res["learning_rate"], "update", "learning rate")
+        shown = {k: np.clip(np.nan_to_num(v, nan=1e3, posinf=1e3), 1e-4, 1e3)
+                 for k, v in res["loss"].items()}
+        # A 20-update moving average keeps the curves readable.
+        smooth = {k: np.convolve(v, np.ones(20) / 20, mode="valid") for k, v in shown.items()}
+        _plot_lines(a2, smooth, "update", "training loss (20-update mean)", log=True)
+        a1.legend(fontsize=8)
+        a1.set_title(f"schedules ({config['optimizer']}, {total} updates)")
+        a2.set_title(f"loss ({ds.name})")
+        fig.tight_layout()
+        fig.savefig(out / "schedules.png", dpi=110)
+        plt.close(fig)
+        rows = [[n, "no" if res["diverged_at"][n] is None else f"at update {res['diverged_at'][n]}",
+                 res["final_loss"][n], res["test_accuracy"][n]] for n in names]
+        body = (f"Data: {ds.name}; MLP {cfg.layer_sizes}; {config['optimizer']}, batch {batch}, "
+                f"{epochs} epochs = {total} updates; base lr {base:g}, peak lr {peak:g}, "
+                f"warm-up {wf:g} of the run. Diverged: loss non-finite or above "
+                f"{factor:g}x the first loss.\n\n"
+                + markdown_table(["schedule", "diverged", "last-epoch train loss", "test acc"],
+                                 rows)
+                + "\nFigure: `schedules.png`.\n")
+        write_summary(out, "Learning-rate schedules", body)
+    return res
+
+
+# ----------------------------------------------------------------------------- batch size
+
+
+def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
+                   ) -> dict[str, Any]:
+    """Full batch (``0``) vs SGD (``1``) vs mini-batches, same epochs, same learning rate.
+
+    Returns:
+      ``{"runs": {label: {"batch_size", "updates", "seconds", "final_loss",
+      "increase_fraction",
+      "batch_loss": (updates,), "epoch_loss": (epochs,), "epoch_time": (epochs,)}}}``;
+      ``epoch_loss`` is the full training-set loss after each epoch and ``epoch_time`` the
+      cumulative wall-clock seconds (compile excluded).
+    """
+    epochs = _int(config, "epochs", 1)
+    lr = _pos(config, "learning_rate")
+    sizes = config["batch_sizes"]
+    check(isinstance(sizes, list) and sizes and all(isinstance(b, int) and b >= 0 for b in sizes),
+          "batch_sizes", sizes, "a non-empty list of integers >= 0 (0: full batch)")
+    hidden = _hidden(config)
+    key = jax.random.key(_int(config, "seed", 0))
+    k_data, k_sub, k_init, k_run = jax.random.split(key, 4)
+    ds = load_data(config["data"], k_data)
+    n = min(_int(config, "n_train", 1), len(ds.x_train))
+    x, y = subset(ds.x_train, ds.y_train, n, k_sub)
+    cfg = mlp.MLPConfig(layer_sizes=(x.shape[1], *hidden, ds.num_classes))
+    params, state = mlp.init(cfg, k_init)
+    runs: dict[str, dict[str, Any]] = {}
+    for b in sizes:
+        bs = n if b == 0 or b >= n else b
+        label = "full batch" if bs == n else ("SGD (batch 1)" if bs == 1 else f"batch {bs}")
+        run = jax.jit(make_run(cfg, lambda _: optim.sgd(lr), batch_size=bs, epochs=1, x=x, y=y,
+                               eval_sets={"train": (x, y)}))
+        # One epoch per call: the wall-clock of each epoch is measured on the host.
+        warm = run(params, state, k_run, None)
+        jax.block_until_ready(warm)
+        st = None
+        batch_loss, epoch_loss, times = [], [], []
+        elapsed = 0.0
+        p, m = params, state
+        for e in range(epochs):
+            t0 = time.perf_counter()
+            st, c = run(p, m, jax.random.fold_in(k_run, e), None)
+            jax.block_until_ready(c)
+            elapsed += time.perf_counter() - t0
+            # The optimizer (plain SGD) has no state, so restarting it each epoch is exact.
+            p, m = st.params, st.model_state
+            batch_loss.append(np.asarray(c["loss"]).ravel())
+            epoch_loss.append(float(np.asarray(c["train_loss"])[-1]))
+            times.append(elapsed)
+        bl = np.concatenate(batch_loss)
+        runs[label] = {"batch_size": bs, "updates": len(bl), "seconds": elapsed,
+                       "final_loss": epoch_loss[-1], "increase_fraction": increase_fraction(bl),
+                       "batch_loss": bl, "epoch_loss": np.asarray(epoch_loss),
+                       "epoch_time": np.asarray(times)}
+    res = {"runs": runs, "data": ds.name, "n_train": n}
+    out = _prepare(workdir)
+    if out is not None:
+        plt = pyplot()
+        fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
+        for label, r in runs.items():
+            ups = np.arange(1, epochs + 1) * (r["updates"] // epochs)
+            a1.plot(np.arange(1, r["updates"] + 1), r["batch_loss"], lw=0.5, alpha=0.7,
+                    label=label)
+            a2.plot(ups, r["epoch_loss"], "o-", ms=3, label=label)
+            a3.plot(r["epoch_time"], r["epoch_loss"], "o-", ms=3, label=label)
+        a1.set(xscale="log", yscale="log", xlabel="update", ylabel="training-batch loss",
+               title="loss per update (batch)")
+        a2.set(xscale="log", yscale="log", xlabel="update",
+               ylabel="full training loss", title="loss vs updates (after each epoch)")
+        a3.set(yscale="log", xlabel="wall-clock seconds (compile excluded)",
+               ylabel="full training loss", title="loss vs time")
+        for a in (a1, a2, a3):
+            a.grid(alpha=0.3)
+        a2.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "batch_size.png", dpi=110)
+        plt.close(fig)
+        rows = [[k, r["batch_size"], r["updates"], r["final_loss"], r["seconds"],
+                 r["increase_fraction"]] for k, r in runs.items()]
+        body = (f"Data: {ds.name}, {n} training rows; MLP {cfg.layer_sizes}; plain SGD lr "
+                f"{lr:g}; {epochs} epochs each. The last column is the fraction of updates "
+                "whose training-batch loss is above the previous one (0: monotone). Seconds are "
+                "this machine's, compile excluded.\n\n"
+                + markdown_table(["run", "batch", "updates", "final train loss", "seconds",
+                                  "updates that raise the loss"], rows)
+                + "\nFigure: `batch_size.png`.\n")
+        write_summary(out, "Batch size", body)
+    return res
+
+
+# ----------------------------------------------------------------------------- optimizers
+
+
+def _tx_from_row(key: str, row: Mapping[str, Any]) -> Callable[[Any], optax.GradientTransformation]:
+    check(isinstance(row, Mapping) and "optimizer" in row and "learning_rate" in row, key, row,
+          "a mapping with optimizer, learning_rate and optional kwargs")
+    lr = row["learning_rate"]
+    check(isinstance(lr, int | float) and lr > 0, f"{key}.learning_rate", lr, "a number > 0")
+    kwargs = dict(row.get("kwargs") or {})
+    try:
+        optim.get(row["optimizer"], float(lr), **kwargs)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{key}: {e}") from None
+    return lambda _: optim.get(row["optimizer"], float(lr), **kwargs)
+
+
+def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
+                   ) -> dict[str, Any]:
+    """Each optimizer on the same MLP and data, ``seeds`` seeds vmapped per optimizer.
+
+    Returns:
+      ``{"loss": {name: (seeds, updates)}, "final": {name: {"train_loss", "test_accuracy",
+      "test_accuracy_std"}}, "data": name}``; ``train_loss`` is the mean training-batch
+      loss of the last epoch, averaged over seeds.
+    """
+    seeds = _int(config, "seeds", 1, 64)
+    epochs = _int(config, "epochs", 1)
+    batch = _int(config, "batch_size", 1)
+    hidden = _hidden(config)
+    table = config["optimizers"]
+    check(isinstance(table, Mapping) and table, "optimizers", table, "a non-empty table")
+    makers = {k: _tx_from_row(f"optimizers.{k}", r) for k, r in table.items()}
+    key = jax.random.key(_int(config, "seed", 0))
+    k_data, k_init, k_run = jax.random.split(key, 3)
+    ds, x, y, test = _xy(config, k_data)
+    cfg = mlp.MLPConfig(layer_sizes=(x.shape[1], *hidden, ds.num_classes),
+                        initializer="he_normal")
+    params, state = init_stacked([cfg] * seeds, jax.random.split(k_init, seeds))
+    keys = jax.random.split(k_run, seeds)
+    loss, final = {}, {}
+    for name, make_tx in makers.items():
+        run = make_run(cfg, make_tx, batch_size=batch, epochs=epochs, x=x, y=y,
+                       eval_sets={"test": test})
+        _, c = jax.jit(jax.vmap(run))(params, state, keys, None)
+        lo = np.asarray(c["loss"]).reshape(seeds, -1)
+        acc = np.asarray(c["test_accuracy"])[:, -1]
+        loss[name] = lo
+        final[name] = {"train_loss": float(np.asarray(c["loss"])[:, -1].mean()),
+                       "test_accuracy": float(acc.mean()), "test_accuracy_std": float(acc.std())}
+    res = {"loss": loss, "final": final, "data": ds.name}
+    out = _prepare(workdir)
+    if out is not None:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(7, 4.2))
+        w = max(lo.shape[1] // 50, 1)
+        for name, lo in loss.items():
+            m = np.convolve(lo.mean(0), np.ones(w) / w, mode="valid")
+            ax.plot(np.arange(1, len(m) + 1), m, lw=1, label=name)
+        ax.set(xlabel="update", ylabel=f"training loss ({w}-update mean, seed mean)",
+               yscale="log", title=f"optimizers on {ds.name}, MLP {cfg.layer_sizes}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out / "optimizers.png", dpi=110)
+        plt.close(fig)
+        rows = [[k, table[k]["optimizer"], float(table[k]["learning_rate"]), v["train_loss"],
+                 v["test_accuracy"], v["test_accuracy_std"]] for k, v in final.items()]
+        body = (f"Data: {ds.name}; MLP {cfg.layer_sizes} (He init); batch {batch}; {epochs} "
+                f"epochs; {seeds} seeds vmapped per optimizer.\n\n"
+                + markdown_table(["name", "optimizer", "lr", "last-epoch train loss",
+                                  "test acc", "± std"], rows)
+                + "\nFigure: `optimizers.png`.\n")
+        write_summary(out, "Optimizers on a data set", body)
+    return res
+
+
+# ----------------------------------------------------------------------------- search
+
+
+def _range(config: Mapping[str, Any], key: str) -> tuple[float, float]:
+    r = config[key]
+    check(isinstance(r, list) and len(r) == 2 and all(isinstance(v, int | float) and v > 0
+                                                      for v in r) and r[0] <= r[1],
+          key, r, "[low, high] with 0 < low <= high")
+    return float(r[0]), float(r[1])
+
+
+def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
+               ) -> dict[str, Any]:
+    """Random search over SGD's learning rate and weight decay (both log-uniform).
+
+    Trials are drawn from one key, then trained ``trials_per_batch`` at a time in one
+    ``jit(vmap(...))`` (the rates are traced; the compiled run is reused by every batch).
+    The update is ``p <- p - lr * (g + wd * p)``.
+
+    Returns:
+      ``{"trials": [{"learning_rate", "weight_decay", "val_accuracy", "train_accuracy"}],
+      "best": trial, "data": name}`` with trials sorted best first.
+    """
+    trials = _int(config, "trials", 1)
+    per = _int(config, "trials_per_batch", 1)
+    epochs = _int(config, "epochs", 1)
+    batch = _int(config, "batch_size", 1)
+    top = _int(config, "top", 1)
+    lr_lo, lr_hi = _range(config, "lr_range")
+    wd_lo, wd_hi = _range(config, "weight_decay_range")
+    hidden = _hidden(config)
+    key = jax.random.key(_int(config, "seed", 0))
+    k_data, k_sub, k_lr, k_wd, k_init, k_run = jax.random.split(key, 6)
+    ds = load_data(config["data"], k_data)
+    n_train, n_val = _int(config, "n_train", 1), _int(config, "n_val", 1)
+    check(n_train + n_val <= len(ds.x_train), "n_train + n_val", n_train + n_val,
+          f"at most the {len(ds.x_train)} training rows of {ds.name}")
+    xa, ya = subset(ds.x_train, ds.y_train, n_train + n_val, k_sub)
+    x, y, xv, yv = xa[:n_train], ya[:n_train], xa[n_train:], ya[n_train:]
+    cfg = mlp.MLPConfig(layer_sizes=(x.shape[1], *hidden, ds.num_classes))
+    u = lambda k, lo, hi: np.exp(np.asarray(jax.random.uniform(
+        k, (trials,), minval=math.log(lo), maxval=math.log(hi))))
+    lrs, wds = u(k_lr, lr_lo, lr_hi), u(k_wd, wd_lo, wd_hi)
+
+    def make_tx(h):
+        return optax.chain(optim.add_decayed_weights(h["wd"]), optim.sgd(h["lr"]))
+
+    run = jax.jit(jax.vmap(make_run(cfg, make_tx, batch_size=batch, epochs=epochs, x=x, y=y,
+                                    eval_sets={"train": (x, y), "val": (xv, yv)})))
+    val = np.zeros(trials)
+    tr = np.zeros(trials)
+    keys = jax.random.split(k_init, trials)
+    for start in range(0, trials, per):
+        idx = np.arange(start, start + per) % trials  # pad the last batch: same shape
+        params, state = init_stacked([cfg] * per, keys[idx])
+        h = {"lr": jnp.asarray(lrs[idx], jnp.float32), "wd": jnp.asarray(wds[idx], jnp.float32)}
+        _, c = run(params, state, jax.random.split(jax.random.fold_in(k_run, start), per), h)
+        keep = idx[: min(per, trials - start)]
+        val[keep] = np.asarray(c["val_accuracy"])[: len(keep), -1]
+        tr[keep] = np.asarray(c["train_accuracy"])[: len(keep), -1]
+    order = np.argsort(-val, kind="stable")
+    rows = [{"learning_rate": float(lrs[i]), "weight_decay": float(wds[i]),
+             "val_accuracy": float(val[i]), "train_accuracy": float(tr[i])} for i in order]
+    res = {"trials": rows, "best": rows[0], "data": ds.name}
+    out = _prepare(workdir)
+    if out is not None:
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6.4, 4.6))
+        sc = ax.scatter(lrs, wds, c=val, cmap="viridis", s=30, vmin=0, vmax=1)
+        ax.scatter([rows[0]["learning_rate"]], [rows[0]["weight_decay"]], marker="*", s=200,
+                   c="red", label="best")
+        ax.set(xscale="log", yscale="log", xlabel="learning rate", ylabel="weight decay",
+               title=f"random search, {trials} trials ({ds.name})")
+        fig.colorbar(sc, label="validation accuracy")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / "search.png", dpi=110)
+        plt.close(fig)
+        table = [[i + 1, r["learning_rate"], r["weight_decay"], r["val_accuracy"],
+                  r["train_accuracy"]] for i, r in enumerate(rows[:top])]
+        body = (f"Data: {ds.name}, {n_train} training and {n_val} validation rows; MLP "
+                f"{cfg.layer_sizes}; SGD with weight decay, batch {batch}, {epochs} epochs; "
+                f"{trials} trials, {per} vmapped per batch; lr log-uniform in "
+                f"[{lr_lo:g}, {lr_hi:g}], weight decay log-uniform in [{wd_lo:g}, {wd_hi:g}]."
+                f" Top {min(top, trials)}:\n\n"
+                + markdown_table(["rank", "lr", "weight decay", "val acc", "train acc"], table)
+                + "\nFigure: `search.png`.\n")
+        write_summary(out, "Random hyperparameter search", body)
+    return res
