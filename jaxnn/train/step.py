@@ -115,7 +115,7 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         lr = current_learning_rate(opt_state)
         if lr is not None:
             metrics["learning_rate"] = jnp.asarray(lr, jnp.float32) * state.lr_scale
