@@ -525,22 +525,30 @@ def _parser() -> argparse.ArgumentParser:
         description="Check the hand-written MLP gradient (jaxnn.backprop) against autodiff "
         "and finite differences; exit 0 when it passes, 1 when it fails, 2 on bad input.",
     )
-    p.add_argument("--sizes", type=_sizes, default=(4, 16, 16, 3),
+    p.add_argument("--config", default=None,
+                   help="take the model and loss from a training config (configs/*.yaml); "
+                   "its data set gives the input and output sizes")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override a value of --config (repeatable)")
+    p.add_argument("--data-dir", default=None, help="IDX files for an MNIST-type --config")
+    p.add_argument("--sizes", type=_sizes, default=None,
                    help="layer sizes in,hidden...,out (default 4,16,16,3)")
-    p.add_argument("--activation", default="tanh", help="hidden activation (default tanh)")
-    p.add_argument("--activation-kwarg", type=_kwarg, action="append", default=[],
+    p.add_argument("--activation", default=None, help="hidden activation (default tanh)")
+    p.add_argument("--activation-kwarg", type=_kwarg, action="append", default=None,
                    metavar="NAME=VALUE", help="hidden activation parameter (repeatable)")
-    p.add_argument("--output-activation", default="linear")
-    p.add_argument("--loss", default="softmax_cross_entropy_with_integer_labels")
-    p.add_argument("--initializer", default="he_normal")
-    p.add_argument("--no-bias", action="store_true")
-    p.add_argument("--batch-norm", action="store_true")
-    p.add_argument("--batch-norm-position", default="before_activation")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout rate on hidden layers")
-    p.add_argument("--textbook-dropout", action="store_true", help="non-inverted dropout")
-    p.add_argument("--maxout-pieces", type=int, default=2)
-    p.add_argument("--l1", type=float, default=0.0)
-    p.add_argument("--l2", type=float, default=0.0)
+    p.add_argument("--output-activation", default=None, help="(default linear)")
+    p.add_argument("--loss", default=None,
+                   help="(default softmax_cross_entropy_with_integer_labels)")
+    p.add_argument("--initializer", default=None, help="(default he_normal)")
+    p.add_argument("--no-bias", action="store_true", default=None)
+    p.add_argument("--batch-norm", action="store_true", default=None)
+    p.add_argument("--batch-norm-position", default=None, help="(default before_activation)")
+    p.add_argument("--dropout", type=float, default=None, help="dropout rate on hidden layers")
+    p.add_argument("--textbook-dropout", action="store_true", default=None,
+                   help="non-inverted dropout")
+    p.add_argument("--maxout-pieces", type=int, default=None, help="(default 2)")
+    p.add_argument("--l1", type=float, default=None)
+    p.add_argument("--l2", type=float, default=None)
     p.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                    help="dtype of the hand-written gradient (references are float64)")
     p.add_argument("--eval", action="store_true", help="evaluation mode (train=False)")
@@ -554,6 +562,73 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+_MODEL_FLAGS = {  # flag attribute -> (MLPConfig field, default, flag converter)
+    "activation": ("hidden_activation", "tanh", None),
+    "activation_kwarg": ("activation_kwargs", (), tuple),
+    "output_activation": ("output_activation", "linear", None),
+    "initializer": ("initializer", "he_normal", None),
+    "no_bias": ("use_bias", True, lambda v: not v),
+    "batch_norm": ("batch_norm", False, None),
+    "batch_norm_position": ("batch_norm_position", "before_activation", None),
+    "dropout": ("dropout_rate", 0.0, None),
+    "textbook_dropout": ("dropout_inverted", True, lambda v: not v),
+    "maxout_pieces": ("maxout_pieces", 2, None),
+    "l1": ("l1", 0.0, None),
+    "l2": ("l2", 0.0, None),
+}
+
+
+def _from_flags(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
+    fields: dict[str, Any] = {"layer_sizes": ns.sizes or (4, 16, 16, 3)}
+    for attr, (field, default, conv) in _MODEL_FLAGS.items():
+        v = getattr(ns, attr)
+        fields[field] = default if v is None else (conv(v) if conv else v)
+    return mlp.MLPConfig(**fields), ns.loss or "softmax_cross_entropy_with_integer_labels"
+
+
+def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
+    """The model and loss of a training config; its data set fixes the in/out sizes."""
+    given = [attr for attr in _MODEL_FLAGS if getattr(ns, attr) is not None]
+    if given or ns.loss is not None:
+        flags = ", ".join("--" + a.replace("_", "-") for a in given + (["loss"] * bool(ns.loss)))
+        raise ValueError(
+            f"{flags} cannot be combined with --config; change the config with "
+            "--set model.<field>=VALUE / --set training.loss=NAME instead"
+        )
+    from jaxnn import config as config_lib  # noqa: PLC0415 - the CLI only
+    from jaxnn.train import loop  # noqa: PLC0415
+
+    overrides = list(ns.overrides)
+    if ns.data_dir:
+        overrides.append(f"data.data_dir={ns.data_dir}")
+    cfg = config_lib.load(ns.config, overrides)
+    m, loss = cfg.model, cfg.training.loss
+    if ns.sizes is not None:
+        sizes = ns.sizes
+    else:
+        dataset = loop._load_dataset(cfg)
+        in_dim = int(np.prod(np.asarray(dataset.x_train).shape[1:]))
+        sizes = (in_dim, *m.hidden_sizes, loop._output_size(dataset, loss))
+    config = mlp.MLPConfig(
+        layer_sizes=tuple(sizes),
+        hidden_activation=m.hidden_activation,
+        output_activation=m.output_activation,
+        activation_kwargs=tuple(m.activation_kwargs.items()),
+        initializer=m.initializer,
+        initializer_kwargs=tuple(m.initializer_kwargs.items()),
+        use_bias=m.use_bias,
+        dropout_rate=m.dropout_rate,
+        dropout_inverted=m.dropout_inverted,
+        batch_norm=m.batch_norm,
+        batch_norm_position=m.batch_norm_position,
+        batch_norm_momentum=m.batch_norm_momentum,
+        maxout_pieces=m.maxout_pieces,
+        l1=m.l1,
+        l2=m.l2,
+    )
+    return config, loss
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``scripts/gradcheck.py``; returns the exit status.
 
@@ -562,22 +637,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     try:
         ns = _parser().parse_args(argv)
-        config = mlp.MLPConfig(
-            layer_sizes=ns.sizes,
-            hidden_activation=ns.activation,
-            output_activation=ns.output_activation,
-            activation_kwargs=tuple(ns.activation_kwarg),
-            initializer=ns.initializer,
-            use_bias=not ns.no_bias,
-            dropout_rate=ns.dropout,
-            dropout_inverted=not ns.textbook_dropout,
-            batch_norm=ns.batch_norm,
-            batch_norm_position=ns.batch_norm_position,
-            maxout_pieces=ns.maxout_pieces,
-            l1=ns.l1,
-            l2=ns.l2,
-        )
-        mlp.check_loss(config, ns.loss, "gradcheck")
+        if ns.config is not None:
+            config, loss = _from_training_config(ns)
+        else:
+            if ns.overrides or ns.data_dir:
+                raise ValueError("--set and --data-dir need --config")
+            config, loss = _from_flags(ns)
+        mlp.check_loss(config, loss, "gradcheck")
         if ns.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {ns.batch_size}")
         if ns.max_fd_elements < 1:
@@ -592,9 +658,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(e).split())
         print(f"gradcheck: error: {msg}", file=sys.stderr)
         return 2
+    print(f"model: {' -> '.join(map(str, config.layer_sizes))}, hidden "
+          f"{config.hidden_activation}, output {config.output_activation}, loss {loss}")
     report = check_mlp(
         config,
-        ns.loss,
+        loss,
         batch_size=ns.batch_size,
         seed=ns.seed,
         dtype=ns.dtype,

@@ -231,6 +231,23 @@ def test_main_passes_and_prints_the_table(capsys):
     assert "layers/0/w" in out and "layers/1/bn/gamma" in out and "PASSED" in out
 
 
+CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_main_checks_the_model_of_a_training_config(capsys):
+    # The default (digits) job with a batch-norm/L2/dropout variant of its model: the data
+    # set gives the input and output sizes (64 pixels, 10 classes).
+    code = gradcheck.main([
+        "--config", str(CONFIGS / "default.yaml"),
+        "--set", "model.hidden_sizes=[12,8]", "--set", "model.batch_norm=true",
+        "--set", "model.l2=0.001", "--set", "model.dropout_rate=0.1",
+    ])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "model: 64 -> 12 -> 8 -> 10, hidden relu" in out
+    assert "layers/1/bn/gamma" in out and "layers/2/w" in out and "PASSED" in out
+
+
 def test_main_returns_1_when_the_check_fails(capsys):
     code = gradcheck.main(["--sizes", "3,4,2", "--rtol", "1e-300", "--atol", "0", "--no-fd"])
     assert code == 1
@@ -250,6 +267,10 @@ def test_main_returns_1_when_the_check_fails(capsys):
         ["--dtype", "float16"],
         ["--batch-size", "0"],
         ["--activation-kwarg", "negative_slope"],
+        ["--config", "no/such/config.yaml"],
+        ["--config", str(CONFIGS / "default.yaml"), "--activation", "tanh"],
+        ["--config", str(CONFIGS / "default.yaml"), "--set", "model.hidden_activation=relux"],
+        ["--set", "model.l2=0.1"],
     ],
 )
 def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
