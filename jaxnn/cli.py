@@ -61,6 +61,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from jaxnn.data import DataError
     from jaxnn.train import CheckpointError, DivergenceError, train_and_evaluate
 
+    workdir = args.workdir
     try:
         overrides = list(args.overrides)
         if args.devices is not None:
@@ -86,17 +87,24 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             cfg = config_lib.load(args.config, overrides)
             stem = pathlib.Path(args.config).stem if args.config else "default"
             workdir = args.workdir or _fresh_workdir(pathlib.Path("runs") / stem)
-        if not args.quiet:
-            print(f"run directory: {workdir}", file=sys.stderr)
         train_and_evaluate(cfg, workdir, resume=args.resume)
     except (ConfigError, DataError, CheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except DivergenceError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_DIVERGED
+    except OSError as e:  # an unwritable run directory, a full disk...
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted: the last complete checkpoint is kept; continue with --resume",
-              file=sys.stderr)
+        print(f"interrupted: the last complete checkpoint is kept; continue with "
+              f"--workdir {workdir} --resume", file=sys.stderr)
         return 130
+    if not args.quiet:
+        print(f"run directory: {workdir}", file=sys.stderr)
     return 0
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())

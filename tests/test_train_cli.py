@@ -1,0 +1,280 @@
+"""The training command line end to end: every shipped config on a reduced size, the
+bad-input table (exit 2, one line, no traceback), divergence (exit 3), a real SIGKILL
+followed by ``--resume``, and data parallelism on 4 simulated CPU devices."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import flax.serialization
+import numpy as np
+import pytest
+
+from jaxnn import cli
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "configs"
+TRAIN_SCRIPT = REPO / "scripts" / "train.py"
+QUIET = ["--quiet", "--set", "logging.plots=false"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("XLA_FLAGS", None)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **extra)
+    return env
+
+
+def _params(workdir: pathlib.Path):
+    return flax.serialization.msgpack_restore((workdir / "params.msgpack").read_bytes())
+
+
+def _final(workdir: pathlib.Path) -> dict:
+    return json.loads((workdir / "metrics.jsonl").read_text().splitlines()[-1])
+
+
+# ----------------------------------------------------------------------------- every config
+
+# Each shipped training config, cut down so that it runs in seconds: (config, overrides,
+# a check on the last metrics row, needs the shared data).
+REDUCED = {
+    "default": (["training.epochs=4"],
+                lambda r: r["test_accuracy"] > 0.85, None),
+    "xor": ([], lambda r: r["test_accuracy"] == 1.0, None),
+    "spirals": (["training.epochs=40"], lambda r: r["test_accuracy"] > 0.7, None),
+    "sine_regression": (["training.epochs=60"], lambda r: r["test_loss"] < 0.1, None),
+    "fashion_mnist": (["training.epochs=2", "data.n_train=6000", "data.n_test=2000"],
+                      lambda r: r["test_accuracy"] > 0.75, "fashion-mnist"),
+    "mnist": (["training.epochs=2", "data.options.split=test"],
+              lambda r: r["test_accuracy"] > 0.85, "mnist"),
+}
+
+
+def test_every_training_config_is_covered():
+    shipped = {p.stem for p in CONFIGS.glob("*.yaml")
+               if not p.name.startswith(("depth_", "activation_", "compare_"))}
+    assert shipped == set(REDUCED)
+
+
+@pytest.mark.parametrize("name", sorted(REDUCED))
+def test_cli_runs_each_config_reduced(name, tmp_path, request):
+    overrides, check, data = REDUCED[name]
+    argv = ["--config", str(CONFIGS / f"{name}.yaml"), "--workdir", str(tmp_path / name)]
+    if data is not None:
+        shared = request.getfixturevalue("shared_data_dir")
+        if not (shared / data).is_dir():
+            pytest.skip(f"{shared / data} is not present")
+        argv += ["--data-dir", str(shared / data)]
+    for o in overrides:
+        argv += ["--set", o]
+    assert cli.train_main(argv + QUIET) == 0
+    run = tmp_path / name
+    for f in ("config.yaml", "metrics.jsonl", "metrics.csv", "history.json", "params.msgpack"):
+        assert (run / f).is_file(), f
+    assert list((run / "checkpoints").glob("ckpt_*.jaxnn"))
+    row = _final(run)
+    assert check(row), row
+
+
+def test_script_and_console_entry_point_run_the_default_job(tmp_path):
+    """A real process: progress, per-epoch lines, run directory with plots."""
+    run = tmp_path / "script"
+    p = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--workdir", str(run),
+         "--set", "training.epochs=2", "--set", "data.n_train=400"],
+        capture_output=True, text=True, env=_env(), timeout=300, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "epoch 2/2" in p.stdout + p.stderr and "test_accuracy" in p.stdout + p.stderr
+    assert f"run directory: {run}" in p.stderr
+    assert (run / "loss.png").stat().st_size > 1000 and (run / "accuracy.png").is_file()
+    console = shutil.which("jaxnn-train", path=str(pathlib.Path(sys.executable).parent))
+    if console is None:
+        pytest.skip("the jaxnn-train console script is not installed (pip install -e .)")
+    p = subprocess.run([console, "--help"], capture_output=True, text=True, env=_env(),
+                       timeout=120)
+    assert p.returncode == 0 and "--resume" in p.stdout
+    # with no --workdir the run lands in runs/default, then runs/default-2: never overwritten
+    for expected in ("runs/default", "runs/default-2"):
+        p = subprocess.run([console, "--set", "training.epochs=1", "--set", "data.n_train=200",
+                            "--set", "logging.plots=false"],
+                           capture_output=True, text=True, env=_env(), timeout=300, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        assert f"run directory: {expected}" in p.stderr
+        assert (tmp_path / expected / "params.msgpack").is_file()
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _unreadable_yaml(tmp: pathlib.Path) -> str:
+    p = tmp / "broken.yaml"
+    p.write_text("model:\n  hidden_sizes: [64, 32\n  hidden_activation: relu\n")
+    return str(p)
+
+
+def _list_yaml(tmp: pathlib.Path) -> str:
+    p = tmp / "list.yaml"
+    p.write_text("- 1\n- 2\n")
+    return str(p)
+
+
+# (argv builder, words the single line must contain)
+BAD = {
+    "unknown key": (lambda t: ["--set", "model.hiden_sizes=[8]"], ["hiden_sizes", "hidden_sizes"]),
+    "unknown section": (lambda t: ["--set", "trainign.epochs=2"], ["trainign", "training"]),
+    "misspelled activation": (lambda t: ["--set", "model.hidden_activation=rleu"],
+                              ["rleu", "relu"]),
+    "misspelled optimizer": (lambda t: ["--set", "optimizer.name=adma"], ["adma", "adam"]),
+    "negative learning rate": (lambda t: ["--set", "optimizer.learning_rate=-0.1"],
+                               ["optimizer.learning_rate", "-0.1"]),
+    "batch size 0": (lambda t: ["--set", "training.batch_size=0"], ["training.batch_size", "0"]),
+    "wrong type": (lambda t: ["--set", "training.epochs=many"], ["training.epochs", "many"]),
+    "override without =": (lambda t: ["--set", "training.epochs"], ["training.epochs"]),
+    "missing data dir": (lambda t: ["--config", str(CONFIGS / "fashion_mnist.yaml"),
+                                    "--data-dir", str(t / "no-such-dir")], ["no-such-dir"]),
+    "missing config file": (lambda t: ["--config", str(t / "nope.yaml")], ["nope.yaml"]),
+    "unreadable yaml": (lambda t: ["--config", _unreadable_yaml(t)], ["broken.yaml"]),
+    "yaml not a mapping": (lambda t: ["--config", _list_yaml(t)], ["list.yaml"]),
+    "resume without workdir": (lambda t: ["--resume"], ["--resume", "--workdir"]),
+    "resume of nothing": (lambda t: ["--resume", "--workdir", str(t / "empty")], ["resume"]),
+    "too many devices": (lambda t: ["--devices", "64"], ["training.devices", "64"]),
+    "unknown flag": (lambda t: ["--epochs", "3"], ["--epochs"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    build, words = BAD[case]
+    argv = build(tmp_path)
+    if "--workdir" not in argv and "--resume" not in argv:
+        argv += ["--workdir", str(tmp_path / "w")]
+    try:
+        code = cli.train_main(argv)
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert not (tmp_path / "w" / "checkpoints").exists()  # failed before any training
+
+
+def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
+    p = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--set", "model.hidden_activation=rleu"],
+                       capture_output=True, text=True, env=_env(), timeout=120, cwd=tmp_path)
+    assert p.returncode == 2
+    assert p.stderr.count("\n") == 1 and p.stderr.startswith("error: ")
+    assert "Traceback" not in p.stderr and "relu" in p.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_nan_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--workdir", str(run), "--set", "data.n_train=300", "--set", "optimizer.name=sgd",
+            *QUIET]
+    assert cli.train_main(base + ["--set", "training.epochs=1"]) == 0
+    good = (run / "checkpoints" / "ckpt_000001.jaxnn").read_bytes()
+    capsys.readouterr()
+    code = cli.train_main(["--workdir", str(run), "--resume", "--quiet",
+                           "--set", "training.epochs=3", "--set", "optimizer.learning_rate=1e12"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert len(err) == 1 and err[0].startswith("error: ") and "learning rate" in err[0]
+    assert "step" in err[0] and "ckpt_000001" in err[0]
+    assert (run / "checkpoints" / "ckpt_000001.jaxnn").read_bytes() == good
+
+
+# ----------------------------------------------------------------------------- kill and resume
+
+KILL_JOB = ["--set", "model.hidden_sizes=[512,512]", "--set", "training.batch_size=2",
+            "--set", "training.epochs=5", "--set", "training.keep_checkpoints=10",
+            "--set", "model.dropout_rate=0.1", "--set", "logging.plots=false", "--quiet"]
+
+
+def test_sigkill_mid_epoch_then_resume_ends_bit_identical(tmp_path):
+    """A real ``kill -9`` during epoch 3 of 5; ``--resume`` must end with exactly the
+    parameters of the uninterrupted run (same seed, same process setup)."""
+    full, killed = tmp_path / "full", tmp_path / "killed"
+    cmd = [sys.executable, str(TRAIN_SCRIPT), *KILL_JOB]
+    p = subprocess.run(cmd + ["--workdir", str(full)], capture_output=True, text=True,
+                       env=_env(), timeout=400)
+    assert p.returncode == 0, p.stderr
+
+    proc = subprocess.Popen(cmd + ["--workdir", str(killed)], env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        while not (killed / "checkpoints" / "ckpt_000002.jaxnn").exists():
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "no second checkpoint in time"
+            time.sleep(0.02)
+        time.sleep(0.1)  # well inside epoch 3
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "params.msgpack").exists()  # the run did not finish
+    assert not (killed / "checkpoints" / "ckpt_000005.jaxnn").exists()
+    # No half-written file is left where a checkpoint should be.
+    for f in (killed / "checkpoints").iterdir():
+        assert f.name.startswith(("ckpt_", "best")) and f.suffix == ".jaxnn", f.name
+
+    p = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "--workdir", str(killed), "--resume",
+                        "--quiet"], capture_output=True, text=True, env=_env(), timeout=400)
+    assert p.returncode == 0, p.stderr
+    assert (killed / "params.msgpack").read_bytes() == (full / "params.msgpack").read_bytes()
+    rows_full = (full / "metrics.jsonl").read_text().splitlines()
+    rows_resumed = (killed / "metrics.jsonl").read_text().splitlines()
+    assert len(rows_resumed) == 5
+    strip = lambda rows: [{k: v for k, v in json.loads(r).items() if k != "time_s"}
+                          for r in rows]
+    assert strip(rows_resumed) == strip(rows_full)
+
+
+# ----------------------------------------------------------------------------- devices
+
+DEVICES_DRIVER = textwrap.dedent("""
+    import sys, jax, flax.serialization, numpy as np
+    from jaxnn import config, train
+    assert jax.device_count() == 4, jax.devices()
+    out = {}
+    for n in (1, 4):
+        cfg = config.load(None, ["training.epochs=2", "data.n_train=640",
+                                 "training.batch_size=64", f"training.devices={n}",
+                                 "logging.progress=false", "logging.print_every=0",
+                                 "logging.plots=false", "model.dropout_rate=0.1"])
+        h = train.train_and_evaluate(cfg, f"{sys.argv[1]}/d{n}")
+        out[n] = h.rows[-1]
+    print("LOSS", out[1]["loss"], out[4]["loss"])
+""")
+
+
+def test_four_simulated_cpu_devices_match_one_device(tmp_path):
+    p = subprocess.run(
+        [sys.executable, "-c", DEVICES_DRIVER, str(tmp_path)], capture_output=True, text=True,
+        env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=4"), timeout=400)
+    assert p.returncode == 0, p.stderr
+    one, four = _params(tmp_path / "d1"), _params(tmp_path / "d4")
+    flat = lambda t: np.concatenate(
+        [np.ravel(x) for x in __import__("jax").tree_util.tree_leaves(t)])
+    np.testing.assert_allclose(flat(four), flat(one), rtol=2e-4, atol=2e-5)
+    r1, r4 = _final(tmp_path / "d1"), _final(tmp_path / "d4")
+    assert r1["test_accuracy"] == pytest.approx(r4["test_accuracy"], abs=0.01)
+
