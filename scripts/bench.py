@@ -1,0 +1,1049 @@
+"""Benchmarks: jaxnn against idiomatic Flax (NNX, linen + optax) and PyTorch, same run.
+
+Usage::
+
+    python scripts/bench.py                                  # every section, full size
+    python scripts/bench.py --quick                          # CI-sized smoke run
+    python scripts/bench.py --workloads backprop,matmul --repeats 7 --json bench.json
+
+Sections (``--workloads``, comma separated; default all):
+
+* ``matmul``   -- best float32 matrix-multiply rate (GFLOP/s) over a few large square sizes
+  with ``jnp.dot`` (jitted), NumPy and PyTorch (when installed). The best of them is the
+  machine's reference rate; every other row reports the fraction of it that it reaches,
+  counting ``6 * sum(fan_in * fan_out)`` FLOPs per training sample (forward 2, backward 4;
+  elementwise work is not counted).
+* ``backprop`` -- the hand-written backward pass (:func:`jaxnn.backprop.value_and_grad`)
+  against ``jax.value_and_grad`` on the same MLPs (784-256-256-10 ReLU and a deep tanh
+  one, batch 128): gradient alone (jitted), a jitted train step in a Python loop, and a
+  ``lax.scan`` epoch. Reports the ratio manual / autodiff time (target <= 1.2).
+* ``w1``  -- MLP 784-100x5-10, ReLU, He init, SGD 0.01, batch 128, one epoch of 60,000.
+* ``w2``  -- MLP 784-512-512-10, ReLU, Adam 1e-3, batch 128, one epoch of 60,000.
+* ``w3``  -- depth-study kernel: 50 tanh layers of width 256, batch 256, 100 SGD steps,
+  8 seeds (init included): jaxnn vmapped over seeds, jaxnn looping over seeds, a Flax
+  linen loop (and PyTorch eager when installed).
+
+Method: synthetic MNIST-shaped data made from a key (60,000 x 784 float32 in [0, 1),
+10 classes) resident on the default device; every implementation shuffles with a keyed
+permutation on the device each epoch (PyTorch with ``torch.randperm``). Implementations
+of one workload are built and warmed up first (the warm-up run is excluded, and its wall
+time minus the median timed run is reported as the compile time), then timed
+alternately -- ``repeats`` rounds, each round running every implementation once, the
+starting implementation rotating -- and the median is reported. Peak memory is the
+largest device ``bytes_in_use`` (GPU) or process RSS (CPU) sampled during the
+implementation's compile and warm-up, minus the value just before it: an estimate of
+what that implementation adds, not an exact high-water mark.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import math
+import os
+import platform
+import resource
+import statistics
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jaxnn
+from jaxnn import backprop, mlp, optim
+from jaxnn.train import TrainState, make_train_epoch, make_train_step
+
+__all__ = ["Impl", "Result", "main", "measure", "run"]
+
+WORKLOADS = ("matmul", "backprop", "w1", "w2", "w3")
+LOSS = "softmax_cross_entropy_with_integer_labels"
+
+
+# ----------------------------------------------------------------------------- environment
+
+
+def _torch():
+    """The ``torch`` module, or None when it cannot be imported."""
+    try:
+        import torch  # noqa: PLC0415
+
+        return torch
+    except Exception:  # ImportError, or a broken install
+        return None
+
+
+def _torch_cuda():
+    """``torch.cuda`` when torch is installed and JAX and torch both run on a GPU."""
+    torch = _torch()
+    if torch is None or jax.default_backend() != "gpu" or not torch.cuda.is_available():
+        return None
+    return torch.cuda
+
+
+def environment() -> dict[str, Any]:
+    """Device, library versions and CPU counts, for the report header."""
+    dev = jax.devices()[0]
+    env = {
+        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu_count": os.cpu_count(),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpu_model": _cpu_model(),
+        "backend": jax.default_backend(),
+        "device": f"{dev.platform}:{getattr(dev, 'device_kind', '?')}",
+        "device_count": jax.device_count(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or _version("jaxlib"),
+        "flax": _version("flax"),
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "jaxnn": getattr(jaxnn, "__version__", _version("jaxnn")),
+        "torch": None,
+    }
+    torch = _torch()
+    if torch is not None:
+        env["torch"] = torch.__version__
+    return env
+
+
+def _version(name: str) -> str | None:
+    try:
+        from importlib.metadata import version  # noqa: PLC0415
+
+        return version(name)
+    except Exception:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def _memory_now() -> tuple[float, float | None]:
+    """``(bytes in use now, device peak so far or None)``: device memory on accelerators,
+    the process resident set size on CPU."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        try:
+            stats = dev.memory_stats() or {}
+            if "bytes_in_use" in stats:
+                return float(stats["bytes_in_use"]), float(stats.get("peak_bytes_in_use", 0))
+        except Exception:
+            pass
+    try:
+        with open("/proc/self/statm") as f:
+            return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"), None
+    except OSError:
+        # maxrss is in KiB on Linux; a high-water mark, the best we have without /proc
+        return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024.0, None
+
+
+class MemorySampler:
+    """Context manager: the peak of :func:`_memory_now` above its value on entry.
+
+    A background thread samples every ``interval`` seconds; on GPU the allocator's own
+    ``peak_bytes_in_use`` also counts when it rose inside the block. Used only around
+    compile + warm-up, never around timed runs.
+    """
+
+    def __init__(self, interval: float = 0.005):
+        self.interval = interval
+        self.peak_bytes = 0.0
+
+    def __enter__(self) -> MemorySampler:
+        self._base, self._dev_peak0 = _memory_now()
+        self._max = self._base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._max = max(self._max, _memory_now()[0])
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        now, dev_peak = _memory_now()
+        peak = max(self._max, now)
+        if dev_peak is not None and self._dev_peak0 is not None and dev_peak > self._dev_peak0:
+            peak = max(peak, dev_peak)
+        self.peak_bytes = max(0.0, peak - self._base)
+
+
+@dataclasses.dataclass
+class Impl:
+    """One implementation of a workload.
+
+    Attributes:
+      name: the row label.
+      setup: builds everything (models, optimizer state, jitted functions) and returns
+        ``run``, a callable doing ONE timed unit of work and blocking until it is done.
+      family: ``"jaxnn"``, ``"flax"``, ``"torch"`` (for the peer ratios) or ``"ref"``.
+    """
+
+    name: str
+    setup: Callable[[], Callable[[], Any]]
+    family: str
+
+
+@dataclasses.dataclass
+class Result:
+    """Timings of one implementation (seconds per timed unit)."""
+
+    workload: str
+    name: str
+    family: str
+    times: list[float]
+    first_s: float
+    peak_bytes: float
+    samples: int  # samples (or steps) per timed unit
+    flops: float  # FLOPs per timed unit (0 when not counted)
+    unit: str = "samples/s"
+    skipped: str | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.times) if self.times else float("nan")
+
+    @property
+    def throughput(self) -> float:
+        return self.samples / self.median_s if self.times else float("nan")
+
+    @property
+    def compile_s(self) -> float:
+        return max(0.0, self.first_s - self.median_s) if self.times else float("nan")
+
+    @property
+    def gflops(self) -> float:
+        return self.flops / self.median_s / 1e9 if self.times and self.flops else float("nan")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workload": self.workload, "name": self.name, "family": self.family,
+            "unit": self.unit, "median_s": self.median_s, "times_s": self.times,
+            "throughput": self.throughput, "compile_s": self.compile_s,
+            "peak_mb": self.peak_bytes / 2**20, "gflops": self.gflops, "skipped": self.skipped,
+        }
+
+
+def measure(
+    workload: str,
+    impls: Sequence[Impl],
+    *,
+    repeats: int,
+    samples: int,
+    flops: float = 0.0,
+    unit: str = "samples/s",
+    log: Callable[[str], None] = print,
+) -> list[Result]:
+    """Build and warm up every implementation, then time them alternately.
+
+    Args:
+      workload: the section name (labels only).
+      impls: the implementations; each ``setup()`` returns a blocking ``run()``.
+      repeats: timed rounds; each round runs every implementation once, starting with a
+        different one each round (so no implementation always runs first).
+      samples: samples (or steps) in one ``run()``.
+      flops: FLOPs in one ``run()`` (0: not counted).
+
+    Returns:
+      One :class:`Result` per implementation (the median of ``repeats`` times).
+    """
+    runs, results, failed = [], [], []
+    for impl in impls:
+        log(f"  [{workload}] compile + warm-up: {impl.name}")
+        torch_cuda = _torch_cuda() if impl.family in ("torch", "ref") else None
+        if torch_cuda is not None:
+            torch_cuda.synchronize()
+            torch_cuda.reset_peak_memory_stats()
+            torch_base = torch_cuda.memory_allocated()
+        try:
+            with MemorySampler() as mem:
+                t0 = time.perf_counter()
+                run = impl.setup()
+                run()
+                first = time.perf_counter() - t0
+        except Exception as e:  # an optional peer (e.g. torch.compile) failing is reported
+            if impl.family == "jaxnn":
+                raise
+            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+            log(f"  [{workload}] {impl.name} FAILED, left out: {msg}")
+            failed.append(Result(workload, impl.name, impl.family, [], float("nan"), 0.0,
+                                 samples, flops, unit, skipped=msg))
+            continue
+        peak = mem.peak_bytes
+        if torch_cuda is not None:  # torch's CUDA allocator is invisible to JAX's stats
+            peak = max(peak, float(torch_cuda.max_memory_allocated() - torch_base))
+        runs.append(run)
+        results.append(Result(workload, impl.name, impl.family, [], first, peak,
+                              samples, flops, unit))
+    for r in range(repeats):
+        for k in range(len(runs)):
+            i = (r + k) % len(runs)
+            t0 = time.perf_counter()
+            runs[i]()
+            results[i].times.append(time.perf_counter() - t0)
+    for res in results:
+        log(f"  [{workload}] {res.name}: median {res.median_s * 1e3:.1f} ms "
+            f"({res.throughput:,.0f} {unit})")
+    return results + failed
+
+
+def _block(tree: Any) -> Any:
+    return jax.block_until_ready(tree)
+
+
+def train_flops(layer_sizes: Sequence[int]) -> float:
+    """FLOPs of one training sample through a dense MLP: ``6 * sum(fan_in * fan_out)``."""
+    return 6.0 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=False))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclasses.dataclass(frozen=True)
+class Sizes:
+    """Problem sizes (full or ``--quick``)."""
+
+    n_train: int = 60_000
+    in_dim: int = 784
+    classes: int = 10
+    w1_hidden: tuple[int, ...] = (100,) * 5
+    w2_hidden: tuple[int, ...] = (512, 512)
+    batch: int = 128
+    w3_depth: int = 50
+    w3_width: int = 256
+    w3_batch: int = 256
+    w3_steps: int = 100
+    w3_seeds: int = 8
+    bp_steps: int = 50
+    bp_deep: int = 10
+    matmul: tuple[int, ...] = (1024, 2048, 4096)
+    matmul_accel: tuple[int, ...] = (2048, 4096, 8192)  # on a GPU/TPU
+
+
+QUICK = Sizes(n_train=2048, w1_hidden=(32,) * 5, w2_hidden=(64, 64), w3_depth=4,
+              w3_width=32, w3_batch=32, w3_steps=5, w3_seeds=2, bp_steps=5, bp_deep=3,
+              matmul=(128, 256), matmul_accel=(256, 512))
+
+
+def synthetic_mnist(key: jax.Array, n: int, in_dim: int = 784, classes: int = 10):
+    """MNIST-shaped data from a key: ``x`` uniform in [0, 1) float32, ``y`` int32 labels."""
+    kx, ky = jax.random.split(key)
+    x = jax.random.uniform(kx, (n, in_dim), jnp.float32)
+    y = jax.random.randint(ky, (n,), 0, classes, jnp.int32)
+    return _block(x), _block(y)
+
+
+@jax.jit(static_argnums=(1, 2))
+def _epoch_batches(key: jax.Array, n: int, batch: int) -> jax.Array:
+    """The keyed permutation of one epoch as ``(num_batches, batch)`` indices -- the same
+    shuffle :func:`jaxnn.train.make_train_epoch` does inside its compiled epoch."""
+    nb = n // batch
+    return jax.random.permutation(key, n)[: nb * batch].reshape(nb, batch)
+
+
+# ----------------------------------------------------------------------------- jaxnn
+
+
+def _jaxnn_mlp(sizes: Sequence[int], activation: str, initializer: str) -> mlp.MLPConfig:
+    return mlp.MLPConfig(layer_sizes=tuple(sizes), hidden_activation=activation,
+                         initializer=initializer)
+
+
+def _jaxnn_step(cfg: mlp.MLPConfig, tx: optax.GradientTransformation, grad: str):
+    loss_fn = mlp.make_loss_fn(cfg, LOSS)
+    vg = backprop.value_and_grad(cfg, LOSS) if grad == "manual" else None
+    return make_train_step(loss_fn, tx, grad=grad, value_and_grad_fn=vg)
+
+
+def jaxnn_epoch_impl(name: str, cfg: mlp.MLPConfig, tx_fn: Callable[[], Any], grad: str,
+                     x: jax.Array, y: jax.Array, batch: int, seed: int = 0) -> Impl:
+    """jaxnn's fused epoch (:func:`jaxnn.train.make_train_epoch`): one timed unit = one epoch."""
+
+    def setup():
+        tx = tx_fn()
+        epoch = make_train_epoch(_jaxnn_step(cfg, tx, grad), batch)
+        params, model_state = mlp.init(cfg, jax.random.key(seed))
+        box = {"state": TrainState.create(params=params, tx=tx, key=jax.random.key(seed + 1),
+                                          model_state=model_state), "epoch": 0}
+        root = jax.random.key(seed + 2)
+
+        def run():
+            box["epoch"] += 1
+            box["state"], metrics = epoch(box["state"], x, y,
+                                          jax.random.fold_in(root, box["epoch"]))
+            _block((box["state"].params, metrics["loss"]))
+            return box["state"]
+
+        return run
+
+    return Impl(name, setup, "jaxnn")
+
+
+# ----------------------------------------------------------------------------- flax
+
+
+def _flax_linen_mlp(hidden: Sequence[int], classes: int, activation: str, kernel_init):
+    import flax.linen as nn  # noqa: PLC0415
+
+    act = getattr(jax.nn, activation)
+
+    class MLP(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            for h in hidden:
+                x = act(nn.Dense(h, kernel_init=kernel_init)(x))
+            return nn.Dense(classes, kernel_init=kernel_init)(x)
+
+    return MLP()
+
+
+def _xent(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def flax_linen_impl(hidden: Sequence[int], classes: int, activation: str, kernel_init,
+                    tx_fn: Callable[[], Any], x: jax.Array, y: jax.Array, batch: int,
+                    seed: int = 0) -> Impl:
+    """Flax linen + optax ``TrainState``: a jitted step (state donated), a Python loop over
+    the batches of a device-side keyed permutation, as Flax's MNIST example."""
+    from flax.training import train_state  # noqa: PLC0415
+
+    def setup():
+        model = _flax_linen_mlp(hidden, classes, activation, kernel_init)
+        params = model.init(jax.random.key(seed), x[:1])["params"]
+        state = train_state.TrainState.create(apply_fn=model.apply, params=params, tx=tx_fn())
+
+        @jax.jit(donate_argnums=0)
+        def train_step(state, x, y, idx):
+            xb, yb = x[idx], y[idx]
+
+            def loss_fn(p):
+                return _xent(state.apply_fn({"params": p}, xb), yb)
+
+            loss, grads = jax.value_and_grad(loss_fn)(state.params)
+            return state.apply_gradients(grads=grads), loss
+
+        box = {"state": state, "epoch": 0}
+        root = jax.random.key(seed + 2)
+        n = x.shape[0]
+
+        def run():
+            box["epoch"] += 1
+            perm = _epoch_batches(jax.random.fold_in(root, box["epoch"]), n, batch)
+            st = box["state"]
+            for i in range(perm.shape[0]):
+                st, loss = train_step(st, x, y, perm[i])
+            box["state"] = st
+            _block((st.params, loss))
+
+        return run
+
+    return Impl("flax linen loop", setup, "flax")
+
+
+def flax_nnx_impl(hidden: Sequence[int], classes: int, activation: str, kernel_init,
+                  tx_fn: Callable[[], Any], x: jax.Array, y: jax.Array, batch: int,
+                  seed: int = 0) -> Impl:
+    """Flax NNX: ``nnx.Optimizer`` and an ``nnx.jit`` step in a Python loop, as the NNX
+    MNIST tutorial (same device-side keyed permutation as the others)."""
+    from flax import nnx  # noqa: PLC0415
+
+    act = getattr(jax.nn, activation)
+
+    class MLP(nnx.Module):
+        def __init__(self, rngs: nnx.Rngs):
+            sizes = (x.shape[1], *hidden, classes)
+            self.layers = nnx.List([nnx.Linear(a, b, kernel_init=kernel_init, rngs=rngs)
+                                    for a, b in zip(sizes[:-1], sizes[1:], strict=False)])
+
+        def __call__(self, h):
+            for layer in self.layers[:-1]:
+                h = act(layer(h))
+            return self.layers[-1](h)
+
+    def setup():
+        model = MLP(nnx.Rngs(seed))
+        optimizer = nnx.Optimizer(model, tx_fn(), wrt=nnx.Param)
+
+        @nnx.jit
+        def train_step(model, optimizer, x, y, idx):
+            xb, yb = x[idx], y[idx]
+
+            def loss_fn(m):
+                return _xent(m(xb), yb)
+
+            loss, grads = nnx.value_and_grad(loss_fn)(model)
+            optimizer.update(model, grads)
+            return loss
+
+        box = {"epoch": 0}
+        root = jax.random.key(seed + 2)
+        n = x.shape[0]
+
+        def run():
+            box["epoch"] += 1
+            perm = _epoch_batches(jax.random.fold_in(root, box["epoch"]), n, batch)
+            for i in range(perm.shape[0]):
+                loss = train_step(model, optimizer, x, y, perm[i])
+            _block((nnx.state(model, nnx.Param), loss))
+
+        return run
+
+    return Impl("flax nnx loop", setup, "flax")
+
+
+# ----------------------------------------------------------------------------- torch
+
+
+def torch_impls(hidden: Sequence[int], classes: int, activation: str, init: str,
+                optimizer: str, lr: float, x: jax.Array, y: jax.Array, batch: int,
+                seed: int = 0) -> list[Impl]:
+    """PyTorch eager and ``torch.compile`` (on CUDA when JAX runs on a GPU and torch sees
+    one, else CPU), with flush-denormal on and a fused Adam; empty when torch is absent."""
+    torch = _torch()
+    if torch is None:
+        return []
+    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+    torch.set_flush_denormal(True)
+    xt = torch.from_numpy(np.asarray(x)).to(device)
+    yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
+    act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[activation]
+
+    def sync():
+        if use_cuda:
+            torch.cuda.synchronize()
+
+    def make_model():
+        torch.manual_seed(seed)
+        mods, sizes = [], (xt.shape[1], *hidden, classes)
+        for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+            lin = torch.nn.Linear(a, b)
+            if init == "he_normal":
+                torch.nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+            else:
+                torch.nn.init.xavier_normal_(lin.weight)
+            torch.nn.init.zeros_(lin.bias)
+            mods.append(lin)
+            if k < len(sizes) - 2:
+                mods.append(act())
+        return torch.nn.Sequential(*mods).to(device)
+
+    def make(compiled: bool):
+        def setup():
+            model = make_model()
+            if optimizer == "adam":
+                opt = torch.optim.Adam(model.parameters(), lr=lr, fused=True)
+            else:
+                opt = torch.optim.SGD(model.parameters(), lr=lr)
+            loss_f = torch.nn.CrossEntropyLoss()
+
+            def step(xb, yb):
+                opt.zero_grad(set_to_none=True)
+                loss = loss_f(model(xb), yb)
+                loss.backward()
+                opt.step()
+                return loss
+
+            step_fn = torch.compile(step) if compiled else step
+            gen = torch.Generator(device="cpu").manual_seed(seed + 2)
+            n = xt.shape[0]
+
+            def run():
+                perm = torch.randperm(n, generator=gen).to(device)
+                loss = None
+                for i in range(n // batch):
+                    idx = perm[i * batch:(i + 1) * batch]
+                    loss = step_fn(xt[idx], yt[idx])
+                float(loss)
+                sync()
+
+            return run
+
+        return Impl("pytorch compile" if compiled else "pytorch eager", setup, "torch")
+
+    return [make(False), make(True)]
+
+
+# ----------------------------------------------------------------------------- sections
+
+
+def section_matmul(sizes: Sizes, repeats: int, log) -> list[Result]:
+    """Best float32 GFLOP/s of a square matmul with jnp.dot, NumPy and PyTorch."""
+    results = []
+    torch = _torch()
+    dot = jax.jit(jnp.dot)  # default precision, as the models use
+    dot_hi = jax.jit(lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST))
+    cpu = jax.default_backend() == "cpu"
+    for n in sizes.matmul if cpu else sizes.matmul_accel:
+        a = _block(jax.random.uniform(jax.random.key(n), (n, n), jnp.float32))
+        b = _block(jax.random.uniform(jax.random.key(n + 1), (n, n), jnp.float32))
+        impls = [Impl(f"jnp.dot {n}", lambda a=a, b=b: lambda: _block(dot(a, b)), "ref")]
+        if cpu:
+            an, bn = np.asarray(a), np.asarray(b)
+            impls.append(Impl(f"numpy {n}", lambda an=an, bn=bn: lambda: an @ bn, "ref"))
+        else:  # default precision may use TF32 on GPUs; HIGHEST is true float32
+            impls.append(Impl(f"jnp.dot highest {n}",
+                              lambda a=a, b=b: lambda: _block(dot_hi(a, b)), "ref"))
+        if torch is not None:
+            use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+            dev = "cuda" if use_cuda else "cpu"
+            at = torch.from_numpy(np.asarray(a)).to(dev)
+            bt = torch.from_numpy(np.asarray(b)).to(dev)
+
+            def torch_run(at=at, bt=bt, use_cuda=use_cuda):
+                def run():
+                    c = at @ bt
+                    if use_cuda:
+                        torch.cuda.synchronize()
+                    return c
+
+                return run
+
+            impls.append(Impl(f"torch {n}", torch_run, "ref"))
+        results += measure("matmul", impls, repeats=repeats, samples=1, flops=2.0 * n**3,
+                           unit="matmul/s", log=log)
+    return results
+
+
+def section_backprop(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
+    """Hand-written backprop vs autodiff: gradient alone, jitted step loop, scanned epoch."""
+    b = sizes.batch
+    nets = {
+        "relu 784-256-256-10": _jaxnn_mlp((sizes.in_dim, 256, 256, sizes.classes), "relu",
+                                          "he_normal"),
+        f"tanh 784-256x{sizes.bp_deep}-10": _jaxnn_mlp(
+            (sizes.in_dim, *(256,) * sizes.bp_deep, sizes.classes), "tanh", "glorot_normal"),
+    }
+    steps = sizes.bp_steps
+    xs, ys = x[: steps * b], y[: steps * b]
+    xb_list = [xs[i * b:(i + 1) * b] for i in range(steps)]
+    yb_list = [ys[i * b:(i + 1) * b] for i in range(steps)]
+    results = []
+    for label, cfg in nets.items():
+        fl = train_flops(cfg.layer_sizes) * b
+
+        def grad_impl(grad, cfg=cfg):
+            def setup():
+                if grad == "manual":
+                    vg = backprop.value_and_grad(cfg, LOSS)
+                else:
+                    vg = jax.value_and_grad(mlp.make_loss_fn(cfg, LOSS), has_aux=True)
+                fn = jax.jit(lambda p, s, xb, yb: vg(p, s, xb, yb, None, True)[1])
+                params, st = mlp.init(cfg, jax.random.key(0))
+
+                def run():
+                    out = None
+                    for xb, yb in zip(xb_list, yb_list, strict=True):
+                        out = fn(params, st, xb, yb)
+                    _block(out)
+
+                return run
+
+            return Impl(f"{grad} grad", setup, "jaxnn")
+
+        def step_impl(grad, cfg=cfg):
+            def setup():
+                tx = optim.sgd(0.01)
+                step = jax.jit(_jaxnn_step(cfg, tx, grad), donate_argnums=0)
+                params, st = mlp.init(cfg, jax.random.key(0))
+                box = {"s": TrainState.create(params=params, tx=tx, key=jax.random.key(1),
+                                              model_state=st)}
+
+                def run():
+                    s = box["s"]
+                    for xb, yb in zip(xb_list, yb_list, strict=True):
+                        s, m = step(s, xb, yb)
+                    box["s"] = s
+                    _block((s.params, m["loss"]))
+
+                return run
+
+            return Impl(f"{grad} step loop", setup, "jaxnn")
+
+        for kind, factory in (("grad", grad_impl), ("step", step_impl)):
+            results += measure(f"backprop {label} [{kind}]",
+                               [factory("autodiff"), factory("manual")], repeats=repeats,
+                               samples=steps * b, flops=fl * steps, log=log)
+        results += measure(
+            f"backprop {label} [scan epoch]",
+            [jaxnn_epoch_impl(f"{g} scan epoch", cfg, lambda: optim.sgd(0.01), g, xs, ys, b)
+             for g in ("autodiff", "manual")],
+            repeats=repeats, samples=steps * b, flops=fl * steps, log=log)
+    return results
+
+
+def _mlp_workload(name: str, sizes: Sizes, x, y, hidden, optimizer: str, lr: float,
+                  repeats: int, log) -> list[Result]:
+    import flax.linen as nn  # noqa: PLC0415
+
+    layer_sizes = (sizes.in_dim, *hidden, sizes.classes)
+    cfg = _jaxnn_mlp(layer_sizes, "relu", "he_normal")
+    if optimizer == "adam":
+        jx_tx, ox_tx = (lambda: optim.adam(lr)), (lambda: optax.adam(lr))
+    else:
+        jx_tx, ox_tx = (lambda: optim.sgd(lr)), (lambda: optax.sgd(lr))
+    he = nn.initializers.he_normal()
+    b = sizes.batch
+    impls = [
+        jaxnn_epoch_impl("jaxnn autodiff (scan epoch)", cfg, jx_tx, "autodiff", x, y, b),
+        jaxnn_epoch_impl("jaxnn manual (scan epoch)", cfg, jx_tx, "manual", x, y, b),
+        flax_nnx_impl(hidden, sizes.classes, "relu", he, ox_tx, x, y, b),
+        flax_linen_impl(hidden, sizes.classes, "relu", he, ox_tx, x, y, b),
+    ]
+    peers = torch_impls(hidden, sizes.classes, "relu", "he_normal", optimizer, lr, x, y, b)
+    if not peers:
+        log(f"  [{name}] PyTorch skipped: `import torch` failed (pip install '.[bench]')")
+    impls += peers
+    n = (x.shape[0] // b) * b
+    return measure(name, impls, repeats=repeats, samples=n,
+                   flops=train_flops(layer_sizes) * n, log=log)
+
+
+def _w3_single(cfg: mlp.MLPConfig, steps: int, batch: int, lr: float, grad: str):
+    """One depth-study model with jaxnn: init from a key, ``steps`` SGD steps on batches
+    drawn with keyed indices, all in one ``lax.scan``; returns the final loss."""
+    tx = optim.sgd(lr)
+    step = _jaxnn_step(cfg, tx, grad)
+
+    def fn(key, x, y):
+        params, st = mlp.init(cfg, key)
+        state = TrainState.create(params=params, tx=tx, key=key, model_state=st)
+        bkey = jax.random.fold_in(key, 1)
+
+        def body(s, i):
+            idx = jax.random.randint(jax.random.fold_in(bkey, i), (batch,), 0, x.shape[0])
+            s, m = step(s, x[idx], y[idx])
+            return s, m["loss"]
+
+        state, losses = jax.lax.scan(body, state, jnp.arange(steps))
+        return losses[-1]
+
+    return fn
+
+
+def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
+    """Depth-study kernel: ``seeds`` deep tanh MLPs trained for ``steps`` SGD steps."""
+    import flax.linen as nn  # noqa: PLC0415
+    from flax.training import train_state  # noqa: PLC0415
+
+    depth, width, b = sizes.w3_depth, sizes.w3_width, sizes.w3_batch
+    steps, seeds, lr = sizes.w3_steps, sizes.w3_seeds, 0.01
+    layer_sizes = (sizes.in_dim, *(width,) * depth, sizes.classes)
+    cfg = _jaxnn_mlp(layer_sizes, "tanh", "glorot_normal")
+    keys = jax.random.split(jax.random.key(3), seeds)
+
+    def jaxnn_impl(grad: str, vmapped: bool) -> Impl:
+        def setup():
+            single = _w3_single(cfg, steps, b, lr, grad)
+            if vmapped:
+                fn = jax.jit(jax.vmap(single, in_axes=(0, None, None)))
+                return lambda: _block(fn(keys, x, y))
+            fn = jax.jit(single)
+            return lambda: _block(jnp.stack([fn(keys[s], x, y) for s in range(seeds)]))
+
+        how = "vmap over seeds" if vmapped else "loop over seeds"
+        return Impl(f"jaxnn {grad} {how}", setup, "jaxnn")
+
+    def linen_impl() -> Impl:
+        def setup():
+            model = _flax_linen_mlp((width,) * depth, sizes.classes, "tanh",
+                                    nn.initializers.glorot_normal())
+            init = jax.jit(lambda k: model.init(k, x[:1])["params"])
+            tx = optax.sgd(lr)  # one object: TrainState keeps tx as static jit metadata
+
+            @jax.jit(donate_argnums=0)
+            def train_step(state, x, y, key, i):
+                idx = jax.random.randint(jax.random.fold_in(key, i), (b,), 0, x.shape[0])
+                xb, yb = x[idx], y[idx]
+                loss, grads = jax.value_and_grad(
+                    lambda p: _xent(state.apply_fn({"params": p}, xb), yb))(state.params)
+                return state.apply_gradients(grads=grads), loss
+
+            def run():
+                out = []
+                for s in range(seeds):
+                    st = train_state.TrainState.create(apply_fn=model.apply,
+                                                       params=init(keys[s]),
+                                                       tx=tx)
+                    bkey = jax.random.fold_in(keys[s], 1)
+                    for i in range(steps):
+                        st, loss = train_step(st, x, y, bkey, i)
+                    out.append(loss)
+                _block(out)
+
+            return run
+
+        return Impl("flax linen loop", setup, "flax")
+
+    impls = [jaxnn_impl("manual", True), jaxnn_impl("manual", False),
+             jaxnn_impl("autodiff", True), linen_impl()]
+    torch = _torch()
+    if torch is None:
+        log("  [w3] PyTorch skipped: `import torch` failed (pip install '.[bench]')")
+    else:
+        impls += [_w3_torch(torch, layer_sizes, b, steps, seeds, lr, x, y)]
+    n = steps * b * seeds
+    return measure("w3", impls, repeats=repeats, samples=n, flops=train_flops(layer_sizes) * n,
+                   log=log)
+
+
+def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
+    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    device = torch.device("cuda" if use_cuda else "cpu")
+
+    def setup():
+        torch.set_flush_denormal(True)
+        xt = torch.from_numpy(np.asarray(x)).to(device)
+        yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
+        loss_f = torch.nn.CrossEntropyLoss()
+
+        def run():
+            loss = None
+            for s in range(seeds):
+                torch.manual_seed(s)
+                mods = []
+                for k, (a, b) in enumerate(zip(layer_sizes[:-1], layer_sizes[1:], strict=False)):
+                    lin = torch.nn.Linear(a, b)
+                    torch.nn.init.xavier_normal_(lin.weight)
+                    torch.nn.init.zeros_(lin.bias)
+                    mods += [lin] if k == len(layer_sizes) - 2 else [lin, torch.nn.Tanh()]
+                model = torch.nn.Sequential(*mods).to(device)
+                opt = torch.optim.SGD(model.parameters(), lr=lr)
+                for _ in range(steps):
+                    idx = torch.randint(0, xt.shape[0], (batch,), device=device)
+                    opt.zero_grad(set_to_none=True)
+                    loss = loss_f(model(xt[idx]), yt[idx])
+                    loss.backward()
+                    opt.step()
+            float(loss)
+            if use_cuda:
+                torch.cuda.synchronize()
+
+        return run
+
+    return Impl("pytorch eager loop", setup, "torch")
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def best_matmul_gflops(results: Sequence[Result]) -> float | None:
+    rates = [r.gflops for r in results if r.workload == "matmul" and r.times]
+    return max(rates) if rates else None
+
+
+def _fmt(v: float, spec: str) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+def table(results: Sequence[Result], best_gflops: float | None) -> str:
+    """A Markdown table: throughput, median time, the row's time divided by the time of the
+    workload's first jaxnn row (``time / ref`` > 1: that row is slower than the jaxnn
+    reference; on a peer row it is how many times faster jaxnn is), compile time, peak
+    memory, GFLOP/s and the fraction of the best matmul rate."""
+    head = ("| workload | implementation | throughput | median ms | time / ref | compile s "
+            "| peak MB | GFLOP/s | % best matmul |")
+    lines = [head, "|" + "---|" * 9]
+    ref: dict[str, float] = {}
+    for r in results:
+        if r.family == "jaxnn" and r.workload not in ref:
+            ref[r.workload] = r.median_s
+    for r in results:
+        base = ref.get(r.workload)
+        speed = r.median_s / base if base else float("nan")
+        frac = 100.0 * r.gflops / best_gflops if best_gflops and r.flops else float("nan")
+        lines.append(
+            f"| {r.workload} | {r.name}{' (failed)' if r.skipped else ''} "
+            f"| {_fmt(r.throughput, ',.0f')} {r.unit} "
+            f"| {_fmt(r.median_s * 1e3, '.1f')} | {_fmt(speed, '.2f')} "
+            f"| {_fmt(r.compile_s, '.2f')} | {_fmt(r.peak_bytes / 2**20, '.0f')} "
+            f"| {_fmt(r.gflops, '.1f')} | {_fmt(frac, '.0f')} |"
+        )
+    return "\n".join(lines)
+
+
+def summary(results: Sequence[Result], best_gflops: float | None) -> dict[str, Any]:
+    """Ratios against the targets of issues 3 and 8."""
+    out: dict[str, Any] = {"best_matmul_gflops": best_gflops}
+    by: dict[str, dict[str, Result]] = {}
+    for r in results:
+        by.setdefault(r.workload, {})[r.name] = r
+    bp = {}
+    for wl, rows in by.items():
+        if wl.startswith("backprop"):
+            auto = next(v for k, v in rows.items() if k.startswith("autodiff"))
+            man = next(v for k, v in rows.items() if k.startswith("manual"))
+            bp[wl] = man.median_s / auto.median_s
+    if bp:
+        out["backprop_manual_over_autodiff"] = bp
+    for wl in ("w1", "w2", "w3"):
+        rows = [r for r in by.get(wl, {}).values() if r.times]
+        if not rows:
+            continue
+        jx = max((r for r in rows if r.family == "jaxnn"), key=lambda r: r.throughput)
+        entry: dict[str, Any] = {"best_jaxnn": jx.name, "best_jaxnn_throughput": jx.throughput}
+        for fam in ("flax", "torch"):
+            peers = [r for r in rows if r.family == fam]
+            if peers:
+                p = max(peers, key=lambda r: r.throughput)
+                entry[f"over_best_{fam}"] = jx.throughput / p.throughput
+                entry[f"best_{fam}"] = p.name
+        if best_gflops:
+            entry["fraction_of_best_matmul"] = jx.gflops / best_gflops
+        out[wl] = entry
+    return out
+
+
+TARGETS = {"w1": {"flax": 1.5, "torch": 1.5}, "w2": {"flax": 1.4, "torch": 1.5},
+           "w3": {"flax": 1.2, "torch": 1.2}}
+
+
+def summary_text(s: dict[str, Any]) -> str:
+    lines = []
+    if s.get("best_matmul_gflops"):
+        lines.append(f"best float32 matmul: {s['best_matmul_gflops']:.1f} GFLOP/s")
+    for wl, ratio in s.get("backprop_manual_over_autodiff", {}).items():
+        ok = "met" if ratio <= 1.2 else "MISSED"
+        lines.append(f"{wl}: manual/autodiff time = {ratio:.2f} (target <= 1.2: {ok})")
+    for wl in ("w1", "w2", "w3"):
+        if wl not in s:
+            continue
+        e = s[wl]
+        parts = [f"{wl}: best jaxnn = {e['best_jaxnn']}"]
+        for fam in ("flax", "torch"):
+            if f"over_best_{fam}" in e:
+                ratio, target = e[f"over_best_{fam}"], TARGETS[wl][fam]
+                ok = "met" if ratio >= target else "MISSED"
+                parts.append(f"{ratio:.2f}x {e[f'best_{fam}']} (target >= {target}: {ok})")
+        if "fraction_of_best_matmul" in e:
+            frac = e["fraction_of_best_matmul"]
+            extra = f" (target >= 70%: {'met' if frac >= 0.7 else 'MISSED'})" if wl == "w2" else ""
+            parts.append(f"{100 * frac:.0f}% of best matmul{extra}")
+        lines.append("; ".join(parts))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- driver
+
+
+def run(workloads: Sequence[str], *, quick: bool = False, repeats: int = 5,
+        log: Callable[[str], None] = print, sizes: Sizes | None = None) -> dict[str, Any]:
+    """Run the selected sections and return ``{"environment", "results", "summary",
+    "table"}`` (results as dicts). ``sizes`` overrides the problem sizes (tests)."""
+    unknown = [w for w in workloads if w not in WORKLOADS]
+    if unknown:
+        raise ValueError(f"bench.run: unknown workloads {unknown!r}; allowed: {list(WORKLOADS)}")
+    if repeats < 1:
+        raise ValueError(f"bench.run: repeats must be >= 1, got {repeats!r}")
+    if sizes is None:
+        sizes = QUICK if quick else Sizes()
+    env = environment()
+    env.update(quick=quick, repeats=repeats)
+    log(header(env))
+    x, y = synthetic_mnist(jax.random.key(0), sizes.n_train, sizes.in_dim, sizes.classes)
+    results: list[Result] = []
+    for wl in WORKLOADS:  # fixed order: matmul first, so the reference rate exists
+        if wl not in workloads:
+            continue
+        log(f"== {wl}")
+        if wl == "matmul":
+            results += section_matmul(sizes, repeats, log)
+        elif wl == "backprop":
+            results += section_backprop(sizes, x, y, repeats, log)
+        elif wl == "w1":
+            results += _mlp_workload("w1", sizes, x, y, sizes.w1_hidden, "sgd", 0.01,
+                                     repeats, log)
+        elif wl == "w2":
+            results += _mlp_workload("w2", sizes, x, y, sizes.w2_hidden, "adam", 1e-3,
+                                     repeats, log)
+        elif wl == "w3":
+            results += section_w3(sizes, x, y, repeats, log)
+    best = best_matmul_gflops(results)
+    tab = table(results, best)
+    summ = summary(results, best)
+    log("")
+    log(tab)
+    log("")
+    log(summary_text(summ))
+    return {"environment": env, "results": [r.to_dict() for r in results], "summary": summ,
+            "table": tab}
+
+
+def header(env: dict[str, Any]) -> str:
+    return (
+        f"# jaxnn bench {env['date']} on {env['host']}\n"
+        f"# device {env['device']} x{env['device_count']} (backend {env['backend']}); "
+        f"CPU {env['cpu_model']}, {env['cpu_count']} cores ({env['cpu_affinity']} usable)\n"
+        f"# jax {env['jax']}, jaxlib {env['jaxlib']}, flax {env['flax']}, "
+        f"optax {env['optax']}, numpy {env['numpy']}, torch {env['torch'] or 'not installed'}\n"
+        f"# quick={env['quick']}, repeats={env['repeats']} (median after one warm-up run)"
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command-line entry point; returns the exit status."""
+    parser = _Parser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workloads", default=",".join(WORKLOADS),
+                        help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    parser.add_argument("--quick", action="store_true", help="tiny CI-sized problems")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="timed runs per implementation (median reported; default 5)")
+    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    args = parser.parse_args(argv)
+    workloads = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]
+    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
+        print(f"error: --json {args.json!r}: the directory does not exist", file=sys.stderr)
+        return 2
+    try:
+        out = run(workloads, quick=args.quick, repeats=args.repeats,
+                  log=lambda s: print(s, flush=True))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        try:
+            tmp = f"{args.json}.tmp"
+            with open(tmp, "w") as f:
+                json.dump(out, f, indent=2, default=str)
+            os.replace(tmp, args.json)
+        except OSError as e:
+            print(f"error: cannot write --json {args.json!r}: {e.strerror or e}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""scripts/bench.py: the timing protocol, the ratios it reports and that the implementations
+it compares do the same work. No timing thresholds here (speed is measured by the bench)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import REPO_ROOT
+
+_spec = importlib.util.spec_from_file_location("jaxnn_bench", REPO_ROOT / "scripts" / "bench.py")
+bench = importlib.util.module_from_spec(_spec)
+sys.modules["jaxnn_bench"] = bench
+_spec.loader.exec_module(bench)
+
+TINY = bench.Sizes(n_train=512, in_dim=16, classes=4, w1_hidden=(8, 8), w2_hidden=(8,),
+                   batch=32, w3_depth=3, w3_width=8, w3_batch=16, w3_steps=4, w3_seeds=3,
+                   bp_steps=2, bp_deep=2, matmul=(32,), matmul_accel=(32,))
+
+
+def _fake_impl(name, calls, family="flax", fail=False):
+    def setup():
+        if fail:
+            raise RuntimeError("no such backend\nsecond line")
+
+        def run():
+            calls.append(name)
+
+        return run
+
+    return bench.Impl(name, setup, family)
+
+
+def test_measure_warms_up_then_alternates_with_rotating_start():
+    calls: list[str] = []
+    impls = [_fake_impl(n, calls) for n in "abc"]
+    res = bench.measure("wl", impls, repeats=4, samples=10, log=lambda s: None)
+    # one warm-up each, in order, then 4 rounds of every implementation, the start rotating
+    assert calls[:3] == ["a", "b", "c"]
+    rounds = [calls[3 + 3 * r: 6 + 3 * r] for r in range(4)]
+    assert rounds == [["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+    for r in res:
+        assert len(r.times) == 4
+        assert r.median_s == pytest.approx(float(np.median(r.times)))
+        assert r.throughput == pytest.approx(10 / r.median_s)
+        assert r.compile_s >= 0.0
+
+
+def test_a_failing_peer_is_reported_but_a_failing_jaxnn_row_is_fatal():
+    calls: list[str] = []
+    logs: list[str] = []
+    res = bench.measure("wl", [_fake_impl("ok", calls),
+                               _fake_impl("broken", calls, fail=True)],
+                        repeats=2, samples=1, log=logs.append)
+    by = {r.name: r for r in res}
+    assert by["broken"].skipped == "RuntimeError: no such backend"
+    assert by["broken"].times == [] and len(by["ok"].times) == 2
+    assert any("broken FAILED" in line for line in logs)
+    with pytest.raises(RuntimeError):
+        bench.measure("wl", [_fake_impl("j", calls, family="jaxnn", fail=True)], repeats=1,
+                      samples=1, log=lambda s: None)
+
+
+def _result(wl, name, family, median, flops=0.0, samples=1000):
+    return bench.Result(wl, name, family, [median] * 3, 2 * median, 0.0, samples, flops)
+
+
+def test_summary_compares_the_best_jaxnn_row_with_the_best_peer_of_each_family():
+    rows = [
+        _result("matmul", "jnp.dot", "ref", 0.01, flops=1e9),  # 100 GFLOP/s
+        _result("w1", "jaxnn autodiff", "jaxnn", 0.20, flops=7e9),
+        _result("w1", "jaxnn manual", "jaxnn", 0.10, flops=7e9),  # best jaxnn: 70 GFLOP/s
+        _result("w1", "flax nnx", "flax", 0.40),
+        _result("w1", "flax linen", "flax", 0.18),  # best flax
+        _result("w1", "pytorch eager", "torch", 0.30),
+        _result("w2", "jaxnn autodiff", "jaxnn", 0.50, flops=30e9),
+        _result("w2", "flax linen", "flax", 0.60),
+    ]
+    best = bench.best_matmul_gflops(rows)
+    assert best == pytest.approx(100.0)
+    s = bench.summary(rows, best)
+    w1 = s["w1"]
+    assert w1["best_jaxnn"] == "jaxnn manual" and w1["best_flax"] == "flax linen"
+    assert w1["over_best_flax"] == pytest.approx(1.8)
+    assert w1["over_best_torch"] == pytest.approx(3.0)
+    assert w1["fraction_of_best_matmul"] == pytest.approx(0.7)
+    assert s["w2"]["over_best_flax"] == pytest.approx(1.2)
+    assert s["w2"]["fraction_of_best_matmul"] == pytest.approx(0.6)
+    text = bench.summary_text(s)
+    assert "1.80x flax linen (target >= 1.5: met)" in text
+    assert "1.20x flax linen (target >= 1.4: MISSED)" in text
+    assert "60% of best matmul (target >= 70%: MISSED)" in text
+    tab = bench.table(rows, best)
+    # time / ref: the peer's time over the first jaxnn row of its workload
+    assert "| w1 | flax nnx | 2,500 samples/s | 400.0 | 2.00 |" in tab
+    assert "| w1 | jaxnn manual | 10,000 samples/s | 100.0 | 0.50 |" in tab
+
+
+def test_train_flops_counts_forward_and_backward_matmuls():
+    assert bench.train_flops((784, 100, 10)) == 6.0 * (784 * 100 + 100 * 10)
+
+
+def test_manual_and_autodiff_epochs_do_the_same_work():
+    """The two jaxnn rows train the same model on the same batches: same parameters."""
+    x, y = bench.synthetic_mnist(jax.random.key(0), TINY.n_train, TINY.in_dim, TINY.classes)
+    cfg = bench._jaxnn_mlp((TINY.in_dim, 8, 8, TINY.classes), "relu", "he_normal")
+    states = {}
+    for g in ("autodiff", "manual"):
+        impl = bench.jaxnn_epoch_impl(g, cfg, lambda: bench.optim.adam(1e-2), g, x, y,
+                                      TINY.batch)
+        run = impl.setup()
+        run()
+        states[g] = run()  # two epochs
+    assert int(states["manual"].step) == 2 * (TINY.n_train // TINY.batch)
+    for a, b in zip(jax.tree.leaves(states["autodiff"].params),
+                    jax.tree.leaves(states["manual"].params), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    first = jax.tree.leaves(bench.mlp.init(cfg, jax.random.key(0))[0])[0]
+    assert not np.allclose(first, jax.tree.leaves(states["manual"].params)[0])  # it trained
+
+
+def test_w3_vmap_over_seeds_matches_the_loop_over_seeds():
+    x, y = bench.synthetic_mnist(jax.random.key(0), TINY.n_train, TINY.in_dim, TINY.classes)
+    cfg = bench._jaxnn_mlp((TINY.in_dim, 8, 8, 8, TINY.classes), "tanh", "glorot_normal")
+    keys = jax.random.split(jax.random.key(3), 3)
+    single = bench._w3_single(cfg, 4, 16, 0.01, "manual")
+    vmapped = jax.jit(jax.vmap(single, in_axes=(0, None, None)))(keys, x, y)
+    looped = jnp.stack([jax.jit(single)(k, x, y) for k in keys])
+    np.testing.assert_allclose(vmapped, looped, rtol=1e-5)
+    assert len(set(np.asarray(looped).tolist())) == 3  # the seeds differ
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--workloads", "w1,nope"], "unknown workloads ['nope']"),
+    (["--repeats", "0"], "repeats must be >= 1, got 0"),
+    (["--repeats", "many"], "argument --repeats: invalid int value: 'many'"),
+    (["--json", "/no/such/dir/out.json"], "the directory does not exist"),
+])
+def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
+    with pytest.raises(SystemExit) as e:
+        sys.exit(bench.main(argv))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
+
+
+def test_quick_run_end_to_end(tmp_path):
+    """The real script: every W1 row timed ``repeats`` times, ratios consistent with rows."""
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--quick",
+         "--workloads", "matmul,w1", "--repeats", "2", "--json", str(out)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(out.read_text())
+    rows = {(r["workload"], r["name"]): r for r in data["results"]}
+    for name in ("jaxnn autodiff (scan epoch)", "jaxnn manual (scan epoch)", "flax nnx loop",
+                 "flax linen loop"):
+        r = rows[("w1", name)]
+        assert len(r["times_s"]) == 2 and r["skipped"] is None
+        assert r["throughput"] == pytest.approx(bench.QUICK.n_train // 128 * 128
+                                                / np.median(r["times_s"]))
+    assert any(w == "matmul" for w, _ in rows)
+    s = data["summary"]["w1"]
+    jx = rows[("w1", s["best_jaxnn"])]["throughput"]
+    assert s["over_best_flax"] == pytest.approx(jx / rows[("w1", s["best_flax"])]["throughput"])
+    assert data["environment"]["quick"] is True and data["environment"]["repeats"] == 2
+    assert "| w1 | flax linen loop |" in data["table"]
+    assert "w1: best jaxnn = " in proc.stdout
