@@ -7,6 +7,7 @@ exits with status 2. A diverged run exits with status 3, an interrupted one with
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -38,7 +39,14 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="run directory (default: runs/<config name>)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --workdir from its newest good checkpoint")
-    p.add_argument("--devices", type=int, help="data parallelism over N local devices (0: all)")
+    p.add_argument("--devices", type=int,
+                   help="data parallelism over N devices (0: all, of every process)")
+    p.add_argument("--coordinator", metavar="HOST:PORT",
+                   help="multi-process run: process 0's address, the same for every process")
+    p.add_argument("--num-processes", type=int, metavar="N",
+                   help="multi-process run: how many processes take part")
+    p.add_argument("--process-id", type=int, metavar="I",
+                   help="multi-process run: this process's id in [0, N); 0 writes the files")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
     return p
@@ -60,12 +68,20 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from jaxnn.config import ConfigError
     from jaxnn.data import DataError
     from jaxnn.train import CheckpointError, DivergenceError, train_and_evaluate
+    from jaxnn.train.distributed import is_main_process
 
     workdir = args.workdir
     try:
         overrides = list(args.overrides)
         if args.devices is not None:
             overrides.append(f"training.devices={args.devices}")
+        if args.coordinator is not None:
+            # JSON quoting: YAML would read some HOST:PORT strings as numbers (base 60).
+            overrides.append(f"distributed.coordinator_address={json.dumps(args.coordinator)}")
+        if args.num_processes is not None:
+            overrides.append(f"distributed.num_processes={args.num_processes}")
+        if args.process_id is not None:
+            overrides.append(f"distributed.process_id={args.process_id}")
         if args.data_dir is not None:
             overrides.append(f"data.data_dir={args.data_dir}")
         if args.quiet:
@@ -101,7 +117,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(f"interrupted: the last complete checkpoint is kept; continue with "
               f"--workdir {workdir} --resume", file=sys.stderr)
         return 130
-    if not args.quiet:
+    if not args.quiet and is_main_process():
         print(f"run directory: {workdir}", file=sys.stderr)
     return 0
 

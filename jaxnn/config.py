@@ -1,7 +1,7 @@
 """Typed, validated, frozen experiment configs loaded from YAML.
 
 A :class:`Config` is a tree of frozen dataclasses (model, data, optimizer, schedule,
-training, logging). :func:`load` reads a YAML file, :func:`apply_overrides` applies
+training, logging, distributed). :func:`load` reads a YAML file, :func:`apply_overrides` applies
 ``a.b=value`` strings (the CLI's ``--set``), and :func:`from_dict` builds and validates a
 config from a plain mapping. Every problem is reported *before* anything is compiled as a
 single :class:`ConfigError` line naming the key, the value received and what is allowed,
@@ -31,6 +31,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DataConfig",
+    "DistributedConfig",
     "EarlyStoppingConfig",
     "LoggingConfig",
     "ModelConfig",
@@ -44,6 +45,7 @@ __all__ = [
     "load",
     "replace",
     "to_dict",
+    "validate_distributed",
 ]
 
 
@@ -151,7 +153,7 @@ class TrainingConfig:
     eval_batch_size: int = 1024
     checkpoint_every: int = 1  # epochs between checkpoints; 0 disables checkpoints
     keep_checkpoints: int = 2  # the last N, plus the best
-    devices: int = 1  # data parallelism over this many local devices; 0 = all of them
+    devices: int = 1  # data parallelism over this many devices (all processes'); 0 = all of them
     early_stopping: EarlyStoppingConfig = dataclasses.field(default_factory=EarlyStoppingConfig)
     reduce_on_plateau: PlateauConfig = dataclasses.field(default_factory=PlateauConfig)
 
@@ -168,6 +170,22 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """Multi-process (multi-host) training through ``jax.distributed.initialize``.
+
+    A null field is read from the environment (``JAX_COORDINATOR_ADDRESS``,
+    ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, ``JAX_LOCAL_DEVICE_IDS``), else it is
+    single-process: no coordinator, one process, id 0. Nothing is initialized unless a
+    coordinator address is given or more than one process is asked for.
+    """
+
+    coordinator_address: str | None = None  # "host:port" of process 0's coordinator service
+    num_processes: int | None = None  # processes taking part, >= 1
+    process_id: int | None = None  # this process, in [0, num_processes); 0 writes the files
+    local_device_ids: tuple[int, ...] | None = None  # accelerators this process uses (GPU)
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     """A whole experiment."""
 
@@ -177,6 +195,7 @@ class Config:
     schedule: ScheduleConfig = dataclasses.field(default_factory=ScheduleConfig)
     training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -510,3 +529,27 @@ def _validate(cfg: Config) -> None:
 
     lg = cfg.logging
     _check(lg.print_every >= 0, "logging.print_every", lg.print_every, "an integer >= 0")
+
+    validate_distributed(cfg.distributed)
+
+
+def validate_distributed(dist: DistributedConfig, prefix: str = "distributed.") -> None:
+    """Check the fields of a :class:`DistributedConfig` that are set (null: not yet known)."""
+    if dist.coordinator_address is not None:
+        _check(_is_host_port(dist.coordinator_address), f"{prefix}coordinator_address",
+               dist.coordinator_address, "'HOST:PORT' with a port in 1..65535, or null")
+    if dist.num_processes is not None:
+        _check(dist.num_processes >= 1, f"{prefix}num_processes", dist.num_processes,
+               "an integer >= 1 or null")
+    if dist.process_id is not None:
+        n = dist.num_processes
+        allowed = f"an integer in [0, {n - 1}]" if n else "an integer >= 0 or null"
+        _check(dist.process_id >= 0 and (n is None or dist.process_id < n),
+               f"{prefix}process_id", dist.process_id, allowed)
+    for i, d in enumerate(dist.local_device_ids or ()):
+        _check(d >= 0, f"{prefix}local_device_ids[{i}]", d, "an integer >= 0")
+
+
+def _is_host_port(address: str) -> bool:
+    host, sep, port = address.rpartition(":")
+    return bool(sep and host and port.isdigit() and 1 <= int(port) <= 65535)

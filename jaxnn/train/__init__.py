@@ -6,6 +6,8 @@
   optax transformation.
 * :func:`make_train_epoch` — one epoch fused with ``lax.scan`` (keyed shuffle inside).
 * :func:`train_and_evaluate` — what ``scripts/train.py`` calls.
+* :mod:`jaxnn.train.distributed` — multi-process (multi-host) set-up from the config's
+  ``distributed`` section or the ``JAX_*`` environment variables.
 """
 
 from jaxnn.train.checkpoint import (

@@ -15,6 +15,13 @@ A run directory holds ``config.yaml`` (the resolved config), the logs, ``checkpo
 and the plots. ``resume=True`` continues from the newest readable checkpoint and, because
 every random number is derived from the seed, the epoch and the step, ends with exactly
 the parameters an uninterrupted run would have (bit-identical on CPU).
+
+Multi-process (multi-host) runs: with a ``distributed`` section (or its environment
+variables, see :mod:`jaxnn.train.distributed`) every process calls
+``train_and_evaluate`` with the same config and workdir; ``jax.distributed.initialize``
+runs first, the mesh spans every process's devices, and only process 0 writes the run
+directory. ``resume=True`` reads the checkpoint on every process, so the workdir must be
+the same path on a file system all processes share.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from jaxnn import config as config_lib
 from jaxnn import data as data_lib
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
+from jaxnn.train import distributed as distributed_lib
 from jaxnn.train.checkpoint import CheckpointManager, _atomic_write, read_checkpoint
 from jaxnn.train.early_stopping import EarlyStopping
 from jaxnn.train.state import TrainState
@@ -266,17 +274,23 @@ def _check_monitors(cfg: Config, dataset: Any) -> None:
 # ----------------------------------------------------------------------------- devices
 
 
-def _mesh_shardings(cfg: Config, batch_size: int):
+def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False):
     n = cfg.training.devices
     devices = jax.devices()
     if n == 0:
         n = len(devices)
+    if multi_process and n != len(devices):
+        # A mesh must reach every process, or some would have no share of the batch.
+        raise ConfigError(
+            f"training.devices: got {n}, but a run of {jax.process_count()} processes spans "
+            f"all {len(devices)} devices; use 0 (all) or {len(devices)}"
+        )
     if n > len(devices):
         raise ConfigError(
             f"training.devices: got {n}, but only {len(devices)} device(s) are visible "
             f"({devices[0].platform})"
         )
-    if n == 1:
+    if n == 1 and not multi_process:
         return None, None
     if batch_size % n:
         raise ConfigError(
@@ -349,7 +363,7 @@ def train_and_evaluate(
       workdir: the run directory (created if needed). A directory that already holds
         checkpoints is only reused with ``resume=True``, so no finished run is overwritten.
       resume: continue from the newest readable checkpoint in ``workdir``.
-      stream: where per-epoch lines go (default ``sys.stdout``).
+      stream: where per-epoch lines go (default ``sys.stdout``); process 0 only.
 
     Raises:
       ConfigError: bad config values or data (before anything is compiled).
@@ -358,6 +372,9 @@ def train_and_evaluate(
     """
     out = stream if stream is not None else sys.stdout
     cfg = config
+    # Before anything that could start a JAX backend.
+    multi = distributed_lib.initialize(cfg.distributed)
+    main = distributed_lib.is_main_process()
     workdir = pathlib.Path(workdir)
     ckpts = CheckpointManager(workdir / "checkpoints", keep=cfg.training.keep_checkpoints)
     if not resume and ckpts.epochs():
@@ -379,10 +396,18 @@ def train_and_evaluate(
     exp = build_experiment(cfg)
     ds = exp.dataset
     _check_monitors(cfg, ds)
-    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size)
+    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size, multi)
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    config_lib.dump(cfg, workdir / "config.yaml")
+    def put(tree: Any) -> Any:
+        # Multi-process: host values (identical everywhere) become global replicated arrays.
+        return distributed_lib.to_global(tree, replicated) if multi else tree
+
+    # The distributed section describes one launch, not the experiment: saved as nulls so
+    # that every process can --resume from, or rerun, the saved config with its own id.
+    saved_cfg = dataclasses.replace(cfg, distributed=config_lib.DistributedConfig())
+    if main:
+        workdir.mkdir(parents=True, exist_ok=True)
+        config_lib.dump(saved_cfg, workdir / "config.yaml")
 
     t = cfg.training
     root = jax.random.PRNGKey(t.seed)
@@ -422,13 +447,16 @@ def train_and_evaluate(
         start_epoch = int(meta["epoch"])
         best_value, best_epoch = meta["best_value"], int(meta["best_epoch"])
         stopper = dataclasses.replace(stopper, **meta["early_stopping"])
-        print(f"resumed from {path} (epoch {start_epoch})", file=out)
+        if main:
+            print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if stopper.should_stop:
             stopped_early = True
 
     x_train = jnp.asarray(ds.x_train)
     y_train = jnp.asarray(ds.y_train)
-    if replicated is not None:
+    if multi:
+        state, x_train, y_train = put((state, ds.x_train, ds.y_train))
+    elif replicated is not None:
         state = jax.device_put(state, replicated)
         x_train = jax.device_put(x_train, replicated)
         y_train = jax.device_put(y_train, replicated)
@@ -445,6 +473,7 @@ def train_and_evaluate(
     if getattr(ds, "x_val", None) is not None:
         splits = {"val": (ds.x_val, ds.y_val), **splits}
     splits = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in splits.items()}
+    splits = put(splits)
 
     best_host = None
     monitor, mode = es_cfg.monitor, es_cfg.mode
@@ -457,15 +486,17 @@ def train_and_evaluate(
         range(start_epoch, t.epochs), initial=start_epoch, total=t.epochs, unit="epoch",
         file=sys.stderr, leave=False,
         # None: tqdm shows the bar only on a terminal, so piped logs stay clean
-        disable=True if (not cfg.logging.progress or stopped_early) else None,
+        disable=True if (not cfg.logging.progress or stopped_early or not main) else None,
     )
-    tb = tb_writer_cls(str(workdir / "tensorboard")) if tb_writer_cls is not None else None
+    tb = None
+    if tb_writer_cls is not None and main:
+        tb = tb_writer_cls(str(workdir / "tensorboard"))
     for epoch in bar:
         if stopped_early:
             break
         t0 = time.perf_counter()
         step_before = int(state.step)
-        state, m = epoch_fn(state, x_train, y_train, jax.random.fold_in(data_key, epoch))
+        state, m = epoch_fn(state, x_train, y_train, put(jax.random.fold_in(data_key, epoch)))
         m = jax.device_get(m)
         losses_ = np.asarray(m["loss"])
         gnorms = np.asarray(m["grad_norm"])
@@ -503,7 +534,8 @@ def train_and_evaluate(
                 jnp.zeros((), jnp.float32), plateau_state, value=value
             )
             # a fresh buffer: the epoch donates state.lr_scale, the plateau state keeps its own
-            state = state.replace(lr_scale=jnp.asarray(float(plateau_state.scale), jnp.float32))
+            lr_scale = jnp.asarray(float(plateau_state.scale), jnp.float32)
+            state = state.replace(lr_scale=put(lr_scale))
 
         improved = _is_better(row[monitor], best_value, mode) if monitor in row else False
         if improved:
@@ -514,7 +546,8 @@ def train_and_evaluate(
             stopper = stopper.update(row[monitor], epoch + 1)
             stopped_early = stopper.should_stop
 
-        _write_logs(workdir, rows)
+        if main:
+            _write_logs(workdir, rows)
         if tb is not None:
             for k, v in row.items():
                 if k not in ("epoch", "step"):
@@ -529,10 +562,11 @@ def train_and_evaluate(
                 "best_value": best_value,
                 "best_epoch": best_epoch,
                 "early_stopping": dataclasses.asdict(stopper),
-                "config": config_lib.to_dict(cfg),
+                "config": config_lib.to_dict(saved_cfg),
             }
-            ckpts.save(epoch + 1, payload(), meta, best=improved)
-        if cfg.logging.print_every and (
+            if main:
+                ckpts.save(epoch + 1, payload(), meta, best=improved)
+        if main and cfg.logging.print_every and (
             (epoch + 1) % cfg.logging.print_every == 0 or last_epoch
         ):
             line = _epoch_line(row, t.epochs)
@@ -549,14 +583,16 @@ def train_and_evaluate(
             tree, _ = read_checkpoint(ckpts.best_path, payload())
             best_host = tree["state"]
         if best_host is not None:
-            final_state = jax.tree.map(jnp.asarray, best_host)
+            final_state = put(jax.tree.map(jnp.asarray, best_host))
     final = {}
     for split, (xs, ys) in splits.items():
         for k, v in eval_fn(final_state, xs, ys).items():
             final[f"{split}_{k}"] = _to_float(v)
     params_host = jax.device_get(final_state.params)
-    _atomic_write(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
     history = History(tuple(rows), final, best_epoch, stopped_early, str(workdir))
+    if not main:
+        return history
+    _atomic_write(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
     summary = {"final": final, "best_epoch": best_epoch, "stopped_early": stopped_early,
                "epochs_run": len(rows)}
     _atomic_write(workdir / "history.json", json.dumps(summary, indent=2).encode())

@@ -1,0 +1,162 @@
+"""Multi-process (multi-host) set-up: ``jax.distributed.initialize`` from the config.
+
+Every process runs the same program on the same data (loaded deterministically on each
+one); a 1-D mesh over all global devices splits each batch along ``"data"``. Process 0
+alone writes files; the others compute the same values and discard them.
+
+The ``distributed`` config section names the coordinator, the process count and this
+process's id. A null field falls back to an environment variable, so that a launcher can
+set it:
+
+=========================  ===============================  ============================
+field                      environment variable             when neither is set
+=========================  ===============================  ============================
+``coordinator_address``    ``JAX_COORDINATOR_ADDRESS``      none: single process
+``num_processes``          ``JAX_NUM_PROCESSES``            1
+``process_id``             ``JAX_PROCESS_ID``               0
+``local_device_ids``       ``JAX_LOCAL_DEVICE_IDS`` (1,2)   every local device
+=========================  ===============================  ============================
+
+``jax.distributed.initialize`` itself reads only ``JAX_COORDINATOR_ADDRESS`` and
+``JAX_LOCAL_DEVICE_IDS`` (plus cluster auto-detection); the process count and id are read
+here. On CPU the cross-process collectives are gloo (``jax_cpu_collectives_implementation``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxnn.config import ConfigError, DistributedConfig, validate_distributed
+
+__all__ = ["initialize", "is_main_process", "resolve", "to_global"]
+
+_ENV = {
+    "coordinator_address": "JAX_COORDINATOR_ADDRESS",
+    "num_processes": "JAX_NUM_PROCESSES",
+    "process_id": "JAX_PROCESS_ID",
+    "local_device_ids": "JAX_LOCAL_DEVICE_IDS",
+}
+
+
+def _from_env(field: str, raw: str) -> Any:
+    name = _ENV[field]
+    raw = raw.strip()
+    try:
+        if field == "coordinator_address":
+            return raw
+        if field == "local_device_ids":
+            return tuple(int(v) for v in raw.split(","))
+        return int(raw)
+    except ValueError:
+        what = "comma-separated integers" if field == "local_device_ids" else "an integer"
+        raise ConfigError(f"{name}: got {raw!r}, expected {what}") from None
+
+
+def resolve(
+    dist: DistributedConfig, environ: Mapping[str, str] | None = None
+) -> DistributedConfig:
+    """``dist`` with every null field taken from the environment, else its single-process value.
+
+    Raises:
+      ConfigError: an environment value that is malformed or out of range, or more than one
+        process without a coordinator address.
+    """
+    env = os.environ if environ is None else environ
+    values = {}
+    for field, name in _ENV.items():
+        value = getattr(dist, field)
+        if value is None and env.get(name, "").strip():
+            value = _from_env(field, env[name])
+        values[field] = value
+    if values["num_processes"] is None:
+        values["num_processes"] = 1
+    if values["process_id"] is None:
+        values["process_id"] = 0
+    out = dataclasses.replace(dist, **values)
+    try:
+        validate_distributed(out)
+    except ConfigError as e:
+        used = [f"{_ENV[f]}={env[_ENV[f]]}" for f in _ENV
+                if getattr(dist, f) is None and getattr(out, f) is not None and _ENV[f] in env]
+        if not used:
+            raise
+        raise ConfigError(f"{e} (from the environment: {', '.join(used)})") from None
+    if out.num_processes > 1 and out.coordinator_address is None:
+        raise ConfigError(
+            f"distributed.coordinator_address: null, but distributed.num_processes is "
+            f"{out.num_processes}; pass --coordinator HOST:PORT (process 0's address) or set "
+            "JAX_COORDINATOR_ADDRESS"
+        )
+    return out
+
+
+def initialize(dist: DistributedConfig) -> bool:
+    """Start the JAX distributed runtime when ``dist`` asks for it; returns whether it did.
+
+    A no-op (``False``) for a single process without a coordinator. Call it before any JAX
+    computation. Calling it again in a process that is already initialized the same way is
+    allowed (e.g. two runs in one process).
+
+    Raises:
+      ConfigError: a bad setting, JAX already started single-process, or the runtime
+        cannot be reached (one line naming the coordinator).
+    """
+    d = resolve(dist)
+    if d.coordinator_address is None and d.num_processes == 1:
+        return False
+    if jax.distributed.is_initialized():
+        if (jax.process_count(), jax.process_index()) != (d.num_processes, d.process_id):
+            raise ConfigError(
+                f"distributed: this process already runs as process {jax.process_index()} of "
+                f"{jax.process_count()}, not {d.process_id} of {d.num_processes}"
+            )
+        return True
+    from jax._src import xla_bridge
+
+    if xla_bridge.backends_are_initialized():
+        raise ConfigError(
+            "distributed: JAX already ran a computation in this process, so "
+            "jax.distributed.initialize can no longer be called; start a fresh process"
+        )
+    if jax.config.jax_cpu_collectives_implementation is None:
+        # Without it a CPU backend has no cross-process collectives (older jaxlib default).
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=d.coordinator_address,
+            num_processes=d.num_processes,
+            process_id=d.process_id,
+            local_device_ids=list(d.local_device_ids) if d.local_device_ids else None,
+        )
+    except (RuntimeError, ValueError) as e:
+        detail = " ".join(str(e).split())
+        raise ConfigError(
+            f"distributed: cannot start process {d.process_id} of {d.num_processes} with "
+            f"coordinator {d.coordinator_address}: {detail}"
+        ) from None
+    return True
+
+
+def is_main_process() -> bool:
+    """Whether this process writes the run's files (process 0, or the only process)."""
+    return jax.process_index() == 0
+
+
+def to_global(tree: Any, sharding: jax.sharding.Sharding) -> Any:
+    """Place host data, identical on every process, as global arrays with ``sharding``.
+
+    Each process fills only its own devices' shards (``jax.make_array_from_callback``), so
+    this works whether or not the sharding spans other processes' devices.
+    """
+
+    def put(leaf: Any) -> jax.Array:
+        host = np.asarray(jax.device_get(leaf))
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(put, tree)

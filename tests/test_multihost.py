@@ -1,0 +1,210 @@
+"""Multi-process training on localhost: two processes of 2 simulated CPU devices each (4
+global devices, gloo collectives) against one process of 4 simulated devices on the same
+global batch; only process 0 writes; bad distributed settings exit 2 with one line; the
+environment variables fill in null fields."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import sys
+
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+
+from jaxnn import cli
+from jaxnn import config as C
+from jaxnn.train import distributed
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO / "scripts" / "train.py"
+FLAGS = ["--devices", "0", "--set", "logging.progress=false", "--set", "training.epochs=6",
+         "--set", "training.checkpoint_every=3", "--set", "logging.plots=false"]
+# 64 points, batch 16: 4 steps an epoch, 4 examples a device.
+JOB = ["--config", str(REPO / "configs" / "xor.yaml"), *FLAGS]
+TIMEOUT_S = 120
+
+
+def _gloo_available() -> bool:
+    try:
+        from jax._src.lib import _jax
+    except ImportError:  # pragma: no cover - older jaxlib layout
+        return False
+    return hasattr(_jax, "make_gloo_tcp_collectives")
+
+
+needs_gloo = pytest.mark.skipif(
+    not _gloo_available(), reason="this jaxlib has no gloo CPU collectives for multi-process"
+)
+
+
+def _env(devices: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}", **extra)
+    return env
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run_processes(argvs: list[list[str]], envs: list[dict]) -> list[tuple[int, str, str]]:
+    """Start every process, wait for all; kill all of them if any hangs or the test fails."""
+    procs = [subprocess.Popen([sys.executable, str(TRAIN_SCRIPT), *a], env=e, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for a, e in zip(argvs, envs, strict=True)]
+    try:
+        outs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.communicate()
+    return [(p.returncode, o, e) for p, (o, e) in zip(procs, outs, strict=True)]
+
+
+def _params(workdir: pathlib.Path) -> list[np.ndarray]:
+    tree = flax.serialization.msgpack_restore((workdir / "params.msgpack").read_bytes())
+    return jax.tree.leaves(tree)
+
+
+def _rows(workdir: pathlib.Path) -> list[dict]:
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(r).items() if k != "time_s"} for r in lines]
+
+
+def _two_processes(
+    workdirs: list[pathlib.Path], extra: list[str], *, resume: bool = False
+) -> list[tuple[int, str, str]]:
+    port = _free_port()
+    job = FLAGS + ["--resume"] if resume else JOB
+    argvs = [job + extra + ["--workdir", str(w), "--coordinator", f"127.0.0.1:{port}",
+                            "--num-processes", "2", "--process-id", str(i)]
+             for i, w in enumerate(workdirs)]
+    return _run_processes(argvs, [_env(2), _env(2)])
+
+
+@needs_gloo
+def test_two_processes_match_one_process_on_four_devices_and_resume(tmp_path):
+    # Process 1 gets its own --workdir only so the test can see that it writes nothing there.
+    run, other, ref = tmp_path / "run", tmp_path / "process1", tmp_path / "ref"
+    first = _two_processes([run, other], ["--set", "training.epochs=3"])
+    for i, (rc, _, err) in enumerate(first):
+        assert rc == 0, f"process {i}: {err}"
+    (_, out0, err0), (_, out1, err1) = first
+    assert "epoch 3/3" in out0 and f"run directory: {run}" in err0
+    assert "epoch" not in out1 and "final:" not in out1 and "run directory" not in err1
+    # Resume: every process reads the checkpoint process 0 wrote (same path here).
+    second = _two_processes([run, run], [], resume=True)
+    for i, (rc, _, err) in enumerate(second):
+        assert rc == 0, f"process {i}: {err}"
+    [(rc, _, err)] = _run_processes([JOB + ["--workdir", str(ref)]], [_env(4)])
+    assert rc == 0, err
+
+    assert not other.exists()
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "best.jaxnn", "ckpt_000003.jaxnn", "ckpt_000006.jaxnn"]
+    saved = C.load(run / "config.yaml")
+    assert saved.distributed == C.DistributedConfig()  # a launch setting, not saved
+    assert saved.training == C.load(ref / "config.yaml").training
+
+    # The cross-process all-reduce (gloo) sums in another order than the in-process one:
+    # the results agree to float32 rounding (about 1e-7 here), not bit for bit.
+    for got, want in zip(_params(run), _params(ref), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    rows, ref_rows = _rows(run), _rows(ref)
+    assert [r["epoch"] for r in rows] == list(range(1, 7))
+    assert [r.keys() for r in rows] == [r.keys() for r in ref_rows]
+    for r, q in zip(rows, ref_rows, strict=True):
+        np.testing.assert_allclose([r[k] for k in r], [q[k] for k in r], rtol=1e-5, atol=1e-6)
+
+
+BAD = {
+    "process id out of range": (["--num-processes", "2", "--process-id", "2",
+                                 "--coordinator", "127.0.0.1:1234"],
+                                ["distributed.process_id", "2", "[0, 1]"]),
+    "negative process id": (["--process-id", "-1"], ["distributed.process_id", "-1"]),
+    "zero processes": (["--num-processes", "0"], ["distributed.num_processes", "0"]),
+    "coordinator without port": (["--coordinator", "localhost"],
+                                 ["distributed.coordinator_address", "localhost"]),
+    "no coordinator": (["--num-processes", "2", "--process-id", "1"],
+                       ["coordinator_address", "--coordinator"]),
+    "process id not an integer": (["--process-id", "one"], ["--process-id", "one"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_distributed_flags_exit_2_with_one_line(case, tmp_path, capsys, monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    argv, needles = BAD[case]
+    try:
+        code = cli.train_main(JOB + ["--workdir", str(tmp_path / "run")] + argv)
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    assert not (tmp_path / "run").exists()
+
+
+def test_bad_process_id_in_a_real_process_has_no_traceback(tmp_path):
+    [(rc, out, err)] = _run_processes(
+        [JOB + ["--workdir", str(tmp_path / "run"), "--num-processes", "2", "--process-id", "5",
+                "--coordinator", f"127.0.0.1:{_free_port()}"]], [_env(2)])
+    assert rc == 2
+    assert err.strip().count("\n") == 0 and err.startswith("error: distributed.process_id: got 5")
+    assert "Traceback" not in err + out
+
+
+ENV_CASES = {
+    "all from the environment": (
+        C.DistributedConfig(),
+        {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4",
+         "JAX_PROCESS_ID": "3", "JAX_LOCAL_DEVICE_IDS": "0,1"},
+        C.DistributedConfig("10.0.0.1:1234", 4, 3, (0, 1))),
+    "the config wins": (
+        C.DistributedConfig("h:1", 2, 1),
+        {"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234", "JAX_NUM_PROCESSES": "4",
+         "JAX_PROCESS_ID": "3"},
+        C.DistributedConfig("h:1", 2, 1)),
+    "nothing set: one process": (C.DistributedConfig(), {}, C.DistributedConfig(None, 1, 0)),
+}
+
+
+@pytest.mark.parametrize("case", list(ENV_CASES), ids=list(ENV_CASES))
+def test_null_fields_come_from_the_environment(case):
+    dist, environ, want = ENV_CASES[case]
+    assert distributed.resolve(dist, environ) == want
+
+
+@pytest.mark.parametrize("environ, needles", [
+    ({"JAX_PROCESS_ID": "x"}, ["JAX_PROCESS_ID", "'x'"]),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2", "JAX_COORDINATOR_ADDRESS": "h:1"},
+     ["distributed.process_id", "JAX_PROCESS_ID=2"]),
+    ({"JAX_NUM_PROCESSES": "2"}, ["coordinator_address", "JAX_COORDINATOR_ADDRESS"]),
+])
+def test_bad_environment_values_are_config_errors(environ, needles):
+    with pytest.raises(C.ConfigError) as e:
+        distributed.resolve(C.DistributedConfig(), environ)
+    for needle in needles:
+        assert needle in str(e.value)
+
+
+def test_single_process_default_initializes_nothing(monkeypatch):
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    assert distributed.initialize(C.DistributedConfig()) is False
+    assert not jax.distributed.is_initialized()
