@@ -530,7 +530,7 @@ def torch_impls(hidden: Sequence[int], classes: int, activation: str, init: str,
     use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
     device = torch.device("cuda" if use_cuda else "cpu")
     torch.set_flush_denormal(True)
-    xt = torch.from_numpy(np.asarray(x)).to(device)
+    xt = torch.from_numpy(np.array(x)).to(device)
     yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
     act = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[activation]
 
@@ -579,7 +579,7 @@ def torch_impls(hidden: Sequence[int], classes: int, activation: str, init: str,
                 for i in range(n // batch):
                     idx = perm[i * batch:(i + 1) * batch]
                     loss = step_fn(xt[idx], yt[idx])
-                float(loss)
+                float(loss.detach())
                 sync()
 
             return run
@@ -612,8 +612,8 @@ def section_matmul(sizes: Sizes, repeats: int, log) -> list[Result]:
         if torch is not None:
             use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
             dev = "cuda" if use_cuda else "cpu"
-            at = torch.from_numpy(np.asarray(a)).to(dev)
-            bt = torch.from_numpy(np.asarray(b)).to(dev)
+            at = torch.from_numpy(np.array(a)).to(dev)
+            bt = torch.from_numpy(np.array(b)).to(dev)
 
             def torch_run(at=at, bt=bt, use_cuda=use_cuda):
                 def run():
@@ -818,7 +818,7 @@ def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
 
     def setup():
         torch.set_flush_denormal(True)
-        xt = torch.from_numpy(np.asarray(x)).to(device)
+        xt = torch.from_numpy(np.array(x)).to(device)
         yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
         loss_f = torch.nn.CrossEntropyLoss()
 
@@ -840,7 +840,7 @@ def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
                     loss = loss_f(model(xt[idx]), yt[idx])
                     loss.backward()
                     opt.step()
-            float(loss)
+            float(loss.detach())
             if use_cuda:
                 torch.cuda.synchronize()
 
