@@ -609,23 +609,7 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
         dataset = loop._load_dataset(cfg)
         in_dim = int(np.prod(np.asarray(dataset.x_train).shape[1:]))
         sizes = (in_dim, *m.hidden_sizes, loop._output_size(dataset, loss))
-    config = mlp.MLPConfig(
-        layer_sizes=tuple(sizes),
-        hidden_activation=m.hidden_activation,
-        output_activation=m.output_activation,
-        activation_kwargs=tuple(m.activation_kwargs.items()),
-        initializer=m.initializer,
-        initializer_kwargs=tuple(m.initializer_kwargs.items()),
-        use_bias=m.use_bias,
-        dropout_rate=m.dropout_rate,
-        dropout_inverted=m.dropout_inverted,
-        batch_norm=m.batch_norm,
-        batch_norm_position=m.batch_norm_position,
-        batch_norm_momentum=m.batch_norm_momentum,
-        maxout_pieces=m.maxout_pieces,
-        l1=m.l1,
-        l2=m.l2,
-    )
+    config = loop.mlp_config(m, sizes)
     return config, loss
 
 

@@ -1,6 +1,7 @@
 """The training loop in-process: learning, gradient modes, compilation, early stopping,
 checkpoints and the divergence guard (``jaxnn.train``)."""
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -384,3 +385,18 @@ def test_bad_values_fail_before_compiling(tmp_path):
 def test_cross_entropy_with_one_hot_labels_is_refused_clearly(tmp_path):
     with pytest.raises(ConfigError, match="one-hot"):
         train_and_evaluate(_load(None, "training.loss=softmax_cross_entropy"), tmp_path / "x")
+
+
+def test_mlp_config_carries_every_model_field_and_names_bad_ones():
+    cfg = C.load(None, ["model.hidden_activation=leaky_relu",
+                        "model.activation_kwargs={negative_slope: 0.2}",
+                        "model.batch_norm=true", "model.dropout_rate=0.3", "model.l2=1e-3",
+                        "model.use_bias=false"])
+    exp = loop_lib.build_experiment(cfg)
+    m = loop_lib.mlp_config(cfg.model, exp.mlp_config.layer_sizes)
+    assert m == exp.mlp_config
+    assert m.activation_kwargs == (("negative_slope", 0.2),)
+    assert (m.batch_norm, m.dropout_rate, m.l2, m.use_bias) == (True, 0.3, 1e-3, False)
+    bad = dataclasses.replace(cfg.model, hidden_activation="relux")  # past config checks
+    with pytest.raises(ConfigError, match=r"^model: .*relux"):
+        loop_lib.mlp_config(bad, (4, 8, 2))

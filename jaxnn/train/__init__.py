@@ -23,6 +23,7 @@ from jaxnn.train.loop import (
     History,
     build_experiment,
     build_schedule,
+    mlp_config,
     train_and_evaluate,
 )
 from jaxnn.train.state import TrainState
@@ -50,6 +51,7 @@ __all__ = [
     "make_train_epoch",
     "make_train_step",
     "metrics_fn_for_loss",
+    "mlp_config",
     "read_checkpoint",
     "regression_metrics",
     "train_and_evaluate",

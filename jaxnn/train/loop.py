@@ -36,6 +36,7 @@ import os
 import pathlib
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import flax.serialization
@@ -65,6 +66,7 @@ __all__ = [
     "Experiment",
     "History",
     "build_experiment",
+    "mlp_config",
     "build_schedule",
     "train_and_evaluate",
 ]
@@ -199,6 +201,34 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Any:
         raise ConfigError(f"schedule: {e}") from None
 
 
+def mlp_config(model: config_lib.ModelConfig, layer_sizes: Sequence[int]) -> mlp.MLPConfig:
+    """The :class:`jaxnn.mlp.MLPConfig` of a config's ``model`` section with these layer sizes.
+
+    Raises:
+      ConfigError: a field the model rejects, as ``model: ...``.
+    """
+    try:
+        return mlp.MLPConfig(
+            layer_sizes=tuple(int(v) for v in layer_sizes),
+            hidden_activation=model.hidden_activation,
+            output_activation=model.output_activation,
+            activation_kwargs=tuple(sorted(model.activation_kwargs.items())),
+            initializer=model.initializer,
+            initializer_kwargs=tuple(sorted(model.initializer_kwargs.items())),
+            use_bias=model.use_bias,
+            dropout_rate=model.dropout_rate,
+            dropout_inverted=model.dropout_inverted,
+            batch_norm=model.batch_norm,
+            batch_norm_position=model.batch_norm_position,
+            batch_norm_momentum=model.batch_norm_momentum,
+            maxout_pieces=model.maxout_pieces,
+            l1=model.l1,
+            l2=model.l2,
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"model: {e}") from None
+
+
 def build_experiment(cfg: Config) -> Experiment:
     """Build data, model, optimizer and gradient functions; fail fast on bad input."""
     dataset = _load_dataset(cfg)
@@ -210,26 +240,7 @@ def build_experiment(cfg: Config) -> Experiment:
     m = cfg.model
     n_in = int(np.prod(x_train.shape[1:]))
     sizes = (n_in, *m.hidden_sizes, _output_size(dataset, cfg.training.loss))
-    try:
-        mcfg = mlp.MLPConfig(
-            layer_sizes=sizes,
-            hidden_activation=m.hidden_activation,
-            output_activation=m.output_activation,
-            activation_kwargs=tuple(sorted(m.activation_kwargs.items())),
-            initializer=m.initializer,
-            initializer_kwargs=tuple(sorted(m.initializer_kwargs.items())),
-            use_bias=m.use_bias,
-            dropout_rate=m.dropout_rate,
-            dropout_inverted=m.dropout_inverted,
-            batch_norm=m.batch_norm,
-            batch_norm_position=m.batch_norm_position,
-            batch_norm_momentum=m.batch_norm_momentum,
-            maxout_pieces=m.maxout_pieces,
-            l1=m.l1,
-            l2=m.l2,
-        )
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"model: {e}") from None
+    mcfg = mlp_config(m, sizes)
     lr = build_schedule(cfg, steps)
     o = cfg.optimizer
     try:
