@@ -21,6 +21,26 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def train_cli_usage_error(argv, capsys, needles) -> str:
+    """Run ``jaxnn-train argv`` in-process; assert exit 2, nothing on stdout, and one
+    ``error:`` line on stderr holding every needle. Returns that line."""
+    from jaxnn import cli
+
+    try:
+        code = cli.train_main(argv)
+    except SystemExit as e:  # argparse usage errors
+        code = e.code
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def shared_data_dir() -> pathlib.Path:
     """Directory holding the real data sets (``../shared/data``), or skip."""

@@ -16,8 +16,8 @@ import flax.serialization
 import jax
 import numpy as np
 import pytest
+from conftest import train_cli_usage_error
 
-from jaxnn import cli
 from jaxnn import config as C
 from jaxnn.train import distributed
 
@@ -146,17 +146,7 @@ def test_bad_distributed_flags_exit_2_with_one_line(case, tmp_path, capsys, monk
     for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID"):
         monkeypatch.delenv(name, raising=False)
     argv, needles = BAD[case]
-    try:
-        code = cli.train_main(JOB + ["--workdir", str(tmp_path / "run")] + argv)
-    except SystemExit as e:  # argparse usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
+    train_cli_usage_error(JOB + ["--workdir", str(tmp_path / "run")] + argv, capsys, needles)
     assert not (tmp_path / "run").exists()
 
 

@@ -17,6 +17,7 @@ import time
 import flax.serialization
 import numpy as np
 import pytest
+from conftest import train_cli_usage_error
 
 from jaxnn import cli
 
@@ -157,18 +158,7 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys, monkeypatch):
     argv = build(tmp_path)
     if "--workdir" not in argv and "--resume" not in argv:
         argv += ["--workdir", str(tmp_path / "w")]
-    try:
-        code = cli.train_main(argv)
-    except SystemExit as e:  # argparse usage errors
-        code = e.code
-    out, err = capsys.readouterr()
-    assert code == 2
-    assert out == ""
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    for w in words:
-        assert w in lines[0], (w, lines[0])
+    train_cli_usage_error(argv, capsys, words)
     assert not (tmp_path / "w" / "checkpoints").exists()  # failed before any training
 
 
