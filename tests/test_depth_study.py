@@ -24,6 +24,7 @@ from jaxnn.config import ConfigError
 from jaxnn.data.idx import DataError
 from jaxnn.studies import depth as D
 from jaxnn.studies import depth_cli, depth_report
+from jaxnn.studies import workers as W
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 INITS_5X100 = ("normal(1)", "normal(0.01)", "xavier", "he")
@@ -317,6 +318,63 @@ def test_result_records_and_helpers(tiny):
     assert 0.0 <= rec["test_accuracy"] <= 1.0
 
 
+def _assert_same_results(a, b, rtol):
+    """Same records, curves and histograms in the same order; floats to ``rtol``."""
+    assert len(a.records) == len(b.records) and len(a.curves) == len(b.curves)
+    assert len(a.histograms) == len(b.histograms)
+    for ra, rb in zip(a.records + a.curves + a.histograms, b.records + b.curves + b.histograms,
+                      strict=True):
+        assert ra.keys() == rb.keys()
+        for k, va in ra.items():
+            if isinstance(va, float | list):
+                np.testing.assert_allclose(va, rb[k], rtol=rtol, atol=1e-7, err_msg=k)
+            else:
+                assert va == rb[k], (k, va, rb[k])
+
+
+two_cores = pytest.mark.skipif(len(W.usable_cores()) < 2, reason="needs 2 usable CPU cores")
+
+
+@two_cores
+def test_two_workers_give_the_records_of_one_process(tiny):
+    cfg, data = tiny
+    cfg = D.DepthStudyConfig(**{**vars(cfg), "depths": (1, 2), "histograms": True})
+    one = D.run_study(cfg, data=data)
+    messages = []
+    two = D.run_study(cfg, data=data, workers=2, progress=messages.append)
+    assert one.timing["workers"] == 1 and two.timing["workers"] == 2
+    # each worker compiles what it runs: 2 groups, each compiled once, in either worker
+    assert two.timing["compiles"] == 2
+    assert sorted(m.split("] ")[1].split(":")[0] for m in messages) == [
+        "depth=1 width=8 activation=tanh batch_norm=False",
+        "depth=2 width=8 activation=tanh batch_norm=False"]
+    assert [g["depth"] for g in two.timing["groups"]] == [1, 2]
+    _assert_same_results(one, two, rtol=1e-5)
+
+
+@two_cores
+def test_two_workers_split_the_seeds_of_a_single_group(tiny):
+    cfg, data = tiny  # one shape group, 3 seeds: seeds (0, 1) and (2,) go to the workers
+    one = D.run_study(cfg, data=data)
+    messages = []
+    two = D.run_study(cfg, data=data, workers=2, progress=messages.append)
+    assert sorted(m.rsplit("(", 1)[1] for m in messages) == ["seeds 0..1)", "seeds 2..2)"]
+    assert two.timing["compiles"] == 2  # two seed-share shapes
+    assert [r["seed"] for r in two.records] == [r["seed"] for r in one.records]
+    _assert_same_results(one, two, rtol=1e-5)
+
+
+@pytest.mark.parametrize("workers, needle", [
+    (-1, "workers: got -1, expected an integer >= 0"),
+    (10_000, "workers: got 10000, but this process may use only"),
+])
+def test_bad_worker_counts_are_one_line_errors(tiny, workers, needle):
+    cfg, data = tiny
+    with pytest.raises(ValueError) as e:
+        D.run_study(cfg, data=data, workers=workers)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
 @pytest.mark.slow
 def test_batch_norm_sweep_runs_and_normalizes():
     cfg = D.DepthStudyConfig(
@@ -411,10 +469,14 @@ def test_cli_smoke_writes_table_plots_and_report(tmp_path, capsys):
 
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     cases = [["--set", "depths=[0]"], ["--config", str(tmp_path / "missing.yaml")],
-             ["--set", "activations=[sigmod]"]]
+             ["--set", "activations=[sigmod]"], ["--workers", "-2"], ["--workers", "two"],
+             ["--workers", "10000"]]
     for extra in cases:
-        rc = depth_cli.main(["--workdir", str(tmp_path / "w"), "--quiet", *extra])
-        assert rc == 2
+        try:
+            rc = depth_cli.main(["--workdir", str(tmp_path / "w"), "--quiet", *extra])
+        except SystemExit as e:  # argparse usage errors
+            rc = e.code
+        assert rc == 2, extra
     proc = subprocess.run(
         [sys.executable, str(REPO / "scripts" / "depth_study.py"), "--set", "initializers=[hee]",
          "--workdir", str(tmp_path / "w")],
@@ -424,3 +486,18 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: initializers: unknown initializer")
     assert "Traceback" not in proc.stderr
+
+
+@two_cores
+def test_cli_workers_flag_runs_the_sweep_in_two_processes(tmp_path, capsys):
+    wd = tmp_path / "out"
+    rc = depth_cli.main(["--config", str(REPO / "configs" / "depth_smoke.yaml"),
+                         "--set", "steps=3", "--set", "activations=[relu]", "--set", "widths=[4]",
+                         "--workers", "2", "--no-plots", "--workdir", str(wd)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "2 worker processes" in err
+    rows = json.loads((wd / "table.json").read_text())
+    assert len(rows) == 2 * 1 * 2 * 2 * 2  # depths x activations x inits x seeds x phases
+    assert "in 2 worker processes" in (wd / "report.md").read_text()
+    assert json.loads((wd / "timing.json").read_text())["workers"] == 2

@@ -72,6 +72,7 @@ References:
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import difflib
 import functools
@@ -91,6 +92,7 @@ import yaml
 from jaxnn import activations, backprop, initializers, layers, losses
 from jaxnn.config import ConfigError, read_yaml
 from jaxnn.mlp import MLPConfig
+from jaxnn.studies.workers import CorePool, core_shares
 
 __all__ = [
     "COLUMNS",
@@ -928,43 +930,125 @@ def _records_for_group(config, data_name, group, out, specs, seeds):
 
 
 def run_study(
-    config: DepthStudyConfig, *, data: _Data | None = None, progress: Any = None
+    config: DepthStudyConfig, *, data: _Data | None = None, progress: Any = None,
+    workers: int = 1,
 ) -> DepthStudyResult:
     """Run the whole sweep: one vmapped, jitted call per shape group.
 
     Args:
       config: the study.
       data: preloaded data (default :func:`load_study_data`).
-      progress: optional callable ``progress(message: str)`` called after each group.
+      progress: optional callable ``progress(message: str)`` called after each group (or
+        each share of a group's seeds, with ``workers > 1``).
+      workers: CPU processes to spread the shape groups over (see
+        :mod:`jaxnn.studies.workers`; 0 = one per usable core). Each is pinned to its own
+        cores and compiles the groups it runs. When there are fewer groups than workers, a
+        group's seeds are split between them. The records are the same as with one
+        process, in the same order, up to float32 rounding (different thread counts and
+        vmapped batch sizes may round matmuls differently). On the 2-core CPU two workers
+        ran the full sweep ~1.2x faster; on an accelerator use 1.
 
     Returns:
-      A :class:`DepthStudyResult`.
+      A :class:`DepthStudyResult`; ``timing["workers"]`` is the number of processes and
+      each group's ``seconds`` the time its worker(s) spent on it.
+
+    Raises:
+      ValueError: a bad ``workers`` value, or ``workers > 1`` off the CPU backend.
     """
     t0 = time.perf_counter()
     compiles0 = trace_count()
     data = load_study_data(config) if data is None else data
     specs = config.init_specs
     seeds = list(range(config.seeds))
-    records, curves, hists, groups = [], [], [], []
     shape_groups = [(d, w, a, bn) for bn in config.batch_norm for a in config.activations
                     for w in config.widths for d in config.depths]
-    for k, (d, w, a, bn) in enumerate(shape_groups):
-        tg = time.perf_counter()
-        out = run_group(config, data, d, w, a, bn)
-        r, c, h = _records_for_group(config, data.name, (d, w, a, bn), out, specs, seeds)
+    nproc = 1 if workers == 1 else len(core_shares(workers))
+    if nproc == 1:
+        outs, secs = {}, {}
+        for k, group in enumerate(shape_groups):
+            tg = time.perf_counter()
+            outs[group] = run_group(config, data, *group)
+            secs[group] = time.perf_counter() - tg
+            if progress is not None:
+                progress(_group_message(k + 1, len(shape_groups), group, len(specs), seeds,
+                                        secs[group]))
+        compiles = trace_count() - compiles0
+    else:
+        outs, secs, compiles = _run_in_workers(config, data, shape_groups, nproc, progress)
+    records, curves, hists, groups = [], [], [], []
+    for group in shape_groups:
+        r, c, h = _records_for_group(config, data.name, group, outs[group], specs, seeds)
         records += r
         curves += c
         hists += h
-        secs = time.perf_counter() - tg
+        d, w, a, bn = group
         groups.append({"depth": d, "width": w, "activation": a, "batch_norm": bn,
-                       "seconds": secs})
-        if progress is not None:
-            progress(f"[{k + 1}/{len(shape_groups)}] depth={d} width={w} activation={a} "
-                     f"batch_norm={bn}: {len(specs)} initializers x {len(seeds)} seeds "
-                     f"in {secs:.1f} s")
-    timing = {"total_s": time.perf_counter() - t0, "groups": groups,
-              "compiles": trace_count() - compiles0}
+                       "seconds": secs[group]})
+    timing = {"total_s": time.perf_counter() - t0, "groups": groups, "compiles": compiles,
+              "workers": nproc}
     return DepthStudyResult(config, records, curves, hists, data.num_classes, timing)
+
+
+def _group_message(k: int, total: int, group: tuple[Any, ...], n_specs: int,
+                   seeds: Sequence[int], secs: float) -> str:
+    d, w, a, bn = group
+    return (f"[{k}/{total}] depth={d} width={w} activation={a} batch_norm={bn}: "
+            f"{n_specs} initializers x {len(seeds)} seeds in {secs:.1f} s")
+
+
+# Per worker process (see _run_in_workers): the study and its data, received once.
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(config: DepthStudyConfig, data: _Data) -> None:
+    _WORKER["config"], _WORKER["data"] = config, data
+
+
+def _worker_task(group: tuple[Any, ...], seeds: tuple[int, ...]):
+    t = time.perf_counter()
+    c0 = trace_count()
+    out = run_group(_WORKER["config"], _WORKER["data"], *group, seeds=seeds)
+    return out, time.perf_counter() - t, trace_count() - c0
+
+
+def _group_cost(config: DepthStudyConfig, in_dim: int, group: tuple[Any, ...]) -> float:
+    depth, width, _, _ = group
+    return (in_dim * width + (depth - 1) * width * width) * (config.steps + 2)
+
+
+def _run_in_workers(config, data, shape_groups, workers, progress):
+    seeds = list(range(config.seeds))
+    # Fewer groups than workers: split each group's seeds so every worker has work.
+    parts = min(len(seeds), -(-workers // len(shape_groups)))
+    chunks = [tuple(int(s) for s in c) for c in np.array_split(seeds, parts)]
+    in_dim = data.x_train.shape[1]
+    # Longest first, so the last task to finish is a short one.
+    tasks = sorted(((g, c) for g in shape_groups for c in chunks),
+                   key=lambda t: -_group_cost(config, in_dim, t[0]) * len(t[1]))
+    pieces: dict[tuple[Any, ...], dict[tuple[int, ...], Any]] = collections.defaultdict(dict)
+    secs: dict[tuple[Any, ...], float] = collections.defaultdict(float)
+    compiles = 0
+    with CorePool(workers, initializer=_worker_init, initargs=(config, data)) as pool:
+        futures = {pool.submit(_worker_task, g, c): (g, c) for g, c in tasks}
+        try:
+            for k, fut in enumerate(concurrent.futures.as_completed(futures)):
+                g, c = futures[fut]
+                out, s, nc = fut.result()
+                pieces[g][c] = out
+                secs[g] += s
+                compiles += nc
+                if progress is not None:
+                    msg = _group_message(k + 1, len(tasks), g, len(config.initializers), c, s)
+                    if len(chunks) > 1:
+                        msg += f" (seeds {c[0]}..{c[-1]})"
+                    progress(msg)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    outs = {g: jax.tree.map(lambda *xs: np.concatenate(xs, axis=1),
+                            *[pieces[g][c] for c in chunks])
+            for g in shape_groups}
+    return outs, dict(secs), compiles
 
 
 # ----------------------------------------------------------------------------- benchmark

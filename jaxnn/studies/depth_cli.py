@@ -3,7 +3,7 @@
 Usage::
 
     python scripts/depth_study.py --config configs/depth_study.yaml [--set key=value ...]
-        [--workdir runs/depth] [--data-dir DIR] [--no-plots] [--quiet]
+        [--workdir runs/depth] [--data-dir DIR] [--workers N] [--no-plots] [--quiet]
 
 Bad input (a missing file, an unknown key, activation or initializer, depth < 1, missing
 data files) never shows a traceback: it prints one line, ``error: ...``, on stderr and exits
@@ -16,6 +16,7 @@ import argparse
 import pathlib
 import sys
 from collections.abc import Sequence
+from concurrent.futures import BrokenExecutor
 
 __all__ = ["EXIT_USAGE", "main"]
 
@@ -28,6 +29,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _workers(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}, expected an integer >= 0 (0 = one per core)") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"got {n}, expected an integer >= 0 (0 = one per core)")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="depth_study.py",
                 description="Vanishing/exploding-gradient depth study (table, plots, report).")
@@ -36,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a study field, e.g. --set depths=[2,4,8] (repeatable)")
     p.add_argument("--workdir", help="output directory (default: runs/<config name>)")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="CPU processes, each pinned to its own cores, to spread the shape "
+                        "groups over (0: one per core; default 1)")
     p.add_argument("--no-plots", action="store_true", help="write the table and report only")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
@@ -59,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if log:
             log(f"output directory: {workdir}")
         data = depth.load_study_data(cfg)
-        result = depth.run_study(cfg, data=data, progress=log)
+        result = depth.run_study(cfg, data=data, progress=log, workers=args.workers)
         paths = depth_report.write_outputs(result, workdir, plots=not args.no_plots)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -68,10 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)
         return EXIT_USAGE
+    except BrokenExecutor as e:  # a worker process died (killed, out of memory)
+        print(f"error: a depth-study worker process died: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     if log:
+        procs = result.timing["workers"]
+        where = f", {procs} worker processes" if procs > 1 else ""
         log(f"done in {result.timing['total_s']:.1f} s ({result.timing['compiles']} "
-            f"compilations): {paths['report']}")
+            f"compilations{where}): {paths['report']}")
     return 0

@@ -498,7 +498,9 @@ def render_report(result: DepthStudyResult) -> str:
         + (f" and after {c.steps} SGD steps (batch {c.batch_size}, learning rate "
            f"{c.learning_rate})." if c.steps else ".")
         + f" Statistics on a probe batch of {c.probe_size} training examples. Wall time "
-        f"{t['total_s']:.1f} s with {t['compiles']} compilations (one per shape group)."
+        f"{t['total_s']:.1f} s with {t['compiles']} compilations "
+        + (f"in {t['workers']} worker processes (one per shape group and seed share in each)."
+           if t.get("workers", 1) > 1 else "(one per shape group).")
     )
     L += ["", "Definitions: *ratio* = ||dL/dW|| of the first hidden layer / that of the last "
           "hidden layer at initialization (median over seeds). A combination **vanishes** "

@@ -1,0 +1,90 @@
+"""jaxnn.studies.workers: core shares, pinned spawn workers, clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import pytest
+
+from jaxnn.studies import workers as W
+
+
+@pytest.mark.parametrize("workers, cores, expected", [
+    (1, [0, 1], [(0, 1)]),
+    (2, [0, 1], [(0,), (1,)]),
+    (0, [0, 1, 2], [(0,), (1,), (2,)]),
+    (2, [0, 1, 2], [(0, 1), (2,)]),
+    (3, [4, 5, 6, 7, 8, 9, 10, 11], [(4, 5, 6), (7, 8, 9), (10, 11)]),
+    (2, [3, 7], [(3,), (7,)]),
+])
+def test_core_shares_are_disjoint_contiguous_and_cover(workers, cores, expected):
+    shares = W.core_shares(workers, cores)
+    assert shares == expected
+    assert sorted(c for s in shares for c in s) == cores
+
+
+@pytest.mark.parametrize("workers, needle", [
+    (3, "workers: got 3, but this process may use only 2 CPU core(s); use 1..2 or 0"),
+    (-1, "workers: got -1, expected an integer >= 0"),
+    (1.5, "workers: got 1.5"),
+    (True, "workers: got True"),
+    ("2", "workers: got '2'"),
+])
+def test_core_shares_bad_values(workers, needle):
+    with pytest.raises(ValueError) as e:
+        W.core_shares(workers, [0, 1])
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_usable_cores_match_the_affinity_mask():
+    cores = W.usable_cores()
+    assert cores and cores == sorted(set(cores))
+    if hasattr(os, "sched_getaffinity"):
+        assert set(cores) == os.sched_getaffinity(0)
+
+
+def _where_am_i(_):
+    """Runs in a worker: its affinity, x64 flag and the dtype JAX gives a Python float."""
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return (os.getpid(), cpus, bool(jax.config.jax_enable_x64),
+            str(jax.numpy.asarray(1.0).dtype))
+
+
+def _remember(value):
+    global _INIT_VALUE
+    _INIT_VALUE = value
+
+
+def _initialized_value(_):
+    return _INIT_VALUE
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(W.usable_cores()) < 2,
+                    reason="needs CPU affinity and at least 2 usable cores")
+def test_each_worker_is_pinned_to_its_own_share_and_inherits_x64():
+    n = 2
+    shares = W.core_shares(n)
+    with W.CorePool(n) as pool:
+        assert pool.workers == n and pool.shares == shares
+        # Enough tasks that both workers start (each takes the next share when it starts).
+        seen = list(pool.map(_where_am_i, range(16)))
+    by_pid = {pid: (tuple(cpus), x64, dtype) for pid, cpus, x64, dtype in seen}
+    assert sorted(v[0] for v in by_pid.values()) == sorted(shares)
+    assert len(by_pid) == n
+    # conftest enables x64 in this process; the workers follow it, not JAX's default
+    assert all(v[1] is True and v[2] == "float64" for v in by_pid.values())
+    assert os.getpid() not in by_pid
+
+
+def test_initializer_runs_in_every_worker_before_tasks():
+    with W.CorePool(1, initializer=_remember, initargs=("data",)) as pool:
+        assert pool.submit(_initialized_value, None).result() == "data"
+
+
+def test_refuses_an_accelerator_backend(monkeypatch):
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    with pytest.raises(ValueError) as e:
+        W.CorePool(2)
+    msg = str(e.value)
+    assert "backend is 'gpu'" in msg and "workers=1" in msg and "\n" not in msg
