@@ -176,13 +176,19 @@ class DistributedConfig:
     A null field is read from the environment (``JAX_COORDINATOR_ADDRESS``,
     ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``, ``JAX_LOCAL_DEVICE_IDS``), else it is
     single-process: no coordinator, one process, id 0. Nothing is initialized unless a
-    coordinator address is given or more than one process is asked for.
+    coordinator address is given or more than one process is asked for. The two timeouts
+    (JAX's defaults) bound how long a process waits for missing peers at start-up and
+    how long the others run on after one dies.
     """
 
     coordinator_address: str | None = None  # "host:port" of process 0's coordinator service
     num_processes: int | None = None  # processes taking part, >= 1
     process_id: int | None = None  # this process, in [0, num_processes); 0 writes the files
     local_device_ids: tuple[int, ...] | None = None  # accelerators this process uses (GPU)
+    # Seconds to wait for every process to join before giving up with an error.
+    initialization_timeout_s: int = 300
+    # Seconds without a heartbeat after which a process counts as dead and the others stop.
+    heartbeat_timeout_s: int = 100
 
 
 @dataclasses.dataclass(frozen=True)
@@ -548,6 +554,9 @@ def validate_distributed(dist: DistributedConfig, prefix: str = "distributed.") 
                f"{prefix}process_id", dist.process_id, allowed)
     for i, d in enumerate(dist.local_device_ids or ()):
         _check(d >= 0, f"{prefix}local_device_ids[{i}]", d, "an integer >= 0")
+    for name in ("initialization_timeout_s", "heartbeat_timeout_s"):
+        v = getattr(dist, name)
+        _check(v >= 1, f"{prefix}{name}", v, "an integer >= 1 (seconds)")
 
 
 def _is_host_port(address: str) -> bool:

@@ -11,6 +11,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import time
 
 import flax.serialization
 import jax
@@ -138,6 +139,12 @@ BAD = {
     "no coordinator": (["--num-processes", "2", "--process-id", "1"],
                        ["coordinator_address", "--coordinator"]),
     "process id not an integer": (["--process-id", "one"], ["--process-id", "one"]),
+    "zero initialization timeout": (["--set", "distributed.initialization_timeout_s=0"],
+                                    ["distributed.initialization_timeout_s", "0", ">= 1"]),
+    "negative heartbeat timeout": (["--set", "distributed.heartbeat_timeout_s=-5"],
+                                   ["distributed.heartbeat_timeout_s", "-5", ">= 1"]),
+    "timeout not an integer": (["--set", "distributed.heartbeat_timeout_s=soon"],
+                               ["distributed.heartbeat_timeout_s", "soon"]),
 }
 
 
@@ -157,6 +164,29 @@ def test_bad_process_id_in_a_real_process_has_no_traceback(tmp_path):
     assert rc == 2
     assert err.strip().count("\n") == 0 and err.startswith("error: distributed.process_id: got 5")
     assert "Traceback" not in err + out
+
+
+@needs_gloo
+@pytest.mark.parametrize("process_id", [0, 1])
+def test_a_missing_peer_ends_with_one_line_after_the_initialization_timeout(tmp_path,
+                                                                            process_id):
+    # One process of 2 alone: process 0 (the coordinator) waits for process 1, process 1
+    # for a coordinator; neither comes. It gives up after 5 s (not JAX's 300 s) with one
+    # line and exit 2, instead of JAX's abort with a C++ stack dump.
+    t0 = time.perf_counter()
+    [(rc, out, err)] = _run_processes(
+        [JOB + ["--workdir", str(tmp_path / "run"), "--num-processes", "2",
+                "--process-id", str(process_id), "--coordinator", f"127.0.0.1:{_free_port()}",
+                "--set", "distributed.initialization_timeout_s=5"]], [_env(2)])
+    elapsed = time.perf_counter() - t0
+    assert rc == distributed.EXIT_TIMEOUT == 2, err
+    assert err.strip().count("\n") == 0, err
+    assert err.startswith(f"error: distributed: cannot start process {process_id} of 2 "
+                          "with coordinator 127.0.0.1:")
+    assert "within 5 s (distributed.initialization_timeout_s)" in err
+    assert "Traceback" not in err + out and "Check failure" not in err
+    assert elapsed < 90  # the 300 s default would hit TIMEOUT_S
+    assert not (tmp_path / "run" / "params.msgpack").exists()
 
 
 ENV_CASES = {

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,7 +36,12 @@ import numpy as np
 
 from jaxnn.config import ConfigError, DistributedConfig, validate_distributed
 
-__all__ = ["initialize", "is_main_process", "resolve", "to_global"]
+__all__ = ["EXIT_TIMEOUT", "initialize", "is_main_process", "resolve", "to_global"]
+
+#: Exit status of a process whose peers did not join within the initialization timeout.
+EXIT_TIMEOUT = 2
+# JAX's own deadline is set this much later than ours, so that the watchdog acts first.
+_JAX_DEADLINE_GRACE_S = 30
 
 _ENV = {
     "coordinator_address": "JAX_COORDINATOR_ADDRESS",
@@ -103,6 +110,10 @@ def initialize(dist: DistributedConfig) -> bool:
     computation. Calling it again in a process that is already initialized the same way is
     allowed (e.g. two runs in one process).
 
+    If the processes have not all joined after ``dist.initialization_timeout_s`` seconds,
+    this process prints one ``error: ...`` line on stderr and exits with
+    :data:`EXIT_TIMEOUT` (JAX's own deadline would abort it with a C++ stack dump).
+
     Raises:
       ConfigError: a bad setting, JAX already started single-process, or the runtime
         cannot be reached (one line naming the coordinator).
@@ -127,19 +138,39 @@ def initialize(dist: DistributedConfig) -> bool:
     if jax.config.jax_cpu_collectives_implementation is None:
         # Without it a CPU backend has no cross-process collectives (older jaxlib default).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    who = (f"distributed: cannot start process {d.process_id} of {d.num_processes} with "
+           f"coordinator {d.coordinator_address}")
+    # When the peers do not all join in time, JAX's coordination client aborts the whole
+    # process from C++ (SIGABRT and a stack dump), which Python cannot catch. The process
+    # cannot survive that deadline either way, so a watchdog ends it first, with one line.
+    joined = threading.Event()
+
+    def give_up() -> None:
+        if not joined.is_set():
+            print(f"error: {who}: not every process joined within "
+                  f"{d.initialization_timeout_s} s (distributed.initialization_timeout_s); "
+                  "start all of them with the same --coordinator and --num-processes",
+                  file=sys.stderr, flush=True)
+            os._exit(EXIT_TIMEOUT)
+
+    watchdog = threading.Timer(d.initialization_timeout_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
     try:
         jax.distributed.initialize(
             coordinator_address=d.coordinator_address,
             num_processes=d.num_processes,
             process_id=d.process_id,
             local_device_ids=list(d.local_device_ids) if d.local_device_ids else None,
+            initialization_timeout=d.initialization_timeout_s + _JAX_DEADLINE_GRACE_S,
+            heartbeat_timeout_seconds=d.heartbeat_timeout_s,
         )
     except (RuntimeError, ValueError) as e:
         detail = " ".join(str(e).split())
-        raise ConfigError(
-            f"distributed: cannot start process {d.process_id} of {d.num_processes} with "
-            f"coordinator {d.coordinator_address}: {detail}"
-        ) from None
+        raise ConfigError(f"{who}: {detail}") from None
+    finally:
+        joined.set()
+        watchdog.cancel()
     return True
 
 
