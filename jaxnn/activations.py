@@ -432,7 +432,7 @@ def prelu(x: ArrayLike, alpha: ArrayLike) -> Array:
     x = _as_float(x)
     a = _cast(alpha, x)
     _check_prelu(x, a, "prelu")
-    return jnp.where(x > 0, x, a * x)
+    return jnp.where(x > 0, x, jnp.broadcast_to(a, x.shape) * x)
 
 
 def prelu_grad(x: ArrayLike, alpha: ArrayLike) -> Array:
@@ -776,7 +776,8 @@ def maxout_vjp(x: ArrayLike, cotangent: ArrayLike, num_pieces: int) -> Array:
         )
     groups = x.reshape(*expected, k)
     first_max = jnp.argmax(groups, axis=-1)
-    mask = (jnp.arange(k) == first_max[..., None]).astype(x.dtype)
+    mask = (jnp.arange(k).reshape((1,) * first_max.ndim + (k,))
+            == first_max[..., None]).astype(x.dtype)
     return (mask * g[..., None]).reshape(x.shape)
 
 

@@ -53,6 +53,12 @@ Initializer = Callable[..., Array]
 # --------------------------------------------------------------------------------------
 
 
+def _per_unit(v: Array, like: Array) -> Array:
+    """``v`` (one value per unit, the last axis) broadcast explicitly to ``like``'s shape:
+    the library runs under ``jax_numpy_rank_promotion="raise"`` too."""
+    return jnp.broadcast_to(v, like.shape)
+
+
 def _resolve_initializer(init: Initializer | str, argname: str) -> Initializer:
     if isinstance(init, str):
         return initializers.get(init)
@@ -113,7 +119,7 @@ def dense_forward(params: dict[str, Array], x: Array) -> Array:
     """
     y = x @ params["w"]
     if "b" in params:
-        y = y + params["b"]
+        y = y + _per_unit(params["b"], y)
     return y
 
 
@@ -342,10 +348,10 @@ def batch_norm_forward(
     if train:
         n = x.shape[0]
         mean = jnp.mean(x, axis=0)
-        centered = x - mean
+        centered = x - _per_unit(mean, x)
         var = jnp.mean(centered * centered, axis=0)
         inv_std = jax.lax.rsqrt(var + eps)
-        x_hat = centered * inv_std
+        x_hat = centered * _per_unit(inv_std, x)
         unbias = n / (n - 1) if n > 1 else 1.0
         m = float(momentum)
         mean_sg = jax.lax.stop_gradient(mean)
@@ -356,9 +362,9 @@ def batch_norm_forward(
         }
     else:
         inv_std = jax.lax.rsqrt(state["var"] + eps)
-        x_hat = (x - state["mean"]) * inv_std
+        x_hat = (x - _per_unit(state["mean"], x)) * _per_unit(inv_std, x)
         new_state = state
-    y = gamma * x_hat + beta
+    y = _per_unit(gamma, x_hat) * x_hat + _per_unit(beta, x_hat)
     cache = BatchNormCache(x_hat=x_hat, inv_std=inv_std, gamma=gamma, train=bool(train))
     return y, cache, new_state
 
@@ -394,12 +400,13 @@ def batch_norm_backward(
         "gamma": jnp.sum(grad_out * x_hat, axis=0),
         "beta": jnp.sum(grad_out, axis=0),
     }
-    g_hat = grad_out * cache.gamma
+    g_hat = grad_out * _per_unit(cache.gamma, grad_out)
     if cache.train:
         n = grad_out.shape[0]
         sum_g = jnp.sum(g_hat, axis=0)
         sum_gx = jnp.sum(g_hat * x_hat, axis=0)
-        grad_x = (inv_std * (1.0 / n)) * (n * g_hat - sum_g - x_hat * sum_gx)
+        grad_x = _per_unit(inv_std * (1.0 / n), g_hat) * (
+            n * g_hat - _per_unit(sum_g, g_hat) - x_hat * _per_unit(sum_gx, g_hat))
     else:
-        grad_x = g_hat * inv_std
+        grad_x = g_hat * _per_unit(inv_std, g_hat)
     return grads, grad_x

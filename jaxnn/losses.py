@@ -407,7 +407,7 @@ def softmax_cross_entropy_with_integer_labels_grad(
         logits, labels, reduction, "softmax_cross_entropy_with_integer_labels_grad"
     )
     scale = _grad_scale(z.shape[0], reduction) / _positions(z)
-    one_hot = (jnp.arange(z.shape[-1]) == y[..., None]).astype(z.dtype)
+    one_hot = jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
     g = (activations.softmax(z, axis=-1) - one_hot) * scale
     return jnp.where(valid[..., None], g, jnp.nan)
 

@@ -5,6 +5,9 @@
   inputs in float32 on its own (a Python float is weakly typed, a ``jnp.array(0.5)``
   is not): many tests assert output dtypes, which catches accidental promotion.
 * Warnings are errors (see ``filterwarnings`` in pyproject.toml).
+* Strict rank promotion: an implicit broadcast between arrays of different ranks
+  (``(batch, units) + (units,)``) raises, so every broadcast in the library and the tests
+  is written out (``jnp.broadcast_to``, ``[None]``) and an accidental one is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"

@@ -293,7 +293,8 @@ def test_prelu_grads_match_vjp(alpha_shape, dtype):
     alpha = jax.random.uniform(ka, alpha_shape, dtype, 0.05, 0.5)
     ct = jax.random.normal(kg, (5, 4), dtype)
     y, pair_x, pair_alpha, gx, galpha = _prelu_both(x, alpha, ct, alpha_shape)
-    np.testing.assert_allclose(y, np.where(x > 0, x, alpha * x), **TOL[dtype])
+    np.testing.assert_allclose(y, np.where(x > 0, x, np.asarray(alpha) * np.asarray(x)),
+                               **TOL[dtype])
     for got, want in (pair_x, pair_alpha):
         assert got.dtype == dtype and got.shape == want.shape
         np.testing.assert_allclose(got, want, **TOL[dtype])

@@ -291,7 +291,7 @@ def test_layer_gradients_equal_autodiff_through_zero_probes(config_kwargs):
                                        err_msg=f"{name} of layer {l}")
     # The values recorded in the same pass are the network's own.
     p0 = params["layers"][0]
-    np.testing.assert_allclose(layers_stats[0]["pre_activation"], x @ p0["w"] + p0["b"],
+    np.testing.assert_allclose(layers_stats[0]["pre_activation"], x @ p0["w"] + p0["b"][None, :],
                                rtol=1e-12)
     np.testing.assert_allclose(layers_stats[-1]["activation"], aux["outputs"], rtol=1e-12)
 

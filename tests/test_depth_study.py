@@ -204,7 +204,7 @@ def _reference_signals(cfg, params, x, y):
         h = x
         for l in range(n):
             p = params["layers"][l]
-            z = h @ p["w"] + p["b"] + offsets["z"][l]
+            z = h @ p["w"] + p["b"][None, :] + offsets["z"][l]
             if l == n - 1:
                 return losses.softmax_cross_entropy_with_integer_labels(z, y)
             h = act(z) + offsets["a"][l]

@@ -21,13 +21,13 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # scalar leaf, and extra arguments (an array and a Python float).
 def _fn(params, x, scale):
     a, b = params["pair"]
-    h = jnp.tanh(x @ a + b)
+    h = jnp.tanh(x @ a + b[None, :])
     return scale * jnp.sum(h * params["head"]["v"]) + params["s"] ** 2
 
 
 def _grad(params, x, scale):
     a, b = params["pair"]
-    h = jnp.tanh(x @ a + b)
+    h = jnp.tanh(x @ a + b[None, :])
     dh = scale * params["head"]["v"] * (1 - h**2)
     return {
         "pair": (x.T @ dh, dh.sum(0)),

@@ -59,7 +59,8 @@ def test_dense_backward_matches_vjp(use_bias, x_shape):
     )
     x = _normal(1, x_shape)
     y, vjp = jax.vjp(layers.dense_forward, p, x)
-    expected_y = x @ p["w"] + (p["b"] if use_bias else 0.0)
+    xw = x @ p["w"]
+    expected_y = xw + (jnp.broadcast_to(p["b"], xw.shape) if use_bias else 0.0)
     np.testing.assert_allclose(y, expected_y, rtol=1e-12)
     g = _normal(2, y.shape)
     gp_ref, gx_ref = vjp(g)
@@ -196,15 +197,17 @@ def test_batch_norm_train_forward_and_running_update():
     )
     # gamma and beta scale and shift.
     y2, _, _ = layers.batch_norm_forward(params, state, x, train=True, momentum=0.8)
-    np.testing.assert_allclose(y2, params["gamma"] * y + params["beta"], rtol=1e-12)
+    g, b = np.asarray(params["gamma"]), np.asarray(params["beta"])
+    np.testing.assert_allclose(y2, g * np.asarray(y) + b, rtol=1e-12)
 
 
 def test_batch_norm_eval_uses_running_statistics():
     params, state, x = _bn_problem()
+    # reference in numpy: explicit about broadcasting (strict rank promotion is on)
     y, _, new_state = layers.batch_norm_forward(params, state, x, train=False, eps=1e-3)
-    expected = params["gamma"] * (x - state["mean"]) / np.sqrt(state["var"] + 1e-3) + params[
-        "beta"
-    ]
+    p_np, s_np = jax.tree.map(np.asarray, (params, state))
+    expected = p_np["gamma"] * (np.asarray(x) - s_np["mean"]) / np.sqrt(s_np["var"] + 1e-3) \
+        + p_np["beta"]
     np.testing.assert_allclose(y, expected, rtol=1e-12)
     assert new_state is state
 

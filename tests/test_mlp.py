@@ -160,13 +160,13 @@ def test_depth_one_is_a_linear_model():
     x = _x()
     y, new_state = mlp.apply(c, params, state, x, train=True)
     p = params["layers"][0]
-    np.testing.assert_allclose(y, x @ p["w"] + p["b"], rtol=1e-6)
+    np.testing.assert_allclose(y, x @ p["w"] + p["b"][None, :], rtol=1e-6)
     assert y.dtype == jnp.float32 and new_state == state
     c_log = mlp.MLPConfig(layer_sizes=(4, 1), output_activation="sigmoid")
     params_1, state_1 = mlp.init(c_log, KEY)
     y, _ = mlp.apply(c_log, params_1, state_1, x, train=False)
     p = params_1["layers"][0]
-    np.testing.assert_allclose(y, jax.nn.sigmoid(x @ p["w"] + p["b"]), rtol=1e-6)
+    np.testing.assert_allclose(y, jax.nn.sigmoid(x @ p["w"] + p["b"][None, :]), rtol=1e-6)
 
 
 def test_apply_matches_manual_composition():
@@ -175,7 +175,7 @@ def test_apply_matches_manual_composition():
     x = _x()
     y, _ = mlp.apply(c, params, state, x, train=True)
     p0, p1 = params["layers"]
-    expected = jnp.tanh(jnp.tanh(x @ p0["w"] + p0["b"]) @ p1["w"] + p1["b"])
+    expected = jnp.tanh(jnp.tanh(x @ p0["w"] + p0["b"][None, :]) @ p1["w"] + p1["b"][None, :])
     np.testing.assert_allclose(y, expected, rtol=1e-5)
 
 
@@ -208,8 +208,8 @@ def test_dropout_in_apply():
     ct = dataclasses.replace(c, dropout_inverted=False, output_activation="linear")
     y_text, _ = mlp.apply(ct, params, state, x, train=False)
     p0, p1 = params["layers"]
-    h = 0.5 * jax.nn.relu(x @ p0["w"] + p0["b"])
-    np.testing.assert_allclose(y_text, h @ p1["w"] + p1["b"], rtol=1e-5, atol=1e-6)
+    h = 0.5 * jax.nn.relu(x @ p0["w"] + p0["b"][None, :])
+    np.testing.assert_allclose(y_text, h @ p1["w"] + p1["b"][None, :], rtol=1e-5, atol=1e-6)
 
 
 def test_dropout_key_is_fold_in_per_layer():
@@ -225,7 +225,7 @@ def test_batch_norm_train_updates_state_and_eval_uses_it(position):
     params, state = mlp.init(c, KEY)
     x = 2.0 + _x(batch=16)
     p0 = params["layers"][0]
-    z = x @ p0["w"] + p0["b"]
+    z = x @ p0["w"] + p0["b"][None, :]
     bn_in = z if position == "before_activation" else jax.nn.relu(z)
     _, new_state = mlp.apply(c, params, state, x, train=True)
     n = x.shape[0]
@@ -237,10 +237,10 @@ def test_batch_norm_train_updates_state_and_eval_uses_it(position):
     y, eval_state = mlp.apply(c, params, new_state, x, train=False)
     assert eval_state == new_state
     rs = new_state["layers"][0]["bn"]
-    normed = (bn_in - rs["mean"]) / jnp.sqrt(rs["var"] + 1e-5)
+    normed = (bn_in - rs["mean"][None, :]) / jnp.sqrt(rs["var"] + 1e-5)[None, :]
     h = jax.nn.relu(normed) if position == "before_activation" else normed
     p1 = params["layers"][1]
-    np.testing.assert_allclose(y, h @ p1["w"] + p1["b"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y, h @ p1["w"] + p1["b"][None, :], rtol=1e-4, atol=1e-5)
     # ... while train mode uses the batch statistics: a different output.
     y_train, _ = mlp.apply(c, params, new_state, x, train=True)
     assert not np.allclose(y, y_train)

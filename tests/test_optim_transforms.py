@@ -337,7 +337,7 @@ def test_traced_hyperparameters_are_accepted_and_vmappable():
 
     rates = jnp.array([0.1, 0.2, 0.4], jnp.float32)
     out = jax.jit(jax.vmap(first_update, in_axes=(None, 0)))(jnp.float32(0.9), rates)
-    np.testing.assert_allclose(out, -rates[:, None] * jnp.sign(g), rtol=1e-5)
+    np.testing.assert_allclose(out, -rates[:, None] * jnp.sign(g)[None, :], rtol=1e-5)
 
 
 BAD_ARGUMENTS = [
