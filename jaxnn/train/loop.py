@@ -463,14 +463,13 @@ def train_and_evaluate(
         if stopper.should_stop:
             stopped_early = True
 
-    x_train = jnp.asarray(ds.x_train)
-    y_train = jnp.asarray(ds.y_train)
+    # The training set goes to the device(s) once, straight from the host arrays.
     if multi:
         state, x_train, y_train = put((state, ds.x_train, ds.y_train))
     elif replicated is not None:
-        state = jax.device_put(state, replicated)
-        x_train = jax.device_put(x_train, replicated)
-        y_train = jax.device_put(y_train, replicated)
+        state, x_train, y_train = jax.device_put((state, ds.x_train, ds.y_train), replicated)
+    else:
+        x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
 
     metrics_fn = metrics_fn_for_loss(t.loss)
     step_fn = make_train_step(
