@@ -29,17 +29,6 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _workers(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"got {text!r}, expected an integer >= 0 (0 = one per core)") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"got {n}, expected an integer >= 0 (0 = one per core)")
-    return n
-
-
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="depth_study.py",
                 description="Vanishing/exploding-gradient depth study (table, plots, report).")
@@ -48,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a study field, e.g. --set depths=[2,4,8] (repeatable)")
     p.add_argument("--workdir", help="output directory (default: runs/<config name>)")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
-    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+    p.add_argument("--workers", type=int, default=1, metavar="N",
                    help="CPU processes, each pinned to its own cores, to spread the shape "
                         "groups over (0: one per core; default 1)")
     p.add_argument("--no-plots", action="store_true", help="write the table and report only")
@@ -62,12 +51,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxnn.config import ConfigError
     from jaxnn.data.idx import DataError
     from jaxnn.studies import depth, depth_report
+    from jaxnn.studies.workers import core_shares
 
     try:
         overrides = list(args.overrides)
         if args.data_dir is not None:
             overrides.append(f"data_dir={args.data_dir}")
         cfg = depth.load_config(args.config, overrides)
+        if args.workers != 1:
+            core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
         workdir = pathlib.Path(args.workdir or pathlib.Path("runs") / stem)
         log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
