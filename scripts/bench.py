@@ -30,14 +30,24 @@ of one workload are built and warmed up first (the warm-up run is excluded, and 
 time minus the median timed run is reported as the compile time), then timed
 alternately -- ``repeats`` rounds, each round running every implementation once, the
 starting implementation rotating -- and the median is reported. Peak memory is the
-largest device ``bytes_in_use`` (GPU) or process RSS (CPU) sampled during the
-implementation's compile and warm-up, minus the value just before it: an estimate of
-what that implementation adds, not an exact high-water mark.
+largest device ``bytes_in_use`` (GPU) or process RSS (CPU, worker processes included)
+sampled during the implementation's compile and warm-up, minus the value just before it:
+an estimate of what that implementation adds, not an exact high-water mark.
+
+Worker processes: on a CPU with more than one usable core, W3 has one more jaxnn row,
+"pinned processes": the seeds are split over one worker process per core
+(:class:`jaxnn.studies.workers.CorePool`, the pool behind ``depth_study.py --workers``),
+each pinned to its own core and running the same vmapped kernel on its share. Every peer
+runs in one process, as its idiomatic loop does; the summary gives the ratios of the best
+one-process jaxnn row as well. The workers import this file again (``spawn``), so it is
+run as a script or imported under the module name ``bench`` with ``scripts/`` on
+``sys.path``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -152,10 +162,35 @@ def _memory_now() -> tuple[float, float | None]:
             pass
     try:
         with open("/proc/self/statm") as f:
-            return float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"), None
+            own = float(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        return own + _children_rss(), None
     except OSError:
         # maxrss is in KiB on Linux; a high-water mark, the best we have without /proc
         return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024.0, None
+
+
+def _children_rss() -> float:
+    """Resident set size of this process's child processes (the worker processes of a
+    multi-process row), from ``/proc``; 0 where that is not readable."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    pids: set[str] = set()
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                with open(f"/proc/self/task/{tid}/children") as f:
+                    pids.update(f.read().split())
+            except OSError:
+                continue
+    except OSError:
+        return 0.0
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                total += float(f.read().split()[1]) * page
+        except OSError:
+            continue
+    return total
 
 
 class MemorySampler:
@@ -201,11 +236,14 @@ class Impl:
       setup: builds everything (models, optimizer state, jitted functions) and returns
         ``run``, a callable doing ONE timed unit of work and blocking until it is done.
       family: ``"jaxnn"``, ``"flax"``, ``"torch"`` (for the peer ratios) or ``"ref"``.
+      processes: the operating-system processes doing the work (1 for every peer; more
+        for the jaxnn rows that spread independent models over pinned worker processes).
     """
 
     name: str
     setup: Callable[[], Callable[[], Any]]
     family: str
+    processes: int = 1
 
 
 @dataclasses.dataclass
@@ -222,6 +260,7 @@ class Result:
     flops: float  # FLOPs per timed unit (0 when not counted)
     unit: str = "samples/s"
     skipped: str | None = None
+    processes: int = 1
 
     @property
     def median_s(self) -> float:
@@ -245,6 +284,7 @@ class Result:
             "unit": self.unit, "median_s": self.median_s, "times_s": self.times,
             "throughput": self.throughput, "compile_s": self.compile_s,
             "peak_mb": self.peak_bytes / 2**20, "gflops": self.gflops, "skipped": self.skipped,
+            "processes": self.processes,
         }
 
 
@@ -291,14 +331,14 @@ def measure(
             msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
             log(f"  [{workload}] {impl.name} FAILED, left out: {msg}")
             failed.append(Result(workload, impl.name, impl.family, [], float("nan"), 0.0,
-                                 samples, flops, unit, skipped=msg))
+                                 samples, flops, unit, skipped=msg, processes=impl.processes))
             continue
         peak = mem.peak_bytes
         if torch_cuda is not None:  # torch's CUDA allocator is invisible to JAX's stats
             peak = max(peak, float(torch_cuda.max_memory_allocated() - torch_base))
         runs.append(run)
         results.append(Result(workload, impl.name, impl.family, [], first, peak,
-                              samples, flops, unit))
+                              samples, flops, unit, processes=impl.processes))
     for r in range(repeats):
         for k in range(len(runs)):
             i = (r + k) % len(runs)
@@ -746,10 +786,59 @@ def _w3_single(cfg: mlp.MLPConfig, steps: int, batch: int, lr: float, grad: str)
     return fn
 
 
+# W3 in worker processes: each worker builds the vmapped kernel once, compiled ahead of
+# time for the share sizes it may get, and keeps the data on its device.
+_W3_WORKER: dict[str, Any] = {}
+
+
+def _w3_worker_init(layer_sizes: tuple[int, ...], steps: int, batch: int, lr: float,
+                    grad: str, x: np.ndarray, y: np.ndarray, share_sizes: tuple[int, ...]):
+    cfg = _jaxnn_mlp(layer_sizes, "tanh", "glorot_normal")
+    fn = jax.jit(jax.vmap(_w3_single(cfg, steps, batch, lr, grad), in_axes=(0, None, None)))
+    xd, yd = jnp.asarray(x), jnp.asarray(y)
+    _W3_WORKER.update(x=xd, y=yd, compiled={})
+    for n in sorted(set(share_sizes)):
+        keys = jax.random.split(jax.random.key(0), n)
+        _W3_WORKER["compiled"][n] = fn.lower(keys, xd, yd).compile()
+
+
+def _w3_worker_task(key_data: np.ndarray) -> np.ndarray:
+    """Train the seeds whose raw key data is ``key_data``; their final losses."""
+    keys = jax.random.wrap_key_data(jnp.asarray(key_data))
+    return np.asarray(_W3_WORKER["compiled"][len(key_data)](keys, _W3_WORKER["x"],
+                                                            _W3_WORKER["y"]))
+
+
+def w3_pool_impl(layer_sizes: tuple[int, ...], steps: int, batch: int, lr: float, grad: str,
+                 keys: jax.Array, x, y, workers: int, cleanup: contextlib.ExitStack) -> Impl:
+    """W3 with the seeds split over ``workers`` pinned CPU processes (``CorePool``), each
+    running the vmapped kernel on its share; ``cleanup`` shuts the pool down."""
+    from jaxnn.studies.workers import CorePool, core_shares  # noqa: PLC0415
+
+    n = len(core_shares(workers))
+    shares = [a for a in np.array_split(np.asarray(jax.random.key_data(keys)), n) if len(a)]
+
+    def setup():
+        pool = CorePool(n, initializer=_w3_worker_init,
+                        initargs=(tuple(layer_sizes), steps, batch, lr, grad, np.asarray(x),
+                                  np.asarray(y), tuple(len(a) for a in shares)))
+        cleanup.callback(pool.shutdown)
+
+        def run():
+            futures = [pool.submit(_w3_worker_task, a) for a in shares]
+            return np.concatenate([f.result() for f in futures])
+
+        return run
+
+    return Impl(f"jaxnn {grad} vmap, {n} pinned processes", setup, "jaxnn", processes=n)
+
+
 def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
     """Depth-study kernel: ``seeds`` deep tanh MLPs trained for ``steps`` SGD steps."""
     import flax.linen as nn  # noqa: PLC0415
     from flax.training import train_state  # noqa: PLC0415
+
+    from jaxnn.studies.workers import usable_cores  # noqa: PLC0415
 
     depth, width, b = sizes.w3_depth, sizes.w3_width, sizes.w3_batch
     steps, seeds, lr = sizes.w3_steps, sizes.w3_seeds, 0.01
@@ -808,8 +897,17 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
     else:
         impls += [_w3_torch(torch, layer_sizes, b, steps, seeds, lr, x, y)]
     n = steps * b * seeds
-    return measure("w3", impls, repeats=repeats, samples=n, flops=train_flops(layer_sizes) * n,
-                   log=log)
+    with contextlib.ExitStack() as cleanup:
+        cores = len(usable_cores())
+        if jax.default_backend() != "cpu":
+            log("  [w3] pinned-process row skipped: worker processes are for the CPU backend")
+        elif cores < 2 or seeds < 2:
+            log(f"  [w3] pinned-process row skipped: {cores} usable core(s), {seeds} seed(s)")
+        else:
+            impls.insert(1, w3_pool_impl(layer_sizes, steps, b, lr, "manual", keys, x, y,
+                                         min(cores, seeds), cleanup))
+        return measure("w3", impls, repeats=repeats, samples=n,
+                       flops=train_flops(layer_sizes) * n, log=log)
 
 
 def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
@@ -905,18 +1003,29 @@ def summary(results: Sequence[Result], best_gflops: float | None) -> dict[str, A
         rows = [r for r in by.get(wl, {}).values() if r.times]
         if not rows:
             continue
-        jx = max((r for r in rows if r.family == "jaxnn"), key=lambda r: r.throughput)
-        entry: dict[str, Any] = {"best_jaxnn": jx.name, "best_jaxnn_throughput": jx.throughput}
-        for fam in ("flax", "torch"):
-            peers = [r for r in rows if r.family == fam]
-            if peers:
-                p = max(peers, key=lambda r: r.throughput)
-                entry[f"over_best_{fam}"] = jx.throughput / p.throughput
-                entry[f"best_{fam}"] = p.name
-        if best_gflops:
-            entry["fraction_of_best_matmul"] = jx.gflops / best_gflops
+        mine = [r for r in rows if r.family == "jaxnn"]
+        jx = max(mine, key=lambda r: r.throughput)
+        entry = _ratios(jx, rows, best_gflops)
+        one = [r for r in mine if r.processes == 1]
+        if jx.processes > 1 and one:  # the peers run in one process: show that too
+            entry["one_process"] = _ratios(max(one, key=lambda r: r.throughput), rows,
+                                           best_gflops)
         out[wl] = entry
     return out
+
+
+def _ratios(jx: Result, rows: Sequence[Result], best_gflops: float | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"best_jaxnn": jx.name, "best_jaxnn_throughput": jx.throughput,
+                             "processes": jx.processes}
+    for fam in ("flax", "torch"):
+        peers = [r for r in rows if r.family == fam]
+        if peers:
+            p = max(peers, key=lambda r: r.throughput)
+            entry[f"over_best_{fam}"] = jx.throughput / p.throughput
+            entry[f"best_{fam}"] = p.name
+    if best_gflops:
+        entry["fraction_of_best_matmul"] = jx.gflops / best_gflops
+    return entry
 
 
 TARGETS = {"w1": {"flax": 1.5, "torch": 1.5}, "w2": {"flax": 1.4, "torch": 1.5},
@@ -933,19 +1042,24 @@ def summary_text(s: dict[str, Any]) -> str:
     for wl in ("w1", "w2", "w3"):
         if wl not in s:
             continue
-        e = s[wl]
-        parts = [f"{wl}: best jaxnn = {e['best_jaxnn']}"]
-        for fam in ("flax", "torch"):
-            if f"over_best_{fam}" in e:
-                ratio, target = e[f"over_best_{fam}"], TARGETS[wl][fam]
-                ok = "met" if ratio >= target else "MISSED"
-                parts.append(f"{ratio:.2f}x {e[f'best_{fam}']} (target >= {target}: {ok})")
-        if "fraction_of_best_matmul" in e:
-            frac = e["fraction_of_best_matmul"]
-            extra = f" (target >= 70%: {'met' if frac >= 0.7 else 'MISSED'})" if wl == "w2" else ""
-            parts.append(f"{100 * frac:.0f}% of best matmul{extra}")
-        lines.append("; ".join(parts))
+        lines.append(_ratio_line(wl, f"{wl}: best jaxnn", s[wl]))
+        if "one_process" in s[wl]:
+            lines.append(_ratio_line(wl, f"{wl}: best one-process jaxnn", s[wl]["one_process"]))
     return "\n".join(lines)
+
+
+def _ratio_line(wl: str, label: str, e: dict[str, Any]) -> str:
+    parts = [f"{label} = {e['best_jaxnn']}"]
+    for fam in ("flax", "torch"):
+        if f"over_best_{fam}" in e:
+            ratio, target = e[f"over_best_{fam}"], TARGETS[wl][fam]
+            ok = "met" if ratio >= target else "MISSED"
+            parts.append(f"{ratio:.2f}x {e[f'best_{fam}']} (target >= {target}: {ok})")
+    if "fraction_of_best_matmul" in e:
+        frac = e["fraction_of_best_matmul"]
+        extra = f" (target >= 70%: {'met' if frac >= 0.7 else 'MISSED'})" if wl == "w2" else ""
+        parts.append(f"{100 * frac:.0f}% of best matmul{extra}")
+    return "; ".join(parts)
 
 
 # ----------------------------------------------------------------------------- driver

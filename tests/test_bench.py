@@ -3,10 +3,14 @@ it compares do the same work. No timing thresholds here (speed is measured by th
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import dataclasses
+import importlib
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -14,10 +18,12 @@ import numpy as np
 import pytest
 from conftest import REPO_ROOT
 
-_spec = importlib.util.spec_from_file_location("jaxnn_bench", REPO_ROOT / "scripts" / "bench.py")
-bench = importlib.util.module_from_spec(_spec)
-sys.modules["jaxnn_bench"] = bench
-_spec.loader.exec_module(bench)
+# Imported as `bench` from scripts/ on sys.path: the W3 worker processes (spawn) import
+# it again by that name to unpickle their tasks, and they inherit this sys.path.
+if str(REPO_ROOT / "scripts") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+bench = importlib.import_module("bench")
+assert Path(bench.__file__).resolve() == (REPO_ROOT / "scripts" / "bench.py").resolve()
 
 TINY = bench.Sizes(n_train=512, in_dim=16, classes=4, w1_hidden=(8, 8), w2_hidden=(8,),
                    batch=32, w3_depth=3, w3_width=8, w3_batch=16, w3_steps=4, w3_seeds=3,
@@ -134,6 +140,48 @@ def test_w3_vmap_over_seeds_matches_the_loop_over_seeds():
     looped = jnp.stack([jax.jit(single)(k, x, y) for k in keys])
     np.testing.assert_allclose(vmapped, looped, rtol=1e-5)
     assert len(set(np.asarray(looped).tolist())) == 3  # the seeds differ
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity")
+                    else True, reason="needs 2 usable CPU cores (Linux affinity)")
+def test_w3_pinned_processes_give_the_one_process_losses():
+    """The multi-process W3 row trains the same seeds as the vmapped one-process row: the
+    seeds are split 2 + 1 over two pinned workers and the losses come back in order."""
+    x, y = bench.synthetic_mnist(jax.random.key(0), TINY.n_train, TINY.in_dim, TINY.classes)
+    sizes = (TINY.in_dim, 8, 8, 8, TINY.classes)
+    cfg = bench._jaxnn_mlp(sizes, "tanh", "glorot_normal")
+    keys = jax.random.split(jax.random.key(3), 3)
+    one = jax.jit(jax.vmap(bench._w3_single(cfg, 4, 16, 0.01, "manual"),
+                           in_axes=(0, None, None)))(keys, x, y)
+    with contextlib.ExitStack() as cleanup:
+        impl = bench.w3_pool_impl(sizes, 4, 16, 0.01, "manual", keys, x, y, 2, cleanup)
+        assert impl.processes == 2 and impl.family == "jaxnn"
+        assert impl.name == "jaxnn manual vmap, 2 pinned processes"
+        run = impl.setup()
+        first, second = run(), run()
+    np.testing.assert_allclose(first, one, rtol=1e-5)
+    np.testing.assert_array_equal(first, second)
+    assert len(set(first.tolist())) == 3  # three different seeds, in the original order
+
+
+def test_summary_gives_the_one_process_ratios_when_the_best_row_uses_workers():
+    rows = [
+        _result("w3", "jaxnn vmap", "jaxnn", 0.50),
+        dataclasses.replace(_result("w3", "jaxnn vmap, 2 pinned processes", "jaxnn", 0.40),
+                            processes=2),
+        _result("w3", "flax linen", "flax", 0.48),
+    ]
+    s = bench.summary(rows, None)["w3"]
+    assert s["best_jaxnn"] == "jaxnn vmap, 2 pinned processes" and s["processes"] == 2
+    assert s["over_best_flax"] == pytest.approx(1.2)
+    assert s["one_process"]["best_jaxnn"] == "jaxnn vmap"
+    assert s["one_process"]["over_best_flax"] == pytest.approx(0.96)
+    text = bench.summary_text({"w3": s})
+    assert ("w3: best jaxnn = jaxnn vmap, 2 pinned processes; 1.20x flax linen "
+            "(target >= 1.2: met)") in text
+    assert ("w3: best one-process jaxnn = jaxnn vmap; 0.96x flax linen (target >= 1.2: MISSED)"
+            in text)
+    assert "one_process" not in bench.summary(rows[:1] + rows[2:], None)["w3"]
 
 
 @pytest.mark.parametrize("argv,needle", [
