@@ -23,7 +23,7 @@ import pathlib
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -66,7 +66,7 @@ class ModelConfig:
     activation_kwargs: dict[str, float] = dataclasses.field(default_factory=dict)
     initializer: str = "he_normal"  # any name in jaxnn.initializers.names()
     initializer_kwargs: dict[str, float] = dataclasses.field(default_factory=dict)
-    use_bias: bool = True
+    use_bias: bool | Literal["auto"] = True  # "auto": none on hidden layers feeding batch norm
     dropout_rate: float = 0.0  # on hidden layers, in [0, 1)
     dropout_inverted: bool = True  # False: the textbook variant (scale at test time)
     batch_norm: bool = False  # on hidden layers
@@ -221,6 +221,10 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is typing.Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    if tp is bool:
+        return "true or false"
     if origin is not None:
         return getattr(origin, "__name__", str(origin))
     if tp is type(None):
@@ -245,6 +249,10 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
                 return _coerce(key, value, arg)
             except ConfigError as e:
                 errors.append(e)
+        raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
+    if origin is typing.Literal:
+        if isinstance(value, str) and value in typing.get_args(tp):
+            return value
         raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):

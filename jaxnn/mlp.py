@@ -100,7 +100,11 @@ class MLPConfig:
       initializer: kernel initializer name(s) from :func:`jaxnn.initializers.names`: one for
         all layers or one per weight layer. Biases start at zero.
       initializer_kwargs: keyword parameters for the initializer(s), e.g. ``(("stddev", 0.01),)``.
-      use_bias: whether every dense layer has a bias.
+      use_bias: ``True`` (every dense layer has a bias), ``False`` (none has) or
+        ``"auto"``: no bias on the hidden layers whose output goes straight into batch
+        norm (``batch_norm`` with ``batch_norm_position="before_activation"``), where the
+        normalization subtracts the bias again and ``beta`` takes its place; a bias
+        everywhere else. Which layers have one: :meth:`has_bias`.
       dropout_rate: drop probability on hidden layers, in ``[0, 1)``.
       dropout_inverted: inverted dropout (scale at training) or textbook (scale at eval).
       batch_norm: batch normalization on hidden layers.
@@ -119,7 +123,7 @@ class MLPConfig:
     activation_kwargs: tuple[tuple[str, float], ...] = ()
     initializer: str | tuple[str, ...] = "he_normal"
     initializer_kwargs: tuple[tuple[str, float], ...] = ()
-    use_bias: bool = True
+    use_bias: bool | str = True
     dropout_rate: float = 0.0
     dropout_inverted: bool = True
     batch_norm: bool = False
@@ -215,8 +219,11 @@ class MLPConfig:
             if not isinstance(v, bool):
                 raise ValueError(f"MLPConfig: {field} must be True or False, got {v!r}")
 
-        for field in ("use_bias", "dropout_inverted", "batch_norm"):
+        for field in ("dropout_inverted", "batch_norm"):
             check_bool(field)
+        if not isinstance(self.use_bias, bool) and self.use_bias != "auto":
+            raise ValueError(f"MLPConfig: use_bias must be True, False or 'auto', "
+                             f"got {self.use_bias!r}")
 
         def check_number(field: str, ok: Callable[[float], bool], allowed: str) -> None:
             v = getattr(self, field)
@@ -261,6 +268,14 @@ class MLPConfig:
             return self.dense_width(layer)
         return self.layer_sizes[layer + 1]
 
+    def has_bias(self, layer: int) -> bool:
+        """Whether dense ``layer`` has a bias (see ``use_bias``)."""
+        if self.use_bias != "auto":
+            return bool(self.use_bias)
+        hidden = layer < self.num_layers - 1
+        return not (hidden and self.batch_norm
+                    and self.batch_norm_position == "before_activation")
+
     def layer_initializer(self, layer: int) -> str:
         """The kernel initializer name of ``layer``."""
         if isinstance(self.initializer, str):
@@ -303,7 +318,7 @@ def init(config: MLPConfig, key: Array, *, dtype: Any = jnp.float32) -> tuple[Pa
             config.layer_sizes[l],
             config.dense_width(l),
             kernel_init=kernel_init,
-            use_bias=config.use_bias,
+            use_bias=config.has_bias(l),
             dtype=dtype,
         )
         s: dict[str, Any] = {}

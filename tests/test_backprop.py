@@ -173,6 +173,7 @@ OPTIONS = {
     "bn_before": dict(batch_norm=True),
     "bn_after": dict(batch_norm=True, batch_norm_position="after_activation"),
     "bn_before_no_bias": dict(batch_norm=True, use_bias=False),
+    "bn_before_auto_bias": dict(batch_norm=True, use_bias="auto"),
     "bn_before_maxout": dict(batch_norm=True, hidden_activation="maxout"),
     "bn_after_prelu": dict(batch_norm=True, batch_norm_position="after_activation",
                            hidden_activation="prelu"),

@@ -43,6 +43,8 @@ def _x(batch=6, features=4, dtype=jnp.float32, seed=1):
         ({"initializer": ("he_normal", "he_normal", "he_normal")}, "initializer"),
         ({"initializer_kwargs": (("stddev", 0.1),)}, "initializer"),  # he_normal has no stddev
         ({"use_bias": "yes"}, "use_bias"),
+        ({"use_bias": "AUTO"}, "use_bias"),
+        ({"use_bias": 1}, "use_bias"),
         ({"dropout_rate": 1.0}, "dropout_rate"),
         ({"dropout_rate": -0.1}, "dropout_rate"),
         ({"batch_norm": 1}, "batch_norm"),
@@ -126,6 +128,35 @@ def test_init_layout_with_everything():
     pp, _ = mlp.init(cp, KEY)
     np.testing.assert_allclose(pp["layers"][0]["alpha"], np.full(8, 0.1, np.float32))
     assert "alpha" not in pp["layers"][1]
+
+
+@pytest.mark.parametrize("batch_norm, position, expected", [
+    (True, "before_activation", [False, False, True]),  # batch norm removes the bias again
+    (True, "after_activation", [True, True, True]),
+    (False, "before_activation", [True, True, True]),
+])
+def test_auto_bias_drops_only_the_biases_that_batch_norm_cancels(batch_norm, position, expected):
+    c = mlp.MLPConfig(layer_sizes=(4, 8, 5, 3), use_bias="auto", batch_norm=batch_norm,
+                      batch_norm_position=position)
+    assert [c.has_bias(l) for l in range(3)] == expected
+    params, _ = mlp.init(c, KEY)
+    assert ["b" in p for p in params["layers"]] == expected
+    x = _x()
+    logits, _ = mlp.apply(c, params, mlp.init(c, KEY)[1], x, train=True)
+    assert logits.shape == (6, 3) and bool(jnp.all(jnp.isfinite(logits)))
+    # Batch norm before the activation makes a hidden bias a no-op in training mode:
+    # the same network with biases set to 5 computes the same logits.
+    if batch_norm and position == "before_activation":
+        full = dataclasses.replace(c, use_bias=True)
+        pf, sf = mlp.init(full, KEY)
+        for l in range(2):
+            pf["layers"][l]["w"] = params["layers"][l]["w"]
+            pf["layers"][l]["b"] = jnp.full_like(pf["layers"][l]["b"], 5.0)
+        pf["layers"][2] = params["layers"][2]
+        with_bias, _ = mlp.apply(full, pf, sf, x, train=True)
+        np.testing.assert_allclose(with_bias, logits, rtol=1e-4, atol=1e-5)
+    assert mlp.MLPConfig(layer_sizes=(4, 3), use_bias=True).has_bias(0)
+    assert not mlp.MLPConfig(layer_sizes=(4, 3), use_bias=False).has_bias(0)
 
 
 def test_init_per_layer_initializer_and_kwargs():

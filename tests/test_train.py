@@ -387,6 +387,17 @@ def test_cross_entropy_with_one_hot_labels_is_refused_clearly(tmp_path):
         train_and_evaluate(_load(None, "training.loss=softmax_cross_entropy"), tmp_path / "x")
 
 
+def test_use_bias_auto_reaches_the_model_and_bad_values_are_named(tmp_path):
+    cfg = C.load(None, ["model.batch_norm=true", "model.use_bias=auto"])
+    m = loop_lib.build_experiment(cfg).mlp_config
+    assert m.use_bias == "auto"
+    assert [m.has_bias(l) for l in range(m.num_layers)] == [False] * (m.num_layers - 1) + [True]
+    for value in ("sometimes", "1"):
+        with pytest.raises(ConfigError, match=f"model.use_bias: got '?{value}'?, "
+                                              "expected true or false or 'auto'"):
+            C.load(None, [f"model.use_bias={value}"])
+
+
 def test_mlp_config_carries_every_model_field_and_names_bad_ones():
     cfg = C.load(None, ["model.hidden_activation=leaky_relu",
                         "model.activation_kwargs={negative_slope: 0.2}",
