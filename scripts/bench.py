@@ -903,6 +903,9 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
             log("  [w3] pinned-process row skipped: worker processes are for the CPU backend")
         elif cores < 2 or seeds < 2:
             log(f"  [w3] pinned-process row skipped: {cores} usable core(s), {seeds} seed(s)")
+        elif __name__ not in ("__main__", "bench"):
+            log(f"  [w3] pinned-process row skipped: this file was imported as {__name__!r}; "
+                f"worker processes can import it only as a script or as 'bench'")
         else:
             impls.insert(1, w3_pool_impl(layer_sizes, steps, b, lr, "manual", keys, x, y,
                                          min(cores, seeds), cleanup))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import subprocess
@@ -162,6 +163,20 @@ def test_w3_pinned_processes_give_the_one_process_losses():
     np.testing.assert_allclose(first, one, rtol=1e-5)
     np.testing.assert_array_equal(first, second)
     assert len(set(first.tolist())) == 3  # three different seeds, in the original order
+
+
+def test_w3_leaves_out_the_process_row_when_workers_could_not_import_the_file(monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_elsewhere", bench.__file__)
+    other = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "bench_elsewhere", other)
+    spec.loader.exec_module(other)
+    x, y = other.synthetic_mnist(jax.random.key(0), TINY.n_train, TINY.in_dim, TINY.classes)
+    logs = []
+    rows = other.section_w3(TINY, x, y, 1, logs.append)
+    assert all(r.processes == 1 and r.times for r in rows)
+    assert "jaxnn manual vmap over seeds" in [r.name for r in rows]
+    assert any("pinned-process row skipped" in m and "'bench_elsewhere'" in m for m in logs) \
+        or any("pinned-process row skipped" in m and "core(s)" in m for m in logs), logs
 
 
 def test_summary_gives_the_one_process_ratios_when_the_best_row_uses_workers():
