@@ -214,11 +214,12 @@ def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
 
 
 def test_quick_run_end_to_end(tmp_path):
-    """The real script: every W1 row timed ``repeats`` times, ratios consistent with rows."""
+    """The real script: every W1 row timed ``repeats`` times, ratios consistent with rows;
+    W3's worker processes import the script as ``__mp_main__`` and run."""
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, str(REPO_ROOT / "scripts" / "bench.py"), "--quick",
-         "--workloads", "matmul,w1", "--repeats", "2", "--json", str(out)],
+         "--workloads", "matmul,w1,w3", "--repeats", "2", "--json", str(out)],
         capture_output=True, text=True, timeout=600, cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -237,3 +238,8 @@ def test_quick_run_end_to_end(tmp_path):
     assert data["environment"]["quick"] is True and data["environment"]["repeats"] == 2
     assert "| w1 | flax linen loop |" in data["table"]
     assert "w1: best jaxnn = " in proc.stdout
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    if cores >= 2:
+        r = rows[("w3", "jaxnn manual vmap, 2 pinned processes")]
+        assert r["processes"] == 2 and len(r["times_s"]) == 2 and r["skipped"] is None
+    assert rows[("w3", "jaxnn manual vmap over seeds")]["processes"] == 1
