@@ -37,7 +37,8 @@ an estimate of what that implementation adds, not an exact high-water mark.
 Worker processes: on a CPU with more than one usable core, W3 has one more jaxnn row,
 "pinned processes": the seeds are split over one worker process per core
 (:class:`jaxnn.studies.workers.CorePool`, the pool behind ``depth_study.py --workers``),
-each pinned to its own core and running the same vmapped kernel on its share. Every peer
+each pinned to its own core and running the same kernel on its share (autodiff, in a loop
+over its seeds: on one core that beats vmap). Every peer
 runs in one process, as its idiomatic loop does; the summary gives the ratios of the best
 one-process jaxnn row as well. The workers import this file again (``spawn``), so it is
 run as a script or imported under the module name ``bench`` with ``scripts/`` on
@@ -786,33 +787,44 @@ def _w3_single(cfg: mlp.MLPConfig, steps: int, batch: int, lr: float, grad: str)
     return fn
 
 
-# W3 in worker processes: each worker builds the vmapped kernel once, compiled ahead of
-# time for the share sizes it may get, and keeps the data on its device.
+# W3 in worker processes: each worker builds the kernel once, compiled ahead of time for
+# the share sizes it may get (vmapped) or for one seed (looped), and keeps the data on its
+# device.
 _W3_WORKER: dict[str, Any] = {}
 
 
 def _w3_worker_init(layer_sizes: tuple[int, ...], steps: int, batch: int, lr: float,
-                    grad: str, x: np.ndarray, y: np.ndarray, share_sizes: tuple[int, ...]):
+                    grad: str, vmapped: bool, x: np.ndarray, y: np.ndarray,
+                    share_sizes: tuple[int, ...]):
     cfg = _jaxnn_mlp(layer_sizes, "tanh", "glorot_normal")
-    fn = jax.jit(jax.vmap(_w3_single(cfg, steps, batch, lr, grad), in_axes=(0, None, None)))
+    single = _w3_single(cfg, steps, batch, lr, grad)
     xd, yd = jnp.asarray(x), jnp.asarray(y)
-    _W3_WORKER.update(x=xd, y=yd, compiled={})
-    for n in sorted(set(share_sizes)):
-        keys = jax.random.split(jax.random.key(0), n)
-        _W3_WORKER["compiled"][n] = fn.lower(keys, xd, yd).compile()
+    _W3_WORKER.update(x=xd, y=yd, vmapped=vmapped, compiled={})
+    if vmapped:
+        fn = jax.jit(jax.vmap(single, in_axes=(0, None, None)))
+        for n in sorted(set(share_sizes)):
+            keys = jax.random.split(jax.random.key(0), n)
+            _W3_WORKER["compiled"][n] = fn.lower(keys, xd, yd).compile()
+    else:
+        _W3_WORKER["compiled"][1] = jax.jit(single).lower(jax.random.key(0), xd, yd).compile()
 
 
 def _w3_worker_task(key_data: np.ndarray) -> np.ndarray:
     """Train the seeds whose raw key data is ``key_data``; their final losses."""
+    w = _W3_WORKER
     keys = jax.random.wrap_key_data(jnp.asarray(key_data))
-    return np.asarray(_W3_WORKER["compiled"][len(key_data)](keys, _W3_WORKER["x"],
-                                                            _W3_WORKER["y"]))
+    if w["vmapped"]:
+        return np.asarray(w["compiled"][len(key_data)](keys, w["x"], w["y"]))
+    return np.asarray(jax.block_until_ready([w["compiled"][1](k, w["x"], w["y"])
+                                             for k in keys]))
 
 
 def w3_pool_impl(layer_sizes: tuple[int, ...], steps: int, batch: int, lr: float, grad: str,
-                 keys: jax.Array, x, y, workers: int, cleanup: contextlib.ExitStack) -> Impl:
+                 vmapped: bool, keys: jax.Array, x, y, workers: int,
+                 cleanup: contextlib.ExitStack) -> Impl:
     """W3 with the seeds split over ``workers`` pinned CPU processes (``CorePool``), each
-    running the vmapped kernel on its share; ``cleanup`` shuts the pool down."""
+    running the kernel on its share, vmapped or in a loop over its seeds; ``cleanup``
+    shuts the pool down."""
     from jaxnn.studies.workers import CorePool, core_shares  # noqa: PLC0415
 
     n = len(core_shares(workers))
@@ -820,8 +832,8 @@ def w3_pool_impl(layer_sizes: tuple[int, ...], steps: int, batch: int, lr: float
 
     def setup():
         pool = CorePool(n, initializer=_w3_worker_init,
-                        initargs=(tuple(layer_sizes), steps, batch, lr, grad, np.asarray(x),
-                                  np.asarray(y), tuple(len(a) for a in shares)))
+                        initargs=(tuple(layer_sizes), steps, batch, lr, grad, vmapped,
+                                  np.asarray(x), np.asarray(y), tuple(len(a) for a in shares)))
         cleanup.callback(pool.shutdown)
 
         def run():
@@ -830,7 +842,8 @@ def w3_pool_impl(layer_sizes: tuple[int, ...], steps: int, batch: int, lr: float
 
         return run
 
-    return Impl(f"jaxnn {grad} vmap, {n} pinned processes", setup, "jaxnn", processes=n)
+    how = "vmap" if vmapped else "loop"
+    return Impl(f"jaxnn {grad} {how}, {n} pinned processes", setup, "jaxnn", processes=n)
 
 
 def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
@@ -907,8 +920,10 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
             log(f"  [w3] pinned-process row skipped: this file was imported as {__name__!r}; "
                 f"worker processes can import it only as a script or as 'bench'")
         else:
-            impls.insert(1, w3_pool_impl(layer_sizes, steps, b, lr, "manual", keys, x, y,
-                                         min(cores, seeds), cleanup))
+            # On one core a loop over seeds beats vmap, and autodiff the manual backprop
+            # (W3, 4 seeds per core, both cores busy: 26.5 s vs 29.6 s; docs/benchmarks.md).
+            impls.insert(1, w3_pool_impl(layer_sizes, steps, b, lr, "autodiff", False, keys,
+                                         x, y, min(cores, seeds), cleanup))
         return measure("w3", impls, repeats=repeats, samples=n,
                        flops=train_flops(layer_sizes) * n, log=log)
 

@@ -155,14 +155,17 @@ def test_w3_pinned_processes_give_the_one_process_losses():
     one = jax.jit(jax.vmap(bench._w3_single(cfg, 4, 16, 0.01, "manual"),
                            in_axes=(0, None, None)))(keys, x, y)
     with contextlib.ExitStack() as cleanup:
-        impl = bench.w3_pool_impl(sizes, 4, 16, 0.01, "manual", keys, x, y, 2, cleanup)
-        assert impl.processes == 2 and impl.family == "jaxnn"
-        assert impl.name == "jaxnn manual vmap, 2 pinned processes"
-        run = impl.setup()
-        first, second = run(), run()
-    np.testing.assert_allclose(first, one, rtol=1e-5)
-    np.testing.assert_array_equal(first, second)
-    assert len(set(first.tolist())) == 3  # three different seeds, in the original order
+        impls = [bench.w3_pool_impl(sizes, 4, 16, 0.01, grad, vmapped, keys, x, y, 2, cleanup)
+                 for grad, vmapped in (("manual", True), ("autodiff", False))]
+        assert [i.name for i in impls] == ["jaxnn manual vmap, 2 pinned processes",
+                                           "jaxnn autodiff loop, 2 pinned processes"]
+        assert all(i.processes == 2 and i.family == "jaxnn" for i in impls)
+        for impl in impls:
+            run = impl.setup()
+            first, second = run(), run()
+            np.testing.assert_allclose(first, one, rtol=1e-5, err_msg=impl.name)
+            np.testing.assert_array_equal(first, second)
+            assert len(set(first.tolist())) == 3  # three different seeds, in order
 
 
 def test_w3_leaves_out_the_process_row_when_workers_could_not_import_the_file(monkeypatch):
@@ -240,6 +243,6 @@ def test_quick_run_end_to_end(tmp_path):
     assert "w1: best jaxnn = " in proc.stdout
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if cores >= 2:
-        r = rows[("w3", "jaxnn manual vmap, 2 pinned processes")]
+        r = rows[("w3", "jaxnn autodiff loop, 2 pinned processes")]
         assert r["processes"] == 2 and len(r["times_s"]) == 2 and r["skipped"] is None
     assert rows[("w3", "jaxnn manual vmap over seeds")]["processes"] == 1
