@@ -540,7 +540,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default=None,
                    help="(default softmax_cross_entropy_with_integer_labels)")
     p.add_argument("--initializer", default=None, help="(default he_normal)")
-    p.add_argument("--no-bias", action="store_true", default=None)
+    p.add_argument("--bias", choices=("true", "false", "auto"), default=None,
+                   help="biases on every layer (true, the default), on none (false), or on "
+                   "every layer but the hidden ones that feed batch norm before the "
+                   "activation (auto)")
+    p.add_argument("--no-bias", action="store_true", default=None, help="same as --bias false")
     p.add_argument("--batch-norm", action="store_true", default=None)
     p.add_argument("--batch-norm-position", default=None, help="(default before_activation)")
     p.add_argument("--dropout", type=float, default=None, help="dropout rate on hidden layers")
@@ -567,6 +571,7 @@ _MODEL_FLAGS = {  # flag attribute -> (MLPConfig field, default, flag converter)
     "activation_kwarg": ("activation_kwargs", (), tuple),
     "output_activation": ("output_activation", "linear", None),
     "initializer": ("initializer", "he_normal", None),
+    "bias": ("use_bias", True, lambda v: {"true": True, "false": False}.get(v, v)),
     "no_bias": ("use_bias", True, lambda v: not v),
     "batch_norm": ("batch_norm", False, None),
     "batch_norm_position": ("batch_norm_position", "before_activation", None),
@@ -579,10 +584,13 @@ _MODEL_FLAGS = {  # flag attribute -> (MLPConfig field, default, flag converter)
 
 
 def _from_flags(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
+    if ns.bias is not None and ns.no_bias:
+        raise ValueError(f"--no-bias cannot be combined with --bias {ns.bias}; give one")
     fields: dict[str, Any] = {"layer_sizes": ns.sizes or (4, 16, 16, 3)}
     for attr, (field, default, conv) in _MODEL_FLAGS.items():
         v = getattr(ns, attr)
-        fields[field] = default if v is None else (conv(v) if conv else v)
+        if v is not None or field not in fields:
+            fields[field] = default if v is None else (conv(v) if conv else v)
     return mlp.MLPConfig(**fields), ns.loss or "softmax_cross_entropy_with_integer_labels"
 
 

@@ -248,6 +248,26 @@ def test_main_checks_the_model_of_a_training_config(capsys):
     assert "layers/1/bn/gamma" in out and "layers/2/w" in out and "PASSED" in out
 
 
+@pytest.mark.parametrize(
+    ("flags", "bias_leaves"),
+    [
+        ([], {"layers/0/b", "layers/1/b", "layers/2/b"}),
+        (["--bias", "true"], {"layers/0/b", "layers/1/b", "layers/2/b"}),
+        (["--bias", "false"], set()),
+        (["--no-bias"], set()),
+        # auto: no bias on the hidden layers that feed batch norm (a bias there cancels).
+        (["--bias", "auto"], {"layers/2/b"}),
+    ],
+)
+def test_main_bias_flags_set_the_bias_layout(flags, bias_leaves, capsys):
+    code = gradcheck.main(["--sizes", "4,6,6,3", "--batch-norm", "--no-fd", *flags])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    leaves = {line.split()[0] for line in out.splitlines() if line.startswith("layers/")}
+    assert {leaf for leaf in leaves if leaf.endswith("/b")} == bias_leaves
+    assert "layers/1/bn/gamma" in leaves
+
+
 def test_main_returns_1_when_the_check_fails(capsys):
     code = gradcheck.main(["--sizes", "3,4,2", "--rtol", "1e-300", "--atol", "0", "--no-fd"])
     assert code == 1
@@ -264,6 +284,9 @@ def test_main_returns_1_when_the_check_fails(capsys):
         ["--loss", "softmax_cross_entropy", "--output-activation", "sigmoid"],
         ["--loss", "nope"],
         ["--bogus"],
+        ["--bias", "sometimes"],
+        ["--bias", "auto", "--no-bias"],
+        ["--config", str(CONFIGS / "default.yaml"), "--bias", "auto"],
         ["--dtype", "float16"],
         ["--batch-size", "0"],
         ["--activation-kwarg", "negative_slope"],
