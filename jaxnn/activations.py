@@ -665,6 +665,7 @@ def gelu(x: ArrayLike, approximate: bool = False) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
+    _check_value("gelu", "approximate", approximate, "gelu")
     x = _as_float(x)
     if approximate:
         return x * lax.logistic(2.0 * _gelu_u(x))
@@ -677,6 +678,7 @@ def _gelu_u(x: Array) -> Array:
 
 def gelu_grad(x: ArrayLike, approximate: bool = False) -> Array:
     """Derivative of :func:`gelu` (exact: ``Phi(x) + x phi(x)``; see :func:`gelu`)."""
+    _check_value("gelu", "approximate", approximate, "gelu_grad")
     x = _as_float(x)
     if approximate:
         two_u = 2.0 * _gelu_u(x)
@@ -807,6 +809,7 @@ def softmax(x: ArrayLike, axis: Axis = -1) -> Array:
     Returns:
       An array with the shape and dtype of ``x``, non-negative, summing to 1 over ``axis``.
     """
+    _check_value("softmax", "axis", axis, "softmax")
     z = _shifted(_as_float(x), axis)
     e = jnp.exp(z)
     return e / jnp.sum(e, axis=axis, keepdims=True)
@@ -826,6 +829,7 @@ def softmax_vjp(x: ArrayLike, cotangent: ArrayLike, axis: Axis = -1) -> Array:
     Returns:
       ``dL/dx`` with the shape and dtype of ``x``.
     """
+    _check_value("softmax", "axis", axis, "softmax_vjp")
     x = _as_float(x)
     g = _check_cotangent(x, cotangent, "softmax_vjp")
     s = softmax(x, axis)
@@ -848,6 +852,7 @@ def log_softmax(x: ArrayLike, axis: Axis = -1) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
+    _check_value("log_softmax", "axis", axis, "log_softmax")
     z = _shifted(_as_float(x), axis)
     return z - jnp.log(jnp.sum(jnp.exp(z), axis=axis, keepdims=True))
 
@@ -865,6 +870,7 @@ def log_softmax_vjp(x: ArrayLike, cotangent: ArrayLike, axis: Axis = -1) -> Arra
     Returns:
       ``dL/dx`` with the shape and dtype of ``x``.
     """
+    _check_value("log_softmax", "axis", axis, "log_softmax_vjp")
     x = _as_float(x)
     g = _check_cotangent(x, cotangent, "log_softmax_vjp")
     return g - softmax(x, axis) * jnp.sum(g, axis=axis, keepdims=True)

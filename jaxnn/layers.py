@@ -24,6 +24,7 @@ Dtypes are preserved: float32 inputs give float32 outputs (constants are Python 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -117,7 +118,13 @@ def dense_forward(params: dict[str, Array], x: Array) -> Array:
     Returns:
       ``y`` of shape ``(..., out)``.
     """
-    y = x @ params["w"]
+    w = params["w"]
+    if "b" in params and (w.ndim != 2 or params["b"].shape != w.shape[1:]):
+        raise ValueError(
+            f"dense_forward: params['b'] must have shape (out,) = {w.shape[1:]} for "
+            f"params['w'] of shape {w.shape}, got {params['b'].shape}"
+        )
+    y = x @ w
     if "b" in params:
         y = y + _per_unit(params["b"], y)
     return y
@@ -342,8 +349,19 @@ def batch_norm_forward(
     """
     if not 0.0 <= float(momentum) <= 1.0:
         raise ValueError(f"batch_norm_forward: momentum must be in [0, 1], got {momentum!r}")
-    if not float(eps) > 0.0:
-        raise ValueError(f"batch_norm_forward: eps must be > 0, got {eps!r}")
+    if not 0.0 < float(eps) < math.inf:
+        raise ValueError(f"batch_norm_forward: eps must be finite and > 0, got {eps!r}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"batch_norm_forward: x must have shape (N, features...), got {x.shape}"
+        )
+    for where, tree in (("params", params), ("state", state)):
+        for name in (("gamma", "beta") if where == "params" else ("mean", "var")):
+            if jnp.shape(tree[name]) != x.shape[1:]:
+                raise ValueError(
+                    f"batch_norm_forward: {where}['{name}'] must have shape x.shape[1:] = "
+                    f"{x.shape[1:]}, got {jnp.shape(tree[name])}"
+                )
     gamma, beta = params["gamma"], params["beta"]
     if train:
         n = x.shape[0]

@@ -318,7 +318,10 @@ def softmax_cross_entropy_grad(
     z, y = _ce_args(logits, labels, reduction, "softmax_cross_entropy_grad")
     scale = _grad_scale(z.shape[0], reduction) / _positions(z)
     p = activations.softmax(z, axis=-1)
-    return (p * jnp.sum(y, axis=-1, keepdims=True) - y) * scale
+    y_sum = jnp.sum(y, axis=-1, keepdims=True)
+    # A fully masked position (all logits -inf, all labels 0) has the constant loss 0 but a
+    # 0/0 softmax: its gradient is 0, not NaN.
+    return (jnp.where(y_sum != 0, p * y_sum, 0.0) - y) * scale
 
 
 def _concrete(x: Array) -> np.ndarray | None:
@@ -346,6 +349,9 @@ def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
             f"(use softmax_cross_entropy for one-hot or soft labels)"
         )
     num_classes = z.shape[-1]
+    if jnp.iinfo(y.dtype).max < num_classes:
+        # Compare in a type that holds num_classes: in int8, `y < 200` would wrap around.
+        y = y.astype(jnp.int32)
     values = _concrete(y)
     if values is not None and values.size and (
         values.min() < 0 or values.max() >= num_classes

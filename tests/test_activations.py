@@ -562,6 +562,24 @@ def test_bad_kwargs_are_named(name, kw, pattern):
         A.get(name, **kw)
 
 
+@pytest.mark.parametrize(
+    "call, pattern",
+    [
+        # A truthy non-bool must not silently pick the tanh approximation.
+        (lambda x: A.gelu(x, approximate="False"), r"gelu: gelu argument approximate.*bool"),
+        (lambda x: A.gelu_grad(x, approximate=1), r"gelu_grad: .*approximate.*bool"),
+        # An empty axis tuple would "normalize" over nothing: all ones / all zeros.
+        (lambda x: A.softmax(x, axis=()), r"softmax: softmax argument axis.*\(\)"),
+        (lambda x: A.log_softmax(x, axis=()), r"log_softmax: .*axis"),
+        (lambda x: A.softmax_vjp(x, x, axis=1.0), r"softmax_vjp: .*axis.*1.0"),
+        (lambda x: A.log_softmax_vjp(x, x, axis=()), r"log_softmax_vjp: .*axis"),
+    ],
+)
+def test_direct_calls_check_their_arguments_like_get(call, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        call(jnp.asarray([[-1.0, 0.0, 2.0]], jnp.float32))
+
+
 def test_serialize_rejects_unregistered_functions():
     for fn in (jax.nn.relu, lambda x: x, A.relu_grad, A.softmax_vjp):
         with pytest.raises(ValueError, match="serialize"):

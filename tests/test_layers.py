@@ -253,8 +253,33 @@ def test_batch_norm_cache_is_a_pytree_usable_across_jit():
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("kw, match", [({"momentum": 1.5}, "momentum"), ({"eps": 0.0}, "eps")])
+@pytest.mark.parametrize(
+    "kw, match",
+    [({"momentum": 1.5}, "momentum"), ({"eps": 0.0}, "eps"), ({"eps": float("inf")}, "eps")],
+)
 def test_batch_norm_rejects_bad_arguments(kw, match):
     params, state, x = _bn_problem()
     with pytest.raises(ValueError, match=f"batch_norm_forward: {match}"):
         layers.batch_norm_forward(params, state, x, train=True, **kw)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("tree, name", [(0, "gamma"), (0, "beta"), (1, "mean"), (1, "var")])
+def test_batch_norm_rejects_statistics_of_the_wrong_shape(tree, name, train):
+    # A (1,) gamma for 5 features would broadcast silently, and the backward pass would
+    # then return (5,) gradients for a (1,) parameter.
+    params, state, x = _bn_problem()
+    trees = [dict(params), dict(state)]
+    trees[tree][name] = trees[tree][name][:1]
+    where = ("params", "state")[tree]
+    with pytest.raises(ValueError, match=rf"{where}\['{name}'\].*\(5,\).*got \(1,\)"):
+        layers.batch_norm_forward(*trees, x, train=train)
+    with pytest.raises(ValueError, match=r"x must have shape \(N, features...\)"):
+        layers.batch_norm_forward(params, state, x[0], train=train)
+
+
+def test_dense_rejects_a_bias_of_the_wrong_shape():
+    x = _normal(0, (4, 3), jnp.float64)
+    params = {"w": _normal(1, (3, 2), jnp.float64), "b": jnp.zeros((1,), jnp.float64)}
+    with pytest.raises(ValueError, match=r"dense_forward: params\['b'\].*\(2,\).*got \(1,\)"):
+        layers.dense_forward(params, x)

@@ -190,6 +190,39 @@ def test_masked_classes_with_minus_inf_logits():
         np.e / (1 + np.e))), rtol=1e-6)
 
 
+def test_fully_masked_position_has_zero_loss_and_zero_gradient():
+    # Rank-3 logits (N, T, C) where position 1 is padding: all logits -inf, all labels 0.
+    z = jnp.asarray([[[0.0, 1.0, 2.0], [-jnp.inf] * 3]], F32)
+    y = jnp.asarray([[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]], F32)
+    value = L.softmax_cross_entropy(z, y)
+    grad = L.softmax_cross_entropy_grad(z, y)
+    p = np.exp([0.0, 1.0, 2.0]) / np.exp([0.0, 1.0, 2.0]).sum()
+    np.testing.assert_allclose(value, -np.log(p[2]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(grad[0, 0], (p - [0, 0, 1]) / 2, rtol=1e-6)
+    np.testing.assert_array_equal(grad[0, 1], np.zeros(3, F32))
+
+
+@pytest.mark.parametrize(
+    "dtype, classes, labels",
+    [(jnp.int8, 200, [5, 100]), (jnp.uint8, 300, [5, 255]), (jnp.int16, 50257, [5, 1000])],
+    ids=["int8", "uint8", "int16"],
+)
+def test_integer_labels_in_a_type_too_small_for_the_class_count(dtype, classes, labels):
+    # num_classes does not fit the labels' type: comparing in that type would wrap around
+    # (in int8, `y < 200` is `y < -56`) and make every loss NaN.
+    z = jax.random.normal(jax.random.key(0), (2, classes), F32)
+    y = jnp.asarray(labels, dtype)
+    y32 = y.astype(jnp.int32)
+    for fn in (L.softmax_cross_entropy_with_integer_labels,
+               L.softmax_cross_entropy_with_integer_labels_grad):
+        got, want = fn(z, y), fn(z, y32)
+        assert np.all(np.isfinite(got))
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(jax.jit(fn)(z, y), want)
+    with pytest.raises(ValueError, match=r"labels.*\[0, 200\).*\[-3\]"):
+        L.softmax_cross_entropy_with_integer_labels(z[:, :200], jnp.asarray([1, -3], jnp.int8))
+
+
 # ----------------------------------------------------------------------------- stability
 
 
