@@ -452,6 +452,13 @@ BAD_ALIAS_ARGUMENTS = [
     ("keras.rmsprop", dict(rho=1.0), "rho", "1.0"),
     ("keras.adam", dict(beta_1=1.0), "beta_1", "1.0"),
     ("keras.adagrad", dict(epsilon=-1.0), "epsilon", "-1.0"),
+    # 1 - 1e-8 is below 1 but rounds to 1 in float32: 1 - b**t = 0 gives 0 or inf updates.
+    ("adam", dict(b2=0.99999999), "b2", "0.99999999"),
+    ("adam", dict(b1=0.99999999), "b1", "0.99999999"),
+    ("keras.adam", dict(beta_2=0.99999999), "beta_2", "0.99999999"),
+    # nesterov=True without momentum would silently be plain SGD / RMSProp.
+    ("sgd", dict(nesterov=True), "nesterov", "momentum=None"),
+    ("rmsprop", dict(nesterov=True), "nesterov", "momentum=None"),
 ]
 
 
@@ -469,6 +476,8 @@ def test_flags_must_be_booleans():
         jo.sgd(0.1, momentum=0.9, nesterov="yes")
     with pytest.raises(TypeError, match="jaxnn.optim.rmsprop: centered"):
         jo.rmsprop(0.1, centered=None)
+    with pytest.raises(TypeError, match="jaxnn.optim.rmsprop: nesterov"):
+        jo.rmsprop(0.1, nesterov="yes")  # also without momentum
     with pytest.raises(TypeError, match="jaxnn.optim.adam: learning_rate"):
         jo.adam("fast")
 

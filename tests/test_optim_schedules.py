@@ -490,6 +490,23 @@ ERRORS = [
      "boundaries", "[3]"),
     (S.join_schedules, dict(schedules=[S.constant_schedule(1.0)] * 3, boundaries=[5, 2]),
      "boundaries", "[5, 2]"),
+    # Step counts past int32 would wrap around (a boundary at 3e9 acted at step 5).
+    (S.piecewise_constant_schedule, dict(init_value=1.0, boundaries_and_scales={3 * 10**9: 0.1}),
+     "3000000000", "2**31 - 1"),
+    (S.cosine_onecycle_schedule, dict(transition_steps=3 * 10**9, peak_value=1.0),
+     "transition_steps", "3000000000"),
+    (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=0.5,
+                               transition_begin=2**31), "transition_begin", "2147483648"),
+    # A string from a config must not be read by its truthiness.
+    (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=0.5,
+                               staircase="False"), "staircase", "'False'"),
+    (S.step_decay, dict(init_value=1.0, decay_rate=0.5, step_size=10, staircase=1),
+     "staircase", "1"),
+    (S.inverse_time_decay, dict(init_value=1.0, decay_rate=1.0, decay_steps=10,
+                                staircase="no"), "staircase", "'no'"),
+    (S.warmup_exponential_decay_schedule, dict(init_value=0.0, peak_value=float("nan"),
+                                               warmup_steps=10, transition_steps=10,
+                                               decay_rate=0.5), "peak_value", "nan"),
 ]
 
 
@@ -502,6 +519,23 @@ def test_invalid_arguments_raise_eagerly(factory, kwargs, arg, value):
     assert factory.__name__ in message
     assert arg in message
     assert value in message
+
+
+def test_warm_restarts_at_a_restart_whose_cycle_ends_past_int32():
+    # period_mult=3: cycle k starts at (3**k - 1) / 2 and lasts 3**k steps. The restart at
+    # step (3**20 - 1) / 2 = 1743392200 starts a cycle of 3**20 steps, which does not fit
+    # in int32; its length must not wrap around.
+    sched = S.cosine_warm_restarts(1.0, first_period=1, period_mult=3.0)
+    restart = (3**20 - 1) // 2
+    for step in (restart, np.int32(restart), jnp.asarray(restart, jnp.int32)):
+        np.testing.assert_allclose(sched(step), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sched(restart - 1), 0.0, atol=1e-6)
+    # Half-way through the previous cycle: (1 + cos(pi / 2)) / 2 = 0.5.
+    np.testing.assert_allclose(sched((3**19 - 1) // 2 + 3**19 // 2), 0.5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(sched)(jnp.int32(restart)), 1.0, rtol=1e-6)
+    # A tenth into that cycle (still an int32 step): (1 + cos(pi / 10)) / 2.
+    step = jnp.asarray(restart + 3**20 // 10, jnp.int32)
+    np.testing.assert_allclose(sched(step), (1 + np.cos(np.pi / 10)) / 2, atol=1e-6)
 
 
 def test_cyclic_mode_error_suggests_the_close_mode():

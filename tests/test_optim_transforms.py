@@ -360,6 +360,7 @@ BAD_ARGUMENTS = [
     (tr.scale_by_learning_rate, dict(learning_rate=-0.1), "learning_rate", "-0.1"),
     (tr.scale_by_learning_rate, dict(learning_rate=float("inf")), "learning_rate", "inf"),
     (tr.scale_by_adam, dict(b1=jnp.array([0.9, 0.9])), "b1", "scalar"),
+    (tr.scale_by_adam, dict(b2=1 - 1e-9), "b2", "below 1 in float32"),
 ]
 
 
@@ -380,6 +381,9 @@ def test_bad_arguments_raise_value_error_naming_them(factory, kwargs, arg, shown
         (tr.scale_by_adam, dict(b1="0.9"), "b1"),
         (tr.scale_by_learning_rate, dict(learning_rate=None), "learning_rate"),
         (tr.scale_by_adam, dict(mu_dtype="not-a-dtype"), "mu_dtype"),
+        # Integer moments would truncate (momentum lost): a floating dtype is required.
+        (tr.scale_by_adam, dict(mu_dtype=jnp.int32), "mu_dtype.*floating"),
+        (tr.trace, dict(decay=0.9, accumulator_dtype=jnp.int32), "accumulator_dtype.*floating"),
     ],
 )
 def test_wrong_types_raise_type_error(factory, kwargs, arg):

@@ -126,6 +126,7 @@ def sgd(
     """
     with _named("sgd"):
         tr._check_bool("sgd", "nesterov", nesterov)
+        _check_nesterov_needs_momentum("sgd", nesterov, momentum)
         if momentum is not None:
             tr._check_unit_interval("sgd", "momentum", momentum, include_one=True)
         if momentum is None:
@@ -133,6 +134,15 @@ def sgd(
         else:
             first = tr.trace(momentum, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
         return optax.chain(first, _lr("sgd", learning_rate))
+
+
+def _check_nesterov_needs_momentum(fn: str, nesterov: bool, momentum: Any) -> None:
+    """``nesterov=True`` without momentum would be ignored: say so instead."""
+    if nesterov and momentum is None:
+        raise ValueError(
+            f"jaxnn.optim.{fn}: nesterov=True needs a momentum (e.g. momentum=0.9), got "
+            "momentum=None"
+        )
 
 
 def momentum(
@@ -319,6 +329,8 @@ def rmsprop(
     """
     with _named("rmsprop"):
         tr._check_bool("rmsprop", "centered", centered)
+        tr._check_bool("rmsprop", "nesterov", nesterov)
+        _check_nesterov_needs_momentum("rmsprop", nesterov, momentum)
         if momentum is not None:
             tr._check_unit_interval("rmsprop", "momentum", momentum, include_one=True)
         scaling = tr.scale_by_stddev if centered else tr.scale_by_rms

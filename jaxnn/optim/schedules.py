@@ -101,13 +101,24 @@ def _fail(fn: str, arg: str, value: Any, allowed: str) -> None:
 
 
 def _int_arg(fn: str, arg: str, value: Any, *, minimum: int) -> int:
-    """A concrete integer ``>= minimum`` (integral floats such as ``1e3`` are accepted)."""
-    allowed = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    """A concrete integer in ``[minimum, 2**31 - 1]`` (integral floats such as ``1e3`` are
+    accepted). Steps are int32 in practice: a larger step count would wrap around."""
+    allowed = f"an integer in [{minimum}, 2**31 - 1]"
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         _fail(fn, arg, value, allowed)
-    if not math.isfinite(value) or float(value) != int(value) or int(value) < minimum:
+    if not math.isfinite(value) or float(value) != int(value) or not (
+        minimum <= int(value) <= _MAX_TABLE_STEP
+    ):
         _fail(fn, arg, value, allowed)
     return int(value)
+
+
+def _bool_arg(fn: str, arg: str, value: Any) -> bool:
+    """A Python (or NumPy) bool: a string such as "False" from a config must not be read
+    by its truthiness."""
+    if not isinstance(value, bool | np.bool_):
+        _fail(fn, arg, value, "true or false (a bool)")
+    return bool(value)
 
 
 def _real_arg(
@@ -400,6 +411,7 @@ def _exponential(
     period = _int_arg(fn, steps_name, transition_steps, minimum=1)
     rate = _real_arg(fn, "decay_rate", decay_rate, low=0.0, low_open=True)
     begin = _int_arg(fn, "transition_begin", transition_begin, minimum=0)
+    staircase = _bool_arg(fn, "staircase", staircase)
     if end_value is not None:
         _value_arg(fn, "end_value", end_value)
     log_rate = math.log(rate)
@@ -525,6 +537,7 @@ def inverse_time_decay(
     _value_arg(fn, "init_value", init_value)
     rate = _real_arg(fn, "decay_rate", decay_rate, low=0.0)
     period = _int_arg(fn, "decay_steps", decay_steps, minimum=1)
+    staircase = _bool_arg(fn, "staircase", staircase)
 
     def schedule(step: ArrayLike) -> jax.Array:
         t = jnp.maximum(_step(step), 0)
@@ -847,6 +860,7 @@ def warmup_exponential_decay_schedule(
     """
     fn = "warmup_exponential_decay_schedule"
     _value_arg(fn, "init_value", init_value)
+    _value_arg(fn, "peak_value", peak_value)
     w = _int_arg(fn, "warmup_steps", warmup_steps, minimum=0)
     decay = _exponential(fn, peak_value, transition_steps, decay_rate, transition_begin,
                          staircase, end_value)
@@ -1221,6 +1235,11 @@ def cosine_warm_restarts(
             length *= mult
         kind = np.int64 if integral else np.float64
         starts_tab = np.asarray(starts, kind)
+        # The last cycle tabulated starts by 2**31 - 1 but can end far beyond it: its
+        # length would wrap around in int32, so integral lengths that big are held as floats
+        # (those below 2**24, every cycle a real run reaches, are exact in float32 too).
+        if integral and lengths[-1] > _MAX_TABLE_STEP:
+            kind = np.float64
         lengths_tab = np.asarray(lengths, kind)
 
     def schedule(step: ArrayLike) -> jax.Array:
@@ -1234,7 +1253,8 @@ def cosine_warm_restarts(
             t = t.astype(work)
             cycle = jnp.searchsorted(jnp.asarray(starts_tab, work), t, side="right") - 1
             tau = t - jnp.asarray(starts_tab, work)[cycle]
-            length = jnp.asarray(lengths_tab, work)[cycle]
+            length_dtype = work if lengths_tab.dtype == starts_tab.dtype else _F32
+            length = jnp.asarray(lengths_tab, length_dtype)[cycle]
         remaining, elapsed = _fractions(tau, 0, length)
         keep, move, _ = _cosine_weights(remaining, elapsed)
         peak = _f32(init_value)

@@ -143,6 +143,12 @@ def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = 
     if not ok:
         allowed = "[0, 1]" if include_one else "[0, 1)"
         raise ValueError(f"{_MODULE}.{fn}: {name} must be in {allowed}, got {value!r}.")
+    if not include_one and np.float32(x) == 1.0:
+        # The float32 value the update uses would be 1: 1 - b**t = 0, updates 0 or inf.
+        raise ValueError(
+            f"{_MODULE}.{fn}: {name} must be in [0, 1) and below 1 in float32 "
+            f"(at most {float(np.nextafter(np.float32(1), np.float32(0)))!r}), got {value!r}."
+        )
 
 
 def _check_bool(fn: str, name: str, value: Any) -> None:
@@ -166,9 +172,16 @@ def _canonical_dtype(fn: str, name: str, dtype: Any) -> Any:
     if dtype is None:
         return None
     try:
-        return jax.dtypes.canonicalize_dtype(dtype)
+        canonical = jax.dtypes.canonicalize_dtype(dtype)
     except TypeError as err:
         raise TypeError(f"{_MODULE}.{fn}: {name} must be a dtype or None, got {dtype!r}.") from err
+    if not jnp.issubdtype(canonical, jnp.inexact):
+        # An integer accumulator would truncate the moments (momentum lost, silently).
+        raise TypeError(
+            f"{_MODULE}.{fn}: {name} must be a floating dtype (e.g. float32, bfloat16) or "
+            f"None, got {dtype!r}."
+        )
+    return canonical
 
 
 # --------------------------------------------------------------------------------------
