@@ -530,6 +530,8 @@ def _validate(cfg: Config) -> None:
     _check(t.keep_checkpoints >= 1, "training.keep_checkpoints", t.keep_checkpoints,
            "an integer >= 1")
     _check(t.devices >= 0, "training.devices", t.devices, "an integer >= 0 (0: all devices)")
+    _check(-(2**63) <= t.seed < 2**63, "training.seed", t.seed,  # what jax.random.key takes
+           "an integer in [-2**63, 2**63 - 1]")
     es = t.early_stopping
     _check(es.mode in ("min", "max"), "training.early_stopping.mode", es.mode, "'min' or 'max'")
     _check(es.patience >= 0, "training.early_stopping.patience", es.patience, "an integer >= 0")

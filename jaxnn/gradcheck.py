@@ -285,6 +285,11 @@ def check_gradients(
             )
     if max_fd_elements < 1:
         raise ValueError(f"check_gradients: max_fd_elements must be >= 1, got {max_fd_elements}")
+    if grad_fn is None and not fd:
+        raise ValueError(
+            "check_gradients: grad_fn=None with fd=False compares nothing; pass the gradient "
+            "under test as grad_fn, or fd=True to check autodiff against finite differences"
+        )
     paths = [_path_str(p) for p, _ in leaves_with_path]
 
     # The gradient under test.
@@ -310,10 +315,10 @@ def check_gradients(
     eps = defaults["eps"] if eps is None else float(eps)
     floor = defaults["floor"] if floor is None else float(floor)
     for name, v in (("rtol", rtol), ("fd_rtol", fd_rtol), ("eps", eps)):
-        if not v > 0:
-            raise ValueError(f"check_gradients: {name} must be > 0, got {v!r}")
-    if atol is not None and atol < 0:
-        raise ValueError(f"check_gradients: atol must be >= 0, got {atol!r}")
+        if not 0 < v < math.inf:
+            raise ValueError(f"check_gradients: {name} must be finite and > 0, got {v!r}")
+    if atol is not None and not 0 <= atol < math.inf:
+        raise ValueError(f"check_gradients: atol must be finite and >= 0, got {atol!r}")
 
     with jax.enable_x64(True):
         p64 = _cast(jax.tree.map(jnp.asarray, params), jnp.float64)
@@ -615,6 +620,7 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
         sizes = ns.sizes
     else:
         dataset = loop._load_dataset(cfg)
+        loop._check_loss_matches(cfg, dataset)  # what training refuses is refused here too
         in_dim = int(np.prod(np.asarray(dataset.x_train).shape[1:]))
         sizes = (in_dim, *m.hidden_sizes, loop._output_size(dataset, loss))
     config = loop.mlp_config(m, sizes)
@@ -638,14 +644,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlp.check_loss(config, loss, "gradcheck")
         if ns.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {ns.batch_size}")
+        if ns.batch_size == 1 and config.batch_norm and not ns.eval:
+            raise ValueError(
+                "--batch-size 1 with batch norm in training mode normalizes every unit to 0 "
+                "(a batch of one has no variance), which puts kinked activations exactly at "
+                "their kink: use --batch-size >= 2, or --eval"
+            )
+        if not -(2**63) <= ns.seed < 2**63:
+            raise ValueError(f"--seed must be an integer in [-2**63, 2**63 - 1], got {ns.seed}")
         if ns.max_fd_elements < 1:
             raise ValueError(f"--max-fd-elements must be >= 1, got {ns.max_fd_elements}")
         for name in ("rtol", "eps"):
             v = getattr(ns, name)
-            if v is not None and not v > 0:
-                raise ValueError(f"--{name} must be > 0, got {v}")
-        if ns.atol is not None and not ns.atol >= 0:
-            raise ValueError(f"--atol must be >= 0, got {ns.atol}")
+            if v is not None and not 0 < v < math.inf:
+                raise ValueError(f"--{name} must be finite and > 0, got {v}")
+        if ns.atol is not None and not 0 <= ns.atol < math.inf:
+            raise ValueError(f"--atol must be finite and >= 0, got {ns.atol}")
     except (_UsageError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         print(f"gradcheck: error: {msg}", file=sys.stderr)

@@ -81,6 +81,8 @@ BAD = [
     (["training.loss=cross_entropy"], "training.loss", "softmax_cross_entropy"),
     (["schedule.name=cosine_dekay"], "schedule.name", "cosine"),
     (["novalue"], "KEY=VALUE", None),
+    # jax.random.key takes int64: a bigger seed was a raw OverflowError mid-run.
+    (["training.seed=99999999999999999999"], "training.seed", "2**63 - 1"),
 ]
 
 

@@ -470,7 +470,7 @@ def test_cli_smoke_writes_table_plots_and_report(tmp_path, capsys):
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     cases = [["--set", "depths=[0]"], ["--config", str(tmp_path / "missing.yaml")],
              ["--set", "activations=[sigmod]"], ["--workers", "-2"], ["--workers", "two"],
-             ["--workers", "10000"]]
+             ["--workers", "10000"], ["--set", "seed=99999999999999999999"]]
     for extra in cases:
         try:
             rc = depth_cli.main(["--workdir", str(tmp_path / "w"), "--quiet", *extra])

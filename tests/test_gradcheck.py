@@ -164,8 +164,15 @@ def test_argument_errors():
         gradcheck.check_gradients(lambda p: 0.0, {})
     with pytest.raises(ValueError, match="floating-point"):
         gradcheck.check_gradients(lambda p: 0.0, {"i": jnp.arange(3)})
-    with pytest.raises(ValueError, match="rtol must be > 0"):
+    with pytest.raises(ValueError, match="rtol must be finite and > 0"):
         gradcheck.check_gradients(_fn, _params(), X, 1.0, rtol=0.0)
+    with pytest.raises(ValueError, match="eps must be finite and > 0, got inf"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, eps=float("inf"))
+    with pytest.raises(ValueError, match="atol must be finite and >= 0, got nan"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, atol=float("nan"))
+    # Nothing to compare: it must not "pass".
+    with pytest.raises(ValueError, match="grad_fn=None with fd=False compares nothing"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, fd=False)
     with pytest.raises(ValueError, match="max_fd_elements"):
         gradcheck.check_gradients(_fn, _params(), X, 1.0, max_fd_elements=0)
 
@@ -294,6 +301,16 @@ def test_main_returns_1_when_the_check_fails(capsys):
         ["--config", str(CONFIGS / "default.yaml"), "--activation", "tanh"],
         ["--config", str(CONFIGS / "default.yaml"), "--set", "model.hidden_activation=relux"],
         ["--set", "model.l2=0.1"],
+        ["--seed", "99999999999999999999"],  # jax.random.key takes int64
+        ["--eps", "inf"],
+        ["--rtol", "inf"],
+        ["--atol", "inf"],
+        # A batch of one normalizes to 0: kinked activations sit at their kink.
+        ["--batch-norm", "--batch-size", "1", "--activation", "relu"],
+        # Training refuses a loss that does not fit the data set; so does gradcheck (here a
+        # 1-class softmax, whose loss and gradients are all 0, "passed").
+        ["--config", str(CONFIGS / "sine_regression.yaml"),
+         "--set", "training.loss=softmax_cross_entropy_with_integer_labels"],
     ],
 )
 def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
