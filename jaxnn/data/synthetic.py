@@ -67,15 +67,34 @@ def _classification(
                    name=name)
 
 
+def _finite(value: Any, fn: str, arg: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{fn}: {arg} must be a finite number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{fn}: {arg} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _range(low: Any, high: Any, fn: str, names: tuple[str, str]) -> tuple[float, float]:
+    """A finite interval ``low < high`` whose width is finite too (numpy samples from it)."""
+    lo, hi = _finite(low, fn, names[0]), _finite(high, fn, names[1])
+    if not (lo < hi and math.isfinite(hi - lo)):
+        raise ValueError(
+            f"{fn}: need {names[0]} < {names[1]} with a finite width, got {names[0]}={low!r}, "
+            f"{names[1]}={high!r}"
+        )
+    return lo, hi
+
+
 def _prologue(
-    fn: str, key: Any, n_samples: Any, num_classes: Any, noise: Any
+    fn: str, key: Any, n_samples: Any, num_classes: Any, noise: Any, noise_name: str = "noise"
 ) -> tuple[int, int, float, np.random.Generator, Any]:
     """Check the common arguments; return them with a generator for the data (from the first
     half of ``jax.random.split(key)``) and the key of the train/test split (the second)."""
     _require_key(key, fn, "random sampling")
     num_classes = _check_count(num_classes, fn, "num_classes", minimum=2)
     n_samples = _check_count(n_samples, fn, "n_samples", minimum=2 * num_classes)
-    noise = _check_nonneg(noise, fn, "noise")
+    noise = _check_nonneg(noise, fn, noise_name)
     k_data, k_split = jax.random.split(key)
     return n_samples, num_classes, noise, host_rng(k_data), k_split
 
@@ -141,8 +160,9 @@ def spirals(
     """
     fn = "spirals"
     n, k, noise, rng, k_split = _prologue(fn, key, n_samples, num_classes, noise)
-    if not (isinstance(turns, (int, float)) and not isinstance(turns, bool) and turns > 0):
-        raise ValueError(f"{fn}: turns must be a number > 0, got {turns!r}")
+    if not (isinstance(turns, (int, float)) and not isinstance(turns, bool)
+            and 0 < turns < math.inf):
+        raise ValueError(f"{fn}: turns must be a finite number > 0, got {turns!r}")
     y = _balanced_labels(n, k)
     t = rng.uniform(size=n)
     phi = 2.0 * math.pi * (turns * t + y / k)
@@ -236,21 +256,21 @@ def blobs(
       num_classes: number of blobs (>= 2).
       n_features: dimension ``D`` (>= 1).
       cluster_std: standard deviation of each blob (>= 0).
-      center_box: ``(low, high)`` bounds of the centres, ``low < high``.
+      center_box: ``(low, high)`` finite bounds of the centres, ``low < high``.
       test_fraction: fraction of points in the (stratified) test split.
 
     Returns:
       A ``num_classes``-class :class:`Dataset` with ``D = n_features``.
     """
     fn = "blobs"
-    n, k, std, rng, k_split = _prologue(fn, key, n_samples, num_classes, cluster_std)
+    n, k, std, rng, k_split = _prologue(fn, key, n_samples, num_classes, cluster_std,
+                                        "cluster_std")
     d = _check_count(n_features, fn, "n_features")
     try:
-        low, high = (float(v) for v in center_box)
+        low, high = center_box
     except (TypeError, ValueError):
         raise ValueError(f"{fn}: center_box must be (low, high), got {center_box!r}") from None
-    if not low < high:
-        raise ValueError(f"{fn}: center_box must have low < high, got {center_box!r}")
+    low, high = _range(low, high, fn, ("center_box[0]", "center_box[1]"))
     y = _balanced_labels(n, k)
     centers = rng.uniform(low, high, size=(k, d))
     x = centers[y] + std * rng.standard_normal((n, d))
@@ -276,9 +296,10 @@ def sine(
 
     Args:
       key: a ``jax.random`` key (required).
-      n_samples: total number of points (>= 2).
-      amplitude, frequency, phase: of the sine.
-      low, high: input range, ``low < high``.
+      n_samples: total number of points (>= 2, and enough for ``test_fraction`` to leave
+        both splits non-empty).
+      amplitude, frequency, phase: of the sine (finite).
+      low, high: input range, finite, ``low < high``.
       noise: standard deviation of the Gaussian noise on the target.
       test_fraction: fraction of points in the test split.
 
@@ -290,8 +311,9 @@ def sine(
     _require_key(key, fn, "random sampling")
     n = _check_count(n_samples, fn, "n_samples", minimum=2)
     noise = _check_nonneg(noise, fn, "noise")
-    if not low < high:
-        raise ValueError(f"{fn}: need low < high, got low={low!r}, high={high!r}")
+    low, high = _range(low, high, fn, ("low", "high"))
+    for arg, value in (("amplitude", amplitude), ("frequency", frequency), ("phase", phase)):
+        _finite(value, fn, arg)
     k_data, k_split = jax.random.split(key)
     rng = host_rng(k_data)
     x = rng.uniform(low, high, size=(n, 1))
