@@ -413,3 +413,18 @@ def test_other_data_sets_files_are_refused(shared_data_dir, tmp_path):
                        "Fashion-MNIST's") as info:
         load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test")
     assert str(wrong) in str(info.value)
+
+
+def test_other_data_sets_labels_are_refused_when_recompressed(shared_data_dir, tmp_path):
+    # The same labels, gzipped again (other bytes, other .gz checksums): the decompressed
+    # content still identifies them as MNIST's.
+    wrong = tmp_path / "fashion-mnist"
+    wrong.mkdir()
+    for role in TEST_ROLES:
+        name = mn.FASHION_MNIST.files[role].name
+        shutil.copy(shared_data_dir / "fashion-mnist" / name, wrong / name)
+    labels = mn.FASHION_MNIST.files["test_labels"].name
+    raw = gzip.decompress((shared_data_dir / "mnist" / labels).read_bytes())
+    (wrong / labels).write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
+    with pytest.raises(DataError, match="this is the MNIST t10k-labels-idx1-ubyte"):
+        load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test", verify=False)

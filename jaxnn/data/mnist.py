@@ -42,12 +42,14 @@ Benchmarking Machine Learning Algorithms", arXiv:1708.07747, 2017.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import hashlib
 import logging
 import os
 import pathlib
 import tempfile
 import urllib.request
+import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -324,13 +326,29 @@ def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
 
 
 def _check_not_other(path: pathlib.Path, source: Source, role: str) -> None:
-    """Refuse a labels file that is byte-identical to the other data set's."""
-    digest = file_digests(path)["sha256"]
+    """Refuse a labels file whose content is the other data set's.
+
+    Compared: the file's sha256 and md5 with the other ``.gz`` file's, and the sha256 of its
+    (decompressed) content with the other's uncompressed file, so a re-compressed copy is
+    caught too. Labels files are small (<= 60 kB uncompressed)."""
+    digests = file_digests(path)
+    if path.name.endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as f:
+                raw_sha256 = hashlib.sha256(f.read()).hexdigest()
+        except (OSError, EOFError, zlib.error):
+            return  # not valid gzip: read_idx names the problem
+    else:
+        raw_sha256 = digests["sha256"]
     for other in SOURCES.values():
         if other is source:
             continue
         spec = other.files[role]
-        if digest in (spec.sha256, spec.raw_sha256):
+        if (
+            digests["sha256"] == spec.sha256
+            or digests["md5"] == spec.md5
+            or raw_sha256 == spec.raw_sha256
+        ):
             raise DataError(
                 f"{path}: this is the {other.title} {spec.raw_name}, not {source.title}'s; "
                 f"keep each data set in its own subfolder ({source.subdirs[0]}/ and "
