@@ -476,7 +476,7 @@ def _validate(cfg: Config) -> None:
 
     m = cfg.model
     for i, h in enumerate(m.hidden_sizes):
-        _check(h >= 1, f"model.hidden_sizes[{i}]", h, "a positive integer")
+        _check(1 <= h < 2**31, f"model.hidden_sizes[{i}]", h, "a positive integer < 2**31")
     _check_name("model.hidden_activation", m.hidden_activation, activations.names())
     _check_name("model.output_activation", m.output_activation, activations.names())
     _check_name("model.initializer", m.initializer, initializers.names())
@@ -513,11 +513,19 @@ def _validate(cfg: Config) -> None:
     _check(_finite(o.learning_rate) and o.learning_rate > 0, "optimizer.learning_rate",
            o.learning_rate, "a positive number")
     if o.clip_global_norm is not None:
-        _check(o.clip_global_norm > 0, "optimizer.clip_global_norm", o.clip_global_norm,
-               "a positive number or null")
+        _check(_finite(o.clip_global_norm) and o.clip_global_norm > 0,
+               "optimizer.clip_global_norm", o.clip_global_norm, "a positive number or null")
 
     s = cfg.schedule
     _check_name("schedule.name", s.name, optim.schedules.names())
+    for k, v in s.epoch_options.items():
+        _check(_finite(v) and v > 0, f"schedule.epoch_options.{k}", v,
+               "a finite number of epochs > 0")
+    for k in ("init_value", "peak_value", "base_lr", "max_lr", "value", "end_value"):
+        if k in s.options:  # learning rates: a negative one ascends the loss
+            v = s.options[k]
+            _check(not isinstance(v, bool) and _finite(v) and v >= 0, f"schedule.options.{k}",
+                   v, "a finite learning rate >= 0")
 
     t = cfg.training
     _check(t.epochs >= 1, "training.epochs", t.epochs, "an integer >= 1")
@@ -530,18 +538,23 @@ def _validate(cfg: Config) -> None:
     _check(t.keep_checkpoints >= 1, "training.keep_checkpoints", t.keep_checkpoints,
            "an integer >= 1")
     _check(t.devices >= 0, "training.devices", t.devices, "an integer >= 0 (0: all devices)")
-    _check(-(2**63) <= t.seed < 2**63, "training.seed", t.seed,  # what jax.random.key takes
-           "an integer in [-2**63, 2**63 - 1]")
+    # jax.random.PRNGKey keeps 32 bits without 64-bit mode: seeds 0 and 2**32 (or -1 and
+    # 2**32 - 1) would give the same run.
+    _check(0 <= t.seed < 2**32, "training.seed", t.seed, "an integer in [0, 2**32 - 1]")
     es = t.early_stopping
     _check(es.mode in ("min", "max"), "training.early_stopping.mode", es.mode, "'min' or 'max'")
     _check(es.patience >= 0, "training.early_stopping.patience", es.patience, "an integer >= 0")
-    _check(es.min_delta >= 0, "training.early_stopping.min_delta", es.min_delta, "a number >= 0")
+    _check(_finite(es.min_delta) and es.min_delta >= 0, "training.early_stopping.min_delta",
+           es.min_delta, "a finite number >= 0")
     rp = t.reduce_on_plateau
     _check(rp.mode in ("min", "max"), "training.reduce_on_plateau.mode", rp.mode,
            "'min' or 'max'")
     _check(0.0 < rp.factor < 1.0, "training.reduce_on_plateau.factor", rp.factor,
            "a number in (0, 1)")
     _check(rp.patience >= 0, "training.reduce_on_plateau.patience", rp.patience, "an integer >= 0")
+    _check(rp.cooldown >= 0, "training.reduce_on_plateau.cooldown", rp.cooldown, "an integer >= 0")
+    _check(_finite(rp.min_scale) and 0.0 <= rp.min_scale <= 1.0,
+           "training.reduce_on_plateau.min_scale", rp.min_scale, "a number in [0, 1]")
 
     lg = cfg.logging
     _check(lg.print_every >= 0, "logging.print_every", lg.print_every, "an integer >= 0")

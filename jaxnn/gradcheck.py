@@ -650,8 +650,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "(a batch of one has no variance), which puts kinked activations exactly at "
                 "their kink: use --batch-size >= 2, or --eval"
             )
-        if not -(2**63) <= ns.seed < 2**63:
-            raise ValueError(f"--seed must be an integer in [-2**63, 2**63 - 1], got {ns.seed}")
+        if not 0 <= ns.seed < 2**32:  # PRNGKey keeps 32 bits without 64-bit mode
+            raise ValueError(f"--seed must be an integer in [0, 2**32 - 1], got {ns.seed}")
         if ns.max_fd_elements < 1:
             raise ValueError(f"--max-fd-elements must be >= 1, got {ns.max_fd_elements}")
         for name in ("rtol", "eps"):

@@ -82,7 +82,23 @@ BAD = [
     (["schedule.name=cosine_dekay"], "schedule.name", "cosine"),
     (["novalue"], "KEY=VALUE", None),
     # jax.random.key takes int64: a bigger seed was a raw OverflowError mid-run.
-    (["training.seed=99999999999999999999"], "training.seed", "2**63 - 1"),
+    (["training.seed=99999999999999999999"], "training.seed", "2**32 - 1"),
+    # Without 64-bit mode PRNGKey keeps 32 bits: 2**32 would repeat seed 0, -1 seed 2**32-1.
+    (["training.seed=4294967296"], "training.seed", "[0, 2**32 - 1]"),
+    (["training.seed=-1"], "training.seed", "[0, 2**32 - 1]"),
+    (["schedule.name=cosine", "schedule.epoch_options={decay_steps: .nan}"],
+     "schedule.epoch_options.decay_steps", "> 0"),
+    (["schedule.name=cosine", "schedule.epoch_options={decay_steps: -1}"],
+     "schedule.epoch_options.decay_steps", "got -1"),
+    # A negative learning rate through the schedule climbs the loss.
+    (["schedule.name=cosine", "schedule.options={init_value: -0.05}"],
+     "schedule.options.init_value", ">= 0"),
+    (["training.early_stopping.min_delta=.inf"], "training.early_stopping.min_delta", "finite"),
+    (["training.reduce_on_plateau.cooldown=-1"], "training.reduce_on_plateau.cooldown", ">= 0"),
+    (["training.reduce_on_plateau.min_scale=2"], "training.reduce_on_plateau.min_scale",
+     "[0, 1]"),
+    (["optimizer.clip_global_norm=.inf"], "optimizer.clip_global_norm", "positive"),
+    (["model.hidden_sizes=[99999999999999999999999]"], "model.hidden_sizes[0]", "< 2**31"),
 ]
 
 

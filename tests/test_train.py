@@ -28,6 +28,7 @@ from jaxnn.train import (
     train_and_evaluate,
     write_checkpoint,
 )
+from jaxnn.train import checkpoint as checkpoint_lib
 from jaxnn.train import loop as loop_lib
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
@@ -341,6 +342,119 @@ def test_resume_skips_a_corrupt_latest_checkpoint(tmp_path, capsys):
         f.write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match="ckpt_"):
         train_and_evaluate(cfg, run, resume=True)
+
+
+# A small digits run whose validation loss improves at epochs that are not checkpoint
+# epochs, with dropout and batch norm (both must be restored exactly).
+ES_RUN = ("data.n_train=150", "data.validation_fraction=0.3", "training.epochs=20",
+          "optimizer.learning_rate=0.05", "training.batch_size=16", "model.hidden_sizes=[32]",
+          "model.dropout_rate=0.3", "model.batch_norm=true", "training.keep_checkpoints=50",
+          "training.early_stopping.enabled=true", "training.early_stopping.patience=2")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def _interrupted(monkeypatch, cfg, workdir, after_epoch):
+    """Train until the numbered checkpoint of ``after_epoch`` is written, then stop."""
+    save = CheckpointManager.save
+
+    def save_then_stop(self, epoch, *args, **kwargs):
+        path = save(self, epoch, *args, **kwargs)
+        if epoch == after_epoch:
+            raise _Interrupt
+        return path
+
+    with monkeypatch.context() as m:
+        m.setattr(CheckpointManager, "save", save_then_stop)
+        with pytest.raises(_Interrupt):
+            train_and_evaluate(cfg, workdir)
+
+
+def test_resume_restores_the_best_epoch_also_between_checkpoints(tmp_path, monkeypatch):
+    # checkpoint_every=3: the best epoch (11 here) falls between numbered checkpoints.
+    # best.jaxnn must hold it, so that a run resumed after epoch 12 restores the same
+    # parameters as the uninterrupted run (it restored epoch 9 before).
+    cfg = _load(None, *ES_RUN, "training.checkpoint_every=3")
+    full = train_and_evaluate(cfg, tmp_path / "full")
+    assert full.stopped_early and full.best_epoch % 3 != 0  # the case under test
+    raw = (tmp_path / "full/checkpoints/best.jaxnn").read_bytes()
+    blob = flax.serialization.msgpack_restore(raw[checkpoint_lib._HEADER.size:])
+    assert json.loads(blob["meta"])["epoch"] == full.best_epoch
+    stop = 3 * (full.best_epoch // 3 + 1)  # the first numbered checkpoint after the best
+    assert stop < len(full.rows)
+    _interrupted(monkeypatch, cfg, tmp_path / "part", stop)
+    resumed = train_and_evaluate(C.load(tmp_path / "part/config.yaml"), tmp_path / "part",
+                                 resume=True)
+    assert resumed.best_epoch == full.best_epoch and resumed.final == full.final
+    assert (tmp_path / "part/params.msgpack").read_bytes() == \
+        (tmp_path / "full/params.msgpack").read_bytes()
+
+
+def test_resume_takes_the_new_early_stopping_patience(tmp_path, monkeypatch):
+    longer = _load(None, *ES_RUN, "training.early_stopping.patience=5")
+    full = train_and_evaluate(longer, tmp_path / "full")
+    short = _load(None, *ES_RUN, "training.checkpoint_every=1")
+    first = train_and_evaluate(short, tmp_path / "short")
+    assert len(first.rows) < len(full.rows)  # patience 2 stops earlier than 5
+    _interrupted(monkeypatch, short, tmp_path / "part", len(first.rows) - 1)
+    cfg = C.load(tmp_path / "part/config.yaml", ["training.early_stopping.patience=5"])
+    resumed = train_and_evaluate(cfg, tmp_path / "part", resume=True)
+    assert len(resumed.rows) == len(full.rows)
+    assert resumed.best_epoch == full.best_epoch and resumed.final == full.final
+    assert C.load(tmp_path / "part/config.yaml").training.early_stopping.patience == 5
+
+
+def test_resume_refuses_another_experiment_and_keeps_config_yaml(tmp_path):
+    run = tmp_path / "run"
+    cfg = _load(None, "data.n_train=300", "training.epochs=1")
+    train_and_evaluate(cfg, run)
+    saved = (run / "config.yaml").read_text()
+    for change, key in [("data.n_train=200", "data.n_train"), ("training.seed=3", "training.seed"),
+                        ("model.dropout_rate=0.5", "model.dropout_rate"),
+                        ("training.batch_size=32", "training.batch_size")]:
+        with pytest.raises(ConfigError, match=rf"--resume: the run was made with {key}="):
+            train_and_evaluate(C.load(run / "config.yaml", [change, "training.epochs=2"]), run,
+                               resume=True)
+    # A resume that fails on the checkpoint leaves config.yaml as it was (it used to be
+    # rewritten with the failing change, so a plain --resume failed too).
+    with pytest.raises(CheckpointError, match="does not match this run's state"):
+        train_and_evaluate(
+            C.load(run / "config.yaml", ["training.reduce_on_plateau.enabled=true",
+                                         "training.reduce_on_plateau.monitor=loss",
+                                         "training.epochs=2"]),
+            run, resume=True)
+    assert (run / "config.yaml").read_text() == saved
+    # What may change: epochs, the learning rate.
+    h = train_and_evaluate(C.load(run / "config.yaml", ["training.epochs=2",
+                                                        "optimizer.learning_rate=1e-4"]),
+                           run, resume=True)
+    assert len(h.rows) == 2
+    # A finished run without numbered checkpoints is not overwritten by a new one either.
+    plain = tmp_path / "plain"
+    train_and_evaluate(_load(None, "data.n_train=300", "training.epochs=1",
+                             "training.checkpoint_every=0"), plain)
+    with pytest.raises(ConfigError, match="already holds a run"):
+        train_and_evaluate(_load(None, "data.n_train=300", "training.epochs=1",
+                                 "training.checkpoint_every=0"), plain)
+
+
+@pytest.mark.parametrize("grad", ["autodiff", "manual"])
+def test_sigmoid_binary_cross_entropy_learns_xor(tmp_path, grad):
+    # One logit per example; the 0/1 labels are fed as a column.
+    h = train_and_evaluate(_load("xor", "training.loss=sigmoid_binary_cross_entropy",
+                                 f"training.grad={grad}"), tmp_path / "run")
+    assert h.final["test_accuracy"] == 1.0 and h.final["test_loss"] < 0.05
+    assert _params(tmp_path / "run")["layers"]["1"]["w"].shape == (8, 1)
+
+
+def test_losses_and_outputs_that_do_not_fit_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="'sigmoid_binary_cross_entropy' needs two classes.*10"):
+        train_and_evaluate(_load(None, "training.loss=sigmoid_binary_cross_entropy"),
+                           tmp_path / "a")
+    with pytest.raises(ConfigError, match="model: .*output_activation must be 'linear'"):
+        train_and_evaluate(_load("xor", "model.output_activation=softmax"), tmp_path / "b")
 
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):

@@ -418,7 +418,8 @@ def _validate(c: DepthStudyConfig) -> None:
         v = getattr(c, key)
         _check(isinstance(v, int) and not isinstance(v, bool) and v >= minimum, key, v,
                f"an integer >= {minimum}")
-    _check(c.seed < 2**63, "seed", c.seed, "an integer in [0, 2**63 - 1]")  # jax.random.key
+    # jax.random.key keeps 32 bits without 64-bit mode: seeds 0 and 2**32 would be one run.
+    _check(c.seed < 2**32, "seed", c.seed, "an integer in [0, 2**32 - 1]")
     for key in ("n_train", "n_test", "eval_size"):
         v = getattr(c, key)
         _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), key, v,

@@ -100,7 +100,7 @@ def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
         host_target = jax.tree.map(np.asarray, jax.device_get(target))
         tree = flax.serialization.from_state_dict(host_target, blob["tree"])
         metadata = json.loads(blob["meta"])
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not match this run's state: {e}"
         ) from None
@@ -144,14 +144,20 @@ class CheckpointManager:
         return sorted(int(m.group(1)) for m in found if m)
 
     def save(self, epoch: int, tree: Any, metadata: dict, *, best: bool = False) -> pathlib.Path:
-        """Write checkpoint ``epoch`` (and ``best.jaxnn`` when ``best``), then prune old ones."""
+        """Write checkpoint ``epoch`` (and, first, ``best.jaxnn`` when ``best``), then prune
+        old ones."""
         path = self.path(epoch)
-        write_checkpoint(path, tree, metadata)
         if best:
-            write_checkpoint(self.best_path, tree, metadata)
+            self.save_best(tree, metadata)
+        write_checkpoint(path, tree, metadata)
         for old in self.epochs()[: -self.keep]:
             self.path(old).unlink(missing_ok=True)
         return path
+
+    def save_best(self, tree: Any, metadata: dict) -> pathlib.Path:
+        """Write ``best.jaxnn`` (atomically, like every checkpoint)."""
+        write_checkpoint(self.best_path, tree, metadata)
+        return self.best_path
 
     def restore_latest(self, target: Any) -> tuple[Any, dict, pathlib.Path, list[str]]:
         """The newest readable checkpoint: ``(tree, metadata, path, problems)``.

@@ -51,7 +51,12 @@ from jaxnn import data as data_lib
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
 from jaxnn.train import distributed as distributed_lib
-from jaxnn.train.checkpoint import CheckpointManager, _atomic_write, read_checkpoint
+from jaxnn.train.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    _atomic_write,
+    read_checkpoint,
+)
 from jaxnn.train.early_stopping import EarlyStopping
 from jaxnn.train.state import TrainState
 from jaxnn.train.step import (
@@ -138,7 +143,7 @@ def _load_dataset(cfg: Config) -> Any:
 
 def _output_size(dataset: Any, loss: str) -> int:
     if loss == "sigmoid_binary_cross_entropy":
-        return 1 if dataset.num_classes in (None, 2) else int(dataset.num_classes)
+        return 1  # one logit per example (_check_loss_matches: two classes)
     if dataset.task == "classification":
         return int(dataset.num_classes)
     y = np.asarray(dataset.y_train)
@@ -156,6 +161,12 @@ def _check_loss_matches(cfg: Config, dataset: Any) -> None:
         raise ConfigError(
             f"training.loss: {loss!r} needs class labels, but {dataset.name!r} is a regression "
             "set; use 'mse'"
+        )
+    if loss == "sigmoid_binary_cross_entropy" and dataset.num_classes != 2:
+        raise ConfigError(
+            f"training.loss: 'sigmoid_binary_cross_entropy' needs two classes, but "
+            f"{dataset.name!r} has {dataset.num_classes}; use "
+            "'softmax_cross_entropy_with_integer_labels'"
         )
     if loss == "softmax_cross_entropy":
         raise ConfigError(
@@ -249,8 +260,12 @@ def build_experiment(cfg: Config) -> Experiment:
         raise ConfigError(f"optimizer: {e}") from None
     if o.clip_global_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(o.clip_global_norm), tx)
-    loss_fn = mlp.make_loss_fn(mcfg, cfg.training.loss)
-    vg = backprop.value_and_grad(mcfg, cfg.training.loss) if cfg.training.grad == "manual" else None
+    try:
+        loss_fn = mlp.make_loss_fn(mcfg, cfg.training.loss)
+        vg = (backprop.value_and_grad(mcfg, cfg.training.loss)
+              if cfg.training.grad == "manual" else None)
+    except (TypeError, ValueError) as e:  # e.g. a softmax output with a cross-entropy loss
+        raise ConfigError(f"model: {e}") from None
     return Experiment(cfg, dataset, mcfg, tx, loss_fn, vg, steps, bs)
 
 
@@ -349,6 +364,42 @@ def _to_float(v: Any) -> float:
     return float(np.asarray(v))
 
 
+# What a resumed run must keep: its data, model, seed, batch size, loss and the metric its
+# best epoch is judged by (a different one would silently continue another experiment).
+# The optimizer, schedule, epochs, early-stopping patience, logging... may change.
+_FIXED_ON_RESUME = (
+    "data.", "model.", "training.seed", "training.batch_size", "training.loss",
+    "training.early_stopping.monitor", "training.early_stopping.mode",
+)
+_FREE_ON_RESUME = ("data.data_dir",)
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out: dict[str, Any] = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def _check_resume_config(saved: dict, now: dict) -> None:
+    """Refuse to resume a run with a different experiment (data, model, seed, optimizer...)."""
+    old, new = _flatten(saved), _flatten(now)
+    changed = [k for k in sorted(old.keys() | new.keys())
+               if old.get(k) != new.get(k) and k.startswith(_FIXED_ON_RESUME)
+               and not k.startswith(_FREE_ON_RESUME)]
+    if changed:
+        first = changed[0]
+        more = f" (also {', '.join(changed[1:4])}{'...' if len(changed) > 4 else ''})" \
+            if len(changed) > 1 else ""
+        raise ConfigError(
+            f"--resume: the run was made with {first}={old.get(first)!r}, this config has "
+            f"{new.get(first)!r}{more}; a resumed run keeps its data, model, seed, batch "
+            "size, loss and early-stopping monitor: drop those --set, or start a new --workdir"
+        )
+
+
 def _is_better(value: float, best: float | None, mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -388,7 +439,7 @@ def train_and_evaluate(
     main = distributed_lib.is_main_process()
     workdir = pathlib.Path(workdir)
     ckpts = CheckpointManager(workdir / "checkpoints", keep=cfg.training.keep_checkpoints)
-    if not resume and ckpts.epochs():
+    if not resume and (ckpts.epochs() or (workdir / "history.json").exists()):
         raise ConfigError(
             f"workdir {str(workdir)!r} already holds a run; pass --resume to continue it or "
             "choose another --workdir"
@@ -416,7 +467,7 @@ def train_and_evaluate(
     # The distributed section describes one launch, not the experiment: saved as nulls so
     # that every process can --resume from, or rerun, the saved config with its own id.
     saved_cfg = dataclasses.replace(cfg, distributed=config_lib.DistributedConfig())
-    if main:
+    if main and not resume:  # a resumed run's config.yaml is rewritten once it is restored
         workdir.mkdir(parents=True, exist_ok=True)
         config_lib.dump(saved_cfg, workdir / "config.yaml")
 
@@ -454,22 +505,36 @@ def train_and_evaluate(
         state = jax.tree.map(jnp.asarray, state)
         if plateau_state is not None:
             plateau_state = jax.tree.map(jnp.asarray, plateau_state)
+        if "config" in meta:
+            _check_resume_config(meta["config"], config_lib.to_dict(saved_cfg))
         rows = list(meta["rows"])
         start_epoch = int(meta["epoch"])
         best_value, best_epoch = meta["best_value"], int(meta["best_epoch"])
-        stopper = dataclasses.replace(stopper, **meta["early_stopping"])
+        # The run's progress; patience and min_delta are this config's (they may change).
+        progress = {k: meta["early_stopping"][k]
+                    for k in ("best_value", "best_epoch", "wait", "has_improved")}
+        stopper = dataclasses.replace(stopper, **progress)
+        stopper = dataclasses.replace(
+            stopper, should_stop=stopper.wait >= max(stopper.patience, 1)
+        )
         if main:
+            config_lib.dump(saved_cfg, workdir / "config.yaml")
             print(f"resumed from {path} (epoch {start_epoch})", file=out)
-        if stopper.should_stop:
+        if es_cfg.enabled and stopper.should_stop:
             stopped_early = True
 
+    def labels(y: Any) -> Any:
+        # Sigmoid binary cross-entropy has one logit per example: 0/1 labels as a column.
+        return np.reshape(y, (-1, 1)) if t.loss == "sigmoid_binary_cross_entropy" else y
+
     # The training set goes to the device(s) once, straight from the host arrays.
+    y_host = labels(ds.y_train)
     if multi:
-        state, x_train, y_train = put((state, ds.x_train, ds.y_train))
+        state, x_train, y_train = put((state, ds.x_train, y_host))
     elif replicated is not None:
-        state, x_train, y_train = jax.device_put((state, ds.x_train, ds.y_train), replicated)
+        state, x_train, y_train = jax.device_put((state, ds.x_train, y_host), replicated)
     else:
-        x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(ds.y_train)
+        x_train, y_train = jnp.asarray(ds.x_train), jnp.asarray(y_host)
 
     metrics_fn = metrics_fn_for_loss(t.loss)
     step_fn = make_train_step(
@@ -482,7 +547,7 @@ def train_and_evaluate(
     splits = {"test": (ds.x_test, ds.y_test)}
     if getattr(ds, "x_val", None) is not None:
         splits = {"val": (ds.x_val, ds.y_val), **splits}
-    splits = {k: (jnp.asarray(x), jnp.asarray(y)) for k, (x, y) in splits.items()}
+    splits = {k: (jnp.asarray(x), jnp.asarray(labels(y))) for k, (x, y) in splits.items()}
     splits = put(splits)
 
     best_host = None
@@ -564,7 +629,10 @@ def train_and_evaluate(
                     tb.add_scalar(k, v, global_step=row["step"])
             tb.flush()
         last_epoch = epoch + 1 == t.epochs or stopped_early
-        if t.checkpoint_every and ((epoch + 1) % t.checkpoint_every == 0 or last_epoch):
+        numbered = bool(t.checkpoint_every) and (
+            (epoch + 1) % t.checkpoint_every == 0 or last_epoch
+        )
+        if main and t.checkpoint_every and (improved or numbered):
             meta = {
                 "epoch": epoch + 1,
                 "step": int(state.step),
@@ -574,8 +642,12 @@ def train_and_evaluate(
                 "early_stopping": dataclasses.asdict(stopper),
                 "config": config_lib.to_dict(saved_cfg),
             }
-            if main:
-                ckpts.save(epoch + 1, payload(), meta, best=improved)
+            # best.jaxnn on every improvement (also between numbered checkpoints, so that a
+            # resumed run restores the epoch its meta names), and before the numbered file.
+            if improved:
+                ckpts.save_best(payload(), meta)
+            if numbered:
+                ckpts.save(epoch + 1, payload(), meta)
         if main and cfg.logging.print_every and (
             (epoch + 1) % cfg.logging.print_every == 0 or last_epoch
         ):
@@ -590,8 +662,17 @@ def train_and_evaluate(
     final_state = state
     if es_cfg.enabled and es_cfg.restore_best and stopped_early:
         if best_host is None and ckpts.best_path.exists():
-            tree, _ = read_checkpoint(ckpts.best_path, payload())
-            best_host = tree["state"]
+            try:
+                tree, best_meta = read_checkpoint(ckpts.best_path, payload())
+            except CheckpointError as e:
+                tree, best_meta = None, {}
+                print(f"warning: {e}; keeping the last epoch's parameters", file=sys.stderr)
+            if tree is not None and best_meta.get("epoch") == best_epoch:
+                best_host = tree["state"]
+            elif tree is not None:
+                print(f"warning: {ckpts.best_path} holds epoch {best_meta.get('epoch')}, not the "
+                      f"best epoch {best_epoch}; keeping the last epoch's parameters",
+                      file=sys.stderr)
         if best_host is not None:
             final_state = put(jax.tree.map(jnp.asarray, best_host))
     final = {}
