@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import pathlib
 import shutil
 
 import jax
@@ -403,12 +404,18 @@ def test_real_mnist_test_files(shared_data_dir, isolated):
             load_mnist(data_dir=shared_data_dir, download=False)
 
 
-def test_other_data_sets_files_are_refused(shared_data_dir, tmp_path):
-    wrong = tmp_path / "fashion-mnist"
-    wrong.mkdir()
+def _fashion_folder_with(src: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+    """A ``fashion-mnist/`` folder under ``tmp_path`` holding the test files found in ``src``."""
+    folder = tmp_path / "fashion-mnist"
+    folder.mkdir()
     for role in TEST_ROLES:
-        name = mn.MNIST.files[role].name
-        shutil.copy(shared_data_dir / "mnist" / name, wrong / name)
+        name = mn.FASHION_MNIST.files[role].name  # the same file names as MNIST's
+        shutil.copy(src / name, folder / name)
+    return folder
+
+
+def test_other_data_sets_files_are_refused(shared_data_dir, tmp_path):
+    wrong = _fashion_folder_with(shared_data_dir / "mnist", tmp_path)
     with pytest.raises(DataError, match="this is the MNIST t10k-labels-idx1-ubyte, not "
                        "Fashion-MNIST's") as info:
         load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test")
@@ -418,11 +425,7 @@ def test_other_data_sets_files_are_refused(shared_data_dir, tmp_path):
 def test_other_data_sets_labels_are_refused_when_recompressed(shared_data_dir, tmp_path):
     # The same labels, gzipped again (other bytes, other .gz checksums): the decompressed
     # content still identifies them as MNIST's.
-    wrong = tmp_path / "fashion-mnist"
-    wrong.mkdir()
-    for role in TEST_ROLES:
-        name = mn.FASHION_MNIST.files[role].name
-        shutil.copy(shared_data_dir / "fashion-mnist" / name, wrong / name)
+    wrong = _fashion_folder_with(shared_data_dir / "fashion-mnist", tmp_path)
     labels = mn.FASHION_MNIST.files["test_labels"].name
     raw = gzip.decompress((shared_data_dir / "mnist" / labels).read_bytes())
     (wrong / labels).write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
