@@ -102,6 +102,21 @@ def test_merge_config_overrides_and_errors(tmp_path):
                         "optimizers.SGD.kwargs.momentum=0.5"])
     assert cfg["optimizers"]["Nadam"]["optimizer"] == "nadam"
     assert cfg["optimizers"]["SGD"]["kwargs"] == {"momentum": 0.5}
+    # A kwargs mapping stays open once it holds a key; a row added key by key stays open;
+    # 1e-3 (YAML 1.1 reads it as a string without a dot) is a number there too.
+    cfg = merge_config(craft.OPTIMIZERS_DEFAULTS, None,
+                       ["optimizers.AdamW.kwargs.b1=0.8",
+                        "optimizers.SGD.kwargs.momentum=9e-1",
+                        "optimizers.SGD.kwargs.nesterov=true",
+                        "optimizers.X.optimizer=sgd", "optimizers.X.learning_rate=1e-3"])
+    assert cfg["optimizers"]["AdamW"]["kwargs"]["b1"] == 0.8
+    assert cfg["optimizers"]["AdamW"]["kwargs"]["weight_decay"] == \
+        craft.OPTIMIZERS_DEFAULTS["optimizers"]["AdamW"]["kwargs"]["weight_decay"]
+    assert cfg["optimizers"]["SGD"]["kwargs"] == {"momentum": 0.9, "nesterov": True}
+    assert cfg["optimizers"]["X"] == {"optimizer": "sgd", "learning_rate": 0.001}
+    # Rows of the defaults stay closed: a typo is still caught.
+    with pytest.raises(ConfigError, match="did you mean 'learning_rate'"):
+        merge_config(craft.OPTIMIZERS_DEFAULTS, None, ["optimizers.AdamW.learnig_rate=0.1"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -110,12 +125,48 @@ def test_merge_config_overrides_and_errors(tmp_path):
     (["schedules", "--set", "schedules=[linear]"], "schedules"),
     (["init", "--config", "/nonexistent/c.yaml"], "does not exist"),
     (["overfitting", "--set", "dropout=1.5"], "dropout"),
+    # null for a section or table (a raw TypeError/AttributeError before)
+    (["surface", "--set", "surfaces.bowl=null"], "surfaces.bowl: expected a mapping, got null"),
+    (["schedules", "--set", "data=null"], "data: expected a mapping"),
+    # an unknown optimizer found before training, not while tracing it
+    (["overfitting", "--set", "optimizer=nosuch", "--set", "epochs=1",
+      "--set", "average_last=1"], "unknown optimizer"),
+    # a warm-up schedule over a run of one update
+    (["schedules", "--set", "epochs=1", "--set", "batch_size=100000",
+      "--set", "schedules=[warmup_cosine]"], "warmup_cosine over 1 updates"),
+    (["schedules", "--set", "divergence_factor=0.5"], "divergence_factor"),
+    (["schedules", "--set", "schedules=[step, step]"], "distinct"),
+    # argparse's own errors, as one line too
+    (["nosuch"], "invalid choice: 'nosuch'"),
+    (["surface", "--bogus"], "unrecognized arguments: --bogus"),
 ])
 def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path):
     code = craft.main([*args, "--workdir", str(tmp_path)])
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_cli_unusable_workdir_fails_before_training(tmp_path, capsys):
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    assert craft.main(["surface", "--workdir", str(blocked)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --workdir") and err.count("\n") == 1
+
+
+def test_outputs_are_written_atomically(tmp_path, monkeypatch):
+    # A crash while the new summary is written leaves the old one whole, and no temp files.
+    from jaxnn.studies import craft_common
+
+    craft_common.write_summary(tmp_path, "Old", "old body")
+    monkeypatch.setattr(pathlib.Path, "write_text",
+                        lambda self, text: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        craft_common.write_summary(tmp_path, "New", "new body")
+    monkeypatch.undo()
+    assert (tmp_path / "summary.md").read_text() == "# Old\n\nold body\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["summary.md"]
 
 
 def test_script_runs_end_to_end(tmp_path):
@@ -254,6 +305,9 @@ def test_build_schedule_shapes():
         assert v.dtype == np.float32 and v.shape == (100,) and (v >= 0).all()
     step = craft.build_schedule("step", base_lr=0.1, peak_lr=1.0, total_steps=100)
     np.testing.assert_allclose([step(0), step(50), step(75)], [0.1, 0.01, 0.001], rtol=1e-5)
+    # Two updates: both drops fall on update 1, which still divides by 100.
+    step = craft.build_schedule("step", base_lr=0.1, peak_lr=1.0, total_steps=2)
+    np.testing.assert_allclose([step(0), step(1)], [0.1, 0.001], rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- batch size

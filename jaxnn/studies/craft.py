@@ -25,7 +25,7 @@ import argparse
 import pathlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from jaxnn.studies.craft_common import ConfigError, merge_config
 from jaxnn.studies.craft_engine import load_data, make_run
@@ -131,8 +131,16 @@ def run_experiment(name: str, config: Mapping[str, Any],
     return EXPERIMENTS[name][1](config, workdir)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line ``error: ...`` and exit status 2 (no usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="compare.py", description="Training-craft experiments (figure + summary.md).")
     sub = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT", required=True)
     for name, (_, _, figure, doc) in EXPERIMENTS.items():
@@ -160,10 +168,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.experiment, args.config, args.overrides)
         workdir = pathlib.Path(args.workdir)
+        try:  # before the training, not after it
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--workdir {str(workdir)!r}: cannot create it ({e.strerror})") \
+                from None
         run_experiment(args.experiment, config, workdir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a full disk while writing the figure
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     figure = EXPERIMENTS[args.experiment][2]
     print(f"wrote {workdir / figure} and {workdir / 'summary.md'}")
     return 0

@@ -17,7 +17,10 @@ from __future__ import annotations
 import copy
 import difflib
 import math
+import os
 import pathlib
+import re
+import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -33,6 +36,7 @@ __all__ = [
     "merge_config",
     "pyplot",
     "increase_fraction",
+    "save_figure",
     "write_summary",
 ]
 
@@ -44,8 +48,12 @@ def _suggest(name: str, choices: Sequence[str]) -> str:
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """``value`` converted to the type of ``default`` (None defaults accept anything)."""
-    if default is None or value is None:
+    if default is None:
         return value
+    if value is None:
+        kind = ("a mapping" if isinstance(default, dict) else "a list"
+                if isinstance(default, list | tuple) else f"a {type(default).__name__}")
+        raise ConfigError(f"{key}: expected {kind}, got null")
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -82,22 +90,45 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     return value
 
 
-def _merge(base: dict, extra: Mapping, prefix: str, open_keys: bool) -> dict:
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _free(value: Any) -> Any:
+    """A value under an open key (no default to coerce to): YAML 1.1 reads ``1e-3`` (no dot)
+    as a string; such strings become numbers."""
+    if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    if isinstance(value, Mapping):
+        return {k: _free(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_free(v) for v in value]
+    return value
+
+
+def _merge(base: dict, extra: Mapping, prefix: str, open_keys: bool,
+           reference: Any = None) -> dict:
+    """``extra`` laid over ``base``. ``reference`` is the defaults' part at this level
+    (None where the user added it): rows a user added stay open to more keys."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
         key = f"{prefix}{k}"
         if k not in out:
             if open_keys:
-                out[k] = copy.deepcopy(v)
+                out[k] = _free(copy.deepcopy(v))
                 continue
             raise ConfigError(
                 f"unknown key {key!r}{_suggest(str(k), list(out))}; "
                 f"valid keys{' under ' + prefix[:-1] if prefix else ''}: {', '.join(out)}"
             )
+        ref = reference.get(k) if isinstance(reference, Mapping) else None
         if isinstance(out[k], dict) and isinstance(v, Mapping):
             # Tables of named entries (e.g. the optimizers of a study) are open: a new
-            # name adds a row. Their rows, like sections, are checked key by key.
-            out[k] = _merge(out[k], v, f"{key}.", open_keys=_is_table(out[k]) or not out[k])
+            # name adds a row. Their rows, like sections, are checked key by key, except
+            # rows the user added and keyword mappings (``kwargs``), which stay open.
+            opened = _is_table(out[k]) or not out[k] or ref is None or k == "kwargs"
+            out[k] = _merge(out[k], v, f"{key}.", opened, ref)
+        elif open_keys and ref is None:
+            out[k] = _free(copy.deepcopy(v))  # a value the user added earlier: replaced
         else:
             out[k] = _coerce(key, v, out[k])
     return out
@@ -146,13 +177,13 @@ def merge_config(
     """
     data = dict(copy.deepcopy(defaults))
     if path is not None:
-        data = _merge(data, read_yaml(path), "", open_keys=False)
+        data = _merge(data, read_yaml(path), "", open_keys=False, reference=defaults)
     for item in overrides:
         parts, value = _parse_override(item)
         nested: Any = value
         for part in reversed(parts):
             nested = {part: nested}
-        data = _merge(data, nested, "", open_keys=False)
+        data = _merge(data, nested, "", open_keys=False, reference=defaults)
     return data
 
 
@@ -189,10 +220,32 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _replace_atomically(path: pathlib.Path, write: Any) -> None:
+    """``write(tmp_path)`` then rename over ``path``: a crash leaves the old file or the new."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_figure(fig: Any, path: str | pathlib.Path, **kwargs: Any) -> pathlib.Path:
+    """``fig.savefig(path, **kwargs)``, atomically."""
+    _replace_atomically(pathlib.Path(path), lambda tmp: fig.savefig(tmp, **kwargs))
+    return pathlib.Path(path)
+
+
 def write_summary(workdir: pathlib.Path, title: str, body: str) -> pathlib.Path:
-    """Write ``summary.md`` (``# title`` then ``body``) into ``workdir`` and return its path."""
+    """Write ``summary.md`` (``# title`` then ``body``) into ``workdir``, atomically, and
+    return its path. Experiments write it after their figures."""
     path = pathlib.Path(workdir) / "summary.md"
-    path.write_text(f"# {title}\n\n{body.rstrip()}\n")
+    text = f"# {title}\n\n{body.rstrip()}\n"
+    _replace_atomically(path, lambda tmp: pathlib.Path(tmp).write_text(text))
     return path
 
 

@@ -79,7 +79,9 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
         tries.append(("digits", {}))
     else:
         check(name in jdata.names(), "data.name", name, "auto, " + ", ".join(jdata.names()))
-        tries = [(name, {"split": "test"} if name == "mnist" and data_dir else {})]
+        tries = [(name, {})]
+        if name == "mnist" and data_dir:  # the official split, else the 10k test set alone
+            tries.append((name, {"split": "test"}))
     last: Exception | None = None
     for dname, opts in tries:
         try:

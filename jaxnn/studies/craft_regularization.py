@@ -36,7 +36,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import mlp, optim
-from jaxnn.studies.craft_common import check, markdown_table, pyplot, write_summary
+from jaxnn.studies.craft_common import (
+    ConfigError,
+    check,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_summary,
+)
 from jaxnn.studies.craft_engine import init_stacked, load_data, make_run, subset
 
 __all__ = [
@@ -192,6 +199,10 @@ def run_overfitting(
         "batch norm": dataclasses.replace(base, batch_norm=True),
     }
     make_tx = lambda _: optim.get(config["optimizer"], lr)
+    try:  # here, not first while tracing the run
+        make_tx(None)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"optimizer: {e}") from None
     evals = {"train": (x, y), "val": (xv, yv), "test": (xt, yt)}
     keys = jax.random.split(k_runs, seeds)
     curves: dict[str, dict[str, np.ndarray]] = {}
@@ -254,7 +265,7 @@ def _plot_overfitting(result: Mapping[str, Any], path: pathlib.Path) -> None:
     axes[0].set_ylabel("accuracy")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
 
 
@@ -326,7 +337,7 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
         ax.legend()
         ax.grid(alpha=0.3)
         fig.tight_layout()
-        fig.savefig(out / "init.png", dpi=110)
+        save_figure(fig, out / "init.png", dpi=110)
         plt.close(fig)
         rows = [[k, v["train_loss"], v["train_accuracy"], v["test_accuracy"]]
                 for k, v in final.items()]
@@ -395,7 +406,7 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
         fig.supxlabel("epoch")
         fig.supylabel("train accuracy")
         fig.tight_layout()
-        fig.savefig(out / "batchnorm_scales.png", dpi=100)
+        save_figure(fig, out / "batchnorm_scales.png", dpi=100)
         plt.close(fig)
         table = [[f"{s:.3g}", acc["batch norm"][i], acc["no batch norm"][i]]
                  for i, s in enumerate(scales)]

@@ -34,7 +34,13 @@ import numpy as np
 import optax
 
 from jaxnn import optim
-from jaxnn.studies.craft_common import check, markdown_table, pyplot, write_summary
+from jaxnn.studies.craft_common import (
+    check,
+    markdown_table,
+    pyplot,
+    save_figure,
+    write_summary,
+)
 
 __all__ = [
     "SURFACES",
@@ -295,7 +301,7 @@ def _plot(traj: Mapping[str, Mapping[str, np.ndarray]], path: pathlib.Path) -> p
         ax.set_ylabel("y")
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

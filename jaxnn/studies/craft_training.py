@@ -45,6 +45,7 @@ from jaxnn.studies.craft_common import (
     increase_fraction,
     markdown_table,
     pyplot,
+    save_figure,
     write_summary,
 )
 from jaxnn.studies.craft_engine import init_stacked, load_data, make_run, subset
@@ -148,7 +149,10 @@ def build_schedule(name: str, *, base_lr: float, peak_lr: float, total_steps: in
     if name == "constant_peak":
         return sch.constant_schedule(peak_lr)
     if name == "step":
-        return sch.piecewise_constant_schedule(base_lr, {T // 2: 0.1, (3 * T) // 4: 0.1})
+        scales: dict[int, float] = {}
+        for b in (T // 2, (3 * T) // 4):  # in a run of 1-2 updates both drops fall together
+            scales[b] = scales.get(b, 1.0) * 0.1
+        return sch.piecewise_constant_schedule(base_lr, scales)
     if name == "exponential":
         return sch.exponential_decay(base_lr, transition_steps=T, decay_rate=0.01)
     if name in ("triangular", "triangular2"):
@@ -205,9 +209,11 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
     check(wf < 1, "warmup_fraction", wf, "a number in (0, 1)")
     cycles = _int(config, "cycles", 1)
     factor = _pos(config, "divergence_factor")
+    check(factor > 1, "divergence_factor", factor, "a number > 1 (x the first loss)")
     names = config["schedules"]
-    check(isinstance(names, list) and names and all(n in SCHEDULES for n in names),
-          "schedules", names, "a non-empty list of " + ", ".join(SCHEDULES))
+    check(isinstance(names, list) and names and all(n in SCHEDULES for n in names)
+          and len(set(names)) == len(names),
+          "schedules", names, "a non-empty list of distinct names from " + ", ".join(SCHEDULES))
     hidden = _hidden(config)
     key = jax.random.key(_int(config, "seed", 0))
     k_data, k_init, k_run = jax.random.split(key, 3)
@@ -219,8 +225,14 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
                            "diverged_at": {}, "final_loss": {}, "data": ds.name,
                            "total_steps": total}
     for name in names:
-        s = build_schedule(name, base_lr=base, peak_lr=peak, total_steps=total,
-                           warmup_fraction=wf, cycles=cycles)
+        try:
+            s = build_schedule(name, base_lr=base, peak_lr=peak, total_steps=total,
+                               warmup_fraction=wf, cycles=cycles)
+        except ValueError as e:  # e.g. a warm-up as long as a run of one update
+            raise ConfigError(
+                f"schedules: {name} over {total} updates ({epochs} epochs of "
+                f"{max(len(x) // batch, 1)}): {e}"
+            ) from None
         try:
             make_tx = (lambda sc: lambda _: optim.get(config["optimizer"], sc))(s)
             make_tx(None)
@@ -249,7 +261,7 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
         a1.set_title(f"schedules ({config['optimizer']}, {total} updates)")
         a2.set_title(f"loss ({ds.name})")
         fig.tight_layout()
-        fig.savefig(out / "schedules.png", dpi=110)
+        save_figure(fig, out / "schedules.png", dpi=110)
         plt.close(fig)
         rows = [[n, "no" if res["diverged_at"][n] is None else f"at update {res['diverged_at'][n]}",
                  res["final_loss"][n], res["test_accuracy"][n]] for n in names]
@@ -340,7 +352,7 @@ def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None
             a.grid(alpha=0.3)
         a2.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / "batch_size.png", dpi=110)
+        save_figure(fig, out / "batch_size.png", dpi=110)
         plt.close(fig)
         rows = [[k, r["batch_size"], r["updates"], r["final_loss"], r["seconds"],
                  r["increase_fraction"]] for k, r in runs.items()]
@@ -418,7 +430,7 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / "optimizers.png", dpi=110)
+        save_figure(fig, out / "optimizers.png", dpi=110)
         plt.close(fig)
         rows = [[k, table[k]["optimizer"], float(table[k]["learning_rate"]), v["train_loss"],
                  v["test_accuracy"], v["test_accuracy_std"]] for k, v in final.items()]
@@ -507,7 +519,7 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
         fig.colorbar(sc, label="validation accuracy")
         ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "search.png", dpi=110)
+        save_figure(fig, out / "search.png", dpi=110)
         plt.close(fig)
         table = [[i + 1, r["learning_rate"], r["weight_decay"], r["val_accuracy"],
                   r["train_accuracy"]] for i, r in enumerate(rows[:top])]
