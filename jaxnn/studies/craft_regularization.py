@@ -233,7 +233,9 @@ def run_overfitting(
     out = _prepare(workdir)
     if out is not None:
         _plot_overfitting(result, out / "overfitting.png")
-        rows = [[k, v["train_accuracy"], v["test_accuracy"], v["gap"], v["epochs"]]
+        rows = [[k, v["train_accuracy"], v["test_accuracy"], v["gap"],
+                 f"{v['epochs']:.0f}" if float(v["epochs"]).is_integer()
+                 else f"{v['epochs']:.1f} (mean)"]
                 for k, v in summary.items()]
         body = (f"Data: {ds.name}, {n_train} training rows ({n_val} more for validation), "
                 f"MLP {sizes}, {config['optimizer']} lr {lr:g}, batch {batch}, "
