@@ -45,7 +45,9 @@ a fixed *probe* batch of ``probe_size`` training examples, for the untrained mod
 
 Training: plain SGD ``theta <- theta - learning_rate * grad`` with the hand-written gradient
 (:func:`jaxnn.backprop.value_and_grad`), minibatches of ``batch_size`` rows drawn uniformly
-WITH replacement by ``fold_in(seed_key, step)``, fused in one ``lax.scan``. Batch norm (when
+WITH replacement by ``fold_in(fold_in(seed_key, BATCH_STREAM), step)``, fused in one
+``lax.scan`` (``BATCH_STREAM`` a constant far above any layer count: the weights of layer
+``l`` use ``split(seed_key, L)[l]``, which is ``fold_in(seed_key, l)``). Batch norm (when
 on) normalises with batch statistics in training and in the probe statistics, and with the
 running statistics in evaluation.
 
@@ -257,8 +259,9 @@ def saturation_fraction(name: str, activation_input: Array, activation: Array) -
     * sigmoid-like (``sigmoid``, ``hard_sigmoid``; output range ``[0, 1]``):
       ``|a - 1/2| > 0.45``, i.e. ``a < 0.05`` or ``a > 0.95`` (``sigma' < 0.0475``).
     * tanh-like (``tanh``, ``softsign``; range ``[-1, 1]``): ``|a| > 0.9``.
-    * ReLU-like (``relu``, ``relu6``): ``a == 0`` exactly, a "dead" unit for that input
-      (derivative 0).
+    * ReLU-like: ``a == 0`` exactly for ``relu``, a "dead" unit for that input (derivative
+      0); ``relu6`` also at its upper flat ``a == 6``; ``step`` everywhere (its derivative is
+      0 at every input).
     * every other activation (``leaky_relu``, ``elu``, ``selu``, ``gelu``, ``swish``,
       ``softplus``, ...): ``|f'(u)| < 0.05`` with the hand-written derivative
       ``jaxnn.activations.get_grad(name)`` at the activation input ``u`` -- the negative
@@ -278,8 +281,10 @@ def saturation_fraction(name: str, activation_input: Array, activation: Array) -
         flat = jnp.abs(activation - 0.5) > 0.45
     elif family == "tanh":
         flat = jnp.abs(activation) > 0.9
+    elif name == "step":
+        flat = jnp.ones(activation.shape, bool)
     elif family == "relu":
-        flat = activation == 0
+        flat = (activation == 0) | (activation == 6) if name == "relu6" else activation == 0
     else:
         flat = jnp.abs(activations.get_grad(name)(activation_input)) < 0.05
     return jnp.mean(flat.astype(activation.dtype))
@@ -318,7 +323,8 @@ class DepthStudyConfig:
       batch_norm: which batch-norm settings to sweep (``[false]``, ``[true]`` or both).
       seeds: number of seeds (0 .. seeds-1), >= 1.
       seed: base seed of the data split and all model keys.
-      probe_size: training examples the statistics are measured on, >= 2.
+      probe_size: training examples the statistics are measured on, >= 2 and at most the
+        training rows.
       steps: SGD steps of the training phase (0: statistics at initialization only).
       batch_size: minibatch size, >= 1.
       learning_rate: SGD step size, > 0.
@@ -420,6 +426,7 @@ def _validate(c: DepthStudyConfig) -> None:
                f"an integer >= {minimum}")
     # jax.random.key keeps 32 bits without 64-bit mode: seeds 0 and 2**32 would be one run.
     _check(c.seed < 2**32, "seed", c.seed, "an integer in [0, 2**32 - 1]")
+    _check(c.steps < 2**31, "steps", c.steps, "an integer in [0, 2**31 - 1]")  # lax.scan
     for key in ("n_train", "n_test", "eval_size"):
         v = getattr(c, key)
         _check(v is None or (isinstance(v, int) and not isinstance(v, bool) and v >= 1), key, v,
@@ -572,7 +579,10 @@ def load_study_data(config: DepthStudyConfig) -> _Data:
             kt, (config.input_dim, config.num_classes), jnp.float32))
         y = np.argmax(x @ teacher, axis=1).astype(np.int32)
         n = config.n_samples
-        return _Data(x[:n], y[:n], x[n:], y[n:], config.num_classes, "normal")
+        n_tr = n if config.n_train is None else min(config.n_train, n)
+        n_te = n_test if config.n_test is None else min(config.n_test, n_test)
+        return _Data(x[:n_tr], y[:n_tr], x[n:n + n_te], y[n:n + n_te], config.num_classes,
+                     "normal")
     from jaxnn import data as jdata
     from jaxnn.data.idx import DataError
 
@@ -596,6 +606,11 @@ def load_study_data(config: DepthStudyConfig) -> _Data:
 # ----------------------------------------------------------------------------- engine
 
 _TRACES: collections.Counter[tuple[Any, ...]] = collections.Counter()
+
+#: The key stream of a seed's minibatches: ``fold_in(seed_key, BATCH_STREAM)``. The weights
+#: of layer ``l`` come from ``split(seed_key, L)[l] == fold_in(seed_key, l)`` (partitionable
+#: threefry), so the stream must not be a small integer (1 was layer 1's weight key).
+BATCH_STREAM = 2**31 - 1
 
 
 def trace_count(group: tuple[Any, ...] | None = None) -> int:
@@ -692,6 +707,8 @@ def _evaluate(cfg: MLPConfig, params, state, x, y):
     logits, _ = mlp.apply(cfg, params, state, x, train=False)
     loss = losses.get(LOSS)(logits, y)
     acc = jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(jnp.float32))
+    # argmax of NaN logits is class 0: a diverged model would score the share of class 0.
+    acc = jnp.where(jnp.all(jnp.isfinite(logits)), acc, jnp.nan)
     return loss, acc
 
 
@@ -708,7 +725,7 @@ def _single_model_fn(cfg: MLPConfig, steps: int, batch_size: int,
         init_eval = (_evaluate(cfg, params, state, x_ev, y_ev)
                      + _evaluate(cfg, params, state, x_te, y_te))
         n = x_tr.shape[0]
-        batch_key = jax.random.fold_in(key, 1)
+        batch_key = jax.random.fold_in(key, BATCH_STREAM)  # not a layer's weight key
 
         def step(carry, i):
             p, s = carry
@@ -802,7 +819,8 @@ def run_group(
     arrays = _arrays(config, data)
     vmapped = {"vmap": "all", "loop": "inits", "loop_all": "none"}[mode]
     fn, _ = _compiled(depth, width, activation, bool(batch_norm), in_dim, data.num_classes,
-                      config.steps, config.batch_size, config.histogram_bins,
+                      config.steps, config.batch_size,
+                      config.histogram_bins if config.histograms else 0,  # no recompile
                       config.histograms, vmapped)
     if mode == "vmap":
         out = fn(jnp.asarray(stds), jnp.asarray(codes), keys, lr, *arrays)
@@ -960,6 +978,9 @@ def run_study(
     t0 = time.perf_counter()
     compiles0 = trace_count()
     data = load_study_data(config) if data is None else data
+    n_train = data.x_train.shape[0]
+    _check(config.probe_size <= n_train, "probe_size", config.probe_size,
+           f"at most the {n_train} training rows of {data.name}")
     specs = config.init_specs
     seeds = list(range(config.seeds))
     shape_groups = [(d, w, a, bn) for bn in config.batch_norm for a in config.activations

@@ -13,6 +13,7 @@ with status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
 from collections.abc import Sequence
@@ -54,14 +55,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxnn.studies.workers import core_shares
 
     try:
-        overrides = list(args.overrides)
-        if args.data_dir is not None:
-            overrides.append(f"data_dir={args.data_dir}")
-        cfg = depth.load_config(args.config, overrides)
+        cfg = depth.load_config(args.config, list(args.overrides))
+        if args.data_dir is not None:  # a path as given, not parsed as YAML ('~', '#', 0123)
+            cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
         workdir = pathlib.Path(args.workdir or pathlib.Path("runs") / stem)
+        try:  # before the study, not after it
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"--workdir {str(workdir)!r}: cannot create it ({e.strerror})") \
+                from None
         log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
         if log:
             log(f"output directory: {workdir}")
@@ -69,8 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = depth.run_study(cfg, data=data, progress=log, workers=args.workers)
         paths = depth_report.write_outputs(result, workdir, plots=not args.no_plots)
     except (ConfigError, DataError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return EXIT_USAGE
+    except OSError as e:  # e.g. a full disk while writing the outputs
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
     except ValueError as e:  # a bad value found past the config (e.g. n_train too large)
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)

@@ -301,6 +301,21 @@ def _fmt(x: float) -> str:
     return f"{x:.1e}"
 
 
+def _trend(stds: Any) -> str:
+    """How a per-layer activation std moves from the first hidden layer to the last."""
+    first, last = float(stds[0]), float(stds[-1])
+    if not (math.isfinite(first) and math.isfinite(last)) or first <= 0:
+        return "are not finite" if not math.isfinite(last) else "are 0"
+    r = last / first
+    if r < 0.01:
+        return "collapse toward 0"
+    if r < 0.5:
+        return "shrink with depth"
+    if r <= 2.0:
+        return "stay flat"
+    return "grow with depth"
+
+
 def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
     """One verdict per (activation, initializer, depth, width, batch_norm), medians over
     seeds: ``ratio`` (init grad_ratio), ``saturation`` (init mean saturation),
@@ -323,8 +338,10 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
                         first = result.median("first_grad_norm", phase="init", **w)
                         nonfinite = sum(not r["finite"] for r in rows) > len(rows) / 2
                         sat = result.median("mean_saturation", phase="init", **w)
+                        trained = result.select(phase="trained", **w)
+                        diverged = sum(not r["finite"] for r in trained) > len(trained) / 2
                         acc = (result.median("test_accuracy", phase="trained", **w)
-                               if c.steps > 0 else float("nan"))
+                               if c.steps > 0 and not diverged else float("nan"))
                         out.append({
                             **w, "ratio": ratio, "first_grad_norm": first, "saturation": sat,
                             "test_accuracy": acc, "nonfinite": nonfinite,
@@ -414,24 +431,29 @@ def _findings(result: DepthStudyResult) -> list[str]:
         s = layers_of("activation_std", activation="sigmoid", initializer=std001, depth=d5)
         sx = layers_of("activation_std", activation="sigmoid", initializer=xavier, depth=d5)
         if sat is not None and m is not None and s is not None and sx is not None:
+            # Each claim only where the numbers make it (they are printed either way).
+            everywhere = float(np.min(sat)) > c.saturation_threshold
+            saturated = (f"{_fmt(float(np.min(sat)))}-{_fmt(float(np.max(sat)))} of the "
+                         "activations are saturated (|a - 1/2| > 0.45)"
+                         + (" in every layer" if everywhere else " (by layer)"))
+            collapse = float(np.max(s)) < 0.1 * float(np.min(sx))
+            small = ("collapse to" if collapse else "have mean") + f" {_fmt(float(np.mean(m)))}"
+            xav = "keeps a spread" if float(np.min(sx)) > 2 * float(np.max(s)) else "has"
             out.append(
-                f"- Sigmoid, {d5} hidden layers x {width}: with N(0, 1) weights "
-                f"{_fmt(float(np.min(sat)))}-{_fmt(float(np.max(sat)))} of the activations "
-                f"are saturated (|a - 1/2| > 0.45) in every layer; with N(0, 0.01^2) they "
-                f"collapse to {_fmt(float(np.mean(m)))} (std at most "
-                f"{_fmt(float(np.max(s)))}); Xavier keeps a spread (std "
-                f"{_fmt(float(np.min(sx)))}-{_fmt(float(np.max(sx)))}).")
+                f"- Sigmoid, {d5} hidden layers x {width}: with N(0, 1) weights {saturated}; "
+                f"with N(0, 0.01^2) they {small} (std at most {_fmt(float(np.max(s)))}); "
+                f"Xavier {xav} (std {_fmt(float(np.min(sx)))}-{_fmt(float(np.max(sx)))}).")
     if "relu" in acts and std001 and xavier and he:
         s1 = layers_of("activation_std", activation="relu", initializer=std001, depth=d5)
         sx = layers_of("activation_std", activation="relu", initializer=xavier, depth=d5)
         sh = layers_of("activation_std", activation="relu", initializer=he, depth=d5)
         if s1 is not None and sx is not None and sh is not None:
             out.append(
-                f"- ReLU, {d5} hidden layers: N(0, 0.01^2) collapses the activations toward 0 "
-                f"(std {_fmt(float(s1[0]))} in layer 1, {_fmt(float(s1[-1]))} in layer "
-                f"{len(s1)}); Xavier shrinks them with depth (std {_fmt(float(sx[0]))} -> "
-                f"{_fmt(float(sx[-1]))}); He keeps them flat (std {_fmt(float(sh[0]))} -> "
-                f"{_fmt(float(sh[-1]))}).")
+                f"- ReLU, {d5} hidden layers: with N(0, 0.01^2) the activations "
+                f"{_trend(s1)} (std {_fmt(float(s1[0]))} in layer 1, {_fmt(float(s1[-1]))} in "
+                f"layer {len(s1)}); with Xavier they {_trend(sx)} (std {_fmt(float(sx[0]))} -> "
+                f"{_fmt(float(sx[-1]))}); with He they {_trend(sh)} (std "
+                f"{_fmt(float(sh[0]))} -> {_fmt(float(sh[-1]))}).")
     sig_init = lecun or xavier
     def ratios(act: str, init: str) -> list[float]:
         return [result.median("grad_ratio", phase="init", activation=act, initializer=init,
