@@ -316,6 +316,15 @@ def _trend(stds: Any) -> str:
     return "grow with depth"
 
 
+def trained_accuracy(result: DepthStudyResult, **where: Any) -> float:
+    """Median trained test accuracy over the selected seeds, or nan when most of them
+    diverged (NaN logits: no accuracy)."""
+    vals = result.column("test_accuracy", phase="trained", **where).astype(float)
+    if vals.size == 0 or np.isnan(vals).sum() * 2 > vals.size:
+        return float("nan")
+    return float(np.median(vals[~np.isnan(vals)]))
+
+
 def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
     """One verdict per (activation, initializer, depth, width, batch_norm), medians over
     seeds: ``ratio`` (init grad_ratio), ``saturation`` (init mean saturation),
@@ -338,10 +347,7 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
                         first = result.median("first_grad_norm", phase="init", **w)
                         nonfinite = sum(not r["finite"] for r in rows) > len(rows) / 2
                         sat = result.median("mean_saturation", phase="init", **w)
-                        trained = result.select(phase="trained", **w)
-                        diverged = sum(not r["finite"] for r in trained) > len(trained) / 2
-                        acc = (result.median("test_accuracy", phase="trained", **w)
-                               if c.steps > 0 and not diverged else float("nan"))
+                        acc = trained_accuracy(result, **w) if c.steps > 0 else float("nan")
                         out.append({
                             **w, "ratio": ratio, "first_grad_norm": first, "saturation": sat,
                             "test_accuracy": acc, "nonfinite": nonfinite,
@@ -360,6 +366,8 @@ def _show(v: dict[str, Any], value: str) -> str:
             return "overflow (inf/nan statistics)"
         if v["first_grad_norm"] == 0.0:
             return "first-layer gradient exactly 0 (below float32 range)"
+    if value == "test_accuracy" and math.isnan(v[value]):
+        return "diverged (NaN)"
     return _fmt(v[value])
 
 
@@ -481,12 +489,13 @@ def _findings(result: DepthStudyResult) -> list[str]:
     if "relu" in acts and he and xavier and c.steps and max(c.depths) >= 20:
         d = _closest(c.depths, 30)
         w = dict(phase="trained", activation="relu", depth=d, **base)
+        acc_w = {k: v for k, v in w.items() if k != "phase"}
         out.append(
             f"- ReLU, {d} hidden layers, {c.steps} SGD steps at learning rate "
             f"{c.learning_rate}: {he} reaches test accuracy "
-            f"{_fmt(result.median('test_accuracy', initializer=he, **w))} (train loss "
+            f"{_fmt(trained_accuracy(result, initializer=he, **acc_w))} (train loss "
             f"{_fmt(result.median('train_loss', initializer=he, **w))}), {xavier} "
-            f"{_fmt(result.median('test_accuracy', initializer=xavier, **w))} (train loss "
+            f"{_fmt(trained_accuracy(result, initializer=xavier, **acc_w))} (train loss "
             f"{_fmt(result.median('train_loss', initializer=xavier, **w))}; chance "
             f"{1 / result.num_classes:.2f}).")
     if "selu" in acts and lecun:
@@ -567,10 +576,11 @@ def render_report(result: DepthStudyResult) -> str:
                       "|---|---|" + "---|" * len(c.depths)]
                 for act in c.activations:
                     for init in c.initializers:
-                        vals = [result.median("test_accuracy", phase="trained", activation=act,
-                                              initializer=init, depth=d, width=width,
-                                              batch_norm=bn) for d in c.depths]
-                        L.append(f"| {act} | {init} | " + " | ".join(map(_fmt, vals)) + " |")
+                        vals = [trained_accuracy(result, activation=act, initializer=init,
+                                                 depth=d, width=width, batch_norm=bn)
+                                for d in c.depths]
+                        cells = ["diverged" if math.isnan(v) else _fmt(v) for v in vals]
+                        L.append(f"| {act} | {init} | " + " | ".join(cells) + " |")
             if len(c.depths) <= 3 or c.histograms:
                 for d in c.depths[:1] if not c.histograms else c.depths:
                     L += ["", f"## Per-layer activations at initialization, {d} hidden layers"
