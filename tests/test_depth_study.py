@@ -492,6 +492,21 @@ def test_a_diverged_model_has_nan_accuracy_and_stalls():
     assert np.isnan(v["test_accuracy"]) and v["stalls"] and not v["trains"]
 
 
+def test_trained_accuracy_is_nan_only_when_most_seeds_diverged():
+    class _Result:  # trained_accuracy reads one column
+        def __init__(self, vals):
+            self.vals = np.asarray(vals, float)
+
+        def column(self, name, **where):
+            assert name == "test_accuracy" and where["phase"] == "trained"
+            return self.vals
+
+    nan = float("nan")
+    assert depth_report.trained_accuracy(_Result([0.5, nan, 0.7])) == 0.6  # 1 of 3 diverged
+    assert np.isnan(depth_report.trained_accuracy(_Result([0.5, nan, nan])))
+    assert np.isnan(depth_report.trained_accuracy(_Result([])))
+
+
 def test_saturation_of_relu6_and_step_counts_their_flat_regions():
     u = jnp.asarray([-1.0, 2.0, 7.0, 10.0])
     a = jnp.clip(u, 0.0, 6.0)

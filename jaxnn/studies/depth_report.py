@@ -446,7 +446,8 @@ def _findings(result: DepthStudyResult) -> list[str]:
                          + (" in every layer" if everywhere else " (by layer)"))
             collapse = float(np.max(s)) < 0.1 * float(np.min(sx))
             small = ("collapse to" if collapse else "have mean") + f" {_fmt(float(np.mean(m)))}"
-            xav = "keeps a spread" if float(np.min(sx)) > 2 * float(np.max(s)) else "has"
+            xav = ("keeps a spread" if float(np.min(sx)) > 2 * float(np.max(s))
+                   else "has a similar spread")
             out.append(
                 f"- Sigmoid, {d5} hidden layers x {width}: with N(0, 1) weights {saturated}; "
                 f"with N(0, 0.01^2) they {small} (std at most {_fmt(float(np.max(s)))}); "

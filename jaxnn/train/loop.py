@@ -384,7 +384,7 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def _check_resume_config(saved: dict, now: dict) -> None:
-    """Refuse to resume a run with a different experiment (data, model, seed, optimizer...)."""
+    """Refuse to resume a run as a different experiment (see ``_FIXED_ON_RESUME``)."""
     old, new = _flatten(saved), _flatten(now)
     changed = [k for k in sorted(old.keys() | new.keys())
                if old.get(k) != new.get(k) and k.startswith(_FIXED_ON_RESUME)
