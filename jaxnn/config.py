@@ -402,6 +402,17 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
+def ensure_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
+    """Create ``workdir`` (and its parents) before a run starts, so an unusable one fails
+    first, as a :class:`ConfigError` naming it, not after the work is done."""
+    path = pathlib.Path(workdir)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"--workdir {str(path)!r}: cannot create it ({e.strerror})") from None
+    return path
+
+
 def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors for missing or malformed files."""
     path = pathlib.Path(path)

@@ -27,6 +27,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
+from jaxnn.config import ensure_workdir
 from jaxnn.studies.craft_common import ConfigError, merge_config
 from jaxnn.studies.craft_engine import load_data, make_run
 from jaxnn.studies.craft_regularization import (
@@ -167,12 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         config = load_config(args.experiment, args.config, args.overrides)
-        workdir = pathlib.Path(args.workdir)
-        try:  # before the training, not after it
-            workdir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--workdir {str(workdir)!r}: cannot create it ({e.strerror})") \
-                from None
+        workdir = ensure_workdir(args.workdir)  # before the training, not after it
         run_experiment(args.experiment, config, workdir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

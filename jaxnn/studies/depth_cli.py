@@ -49,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run :func:`jaxnn.studies.depth.run_study`, write the outputs."""
     args = _parser().parse_args(argv)
-    from jaxnn.config import ConfigError
+    from jaxnn.config import ConfigError, ensure_workdir
     from jaxnn.data.idx import DataError
     from jaxnn.studies import depth, depth_report
     from jaxnn.studies.workers import core_shares
@@ -61,12 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
-        workdir = pathlib.Path(args.workdir or pathlib.Path("runs") / stem)
-        try:  # before the study, not after it
-            workdir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"--workdir {str(workdir)!r}: cannot create it ({e.strerror})") \
-                from None
+        # created before the study, not after it
+        workdir = ensure_workdir(args.workdir or pathlib.Path("runs") / stem)
         log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
         if log:
             log(f"output directory: {workdir}")
