@@ -413,8 +413,40 @@ def ensure_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
     return path
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping.
+
+    Plain YAML keeps the last value silently, so a config with two ``learning_rate:`` lines
+    would run with whichever came last. Merge keys (``<<: *anchor``) may still be overridden.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable key: let SafeLoader report it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r} (first given at line {first.line + 1})",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
-    """Read a YAML mapping, with one-line errors for missing or malformed files."""
+    """Read a YAML mapping, with one-line errors for missing, malformed or ambiguous files.
+
+    A key given twice in one mapping is an error (plain YAML keeps the last value silently).
+    """
     path = pathlib.Path(path)
     try:
         text = path.read_text()
@@ -425,7 +457,7 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
             f"config file {str(path)!r} cannot be read: {e.__class__.__name__}"
         ) from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         where = ""
         mark = getattr(e, "problem_mark", None)

@@ -126,6 +126,29 @@ def test_bad_files(tmp_path):
         C.load(scalar)
 
 
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    # Plain YAML keeps the last value: this file would have trained for 5 epochs.
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("training:\n  epochs: 3\n  batch_size: 32\n  epochs: 5\n")
+    with pytest.raises(C.ConfigError) as info:
+        C.load(dup)
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "duplicate key 'epochs'" in msg
+    assert "line 4" in msg and "first given at line 2" in msg
+    # Two sections of the same name are refused too.
+    dup.write_text("training:\n  epochs: 3\ntraining:\n  epochs: 5\n")
+    with pytest.raises(C.ConfigError, match="duplicate key 'training'"):
+        C.load(dup)
+    # The same key in two different mappings is fine, and a merge key may be overridden.
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(
+        "base: &b {epochs: 2, batch_size: 8}\n"
+        "training:\n  <<: *b\n  epochs: 4\n"
+    )
+    assert C.read_yaml(ok)["training"] == {"epochs": 4, "batch_size": 8}
+
+
 def test_dump_and_load_round_trip(tmp_path):
     cfg = C.load(None, ["model.hidden_sizes=[7]", "schedule.name=cosine_decay_schedule"])
     C.dump(cfg, tmp_path / "c.yaml")
