@@ -118,7 +118,14 @@ class ScheduleConfig:
 
 @dataclasses.dataclass(frozen=True)
 class EarlyStoppingConfig:
-    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs."""
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    ``min_delta`` only decides which epochs reset the patience. The best epoch (logged,
+    written to ``best.jaxnn`` and brought back by ``restore_best``) is the one with the best
+    monitored value, even when it beat the previous best by less than ``min_delta``.
+    (Keras' ``restore_best_weights`` brings back the last epoch that beat the best by
+    ``min_delta`` instead, which can be a worse epoch.)
+    """
 
     enabled: bool = False
     monitor: str = "val_loss"  # any logged metric

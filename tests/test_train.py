@@ -245,6 +245,31 @@ def test_early_stopping_stops_and_restores_the_best_parameters(tmp_path):
     assert (tmp_path / "es/checkpoints/best.jaxnn").exists()
 
 
+def test_min_delta_decides_the_patience_and_the_best_value_decides_the_restored_epoch(tmp_path):
+    # With min_delta=0.1 the small improvements after the early ones do not reset the
+    # patience, so the run stops `patience` epochs after the last improvement by 0.1 --
+    # but the epoch brought back is the one with the lowest val_loss, and the log, the
+    # summary and best.jaxnn name that same epoch.
+    cfg = _load(None, *ES_RUN, "training.epochs=30", "training.early_stopping.patience=4",
+                "training.early_stopping.min_delta=0.1")
+    h = train_and_evaluate(cfg, tmp_path / "md")
+    vals = h.metric("val_loss")
+    counted, best = [], np.inf  # the epochs that beat the best by more than min_delta
+    for i, v in enumerate(vals):
+        if v < best - 0.1:
+            counted.append(i + 1)
+            best = v
+    assert h.stopped_early and len(h.rows) == counted[-1] + 4
+    argmin = int(np.argmin(vals)) + 1
+    assert argmin not in counted  # the case under test: the best epoch beat its predecessor
+    assert h.best_epoch == argmin  # by less than min_delta
+    assert h.final["val_loss"] == pytest.approx(vals[argmin - 1], rel=1e-5)
+    raw = (tmp_path / "md/checkpoints/best.jaxnn").read_bytes()
+    blob = flax.serialization.msgpack_restore(raw[checkpoint_lib._HEADER.size:])
+    assert json.loads(blob["meta"])["epoch"] == argmin
+    assert json.loads((tmp_path / "md/history.json").read_text())["best_epoch"] == argmin
+
+
 def test_early_stopping_monitor_must_be_logged(tmp_path):
     cfg = _load(None, "training.early_stopping.enabled=true")  # val_loss, but no validation split
     with pytest.raises(ConfigError, match=r"val_loss.*validation_fraction"):
