@@ -244,6 +244,18 @@ DEVICES_DRIVER = textwrap.dedent("""
     import sys, jax, flax.serialization, numpy as np
     from jaxnn import config, train
     assert jax.device_count() == 4, jax.devices()
+    # A batch that does not split over the devices is refused, naming the size asked for
+    # (also when it was clamped to the 50 training rows).
+    for bs, want in ((30, "training.batch_size: 30 is not divisible by the 4 devices"),
+                     (64, "training.batch_size: 64 is larger than the 50 training rows")):
+        cfg = config.load(None, [f"training.batch_size={bs}", "data.n_train=50",
+                                 "training.devices=4", "logging.progress=false"])
+        try:
+            train.train_and_evaluate(cfg, f"{sys.argv[1]}/bad{bs}")
+        except config.ConfigError as e:
+            assert want in str(e), e
+        else:
+            raise AssertionError(f"batch_size={bs} was accepted on 4 devices")
     for model in sys.argv[2:]:
         for n in (1, 4):
             cfg = config.load(None, ["training.epochs=2", "data.n_train=640",

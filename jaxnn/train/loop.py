@@ -319,6 +319,13 @@ def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False):
     if n == 1 and not multi_process:
         return None, None
     if batch_size % n:
+        asked = cfg.training.batch_size
+        if asked != batch_size:  # clamped to the number of training rows
+            raise ConfigError(
+                f"training.batch_size: {asked} is larger than the {batch_size} training rows, "
+                f"and a full batch of {batch_size} is not divisible by the {n} devices; use a "
+                f"batch size <= {batch_size} that is a multiple of the device count"
+            )
         raise ConfigError(
             f"training.batch_size: {batch_size} is not divisible by the {n} devices; "
             "use a multiple of the device count"
