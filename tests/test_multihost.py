@@ -11,6 +11,7 @@ import pathlib
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 
 import flax.serialization
@@ -164,6 +165,27 @@ def test_bad_process_id_in_a_real_process_has_no_traceback(tmp_path):
     assert rc == 2
     assert err.strip().count("\n") == 0 and err.startswith("error: distributed.process_id: got 5")
     assert "Traceback" not in err + out
+
+
+def test_initialize_after_a_computation_is_one_clear_error(tmp_path):
+    # jax.distributed.initialize must come before JAX's backend starts; afterwards JAX
+    # raises (without contacting the coordinator), and jaxnn turns that into one line.
+    code = textwrap.dedent(f"""
+        import jax.numpy as jnp
+        from jaxnn import config as C
+        from jaxnn.train import distributed
+        jnp.zeros(1).block_until_ready()
+        try:
+            distributed.initialize(C.DistributedConfig("127.0.0.1:{_free_port()}", 2, 0,
+                                                       initialization_timeout_s=5))
+        except C.ConfigError as e:
+            print(e)
+    """)
+    p = subprocess.run([sys.executable, "-c", code], env=_env(1), capture_output=True,
+                       text=True, timeout=TIMEOUT_S)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("distributed: JAX already started its backend"), p.stdout
+    assert p.stdout.strip().count("\n") == 0
 
 
 @needs_gloo

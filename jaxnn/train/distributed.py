@@ -128,13 +128,6 @@ def initialize(dist: DistributedConfig) -> bool:
                 f"{jax.process_count()}, not {d.process_id} of {d.num_processes}"
             )
         return True
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
-        raise ConfigError(
-            "distributed: JAX already ran a computation in this process, so "
-            "jax.distributed.initialize can no longer be called; start a fresh process"
-        )
     if jax.config.jax_cpu_collectives_implementation is None:
         # Without it a CPU backend has no cross-process collectives (older jaxlib default).
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -167,6 +160,13 @@ def initialize(dist: DistributedConfig) -> bool:
         )
     except (RuntimeError, ValueError) as e:
         detail = " ".join(str(e).split())
+        if isinstance(e, RuntimeError) and "must be called before" in detail:
+            # JAX refuses once its backend is up (its documented RuntimeError).
+            raise ConfigError(
+                "distributed: JAX already started its backend in this process (a "
+                "computation or jax.devices() ran first), so jax.distributed.initialize "
+                "can no longer be called; call it first, in a fresh process"
+            ) from None
         raise ConfigError(f"{who}: {detail}") from None
     finally:
         joined.set()
