@@ -482,6 +482,62 @@ def test_flags_must_be_booleans():
         jo.adam("fast")
 
 
+# Aliases whose weight decay is a Python 0 (adadelta's default), against optax.
+ZERO_DECAY = {
+    "adadelta": (lambda: jo.adadelta(0.5), lambda: optax.adadelta(0.5)),
+    "adamw": (lambda: jo.adamw(0.01, weight_decay=0.0), lambda: optax.adamw(0.01, weight_decay=0)),
+    "nadamw": (lambda: jo.nadamw(0.01, weight_decay=0), lambda: optax.nadamw(0.01, weight_decay=0)),
+    "lion": (lambda: jo.lion(0.001, weight_decay=0.0), lambda: optax.lion(0.001, weight_decay=0)),
+}
+
+
+@pytest.mark.parametrize("name", list(ZERO_DECAY))
+def test_zero_weight_decay_keeps_updates_of_inf_params_finite(name):
+    """g + 0 * inf would be nan; a constant 0 decay is skipped, as optax does."""
+    ours, theirs = (make() for make in ZERO_DECAY[name])
+    params = _params()
+    params["dense"]["w"] = params["dense"]["w"].at[0, 0].set(jnp.inf)
+    grads = _first(_gradients(params, 1))
+    for update in (ours.update, jax.jit(ours.update)):
+        updates, _ = update(grads, ours.init(params), params)
+        expected, _ = theirs.update(grads, theirs.init(params), params)
+        assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+        assert _rel_err(updates, expected) <= 1e-6
+
+
+# (alias, name of its weight-decay mask argument)
+MASKED_ALIASES = [("adamw", "mask"), ("nadamw", "mask"), ("lion", "mask"),
+                  ("adadelta", "weight_decay_mask")]
+
+
+@pytest.mark.parametrize(("name", "arg"), MASKED_ALIASES)
+@pytest.mark.parametrize("mask", [3, "yes", 1.5, {"dense": 1}], ids=repr)
+def test_weight_decay_mask_must_be_boolean(name, arg, mask):
+    with pytest.raises(TypeError) as info:
+        _factory(name)(0.1, **{arg: mask})
+    message = str(info.value)
+    assert message.startswith(f"jaxnn.optim.{name}: {arg} must be None, a pytree of booleans")
+    assert repr(mask["dense"] if isinstance(mask, dict) else mask) in message
+
+
+@pytest.mark.parametrize(("name", "arg"), MASKED_ALIASES)
+def test_bare_bool_weight_decay_mask_decays_all_or_nothing(name, arg):
+    params = _params()
+    grads = _first(_gradients(params, 1))
+
+    def first_update(**kwargs):
+        opt = _factory(name)(0.1, weight_decay=0.5, **kwargs)
+        return opt.update(grads, opt.init(params), params)[0]
+
+    no_decay = _factory(name)(0.1, weight_decay=0.0)
+    for got, want in (
+        (first_update(**{arg: True}), first_update()),
+        (first_update(**{arg: False}), no_decay.update(grads, no_decay.init(params), params)[0]),
+    ):
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_array_equal(g, w)
+
+
 def test_adadelta_without_learning_rate_descends():
     """optax 0.2.8's adadelta(None) skips the sign flip and ascends; ours descends."""
     f = lambda x: jnp.sum(x**2)

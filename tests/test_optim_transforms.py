@@ -306,6 +306,76 @@ def test_add_decayed_weights_mask_skips_leaves():
     np.testing.assert_array_equal(updates["b"], [0.0, 0.0])
 
 
+def _inf_params():
+    return {"w": jnp.array([jnp.inf, -1.0], jnp.float32), "b": jnp.array([jnp.nan], jnp.float32)}
+
+
+@pytest.mark.parametrize("decay", [0, 0.0, -0.0, np.float32(0.0), np.array(0.0)], ids=repr)
+@pytest.mark.parametrize("mask", [None, {"w": True, "b": False}])
+def test_add_decayed_weights_static_zero_passes_updates_through(decay, mask):
+    """A constant 0 adds nothing (as in optax): inf/nan params do not give nan updates."""
+    params = _inf_params()
+    grads = {"w": jnp.array([0.5, 2.0], jnp.float32), "b": jnp.array([0.25], jnp.float32)}
+    ours = tr.add_decayed_weights(decay, mask)
+    theirs = optax.add_decayed_weights(0.0, mask)
+    for update in (ours.update, jax.jit(ours.update)):
+        updates, state = update(grads, ours.init(params), params)
+        expected, _ = theirs.update(grads, theirs.init(params), params)
+        for u, e, g in zip(*map(jax.tree.leaves, (updates, expected, grads)), strict=True):
+            np.testing.assert_array_equal(u, e)
+            np.testing.assert_array_equal(u, g)
+        count = state.count if mask is None else state.inner_state.count
+        assert int(count) == 1
+
+
+def test_add_decayed_weights_traced_or_scheduled_zero_is_still_multiplied_in():
+    """Only a Python/NumPy constant is looked at: arrays and schedules stay traceable."""
+    params, grads = jnp.array([jnp.inf, 2.0], jnp.float32), jnp.ones(2, jnp.float32)
+    for decay in (jnp.asarray(0.0), lambda count: 0.0 * count):
+        tx = tr.add_decayed_weights(decay)
+        updates, _ = tx.update(grads, tx.init(params), params)
+        assert np.isnan(updates[0]) and float(updates[1]) == 1.0  # g + 0 * inf, as optax
+
+    injected = optax.inject_hyperparams(tr.add_decayed_weights)(weight_decay=0.0)
+    state = injected.init(params)
+    for rate in (0.0, 0.5):
+        state = state._replace(hyperparams={"weight_decay": jnp.asarray(rate)})
+        updates, _ = jax.jit(injected.update)(grads, state, jnp.array([1.0, 2.0]))
+        np.testing.assert_allclose(updates, [1.0 + rate, 1.0 + 2.0 * rate], rtol=1e-6)
+
+
+BAD_MASKS = [3, "yes", 1.5, 0, {"w": True, "b": 1}, np.array([True, False]), jnp.int32(1)]
+
+
+@pytest.mark.parametrize("mask", BAD_MASKS, ids=repr)
+def test_add_decayed_weights_rejects_a_mask_that_is_not_boolean(mask):
+    """optax.masked would read 3 or "yes" as True and decay every leaf, silently."""
+    with pytest.raises(TypeError) as info:
+        tr.add_decayed_weights(0.1, mask)
+    message = str(info.value)
+    assert message.startswith("jaxnn.optim.add_decayed_weights: mask must be None, a pytree")
+    assert "function params -> such a pytree" in message
+    shown = "shape (2,)" if isinstance(mask, np.ndarray) else repr(
+        mask["b"] if isinstance(mask, dict) else mask
+    )
+    assert shown in message
+
+
+@pytest.mark.parametrize("flag", [True, False, np.bool_(True), jnp.asarray(False)], ids=repr)
+def test_add_decayed_weights_bare_bool_mask_decays_all_or_nothing(flag):
+    """A bare bool is a one-leaf prefix of the params tree, as in optax.masked."""
+    params = {"w": jnp.ones(2, jnp.float32), "b": jnp.full(1, 2.0, jnp.float32)}
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    ours = tr.add_decayed_weights(0.5, flag)
+    theirs = optax.add_decayed_weights(0.5, bool(flag))
+    updates, _ = jax.jit(ours.update)(zeros, ours.init(params), params)
+    expected, _ = theirs.update(zeros, theirs.init(params), params)
+    want = jax.tree.map(lambda p: 0.5 * p if flag else jnp.zeros_like(p), params)
+    for u, e, w in zip(*map(jax.tree.leaves, (updates, expected, want)), strict=True):
+        np.testing.assert_array_equal(u, e)
+        np.testing.assert_array_equal(u, w)
+
+
 def test_wider_hyperparameter_arrays_do_not_promote():
     """float64 hyperparameter arrays (inject_hyperparams under x64) keep float32 updates."""
     f64 = lambda x: jnp.asarray(x, jnp.float64)

@@ -596,7 +596,8 @@ def adadelta(
       eps: :math:`\epsilon \ge 0`.
       weight_decay: :math:`\lambda \ge 0` (added to the gradient before the scaling, i.e.
         L2 regularization), or a schedule.
-      weight_decay_mask: which leaves to decay.
+      weight_decay_mask: which leaves to decay (a boolean pytree or
+        ``params -> pytree``, as ``mask`` in :func:`jaxnn.optim.add_decayed_weights`).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`.
@@ -617,6 +618,7 @@ def adadelta(
       Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, 2012.
     """
     with _named("adadelta"):
+        tr._check_mask("adadelta", "weight_decay_mask", weight_decay_mask)
         return optax.chain(
             tr.add_decayed_weights(weight_decay, mask=weight_decay_mask),
             tr.scale_by_adadelta(rho=rho, eps=eps),

@@ -934,13 +934,19 @@ def cyclic_schedule(
     .. math:: \eta_t = \eta_{\mathrm{base}} + (\eta_{\max} - \eta_{\mathrm{base}})\,x_t\,a_t
 
     with amplitude scale :math:`a_t = 1` (``"triangular"``), :math:`2^{-k}`
-    (``"triangular2"``: halved every cycle) or :math:`\gamma^{t}` (``"exp_range"``).
-    The value is ``base_lr`` at :math:`t = 2kS` (troughs) and peaks at :math:`t = (2k+1)S`.
+    (``"triangular2"``: halved every cycle) or :math:`\gamma^{t}` (``"exp_range"``:
+    shrunk by :math:`\gamma` every *step*, from step 0, rising ramps included).
+    The value is ``base_lr`` at :math:`t = 2kS` (troughs) and peaks at :math:`t = (2k+1)S`
+    with the value :math:`\eta_{\mathrm{base}} + (\eta_{\max} - \eta_{\mathrm{base}})
+    \,a_{(2k+1)S}`. So ``max_lr`` is reached at every peak in ``"triangular"``, only at the
+    first peak (:math:`t = S`) in ``"triangular2"``, and never in ``"exp_range"`` with
+    :math:`\gamma < 1`: even its first peak is
+    :math:`\eta_{\mathrm{base}} + (\eta_{\max} - \eta_{\mathrm{base}})\,\gamma^{S}`.
 
     Args:
       base_lr: lower bound :math:`\eta_{\mathrm{base}} \ge 0`.
-      max_lr: upper bound :math:`\eta_{\max} \ge \eta_{\mathrm{base}}` (reached only at
-        the first peak in the decaying modes).
+      max_lr: upper bound :math:`\eta_{\max} \ge \eta_{\mathrm{base}}` of the
+        undecayed triangle (see above for the peaks each mode actually reaches).
       step_size: :math:`S > 0`, half a cycle in steps (Smith suggests 2-10 epochs).
       mode: ``"triangular"``, ``"triangular2"`` or ``"exp_range"``.
       gamma: :math:`\gamma \in (0, 1]`, the per-step amplitude factor of ``"exp_range"``;
@@ -953,6 +959,9 @@ def cyclic_schedule(
       >>> sched = cyclic_schedule(0.1, 1.0, step_size=10, mode="triangular2")
       >>> [round(float(sched(s)), 6) for s in (0, 5, 10, 20, 30, 50)]
       [0.1, 0.55, 1.0, 0.1, 0.55, 0.325]
+      >>> sched = cyclic_schedule(0.1, 1.0, step_size=10, mode="exp_range", gamma=0.99)
+      >>> round(float(sched(10)), 6)  # first peak: 0.1 + 0.9 * 0.99**10, not 1.0
+      0.913944
 
     Reference: Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017,
     https://arxiv.org/abs/1506.01186.

@@ -25,9 +25,11 @@ Properties every transformation here keeps:
   Bias corrections ``1 - beta**t`` are computed first in the widest float precision
   in play and only then cast (in low precision ``beta**t`` would round to 1).
 * **Traceable hyperparameters.** No Python ``if`` ever looks at the value of a
-  numeric hyperparameter, so ``optax.inject_hyperparams(factory)(...)`` works and
-  hyperparameters may be traced arrays. Eager validation is skipped for traced
-  values (it already happened when the concrete value was first seen).
+  numeric hyperparameter given as an array, so ``optax.inject_hyperparams(factory)(...)``
+  works and hyperparameters may be traced arrays. Eager validation is skipped for traced
+  values (it already happened when the concrete value was first seen). The one branch
+  on a value: :func:`add_decayed_weights` with a Python or NumPy constant 0 adds
+  nothing, as in optax.
 * **Saturating counters.** Step counts are ``int32`` and advance with
   :func:`optax.safe_increment`, which stops at the largest ``int32`` instead of
   wrapping around.
@@ -165,6 +167,56 @@ def _check_learning_rate(fn: str, value: Any, name: str = "learning_rate") -> No
     if callable(value):
         return
     _check_nonnegative(fn, name, value)
+
+
+def _is_bool_leaf(leaf: Any) -> bool:
+    """A mask leaf: a Python/NumPy bool or a scalar bool array (possibly traced)."""
+    if isinstance(leaf, bool | np.bool_):
+        return True
+    if isinstance(leaf, jax.Array | np.ndarray):
+        return leaf.dtype == np.bool_ and np.ndim(leaf) == 0
+    return False
+
+
+def _check_mask(fn: str, name: str, mask: Any) -> None:
+    """A weight-decay mask is None, a function, or a pytree of booleans.
+
+    As in :func:`optax.masked`, the pytree has the structure of the parameters or of a
+    prefix of it, so a bare ``True`` (decay every leaf) or ``False`` (decay none) is a
+    valid mask. Anything else (``3``, ``"yes"``, ``1.5``, an int or a non-scalar array)
+    would be read by optax as a truth value and decay everything silently.
+    """
+    if mask is None or callable(mask):
+        return
+    bad = [leaf for leaf in jax.tree.leaves(mask) if not _is_bool_leaf(leaf)]
+    if not bad:
+        return
+    leaf = bad[0]
+    if isinstance(leaf, jax.Array | np.ndarray) and np.ndim(leaf) > 0:
+        shown = f"an array of shape {np.shape(leaf)} and dtype {leaf.dtype}"
+    else:
+        shown = f"{leaf!r} of type {type(leaf).__name__}"
+    got = shown if leaf is mask else f"a {type(mask).__name__} with the leaf {shown}"
+    raise TypeError(
+        f"{_MODULE}.{fn}: {name} must be None, a pytree of booleans (one scalar bool per "
+        "leaf) with the structure of (a prefix of) the params, or a function params -> "
+        f"such a pytree; got {got}."
+    )
+
+
+def _is_static_zero(value: Any) -> bool:
+    """True for a concrete Python or NumPy scalar equal to 0 (never for jax arrays).
+
+    jax arrays (what ``optax.inject_hyperparams`` passes, possibly traced) and schedules
+    are not looked at, so the computation never depends on a traced value.
+    """
+    if isinstance(value, bool | np.bool_) or callable(value):
+        return False
+    if isinstance(value, int | float | np.generic) or (
+        isinstance(value, np.ndarray) and value.ndim == 0
+    ):
+        return bool(value == 0)
+    return False
 
 
 def _canonical_dtype(fn: str, name: str, dtype: Any) -> Any:
@@ -933,11 +985,18 @@ def add_decayed_weights(
 
     Args:
       weight_decay: rate :math:`\lambda >= 0`, or a schedule ``step -> rate`` read at
-        the count of updates done so far (0 on the first update).
-      mask: which leaves to decay: a pytree of booleans with the structure of (a prefix
-        of) the parameters, or a function ``params -> such a tree``. Typically biases
-        and normalization scales are left undecayed. Implemented with
-        :func:`optax.masked`.
+        the count of updates done so far (0 on the first update). A Python or NumPy
+        constant 0 adds nothing: the updates pass through unchanged, as in optax, so an
+        ``inf`` parameter does not turn its update into ``nan`` (:math:`0 \cdot \infty`).
+        A zero given as a jax array (e.g. by ``optax.inject_hyperparams``) or returned
+        by a schedule is still multiplied in.
+      mask: which leaves to decay: ``None`` (all), a pytree of booleans with the
+        structure of (a prefix of) the parameters, or a function ``params -> such a
+        tree``. Typically biases and normalization scales are left undecayed. A bare
+        ``True`` decays every leaf and ``False`` none (a one-leaf prefix, as in
+        :func:`optax.masked`, which implements the mask). Any other value (``3``,
+        ``"yes"``, an int leaf) raises ``TypeError``: optax would read it as a truth
+        value and decay every leaf.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -947,6 +1006,8 @@ def add_decayed_weights(
     """
     fn = "add_decayed_weights"
     _check_learning_rate(fn, weight_decay, name="weight_decay")
+    _check_mask(fn, "mask", mask)
+    skip = _is_static_zero(weight_decay)
 
     def init_fn(params):
         del params
@@ -959,9 +1020,12 @@ def add_decayed_weights(
                 f"{_MODULE}.{fn}: update needs the current params (pass params=...) "
                 "to add the decayed weights."
             )
+        new_state = AddDecayedWeightsState(count=optax.safe_increment(state.count))
+        if skip:
+            return updates, new_state
         rate = weight_decay(state.count) if callable(weight_decay) else weight_decay
         updates = jax.tree.map(lambda g, p: g + _as(rate, p) * p, updates, params)
-        return updates, AddDecayedWeightsState(count=optax.safe_increment(state.count))
+        return updates, new_state
 
     transformation = _transformation(init_fn, update_fn)
     if mask is not None:
