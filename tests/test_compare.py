@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import copy
 import pathlib
+import re
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxnn import mlp, optim
@@ -136,6 +139,31 @@ def test_merge_config_overrides_and_errors(tmp_path):
       "--set", "schedules=[warmup_cosine]"], "warmup_cosine over 1 updates"),
     (["schedules", "--set", "divergence_factor=0.5"], "divergence_factor"),
     (["schedules", "--set", "schedules=[step, step]"], "distinct"),
+    # two entries giving the same run label (the second overwrote the first)
+    (["batch_size", "--set", "n_train=100", "--set", "epochs=1", "--set",
+      "batch_sizes=[0, 5000]"],
+     "batch_sizes: entries 0, 5000 both give the run label 'full batch'; allowed: sizes "
+     "giving distinct runs (0 and every size >= 100"),
+    (["batch_size", "--set", "n_train=100", "--set", "epochs=1", "--set",
+      "batch_sizes=[32, 1, 32]"], "entries 32, 32 both give the run label 'batch 32'"),
+    (["batch_size", "--set", "n_train=100", "--set", "epochs=1", "--set",
+      "batch_sizes=[200, 100, 0]"], "entries 200, 100, 0 all give the run label 'full batch'"),
+    # a YAML bool is not a number (bool is an int in Python: true read as 1.0)
+    (["optimizers", "--set", "epochs=1", "--set", "seeds=1", "--set",
+      "optimizers.X={optimizer: sgd, learning_rate: true}"],
+     "optimizers.X.learning_rate: got True; allowed: a number > 0"),
+    (["optimizers", "--set", "epochs=1", "--set", "seeds=1", "--set",
+      "optimizers.X.optimizer=sgd", "--set", "optimizers.X.learning_rate=false"],
+     "optimizers.X.learning_rate: got False"),
+    (["optimizers", "--set", "epochs=1", "--set", "seeds=1", "--set",
+      "optimizers.X={optimizer: sgd, learning_rate: 0.1, lr: 0.2}"],
+     "allowed: keys optimizer, learning_rate, kwargs"),
+    (["schedules", "--set", "base_lr=true"], "base_lr: expected a number, got True"),
+    (["schedules", "--set", "epochs=true"], "epochs: expected an integer, got True"),
+    (["schedules", "--set", "hidden=[100, true]"], "hidden[1]: expected an integer, got True"),
+    # inf and nan for an integer key (int() raised OverflowError / ValueError)
+    (["schedules", "--set", "epochs=.inf"], "epochs: expected an integer, got inf"),
+    (["schedules", "--set", "epochs=.nan"], "epochs: expected an integer, got nan"),
     # argparse's own errors, as one line too
     (["nosuch"], "invalid choice: 'nosuch'"),
     (["surface", "--bogus"], "unrecognized arguments: --bogus"),
@@ -145,6 +173,57 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path):
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_duplicate_table_names_after_resolution_are_one_line_errors(tmp_path, capsys):
+    # YAML reads the key 1 as an int, ``--set optimizers.1...`` as the string '1': two rows
+    # that the summary, the legend and ``final`` would all call "1".
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("optimizers:\n  1: {optimizer: sgd, learning_rate: 0.01}\n")
+    code = craft.main(["optimizers", "--config", str(cfg), "--set", "epochs=1",
+                       "--set", "seeds=1", "--set",
+                       "optimizers.1={optimizer: adam, learning_rate: 0.001}",
+                       "--workdir", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert err == ("error: optimizers: entries 1, '1' both give the run label '1'; "
+                   "allowed: distinct names\n")
+
+
+@pytest.mark.parametrize("name, over, message", [
+    ("batch_size", {"batch_sizes": [0, True]}, "batch_sizes: got [0, True]"),
+    ("batch_size", {"learning_rate": True}, "learning_rate: got True"),
+    ("schedules", {"hidden": [100, True]}, "hidden: got [100, True]"),
+    ("schedules", {"epochs": True}, "epochs: got True"),
+    ("search", {"lr_range": [1e-6, True]}, "lr_range: got [1e-06, True]"),
+    ("optimizers", {"optimizers": {"X": {"optimizer": "sgd", "learning_rate": True}}},
+     "optimizers.X.learning_rate: got True"),
+    ("init", {"learning_rate": np.bool_(True)}, "learning_rate: got"),
+])
+def test_bools_are_not_numbers_in_direct_calls(name, over, message):
+    # run_* called with a config that did not go through merge_config.
+    over = {"epochs": 1, "n_train": 50, **over} if name == "batch_size" else over
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        craft.run_experiment(name, _cfg(name, **over))
+
+
+@pytest.mark.parametrize("section, message", [
+    ({"name": "digits", "n_train": True}, "data.n_train: got True"),
+    ({"name": "digits", "n_test": 2.5}, "data.n_test: got 2.5"),
+])
+def test_load_data_rejects_bool_and_float_row_counts(section, message):
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        craft.load_data(section, jax.random.key(0))
+
+
+def test_surface_start_and_steps_reject_bools():
+    cfg = copy.deepcopy(craft.SURFACE_DEFAULTS)
+    cfg["surfaces"] = {"bowl": {**cfg["surfaces"]["bowl"], "start": [True, 2.0]}}
+    with pytest.raises(ConfigError, match=re.escape("surfaces.bowl.start: got [True, 2.0]")):
+        craft.run_surface(cfg)
+    cfg["surfaces"]["bowl"].update(start=[-7.0, 2.0], steps=True)
+    with pytest.raises(ConfigError, match=re.escape("surfaces.bowl.steps: got True")):
+        craft.run_surface(cfg)
 
 
 def test_cli_unusable_workdir_fails_before_training(tmp_path, capsys):
@@ -205,6 +284,34 @@ def test_vmapped_seeds_match_single_runs(digits_xy):
     np.testing.assert_allclose(batched["loss"][1], single["loss"], rtol=2e-4, atol=1e-5)
     np.testing.assert_allclose(batched["train_accuracy"][1], single["train_accuracy"],
                                atol=1e-6)
+
+
+@pytest.mark.parametrize("drop_remainder, updates", [(True, 1), (False, 2)])
+def test_make_run_keeps_the_remainder_as_one_smaller_batch(digits_xy, drop_remainder, updates):
+    # 10 rows in batches of 6 with frozen params: the epoch's batch losses, weighted by
+    # their sizes, add up to the loss over all rows only if every row was used once.
+    x, y = digits_xy[0][:10], digits_xy[1][:10]
+    cfg = mlp.MLPConfig(layer_sizes=(64, 16, 10))
+    traces = []
+
+    def make_tx(_):
+        traces.append(1)
+        return optax.set_to_zero()
+
+    run = jax.jit(craft.make_run(cfg, make_tx, batch_size=6, epochs=3, x=x, y=y,
+                                 eval_sets={"train": (x, y)}, drop_remainder=drop_remainder))
+    params, state = mlp.init(cfg, jax.random.key(0))
+    for seed in (1, 2):
+        _, c = run(params, state, jax.random.key(seed), None)
+        loss = np.asarray(c["loss"], np.float64)
+        assert loss.shape == (3, updates)
+        full = np.asarray(c["train_loss"], np.float64)
+        seen = loss @ ([6.0, 4.0] if updates == 2 else [6.0])
+        if drop_remainder:
+            assert not np.allclose(seen, 10 * full, rtol=1e-3)
+        else:
+            np.testing.assert_allclose(seen, 10 * full, rtol=1e-5)
+    assert len(traces) == 1  # the extra last-batch shape does not recompile the run
 
 
 @pytest.fixture(scope="module")
@@ -298,6 +405,33 @@ def test_warmup_avoids_the_early_divergence_of_a_large_constant_rate(tmp_path):
     assert (tmp_path / "schedules.png").exists()
 
 
+@pytest.mark.parametrize("epochs, batch_size, window", [(1, 100_000, 1), (1, 64, 4)])
+def test_schedules_plot_smooths_short_runs_with_a_short_window(
+        tmp_path, monkeypatch, epochs, batch_size, window):
+    # digits: 1438 rows, so batch 64 gives 22 updates per epoch; a 20-update window would
+    # leave 3 points (and a run of one update 20 points of loss / 20).
+    from jaxnn.studies import craft_training
+
+    figures = []
+    real_save = craft_training.save_figure
+    monkeypatch.setattr(craft_training, "save_figure",
+                        lambda fig, path, **kw: (figures.append(fig), real_save(fig, path, **kw)))
+    cfg = _cfg("schedules", epochs=epochs, batch_size=batch_size, hidden=[16],
+               schedules=["constant"])
+    res = craft.run_schedules(cfg, tmp_path)
+    total = res["total_steps"]
+    assert res["smoothing_window"] == window
+    loss_axis = figures[0].axes[1]
+    assert len(loss_axis.lines[0].get_ydata()) == total - window + 1
+    label = loss_axis.get_ylabel()
+    assert (f"{window}-update" in label) if window > 1 else ("per update" in label)
+
+
+def test_smoothing_window():
+    assert [craft.smoothing_window(t) for t in (1, 4, 5, 22, 99, 100, 220, 10**6)] == \
+        [1, 1, 1, 4, 19, 20, 20, 20]
+
+
 def test_build_schedule_shapes():
     for name in craft.SCHEDULES:
         s = craft.build_schedule(name, base_lr=0.1, peak_lr=1.0, total_steps=100)
@@ -324,6 +458,51 @@ def test_full_batch_has_the_smoothest_loss_per_update(tmp_path):
     assert sgd["final_loss"] < mini["final_loss"] < full["final_loss"]
     assert np.all(np.diff(full["epoch_time"]) > 0)
     assert (tmp_path / "batch_size.png").exists()
+
+
+def test_batch_size_epochs_use_every_row(tmp_path):
+    # 100 rows in batches of 60 (and 30): the 40 (10) rows left over are one more update.
+    cfg = _cfg("batch_size", n_train=100, epochs=3, batch_sizes=[60, 30, 0])
+    runs = craft.run_batch_size(cfg, tmp_path)["runs"]
+    b60, b30, full = runs["batch 60"], runs["batch 30"], runs["full batch"]
+    assert (b60["updates_per_epoch"], b60["last_batch"], b60["updates"]) == (2, 40, 6)
+    assert (b30["updates_per_epoch"], b30["last_batch"], b30["updates"]) == (4, 10, 12)
+    assert (full["updates_per_epoch"], full["last_batch"], full["updates"]) == (1, 100, 3)
+    assert b60["batch_loss"].shape == (6,) and b60["epoch_loss"].shape == (3,)
+    text = (tmp_path / "summary.md").read_text()
+    assert "| batch 60 | 60 | 6 | 40 |" in text and "| full batch | 100 | 3 | - |" in text
+    assert "train s/epoch" in text and "evaluation excluded" in text
+
+
+def test_batch_size_times_training_without_the_evaluation(tmp_path, monkeypatch):
+    from jaxnn.studies import craft_training
+
+    timed_eval_sets = []
+    real_make_run = craft_training.make_run
+
+    def recording_make_run(*args, **kwargs):
+        timed_eval_sets.append(kwargs["eval_sets"])
+        return real_make_run(*args, **kwargs)
+
+    real_make_evaluate = craft_training.make_evaluate
+
+    def slow_make_evaluate(cfg):
+        evaluate = real_make_evaluate(cfg)
+
+        def slow(*args):
+            time.sleep(0.3)
+            return evaluate(*args)
+
+        return slow
+
+    monkeypatch.setattr(craft_training, "make_run", recording_make_run)
+    monkeypatch.setattr(craft_training, "make_evaluate", slow_make_evaluate)
+    cfg = _cfg("batch_size", n_train=64, epochs=3, batch_sizes=[0], hidden=[8])
+    r = craft.run_batch_size(cfg)["runs"]["full batch"]
+    assert timed_eval_sets == [{}]  # the timed run trains only
+    assert r["seconds"] < 0.3  # three evaluations of 0.3 s each ran off the clock
+    np.testing.assert_allclose(r["seconds_per_epoch"], r["seconds"] / 3)
+    assert r["epoch_time"][-1] == r["seconds"]
 
 
 # ----------------------------------------------------------------------------- optimizers, search

@@ -10,8 +10,9 @@ the workdir. :func:`main` is the command line of ``scripts/compare.py``::
 
 Subcommands (:data:`EXPERIMENTS`): ``surface``, ``optimizers``, ``batch_size``,
 ``schedules``, ``overfitting``, ``init``, ``batchnorm_scales``, ``search``. Bad input
-(unknown key or value, unreadable config, missing data) prints one line ``error: ...`` to
-stderr and exits with status 2.
+(unknown key or value, a bool where a number belongs, two entries giving the same run
+label, unreadable config, missing data) prints one line ``error: ...`` to stderr and exits
+with status 2.
 
 The experiments live in :mod:`~jaxnn.studies.craft_surface` (2-D surfaces),
 :mod:`~jaxnn.studies.craft_regularization` (overfitting, init, batch norm vs weight
@@ -58,6 +59,7 @@ from jaxnn.studies.craft_training import (
     run_optimizers,
     run_schedules,
     run_search,
+    smoothing_window,
 )
 
 __all__ = [
@@ -90,6 +92,7 @@ __all__ = [
     "run_schedules",
     "run_search",
     "run_surface",
+    "smoothing_window",
 ]
 
 #: name -> (defaults, runner, figure file name, one-line description).

@@ -32,6 +32,9 @@ from jaxnn.config import ConfigError, read_yaml
 __all__ = [
     "ConfigError",
     "check",
+    "check_distinct",
+    "is_int",
+    "is_number",
     "markdown_table",
     "merge_config",
     "pyplot",
@@ -39,6 +42,21 @@ __all__ = [
     "save_figure",
     "write_summary",
 ]
+
+
+def is_number(value: Any) -> bool:
+    """True for an int or float (NumPy scalars included) that is not a bool.
+
+    ``bool`` is a subclass of ``int`` in Python, so a YAML ``true`` would otherwise read as
+    ``1``: every numeric config check goes through this function or :func:`is_int`.
+    """
+    return (isinstance(value, int | float | np.integer | np.floating)
+            and not isinstance(value, bool | np.bool_))
+
+
+def is_int(value: Any) -> bool:
+    """True for an int (NumPy integers included) that is not a bool."""
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
 
 
 def _suggest(name: str, choices: Sequence[str]) -> str:
@@ -59,7 +77,9 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
             return value
         raise ConfigError(f"{key}: expected true or false, got {value!r}")
     if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        # 2.0 is accepted as 2; inf and nan are not integers (int() would raise on them).
+        if not (is_int(value) or (is_number(value) and math.isfinite(value)
+                                  and value == int(value))):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return int(value)
     if isinstance(default, float):
@@ -68,7 +88,7 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
                 value = float(value)
             except ValueError:
                 raise ConfigError(f"{key}: expected a number, got {value!r}") from None
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if not is_number(value):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         if not math.isfinite(value):
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
@@ -191,6 +211,24 @@ def check(cond: bool, key: str, value: Any, allowed: str) -> None:
     """Raise :class:`ConfigError` ``"<key>: got <value>; allowed: <allowed>"`` unless ``cond``."""
     if not cond:
         raise ConfigError(f"{key}: got {value!r}; allowed: {allowed}")
+
+
+def check_distinct(key: str, labelled: Sequence[tuple[Any, Any]], allowed: str) -> None:
+    """Raise :class:`ConfigError` when two entries resolve to the same run label.
+
+    Results are keyed by label, so a second entry with the label of an earlier one would
+    silently overwrite it. Args: ``key`` names the config key, ``labelled`` holds
+    ``(label, entry)`` pairs in config order and ``allowed`` says what is valid.
+    """
+    by_label: dict[str, list[Any]] = {}
+    for label, entry in labelled:
+        by_label.setdefault(str(label), []).append(entry)
+    for label, entries in by_label.items():
+        if len(entries) > 1:
+            raise ConfigError(
+                f"{key}: entries {', '.join(repr(e) for e in entries)} "
+                f"{'both' if len(entries) == 2 else 'all'} give the run label {label!r}; "
+                f"allowed: {allowed}")
 
 
 def pyplot() -> Any:

@@ -5,14 +5,17 @@ Contract: :func:`make_run` builds a pure function
     run(params, model_state, key, hparams) -> (final_state, curves)
 
 that trains an MLP for a fixed number of epochs with :func:`jaxnn.train.make_train_step`
-and :func:`jaxnn.train.make_train_epoch` (keyed shuffle, ``lax.scan`` over batches) inside
-one ``lax.scan`` over epochs, evaluating every named evaluation set after each epoch with
-:func:`jaxnn.train.make_eval_fn`. Because it is pure and every shape is fixed, it can be
-``jax.vmap``-ed over seeds (keys and initial params), over initial weight scales (stacked
-params), and over optimizer hyperparameters (``hparams`` is any pytree of arrays handed to
-``make_tx``), then jitted once. ``curves`` holds
+and :func:`jaxnn.train.make_train_epoch` (keyed shuffle, ``lax.scan`` over batches; the
+``n % batch_size`` rows left over are dropped, unless ``drop_remainder=False`` adds one
+smaller last batch) inside one ``lax.scan`` over epochs, evaluating every named evaluation
+set after each epoch with :func:`jaxnn.train.make_eval_fn`. Because it is pure and every
+shape is fixed, it can be ``jax.vmap``-ed over seeds (keys and initial params), over initial
+weight scales (stacked params), and over optimizer hyperparameters (``hparams`` is any
+pytree of arrays handed to ``make_tx``), then jitted once. ``curves`` holds
 
-* ``"loss"``: the training-batch loss of every update, shape ``(epochs, steps_per_epoch)``;
+* ``"loss"``: the training-batch loss of every update, shape ``(epochs, steps_per_epoch)``
+  (``steps_per_epoch`` is ``n // batch_size``, or ``ceil(n / batch_size)`` when the
+  remainder is kept);
 * ``"learning_rate"``: the rate of every update, same shape (when the optimizer records it);
 * ``"<set>_loss"``, ``"<set>_accuracy"``: per epoch, shape ``(epochs,)``, for each
   evaluation set (data loss without the penalty, eval mode: no dropout, running
@@ -35,7 +38,7 @@ import optax
 
 from jaxnn import data as jdata
 from jaxnn import mlp
-from jaxnn.studies.craft_common import ConfigError, check
+from jaxnn.studies.craft_common import ConfigError, check, is_int
 from jaxnn.train import (
     TrainState,
     classification_metrics,
@@ -44,7 +47,7 @@ from jaxnn.train import (
     make_train_step,
 )
 
-__all__ = ["LOSS", "init_stacked", "load_data", "make_run", "subset"]
+__all__ = ["LOSS", "init_stacked", "load_data", "make_evaluate", "make_run", "subset"]
 
 LOSS = "softmax_cross_entropy_with_integer_labels"
 
@@ -65,11 +68,11 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
     """
     name = section.get("name", "auto")
     data_dir = section.get("data_dir") or None
-    n_train = section.get("n_train") or None
-    n_test = section.get("n_test") or None
-    for k in ("n_train", "n_test"):
-        v = section.get(k) or 0
-        check(isinstance(v, int) and v >= 0, f"data.{k}", v, "an integer >= 0 (0: all rows)")
+    counts = {k: 0 if section.get(k) is None else section[k] for k in ("n_train", "n_test")}
+    for k, v in counts.items():
+        check(is_int(v) and v >= 0, f"data.{k}", v, "an integer >= 0 (0: all rows)")
+    n_train = int(counts["n_train"]) or None
+    n_test = int(counts["n_test"]) or None
     if data_dir is not None and not pathlib.Path(data_dir).is_dir():
         raise ConfigError(f"data.data_dir: got {data_dir!r}; allowed: an existing directory")
     tries: list[tuple[str, dict]] = []
@@ -113,6 +116,37 @@ def init_stacked(configs: list[mlp.MLPConfig], keys: jax.Array) -> tuple[Any, An
             jax.tree.map(stack, *[s for _, s in pairs]))
 
 
+def make_evaluate(config: mlp.MLPConfig) -> Callable[[TrainState, jax.Array, jax.Array], dict]:
+    """The jitted evaluation ``(state, x, y) -> {"loss", "accuracy"}`` that :func:`make_run`
+    uses after each epoch (eval mode, data loss without the penalty)."""
+    return make_eval_fn(mlp.make_loss_fn(config, LOSS), loss_name=LOSS,
+                        metrics_fn=classification_metrics)
+
+
+def _epoch_keeping_remainder(step: Callable, batch_size: int) -> Callable:
+    """Like :func:`jaxnn.train.make_train_epoch` (same permutation, same full batches), then
+    one more update on the ``n % batch_size`` rows left over, so every row is used once.
+
+    The last batch has its own static shape: it is traced once, inside the same compiled
+    run, so the run still compiles once.
+    """
+
+    def epoch(state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array):
+        n = x.shape[0]
+        bs = min(batch_size, n)
+        nb = n // bs
+        perm = jax.random.permutation(key, n)
+        state, m = jax.lax.scan(lambda st, idx: step(st, x[idx], y[idx]), state,
+                                perm[: nb * bs].reshape(nb, bs))
+        if nb * bs == n:
+            return state, m
+        rest = perm[nb * bs:]
+        state, last = step(state, x[rest], y[rest])
+        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), m, last)
+
+    return epoch
+
+
 def make_run(
     config: mlp.MLPConfig,
     make_tx: Callable[[Any], optax.GradientTransformation],
@@ -122,6 +156,7 @@ def make_run(
     x: jax.Array,
     y: jax.Array,
     eval_sets: Mapping[str, tuple[jax.Array, jax.Array]],
+    drop_remainder: bool = True,
 ) -> Callable[..., tuple[TrainState, dict[str, jax.Array]]]:
     """A pure training run ``(params, model_state, key, hparams) -> (state, curves)``.
 
@@ -132,7 +167,10 @@ def make_run(
       batch_size: examples per update (``>= len(x)``: full batch).
       epochs: passes over ``(x, y)``.
       x, y: the training set.
-      eval_sets: ``name -> (x, y)`` evaluated after every epoch.
+      eval_sets: ``name -> (x, y)`` evaluated after every epoch (may be empty).
+      drop_remainder: True drops the ``len(x) % batch_size`` rows that fall last in each
+        epoch's permutation (a different set each epoch); False trains on them as one
+        smaller last batch, so every epoch uses every row once.
 
     Returns:
       The run (not jitted; wrap it in ``jax.jit(jax.vmap(...))``). See the module doc for
@@ -140,13 +178,16 @@ def make_run(
     """
     if epochs < 1:
         raise ValueError(f"make_run: epochs must be >= 1, got {epochs!r}")
+    if batch_size < 1:
+        raise ValueError(f"make_run: batch_size must be >= 1, got {batch_size!r}")
     loss_fn = mlp.make_loss_fn(config, LOSS)
-    evaluate = make_eval_fn(loss_fn, loss_name=LOSS, metrics_fn=classification_metrics)
+    evaluate = make_evaluate(config)
 
     def run(params: Any, model_state: Any, key: jax.Array, hparams: Any = None):
         tx = make_tx(hparams)
         step = make_train_step(loss_fn, tx)
-        epoch = make_train_epoch(step, batch_size)
+        epoch = (make_train_epoch(step, batch_size) if drop_remainder
+                 else _epoch_keeping_remainder(step, batch_size))
         k_state, k_epochs = jax.random.split(key)
         state = TrainState.create(params=params, tx=tx, key=k_state, model_state=model_state)
 

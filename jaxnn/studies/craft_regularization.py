@@ -27,6 +27,7 @@ experiments follow Saito, *Deep Learning from Scratch* (2016), ch. 6.
 from __future__ import annotations
 
 import dataclasses
+import math
 import pathlib
 from collections.abc import Mapping
 from typing import Any
@@ -39,6 +40,9 @@ from jaxnn import mlp, optim
 from jaxnn.studies.craft_common import (
     ConfigError,
     check,
+    check_distinct,
+    is_int,
+    is_number,
     markdown_table,
     pyplot,
     save_figure,
@@ -105,23 +109,22 @@ BATCHNORM_SCALES_DEFAULTS: dict[str, Any] = {
 
 def _int(cfg: Mapping[str, Any], key: str, low: int, high: int = 10**9) -> int:
     v = cfg[key]
-    check(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high, key, v,
-          f"an integer in [{low}, {high}]")
-    return v
+    check(is_int(v) and low <= v <= high, key, v, f"an integer in [{low}, {high}]")
+    return int(v)
 
 
 def _pos(cfg: Mapping[str, Any], key: str, zero: bool = False) -> float:
     v = cfg[key]
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and (v >= 0 if zero else v > 0)
+    ok = is_number(v) and math.isfinite(v) and (v >= 0 if zero else v > 0)
     check(ok, key, v, "a number >= 0" if zero else "a number > 0")
     return float(v)
 
 
 def _hidden(cfg: Mapping[str, Any]) -> tuple[int, ...]:
     h = cfg["hidden"]
-    check(isinstance(h, list) and len(h) >= 1 and all(isinstance(w, int) and w >= 1 for w in h),
+    check(isinstance(h, list) and len(h) >= 1 and all(is_int(w) and w >= 1 for w in h),
           "hidden", h, "a non-empty list of positive integers")
-    return tuple(h)
+    return tuple(int(w) for w in h)
 
 
 def _prepare(workdir: str | pathlib.Path | None) -> pathlib.Path | None:
@@ -277,6 +280,7 @@ def _plot_overfitting(result: Mapping[str, Any], path: pathlib.Path) -> None:
 def _init_configs(config: Mapping[str, Any], sizes: tuple[int, ...]) -> dict[str, mlp.MLPConfig]:
     inits = config["inits"]
     check(isinstance(inits, Mapping) and len(inits) >= 1, "inits", inits, "a non-empty table")
+    check_distinct("inits", [(k, k) for k in inits], "distinct names")
     out = {}
     for name, row in inits.items():
         check(isinstance(row, Mapping) and "initializer" in row, f"inits.{name}", row,

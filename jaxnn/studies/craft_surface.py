@@ -36,6 +36,9 @@ import optax
 from jaxnn import optim
 from jaxnn.studies.craft_common import (
     check,
+    check_distinct,
+    is_int,
+    is_number,
     markdown_table,
     pyplot,
     save_figure,
@@ -203,7 +206,7 @@ def _make_tx(key: str, row: Mapping[str, Any]) -> optax.GradientTransformation:
     unknown = set(row) - {"optimizer", "learning_rate", "kwargs"}
     check(not unknown, key, row, "keys optimizer, learning_rate, kwargs")
     lr = row["learning_rate"]
-    check(isinstance(lr, int | float) and not isinstance(lr, bool) and lr > 0,
+    check(is_number(lr) and np.isfinite(lr) and lr > 0,
           f"{key}.learning_rate", lr, "a number > 0")
     try:
         return optim.get(row["optimizer"], float(lr), **dict(row.get("kwargs") or {}))
@@ -239,11 +242,14 @@ def run_surface(
         check(sname in SURFACES, "surfaces", sname, ", ".join(SURFACES))
         surf = SURFACES[sname]
         start = spec["start"]
-        check(isinstance(start, list | tuple) and len(start) == 2, f"surfaces.{sname}.start",
-              start, "a list of two numbers")
+        check(isinstance(start, list | tuple) and len(start) == 2
+              and all(is_number(v) and np.isfinite(v) for v in start),
+              f"surfaces.{sname}.start", start, "a list of two finite numbers")
         steps = spec["steps"]
-        check(isinstance(steps, int) and 1 <= steps <= 100_000, f"surfaces.{sname}.steps",
+        check(is_int(steps) and 1 <= steps <= 100_000, f"surfaces.{sname}.steps",
               steps, "an integer in [1, 100000]")
+        check_distinct(f"surfaces.{sname}.optimizers",
+                       [(k, k) for k in spec["optimizers"]], "distinct names")
         traj[sname], final[sname], dist[sname] = {}, {}, {}
         for oname, row in spec["optimizers"].items():
             tx = _make_tx(f"surfaces.{sname}.optimizers.{oname}", row)

@@ -11,8 +11,10 @@ numbers it reports.
   *diverges* when its training-batch loss becomes non-finite or exceeds
   ``divergence_factor`` times its first loss; the update where that happens is reported.
 * :func:`run_batch_size`: full-batch gradient descent vs SGD with batch 1 vs mini-batches,
-  for the same number of epochs, each timed per epoch after a warm-up compile; loss against
-  updates and against wall-clock seconds, plus the fraction of updates that raise the loss
+  for the same number of epochs; every epoch uses every row (the ``n % batch`` rows left
+  over form one smaller last batch). The training of each epoch is timed after a warm-up
+  compile, the full-training-set evaluation after it is not; loss against updates and
+  against training seconds, plus the fraction of updates that raise the loss
   (:func:`~jaxnn.studies.craft_common.increase_fraction`).
 * :func:`run_optimizers`: one MLP (He init) trained by each optimizer, seeds vmapped.
 * :func:`run_search`: random search of the learning rate and the weight decay of SGD,
@@ -42,13 +44,16 @@ from jaxnn.optim import schedules as sch
 from jaxnn.studies.craft_common import (
     ConfigError,
     check,
+    check_distinct,
     increase_fraction,
+    is_int,
+    is_number,
     markdown_table,
     pyplot,
     save_figure,
     write_summary,
 )
-from jaxnn.studies.craft_engine import init_stacked, load_data, make_run, subset
+from jaxnn.studies.craft_engine import init_stacked, load_data, make_evaluate, make_run, subset
 from jaxnn.studies.craft_regularization import _hidden, _int, _pos, _prepare
 
 __all__ = [
@@ -63,6 +68,7 @@ __all__ = [
     "run_optimizers",
     "run_schedules",
     "run_search",
+    "smoothing_window",
 ]
 
 _DATA = {"name": "auto", "data_dir": "", "n_train": 0, "n_test": 0}
@@ -166,6 +172,15 @@ def build_schedule(name: str, *, base_lr: float, peak_lr: float, total_steps: in
     raise ConfigError(f"schedules: got {name!r}; allowed: {', '.join(SCHEDULES)}")
 
 
+def smoothing_window(updates: int) -> int:
+    """Moving-mean window for a loss curve of ``updates`` points: ``min(20, max(1, T // 5))``.
+
+    Twenty updates keep a long noisy curve readable; a short run gets at most a fifth of its
+    length (a window as long as the run would leave a single point), down to 1 (no smoothing).
+    """
+    return min(20, max(1, updates // 5))
+
+
 def divergence_step(losses: Any, factor: float) -> int | None:
     """First update (0-based) whose loss is non-finite or above ``factor`` x the first loss."""
     a = np.asarray(losses, dtype=np.float64).ravel()
@@ -199,8 +214,10 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
 
     Returns:
       ``{"learning_rate": {name: (T,)}, "loss": {name: (T,)}, "test_accuracy": {name: float},
-      "diverged_at": {name: int | None}, "final_loss": {name: float}, "data": name}``;
-      ``final_loss`` is the mean training-batch loss of the last epoch.
+      "diverged_at": {name: int | None}, "final_loss": {name: float}, "data": name,
+      "total_steps": T, "smoothing_window": w}``; ``final_loss`` is the mean training-batch
+      loss of the last epoch; the figure plots the loss as a ``w``-update moving mean
+      (:func:`smoothing_window`).
     """
     epochs = _int(config, "epochs", 1)
     batch = _int(config, "batch_size", 1)
@@ -223,7 +240,7 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
     params, state = mlp.init(cfg, k_init)
     res: dict[str, Any] = {"learning_rate": {}, "loss": {}, "test_accuracy": {},
                            "diverged_at": {}, "final_loss": {}, "data": ds.name,
-                           "total_steps": total}
+                           "total_steps": total, "smoothing_window": smoothing_window(total)}
     for name in names:
         try:
             s = build_schedule(name, base_lr=base, peak_lr=peak, total_steps=total,
@@ -254,9 +271,11 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
         _plot_lines(a1, res["learning_rate"], "update", "learning rate")
         shown = {k: np.clip(np.nan_to_num(v, nan=1e3, posinf=1e3), 1e-4, 1e3)
                  for k, v in res["loss"].items()}
-        # A 20-update moving average keeps the curves readable.
-        smooth = {k: np.convolve(v, np.ones(20) / 20, mode="valid") for k, v in shown.items()}
-        _plot_lines(a2, smooth, "update", "training loss (20-update mean)", log=True)
+        w = smoothing_window(total)
+        smooth = {k: np.convolve(v, np.ones(w) / w, mode="valid") for k, v in shown.items()}
+        _plot_lines(a2, smooth, "update",
+                    "training loss (per update)" if w == 1
+                    else f"training loss ({w}-update moving mean)", log=True)
         a1.legend(fontsize=8)
         a1.set_title(f"schedules ({config['optimizer']}, {total} updates)")
         a2.set_title(f"loss ({ds.name})")
@@ -279,55 +298,79 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
 # ----------------------------------------------------------------------------- batch size
 
 
+def _batch_label(batch: int, n: int) -> str:
+    """The run label of ``batch_sizes`` entry ``batch`` on ``n`` rows (0 or ``>= n``: full)."""
+    bs = n if batch == 0 or batch >= n else batch
+    return "full batch" if bs == n else ("SGD (batch 1)" if bs == 1 else f"batch {bs}")
+
+
 def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
                    ) -> dict[str, Any]:
     """Full batch (``0``) vs SGD (``1``) vs mini-batches, same epochs, same learning rate.
 
+    Every epoch uses every training row once: when ``n % batch`` is not 0 the rows left over
+    form one smaller last batch (so an epoch has ``ceil(n / batch)`` updates). Each epoch's
+    training is timed on the host after a warm-up compile; the full-training-set loss is
+    evaluated after the clock stops.
+
     Returns:
-      ``{"runs": {label: {"batch_size", "updates", "seconds", "final_loss",
-      "increase_fraction",
-      "batch_loss": (updates,), "epoch_loss": (epochs,), "epoch_time": (epochs,)}}}``;
-      ``epoch_loss`` is the full training-set loss after each epoch and ``epoch_time`` the
-      cumulative wall-clock seconds (compile excluded).
+      ``{"runs": {label: {"batch_size", "updates", "updates_per_epoch", "last_batch",
+      "seconds", "seconds_per_epoch", "final_loss", "increase_fraction",
+      "batch_loss": (updates,), "epoch_loss": (epochs,), "epoch_time": (epochs,)}},
+      "data": name, "n_train": n}``; ``last_batch`` is the size of each epoch's last
+      batch, ``epoch_loss`` the full training-set loss after each epoch, ``epoch_time`` the
+      cumulative training seconds (compile and evaluation excluded) and ``seconds`` its
+      total.
+
+    Raises:
+      ConfigError: bad values, or two entries of ``batch_sizes`` giving the same run (e.g.
+        0 and a size >= the training rows are both the full batch).
     """
     epochs = _int(config, "epochs", 1)
     lr = _pos(config, "learning_rate")
     sizes = config["batch_sizes"]
-    check(isinstance(sizes, list) and sizes and all(isinstance(b, int) and b >= 0 for b in sizes),
+    check(isinstance(sizes, list) and sizes and all(is_int(b) and b >= 0 for b in sizes),
           "batch_sizes", sizes, "a non-empty list of integers >= 0 (0: full batch)")
     hidden = _hidden(config)
     key = jax.random.key(_int(config, "seed", 0))
     k_data, k_sub, k_init, k_run = jax.random.split(key, 4)
     ds = load_data(config["data"], k_data)
     n = min(_int(config, "n_train", 1), len(ds.x_train))
+    check_distinct("batch_sizes", [(_batch_label(b, n), b) for b in sizes],
+                   f"sizes giving distinct runs (0 and every size >= {n}, the training rows, "
+                   "are the full batch)")
     x, y = subset(ds.x_train, ds.y_train, n, k_sub)
     cfg = mlp.MLPConfig(layer_sizes=(x.shape[1], *hidden, ds.num_classes))
     params, state = mlp.init(cfg, k_init)
+    evaluate = make_evaluate(cfg)
     runs: dict[str, dict[str, Any]] = {}
     for b in sizes:
-        bs = n if b == 0 or b >= n else b
-        label = "full batch" if bs == n else ("SGD (batch 1)" if bs == 1 else f"batch {bs}")
+        bs = n if b == 0 or b >= n else int(b)
+        label = _batch_label(b, n)
+        # One epoch per call, training only: the host clock measures the training of each
+        # epoch, and the full-set evaluation runs afterwards, off the clock.
         run = jax.jit(make_run(cfg, lambda _: optim.sgd(lr), batch_size=bs, epochs=1, x=x, y=y,
-                               eval_sets={"train": (x, y)}))
-        # One epoch per call: the wall-clock of each epoch is measured on the host.
-        warm = run(params, state, k_run, None)
-        jax.block_until_ready(warm)
-        st = None
+                               eval_sets={}, drop_remainder=False))
+        warm, _ = jax.block_until_ready(run(params, state, k_run, None))  # compile
+        jax.block_until_ready(evaluate(warm, x, y))
         batch_loss, epoch_loss, times = [], [], []
         elapsed = 0.0
         p, m = params, state
         for e in range(epochs):
             t0 = time.perf_counter()
             st, c = run(p, m, jax.random.fold_in(k_run, e), None)
-            jax.block_until_ready(c)
+            jax.block_until_ready((st, c))
             elapsed += time.perf_counter() - t0
             # The optimizer (plain SGD) has no state, so restarting it each epoch is exact.
             p, m = st.params, st.model_state
             batch_loss.append(np.asarray(c["loss"]).ravel())
-            epoch_loss.append(float(np.asarray(c["train_loss"])[-1]))
+            epoch_loss.append(float(evaluate(st, x, y)["loss"]))
             times.append(elapsed)
         bl = np.concatenate(batch_loss)
-        runs[label] = {"batch_size": bs, "updates": len(bl), "seconds": elapsed,
+        per_epoch = -(-n // bs)
+        runs[label] = {"batch_size": bs, "updates": len(bl), "updates_per_epoch": per_epoch,
+                       "last_batch": n - (per_epoch - 1) * bs,
+                       "seconds": elapsed, "seconds_per_epoch": elapsed / epochs,
                        "final_loss": epoch_loss[-1], "increase_fraction": increase_fraction(bl),
                        "batch_loss": bl, "epoch_loss": np.asarray(epoch_loss),
                        "epoch_time": np.asarray(times)}
@@ -337,7 +380,7 @@ def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         plt = pyplot()
         fig, (a1, a2, a3) = plt.subplots(1, 3, figsize=(15, 4.2))
         for label, r in runs.items():
-            ups = np.arange(1, epochs + 1) * (r["updates"] // epochs)
+            ups = np.arange(1, epochs + 1) * r["updates_per_epoch"]
             a1.plot(np.arange(1, r["updates"] + 1), r["batch_loss"], lw=0.5, alpha=0.7,
                     label=label)
             a2.plot(ups, r["epoch_loss"], "o-", ms=3, label=label)
@@ -346,7 +389,7 @@ def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None
                title="loss per update (batch)")
         a2.set(xscale="log", yscale="log", xlabel="update",
                ylabel="full training loss", title="loss vs updates (after each epoch)")
-        a3.set(yscale="log", xlabel="wall-clock seconds (compile excluded)",
+        a3.set(yscale="log", xlabel="training seconds (compile and evaluation excluded)",
                ylabel="full training loss", title="loss vs time")
         for a in (a1, a2, a3):
             a.grid(alpha=0.3)
@@ -354,14 +397,19 @@ def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         fig.tight_layout()
         save_figure(fig, out / "batch_size.png", dpi=110)
         plt.close(fig)
-        rows = [[k, r["batch_size"], r["updates"], r["final_loss"], r["seconds"],
-                 r["increase_fraction"]] for k, r in runs.items()]
+        rows = [[k, r["batch_size"], r["updates"],
+                 str(r["last_batch"]) if r["last_batch"] != r["batch_size"] else "-",
+                 r["final_loss"], r["seconds_per_epoch"], r["increase_fraction"]]
+                for k, r in runs.items()]
         body = (f"Data: {ds.name}, {n} training rows; MLP {cfg.layer_sizes}; plain SGD lr "
-                f"{lr:g}; {epochs} epochs each. The last column is the fraction of updates "
-                "whose training-batch loss is above the previous one (0: monotone). Seconds are "
-                "this machine's, compile excluded.\n\n"
-                + markdown_table(["run", "batch", "updates", "final train loss", "seconds",
-                                  "updates that raise the loss"], rows)
+                f"{lr:g}; {epochs} epochs each, every epoch over all {n} rows (when the batch "
+                "does not divide them, the rows left over form one smaller last batch, its "
+                "size in the 'last batch' column). The 'updates that raise the loss' column is "
+                "the fraction of updates whose training-batch loss is above the previous one "
+                "(0: monotone). Seconds are this machine's training time per epoch, compile "
+                "and the full-training-set evaluation excluded.\n\n"
+                + markdown_table(["run", "batch", "updates", "last batch", "final train loss",
+                                  "train s/epoch", "updates that raise the loss"], rows)
                 + "\nFigure: `batch_size.png`.\n")
         write_summary(out, "Batch size", body)
     return res
@@ -373,8 +421,11 @@ def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None
 def _tx_from_row(key: str, row: Mapping[str, Any]) -> Callable[[Any], optax.GradientTransformation]:
     check(isinstance(row, Mapping) and "optimizer" in row and "learning_rate" in row, key, row,
           "a mapping with optimizer, learning_rate and optional kwargs")
+    unknown = set(row) - {"optimizer", "learning_rate", "kwargs"}
+    check(not unknown, key, row, "keys optimizer, learning_rate, kwargs")
     lr = row["learning_rate"]
-    check(isinstance(lr, int | float) and lr > 0, f"{key}.learning_rate", lr, "a number > 0")
+    check(is_number(lr) and math.isfinite(lr) and lr > 0, f"{key}.learning_rate", lr,
+          "a number > 0")
     kwargs = dict(row.get("kwargs") or {})
     try:
         optim.get(row["optimizer"], float(lr), **kwargs)
@@ -398,6 +449,7 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
     hidden = _hidden(config)
     table = config["optimizers"]
     check(isinstance(table, Mapping) and table, "optimizers", table, "a non-empty table")
+    check_distinct("optimizers", [(k, k) for k in table], "distinct names")
     makers = {k: _tx_from_row(f"optimizers.{k}", r) for k, r in table.items()}
     key = jax.random.key(_int(config, "seed", 0))
     k_data, k_init, k_run = jax.random.split(key, 3)
@@ -448,8 +500,8 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
 
 def _range(config: Mapping[str, Any], key: str) -> tuple[float, float]:
     r = config[key]
-    check(isinstance(r, list) and len(r) == 2 and all(isinstance(v, int | float) and v > 0
-                                                      for v in r) and r[0] <= r[1],
+    check(isinstance(r, list) and len(r) == 2
+          and all(is_number(v) and math.isfinite(v) and v > 0 for v in r) and r[0] <= r[1],
           key, r, "[low, high] with 0 < low <= high")
     return float(r[0]), float(r[1])
 
