@@ -42,7 +42,9 @@ Conventions.
   functions do not silently map NaN to a constant), so divergence stays visible.
 * Stability: sigmoid, softplus, softmax, log_softmax, swish, silu, mish, elu and selu
   give finite values and finite derivatives for any finite input (e.g. +-1000 or -1e4
-  in float32); softmax and log_softmax subtract the maximum along ``axis``.
+  in float32); softmax and log_softmax subtract the maximum along ``axis``. With
+  non-finite logits they follow ``jax.nn``: ``-inf`` beside finite logits masks a class,
+  while a ``+inf`` logit or an all ``-inf`` slice makes the whole slice NaN.
   ``exponential`` overflows to ``inf`` by nature (x > ~88.7 in float32).
 
 References:
@@ -730,7 +732,8 @@ def maxout(x: ArrayLike, num_pieces: int) -> Array:
         maxout(x)[..., j] = max_p x[..., j * num_pieces + p]
 
     Derivative (see :func:`maxout_vjp`): ``1`` for the arg-max piece of each group and
-    ``0`` for the others; on ties the first maximal piece (lowest ``p``) gets it all.
+    ``0`` for the others; on ties the first maximal piece (lowest ``p``) gets it all. A
+    group containing a NaN has the value NaN and NaN derivatives for all of its pieces.
 
     Args:
       x: input of shape ``(..., units * num_pieces)``.
@@ -753,7 +756,10 @@ def maxout_vjp(x: ArrayLike, cotangent: ArrayLike, num_pieces: int) -> Array:
 
     ``dx[..., j * num_pieces + p] = cotangent[..., j]`` if ``p`` is the first arg-max of
     group ``j``, else ``0``. (``jax.vjp`` of a max splits the cotangent evenly between
-    tied pieces instead; the two agree whenever the maximum is unique.)
+    tied pieces instead; the two agree whenever the maximum is unique.) A group that
+    contains a NaN gets NaN in all of its pieces, whatever the cotangent, as with
+    ``jax.vjp`` run op by op (also under ``jit``, where XLA turns the product in
+    ``jax.vjp`` of a max into a select and gives 0 there instead).
 
     Args:
       x: the input given to :func:`maxout`, shape ``(..., units * num_pieces)``.
@@ -780,7 +786,11 @@ def maxout_vjp(x: ArrayLike, cotangent: ArrayLike, num_pieces: int) -> Array:
     first_max = jnp.argmax(groups, axis=-1)
     mask = (jnp.arange(k).reshape((1,) * first_max.ndim + (k,))
             == first_max[..., None]).astype(x.dtype)
-    return (mask * g[..., None]).reshape(x.shape)
+    dx = mask * g[..., None]
+    # argmax takes a NaN for the maximum, which would give a finite derivative; jax.vjp of
+    # the max finds no piece equal to the NaN maximum and divides by that count of 0.
+    dx = jnp.where(jnp.any(jnp.isnan(groups), axis=-1, keepdims=True), jnp.nan, dx)
+    return dx.reshape(x.shape)
 
 
 # ----------------------------------------------------------------------------- softmax
@@ -789,7 +799,10 @@ def maxout_vjp(x: ArrayLike, cotangent: ArrayLike, num_pieces: int) -> Array:
 def _shifted(x: Array, axis: Axis) -> Array:
     """``x - max(x, axis)``; the shift is a constant for autodiff (softmax ignores it)."""
     m = jnp.max(x, axis=axis, keepdims=True)
-    m = jnp.where(jnp.isfinite(m), m, 0.0)  # all -inf (masked) rows: do not make NaN
+    # A +inf maximum is kept: inf - inf makes the whole slice NaN, as in jax.nn (shifting by
+    # 0 instead gave [nan, 0, 0]). An all -inf slice is NaN either way (0 / 0 and
+    # log 0 - log 0); shifting it by 0 just avoids -inf - -inf.
+    m = jnp.where(m == -jnp.inf, 0.0, m)
     return x - lax.stop_gradient(m)
 
 
@@ -799,6 +812,11 @@ def softmax(x: ArrayLike, axis: Axis = -1) -> Array:
     ``softmax(x)_i = exp(x_i - m) / sum_j exp(x_j - m)`` with ``m = max_j x_j``: the shift
     leaves the value unchanged and keeps every exponential in ``(0, 1]``, so nothing
     overflows (logits of +-1000 or -1e4 are fine in float32).
+
+    Non-finite logits, as ``jax.nn.softmax``: a ``-inf`` logit beside finite ones gets
+    probability 0 (masking); a slice with a ``+inf`` logit, a NaN, or only ``-inf``
+    logits is NaN throughout (``softmax([inf, 0, 0]) = [nan, nan, nan]``), and so is its
+    derivative.
 
     Jacobian: ``ds_i/dx_j = s_i * (delta_ij - s_j)``; see :func:`softmax_vjp`.
 
@@ -842,6 +860,10 @@ def log_softmax(x: ArrayLike, axis: Axis = -1) -> Array:
     ``log_softmax(x)_i = (x_i - m) - log(sum_j exp(x_j - m))`` with ``m = max_j x_j``:
     stable for any finite logits (no ``log(0)`` for very negative ones: the result for
     logit ``-1e4`` next to ``0`` is ``-1e4``, not ``-inf``).
+
+    Non-finite logits, as ``jax.nn.log_softmax``: a ``-inf`` logit beside finite ones
+    gives ``-inf``; a slice with a ``+inf`` logit, a NaN, or only ``-inf`` logits is NaN
+    throughout, and so is its derivative.
 
     Jacobian: ``d log s_i / dx_j = delta_ij - s_j``; see :func:`log_softmax_vjp`.
 

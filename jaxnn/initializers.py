@@ -676,7 +676,9 @@ def constant(value: Any) -> Initializer:
 
     Args:
       value: a scalar, or an array broadcastable to the shapes it will be used with
-        (e.g. a per-unit vector for shape ``(units,)``).
+        (e.g. a per-unit vector for shape ``(units,)``), with numpy's ``broadcast_to``
+        rule: the result has exactly the requested shape, so a value of shape ``(3, 1)``
+        does not fit shape ``(3,)``.
 
     Returns:
       An initializer ``(key, shape, dtype=jnp.float32) -> Array`` (``key`` ignored);
@@ -696,11 +698,15 @@ def constant(value: Any) -> Initializer:
     def init(key: Array | None, shape: Sequence[int], dtype: DTypeLike = jnp.float32) -> Array:
         shape = _canonical_shape(fn, shape)
         try:
-            np.broadcast_shapes(value_shape, shape)
+            # Broadcasting must give `shape` itself: value (3, 1) with shape (3,) would
+            # broadcast to (3, 3), which np.broadcast_shapes accepts but broadcast_to refuses.
+            fits = np.broadcast_shapes(value_shape, shape) == shape
         except ValueError:
+            fits = False
+        if not fits:
             raise ValueError(
                 f"{fn}: value of shape {value_shape} does not broadcast to shape {shape}"
-            ) from None
+            )
         return jnp.broadcast_to(jnp.asarray(value, dtype), shape)
 
     return _tag(init, "constant", dict(value=value))

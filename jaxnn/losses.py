@@ -283,7 +283,9 @@ def softmax_cross_entropy(
     Per example: ``l_n = -sum_c y_nc log_softmax(z_n)_c`` over the last (class) axis. For
     logits of rank > 2, ``(N, T, ..., C)``, ``l_n`` is the mean over the ``M`` positions
     of the middle axes. Terms with ``y = 0`` contribute 0 even where a logit is ``-inf``
-    (masked classes).
+    (masked classes). A position with a ``+inf`` logit (and some non-zero label) has a
+    NaN loss and NaN gradient, as ``optax.softmax_cross_entropy``; see
+    :func:`jaxnn.activations.log_softmax`.
 
     Gradient (:func:`softmax_cross_entropy_grad`), fused through the softmax:
     ``dL/dz = (softmax(z) * sum_c y_c - y) / (N M)`` for ``"mean"`` (``/ M`` for
@@ -372,7 +374,9 @@ def softmax_cross_entropy_with_integer_labels(
 
     Per example: ``l_n = -log_softmax(z_n)[y_n] = logsumexp(z_n) - z_n[y_n]``; equal to
     :func:`softmax_cross_entropy` with ``one_hot(y)`` (for logits of rank > 2 the mean over
-    the middle positions, likewise).
+    the middle positions, likewise), also for a ``+inf`` logit, which makes the loss and
+    gradient of its position NaN (``optax.softmax_cross_entropy_with_integer_labels``
+    gives ``inf`` there when the label is another class).
 
     Gradient (:func:`softmax_cross_entropy_with_integer_labels_grad`):
     ``dL/dz = (softmax(z) - one_hot(y)) / (N M)`` for ``"mean"``, ``/ M`` for ``"sum"``

@@ -366,6 +366,27 @@ def test_maxout_vjp_ties_go_to_the_first_max():
     np.testing.assert_array_equal(dx, [[10.0, 0.0, 0.0, 0.0, 20.0, 0.0]])
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
+def test_maxout_vjp_nan_input_gives_nan_like_jax_vjp(dtype):
+    nan, inf = np.nan, np.inf
+    # Groups of 3: NaN first, NaN last with a zero cotangent, finite, two NaNs, NaN beside
+    # +-inf, and a finite group with infinities.
+    x = jnp.asarray([[nan, 1.0, 0.0, 2.0, 5.0, nan, 2.0, 5.0, 1.0, nan, nan, 3.0,
+                      -inf, nan, inf, -inf, 1.0, inf]], dtype)
+    ct = jnp.asarray([[1.0, 0.0, 3.0, -2.0, 4.0, 0.5]], dtype)
+    # Op by op, jax.vjp of the max gives the whole group cotangent / 0 * 0 = NaN. Not under
+    # jit: XLA rewrites that product with the indicator as a select and drops the NaN.
+    (dx_auto,) = jax.vjp(lambda x: A.maxout(x, 3), x)[1](ct)
+    dx = A.maxout_vjp(x, ct, 3)
+    assert dx.dtype == dtype
+    np.testing.assert_array_equal(jax.jit(A.maxout_vjp, static_argnums=2)(x, ct, 3), dx)
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(dx_auto))
+    np.testing.assert_array_equal(
+        np.isnan(dx)[0], np.repeat([True, True, False, True, True, False], 3)
+    )
+    np.testing.assert_array_equal(dx, dx_auto)  # NaN at the same places, equal elsewhere
+
+
 @pytest.mark.parametrize("pieces", [0, -2, 2.0, True, "2"])
 def test_maxout_rejects_bad_num_pieces(pieces):
     with pytest.raises(ValueError, match="num_pieces"):
@@ -428,6 +449,28 @@ def test_softmax_rows_sum_to_one_and_mask_with_minus_inf():
     np.testing.assert_allclose(jnp.sum(s, -1), [1.0, 1.0], rtol=1e-6)
     assert s[0, 1] == 0 and s[1, 2] == 1
     assert np.all(np.isfinite(A.softmax_vjp(x, jnp.ones_like(x))))
+
+
+NON_FINITE_ROWS = {
+    "plus_inf": [np.inf, 0.0, 0.0],
+    "two_plus_inf": [np.inf, np.inf, 0.0],
+    "plus_and_minus_inf": [np.inf, -np.inf, 0.0],
+    "minus_inf": [-np.inf, 0.0, 0.0],
+    "all_minus_inf": [-np.inf, -np.inf, -np.inf],
+    "nan": [np.nan, 0.0, 0.0],
+}
+
+
+@pytest.mark.parametrize("row", list(NON_FINITE_ROWS), ids=str)
+@pytest.mark.parametrize("which", ["softmax", "log_softmax"])
+def test_softmax_non_finite_logits_match_jax_nn(which, row):
+    # e.g. jax.nn.softmax([inf, 0, 0]) is all NaN (inf - inf), not [nan, 0, 0].
+    x = jnp.asarray([NON_FINITE_ROWS[row], [0.5, -1.0, 2.0]], F32)
+    ct = jnp.asarray([[1.0, -2.0, 0.5], [0.3, 0.0, -1.0]], F32)
+    (y, y_ref), dx, dx_auto, dx_ref = _softmax_all(x, ct, which, -1)
+    np.testing.assert_array_equal(y, y_ref)
+    np.testing.assert_array_equal(dx_auto, dx_ref)
+    np.testing.assert_allclose(dx, dx_ref, **TOL[F32])  # NaN and inf at the same places
 
 
 # ----------------------------------------------------------------------------- stability

@@ -14,6 +14,7 @@ smallest ratio between two different modes on the test shapes (4/3).
 from __future__ import annotations
 
 import math
+import re
 
 import jax
 import jax.numpy as jnp
@@ -341,6 +342,31 @@ def test_zeros_ones_constant():
         I.constant(jnp.ones(3))(KEY, (4,))
     with pytest.raises(ValueError, match="value"):
         I.constant("one")
+
+
+@pytest.mark.parametrize(
+    "value_shape, shape",
+    [((3, 1), (3,)), ((1, 3), (3,)), ((2, 3), (3,)), ((1,), ()), ((3,), (3, 2))],
+    ids=str,
+)
+def test_constant_value_must_broadcast_to_the_requested_shape(value_shape, shape):
+    # broadcast_to semantics: value (3, 1) and shape (3,) broadcast together, to (3, 3),
+    # but not to (3,); the library's ValueError, not one from inside jnp.broadcast_to.
+    init = I.constant(jnp.ones(value_shape))
+    with pytest.raises(
+        ValueError,
+        match=rf"constant: value of shape {re.escape(str(value_shape))} does not broadcast "
+        rf"to shape {re.escape(str(shape))}",
+    ):
+        init(KEY, shape)
+
+
+@pytest.mark.parametrize(
+    "value_shape, shape", [((), (2, 3)), ((3,), (2, 3)), ((2, 1), (2, 3)), ((1,), (0,))],
+    ids=str,
+)
+def test_constant_broadcasts_to_the_requested_shape(value_shape, shape):
+    assert I.constant(jnp.ones(value_shape))(KEY, shape).shape == shape
 
 
 # --------------------------------------------------------------------------------------

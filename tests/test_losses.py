@@ -202,6 +202,31 @@ def test_fully_masked_position_has_zero_loss_and_zero_gradient():
     np.testing.assert_array_equal(grad[0, 1], np.zeros(3, F32))
 
 
+@pytest.mark.parametrize("labels", [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.3, 0.7, 0.0]],
+                         ids=["on_inf", "off_inf", "soft"])
+def test_plus_inf_logit_gives_nan_like_optax(labels):
+    # As jax.nn.log_softmax: a +inf logit makes the position NaN, loss and gradient alike
+    # (it was inf or NaN depending on the label, with a half-finite gradient).
+    z = jnp.asarray([[jnp.inf, 0.0, 0.0], [0.0, 1.0, 2.0]], F32)
+    y = jnp.asarray([labels, [0.0, 0.0, 1.0]], F32)
+    ref = optax.softmax_cross_entropy(z, y)
+    ref_grad = jax.grad(lambda z: optax.softmax_cross_entropy(z, y).sum())(z)
+    value = L.softmax_cross_entropy(z, y, reduction="none")
+    grad = L.softmax_cross_entropy_grad(z, y, reduction="sum")
+    np.testing.assert_allclose(value, ref, rtol=1e-6)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-7)
+    assert np.all(np.isnan(value[0])) and np.all(np.isnan(grad[0]))
+    if labels != [0.3, 0.7, 0.0]:  # integer labels give the same as one-hot labels
+        labels_int = jnp.argmax(y, axis=-1)
+        np.testing.assert_array_equal(
+            L.softmax_cross_entropy_with_integer_labels(z, labels_int, reduction="none"), value
+        )
+        np.testing.assert_array_equal(
+            L.softmax_cross_entropy_with_integer_labels_grad(z, labels_int, reduction="sum"),
+            grad,
+        )
+
+
 @pytest.mark.parametrize(
     "dtype, classes, labels",
     [(jnp.int8, 200, [5, 100]), (jnp.uint8, 300, [5, 255]), (jnp.int16, 50257, [5, 1000])],
