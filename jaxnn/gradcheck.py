@@ -34,14 +34,38 @@ How agreement is judged (per leaf, elementwise, ``g`` the gradient under test an
 reference)::
 
     rel_i = |g_i - r_i| / max(|r_i|, floor * max_j |r_j|, atol / rtol)
-    leaf passes  <=>  max_i rel_i <= rtol        (and likewise with fd_rtol against FD)
+    leaf passes  <=>  max_i rel_i <= rtol
 
-``max_j`` runs over the leaf (of the float64 autodiff gradient), so tiny entries of a leaf
-are judged relative to that leaf's scale; ``atol`` is an absolute floor, by default
-``rtol * floor * max |r|`` over *all* leaves, so leaves that are zero up to rounding (e.g.
-the bias before a batch norm) pass. Pass ``atol=0.0`` to judge every leaf on its own scale
-(e.g. vanishing gradients in deep nets). The report gives, per leaf, ``max |g - r|`` and
-``max rel_i`` against both references.
+that is, element ``i`` passes when ``|g_i - r_i| <= max(rtol |r_i|, rtol floor max_j |r_j|,
+atol)``. Against finite differences the same rule runs with ``rtol_fd = max(rtol, fd_rtol)``
+and ``atol_fd = atol * rtol_fd / rtol`` (the same floor ``atol / rtol`` in the denominator);
+the report states both pairs. ``max_j`` runs over the leaf (of the float64 autodiff
+gradient), so tiny entries of a leaf are judged relative to that leaf's scale; ``atol`` is
+an absolute floor, by default ``rtol * floor * max |r|`` over *all* leaves, so leaves that
+are zero up to rounding (e.g. the bias before a batch norm) pass. Pass ``atol=0.0`` to judge
+every leaf on its own scale (e.g. vanishing gradients in deep nets).
+
+**Noise floor.** A leaf whose true gradient is exactly 0 (the bias before a batch norm: the
+normalization cancels it) has no scale of its own: autodiff and a hand-written gradient both
+return rounding noise there (or an exact 0), ``~eps(dtype)`` times the size of the terms that
+cancel, and with ``atol=0`` no relative rule can accept that. So when a leaf fails the rule
+above, it is judged again with a per-leaf noise floor ``N``, and elements where BOTH compared
+values are at most ``N`` count as "zero to within rounding" and pass:
+
+* against autodiff, ``N = noise_factor * max_i |a_i - r_i|``, the largest deviation from the
+  float64 reference shown on that leaf by ``jax.grad(fn)`` itself run like ``grad_fn`` (in
+  ``dtype``), at ``params`` and at 3 copies of ``params`` perturbed by about one ulp
+  (so one lucky exact cancellation does not set ``N = 0``). This is
+  ``eps(dtype) * (size of the leaf's cancelling contributions)``, measured rather than
+  guessed;
+* against finite differences, ``max(N, noise_factor * ulp(fn(params)) / eps)`` -- a central
+  difference cannot resolve values below the rounding of ``fn``'s value divided by its step.
+
+A genuinely small gradient (vanishing gradients are products of small factors, computed to
+full relative precision) sits far above its own noise and is still judged by the relative
+rule; a wrong value above ``N`` fails. ``noise_factor=0`` turns the floor off. The report
+gives, per leaf, ``max |g - r|`` and ``max rel_i`` against both references (over the
+elements not excused by the noise floor), and lists the leaves that needed the floor.
 
 :func:`check_mlp` builds a random MLP problem and checks :func:`jaxnn.backprop.value_and_grad`
 with it; :func:`main` is the command line of ``scripts/gradcheck.py``.
@@ -90,6 +114,11 @@ class LeafReport:
       fd_max_rel_error: ``max rel_i`` against finite differences, or None.
       fd_elements: number of elements checked with finite differences.
       passed: whether the leaf is within tolerance against every reference.
+      noise_floor: the noise floor ``N`` the leaf was judged with against autodiff (None
+        when it passed without one; see the module docstring).
+      fd_noise_floor: the same against finite differences.
+      noise_elements: elements excused because both compared values were at most the noise
+        floor (against either reference).
     """
 
     path: str
@@ -100,6 +129,9 @@ class LeafReport:
     fd_max_rel_error: float | None
     fd_elements: int
     passed: bool
+    noise_floor: float | None = None
+    fd_noise_floor: float | None = None
+    noise_elements: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,10 +143,13 @@ class GradCheckReport:
       passed: every leaf (and the value, when ``grad_fn`` returned one) is within tolerance.
       checked: ``"grad_fn"`` or ``"autodiff"`` (when no ``grad_fn`` was given).
       dtype: dtype the gradient under test was computed in.
-      rtol, atol, fd_rtol, floor, eps: the tolerances and the finite-difference step used.
+      rtol, atol, fd_rtol, floor, eps: the tolerances and the finite-difference step used
+        (``fd_rtol`` as given; the comparison with finite differences uses :attr:`rtol_fd`
+        and :attr:`atol_fd`).
       value: ``fn(params, *args)`` in float64.
       value_error: ``|value from grad_fn - value|`` when ``grad_fn`` returned a value.
       value_passed: whether ``value_error <= rtol * max(|value|, 1)`` (True without one).
+      noise_factor: the multiplier of the noise floor (0: none; see the module docstring).
     """
 
     leaves: tuple[LeafReport, ...]
@@ -129,6 +164,19 @@ class GradCheckReport:
     value: float
     value_error: float | None
     value_passed: bool
+    noise_factor: float = 0.0
+
+    @property
+    def rtol_fd(self) -> float:
+        """Relative tolerance of the comparison with finite differences:
+        ``max(rtol, fd_rtol)``."""
+        return max(self.rtol, self.fd_rtol)
+
+    @property
+    def atol_fd(self) -> float:
+        """Absolute tolerance of the comparison with finite differences:
+        ``atol * rtol_fd / rtol`` (the same floor ``atol / rtol`` in the denominator)."""
+        return self.atol * self.rtol_fd / self.rtol
 
     @property
     def failed_leaves(self) -> tuple[str, ...]:
@@ -142,8 +190,11 @@ class GradCheckReport:
         head = (
             f"gradient check of {self.checked} ({self.dtype}) against autodiff and central "
             f"finite differences (float64, eps={self.eps:g})\n"
-            f"tolerances: rtol={self.rtol:g} (vs autodiff), {max(self.rtol, self.fd_rtol):g} "
-            f"(vs FD), atol={self.atol:.2e}, floor={self.floor:g} x leaf max\n"
+            "an element passes when |g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol), "
+            f"floor={self.floor:g}\n"
+            f"tolerances vs autodiff: rtol={self.rtol:g}, atol={self.atol:.2e}\n"
+            f"tolerances vs FD: rtol={self.rtol_fd:g} (max of rtol and fd_rtol={self.fd_rtol:g}), "
+            f"atol={self.atol_fd:.2e} (atol x {self.rtol_fd:g} / {self.rtol:g})\n"
         )
         rows = [("leaf", "shape", "max|g-ad|", "rel(ad)", "max|g-fd|", "rel(fd)", "fd n", "")]
         for leaf in self.leaves:
@@ -155,7 +206,14 @@ class GradCheckReport:
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                  for r in rows]
-        tail = f"value: {self.value:.10g}"
+        noisy = [leaf for leaf in self.leaves if leaf.noise_elements]
+        notes = "".join(
+            f"{leaf.path}: {leaf.noise_elements} element(s) zero to within rounding (|g| and "
+            f"|ref| <= noise floor {f(leaf.noise_floor)} vs autodiff, "
+            f"{f(leaf.fd_noise_floor)} vs FD; noise_factor={self.noise_factor:g})\n"
+            for leaf in noisy
+        )
+        tail = notes + f"value: {self.value:.10g}"
         if self.value_error is not None:
             tail += f" (|error| of grad_fn's value: {self.value_error:.2e}"
             tail += ", ok)" if self.value_passed else ", FAIL)"
@@ -217,18 +275,71 @@ def _split_grad_output(out: Any, treedef: Any) -> tuple[Any, Any]:
 
 
 def _errors(
-    g: np.ndarray, r: np.ndarray, leaf_max: float, floor: float, atol: float, rtol: float
-) -> tuple[float, float]:
+    g: np.ndarray, r: np.ndarray, leaf_max: float, floor: float, atol: float, rtol: float,
+    noise: float = 0.0,
+) -> tuple[float, float, int]:
+    """``(max |g - r|, max rel_i, n)`` over a leaf; the ``n`` elements where both ``|g_i|``
+    and ``|r_i|`` are at most ``noise`` (zero to within rounding) are left out of
+    ``max rel_i``."""
     if g.size == 0:
-        return 0.0, 0.0
+        return 0.0, 0.0, 0
     err = np.abs(g - r)
     denom = np.maximum(np.abs(r), max(floor * leaf_max, atol / rtol if rtol > 0 else 0.0, _TINY))
     rel = err / denom
+    n_noise = 0
+    if noise > 0:
+        # NaN compares False: a NaN element is never excused.
+        quiet = (np.abs(g) <= noise) & (np.abs(r) <= noise)
+        n_noise = int(np.sum(quiet))
+        rel = np.where(quiet, 0.0, rel)
     # NaN anywhere counts as a failure (np.max propagates it; report inf).
     max_abs, max_rel = float(np.max(err)), float(np.max(rel))
     return (math.inf if math.isnan(max_abs) else max_abs), (
         math.inf if math.isnan(max_rel) else max_rel
-    )
+    ), n_noise
+
+
+#: Perturbed copies of params (besides params itself) the noise floor is measured on.
+_NOISE_COPIES = 3
+
+
+def _perturbed(params: Any, dtype: Any, rng: np.random.Generator) -> Any:
+    """``params`` with every element scaled by ``1 + u eps(dtype)``, ``u ~ U(-1, 1)``: about
+    one ulp, enough to change the rounding of every sum and nothing else."""
+    def one(x: Any) -> Any:
+        a = np.asarray(x)
+        dt = a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(dtype)
+        u = rng.uniform(-1.0, 1.0, a.shape)
+        return jnp.asarray(a.astype(np.float64) * (1.0 + float(jnp.finfo(dt).eps) * u), dt)
+
+    return jax.tree.map(one, params)
+
+
+def _autodiff_noise(
+    fn: Callable[..., Any], params: Any, args: tuple[Any, ...], reference: list[np.ndarray],
+    *, has_aux: bool, wide: bool, traceable: bool, seed: int,
+) -> list[float]:
+    """Per leaf, ``max_i |a_i - r_i|`` over ``jax.grad(fn)`` run on ``params``/``args`` as
+    given (the gradient under test's dtype) at ``params`` and at perturbed copies, against
+    the float64 reference ``r``."""
+    def scalar(p):
+        out = fn(p, *args)
+        return out[0] if has_aux else out
+
+    grad = jax.grad(scalar)
+    rng = np.random.default_rng([seed, 1])
+    noise = [0.0] * len(reference)
+    with jax.enable_x64(True) if wide else contextlib.nullcontext():
+        dtype = jnp.result_type(*jax.tree.leaves(params))
+        grad = jax.jit(grad) if traceable else grad
+        copies = [params] + [_perturbed(params, dtype, rng) for _ in range(_NOISE_COPIES)]
+        for p in copies:
+            for i, (a, r) in enumerate(zip(jax.tree.leaves(grad(p)), reference, strict=True)):
+                dev = np.abs(np.asarray(a, np.float64).reshape(r.shape) - r)
+                if dev.size:
+                    noise[i] = max(noise[i], float(np.nan_to_num(np.max(dev), nan=0.0,
+                                                                 posinf=0.0)))
+    return noise
 
 
 def check_gradients(
@@ -247,6 +358,7 @@ def check_gradients(
     has_aux: bool = False,
     seed: int = 0,
     fd_batch_size: int = 64,
+    noise_factor: float = 8.0,
 ) -> GradCheckReport:
     """Compare ``grad_fn`` with float64 autodiff and central finite differences.
 
@@ -272,9 +384,18 @@ def check_gradients(
       has_aux: ``fn`` returns ``(value, aux)``.
       seed: seed of the element subsets.
       fd_batch_size: perturbations evaluated together under ``vmap``.
+      noise_factor: multiplier of the per-leaf noise floor below which two values both
+        count as zero (default 8; 0 turns it off). It is only measured (``jax.grad(fn)`` in
+        ``dtype`` at 4 points) for leaves that fail without it; see the module docstring.
 
     Returns:
       A :class:`GradCheckReport`.
+
+    Raises:
+      ValueError: bad arguments, or a leaf of ``grad_fn``'s output whose shape differs
+        from the params leaf (``shape (4, 3) != expected (3, 4)``; a transposed gradient
+        of the right size is not silently reshaped).
+      TypeError: ``grad_fn``'s output is not shaped like ``params`` (tree structure).
     """
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
     if not leaves_with_path:
@@ -309,6 +430,17 @@ def check_gradients(
             g_test = [np.asarray(x, np.float64) for x in jax.tree.leaves(g_test)]
             if value_test is not None:
                 value_test = float(np.asarray(value_test, np.float64))
+        for path, (_, leaf), g in zip(paths, leaves_with_path, g_test, strict=True):
+            expected = tuple(np.shape(leaf))
+            if g.shape != expected:
+                # Same size, other shape (a transposed W): reshaping would turn a shape bug
+                # into a misleading value mismatch.
+                hint = (" (a transposed gradient?)"
+                        if len(expected) > 1 and g.shape == expected[::-1] else "")
+                raise ValueError(
+                    f"check_gradients: grad_fn's leaf {path!r} has shape {g.shape} != "
+                    f"expected {expected}, the shape of that params leaf{hint}"
+                )
     else:
         test_dtype = jnp.dtype("float64")
     defaults = default_tolerances(test_dtype)
@@ -321,6 +453,9 @@ def check_gradients(
             raise ValueError(f"check_gradients: {name} must be finite and > 0, got {v!r}")
     if atol is not None and not 0 <= atol < math.inf:
         raise ValueError(f"check_gradients: atol must be finite and >= 0, got {atol!r}")
+    if not 0 <= noise_factor < math.inf:
+        raise ValueError(
+            f"check_gradients: noise_factor must be finite and >= 0, got {noise_factor!r}")
 
     with jax.enable_x64(True):
         p64 = _cast(jax.tree.map(jnp.asarray, params), jnp.float64)
@@ -377,34 +512,50 @@ def check_gradients(
     tol_fd = max(rtol, fd_rtol)
     atol_fd = atol * tol_fd / rtol
     checked = g_test if grad_fn is not None else g_ad
-    reports = []
-    for i, path in enumerate(paths):
+
+    def judge(i: int, noise: float | None = None, fd_noise: float | None = None) -> LeafReport:
         ref = g_ad[i]
         leaf_max = float(np.max(np.abs(ref))) if ref.size else 0.0
-        g = checked[i].reshape(ref.shape) if checked[i].size == ref.size else checked[i]
-        if g.shape != ref.shape:
-            raise ValueError(
-                f"check_gradients: grad_fn's leaf {path!r} has shape {g.shape}, expected "
-                f"{ref.shape}"
-            )
+        g = checked[i]  # shapes were checked above
         passed = True
         abs_ad = rel_ad = abs_fd = rel_fd = None
+        n_noise = n_fd = 0
         if grad_fn is not None:
-            abs_ad, rel_ad = _errors(g, ref, leaf_max, floor, atol, rtol)
+            abs_ad, rel_ad, n_noise = _errors(g, ref, leaf_max, floor, atol, rtol, noise or 0.0)
             passed &= rel_ad <= rtol
-        n_fd = 0
         if fd:
             idx = fd_idx[i]
             n_fd = int(idx.size)
-            abs_fd, rel_fd = _errors(
-                g.reshape(-1)[idx], fd_vals[i], leaf_max, floor, atol_fd, tol_fd
+            abs_fd, rel_fd, n_noise_fd = _errors(
+                g.reshape(-1)[idx], fd_vals[i], leaf_max, floor, atol_fd, tol_fd,
+                fd_noise or 0.0,
             )
+            n_noise = max(n_noise, n_noise_fd)
             passed &= rel_fd <= tol_fd
-        reports.append(LeafReport(
-            path=path, shape=tuple(ref.shape), max_abs_error=abs_ad, max_rel_error=rel_ad,
+        return LeafReport(
+            path=paths[i], shape=tuple(ref.shape), max_abs_error=abs_ad, max_rel_error=rel_ad,
             fd_max_abs_error=abs_fd, fd_max_rel_error=rel_fd, fd_elements=n_fd,
             passed=bool(passed),
-        ))
+            noise_floor=noise if grad_fn is not None else None,
+            fd_noise_floor=fd_noise if fd else None,
+            noise_elements=n_noise,
+        )
+
+    reports = [judge(i) for i in range(len(paths))]
+    failing = [i for i, r in enumerate(reports) if not r.passed]
+    if failing and noise_factor > 0:
+        # Only now measure the rounding noise (extra gradient evaluations): judged again,
+        # elements where both values are below it count as zero (see the module docstring).
+        if grad_fn is not None:
+            noise = _autodiff_noise(fn, p_test, a_test, g_ad, has_aux=has_aux, wide=wide,
+                                    traceable=traceable, seed=seed)
+        else:
+            noise = _autodiff_noise(fn, p64, a64, g_ad, has_aux=has_aux, wide=True,
+                                    traceable=traceable, seed=seed)
+        fd_floor = float(np.spacing(abs(value))) / eps if math.isfinite(value) else 0.0
+        for i in failing:
+            n = noise_factor * noise[i]
+            reports[i] = judge(i, n, max(n, noise_factor * fd_floor))
     value_error = None if value_test is None else abs(value_test - value)
     value_passed = value_error is None or value_error <= rtol * max(abs(value), 1.0)
     return GradCheckReport(
@@ -420,6 +571,7 @@ def check_gradients(
         value=value,
         value_error=value_error,
         value_passed=bool(value_passed),
+        noise_factor=float(noise_factor),
     )
 
 

@@ -336,3 +336,111 @@ def test_script_end_to_end():
                          capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------- shapes, tolerances
+
+
+def test_transposed_leaf_of_the_right_size_is_a_shape_error():
+    # A (4, 3) gradient for the (3, 4) leaf has the right size: it used to be reshaped and
+    # show up as a value mismatch of pair/0.
+    def transposed(p, x, s):
+        g = _grad(p, x, s)
+        return {**g, "pair": (g["pair"][0].T, g["pair"][1])}
+
+    with pytest.raises(ValueError) as e:
+        gradcheck.check_gradients(_fn, _params(), X, 1.5, grad_fn=transposed)
+    msg = str(e.value)
+    assert "'pair/0' has shape (4, 3) != expected (3, 4)" in msg
+    assert "transposed" in msg and "\n" not in msg
+    # a different size is the same error, without the hint
+    with pytest.raises(ValueError, match=r"'head/v' has shape \(20,\) != expected \(5, 4\)"):
+        gradcheck.check_gradients(
+            _fn, _params(), X, 1.5,
+            grad_fn=lambda p, x, s: {**_grad(p, x, s), "head": {"v": _grad(p, x, s)["head"][
+                "v"].reshape(-1)}})
+
+
+@pytest.mark.parametrize("rtol, fd_rtol, atol, want_rtol_fd, want_atol_fd", [
+    (1e-7, 1e-5, 2e-9, 1e-5, 2e-7),  # float64 defaults: FD is looser, atol scales with it
+    (1e-3, 1e-5, 2e-9, 1e-3, 2e-9),  # float32: rtol already looser than fd_rtol
+])
+def test_report_states_the_tolerances_of_the_finite_difference_comparison(
+        rtol, fd_rtol, atol, want_rtol_fd, want_atol_fd):
+    report = gradcheck.check_gradients(_fn, _params(), X, 1.5, grad_fn=_grad, rtol=rtol,
+                                       fd_rtol=fd_rtol, atol=atol)
+    assert report.rtol_fd == pytest.approx(want_rtol_fd)
+    assert report.atol_fd == pytest.approx(want_atol_fd)
+    text = str(report)
+    assert f"tolerances vs autodiff: rtol={rtol:g}, atol={atol:.2e}" in text
+    assert f"tolerances vs FD: rtol={want_rtol_fd:g}" in text
+    assert f"atol={want_atol_fd:.2e} (atol x {want_rtol_fd:g} / {rtol:g})" in text
+    # the rule is the one stated: an element passes when |g - ref| <= max(rtol |ref|, ...)
+    assert "|g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol)" in text
+
+
+# ----------------------------------------------------------------------------- noise floor
+
+
+def _bn_fn(p, x, v):
+    """A bias feeding a batch normalization: its true gradient is exactly 0."""
+    z = x @ p["w"] + p["b"][None, :]
+    zc = z - jnp.mean(z, axis=0, keepdims=True)
+    zn = zc / jnp.sqrt(jnp.mean(zc**2, axis=0, keepdims=True) + 1e-5)
+    return jnp.sum(jnp.tanh(zn) * v) / x.shape[0]
+
+
+def _bn_problem(dtype):
+    k1, k2, k3 = jax.random.split(jax.random.PRNGKey(7), 3)
+    params = {"w": jax.random.normal(k1, (5, 6), dtype), "b": jnp.full((6,), 0.3, dtype)}
+    x = jax.random.normal(k2, (16, 5), dtype)
+    v = jax.random.normal(k3, (16, 6), dtype)
+    return params, x, v
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("bias_grad", ["autodiff_noise", "exact_zero"])
+def test_zero_gradient_leaf_passes_with_atol_0_within_the_noise_floor(dtype, bias_grad):
+    params, x, v = _bn_problem(jnp.dtype(dtype))
+    ad = jax.grad(_bn_fn)
+
+    def grad_fn(p, x, v):  # autodiff in the test dtype: rounding noise on b, or exactly 0
+        g = ad(p, x, v)
+        return g if bias_grad == "autodiff_noise" else {**g, "b": jnp.zeros_like(g["b"])}
+
+    report = gradcheck.check_gradients(_bn_fn, params, x, v, grad_fn=grad_fn, atol=0.0)
+    assert report.passed, str(report)
+    b = {leaf.path: leaf for leaf in report.leaves}["b"]
+    assert b.noise_elements == 6 and 0 < b.noise_floor < 1e-4
+    assert "b: 6 element(s) zero to within rounding" in str(report)
+    w = {leaf.path: leaf for leaf in report.leaves}["w"]
+    assert w.noise_floor is None and w.noise_elements == 0  # passed on its own scale
+    # without the floor, a leaf that is zero up to rounding cannot pass with atol=0
+    strict = gradcheck.check_gradients(_bn_fn, params, x, v, grad_fn=grad_fn, atol=0.0,
+                                       noise_factor=0.0)
+    if bias_grad == "autodiff_noise" or dtype == "float32":
+        assert strict.failed_leaves == ("b",), str(strict)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_noise_floor_does_not_excuse_real_errors(dtype):
+    params, x, v = _bn_problem(jnp.dtype(dtype))
+    ad = jax.grad(_bn_fn)
+    # a wrong bias gradient well above rounding (the BN bias has true gradient 0)
+    wrong_b = lambda p, x, v: {**ad(p, x, v), "b": jnp.full((6,), 1e-4, p["b"].dtype)}
+    report = gradcheck.check_gradients(_bn_fn, params, x, v, grad_fn=wrong_b, atol=0.0)
+    assert report.failed_leaves == ("b",)
+    # a tiny but genuine gradient (a vanishing one, ~1e-12 here) returned as 0: its noise
+    # floor is far below its size, so it fails
+    tiny = {"w": params["w"], "u": jnp.full((3,), 1e-12, jnp.dtype(dtype))}
+    fn = lambda p: jnp.sum(jnp.sin(p["w"])) + jnp.sum(p["u"] ** 2)
+    zero_u = lambda p: {"w": jnp.cos(p["w"]), "u": jnp.zeros_like(p["u"])}
+    report = gradcheck.check_gradients(fn, tiny, grad_fn=zero_u, atol=0.0, fd=False)
+    assert report.failed_leaves == ("u",), str(report)
+    (u,) = [leaf for leaf in report.leaves if leaf.path == "u"]
+    assert u.noise_floor < 1e-13 and u.noise_elements == 0
+
+
+def test_noise_factor_must_be_non_negative():
+    with pytest.raises(ValueError, match="noise_factor must be finite and >= 0, got -1"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, noise_factor=-1)
