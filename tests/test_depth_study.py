@@ -373,12 +373,29 @@ def test_two_workers_split_the_seeds_of_a_single_group(tiny):
 @pytest.mark.parametrize("workers, needle", [
     (-1, "workers: got -1, expected an integer >= 0"),
     (10_000, "workers: got 10000, but this process may use only"),
+    # a bool is an int (True == 1): it used to run silently as one worker
+    (True, "workers: got True, expected an integer >= 0 (1 = this process only, 0 = one per"),
+    (False, "workers: got False, expected an integer >= 0"),
+    (1.0, "workers: got 1.0, expected an integer >= 0"),
+    ("2", "workers: got '2', expected an integer >= 0"),
 ])
-def test_bad_worker_counts_are_one_line_errors(tiny, workers, needle):
+def test_bad_worker_counts_are_one_line_errors(tiny, workers, needle, monkeypatch):
     cfg, data = tiny
+    ran = []
+    monkeypatch.setattr(D, "run_group", lambda *a, **k: ran.append(a))
     with pytest.raises(ValueError) as e:
         D.run_study(cfg, data=data, workers=workers)
     assert needle in str(e.value) and "\n" not in str(e.value)
+    assert not ran  # refused before any group runs
+
+
+@pytest.mark.parametrize("value", ["true", "1.5", "two"])
+def test_cli_workers_must_be_an_integer(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        depth_cli.main(["--workdir", str(tmp_path / "w"), "--quiet", "--workers", value])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--workers: got {value!r}, expected an integer >= 0" in err
 
 
 @pytest.mark.slow
@@ -587,3 +604,124 @@ def test_cli_workers_flag_runs_the_sweep_in_two_processes(tmp_path, capsys):
     assert len(rows) == 2 * 1 * 2 * 2 * 2  # depths x activations x inits x seeds x phases
     assert "in 2 worker processes" in (wd / "report.md").read_text()
     assert json.loads((wd / "timing.json").read_text())["workers"] == 2
+
+
+# ----------------------------------------------------------------------------- compile log
+
+
+def test_a_repeated_study_says_its_kernels_were_reused(tiny):
+    cfg, data = tiny
+    D.run_study(cfg, data=data)  # compiles the group unless an earlier test did
+    again = D.run_study(cfg, data=data)
+    # nothing new was compiled, but nothing ran uncompiled either: say so
+    assert again.timing["compiles"] == 0 and again.timing["reused"] == 1
+    summary = depth_report.compile_summary(again.timing)
+    assert summary == ("0 new compilations (1 shape group reused a kernel compiled earlier "
+                       "in this process)")
+    assert f"with {summary}." in depth_report.render_report(again)
+
+
+@pytest.mark.parametrize("timing, expected", [
+    ({"compiles": 3, "reused": 0, "workers": 1}, "3 compilations (one per shape group)"),
+    ({"compiles": 1, "reused": 0, "workers": 1}, "1 compilation (one per shape group)"),
+    ({"compiles": 0, "reused": 3, "workers": 1},
+     "0 new compilations (3 shape groups reused kernels compiled earlier in this process)"),
+    ({"compiles": 1, "reused": 2, "workers": 1},
+     "1 new compilation (2 shape groups reused kernels compiled earlier in this process)"),
+    ({"compiles": 4, "reused": 0, "workers": 2},
+     "4 compilations in 2 worker processes (one per shape group and seed share in each)"),
+    ({"compiles": 1, "reused": 1, "workers": 2},
+     "1 compilation in 2 worker processes (one per shape group and seed share in each; "
+     "1 task reused a kernel their worker had compiled)"),
+    ({"compiles": 2}, "2 compilations (one per shape group)"),  # a timing.json of old
+])
+def test_compile_summary(timing, expected):
+    assert depth_report.compile_summary(timing) == expected
+
+
+# ----------------------------------------------------------------------------- overflow
+
+
+def _row(ratio, first, last):
+    return {"grad_ratio": ratio, "first_grad_norm": first, "last_grad_norm": last}
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("rows, kind, label", [
+    # median of the seeds with a ratio (5.5e-3); the 0/0 seed is left out
+    ([_row(1e-3, 1e-3, 1.0), _row(1e-2, 1e-2, 1.0), _row(NAN, 0.0, 0.0)], "ratio", "-2.3"),
+    ([_row(0.0, 0.0, 1.0)], "ratio", "0"),  # first layer flushed to 0: ratio 0
+    ([_row(INF, 1.0, 0.0)], "ratio", "inf"),
+    ([_row(NAN, 0.0, 0.0), _row(NAN, 0.0, 0.0)], "0/0", "0/0"),  # a full vanish
+    ([_row(NAN, NAN, NAN), _row(NAN, INF, INF)], "overflow", "overflow"),
+    ([_row(NAN, 0.0, NAN)], "overflow", "overflow"),
+    ([_row(NAN, 0.0, 0.0), _row(NAN, INF, NAN)], "0/0+overflow", "0/0|ovf"),
+    ([], "none", ""),
+])
+def test_ratio_cell_tells_a_full_vanish_from_an_overflow(rows, kind, label):
+    # both used to be "n/a" in the heat map
+    med, got_kind, got_label = depth_report.ratio_cell(rows)
+    assert (got_kind, got_label) == (kind, label)
+    assert np.isnan(med) == (kind != "ratio")
+
+
+@pytest.mark.parametrize("nonfinite, counts, expected", [
+    (0.0, [3.0, 5.0], "he: layer 2"),
+    (2.0, [3.0, 5.0], "he: layer 2\n(20% non-finite)"),
+    (8.0, [0.0, 0.0], "he: layer 2\n(100% non-finite)"),
+    (1.0, [99999.0, 0.0], "he: layer 2\n(<0.01% non-finite)"),
+    (99999.0, [1.0, 0.0], "he: layer 2\n(>99.9% non-finite)"),
+])
+def test_histogram_title_says_what_share_is_missing(nonfinite, counts, expected):
+    h = {"initializer": "he", "layer": 2, "counts": counts, "nonfinite": nonfinite}
+    assert depth_report.histogram_title(h) == expected
+
+
+@pytest.fixture(scope="module")
+def overflow_result():
+    # normal(1e-30): every gradient flushed to 0 (0/0); normal(1e20): activations overflow
+    # to inf and then NaN from the second hidden layer on.
+    cfg = D.config_from_dict(dict(
+        name="overflow", dataset="normal", input_dim=6, num_classes=3, n_samples=40,
+        depths=[3], widths=[4], activations=["relu"],
+        initializers=["normal(1e-30)", "normal(1e20)", "he"], seeds=2, probe_size=16,
+        steps=0, histograms=True, histogram_bins=5))
+    return D.run_study(cfg)
+
+
+def test_overflowing_activations_are_counted_not_dropped(overflow_result):
+    r = overflow_result
+    for h in r.histograms:
+        # every activation is either in a bin or counted as non-finite: 2 seeds x 16 x 4
+        assert sum(h["counts"]) + h["nonfinite"] == 2 * 16 * 4
+    big = {h["layer"]: h for h in r.histograms if h["initializer"] == "normal(1e20)"}
+    assert big[1]["nonfinite"] == 0 and big[3]["nonfinite"] > 0
+    assert "non-finite)" in depth_report.histogram_title(big[3])
+    assert all(h["nonfinite"] == 0 for h in r.histograms if h["initializer"] == "he")
+    for rec in r.select(initializer="normal(1e20)"):
+        frac = rec["nonfinite_fraction"]
+        assert len(frac) == 3 and frac[0] == 0.0 and frac[2] > 0.5
+    bad = sum(h["nonfinite"] for h in r.histograms if h["initializer"] == "normal(1e20)")
+    assert bad == pytest.approx(sum(
+        sum(rec["nonfinite_fraction"]) * 16 * 4 for rec in r.select(initializer="normal(1e20)")))
+    report = depth_report.render_report(r)
+    assert "## Incomplete activation histograms" in report
+    assert "non-finite by layer" in report
+    line = [x for x in report.splitlines() if x.startswith("- relu + normal(1e20), 3 hidden")]
+    assert len(line) == 1 and "layer 3" in line[0] and "NaN/inf" in line[0]
+
+
+def test_heatmap_and_ratio_table_tell_0_over_0_from_overflow(overflow_result, tmp_path):
+    r = overflow_result
+    cell = lambda init: depth_report.ratio_cell(r.select(phase="init", initializer=init))[1:]
+    assert cell("normal(1e-30)") == ("0/0", "0/0")
+    assert cell("normal(1e20)") == ("overflow", "overflow")
+    assert cell("he")[0] == "ratio"
+    report = depth_report.render_report(r)
+    assert "| relu | normal(1e-30) | 0/0 |" in report
+    assert "| relu | normal(1e20) | overflow |" in report
+    paths = depth_report.write_plots(r, tmp_path)
+    assert (tmp_path / "ratio_heatmap_init.png") in paths
+    assert (tmp_path / "activation_histograms_relu_d3.png") in paths

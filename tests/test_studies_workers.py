@@ -88,3 +88,12 @@ def test_refuses_an_accelerator_backend(monkeypatch):
         W.CorePool(2)
     msg = str(e.value)
     assert "backend is 'gpu'" in msg and "workers=1" in msg and "\n" not in msg
+
+
+def test_core_shares_accept_numpy_integers_but_no_bools():
+    import numpy as np
+
+    assert W.core_shares(np.int64(2), [0, 1]) == [(0,), (1,)]
+    for value in (True, np.True_):
+        with pytest.raises(ValueError, match="expected an integer >= 0"):
+            W.core_shares(value, [0, 1])

@@ -40,6 +40,10 @@ a fixed *probe* batch of ``probe_size`` training examples, for the untrained mod
   zero on CPU: such gradients read as exact zeros, so a ratio can be 0, inf or nan (0/0).
 * ``saturation_fraction`` (see :func:`saturation_fraction`): the share of (example, unit)
   pairs in the flat region of the activation.
+* ``nonfinite_fraction`` (``D``): the share of a hidden layer's activations that are NaN or
+  inf (an overflowing model); the mean/std of such a layer are nan, and its histogram
+  counts only the finite values (``histograms[...]["nonfinite"]`` says how many are
+  missing).
 * ``train_loss/accuracy``, ``test_loss/accuracy`` on (the first ``eval_size`` rows of) the
   splits, and per-step minibatch training losses (``result.curves``).
 
@@ -686,6 +690,9 @@ def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, flo
         "activation_std": s["activation_std"][:depth],
         "pre_activation_std": s["pre_activation_std"][:depth],
         "dead_fraction": s["activation_zero_fraction"][:depth],
+        "nonfinite_fraction": jnp.stack([
+            jnp.mean((~jnp.isfinite(c["activation"])).astype(jnp.float32)) for c in hidden
+        ]),
         "saturation_fraction": jnp.stack([
             saturation_fraction(act, c["activation_input"], c["activation"]) for c in hidden
         ]),
@@ -694,10 +701,17 @@ def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, flo
     }
     if hist is not None:
         bins, lo, hi = hist
-        out["histogram"] = jnp.stack([
-            jnp.histogram(jnp.clip(c["activation"], lo, hi), bins=bins, range=(lo, hi))[0]
-            for c in hidden
-        ]).astype(jnp.float32)
+        counts, nonfinite = [], []
+        for c in hidden:
+            # jnp.histogram drops NaN silently and clip would file inf under an edge bin:
+            # non-finite values are left out here and counted on their own.
+            finite = jnp.isfinite(c["activation"])
+            a = jnp.where(finite, c["activation"], lo)
+            counts.append(jnp.histogram(jnp.clip(a, lo, hi), bins=bins, range=(lo, hi),
+                                        weights=finite.astype(jnp.float32))[0])
+            nonfinite.append(jnp.sum(~finite))
+        out["histogram"] = jnp.stack(counts).astype(jnp.float32)
+        out["histogram_nonfinite"] = jnp.stack(nonfinite).astype(jnp.float32)
     return out
 
 
@@ -842,7 +856,7 @@ def run_group(
 
 _LIST_FIELDS = ("weight_grad_norm", "grad_pre_activation_norm", "grad_activation_norm",
                 "activation_mean", "activation_std", "pre_activation_std",
-                "saturation_fraction", "dead_fraction")
+                "saturation_fraction", "dead_fraction", "nonfinite_fraction")
 #: Column order of the tidy table.
 COLUMNS = ("study", "dataset", "depth", "width", "activation", "initializer", "batch_norm",
            "seed", "phase", "probe_loss", "train_loss", "train_accuracy", "test_loss",
@@ -871,10 +885,12 @@ class DepthStudyResult:
         ``losses`` (the minibatch training loss of every SGD step, a list).
       histograms: (when ``config.histograms``) one dict per (depth, width, activation,
         initializer, batch_norm, layer) with ``edges`` and ``counts`` summed over seeds, at
-        initialization on the probe batch.
+        initialization on the probe batch. ``counts`` hold the FINITE activations only
+        (clipped into the range of ``edges``); ``nonfinite`` is the number of NaN/inf
+        activations left out (``sum(counts) + nonfinite`` = seeds x probe rows x width).
       num_classes: classes of the data set (chance accuracy is ``1 / num_classes``).
       timing: ``{"total_s", "groups": [{"depth", "width", "activation", "batch_norm",
-        "seconds"}], "compiles"}``.
+        "seconds"}], "compiles", "reused", "workers"}`` (see :func:`run_study`).
     """
 
     config: DepthStudyConfig
@@ -941,11 +957,13 @@ def _records_for_group(config, data_name, group, out, specs, seeds):
             lo, hi = _histogram_range(activation)
             edges = np.linspace(lo, hi, config.histogram_bins + 1)
             counts = out["init"]["histogram"][i].sum(axis=0)  # over seeds: (depth, bins)
+            nonfinite = out["init"]["histogram_nonfinite"][i].sum(axis=0)  # (depth,)
             for layer in range(depth):
                 hists.append({"depth": depth, "width": width, "activation": activation,
                               "initializer": spec.label, "batch_norm": bool(batch_norm),
                               "layer": layer + 1, "edges": [float(e) for e in edges],
-                              "counts": [float(c) for c in counts[layer]]})
+                              "counts": [float(c) for c in counts[layer]],
+                              "nonfinite": float(nonfinite[layer])})
     return records, curves, hists
 
 
@@ -970,12 +988,21 @@ def run_study(
 
     Returns:
       A :class:`DepthStudyResult`; ``timing["workers"]`` is the number of processes and
-      each group's ``seconds`` the time its worker(s) spent on it.
+      each group's ``seconds`` the time its worker(s) spent on it. ``timing["compiles"]``
+      counts the compilations THIS call made (traces of the engine, see
+      :func:`trace_count`) and ``timing["reused"]`` the shape groups (with ``workers > 1``:
+      group x seed-share tasks) that found their kernel already compiled by an earlier
+      call in the same process, so a second identical study reports 0 compilations and
+      every group reused.
 
     Raises:
-      ValueError: a bad ``workers`` value, or ``workers > 1`` off the CPU backend.
+      ValueError: a bad ``workers`` value (not an integer >= 0, e.g. ``True``, ``1.5`` or
+        ``-1``; more than the usable cores), or ``workers > 1`` off the CPU backend.
     """
     t0 = time.perf_counter()
+    # Checked before anything runs, and always: ``workers=True`` equals 1 and would
+    # otherwise run silently as one process.
+    nproc = len(core_shares(workers))
     compiles0 = trace_count()
     data = load_study_data(config) if data is None else data
     n_train = data.x_train.shape[0]
@@ -985,19 +1012,21 @@ def run_study(
     seeds = list(range(config.seeds))
     shape_groups = [(d, w, a, bn) for bn in config.batch_norm for a in config.activations
                     for w in config.widths for d in config.depths]
-    nproc = 1 if workers == 1 else len(core_shares(workers))
     if nproc == 1:
-        outs, secs = {}, {}
+        outs, secs, reused = {}, {}, 0
         for k, group in enumerate(shape_groups):
             tg = time.perf_counter()
+            c0 = trace_count()
             outs[group] = run_group(config, data, *group)
             secs[group] = time.perf_counter() - tg
+            reused += trace_count() == c0  # an earlier run in this process compiled it
             if progress is not None:
                 progress(_group_message(k + 1, len(shape_groups), group, len(specs), seeds,
                                         secs[group]))
         compiles = trace_count() - compiles0
     else:
-        outs, secs, compiles = _run_in_workers(config, data, shape_groups, nproc, progress)
+        outs, secs, compiles, reused = _run_in_workers(config, data, shape_groups, nproc,
+                                                       progress)
     records, curves, hists, groups = [], [], [], []
     for group in shape_groups:
         r, c, h = _records_for_group(config, data.name, group, outs[group], specs, seeds)
@@ -1008,7 +1037,7 @@ def run_study(
         groups.append({"depth": d, "width": w, "activation": a, "batch_norm": bn,
                        "seconds": secs[group]})
     timing = {"total_s": time.perf_counter() - t0, "groups": groups, "compiles": compiles,
-              "workers": nproc}
+              "reused": reused, "workers": nproc}
     return DepthStudyResult(config, records, curves, hists, data.num_classes, timing)
 
 
@@ -1050,7 +1079,7 @@ def _run_in_workers(config, data, shape_groups, workers, progress):
                    key=lambda t: -_group_cost(config, in_dim, t[0]) * len(t[1]))
     pieces: dict[tuple[Any, ...], dict[tuple[int, ...], Any]] = collections.defaultdict(dict)
     secs: dict[tuple[Any, ...], float] = collections.defaultdict(float)
-    compiles = 0
+    compiles = reused = 0
     with CorePool(workers, initializer=_worker_init, initargs=(config, data)) as pool:
         futures = {pool.submit(_worker_task, g, c): (g, c) for g, c in tasks}
         try:
@@ -1060,6 +1089,7 @@ def _run_in_workers(config, data, shape_groups, workers, progress):
                 pieces[g][c] = out
                 secs[g] += s
                 compiles += nc
+                reused += nc == 0
                 if progress is not None:
                     msg = _group_message(k + 1, len(tasks), g, len(config.initializers), c, s)
                     if len(chunks) > 1:
@@ -1071,7 +1101,7 @@ def _run_in_workers(config, data, shape_groups, workers, progress):
     outs = {g: jax.tree.map(lambda *xs: np.concatenate(xs, axis=1),
                             *[pieces[g][c] for c in chunks])
             for g in shape_groups}
-    return outs, dict(secs), compiles
+    return outs, dict(secs), compiles, reused
 
 
 # ----------------------------------------------------------------------------- benchmark

@@ -30,6 +30,17 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
+def _worker_count(text: str) -> int:
+    """``--workers``: a plain integer (``true``, ``1.5`` are refused with what is valid;
+    the range is checked by :func:`jaxnn.studies.workers.core_shares`)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {text!r}, expected an integer >= 0 (1 = this process only, 0 = one per "
+            "usable core)") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="depth_study.py",
                 description="Vanishing/exploding-gradient depth study (table, plots, report).")
@@ -38,7 +49,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="override a study field, e.g. --set depths=[2,4,8] (repeatable)")
     p.add_argument("--workdir", help="output directory (default: runs/<config name>)")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                    help="CPU processes, each pinned to its own cores, to spread the shape "
                         "groups over (0: one per core; default 1)")
     p.add_argument("--no-plots", action="store_true", help="write the table and report only")
@@ -86,8 +97,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if log:
-        procs = result.timing["workers"]
-        where = f", {procs} worker processes" if procs > 1 else ""
-        log(f"done in {result.timing['total_s']:.1f} s ({result.timing['compiles']} "
-            f"compilations{where}): {paths['report']}")
+        log(f"done in {result.timing['total_s']:.1f} s "
+            f"({depth_report.compile_summary(result.timing)}): {paths['report']}")
     return 0

@@ -18,9 +18,13 @@ Files written in ``workdir``:
 * ``grad_norms_<phase>.png`` -- weight-gradient norm by layer (log scale), one panel per
   activation x initializer, one line per depth (median over seeds).
 * ``ratio_heatmap_<phase>.png`` -- log10 of the median first/last hidden-layer gradient
-  ratio, depth x activation, one panel per initializer.
+  ratio, depth x activation, one panel per initializer. A cell without a ratio in any
+  seed is labelled (and hatched) ``0/0`` when both gradients were flushed to 0 (a full
+  vanish) and ``overflow`` when they were inf/NaN (see :func:`ratio_cell`).
 * ``activation_histograms_<activation>_d<depth>.png`` -- per-layer activation histograms at
-  initialization, one row per initializer (the classic 5 x 100 figure).
+  initialization, one row per initializer (the classic 5 x 100 figure). They count finite
+  activations only; a panel whose layer had NaN/inf activations says what share in its
+  title (:func:`histogram_title`), and the report lists those layers.
 * ``training_curves.png`` -- training loss (median over seeds) per depth.
 * ``report.md`` -- plain sentences, backed by the table, on which combinations vanish,
   explode, saturate or train (thresholds from the config).
@@ -46,6 +50,9 @@ from jaxnn.studies.depth import COLUMNS, DepthStudyResult, config_from_dict, con
 
 __all__ = [
     "classify",
+    "compile_summary",
+    "histogram_title",
+    "ratio_cell",
     "load_result",
     "render_report",
     "write_outputs",
@@ -168,12 +175,75 @@ def _save(fig: Any, path: pathlib.Path) -> pathlib.Path:
     return path
 
 
+#: Hatching of heat-map cells without a ratio (no colour), by :func:`ratio_cell` kind.
+_HATCH = {"0/0": "....", "overflow": "xxxx", "0/0+overflow": "xx.."}
+
+
+def ratio_cell(rows: Sequence[dict[str, Any]]) -> tuple[float, str, str]:
+    """The heat-map / table cell of one combination: ``(median ratio, kind, label)``.
+
+    ``rows`` are the records of its seeds (one phase). The median runs over the seeds that
+    have a ratio (``grad_ratio`` not nan). A seed has none either because both gradient
+    norms were flushed to 0 (``0/0``: a full vanish) or because its gradients overflowed
+    (inf/NaN norms); the two mean opposite things, so when no seed has a ratio the cell
+    says which:
+
+    * ``kind="ratio"``: label ``log10(median)`` to one decimal, ``"0"`` for a ratio of 0
+      (first layer flushed to 0), ``"inf"`` for an infinite one;
+    * ``kind="0/0"``, label ``"0/0"``: every seed's first and last gradients are exactly 0;
+    * ``kind="overflow"``, label ``"overflow"``: every seed's norms are inf/NaN;
+    * ``kind="0/0+overflow"``, label ``"0/0|ovf"``: some of each;
+    * ``kind="none"``, label ``""``: no rows.
+
+    The median is nan for every kind but ``"ratio"``.
+    """
+    if not rows:
+        return float("nan"), "none", ""
+    ratios = np.asarray([r["grad_ratio"] for r in rows], float)
+    have = ~np.isnan(ratios)
+    if have.any():
+        med = float(np.median(ratios[have]))
+        with np.errstate(divide="ignore"):
+            v = float(np.log10(med))
+        label = "0" if v == -math.inf else "inf" if v == math.inf else f"{v:.1f}"
+        return med, "ratio", label
+    vanished = [float(r["first_grad_norm"]) == 0.0 and float(r["last_grad_norm"]) == 0.0
+                for r in rows]
+    if all(vanished):
+        return float("nan"), "0/0", "0/0"
+    if not any(vanished):
+        return float("nan"), "overflow", "overflow"
+    return float("nan"), "0/0+overflow", "0/0|ovf"
+
+
+def histogram_title(h: dict[str, Any]) -> str:
+    """Title of one activation-histogram panel: ``"he: layer 3"``, plus a line ``"(12%
+    non-finite)"`` when some of the layer's activations were NaN/inf -- the bars count only
+    the finite ones, so the histogram is then not the whole layer."""
+    title = f"{h['initializer']}: layer {h['layer']}"
+    bad = float(h.get("nonfinite", 0.0))
+    if bad > 0:
+        # own line: the panels are narrow
+        title += f"\n({_percent(bad / (bad + float(np.sum(h['counts']))))} non-finite)"
+    return title
+
+
+def _percent(frac: float) -> str:
+    pct = 100.0 * frac
+    if 0 < pct < 0.01:
+        return "<0.01%"
+    if 99.9 < pct < 100:  # not "100%" unless every value is non-finite
+        return ">99.9%"
+    return f"{pct:.3g}%"
+
+
 def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[pathlib.Path]:
     """Write every plot of the module docstring; returns the paths written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
 
     c = result.config
     wd = pathlib.Path(workdir)
@@ -214,20 +284,22 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                                                           0.35 * len(c.activations) + 2.0),
                                   layout="constrained")
                 for j, init in enumerate(c.initializers):
-                    mat = np.array([[result.median("grad_ratio", phase=phase, activation=a,
-                                                   initializer=init, depth=d, **base)
-                                     for d in c.depths] for a in c.activations])
+                    cells = [[ratio_cell(result.select(phase=phase, activation=a,
+                                                       initializer=init, depth=d, **base))
+                              for d in c.depths] for a in c.activations]
                     with np.errstate(all="ignore"):
-                        logm = np.log10(mat)
-                    # ratio 0 (first-layer gradient flushed to 0) -> -inf -> darkest colour
-                    logm = np.where(np.isnan(logm), np.nan, logm)
+                        # ratio 0 (first-layer gradient flushed to 0) -> -inf -> darkest
+                        logm = np.log10(np.array([[cell[0] for cell in row] for row in cells]))
                     ax = axes[0][j]
                     im = ax.imshow(np.clip(logm, -8, 8), cmap="RdBu", vmin=-8, vmax=8,
                                    aspect="auto")
-                    for (y, x), v in np.ndenumerate(logm):
-                        label = ("n/a" if np.isnan(v) else "0" if v == -np.inf
-                                 else "inf" if v == np.inf else f"{v:.1f}")
-                        ax.text(x, y, label, ha="center", va="center", fontsize=5)
+                    for y, row in enumerate(cells):
+                        for x, (_, kind, label) in enumerate(row):
+                            if kind in _HATCH:  # no colour: tell the two "no ratio"s apart
+                                ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False,
+                                                       hatch=_HATCH[kind], lw=0,
+                                                       edgecolor="0.6"))
+                            ax.text(x, y, label, ha="center", va="center", fontsize=5)
                     ax.set_xticks(range(len(c.depths)), [str(d) for d in c.depths], fontsize=6)
                     ax.set_yticks(range(len(c.activations)),
                                   list(c.activations) if j == 0 else [], fontsize=6)
@@ -235,6 +307,8 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                     ax.set_title(init, fontsize=8)
                 fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8,
                              label="log10 first/last grad norm")
+                fig.supxlabel("0/0 (dotted): both gradients flushed to 0, a full vanish; "
+                              "overflow (crossed): inf/NaN gradients", fontsize=6)
                 fig.suptitle(f"first/last hidden-layer gradient ratio ({phase})", fontsize=9)
                 fig.savefig(wd / f"ratio_heatmap_{phase}{sfx}.png", dpi=80)
                 plt.close(fig)
@@ -277,7 +351,8 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                     ax = axes[i][h["layer"] - 1]
                     edges = np.asarray(h["edges"])
                     ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge")
-                    ax.set_title(f"{init}: layer {h['layer']}", fontsize=7)
+                    ax.set_title(histogram_title(h), fontsize=7,
+                                 color="C3" if h.get("nonfinite") else "black")
                     ax.tick_params(labelsize=5)
                     ax.set_yticks([])
             fig.suptitle(f"{act} activations at initialization ({d} x {width})", fontsize=9)
@@ -393,8 +468,7 @@ def _group_sentences(verdicts: Sequence[dict[str, Any]], flag: str, value: str,
 
 def _layer_table(result: DepthStudyResult, depth: int, width: int, bn: bool) -> list[str]:
     c = result.config
-    lines = ["| activation | initializer | activation mean by layer | activation std by layer "
-             "| saturation by layer |", "|---|---|---|---|---|"]
+    rows = []
     for act in c.activations:
         for init in c.initializers:
             w = dict(phase="init", activation=act, initializer=init, depth=depth, width=width,
@@ -404,9 +478,34 @@ def _layer_table(result: DepthStudyResult, depth: int, width: int, bn: bool) -> 
             sat = _median_layers(result, "saturation_fraction", **w)
             if m is None:
                 continue
-            j = lambda a: " ".join(_fmt(float(x)) for x in a)
-            lines.append(f"| {act} | {init} | {j(m)} | {j(s)} | {j(sat)} |")
+            # the share of NaN/inf activations (mean over seeds), which make mean/std nan
+            bad = np.mean([r.get("nonfinite_fraction", [0.0] * depth)
+                           for r in result.select(**w)], axis=0)
+            rows.append((act, init, m, s, sat, bad))
+    any_bad = any(np.any(r[-1] > 0) for r in rows)
+    lines = ["| activation | initializer | activation mean by layer | activation std by layer "
+             "| saturation by layer |" + (" non-finite by layer |" if any_bad else ""),
+             "|---|---|---|---|---|" + ("---|" if any_bad else "")]
+    j = lambda a: " ".join(_fmt(float(x)) for x in a)
+    for act, init, m, s, sat, bad in rows:
+        lines.append(f"| {act} | {init} | {j(m)} | {j(s)} | {j(sat)} |"
+                     + (f" {' '.join(_percent(float(x)) for x in bad)} |" if any_bad else ""))
     return lines
+
+
+def _histogram_gaps(result: DepthStudyResult) -> list[str]:
+    """One sentence per histogram figure with layers whose NaN/inf activations it leaves
+    out (the histograms count finite values only)."""
+    gaps: dict[tuple, list[str]] = {}
+    for h in result.histograms:
+        bad = float(h.get("nonfinite", 0.0))
+        if bad > 0:
+            key = (h["activation"], h["initializer"], h["depth"], h["width"], h["batch_norm"])
+            frac = bad / (bad + float(np.sum(h["counts"])))
+            gaps.setdefault(key, []).append(f"layer {h['layer']} {_percent(frac)}")
+    return [f"- {act} + {init}, {d} hidden layers x {w}{', batch norm' if bn else ''}: "
+            + ", ".join(v) + " of the activations are NaN/inf and missing from the histogram."
+            for (act, init, d, w, bn), v in gaps.items()]
 
 
 def _closest(values: Sequence[int], target: int) -> int:
@@ -512,6 +611,28 @@ def _findings(result: DepthStudyResult) -> list[str]:
     return out
 
 
+def compile_summary(timing: dict[str, Any]) -> str:
+    """What a run compiled, in words, from ``result.timing``: ``"3 compilations (one per
+    shape group)"`` for a fresh process, ``"0 new compilations (3 shape groups reused
+    kernels compiled earlier in this process)"`` for a repeated study -- "0 compilations"
+    alone would read as if nothing had been compiled at all."""
+    compiles, reused = int(timing["compiles"]), int(timing.get("reused", 0))
+    procs = int(timing.get("workers", 1))
+    noun = "compilation" if compiles == 1 else "compilations"
+    if procs > 1:
+        text = (f"{compiles} {noun} in {procs} worker processes (one per shape group and "
+                "seed share in each")
+        if reused:
+            text += (f"; {reused} {'task' if reused == 1 else 'tasks'} reused a kernel "
+                     "their worker had compiled")
+        return text + ")"
+    if not reused:
+        return f"{compiles} {noun} (one per shape group)"
+    groups = "1 shape group reused a kernel" if reused == 1 else (
+        f"{reused} shape groups reused kernels")
+    return f"{compiles} new {noun} ({groups} compiled earlier in this process)"
+
+
 def render_report(result: DepthStudyResult) -> str:
     """The Markdown report (see the module docstring)."""
     c = result.config
@@ -530,14 +651,14 @@ def render_report(result: DepthStudyResult) -> str:
         + (f" and after {c.steps} SGD steps (batch {c.batch_size}, learning rate "
            f"{c.learning_rate})." if c.steps else ".")
         + f" Statistics on a probe batch of {c.probe_size} training examples. Wall time "
-        f"{t['total_s']:.1f} s with {t['compiles']} compilations "
-        + (f"in {t['workers']} worker processes (one per shape group and seed share in each)."
-           if t.get("workers", 1) > 1 else "(one per shape group).")
+        f"{t['total_s']:.1f} s with {compile_summary(t)}."
     )
     L += ["", "Definitions: *ratio* = ||dL/dW|| of the first hidden layer / that of the last "
           "hidden layer at initialization (median over seeds). A combination **vanishes** "
           f"when ratio < {c.vanish_ratio:g} (or the first layer's gradient is exactly 0), "
-          f"**explodes** when ratio > {c.explode_ratio:g} or its statistics overflow, "
+          f"**explodes** when ratio > {c.explode_ratio:g} or its statistics overflow "
+          "(in the ratio tables, *0/0* = both gradients flushed to 0 in every seed, a full "
+          "vanish; *overflow* = inf/NaN gradients), "
           f"**saturates** when more than {c.saturation_threshold:.0%} of hidden units sit in the "
           "flat region of the activation (sigmoid |a-1/2|>0.45, tanh |a|>0.9, ReLU a=0, "
           "others |f'(u)|<0.05)"
@@ -566,10 +687,13 @@ def render_report(result: DepthStudyResult) -> str:
                   "|---|---|" + "---|" * len(c.depths)]
             for act in c.activations:
                 for init in c.initializers:
-                    vals = [result.median("grad_ratio", phase="init", activation=act,
-                                          initializer=init, depth=d, width=width, batch_norm=bn)
-                            for d in c.depths]
-                    L.append(f"| {act} | {init} | " + " | ".join(map(_fmt, vals)) + " |")
+                    cells = [ratio_cell(result.select(phase="init", activation=act,
+                                                      initializer=init, depth=d, width=width,
+                                                      batch_norm=bn))
+                             for d in c.depths]
+                    L.append(f"| {act} | {init} | " + " | ".join(
+                        _fmt(med) if kind == "ratio" else label for med, kind, label in cells)
+                        + " |")
             if c.steps:
                 L += ["", f"## Median test accuracy after {c.steps} SGD steps{tag}", "",
                       "| activation | initializer | "
@@ -586,6 +710,11 @@ def render_report(result: DepthStudyResult) -> str:
                 for d in c.depths[:1] if not c.histograms else c.depths:
                     L += ["", f"## Per-layer activations at initialization, {d} hidden layers"
                           f"{tag}", ""] + _layer_table(result, d, width, bn)
+    gaps = _histogram_gaps(result)
+    if gaps:
+        L += ["", "## Incomplete activation histograms", "",
+              "The histograms count finite activations only (titles give the non-finite "
+              "share):", ""] + gaps
     L += ["", "Plots: `grad_norms_*.png`, `ratio_heatmap_*.png`"
           + (", `training_curves.png`" if c.steps else "")
           + (", `activation_histograms_*.png`" if c.histograms else "")

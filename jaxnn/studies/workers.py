@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import numbers
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,12 +51,16 @@ def core_shares(workers: int, cores: Sequence[int] | None = None) -> list[tuple[
     nearly equal shares; ``workers=0`` gives one share per core.
 
     Raises:
-      ValueError: ``workers`` is not an integer in ``0 .. len(cores)``.
+      ValueError: ``workers`` is not an integer in ``0 .. len(cores)`` (a bool is refused:
+        ``True`` is not a worker count).
     """
     cores = list(usable_cores() if cores is None else cores)
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
+    # bool is an int (True == 1): refused, not run as one worker.
+    if isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0:
         raise ValueError(f"workers: got {workers!r}, expected an integer >= 0 "
-                         f"(0 = one per core; this process may use {len(cores)})")
+                         f"(1 = this process only, 0 = one per core; this process may use "
+                         f"{len(cores)})")
+    workers = int(workers)
     if workers == 0:
         workers = len(cores)
     if workers > len(cores):
