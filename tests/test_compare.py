@@ -367,6 +367,26 @@ def overfitting(tmp_path_factory):
     return craft.run_overfitting(cfg, out), out
 
 
+def test_overfitting_seeds_draw_init_and_run_from_separate_keys(monkeypatch):
+    from jaxnn.studies import craft_regularization as reg
+
+    init_keys, run_keys = reg.seed_keys(jax.random.key(0), 3)
+    data = lambda k: {tuple(np.asarray(jax.random.key_data(x)).tolist()) for x in k}
+    assert len(data(init_keys) | data(run_keys)) == 6  # six distinct keys
+    # run_overfitting initializes from the init keys and never from a run key.
+    made, used = [], []
+    real_seed_keys, real_init = reg.seed_keys, reg.init_stacked
+    monkeypatch.setattr(reg, "seed_keys", lambda k, n: made.append(real_seed_keys(k, n))
+                        or made[-1])
+    monkeypatch.setattr(reg, "init_stacked", lambda cfgs, keys: used.append(keys)
+                        or real_init(cfgs, keys))
+    craft.run_overfitting(_cfg("overfitting", seeds=2, epochs=1, average_last=1, n_train=50,
+                               n_val=20))
+    assert len(made) == 1 and used
+    for keys in used:
+        assert data(keys) == data(made[0][0]) and not data(keys) & data(made[0][1])
+
+
 def test_baseline_overfits(overfitting):
     v = overfitting[0]["variants"]["baseline"]
     assert v["train_accuracy"] > 0.97

@@ -58,6 +58,7 @@ __all__ = [
     "run_batchnorm_scales",
     "run_init",
     "run_overfitting",
+    "seed_keys",
 ]
 
 _DATA = {"name": "auto", "data_dir": "", "n_train": 0, "n_test": 0}
@@ -105,6 +106,14 @@ BATCHNORM_SCALES_DEFAULTS: dict[str, Any] = {
     "batch_size": 100,
     "learning_rate": 0.01,
 }
+
+
+def seed_keys(key: jax.Array, seeds: int) -> tuple[jax.Array, jax.Array]:
+    """``(init_keys, run_keys)``, ``seeds`` of each: a seed's initial weights and its run
+    (shuffling, dropout masks) draw from separate streams. One key for both would correlate
+    them: with threefry, ``mlp.init``'s first layer key would be the run's state key."""
+    k_init, k_run = jax.random.split(key)
+    return jax.random.split(k_init, seeds), jax.random.split(k_run, seeds)
 
 
 def _int(cfg: Mapping[str, Any], key: str, low: int, high: int = 10**9) -> int:
@@ -207,12 +216,12 @@ def run_overfitting(
     except (ValueError, TypeError) as e:
         raise ConfigError(f"optimizer: {e}") from None
     evals = {"train": (x, y), "val": (xv, yv), "test": (xt, yt)}
-    keys = jax.random.split(k_runs, seeds)
+    init_keys, run_keys = seed_keys(k_runs, seeds)
     curves: dict[str, dict[str, np.ndarray]] = {}
     for name, cfg in variants.items():
-        params, state = init_stacked([cfg] * seeds, keys)
+        params, state = init_stacked([cfg] * seeds, init_keys)
         run = make_run(cfg, make_tx, batch_size=batch, epochs=epochs, x=x, y=y, eval_sets=evals)
-        _, c = jax.jit(jax.vmap(run))(params, state, keys, None)
+        _, c = jax.jit(jax.vmap(run))(params, state, run_keys, None)
         curves[name] = {k: np.asarray(v) for k, v in c.items() if k != "loss"}
     summary: dict[str, dict[str, float]] = {}
     for name, c in curves.items():
