@@ -26,6 +26,19 @@ if str(REPO_ROOT / "scripts") not in sys.path:
 bench = importlib.import_module("bench")
 assert Path(bench.__file__).resolve() == (REPO_ROOT / "scripts" / "bench.py").resolve()
 
+
+@pytest.fixture(autouse=True)
+def _denormals_back_on():
+    """The PyTorch rows turn flush-denormal on for the whole process (as XLA:CPU flushes
+    them too); turn it off again so that later tests in this worker (hypothesis refuses to
+    draw subnormal floats under FTZ) see IEEE arithmetic."""
+    yield
+    torch = bench._torch()
+    if torch is not None:
+        torch.set_flush_denormal(False)
+        assert np.float64(5e-324) > 0
+
+
 TINY = bench.Sizes(n_train=512, in_dim=16, classes=4, w1_hidden=(8, 8), w2_hidden=(8,),
                    batch=32, w3_depth=3, w3_width=8, w3_batch=16, w3_steps=4, w3_seeds=3,
                    bp_steps=2, bp_deep=2, matmul=(32,), matmul_accel=(32,))
