@@ -393,10 +393,14 @@ def test_baseline_overfits(overfitting):
     assert v["gap"] > 0.04
 
 
-@pytest.mark.parametrize("variant", ["L2 0.1", "dropout 0.2"])
-def test_weight_decay_and_dropout_shrink_the_gap(overfitting, variant):
+def test_weight_decay_shrinks_the_gap_and_dropout_fits_less(overfitting):
+    # On 300 digits rows L2 0.1 shrinks the gap for every seed base tried (0, 1, 2; also
+    # with 100 rows). Dropout 0.2 always fits less, but after 120 epochs its gap moves with
+    # the seeds (0.055-0.109 against a baseline 0.087-0.105), so only its fit is asserted.
     v = overfitting[0]["variants"]
-    assert v[variant]["gap"] < v["baseline"]["gap"]
+    assert v["L2 0.1"]["gap"] < v["baseline"]["gap"]
+    assert v["L2 0.1"]["train_accuracy"] < v["baseline"]["train_accuracy"]
+    assert v["dropout 0.2"]["train_accuracy"] < v["baseline"]["train_accuracy"] - 0.1
 
 
 def test_early_stopping_stops_early_and_writes_outputs(overfitting):
