@@ -161,6 +161,38 @@ def test_train_step_switches_gradient_by_one_argument():
 # ----------------------------------------------------------------------------- compilation
 
 
+def test_epoch_can_keep_the_remainder_as_one_smaller_step():
+    cfg, params, mstate, x, y = _small_problem()
+    n = x.shape[0]
+    assert n % 24  # the case under test: 24 does not divide the rows
+    seen = []
+
+    def recording_loss(*a):  # a[2] is the batch: record its size while tracing
+        seen.append(a[2].shape[0])
+        return mlp.make_loss_fn(cfg, "softmax_cross_entropy_with_integer_labels")(*a)
+
+    tx = optim.get("sgd", 0.0)  # frozen parameters: every step's loss is that batch's loss
+    fresh = lambda: TrainState.create(  # copies: the epoch donates its state's buffers
+        params=jax.tree.map(jnp.array, params), tx=tx, key=jax.random.PRNGKey(0),
+        model_state=jax.tree.map(jnp.array, mstate))
+    keep = make_train_epoch(make_train_step(recording_loss, tx), 24, drop_remainder=False)
+    _, m = keep(fresh(), x, y, jax.random.PRNGKey(3))
+    assert m["loss"].shape == (-(-n // 24),) and sorted(set(seen)) == sorted({24, n % 24})
+    sizes = np.array([24] * (n // 24) + [n % 24])
+    full = make_eval_fn(mlp.make_loss_fn(cfg, "softmax_cross_entropy_with_integer_labels"),
+                        loss_name="softmax_cross_entropy_with_integer_labels")(fresh(), x, y)
+    # every row once: the batch losses weighted by batch size give the loss over all rows
+    assert float(np.sum(np.asarray(m["loss"]) * sizes) / n) == pytest.approx(
+        float(full["loss"]), rel=1e-5)
+    # the default drops the remainder, with the same permutation for the full batches
+    drop = make_train_epoch(make_train_step(recording_loss, tx), 24)
+    _, md = drop(fresh(), x, y, jax.random.PRNGKey(3))
+    np.testing.assert_array_equal(md["loss"], m["loss"][:-1])
+    with pytest.raises(ValueError, match="drop_remainder=False cannot be combined"):
+        make_train_epoch(make_train_step(recording_loss, tx), 24, drop_remainder=False,
+                         batch_sharding=object())
+
+
 def test_epoch_and_eval_compile_once_per_shape():
     loss = "softmax_cross_entropy_with_integer_labels"
     cfg, params, mstate, x, y = _small_problem()

@@ -123,30 +123,6 @@ def make_evaluate(config: mlp.MLPConfig) -> Callable[[TrainState, jax.Array, jax
                         metrics_fn=classification_metrics)
 
 
-def _epoch_keeping_remainder(step: Callable, batch_size: int) -> Callable:
-    """Like :func:`jaxnn.train.make_train_epoch` (same permutation, same full batches), then
-    one more update on the ``n % batch_size`` rows left over, so every row is used once.
-
-    The last batch has its own static shape: it is traced once, inside the same compiled
-    run, so the run still compiles once.
-    """
-
-    def epoch(state: TrainState, x: jax.Array, y: jax.Array, key: jax.Array):
-        n = x.shape[0]
-        bs = min(batch_size, n)
-        nb = n // bs
-        perm = jax.random.permutation(key, n)
-        state, m = jax.lax.scan(lambda st, idx: step(st, x[idx], y[idx]), state,
-                                perm[: nb * bs].reshape(nb, bs))
-        if nb * bs == n:
-            return state, m
-        rest = perm[nb * bs:]
-        state, last = step(state, x[rest], y[rest])
-        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), m, last)
-
-    return epoch
-
-
 def make_run(
     config: mlp.MLPConfig,
     make_tx: Callable[[Any], optax.GradientTransformation],
@@ -186,8 +162,7 @@ def make_run(
     def run(params: Any, model_state: Any, key: jax.Array, hparams: Any = None):
         tx = make_tx(hparams)
         step = make_train_step(loss_fn, tx)
-        epoch = (make_train_epoch(step, batch_size) if drop_remainder
-                 else _epoch_keeping_remainder(step, batch_size))
+        epoch = make_train_epoch(step, batch_size, drop_remainder=drop_remainder)
         k_state, k_epochs = jax.random.split(key)
         state = TrainState.create(params=params, tx=tx, key=k_state, model_state=model_state)
 

@@ -139,27 +139,36 @@ def make_train_epoch(
     batch_size: int,
     *,
     batch_sharding: Any = None,
+    drop_remainder: bool = True,
 ) -> Callable[[TrainState, jax.Array, jax.Array, jax.Array], tuple[TrainState, dict]]:
     """A jitted epoch ``(state, x, y, epoch_key) -> (state, per_step_metrics)``.
 
     The training set is shuffled with ``jax.random.permutation(epoch_key, n)``; the
     ``n % batch_size`` examples that fall last in the permutation are left out of that epoch
-    (a different set each epoch). ``batch_size >= n`` is full-batch gradient descent. Each
-    metric comes back with one value per step (shape ``(num_batches,)``).
+    (a different set each epoch), unless ``drop_remainder=False``: then they make one more,
+    smaller step after the full batches (its own static shape, traced once in the same
+    compilation), so every example is used once per epoch. ``batch_size >= n`` is
+    full-batch gradient descent. Each metric comes back with one value per step (shape
+    ``(num_batches,)``, or ``(ceil(n / batch_size),)`` when the remainder is kept).
 
     Args:
       train_step: from :func:`make_train_step`.
       batch_size: examples per step (static).
-      batch_sharding: optional ``jax.sharding.Sharding`` for each batch (data parallelism).
+      batch_sharding: optional ``jax.sharding.Sharding`` for each batch (data parallelism;
+        only with ``drop_remainder=True``: a smaller last batch may not split over devices).
+      drop_remainder: leave out the ``n % batch_size`` examples that fall last (default).
     """
     if batch_size < 1:
         raise ValueError(f"make_train_epoch: batch_size must be >= 1, got {batch_size!r}")
+    if not drop_remainder and batch_sharding is not None:
+        raise ValueError("make_train_epoch: drop_remainder=False cannot be combined with "
+                         "batch_sharding (a smaller last batch may not split over devices)")
 
     def epoch(state: TrainState, x: jax.Array, y: jax.Array, epoch_key: jax.Array):
         n = x.shape[0]
         bs = min(batch_size, n)
         nb = n // bs
-        perm = jax.random.permutation(epoch_key, n)[: nb * bs].reshape(nb, bs)
+        perm = jax.random.permutation(epoch_key, n)
 
         def body(st, idx):
             xb, yb = x[idx], y[idx]
@@ -168,7 +177,12 @@ def make_train_epoch(
                 yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
             return train_step(st, xb, yb)
 
-        return jax.lax.scan(body, state, perm)
+        state, metrics = jax.lax.scan(body, state, perm[: nb * bs].reshape(nb, bs))
+        if drop_remainder or nb * bs == n:
+            return state, metrics
+        rest = perm[nb * bs:]
+        state, last = train_step(state, x[rest], y[rest])
+        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, last)
 
     return jax.jit(epoch, donate_argnums=0)
 
