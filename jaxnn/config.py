@@ -155,6 +155,10 @@ class TrainingConfig:
     seed: int = 0
     epochs: int = 20
     batch_size: int = 64  # 1: SGD; >= training-set size: full-batch gradient descent
+    # True: the n % batch_size rows that fall last in each epoch's shuffle are left out of
+    # that epoch (a different set each epoch). False: they make one smaller last step, so
+    # every row is used once per epoch (ceil(n / batch_size) steps).
+    drop_remainder: bool = True
     loss: str = "softmax_cross_entropy_with_integer_labels"  # any name in jaxnn.losses.names()
     grad: str = "autodiff"  # "autodiff" (jax.grad) or "manual" (jaxnn.backprop)
     eval_batch_size: int = 1024

@@ -106,6 +106,39 @@ def test_batch_size_covers_sgd_minibatch_and_full_batch(tmp_path):
         assert [r["step"] for r in h.rows] == [steps, 2 * steps]
 
 
+def test_drop_remainder_false_uses_every_row_once_per_epoch(tmp_path):
+    # 300 rows in batches of 64: 4 full steps, and the 44 left over make a fifth.
+    base = ("data.n_train=300", "training.batch_size=64", "training.epochs=3",
+            "training.checkpoint_every=0", "schedule.name=linear_schedule",
+            "schedule.options.end_value=0.0", "optimizer.learning_rate=0.01")
+    drop = train_and_evaluate(_load(None, *base), tmp_path / "drop")
+    keep = train_and_evaluate(_load(None, *base, "training.drop_remainder=false"),
+                              tmp_path / "keep")
+    assert [r["step"] for r in drop.rows] == [4, 8, 12]
+    assert [r["step"] for r in keep.rows] == [5, 10, 15]
+    # the schedule spans the steps the run takes (0.01 -> 0 over 15; 4 per epoch would have
+    # reached 0 at step 12 and logged 0 for the last epoch); logged: each epoch's last step
+    np.testing.assert_allclose(keep.metric("learning_rate"),
+                               [0.01 * (1 - k / 15) for k in (4, 9, 14)], rtol=1e-5)
+    assert keep.final["test_accuracy"] > 0.5  # it learns (10 classes)
+
+    # Frozen parameters (a learning rate far below one ulp of the weights): each epoch's
+    # loss, weighted by the rows of each step, is the loss over all 300 rows, whatever the
+    # shuffle put in the small last step.
+    frozen = _load(None, *base[:4], "training.drop_remainder=false",
+                   "optimizer.learning_rate=1e-30")
+    h = train_and_evaluate(frozen, tmp_path / "frozen")
+    exp = loop_lib.build_experiment(frozen)
+    params, mstate = mlp.init(exp.mlp_config, jax.random.split(jax.random.PRNGKey(0), 3)[0])
+    st = TrainState.create(params=params, tx=exp.tx, key=jax.random.PRNGKey(0),
+                           model_state=mstate)
+    full = make_eval_fn(exp.loss_fn, loss_name=frozen.training.loss,
+                        metrics_fn=classification_metrics)(
+        st, jnp.asarray(exp.dataset.x_train), jnp.asarray(exp.dataset.y_train))
+    np.testing.assert_allclose(h.metric("loss"), [float(full["loss"])] * 3, rtol=1e-5)
+    np.testing.assert_allclose(h.metric("accuracy"), [float(full["accuracy"])] * 3, rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- gradient modes
 
 
@@ -188,9 +221,6 @@ def test_epoch_can_keep_the_remainder_as_one_smaller_step():
     drop = make_train_epoch(make_train_step(recording_loss, tx), 24)
     _, md = drop(fresh(), x, y, jax.random.PRNGKey(3))
     np.testing.assert_array_equal(md["loss"], m["loss"][:-1])
-    with pytest.raises(ValueError, match="drop_remainder=False cannot be combined"):
-        make_train_epoch(make_train_step(recording_loss, tx), 24, drop_remainder=False,
-                         batch_sharding=object())
 
 
 def test_epoch_and_eval_compile_once_per_shape():
@@ -470,7 +500,8 @@ def test_resume_refuses_another_experiment_and_keeps_config_yaml(tmp_path):
     saved = (run / "config.yaml").read_text()
     for change, key in [("data.n_train=200", "data.n_train"), ("training.seed=3", "training.seed"),
                         ("model.dropout_rate=0.5", "model.dropout_rate"),
-                        ("training.batch_size=32", "training.batch_size")]:
+                        ("training.batch_size=32", "training.batch_size"),
+                        ("training.drop_remainder=false", "training.drop_remainder")]:
         with pytest.raises(ConfigError, match=rf"--resume: the run was made with {key}="):
             train_and_evaluate(C.load(run / "config.yaml", [change, "training.epochs=2"]), run,
                                resume=True)
@@ -495,6 +526,18 @@ def test_resume_refuses_another_experiment_and_keeps_config_yaml(tmp_path):
     with pytest.raises(ConfigError, match="already holds a run"):
         train_and_evaluate(_load(None, "data.n_train=300", "training.epochs=1",
                                  "training.checkpoint_every=0"), plain)
+
+
+def test_resume_reads_a_field_missing_from_an_older_run_as_its_default():
+    # A run saved before training.drop_remainder existed trained with the default (true):
+    # resuming it with the default is the same experiment, with false it is not.
+    now = C.to_dict(_load(None))
+    saved = json.loads(json.dumps(now))
+    del saved["training"]["drop_remainder"]
+    loop_lib._check_resume_config(saved, now)
+    changed = C.to_dict(_load(None, "training.drop_remainder=false"))
+    with pytest.raises(ConfigError, match="made with training.drop_remainder=True"):
+        loop_lib._check_resume_config(saved, changed)
 
 
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])

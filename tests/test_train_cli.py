@@ -246,16 +246,33 @@ DEVICES_DRIVER = textwrap.dedent("""
     assert jax.device_count() == 4, jax.devices()
     # A batch that does not split over the devices is refused, naming the size asked for
     # (also when it was clamped to the 50 training rows).
-    for bs, want in ((30, "training.batch_size: 30 is not divisible by the 4 devices"),
-                     (64, "training.batch_size: 64 is larger than the 50 training rows")):
+    # So is a kept remainder that does not (50 = 3 x 16 + 2).
+    for bs, more, want in (
+            (30, "", "training.batch_size: 30 is not divisible by the 4 devices"),
+            (64, "", "training.batch_size: 64 is larger than the 50 training rows"),
+            (16, "training.drop_remainder=false",
+             "training.drop_remainder: false makes a last batch of the 2 rows left over")):
         cfg = config.load(None, [f"training.batch_size={bs}", "data.n_train=50",
-                                 "training.devices=4", "logging.progress=false"])
+                                 "training.devices=4", "logging.progress=false",
+                                 *more.split()])
         try:
             train.train_and_evaluate(cfg, f"{sys.argv[1]}/bad{bs}")
         except config.ConfigError as e:
             assert want in str(e), e
         else:
-            raise AssertionError(f"batch_size={bs} was accepted on 4 devices")
+            raise AssertionError(f"batch_size={bs} {more} was accepted on 4 devices")
+    # The library epoch says the same at trace time.
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+    rows = NamedSharding(Mesh(np.array(jax.devices()), ("data",)), PartitionSpec("data"))
+    epoch = train.make_train_epoch(lambda st, x, y: (st + x.sum(), {"loss": x.sum()}), 16,
+                                   batch_sharding=rows, drop_remainder=False)
+    epoch(jax.numpy.zeros(()), np.ones((52, 3)), np.ones(52), jax.random.PRNGKey(0))
+    try:
+        epoch(jax.numpy.zeros(()), np.ones((50, 3)), np.ones(50), jax.random.PRNGKey(0))
+    except ValueError as e:
+        assert "a batch of 2 rows does not split over the devices" in str(e), e
+    else:
+        raise AssertionError("a last batch of 2 rows was sharded over 4 devices")
     for model in sys.argv[2:]:
         for n in (1, 4):
             cfg = config.load(None, ["training.epochs=2", "data.n_train=640",
@@ -267,7 +284,9 @@ DEVICES_DRIVER = textwrap.dedent("""
 # Dropout: the mask is drawn from the same key for the whole global batch. Batch norm:
 # statistics over the global batch; with a hidden bias in front of it (use_bias=true) the
 # bias gradient is rounding noise that Adam scales up, so it runs with use_bias=auto.
-DEVICE_MODELS = ["model.dropout_rate=0.1", "model.batch_norm=true model.use_bias=auto"]
+DEVICE_MODELS = ["model.dropout_rate=0.1", "model.batch_norm=true model.use_bias=auto",
+                 # 648 rows: 10 batches of 64 and a kept last batch of 8 (2 per device)
+                 "training.drop_remainder=false data.n_train=648"]
 
 
 def test_four_simulated_cpu_devices_match_one_device(tmp_path):

@@ -247,7 +247,7 @@ def build_experiment(cfg: Config) -> Experiment:
     x_train = dataset.x_train
     n = int(x_train.shape[0])
     bs = min(cfg.training.batch_size, n)
-    steps = n // bs
+    steps = n // bs if cfg.training.drop_remainder else -(-n // bs)
     m = cfg.model
     n_in = int(np.prod(x_train.shape[1:]))
     sizes = (n_in, *m.hidden_sizes, _output_size(dataset, cfg.training.loss))
@@ -300,7 +300,8 @@ def _check_monitors(cfg: Config, dataset: Any) -> None:
 # ----------------------------------------------------------------------------- devices
 
 
-def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False):
+def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False,
+                    n_rows: int | None = None):
     n = cfg.training.devices
     devices = jax.devices()
     if n == 0:
@@ -329,6 +330,14 @@ def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False):
         raise ConfigError(
             f"training.batch_size: {batch_size} is not divisible by the {n} devices; "
             "use a multiple of the device count"
+        )
+    rest = n_rows % batch_size if n_rows is not None and not cfg.training.drop_remainder else 0
+    if rest % n:
+        raise ConfigError(
+            f"training.drop_remainder: false makes a last batch of the {rest} rows left over "
+            f"from {n_rows} training rows in batches of {batch_size}, which is not divisible "
+            f"by the {n} devices; use drop_remainder: true, or a batch size that leaves a "
+            f"multiple of {n} rows (or none)"
         )
     from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
@@ -375,8 +384,8 @@ def _to_float(v: Any) -> float:
 # best epoch is judged by (a different one would silently continue another experiment).
 # The optimizer, schedule, epochs, early-stopping patience, logging... may change.
 _FIXED_ON_RESUME = (
-    "data.", "model.", "training.seed", "training.batch_size", "training.loss",
-    "training.early_stopping.monitor", "training.early_stopping.mode",
+    "data.", "model.", "training.seed", "training.batch_size", "training.drop_remainder",
+    "training.loss", "training.early_stopping.monitor", "training.early_stopping.mode",
 )
 _FREE_ON_RESUME = ("data.data_dir",)
 
@@ -392,7 +401,9 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def _check_resume_config(saved: dict, now: dict) -> None:
     """Refuse to resume a run as a different experiment (see ``_FIXED_ON_RESUME``)."""
-    old, new = _flatten(saved), _flatten(now)
+    # A field added after the run was saved holds its default there (what the run used).
+    old = {**_flatten(config_lib.to_dict(Config())), **_flatten(saved)}
+    new = _flatten(now)
     changed = [k for k in sorted(old.keys() | new.keys())
                if old.get(k) != new.get(k) and k.startswith(_FIXED_ON_RESUME)
                and not k.startswith(_FREE_ON_RESUME)]
@@ -465,7 +476,8 @@ def train_and_evaluate(
     exp = build_experiment(cfg)
     ds = exp.dataset
     _check_monitors(cfg, ds)
-    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size, multi)
+    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size, multi,
+                                                 n_rows=int(ds.x_train.shape[0]))
 
     def put(tree: Any) -> Any:
         # Multi-process: host values (identical everywhere) become global replicated arrays.
@@ -548,7 +560,15 @@ def train_and_evaluate(
         exp.loss_fn, exp.tx, grad=t.grad, value_and_grad_fn=exp.value_and_grad_fn,
         metrics_fn=metrics_fn, grad_norms=cfg.logging.grad_norms,
     )
-    epoch_fn = make_train_epoch(step_fn, exp.batch_size, batch_sharding=batch_sharding)
+    epoch_fn = make_train_epoch(step_fn, exp.batch_size, batch_sharding=batch_sharding,
+                                drop_remainder=t.drop_remainder)
+    # Per-example metrics (loss, accuracy) of an epoch: the step values weighted by the rows
+    # each step saw (equal unless a smaller last step holds the remainder).
+    n_train = int(ds.x_train.shape[0])
+    step_rows = None  # equal steps: a plain mean
+    if exp.steps_per_epoch * exp.batch_size > n_train:
+        step_rows = np.full(exp.steps_per_epoch, exp.batch_size, np.float64)
+        step_rows[-1] = n_train - (exp.steps_per_epoch - 1) * exp.batch_size
     eval_fn = make_eval_fn(exp.loss_fn, loss_name=t.loss, batch_size=t.eval_batch_size,
                            metrics_fn=metrics_fn if t.loss != "mse" else None)
     splits = {"test": (ds.x_test, ds.y_test)}
@@ -602,7 +622,12 @@ def train_and_evaluate(
         row: dict[str, Any] = {"epoch": epoch + 1, "step": int(state.step)}
         for k, v in m.items():
             v = np.asarray(v)
-            row[k] = float(v[-1]) if k == "learning_rate" else float(v.mean())
+            if k == "learning_rate":
+                row[k] = float(v[-1])
+            elif k.startswith("grad_norm") or step_rows is None:  # grad norms: per step
+                row[k] = float(v.mean())
+            else:
+                row[k] = float(np.average(v, weights=step_rows))
         for split, (xs, ys) in splits.items():
             for k, v in eval_fn(state, xs, ys).items():
                 row[f"{split}_{k}"] = _to_float(v)

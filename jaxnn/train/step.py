@@ -154,15 +154,27 @@ def make_train_epoch(
     Args:
       train_step: from :func:`make_train_step`.
       batch_size: examples per step (static).
-      batch_sharding: optional ``jax.sharding.Sharding`` for each batch (data parallelism;
-        only with ``drop_remainder=True``: a smaller last batch may not split over devices).
+      batch_sharding: optional ``jax.sharding.Sharding`` for each batch (data parallelism).
+        With ``drop_remainder=False`` the smaller last batch is sharded the same way, so
+        ``n % batch_size`` must split over the devices too (a ``ValueError`` at trace time
+        names it otherwise).
       drop_remainder: leave out the ``n % batch_size`` examples that fall last (default).
     """
     if batch_size < 1:
         raise ValueError(f"make_train_epoch: batch_size must be >= 1, got {batch_size!r}")
-    if not drop_remainder and batch_sharding is not None:
-        raise ValueError("make_train_epoch: drop_remainder=False cannot be combined with "
-                         "batch_sharding (a smaller last batch may not split over devices)")
+
+    def shard(a: jax.Array) -> jax.Array:
+        if batch_sharding is None:
+            return a
+        try:
+            batch_sharding.shard_shape(a.shape)
+        except ValueError:
+            raise ValueError(
+                f"make_train_epoch: a batch of {a.shape[0]} rows does not split over the "
+                f"devices of {batch_sharding}; with drop_remainder=False the last batch holds "
+                "n % batch_size rows, which must split too"
+            ) from None
+        return jax.lax.with_sharding_constraint(a, batch_sharding)
 
     def epoch(state: TrainState, x: jax.Array, y: jax.Array, epoch_key: jax.Array):
         n = x.shape[0]
@@ -171,17 +183,13 @@ def make_train_epoch(
         perm = jax.random.permutation(epoch_key, n)
 
         def body(st, idx):
-            xb, yb = x[idx], y[idx]
-            if batch_sharding is not None:
-                xb = jax.lax.with_sharding_constraint(xb, batch_sharding)
-                yb = jax.lax.with_sharding_constraint(yb, batch_sharding)
-            return train_step(st, xb, yb)
+            return train_step(st, shard(x[idx]), shard(y[idx]))
 
         state, metrics = jax.lax.scan(body, state, perm[: nb * bs].reshape(nb, bs))
         if drop_remainder or nb * bs == n:
             return state, metrics
         rest = perm[nb * bs:]
-        state, last = train_step(state, x[rest], y[rest])
+        state, last = train_step(state, shard(x[rest]), shard(y[rest]))
         return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, last)
 
     return jax.jit(epoch, donate_argnums=0)
