@@ -67,7 +67,12 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     from jaxnn import config as config_lib
     from jaxnn.config import ConfigError
     from jaxnn.data import DataError
-    from jaxnn.train import CheckpointError, DivergenceError, train_and_evaluate
+    from jaxnn.train import (
+        CheckpointError,
+        CheckpointManager,
+        DivergenceError,
+        train_and_evaluate,
+    )
     from jaxnn.train.distributed import is_main_process
 
     workdir = args.workdir
@@ -83,7 +88,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if args.process_id is not None:
             overrides.append(f"distributed.process_id={args.process_id}")
         if args.data_dir is not None:
-            overrides.append(f"data.data_dir={args.data_dir}")
+            # A path, not YAML: "#" would start a comment, "2024" or "null" change type.
+            overrides.append(f"data.data_dir={json.dumps(args.data_dir)}")
         if args.quiet:
             overrides += ["logging.progress=false", "logging.print_every=0"]
         if args.resume:
@@ -114,8 +120,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print(f"interrupted: the last complete checkpoint is kept; continue with "
-              f"--workdir {workdir} --resume", file=sys.stderr)
+        ckpts = CheckpointManager(pathlib.Path(workdir or ".") / "checkpoints")
+        if workdir is not None and ckpts.epochs():
+            print(f"interrupted: the last complete checkpoint is kept; continue with "
+                  f"--workdir {workdir} --resume", file=sys.stderr)
+        else:  # --resume would fail: say so rather than suggest it
+            print("interrupted before the first checkpoint was written: no checkpoint to "
+                  "resume from; run the command again", file=sys.stderr)
         return 130
     if not args.quiet and is_main_process():
         print(f"run directory: {workdir}", file=sys.stderr)

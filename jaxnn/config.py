@@ -382,31 +382,36 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
     out = _deep_copy(data)
     for item in overrides:
         parts, value = _parse_override(item)
-        cls: Any = Config
-        node = out
-        for depth, part in enumerate(parts):
-            is_last = depth == len(parts) - 1
-            if cls is not None:
-                names = [f.name for f in dataclasses.fields(cls)]
-                if part not in names:
-                    key = ".".join(parts[: depth + 1])
-                    raise ConfigError(
-                        f"--set {item!r}: unknown key {key!r}{_suggest(part, names)}; "
-                        f"valid keys here: {', '.join(names)}"
-                    )
-                hint = typing.get_type_hints(cls)[part]
-                cls = hint if dataclasses.is_dataclass(hint) else None
-            if is_last:
-                node[part] = value
-            else:
-                child = node.get(part)
-                if child is None:
-                    child = {}
-                elif not isinstance(child, dict):
-                    raise ConfigError(f"--set {item!r}: {'.'.join(parts[:depth + 1])} is a value")
-                node[part] = child
-                node = child
+        _set_path(out, parts, value, f"--set {item!r}")
     return out
+
+
+def _set_path(out: dict[str, Any], parts: list[str], value: Any, where: str) -> None:
+    """Set ``out[parts[0]][parts[1]]... = value``, checking each key against the schema."""
+    cls: Any = Config
+    node = out
+    for depth, part in enumerate(parts):
+        is_last = depth == len(parts) - 1
+        if cls is not None:
+            names = [f.name for f in dataclasses.fields(cls)]
+            if part not in names:
+                key = ".".join(parts[: depth + 1])
+                raise ConfigError(
+                    f"{where}: unknown key {key!r}{_suggest(part, names)}; "
+                    f"valid keys here: {', '.join(names)}"
+                )
+            hint = typing.get_type_hints(cls)[part]
+            cls = hint if dataclasses.is_dataclass(hint) else None
+        if is_last:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if child is None:
+                child = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"{where}: {'.'.join(parts[:depth + 1])} is a value")
+            node[part] = child
+            node = child
 
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -495,12 +500,8 @@ def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) 
 
 def replace(config: Config, key: str, value: Any) -> Config:
     """A new config with the dotted ``key`` set to ``value`` (validated like an override)."""
-    data = apply_overrides(to_dict(config), [])
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node[part]
-    node[parts[-1]] = value
+    data = to_dict(config)
+    _set_path(data, key.split("."), value, f"replace({key!r})")
     return from_dict(data)
 
 

@@ -153,3 +153,15 @@ def test_dump_and_load_round_trip(tmp_path):
     cfg = C.load(None, ["model.hidden_sizes=[7]", "schedule.name=cosine_decay_schedule"])
     C.dump(cfg, tmp_path / "c.yaml")
     assert C.load(tmp_path / "c.yaml") == cfg
+
+
+def test_replace_names_a_bad_key_like_an_override():
+    cfg = C.load(None)
+    assert C.replace(cfg, "training.epochs", 3).training.epochs == 3
+    # A misspelled section used to raise a bare KeyError, a key under a value a TypeError.
+    with pytest.raises(C.ConfigError, match=r"unknown key 'trainin'.*did you mean 'training'"):
+        C.replace(cfg, "trainin.epochs", 3)
+    with pytest.raises(C.ConfigError, match=r"unknown key 'training\.epoch'.*'epochs'"):
+        C.replace(cfg, "training.epoch", 3)
+    with pytest.raises(C.ConfigError, match=r"training\.epochs is a value"):
+        C.replace(cfg, "training.epochs.x", 3)

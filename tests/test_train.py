@@ -361,6 +361,18 @@ def test_a_schedule_given_in_epochs_reaches_the_logs(tmp_path):
     np.testing.assert_allclose(lrs, expected, rtol=1e-4, atol=1e-9)
 
 
+def test_an_epoch_option_shorter_than_one_step_is_named():
+    # 0.1 epoch of 4 steps rounds to 0 steps: the error names what was written, in epochs,
+    # not the derived transition_steps=0 the user never wrote.
+    cfg = _load(None, "schedule.name=exponential_decay", "schedule.options={decay_rate: 0.5}",
+                "schedule.epoch_options={transition_steps: 0.1}")
+    with pytest.raises(ConfigError, match=r"schedule\.epoch_options\.transition_steps: got 0\.1"
+                                          r".* 4 steps per epoch.*>= 0\.25"):
+        loop_lib.build_schedule(cfg, 4)
+    assert callable(loop_lib.build_schedule(C.replace(cfg, "schedule.epoch_options",
+                                                      {"transition_steps": 0.25}), 4))
+
+
 # ----------------------------------------------------------------------------- checkpoints
 
 
@@ -382,6 +394,23 @@ def test_checkpoint_round_trip_and_corruption_is_named(tmp_path):
         read_checkpoint(tmp_path / "missing.jaxnn", tree)
     with pytest.raises(CheckpointError, match="does not match"):
         read_checkpoint(path, {"w": np.zeros((3, 3), np.float32), "step": np.int32(0)})
+
+
+def test_a_full_disk_names_the_file_and_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
+    tree = {"w": np.arange(6, dtype=np.float32)}
+    path = tmp_path / "c.jaxnn"
+    write_checkpoint(path, tree, {"epoch": 1})
+    before = path.read_bytes()
+
+    def full(fd):
+        raise OSError(28, "No space left on device")  # what a write or fsync gives: no name
+
+    monkeypatch.setattr(checkpoint_lib.os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device: '.*c\.jaxnn'"):
+        write_checkpoint(path, tree, {"epoch": 2})
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["c.jaxnn"]  # no temporary file left
 
 
 def test_manager_keeps_last_n_plus_best_and_falls_back_past_a_corrupt_file(tmp_path):
@@ -505,14 +534,20 @@ def test_resume_refuses_another_experiment_and_keeps_config_yaml(tmp_path):
         with pytest.raises(ConfigError, match=rf"--resume: the run was made with {key}="):
             train_and_evaluate(C.load(run / "config.yaml", [change, "training.epochs=2"]), run,
                                resume=True)
-    # A resume that fails on the checkpoint leaves config.yaml as it was (it used to be
-    # rewritten with the failing change, so a plain --resume failed too).
-    with pytest.raises(CheckpointError, match="does not match this run's state"):
-        train_and_evaluate(
-            C.load(run / "config.yaml", ["training.reduce_on_plateau.enabled=true",
-                                         "training.reduce_on_plateau.monitor=loss",
-                                         "training.epochs=2"]),
-            run, resume=True)
+    # A change that no checkpoint's state fits is named too (it used to read "no usable
+    # checkpoint ... does not match this run's state"), and a resume that fails leaves
+    # config.yaml as it was (it used to be rewritten with the failing change, so a plain
+    # --resume failed too).
+    for changes, key in [
+        (["model.hidden_sizes=[32]"], "model.hidden_sizes"),
+        (["optimizer.name=sgd"], "optimizer.name"),
+        (["optimizer.clip_global_norm=1.0"], "optimizer.clip_global_norm"),
+        (["training.reduce_on_plateau.enabled=true", "training.reduce_on_plateau.monitor=loss"],
+         "training.reduce_on_plateau.enabled"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"--resume: the run was made with {key}="):
+            train_and_evaluate(C.load(run / "config.yaml", [*changes, "training.epochs=2"]),
+                               run, resume=True)
     assert (run / "config.yaml").read_text() == saved
     # What may change: epochs, the learning rate.
     h = train_and_evaluate(C.load(run / "config.yaml", ["training.epochs=2",
@@ -560,6 +595,19 @@ def test_losses_and_outputs_that_do_not_fit_are_config_errors(tmp_path):
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="no usable checkpoint"):
         train_and_evaluate(_load(None, "training.epochs=1"), tmp_path / "none", resume=True)
+
+
+def test_resume_with_fewer_epochs_than_already_trained_is_refused(tmp_path):
+    run = tmp_path / "run"
+    train_and_evaluate(_load("xor", "training.epochs=3"), run)
+    params = _params(run)
+    # It used to return the 3-epoch parameters and a 3-row history for epochs=2, silently.
+    with pytest.raises(ConfigError, match=r"training\.epochs: got 2, .* 3 epochs .* >= 3"):
+        train_and_evaluate(_load("xor", "training.epochs=2"), run, resume=True)
+    # The same number of epochs is a finished run: nothing more to train, same parameters.
+    h = train_and_evaluate(_load("xor", "training.epochs=3"), run, resume=True)
+    assert len(h.rows) == 3
+    jax.tree.map(np.testing.assert_array_equal, _params(run), params)
 
 
 # ----------------------------------------------------------------------------- divergence

@@ -171,6 +171,38 @@ def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    "data_dir", ["/data/mnist #2", "2024", "null", "yes", "[x]", "a: b", "/données/ü"]
+)
+def test_data_dir_reaches_the_config_verbatim(data_dir, monkeypatch):
+    # A path, not YAML: "#2" is no comment, "2024" no number, "null" no null.
+    import jaxnn.train
+
+    seen = {}
+    monkeypatch.setattr(jaxnn.train, "train_and_evaluate",
+                        lambda cfg, workdir, resume: seen.setdefault("cfg", cfg))
+    assert cli.train_main(["--data-dir", data_dir, "--workdir", "unused", "--quiet"]) == 0
+    assert seen["cfg"].data.data_dir == data_dir
+
+
+def test_ctrl_c_suggests_resume_only_when_there_is_a_checkpoint(tmp_path, capsys, monkeypatch):
+    import jaxnn.train
+
+    def interrupted(cfg, workdir, resume):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jaxnn.train, "train_and_evaluate", interrupted)
+    run = tmp_path / "run"
+    # Before the first checkpoint (data loading, compiling, epoch 1): --resume would fail.
+    assert cli.train_main(["--workdir", str(run), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "--resume" not in err and "no checkpoint" in err
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "ckpt_000001.jaxnn").write_bytes(b"")
+    assert cli.train_main(["--workdir", str(run), "--quiet"]) == 130
+    assert f"--workdir {run} --resume" in capsys.readouterr().err
+
+
 def test_nan_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     base = ["--workdir", str(run), "--set", "data.n_train=300", "--set", "optimizer.name=sgd",

@@ -45,11 +45,14 @@ def _atomic_write(path: pathlib.Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError) and e.filename is None:
+            # a failed write or fsync (a full disk) names no file: name the one written
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)

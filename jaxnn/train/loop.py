@@ -189,6 +189,12 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Any:
     opts = dict(s.options)
     for k, v in s.epoch_options.items():
         opts[k] = int(round(float(v) * steps_per_epoch))
+        if opts[k] < 1:  # every epoch option is > 0: rounding must not turn it into 0 steps
+            raise ConfigError(
+                f"schedule.epoch_options.{k}: got {v!r} epochs, less than one step at "
+                f"{steps_per_epoch} steps per epoch; expected >= {1 / steps_per_epoch:.3g} "
+                "(one step)"
+            )
     params = {}
     if factory is not None:
         params = inspect.signature(factory).parameters
@@ -382,12 +388,18 @@ def _to_float(v: Any) -> float:
 
 # What a resumed run must keep: its data, model, seed, batch size, loss and the metric its
 # best epoch is judged by (a different one would silently continue another experiment).
-# The optimizer, schedule, epochs, early-stopping patience, logging... may change.
+# The learning rate, schedule, epochs, early-stopping patience, logging... may change.
 _FIXED_ON_RESUME = (
     "data.", "model.", "training.seed", "training.batch_size", "training.drop_remainder",
     "training.loss", "training.early_stopping.monitor", "training.early_stopping.mode",
 )
 _FREE_ON_RESUME = ("data.data_dir",)
+# What shapes the saved optimizer and plateau state: a checkpoint only restores into the
+# same shape, so when none fits, a change of one of these is what gets named.
+_STATE_ON_RESUME = (
+    "optimizer.name", "optimizer.options", "optimizer.clip_global_norm",
+    "training.reduce_on_plateau.enabled",
+)
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -399,13 +411,15 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def _check_resume_config(saved: dict, now: dict) -> None:
+def _check_resume_config(saved: dict, now: dict, fixed: tuple[str, ...] = _FIXED_ON_RESUME,
+                         kept: str = "its data, model, seed, batch size, loss and "
+                                     "early-stopping monitor") -> None:
     """Refuse to resume a run as a different experiment (see ``_FIXED_ON_RESUME``)."""
     # A field added after the run was saved holds its default there (what the run used).
     old = {**_flatten(config_lib.to_dict(Config())), **_flatten(saved)}
     new = _flatten(now)
     changed = [k for k in sorted(old.keys() | new.keys())
-               if old.get(k) != new.get(k) and k.startswith(_FIXED_ON_RESUME)
+               if old.get(k) != new.get(k) and k.startswith(fixed)
                and not k.startswith(_FREE_ON_RESUME)]
     if changed:
         first = changed[0]
@@ -413,9 +427,23 @@ def _check_resume_config(saved: dict, now: dict) -> None:
             if len(changed) > 1 else ""
         raise ConfigError(
             f"--resume: the run was made with {first}={old.get(first)!r}, this config has "
-            f"{new.get(first)!r}{more}; a resumed run keeps its data, model, seed, batch "
-            "size, loss and early-stopping monitor: drop those --set, or start a new --workdir"
+            f"{new.get(first)!r}{more}; a resumed run keeps {kept}: drop those --set, or "
+            "start a new --workdir"
         )
+
+
+def _explain_unfitting_checkpoints(saved_path: pathlib.Path, now: dict) -> None:
+    """No checkpoint fits this run's state: name the setting that changed its shape."""
+    try:
+        saved = config_lib.read_yaml(saved_path)
+    except ConfigError:
+        return
+    _check_resume_config(saved, now)
+    _check_resume_config(
+        saved, now, _STATE_ON_RESUME,
+        "the shape of its optimizer state (its optimizer, gradient clipping on or off, "
+        "reduce-on-plateau on or off; learning rates and schedules may change)",
+    )
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -517,7 +545,13 @@ def train_and_evaluate(
         return {"state": state, "plateau": plateau_state}
 
     if resume:
-        tree, meta, path, problems = ckpts.restore_latest(payload())
+        try:
+            tree, meta, path, problems = ckpts.restore_latest(payload())
+        except CheckpointError:
+            # config.yaml is the run's own until a restore succeeds (rewritten below).
+            _explain_unfitting_checkpoints(workdir / "config.yaml",
+                                           config_lib.to_dict(saved_cfg))
+            raise
         for p in problems:
             print(f"warning: skipped {p}", file=sys.stderr)
         state, plateau_state = tree["state"], tree["plateau"]
@@ -528,6 +562,11 @@ def train_and_evaluate(
             _check_resume_config(meta["config"], config_lib.to_dict(saved_cfg))
         rows = list(meta["rows"])
         start_epoch = int(meta["epoch"])
+        if t.epochs < start_epoch:  # epochs cannot be untrained: say so, not a longer run
+            raise ConfigError(
+                f"training.epochs: got {t.epochs}, but the run in {str(workdir)!r} has trained "
+                f"{start_epoch} epochs already; resume with training.epochs >= {start_epoch}"
+            )
         best_value, best_epoch = meta["best_value"], int(meta["best_epoch"])
         # The run's progress; patience and min_delta are this config's (they may change).
         progress = {k: meta["early_stopping"][k]
