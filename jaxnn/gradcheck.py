@@ -370,7 +370,8 @@ def check_gradients(
       grad_fn: the gradient under test, ``grad_fn(params, *args) -> grads`` or
         ``(value, grads)``; None checks autodiff against finite differences.
       rtol: relative tolerance against autodiff (default from :func:`default_tolerances`
-        for the dtype of the gradient under test).
+        for the dtype of the gradient under test; with params of mixed precision and
+        ``dtype=None``, for the least precise of them).
       atol: absolute floor (default ``rtol * floor * max |autodiff|`` over all leaves).
       eps: finite-difference step (default ``1e-6``).
       fd: also compare with finite differences.
@@ -379,8 +380,8 @@ def check_gradients(
       fd_rtol: tolerance against finite differences (the larger of it and ``rtol`` is
         used; default ``1e-5``).
       floor: relative floor within a leaf (default ``1e-3``; see the module docstring).
-      dtype: dtype ``grad_fn`` runs in (params and floating ``args`` are cast); default
-        None keeps the params' dtype.
+      dtype: a floating dtype ``grad_fn`` runs in (params and floating ``args`` are
+        cast); default None keeps the params' dtype.
       has_aux: ``fn`` returns ``(value, aux)``.
       seed: seed of the element subsets.
       fd_batch_size: perturbations evaluated together under ``vmap``.
@@ -394,7 +395,7 @@ def check_gradients(
     Raises:
       ValueError: bad arguments, or a leaf of ``grad_fn``'s output whose shape differs
         from the params leaf (``shape (4, 3) != expected (3, 4)``; a transposed gradient
-        of the right size is not silently reshaped).
+        of the right size is not silently reshaped) or that is complex.
       TypeError: ``grad_fn``'s output is not shaped like ``params`` (tree structure).
     """
     leaves_with_path, treedef = jax.tree_util.tree_flatten_with_path(params)
@@ -406,8 +407,21 @@ def check_gradients(
                 f"check_gradients: every leaf of params must be a floating-point array, got "
                 f"{type(leaf).__name__} {getattr(leaf, 'dtype', '')} at {_path_str(path)!r}"
             )
-    if max_fd_elements < 1:
-        raise ValueError(f"check_gradients: max_fd_elements must be >= 1, got {max_fd_elements}")
+    for name, v in (("max_fd_elements", max_fd_elements), ("fd_batch_size", fd_batch_size)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"check_gradients: {name} must be an int >= 1, got {v!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"check_gradients: seed must be an int >= 0, got {seed!r}")
+    if dtype is not None:
+        try:
+            floating = jnp.issubdtype(dtype, jnp.floating)
+        except TypeError:  # not a dtype at all
+            floating = False
+        if not floating:
+            raise ValueError(
+                f"check_gradients: dtype must be a floating-point dtype (float64, float32, "
+                f"bfloat16, float16) or None, got {getattr(dtype, '__name__', dtype)!r}"
+            )
     if grad_fn is None and not fd:
         raise ValueError(
             "check_gradients: grad_fn=None with fd=False compares nothing; pass the gradient "
@@ -418,16 +432,26 @@ def check_gradients(
     # The gradient under test.
     value_test = None
     if grad_fn is not None:
-        test_dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(
-            *[leaf for _, leaf in leaves_with_path]
+        leaf_dtypes = [jnp.result_type(leaf) for _, leaf in leaves_with_path]
+        # Params of mixed precision: the least precise leaf sets the default tolerances.
+        test_dtype = jnp.dtype(dtype) if dtype is not None else max(
+            leaf_dtypes, key=lambda d: jnp.finfo(d).eps
         )
-        wide = test_dtype == jnp.dtype("float64")
+        wide = jnp.dtype("float64") in ([test_dtype] if dtype is not None else leaf_dtypes)
         with jax.enable_x64(True) if wide else contextlib.nullcontext():
             p_test = _cast(params, test_dtype) if dtype is not None else params
             a_test = _cast(args, test_dtype) if dtype is not None else args
             out = grad_fn(p_test, *a_test)
             value_test, g_test = _split_grad_output(out, treedef)
-            g_test = [np.asarray(x, np.float64) for x in jax.tree.leaves(g_test)]
+            g_test = jax.tree.leaves(g_test)
+            for path, g in zip(paths, g_test, strict=True):
+                if jnp.iscomplexobj(g):
+                    # Casting to float64 would drop the imaginary part and hide the error.
+                    raise ValueError(
+                        f"check_gradients: grad_fn's leaf {path!r} is complex "
+                        f"({jnp.result_type(g)}); the gradient of real params must be real"
+                    )
+            g_test = [np.asarray(x, np.float64) for x in g_test]
             if value_test is not None:
                 value_test = float(np.asarray(value_test, np.float64))
         for path, (_, leaf), g in zip(paths, leaves_with_path, g_test, strict=True):

@@ -150,6 +150,16 @@ def test_train_test_split_not_stratified_for_targets():
     assert x_te.shape == (3, 1) and np.array_equal(x_te, y_te)
 
 
+def test_stratified_split_of_one_hot_targets_stratifies_by_row():
+    # Equal rows are a class: element-wise classes gave a 9/1 split (or an IndexError).
+    x = np.arange(12, dtype=np.float32)[:, None]
+    onehot = np.eye(3, dtype=np.float32)[np.arange(12) % 3]
+    x_tr, y_tr, x_te, y_te = train_test_split(KEY, x, onehot, 0.5, stratify=True)
+    assert len(x_tr) == len(x_te) == 6
+    np.testing.assert_array_equal(y_te.sum(0), [2, 2, 2])
+    np.testing.assert_array_equal(y_tr, onehot[x_tr[:, 0].astype(int)])  # rows stay aligned
+
+
 @given(n=st.integers(2, 300), fraction=st.floats(0.05, 0.95), k=st.integers(1, 5))
 def test_split_sizes_property(n, fraction, k):
     y = (np.arange(n) % k).astype(np.int32)
@@ -172,6 +182,10 @@ def test_split_sizes_property(n, fraction, k):
     [
         (dict(key=None), "needs an explicit PRNG key"),
         (dict(key=3), "plain integer"),
+        # Not keys at all: a raw JAX TypeError naming neither the function nor the argument.
+        (dict(key=3.0), "key must be a jax.random key (jax.random.key(seed) or"),
+        (dict(key=np.array(3)), "key must be a jax.random key"),
+        (dict(key=np.array([0, 1], np.int32)), "got an array of dtype int32 and shape (2,)"),
         (dict(test_fraction=0.0), "test_fraction must be in (0, 1)"),
         (dict(test_fraction=1.5), "test_fraction must be in (0, 1)"),
         (dict(test_fraction="half"), "test_fraction must be a number"),
@@ -299,6 +313,24 @@ def test_normalize_errors():
         normalize(normalize(ds, "scale"), "standardize")
     with pytest.raises(ValueError, match="max_value > 0"):
         normalize(ds, "scale", max_value=None)
+
+
+@pytest.mark.parametrize(
+    "method, kwargs, fragment",
+    [
+        # eps=0 divided constant features by 0 (NaN); max_value=inf mapped every pixel to 0.
+        ("standardize", dict(eps=0.0), "normalize: eps must be a finite number > 0, got 0.0"),
+        ("standardize_global", dict(eps=-1.0), "eps must be a finite number > 0, got -1.0"),
+        ("scale", dict(max_value=float("inf")), "max_value must be a finite number > 0, got inf"),
+        ("scale", dict(max_value="255"), "max_value must be a finite number > 0, got '255'"),
+    ],
+)
+def test_normalize_refuses_a_bad_eps_or_max_value(method, kwargs, fragment):
+    with pytest.raises(ValueError) as info:
+        normalize(pixel_dataset(), method, **kwargs)
+    assert fragment in str(info.value)
+    with pytest.raises(ValueError, match="standardization_stats: eps must be"):
+        standardization_stats(np.ones((4, 2), np.float32), eps=0.0)
 
 
 # ------------------------------------------------------------------------------ batching

@@ -316,6 +316,7 @@ BROKEN = [
     ("bad_magic", ["t10k-labels-idx1-ubyte.gz", "bad magic number"]),
     ("label_out_of_range", ["t10k-labels-idx1-ubyte.gz", "label 12 at index 3"]),
     ("wrong_image_shape", ["t10k-images-idx3-ubyte.gz", "(n, 28, 28)", "(10, 14, 56)"]),
+    ("no_images", ["t10k-images-idx3-ubyte.gz", "holds no images", "(0, 28, 28)"]),
 ]
 
 
@@ -333,6 +334,9 @@ def test_corrupt_files_raise_data_error(tmp_path, how, fragments):
     elif how == "label_out_of_range":
         labels[3] = 12
         write_idx(lab, labels)
+    elif how == "no_images":
+        write_idx(img, images[:0])
+        write_idx(lab, labels[:0])
     else:
         write_idx(img, images.reshape(10, 14, 56))
     with pytest.raises(DataError) as info:

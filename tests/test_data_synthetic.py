@@ -176,3 +176,12 @@ def test_argument_errors(call, fragment):
     with pytest.raises(ValueError) as info:
         call()
     assert fragment in str(info.value)
+
+
+def test_numpy_scalars_are_accepted_like_python_numbers():
+    # np.float32 is not a float subclass: turns and factor refused it, unlike every other
+    # numeric argument.
+    a = spirals(K0, n_samples=40, turns=np.float32(1.5))
+    np.testing.assert_array_equal(a.x_train, spirals(K0, n_samples=40, turns=1.5).x_train)
+    b = circles(K0, n_samples=40, factor=np.float32(0.5))
+    np.testing.assert_array_equal(b.x_train, circles(K0, n_samples=40, factor=0.5).x_train)

@@ -177,6 +177,47 @@ def test_argument_errors():
         gradcheck.check_gradients(_fn, _params(), X, 1.0, max_fd_elements=0)
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(dtype=jnp.int32), "dtype must be a floating-point dtype .* got 'int32'"),
+        (dict(dtype="complex64"), "dtype must be a floating-point dtype .* got 'complex64'"),
+        (dict(dtype="nonsense"), "dtype must be a floating-point dtype"),
+        (dict(max_fd_elements=2.5), "max_fd_elements must be an int >= 1, got 2.5"),
+        (dict(fd_batch_size=0), "fd_batch_size must be an int >= 1, got 0"),
+        (dict(seed=-1), "seed must be an int >= 0, got -1"),
+    ],
+)
+def test_bad_dtype_and_integer_arguments_are_named_value_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, grad_fn=_grad, **kwargs)
+
+
+def test_complex_grad_fn_leaf_is_an_error_not_a_silent_pass():
+    # Casting to float64 would drop the imaginary part and pass a wrong gradient.
+    def bad(params, x, scale):
+        g = _grad(params, x, scale)
+        return {**g, "s": g["s"] + 5j}
+
+    with pytest.raises(ValueError, match="leaf 's' is complex"):
+        gradcheck.check_gradients(_fn, _params(), X, 1.0, grad_fn=bad)
+
+
+def test_mixed_precision_params_get_the_tolerance_of_the_least_precise_leaf():
+    # A float32 layer feeding a float64 one: jax.grad is correct to float32 precision, so
+    # the float64 tolerance (rtol 1e-7) would fail it.
+    k1, k2 = jax.random.split(jax.random.PRNGKey(2))
+    params = {"a": jax.random.normal(k1, (3, 7), jnp.float32),
+              "b": jax.random.normal(k2, (7, 2), jnp.float64)}
+
+    def fn(p, x):
+        h = jnp.tanh(x @ p["a"]).astype(jnp.float64)
+        return jnp.sum(jnp.sin(h @ p["b"]) ** 2)
+
+    report = gradcheck.check_gradients(fn, params, X.astype(jnp.float32), grad_fn=jax.grad(fn))
+    assert report.passed, str(report)
+    assert report.dtype == "float32" and report.rtol == 1e-3
+
 # ----------------------------------------------------------------------------- MLPs
 
 

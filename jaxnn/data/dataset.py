@@ -68,6 +68,16 @@ def _require_key(key: Any, fn: str, why: str) -> Any:
         raise ValueError(
             f"{fn}: key={key!r} is a plain integer; pass key=jax.random.key({key!r}) instead"
         )
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    raw = dtype == np.uint32 and np.ndim(key) >= 1  # a legacy jax.random.PRNGKey(seed)
+    if not (typed or raw):
+        what = (f"an array of dtype {dtype} and shape {np.shape(key)}" if dtype is not None
+                else repr(key))
+        raise ValueError(
+            f"{fn}: key must be a jax.random key (jax.random.key(seed) or "
+            f"jax.random.PRNGKey(seed)), got {what}"
+        )
     return key
 
 
@@ -92,6 +102,14 @@ def _check_count(value: Any, fn: str, arg: str, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{fn}: {arg} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def _check_positive(value: Any, fn: str, arg: str) -> float:
+    """A finite number > 0; bools and non-numbers are refused."""
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))
+            or not 0 < value < math.inf):
+        raise ValueError(f"{fn}: {arg} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 def _round_half_up(x: float) -> int:
@@ -346,16 +364,20 @@ def _split_indices(
     total = _round_half_up(fraction * n)
     chosen = np.zeros(n, dtype=bool)  # over positions of perm
     if stratify:
-        permuted = y[perm]
-        classes, counts = np.unique(permuted, return_counts=True)
+        # Equal rows form a class, so (N, k) targets (one-hot labels) stratify row by row
+        # rather than element by element.
+        _, permuted, counts = np.unique(
+            y[perm].reshape(n, -1), axis=0, return_inverse=True, return_counts=True
+        )
+        permuted = permuted.reshape(n)
         # Largest remainders: each class gets floor or ceil of its share, and the shares add
         # up to `total` exactly (rounding each class alone can give 0 for small classes).
         share = fraction * counts
         quota = np.floor(share).astype(int)
-        tiebreak = rng.permutation(classes.size)
+        tiebreak = rng.permutation(counts.size)
         extra = np.lexsort((tiebreak, -(share - quota)))[: total - quota.sum()]
         quota[extra] += 1
-        for c, q in zip(classes, quota, strict=True):
+        for c, q in enumerate(quota):
             chosen[np.flatnonzero(permuted == c)[:q]] = True
     else:
         chosen[:total] = True
@@ -395,7 +417,8 @@ def train_test_split(
       y: labels ``(N,)`` or targets ``(N, k)``.
       test_fraction: fraction of rows for the test part, in (0, 1).
       stratify: split each class separately; default: True for integer labels of shape
-        ``(N,)``, False otherwise.
+        ``(N,)``, False otherwise. With targets of shape ``(N, k)`` (one-hot labels), equal
+        rows form a class.
 
     Returns:
       ``(x_train, y_train, x_test, y_test)`` as numpy arrays.
@@ -529,7 +552,12 @@ def standardization_stats(
 
     Returns:
       ``(mean, std)`` as float32 numpy arrays; apply as ``(x - mean) / std``.
+
+    Raises:
+      ValueError: ``eps`` is not a finite number > 0 (with ``eps=0`` a constant feature
+        would be divided by 0).
     """
+    eps = _check_positive(eps, "standardization_stats", "eps")
     x64 = np.asarray(x, dtype=np.float64)
     axis = 0 if per_feature else None
     mean = x64.mean(axis=axis)
@@ -563,15 +591,16 @@ def normalize(
     Args:
       dataset: a :class:`Dataset` whose ``normalization`` is ``"none"``.
       method: one of :data:`NORMALIZATIONS`.
-      max_value: the divisor for ``"scale"``; must be positive.
-      eps: the floor on ``sigma`` (see :func:`standardization_stats`).
+      max_value: the divisor for ``"scale"``; must be finite and positive.
+      eps: the floor on ``sigma`` (see :func:`standardization_stats`); finite and positive.
 
     Returns:
       A :class:`Dataset` with float32 features and ``normalization=method``.
 
     Raises:
-      ValueError: unknown method, non-positive ``max_value``, or a data set that is already
-        normalized (normalizing twice is almost always a mistake).
+      ValueError: unknown method, a ``max_value`` or ``eps`` that is not a finite number
+        > 0, or a data set that is already normalized (normalizing twice is almost always a
+        mistake).
     """
     fn = "normalize"
     if method not in NORMALIZATIONS:
@@ -584,10 +613,12 @@ def normalize(
             f"({dataset.normalization!r}); refusing to apply {method!r} on top"
         )
     if method == "scale":
-        if max_value is None or not max_value > 0:
-            raise ValueError(f"{fn}: method='scale' needs max_value > 0, got {max_value!r}")
+        if max_value is None:
+            raise ValueError(f"{fn}: method='scale' needs max_value > 0, got None")
+        max_value = _check_positive(max_value, fn, "max_value")
         shift, divisor = np.float32(0.0), np.float32(max_value)
     else:
+        eps = _check_positive(eps, fn, "eps")
         shift, divisor = standardization_stats(
             dataset.x_train, per_feature=(method == "standardize"), eps=eps
         )

@@ -540,8 +540,8 @@ def read_images_and_labels(
 
     Raises:
       DataError: either file is not valid IDX, the images are not ``uint8`` of shape
-        ``(n, 28, 28)``, the labels not ``uint8`` of shape ``(n,)`` with values 0..9, or the
-        two counts differ; the message names the file(s).
+        ``(n, 28, 28)`` with ``n >= 1``, the labels not ``uint8`` of shape ``(n,)`` with
+        values 0..9, or the two counts differ; the message names the file(s).
     """
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
@@ -554,6 +554,8 @@ def read_images_and_labels(
             f"{labels_path}: expected uint8 labels of shape (n,), "
             f"got {labels.dtype} of shape {labels.shape}"
         )
+    if images.shape[0] == 0:
+        raise DataError(f"{images_path}: holds no images (shape {images.shape}); expected n >= 1")
     if labels.shape[0] != images.shape[0]:
         raise DataError(
             f"label/image count mismatch: {labels_path} has {labels.shape[0]} labels, "

@@ -160,8 +160,8 @@ def spirals(
     """
     fn = "spirals"
     n, k, noise, rng, k_split = _prologue(fn, key, n_samples, num_classes, noise)
-    if not (isinstance(turns, (int, float)) and not isinstance(turns, bool)
-            and 0 < turns < math.inf):
+    if not (isinstance(turns, (int, float, np.integer, np.floating))
+            and not isinstance(turns, bool) and 0 < turns < math.inf):
         raise ValueError(f"{fn}: turns must be a finite number > 0, got {turns!r}")
     y = _balanced_labels(n, k)
     t = rng.uniform(size=n)
@@ -224,8 +224,8 @@ def circles(
     """
     fn = "circles"
     n, _, noise, rng, k_split = _prologue(fn, key, n_samples, 2, noise)
-    if not (isinstance(factor, (int, float)) and not isinstance(factor, bool)
-            and 0 < factor < 1):
+    if not (isinstance(factor, (int, float, np.integer, np.floating))
+            and not isinstance(factor, bool) and 0 < factor < 1):
         raise ValueError(f"{fn}: factor must be in (0, 1), got {factor!r}")
     y = _balanced_labels(n, 2)
     a = 2.0 * math.pi * rng.uniform(size=n)
