@@ -40,11 +40,14 @@ Conventions.
 
 * NaN in, NaN out: a NaN input gives a NaN value and a NaN derivative (piecewise
   functions do not silently map NaN to a constant), so divergence stays visible.
-* Stability: sigmoid, softplus, softmax, log_softmax, swish, silu, mish, elu and selu
-  give finite values and finite derivatives for any finite input (e.g. +-1000 or -1e4
-  in float32); softmax and log_softmax subtract the maximum along ``axis``. With
-  non-finite logits they follow ``jax.nn``: ``-inf`` beside finite logits masks a class,
-  while a ``+inf`` logit or an all ``-inf`` slice makes the whole slice NaN.
+* Stability: sigmoid, tanh, softplus, softmax, log_softmax, swish, silu, mish, elu, selu
+  and gelu (both forms) give finite values and finite derivatives for any finite input
+  (e.g. +-1000 or -1e4 in float32, also where ``beta * x`` or ``x^3`` would overflow, as
+  in float16); sigmoid' and tanh' keep their relative precision in saturation (no
+  ``1 - tanh^2`` rounding to 0). softmax and log_softmax subtract the maximum along
+  ``axis``. With non-finite logits they follow ``jax.nn``: ``-inf`` beside finite
+  logits masks a class, while a ``+inf`` logit or an all ``-inf`` slice makes the whole
+  slice NaN.
   ``exponential`` overflows to ``inf`` by nature (x > ~88.7 in float32).
 
 References:
@@ -156,6 +159,7 @@ _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _GELU_CUBIC = 0.044715
+_GELU_TANH_CLIP = 30.0
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -315,9 +319,14 @@ def tanh(x: ArrayLike) -> Array:
 
 
 def tanh_grad(x: ArrayLike) -> Array:
-    """Derivative of :func:`tanh`: ``1 - tanh(x)^2``."""
-    t = jnp.tanh(_as_float(x))
-    return 1.0 - t * t
+    """Derivative of :func:`tanh`: ``1 - tanh(x)^2 = 4 e / (1 + e)^2`` with ``e = exp(-2|x|)``.
+
+    The second form keeps full relative precision in saturation, where ``tanh(x)^2``
+    rounds to 1 (``1 - tanh(x)^2`` is exactly 0 in float32 from ``|x| ~ 9`` on, while the
+    derivative is ``8.2e-9`` at ``|x| = 10``).
+    """
+    e = jnp.exp(-2.0 * jnp.abs(_as_float(x)))
+    return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
 # ----------------------------------------------------------------------------- rectifiers
@@ -600,8 +609,12 @@ def swish(x: ArrayLike, beta: float = 1.0) -> Array:
 def swish_grad(x: ArrayLike, beta: float = 1.0) -> Array:
     """Derivative of :func:`swish`: ``s * (1 + beta * x * sigmoid(-beta * x))``."""
     x = _as_float(x)
-    bx = _cast(beta, x) * x
-    return lax.logistic(bx) * (1.0 + bx * lax.logistic(-bx))
+    b = _cast(beta, x)
+    bx = b * x
+    s = lax.logistic(bx)
+    # x * (beta * s * sigmoid(-bx)), not bx * ...: beta * x can overflow to +-inf for a
+    # finite x (float16, or beta > 1), where s * sigmoid(-bx) is 0 and inf * 0 is NaN.
+    return s + x * (b * (s * lax.logistic(-bx)))
 
 
 def silu(x: ArrayLike) -> Array:
@@ -670,8 +683,16 @@ def gelu(x: ArrayLike, approximate: bool = False) -> Array:
     _check_value("gelu", "approximate", approximate, "gelu")
     x = _as_float(x)
     if approximate:
-        return x * lax.logistic(2.0 * _gelu_u(x))
+        return x * lax.logistic(2.0 * _gelu_u(_gelu_clip(x)))
     return 0.5 * x * lax.erfc(-_SQRT_HALF * x)
+
+
+def _gelu_clip(x: Array) -> Array:
+    """``x`` clipped to ``[-30, 30]`` for the tanh form's ``u``: there ``sigmoid(2u)`` is
+    already exactly 0 or 1 in every float dtype (``|2u| > 1900``), and the clip keeps
+    ``x^3`` and ``x^2`` finite (they overflow float16 from ``|x| ~ 41`` and ``~ 256``), so
+    the derivative is never ``inf * 0 = NaN`` for a finite ``x``."""
+    return jnp.clip(x, -_GELU_TANH_CLIP, _GELU_TANH_CLIP)
 
 
 def _gelu_u(x: Array) -> Array:
@@ -683,8 +704,9 @@ def gelu_grad(x: ArrayLike, approximate: bool = False) -> Array:
     _check_value("gelu", "approximate", approximate, "gelu_grad")
     x = _as_float(x)
     if approximate:
-        two_u = 2.0 * _gelu_u(x)
-        du = 2.0 * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * (x * x))
+        xc = _gelu_clip(x)
+        two_u = 2.0 * _gelu_u(xc)
+        du = 2.0 * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * (xc * xc))
         s = lax.logistic(two_u)
         return s + x * s * lax.logistic(-two_u) * du
     cdf = 0.5 * lax.erfc(-_SQRT_HALF * x)

@@ -476,7 +476,8 @@ def test_softmax_non_finite_logits_match_jax_nn(which, row):
 # ----------------------------------------------------------------------------- stability
 
 EXTREME = jnp.asarray([-1e4, -1000.0, -100.0, -1.0, 0.0, 1.0, 100.0, 1000.0, 1e4], F32)
-STABLE = ["sigmoid", "softplus", "swish", "silu", "mish", "elu", "selu"]
+STABLE = ["sigmoid", "tanh", "softplus", "swish", "silu", "mish", "elu", "selu", "gelu",
+          "gelu_tanh"]
 
 
 @pytest.mark.parametrize("name", STABLE)
@@ -496,6 +497,41 @@ def test_stable_values_at_extremes_are_exact_limits():
     np.testing.assert_array_equal(A.elu(x), [-1.0, 1000.0])
     np.testing.assert_array_equal(A.softplus_grad(x), [0.0, 1.0])
     np.testing.assert_array_equal(A.elu_grad(x), [0.0, 1.0])
+
+
+def test_tanh_grad_keeps_relative_precision_in_saturation():
+    # 1 - tanh(x)^2 is exactly 0 in float32 from |x| ~ 9 on (and 80x too large at |x| = 20
+    # in float64), while the derivative 1 / cosh(x)^2 is a normal number there.
+    x = np.asarray([-40.0, -20.0, -10.0, -0.5, 0.0, 2.0, 9.5, 15.0, 20.0, 40.0])
+    ref = 1.0 / np.cosh(x) ** 2
+    for dtype, rtol in ((F32, 1e-5), (F64, 1e-13)):
+        g = A.tanh_grad(jnp.asarray(x, dtype))
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, ref.astype(dtype), rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype, x, beta", [(jnp.float16, 1e4, 10.0), (F32, 2e38, 2.0)],
+                         ids=["f16", "f32"])
+def test_swish_grad_finite_where_beta_x_overflows(dtype, x, beta):
+    # beta * x is +-inf for these finite x; the derivative is 1 (x > 0) and 0 (x < 0) there,
+    # as jax.grad of the forward function gives.
+    xs = jnp.asarray([x, -x], dtype)
+    expected = np.asarray([1.0, 0.0], dtype)
+    np.testing.assert_array_equal(A.swish_grad(xs, beta=beta), expected)
+    np.testing.assert_array_equal(jax.vmap(jax.grad(lambda t: A.swish(t, beta)))(xs), expected)
+
+
+@pytest.mark.parametrize("dtype, big", [(jnp.float16, 300.0), (jnp.bfloat16, 1e20), (F32, 1e20)],
+                         ids=["f16", "bf16", "f32"])
+def test_gelu_tanh_finite_for_large_finite_inputs(dtype, big):
+    # x^2 overflows (float16 from |x| ~ 256, float32 from ~1.8e19): the derivative was
+    # inf * 0 = NaN, by hand and by jax.grad, where it is 1 (x > 0) or 0 (x < 0).
+    xs = jnp.asarray([big, -big], dtype)
+    expected = np.asarray([1.0, 0.0], dtype)
+    np.testing.assert_array_equal(A.gelu_tanh_grad(xs), expected)
+    np.testing.assert_array_equal(A.gelu_grad(xs, approximate=True), expected)
+    np.testing.assert_array_equal(jax.vmap(jax.grad(A.gelu_tanh))(xs), expected)
+    np.testing.assert_array_equal(A.gelu_tanh(xs), np.asarray([big, 0.0], dtype))
 
 
 @pytest.mark.parametrize("which", ["softmax", "log_softmax"])
