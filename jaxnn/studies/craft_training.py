@@ -76,13 +76,14 @@ _DATA = {"name": "auto", "data_dir": "", "n_train": 0, "n_test": 0}
 SCHEDULES_DEFAULTS: dict[str, Any] = {
     "data": dict(_DATA),
     "seed": 0,
+    "seeds": 10,
     "hidden": [100, 100, 100, 100],
     "epochs": 10,
     "batch_size": 64,
     "optimizer": "momentum",
     "base_lr": 0.05,
     "peak_lr": 0.2,
-    "warmup_fraction": 0.1,
+    "warmup_fraction": 0.3,
     "cycles": 2,
     "divergence_factor": 3.0,
     "schedules": ["constant", "constant_peak", "step", "exponential", "triangular",
@@ -210,15 +211,25 @@ def _xy(config: Mapping[str, Any], key: jax.Array):
 
 def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
                   ) -> dict[str, Any]:
-    """Compare learning-rate schedules on one model (same init, same data order).
+    """Compare learning-rate schedules on one model, ``seeds`` seeds vmapped per schedule.
+
+    Every schedule trains the same ``seeds`` initializations with the same data orders (seed
+    ``i`` draws its weights and its shuffles from its own keys), so the schedules differ only
+    in their learning rates. Whether a large rate blows up depends on the draw, so divergence
+    is counted over seeds.
 
     Returns:
-      ``{"learning_rate": {name: (T,)}, "loss": {name: (T,)}, "test_accuracy": {name: float},
-      "diverged_at": {name: int | None}, "final_loss": {name: float}, "data": name,
-      "total_steps": T, "smoothing_window": w}``; ``final_loss`` is the mean training-batch
-      loss of the last epoch; the figure plots the loss as a ``w``-update moving mean
-      (:func:`smoothing_window`).
+      ``{"learning_rate": {name: (T,)}, "loss": {name: (seeds, T)},
+      "test_accuracy": {name: float}, "test_accuracy_std": {name: float},
+      "test_accuracies": {name: (seeds,)}, "diverged_at": {name: [int | None] * seeds},
+      "diverged": {name: int}, "final_loss": {name: float}, "seeds": seeds, "data": name,
+      "total_steps": T, "smoothing_window": w}``. ``diverged`` counts the seeds whose run
+      diverged; ``test_accuracy`` is the mean over seeds (``_std`` its spread);
+      ``final_loss`` is the median over seeds of the mean training-batch loss of the last
+      epoch (a non-finite one counts as +inf); the figure plots the median loss over seeds
+      as a ``w``-update moving mean (:func:`smoothing_window`).
     """
+    seeds = _int(config, "seeds", 1, 64)
     epochs = _int(config, "epochs", 1)
     batch = _int(config, "batch_size", 1)
     base, peak = _pos(config, "base_lr"), _pos(config, "peak_lr")
@@ -237,9 +248,11 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
     ds, x, y, test = _xy(config, k_data)
     cfg = mlp.MLPConfig(layer_sizes=(x.shape[1], *hidden, ds.num_classes))
     total = epochs * max(len(x) // batch, 1)
-    params, state = mlp.init(cfg, k_init)
+    params, state = init_stacked([cfg] * seeds, jax.random.split(k_init, seeds))
+    keys = jax.random.split(k_run, seeds)
     res: dict[str, Any] = {"learning_rate": {}, "loss": {}, "test_accuracy": {},
-                           "diverged_at": {}, "final_loss": {}, "data": ds.name,
+                           "test_accuracy_std": {}, "test_accuracies": {}, "diverged_at": {},
+                           "diverged": {}, "final_loss": {}, "seeds": seeds, "data": ds.name,
                            "total_steps": total, "smoothing_window": smoothing_window(total)}
     for name in names:
         try:
@@ -257,39 +270,51 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
             raise ConfigError(f"optimizer: {e}") from None
         run = make_run(cfg, make_tx, batch_size=batch, epochs=epochs, x=x, y=y,
                        eval_sets={"test": test})
-        _, c = jax.jit(run)(params, state, k_run, None)
-        loss = np.asarray(c["loss"]).ravel()
+        _, c = jax.jit(jax.vmap(run))(params, state, keys, None)
+        loss = np.asarray(c["loss"]).reshape(seeds, -1)
+        acc = np.asarray(c["test_accuracy"])[:, -1]
+        last = np.asarray(c["loss"], dtype=np.float64)[:, -1].mean(axis=-1)
         res["loss"][name] = loss
         res["learning_rate"][name] = np.asarray(s(jnp.arange(total)))
-        res["test_accuracy"][name] = float(np.asarray(c["test_accuracy"])[-1])
-        res["diverged_at"][name] = divergence_step(loss, factor)
-        res["final_loss"][name] = float(np.mean(np.asarray(c["loss"])[-1]))
+        res["test_accuracies"][name] = acc
+        res["test_accuracy"][name] = float(acc.mean())
+        res["test_accuracy_std"][name] = float(acc.std())
+        res["diverged_at"][name] = [divergence_step(lo, factor) for lo in loss]
+        res["diverged"][name] = sum(d is not None for d in res["diverged_at"][name])
+        res["final_loss"][name] = float(np.median(np.where(np.isfinite(last), last, np.inf)))
     out = _prepare(workdir)
     if out is not None:
         plt = pyplot()
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2))
         _plot_lines(a1, res["learning_rate"], "update", "learning rate")
-        shown = {k: np.clip(np.nan_to_num(v, nan=1e3, posinf=1e3), 1e-4, 1e3)
+        shown = {k: np.median(np.clip(np.nan_to_num(v, nan=1e3, posinf=1e3), 1e-4, 1e3), axis=0)
                  for k, v in res["loss"].items()}
         w = smoothing_window(total)
         smooth = {k: np.convolve(v, np.ones(w) / w, mode="valid") for k, v in shown.items()}
         _plot_lines(a2, smooth, "update",
-                    "training loss (per update)" if w == 1
-                    else f"training loss ({w}-update moving mean)", log=True)
+                    f"training loss, median of {seeds} seeds"
+                    + (" (per update)" if w == 1 else f" ({w}-update moving mean)"), log=True)
         a1.legend(fontsize=8)
         a1.set_title(f"schedules ({config['optimizer']}, {total} updates)")
         a2.set_title(f"loss ({ds.name})")
         fig.tight_layout()
         save_figure(fig, out / "schedules.png", dpi=110)
         plt.close(fig)
-        rows = [[n, "no" if res["diverged_at"][n] is None else f"at update {res['diverged_at'][n]}",
-                 res["final_loss"][n], res["test_accuracy"][n]] for n in names]
+        def diverged(n: str) -> str:
+            at = sorted(d for d in res["diverged_at"][n] if d is not None)
+            return f"{len(at)}/{seeds}" + (f" (first at update {at[0]})" if at else "")
+
+        rows = [[n, diverged(n), res["final_loss"][n], res["test_accuracy"][n],
+                 res["test_accuracy_std"][n]] for n in names]
         body = (f"Data: {ds.name}; MLP {cfg.layer_sizes}; {config['optimizer']}, batch {batch}, "
                 f"{epochs} epochs = {total} updates; base lr {base:g}, peak lr {peak:g}, "
-                f"warm-up {wf:g} of the run. Diverged: loss non-finite or above "
-                f"{factor:g}x the first loss.\n\n"
-                + markdown_table(["schedule", "diverged", "last-epoch train loss", "test acc"],
-                                 rows)
+                f"warm-up {wf:g} of the run; {seeds} seeds vmapped per schedule (the same "
+                f"initializations and data orders for every schedule). Diverged: seeds whose "
+                f"loss became non-finite or rose above {factor:g}x their first loss. Train "
+                f"loss: median over seeds of the last epoch's mean; test accuracy: mean over "
+                f"seeds.\n\n"
+                + markdown_table(["schedule", "diverged", "last-epoch train loss (median)",
+                                  "test acc", "± std"], rows)
                 + "\nFigure: `schedules.png`.\n")
         write_summary(out, "Learning-rate schedules", body)
     return res
