@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 import yaml
 
+from jaxnn._atomic import write_text
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -355,8 +357,8 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 
 def dump(config: Config, path: str | pathlib.Path) -> None:
-    """Write the resolved config as YAML (loadable again with :func:`load`)."""
-    pathlib.Path(path).write_text(yaml.safe_dump(to_dict(config), sort_keys=False))
+    """Write the resolved config as YAML (loadable again with :func:`load`), atomically."""
+    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

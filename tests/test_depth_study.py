@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -439,11 +440,30 @@ def test_benchmark_function_runs(tiny):
     ({"steps": 1.5}, "steps: got 1.5"),
     ({"deptsh": [2]}, "did you mean 'depths'"),
     ({"histograms": "yes"}, "true or false"),
+    # thresholds under which one combination would both vanish and explode, or both train
+    # and stall
+    ({"vanish_ratio": 200, "explode_ratio": 100}, "below explode_ratio (100)"),
+    ({"vanish_ratio": 100, "explode_ratio": 100}, "vanish_ratio: got 100.0"),
+    ({"train_threshold": 0.05}, "train_threshold: got 0.05, expected a number in [0.1, 1)"),
 ])
 def test_config_errors_are_one_line(data, needle):
     with pytest.raises(ConfigError) as e:
         D.config_from_dict(data)
     assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_python_config_is_coerced_like_yaml():
+    # used to be a TypeError (depths=5, learning_rate="0.1"), a sweep over the letters of
+    # "relu" ("unknown activation 'r'"), or histograms recorded for histograms="no"
+    c = D.DepthStudyConfig(depths=5, activations="relu", initializers="he",
+                           learning_rate="0.1", batch_norm=False, widths=[8, 16])
+    assert c.depths == (5,) and c.activations == ("relu",) and c.initializers == ("he",)
+    assert c.learning_rate == 0.1 and c.batch_norm == (False,) and c.widths == (8, 16)
+    for kwargs, needle in ((dict(histograms="no"), "histograms: got 'no', expected true or "
+                            "false"), (dict(learning_rate=[0.1]), "learning_rate: got [0.1]"),
+                           (dict(depths=[2.5]), "depths: got 2.5")):
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            D.DepthStudyConfig(**kwargs)
 
 
 def test_load_config_presets_and_overrides():
@@ -725,3 +745,39 @@ def test_heatmap_and_ratio_table_tell_0_over_0_from_overflow(overflow_result, tm
     paths = depth_report.write_plots(r, tmp_path)
     assert (tmp_path / "ratio_heatmap_init.png") in paths
     assert (tmp_path / "activation_histograms_relu_d3.png") in paths
+
+
+def test_an_interrupted_write_keeps_the_previous_table(overflow_result, tmp_path, monkeypatch):
+    # table.csv used to be opened in place: a failure mid-write left a truncated table
+    paths = depth_report.write_table(overflow_result, tmp_path)
+    before = {k: p.read_bytes() for k, p in paths.items()}
+    calls = []
+
+    def fail_late(v):
+        calls.append(v)
+        if len(calls) > 2 * len(D.COLUMNS):  # after the first rows were written
+            raise OSError(28, "No space left on device")
+        return v
+
+    monkeypatch.setattr(depth_report, "_csv_cell", fail_late)
+    with pytest.raises(OSError, match="No space left"):
+        depth_report.write_table(overflow_result, tmp_path)
+    assert {k: p.read_bytes() for k, p in paths.items()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
+
+
+def test_rewriting_a_workdir_removes_the_earlier_studys_plots(overflow_result, tmp_path):
+    # plots of an earlier study (other activations, a trained phase) used to stay next to
+    # the new table, and all of them with --no-plots
+    stale = ["grad_norms_trained.png", "ratio_heatmap_trained.png", "training_curves.png",
+             "activation_histograms_tanh_d1.png", "ratio_heatmap_init_w8.png"]
+    for name in stale + ["mine.png", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"old")
+    paths = depth_report.write_outputs(overflow_result, tmp_path)
+    pngs = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert pngs == sorted([p.name for p in paths["plots"]] + ["mine.png"])
+    assert "activation_histograms_relu_d3.png" in pngs and "grad_norms_init.png" in pngs
+    assert not any((tmp_path / name).exists() for name in stale)
+    depth_report.write_outputs(overflow_result, tmp_path, plots=False)
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == ["mine.png"]
+    assert (tmp_path / "notes.txt").read_bytes() == b"old" and (tmp_path / "report.md").exists()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 
 import jax
@@ -44,8 +45,10 @@ def test_usable_cores_match_the_affinity_mask():
         assert set(cores) == os.sched_getaffinity(0)
 
 
-def _where_am_i(_):
-    """Runs in a worker: its affinity, x64 flag and the dtype JAX gives a Python float."""
+def _where_am_i(barrier):
+    """Runs in a worker: its affinity, x64 flag and the dtype JAX gives a Python float.
+    Waits at ``barrier`` first: no worker can take every task before the others start."""
+    barrier.wait(timeout=300)
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return (os.getpid(), cpus, bool(jax.config.jax_enable_x64),
             str(jax.numpy.asarray(1.0).dtype))
@@ -65,10 +68,12 @@ def _initialized_value(_):
 def test_each_worker_is_pinned_to_its_own_share_and_inherits_x64():
     n = 2
     shares = W.core_shares(n)
-    with W.CorePool(n) as pool:
+    # One task per worker, held at a barrier until all are running: a worker that started
+    # first used to take all the tasks on a loaded machine (each takes the next share when
+    # it starts).
+    with multiprocessing.get_context("spawn").Manager() as manager, W.CorePool(n) as pool:
         assert pool.workers == n and pool.shares == shares
-        # Enough tasks that both workers start (each takes the next share when it starts).
-        seen = list(pool.map(_where_am_i, range(16)))
+        seen = list(pool.map(_where_am_i, [manager.Barrier(n)] * n))
     by_pid = {pid: (tuple(cpus), x64, dtype) for pid, cpus, x64, dtype in seen}
     assert sorted(v[0] for v in by_pid.values()) == sorted(shares)
     assert len(by_pid) == n

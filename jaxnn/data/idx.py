@@ -33,6 +33,8 @@ import zlib
 
 import numpy as np
 
+from jaxnn._atomic import write_bytes
+
 __all__ = ["DataError", "IDX_DTYPES", "parse_idx", "read_idx", "write_idx"]
 
 
@@ -174,4 +176,4 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         compress = path.suffix == ".gz"
     if compress:
         payload = gzip.compress(payload, mtime=0)
-    path.write_bytes(payload)
+    write_bytes(path, payload)

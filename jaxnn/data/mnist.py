@@ -47,7 +47,6 @@ import hashlib
 import logging
 import os
 import pathlib
-import tempfile
 import urllib.request
 import zlib
 from collections.abc import Callable, Mapping
@@ -55,6 +54,7 @@ from typing import Any
 
 import numpy as np
 
+from jaxnn._atomic import write_bytes
 from jaxnn.data.dataset import Dataset, _require_key, train_test_split
 from jaxnn.data.idx import DataError, read_idx
 
@@ -367,20 +367,6 @@ def urllib_fetch(url: str, *, timeout: float = 60.0) -> bytes:
         return response.read()
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _download(
     source: Source, spec: FileSpec, target: pathlib.Path, fetch: Fetch, failures: list[str]
 ) -> pathlib.Path | None:
@@ -403,7 +389,7 @@ def _download(
             failures.append(f"{url}: rejected, {problem}")
             continue
         path = target / spec.name
-        _atomic_write(path, data)
+        write_bytes(path, data)
         return path
     return None
 

@@ -17,16 +17,15 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-import os
 import pathlib
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import yaml
 
+from jaxnn._atomic import replace_atomically, write_text
 from jaxnn.config import ConfigError, read_yaml
 
 __all__ = [
@@ -258,24 +257,9 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _replace_atomically(path: pathlib.Path, write: Any) -> None:
-    """``write(tmp_path)`` then rename over ``path``: a crash leaves the old file or the new."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_figure(fig: Any, path: str | pathlib.Path, **kwargs: Any) -> pathlib.Path:
     """``fig.savefig(path, **kwargs)``, atomically."""
-    _replace_atomically(pathlib.Path(path), lambda tmp: fig.savefig(tmp, **kwargs))
-    return pathlib.Path(path)
+    return replace_atomically(path, lambda tmp: fig.savefig(tmp, **kwargs))
 
 
 def write_summary(workdir: pathlib.Path, title: str, body: str) -> pathlib.Path:
@@ -283,8 +267,7 @@ def write_summary(workdir: pathlib.Path, title: str, body: str) -> pathlib.Path:
     return its path. Experiments write it after their figures."""
     path = pathlib.Path(workdir) / "summary.md"
     text = f"# {title}\n\n{body.rstrip()}\n"
-    _replace_atomically(path, lambda tmp: pathlib.Path(tmp).write_text(text))
-    return path
+    return write_text(path, text)
 
 
 def increase_fraction(losses: Any) -> float:

@@ -336,11 +336,15 @@ class DepthStudyConfig:
       histograms: also record per-layer activation histograms at initialization.
       histogram_bins: number of histogram bins, >= 2.
       vanish_ratio, explode_ratio: report thresholds on the median ``grad_ratio``
-        (vanishes below ``vanish_ratio``, explodes above ``explode_ratio``).
+        (vanishes below ``vanish_ratio``, explodes above ``explode_ratio``; ``vanish_ratio
+        < explode_ratio``).
       saturation_threshold: report threshold on the mean hidden-layer saturation fraction.
       train_threshold: "trains" when the median final test accuracy reaches
         ``chance + train_threshold * (1 - chance)``; "stalls" below
-        ``chance + 0.1 * (1 - chance)``.
+        ``chance + 0.1 * (1 - chance)`` (so ``train_threshold`` is in ``[0.1, 1)``).
+
+    Values are coerced like the YAML keys (:func:`config_from_dict`): a bare value for a
+    list field is a one-element list (``depths=5`` is ``(5,)``), lists become tuples.
     """
 
     name: str = "depth_study"
@@ -371,6 +375,12 @@ class DepthStudyConfig:
     train_threshold: float = 0.5
 
     def __post_init__(self) -> None:
+        # The same coercion as a YAML config (a bare value becomes a 1-element list; a
+        # non-boolean ``histograms`` is refused), so ``depths=5`` or ``activations="relu"``
+        # from Python is not a TypeError or a sweep over the letters of ``"relu"``.
+        hints = typing.get_type_hints(DepthStudyConfig)
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
         _validate(self)
 
     @property
@@ -438,9 +448,13 @@ def _validate(c: DepthStudyConfig) -> None:
     for key in ("learning_rate", "vanish_ratio", "explode_ratio"):
         v = getattr(c, key)
         _check(math.isfinite(v) and v > 0, key, v, "a finite number > 0")
-    for key in ("saturation_threshold", "train_threshold"):
-        v = getattr(c, key)
-        _check(0.0 < v < 1.0, key, v, "a number in (0, 1)")
+    # Otherwise one combination could both vanish and explode, or both train and stall.
+    _check(c.vanish_ratio < c.explode_ratio, "vanish_ratio", c.vanish_ratio,
+           f"a number below explode_ratio ({c.explode_ratio:g})")
+    _check(0.0 < c.saturation_threshold < 1.0, "saturation_threshold", c.saturation_threshold,
+           "a number in (0, 1)")
+    _check(0.1 <= c.train_threshold < 1.0, "train_threshold", c.train_threshold,
+           "a number in [0.1, 1) (below 0.1 a combination could both train and stall)")
 
 
 def _type_name(tp: Any) -> str:

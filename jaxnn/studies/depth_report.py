@@ -31,11 +31,18 @@ Files written in ``workdir``:
 
 Plots use matplotlib's Agg backend (no display needed). Files for other widths / batch-norm
 settings than the first get a ``_w<width>`` / ``_bn`` suffix.
+
+Every file is written atomically (a temporary file renamed over the old one), so an
+interrupted write leaves the previous file, never a truncated one. Writing into the
+``workdir`` of an earlier study replaces its outputs: :func:`write_outputs` removes the
+plots of the patterns above that this study did not write (all of them with
+``plots=False``), so no figure contradicts the new table.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import pathlib
@@ -46,6 +53,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from jaxnn._atomic import replace_atomically, write_text
 from jaxnn.studies.depth import COLUMNS, DepthStudyResult, config_from_dict, config_to_dict
 
 __all__ = [
@@ -84,7 +92,7 @@ def _csv_cell(v: Any) -> Any:
 
 def write_table(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
     """Write ``table.csv``, ``table.json``, ``curves.json``, ``histograms.json``,
-    ``timing.json`` and ``config.yaml``; returns their paths."""
+    ``timing.json`` and ``config.yaml`` (each atomically); returns their paths."""
     wd = pathlib.Path(workdir)
     wd.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -92,17 +100,19 @@ def write_table(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[s
         "table_json": wd / "table.json", "curves": wd / "curves.json",
         "histograms": wd / "histograms.json", "timing": wd / "timing.json",
     }
-    paths["config"].write_text(yaml.safe_dump(config_to_dict(result.config), sort_keys=False))
-    with paths["table_csv"].open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(COLUMNS))
-        w.writeheader()
-        for r in result.records:
-            w.writerow({k: _csv_cell(r[k]) for k in COLUMNS})
-    paths["table_json"].write_text(json.dumps(_json_safe(result.records)))
-    paths["curves"].write_text(json.dumps(_json_safe(result.curves)))
-    paths["histograms"].write_text(json.dumps(_json_safe(result.histograms)))
-    paths["timing"].write_text(json.dumps({**result.timing, "num_classes": result.num_classes},
-                                          indent=1))
+    write_text(paths["config"],
+                yaml.safe_dump(config_to_dict(result.config), sort_keys=False))
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(COLUMNS))
+    w.writeheader()
+    for r in result.records:
+        w.writerow({k: _csv_cell(r[k]) for k in COLUMNS})
+    write_text(paths["table_csv"], buf.getvalue(), newline="")  # csv's own line ends
+    write_text(paths["table_json"], json.dumps(_json_safe(result.records)))
+    write_text(paths["curves"], json.dumps(_json_safe(result.curves)))
+    write_text(paths["histograms"], json.dumps(_json_safe(result.histograms)))
+    write_text(paths["timing"], json.dumps({**result.timing,
+                                             "num_classes": result.num_classes}, indent=1))
     return paths
 
 
@@ -170,7 +180,7 @@ def _save(fig: Any, path: pathlib.Path) -> pathlib.Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=80))
     plt.close(fig)
     return path
 
@@ -310,7 +320,8 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                 fig.supxlabel("0/0 (dotted): both gradients flushed to 0, a full vanish; "
                               "overflow (crossed): inf/NaN gradients", fontsize=6)
                 fig.suptitle(f"first/last hidden-layer gradient ratio ({phase})", fontsize=9)
-                fig.savefig(wd / f"ratio_heatmap_{phase}{sfx}.png", dpi=80)
+                replace_atomically(wd / f"ratio_heatmap_{phase}{sfx}.png",
+                                    lambda tmp, fig=fig: fig.savefig(tmp, dpi=80))
                 plt.close(fig)
                 out.append(wd / f"ratio_heatmap_{phase}{sfx}.png")
 
@@ -722,9 +733,15 @@ def render_report(result: DepthStudyResult) -> str:
     return "\n".join(L)
 
 
+#: The file names of :func:`write_plots` (cleared of an earlier study's by write_outputs).
+_PLOT_PATTERNS = ("grad_norms_*.png", "ratio_heatmap_*.png", "training_curves*.png",
+                  "activation_histograms_*.png")
+
+
 def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
                   *, plots: bool = True) -> dict[str, Any]:
-    """Write the table files, the plots (unless ``plots=False``) and ``report.md``.
+    """Write the table files, the plots (unless ``plots=False``) and ``report.md``, and
+    remove plots an earlier study left in ``workdir`` that this one did not write.
 
     Returns:
       ``{name: path}`` for the table files, ``"report"`` and ``"plots"`` (a list).
@@ -732,6 +749,12 @@ def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
     wd = pathlib.Path(workdir)
     paths: dict[str, Any] = dict(write_table(result, wd))
     paths["plots"] = write_plots(result, wd) if plots else []
-    paths["report"] = wd / "report.md"
-    paths["report"].write_text(render_report(result))
+    # Plots of an earlier study in the same workdir (other activations, phases, widths, or
+    # all of them with plots=False) would contradict this table and report.
+    written = {p.name for p in paths["plots"]}
+    for pattern in _PLOT_PATTERNS:
+        for old in wd.glob(pattern):
+            if old.name not in written:
+                old.unlink(missing_ok=True)
+    paths["report"] = write_text(wd / "report.md", render_report(result))
     return paths

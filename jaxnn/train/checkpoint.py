@@ -17,12 +17,13 @@ import os
 import pathlib
 import re
 import struct
-import tempfile
 from typing import Any
 
 import flax.serialization
 import jax
 import numpy as np
+
+from jaxnn._atomic import write_bytes
 
 __all__ = ["CheckpointError", "CheckpointManager", "read_checkpoint", "write_checkpoint"]
 
@@ -35,35 +36,6 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read (missing, truncated, corrupted or mismatched)."""
 
 
-def _atomic_write(path: pathlib.Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600; a run's files are ordinary files
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(e, OSError) and e.filename is None:
-            # a failed write or fsync (a full disk) names no file: name the one written
-            raise OSError(e.errno, e.strerror, str(path)) from None
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:  # pragma: no cover - some file systems refuse directory fsync
-        pass
-
-
 def write_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> None:
     """Atomically write ``tree`` (any pytree of arrays) and JSON-able ``metadata`` to ``path``."""
     host = jax.tree.map(np.asarray, jax.device_get(tree))
@@ -71,7 +43,7 @@ def write_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None =
         {"tree": flax.serialization.to_state_dict(host), "meta": json.dumps(metadata or {})}
     )
     header = _HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload))
-    _atomic_write(pathlib.Path(path), header + payload)
+    write_bytes(path, header + payload)
 
 
 def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:

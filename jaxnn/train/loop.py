@@ -48,13 +48,13 @@ import optax
 from jaxnn import backprop, mlp, optim
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
+from jaxnn._atomic import write_bytes
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
 from jaxnn.train import distributed as distributed_lib
 from jaxnn.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
-    _atomic_write,
     read_checkpoint,
 )
 from jaxnn.train.early_stopping import EarlyStopping
@@ -371,7 +371,7 @@ def _epoch_line(row: dict, epochs: int) -> str:
 
 def _write_logs(workdir: pathlib.Path, rows: list[dict]) -> None:
     lines = "".join(json.dumps(r) + "\n" for r in rows)
-    _atomic_write(workdir / "metrics.jsonl", lines.encode())
+    write_bytes(workdir / "metrics.jsonl", lines.encode())
     cols: list[str] = []
     for r in rows:
         cols += [k for k in r if k not in cols]
@@ -379,7 +379,7 @@ def _write_logs(workdir: pathlib.Path, rows: list[dict]) -> None:
     w = csv.DictWriter(buf, fieldnames=cols, restval="")
     w.writeheader()
     w.writerows(rows)
-    _atomic_write(workdir / "metrics.csv", buf.getvalue().encode())
+    write_bytes(workdir / "metrics.csv", buf.getvalue().encode())
 
 
 def _to_float(v: Any) -> float:
@@ -754,10 +754,10 @@ def train_and_evaluate(
     history = History(tuple(rows), final, best_epoch, stopped_early, str(workdir))
     if not main:
         return history
-    _atomic_write(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
+    write_bytes(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
     summary = {"final": final, "best_epoch": best_epoch, "stopped_early": stopped_early,
                "epochs_run": len(rows)}
-    _atomic_write(workdir / "history.json", json.dumps(summary, indent=2).encode())
+    write_bytes(workdir / "history.json", json.dumps(summary, indent=2).encode())
     if cfg.logging.plots:
         from jaxnn.train.plots import plot_history
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pathlib
 from collections.abc import Sequence
 
+from jaxnn._atomic import replace_atomically
+
 __all__ = ["plot_history"]
 
 
@@ -50,7 +52,7 @@ def plot_history(rows: Sequence[dict], directory: str | pathlib.Path) -> list[pa
         ax.legend()
         fig.tight_layout()
         path = directory / f"{fname}.png"
-        fig.savefig(path, dpi=100)
+        replace_atomically(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=100))
         plt.close(fig)
         written.append(path)
     return written

@@ -1,0 +1,64 @@
+"""Atomic file writes: a temporary file in the same folder, renamed over the final name.
+
+``os.replace`` is atomic on POSIX, so a crash, a full disk or an exception in the writer
+leaves either the previous file or the complete new one, never a truncated one. Every file
+jaxnn writes for a user (checkpoints, logs, configs, downloads, tables, reports, figures)
+goes through :func:`replace_atomically`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+from collections.abc import Callable
+
+__all__ = ["replace_atomically", "write_bytes", "write_text"]
+
+
+def replace_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> pathlib.Path:
+    """``write(tmp_path)``, then flush it to disk and rename it over ``path``; returns ``path``.
+
+    The temporary file keeps ``path``'s suffix (``savefig`` picks the format from it) and
+    gets ordinary ``0644`` permissions. On failure it is removed and the error raised; an
+    ``OSError`` that names no file (a full disk during a write) or only the temporary one is
+    raised again naming ``path``.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a user's outputs are ordinary files
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as e:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and e.filename in (None, tmp):
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:  # pragma: no cover - some file systems refuse a directory fsync
+        pass
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:
+    """Write ``data`` to ``path`` atomically (see :func:`replace_atomically`)."""
+    return replace_atomically(path, lambda tmp: pathlib.Path(tmp).write_bytes(data))
+
+
+def write_text(path: str | os.PathLike, text: str, newline: str | None = None) -> pathlib.Path:
+    """Write ``text`` to ``path`` atomically; ``newline`` as for :func:`open`."""
+    return replace_atomically(
+        path, lambda tmp: pathlib.Path(tmp).write_text(text, newline=newline))
