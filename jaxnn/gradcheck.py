@@ -308,7 +308,7 @@ def _perturbed(params: Any, dtype: Any, rng: np.random.Generator) -> Any:
     one ulp, enough to change the rounding of every sum and nothing else."""
     def one(x: Any) -> Any:
         a = np.asarray(x)
-        dt = a.dtype if np.issubdtype(a.dtype, np.floating) else np.dtype(dtype)
+        dt = a.dtype if jnp.issubdtype(a.dtype, jnp.floating) else np.dtype(dtype)  # bf16 too
         u = rng.uniform(-1.0, 1.0, a.shape)
         return jnp.asarray(a.astype(np.float64) * (1.0 + float(jnp.finfo(dt).eps) * u), dt)
 

@@ -485,3 +485,12 @@ def test_noise_floor_does_not_excuse_real_errors(dtype):
 def test_noise_factor_must_be_non_negative():
     with pytest.raises(ValueError, match="noise_factor must be finite and >= 0, got -1"):
         gradcheck.check_gradients(_fn, _params(), X, 1.0, noise_factor=-1)
+
+
+def test_noise_floor_perturbs_each_leaf_in_its_own_dtype():
+    # The noise floor runs jax.grad on perturbed copies of params: a bfloat16 leaf must stay
+    # bfloat16 (numpy does not count bfloat16 as floating: it became the tested dtype).
+    params = {"a": jnp.ones(4, jnp.bfloat16), "b": jnp.ones(3, jnp.float32)}
+    out = gradcheck._perturbed(params, jnp.float32, np.random.default_rng(0))
+    assert out["a"].dtype == jnp.bfloat16 and out["b"].dtype == jnp.float32
+    assert not np.array_equal(np.asarray(out["b"]), np.ones(3, np.float32))  # perturbed
