@@ -52,15 +52,6 @@ def _train_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fresh_workdir(base: pathlib.Path) -> str:
-    """``base``, or ``base-2``, ``base-3``... when a run already lives there (never overwrite)."""
-    candidate, n = base, 1
-    while (candidate / "checkpoints").exists() or (candidate / "history.json").exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return str(candidate)
-
-
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``scripts/train.py``: parse arguments, run :func:`jaxnn.train.train_and_evaluate`."""
     args = _train_parser().parse_args(argv)
@@ -108,7 +99,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         else:
             cfg = config_lib.load(args.config, overrides)
             stem = pathlib.Path(args.config).stem if args.config else "default"
-            workdir = args.workdir or _fresh_workdir(pathlib.Path("runs") / stem)
+            workdir = args.workdir or str(config_lib.fresh_workdir(
+                pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
         train_and_evaluate(cfg, workdir, resume=args.resume)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)

@@ -43,6 +43,8 @@ __all__ = [
     "TrainingConfig",
     "apply_overrides",
     "dump",
+    "ensure_workdir",
+    "fresh_workdir",
     "from_dict",
     "load",
     "replace",
@@ -429,6 +431,18 @@ def ensure_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
     except OSError as e:
         raise ConfigError(f"--workdir {str(path)!r}: cannot create it ({e.strerror})") from None
     return path
+
+
+def fresh_workdir(base: str | pathlib.Path, markers: Sequence[str]) -> pathlib.Path:
+    """``base``, or ``base-2``, ``base-3``... when one of ``markers`` (files or folders a
+    finished run leaves) already lives there: a default output directory never overwrites
+    an earlier run. An explicit ``--workdir`` is the user's choice and is used as given."""
+    base = pathlib.Path(base)
+    candidate, n = base, 1
+    while any((candidate / m).exists() for m in markers):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

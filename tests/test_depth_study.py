@@ -570,6 +570,23 @@ def test_normal_data_honours_n_train_and_n_test():
     assert data.x_train.shape == (30, 5) and data.x_test.shape == (7, 5)
 
 
+def test_cli_default_workdir_never_replaces_a_finished_study(tmp_path, capsys, monkeypatch):
+    # Without --workdir: runs/<config file name>, then runs/<name>-2 (it overwrote the first
+    # study, which took 20+ minutes at full size). An explicit --workdir is used as given.
+    monkeypatch.chdir(tmp_path)
+    args = ["--config", str(REPO / "configs" / "depth_smoke.yaml"), "--set", "steps=0",
+            "--set", "seeds=1", "--set", "activations=[relu]", "--set", "depths=[1]",
+            "--set", "initializers=[he_normal]", "--no-plots"]
+    for expected in ("depth_smoke", "depth_smoke-2"):
+        assert depth_cli.main(args) == 0
+        assert f"output directory: {pathlib.Path('runs') / expected}" in capsys.readouterr().err
+        assert (tmp_path / "runs" / expected / "report.md").exists()
+    first = (tmp_path / "runs/depth_smoke/table.csv").read_bytes()
+    assert depth_cli.main([*args, "--set", "seeds=2", "--workdir", "runs/depth_smoke"]) == 0
+    assert (tmp_path / "runs/depth_smoke/table.csv").read_bytes() != first  # as asked
+    assert not (tmp_path / "runs/depth_smoke-3").exists()
+
+
 def test_cli_unusable_workdir_and_literal_data_dir(tmp_path, capsys):
     blocked = tmp_path / "file"
     blocked.write_text("")

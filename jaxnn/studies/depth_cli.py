@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="study YAML (default: the DepthStudyConfig defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study field, e.g. --set depths=[2,4,8] (repeatable)")
-    p.add_argument("--workdir", help="output directory (default: runs/<config name>)")
+    p.add_argument("--workdir", help="output directory, replaced if it holds a study "
+                   "(default: runs/<config file name>, or runs/<name>-2... when that holds one)")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
     p.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                    help="CPU processes, each pinned to its own cores, to spread the shape "
@@ -60,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run :func:`jaxnn.studies.depth.run_study`, write the outputs."""
     args = _parser().parse_args(argv)
-    from jaxnn.config import ConfigError, ensure_workdir
+    from jaxnn.config import ConfigError, ensure_workdir, fresh_workdir
     from jaxnn.data.idx import DataError
     from jaxnn.studies import depth, depth_report
     from jaxnn.studies.workers import core_shares
@@ -72,8 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
-        # created before the study, not after it
-        workdir = ensure_workdir(args.workdir or pathlib.Path("runs") / stem)
+        # created before the study, not after it; the default never replaces a finished study
+        workdir = ensure_workdir(args.workdir or fresh_workdir(pathlib.Path("runs") / stem,
+                                                               ("table.csv", "report.md")))
         log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
         if log:
             log(f"output directory: {workdir}")
