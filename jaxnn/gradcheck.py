@@ -315,6 +315,28 @@ def _perturbed(params: Any, dtype: Any, rng: np.random.Generator) -> Any:
     return jax.tree.map(one, params)
 
 
+def _check_scalar_output(scalar_fn: Callable[[Any], Any], params: Any, has_aux: bool) -> None:
+    """``fn`` (through ``scalar_fn``) must give one real scalar: say so, naming what it gave,
+    instead of JAX's error from inside ``jax.grad``. Skipped for a function that cannot be
+    traced abstractly (value-dependent Python control flow)."""
+    try:
+        out = jax.eval_shape(scalar_fn, params)
+    except jax.errors.ConcretizationTypeError:
+        return
+    if isinstance(out, (tuple, list, dict)):
+        hint = ("; pass has_aux=True when fn returns (value, aux)" if not has_aux
+                else " as its value (the first element of (value, aux))")
+        raise ValueError(f"check_gradients: fn returned a {type(out).__name__}, expected a "
+                         f"scalar{hint}")
+    shape, dtype = getattr(out, "shape", None), getattr(out, "dtype", None)
+    if shape != () or not jnp.issubdtype(dtype, jnp.floating):
+        raise ValueError(
+            f"check_gradients: fn must return a real floating-point scalar (the loss), got "
+            f"{'an array of shape ' + str(shape) if shape != () else 'a scalar'} of dtype "
+            f"{dtype}; reduce it to one number (e.g. .mean() or .sum())"
+        )
+
+
 def _autodiff_noise(
     fn: Callable[..., Any], params: Any, args: tuple[Any, ...], reference: list[np.ndarray],
     *, has_aux: bool, wide: bool, traceable: bool, seed: int,
@@ -489,6 +511,7 @@ def check_gradients(
             out = fn(p, *a64)
             return out[0] if has_aux else out
 
+        _check_scalar_output(scalar_fn, p64, has_aux)
         try:  # compiled once; a function with value-dependent Python control flow
             value, g_ad = jax.jit(jax.value_and_grad(scalar_fn))(p64)
             traceable = True

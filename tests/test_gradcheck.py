@@ -494,3 +494,20 @@ def test_noise_floor_perturbs_each_leaf_in_its_own_dtype():
     out = gradcheck._perturbed(params, jnp.float32, np.random.default_rng(0))
     assert out["a"].dtype == jnp.bfloat16 and out["b"].dtype == jnp.float32
     assert not np.array_equal(np.asarray(out["b"]), np.ones(3, np.float32))  # perturbed
+
+
+@pytest.mark.parametrize("fn, has_aux, message", [
+    (lambda p, x: p["w"] * x, False, "got an array of shape (3,) of dtype float64"),
+    (lambda p, x: ((p["w"] * x).sum(), 0.0), False, "fn returned a tuple, expected a scalar; "
+                                                     "pass has_aux=True"),
+    (lambda p, x: (p["w"] * x, {"n": 1}), True, "got an array of shape (3,)"),
+    (lambda p, x: jnp.sum(p["w"] > 0), False, "got a scalar of dtype int"),
+])
+def test_a_non_scalar_fn_is_named(fn, has_aux, message):
+    params, x = {"w": jnp.ones(3)}, jnp.arange(3.0)
+    with pytest.raises(ValueError, match="check_gradients: fn") as e:
+        gradcheck.check_gradients(fn, params, x, fd=True, has_aux=has_aux)
+    assert message in str(e.value)
+    # a scalar fn with value-dependent Python control flow is still checked (eagerly)
+    branchy = lambda p, x: (p["w"] * x).sum() if p["w"][0] > 0 else 0.0
+    assert gradcheck.check_gradients(branchy, params, x, fd=True).passed
