@@ -595,6 +595,13 @@ def test_losses_and_outputs_that_do_not_fit_are_config_errors(tmp_path):
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(CheckpointError, match="no usable checkpoint"):
         train_and_evaluate(_load(None, "training.epochs=1"), tmp_path / "none", resume=True)
+    # a finished run made without checkpoints: the error says why there are none
+    cfg = _load(None, "training.epochs=1", "data.n_train=100", "training.checkpoint_every=0")
+    train_and_evaluate(cfg, tmp_path / "plain")
+    with pytest.raises(CheckpointError, match="made with training.checkpoint_every=0, which "
+                                              "writes no checkpoints"):
+        train_and_evaluate(C.load(tmp_path / "plain/config.yaml", ["training.epochs=2"]),
+                           tmp_path / "plain", resume=True)
 
 
 def test_resume_with_fewer_epochs_than_already_trained_is_refused(tmp_path):

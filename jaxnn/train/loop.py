@@ -446,6 +446,16 @@ def _explain_unfitting_checkpoints(saved_path: pathlib.Path, now: dict) -> None:
     )
 
 
+def _saved_checkpoint_every(saved_path: pathlib.Path) -> Any:
+    """``training.checkpoint_every`` of a run's own config.yaml (None when unreadable)."""
+    try:
+        saved = config_lib.read_yaml(saved_path)
+    except ConfigError:
+        return None
+    training = saved.get("training") if isinstance(saved, dict) else None
+    return training.get("checkpoint_every") if isinstance(training, dict) else None
+
+
 def _is_better(value: float, best: float | None, mode: str) -> bool:
     if not math.isfinite(value):
         return False
@@ -547,10 +557,16 @@ def train_and_evaluate(
     if resume:
         try:
             tree, meta, path, problems = ckpts.restore_latest(payload())
-        except CheckpointError:
+        except CheckpointError as e:
             # config.yaml is the run's own until a restore succeeds (rewritten below).
             _explain_unfitting_checkpoints(workdir / "config.yaml",
                                            config_lib.to_dict(saved_cfg))
+            if not ckpts.epochs() and _saved_checkpoint_every(workdir / "config.yaml") == 0:
+                raise CheckpointError(
+                    f"{e}; the run in {str(workdir)!r} was made with "
+                    "training.checkpoint_every=0, which writes no checkpoints: there is "
+                    "nothing to resume; start a new --workdir"
+                ) from None
             raise
         for p in problems:
             print(f"warning: skipped {p}", file=sys.stderr)
