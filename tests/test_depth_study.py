@@ -9,6 +9,7 @@ Python loop, one compilation per shape group, config errors and the CLI.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pathlib
 import re
@@ -762,6 +763,28 @@ def test_heatmap_and_ratio_table_tell_0_over_0_from_overflow(overflow_result, tm
     paths = depth_report.write_plots(r, tmp_path)
     assert (tmp_path / "ratio_heatmap_init.png") in paths
     assert (tmp_path / "activation_histograms_relu_d3.png") in paths
+
+
+def test_grad_norm_plot_counts_an_overflowed_seed_in_its_median(overflow_result, tmp_path,
+                                                                monkeypatch):
+    # One of the two He seeds overflows in layer 2: the median over seeds of that layer is
+    # overflowed too (a gap in the plot), not the other seed's value (it dropped the inf).
+    records = [dict(r) for r in overflow_result.records]
+    he = [r for r in records if r["initializer"] == "he" and r["phase"] == "init"]
+    assert len(he) == 2
+    he[0]["weight_grad_norm"] = [v if i != 1 else float("inf")
+                                 for i, v in enumerate(he[0]["weight_grad_norm"])]
+    result = dataclasses.replace(overflow_result, records=records)
+    figures = {}
+    real = depth_report._save
+    monkeypatch.setattr(depth_report, "_save",
+                        lambda fig, path: (figures.setdefault(path.name, fig), real(fig, path))[1])
+    depth_report.write_plots(result, tmp_path)
+    ax = figures["grad_norms_init.png"].axes[2]  # one activation: columns = initializers
+    assert ax.get_title() == "relu / he"
+    y = np.asarray(ax.lines[0].get_ydata(), float)
+    assert np.isnan(y[1]) and np.all(np.isfinite(y[[0, 2, 3]]))
+    assert y[0] == pytest.approx(np.median([r["weight_grad_norm"][0] for r in he]))
 
 
 def test_an_interrupted_write_keeps_the_previous_table(overflow_result, tmp_path, monkeypatch):

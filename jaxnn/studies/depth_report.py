@@ -144,11 +144,17 @@ def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
 # ----------------------------------------------------------------------------- plots
 
 
-def _median_layers(result: DepthStudyResult, field: str, **where: Any) -> np.ndarray | None:
+def _median_layers(result: DepthStudyResult, field: str, *, overflow_as_inf: bool = False,
+                   **where: Any) -> np.ndarray | None:
+    """Per-layer median over the selected seeds. Non-finite values are left out, unless
+    ``overflow_as_inf`` (for norms, >= 0): then a NaN/inf value counts as +inf, so a layer
+    where most seeds overflowed has an infinite median instead of that of the few others."""
     rows = result.select(**where)
     if not rows:
         return None
     arr = np.asarray([r[field] for r in rows], float)
+    if overflow_as_inf:
+        return np.median(np.where(np.isfinite(arr), arr, np.inf), axis=0)
     return _nanmedian(np.where(np.isfinite(arr), arr, np.nan))
 
 
@@ -273,10 +279,11 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                         for k, d in enumerate(c.depths):
                             med = _median_layers(result, "weight_grad_norm", phase=phase,
                                                  activation=act, initializer=init, depth=d,
-                                                 **base)
+                                                 overflow_as_inf=True, **base)
                             if med is None:
                                 continue
-                            y = np.where(med > 0, med, np.nan)
+                            # a gap where the median is 0 (log scale) or overflowed
+                            y = np.where((med > 0) & np.isfinite(med), med, np.nan)
                             ax.plot(np.arange(1, len(med) + 1), y, marker=".", ms=3,
                                     color=cmap(k / max(len(c.depths) - 1, 1)), label=f"D={d}")
                         ax.set_yscale("log")
