@@ -270,6 +270,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
             return value
         raise ConfigError(f"{key}: got {value!r}, expected {_type_name(tp)}")
     if dataclasses.is_dataclass(tp):
+        if value is None:  # an empty section (every key commented out): its defaults
+            value = {}
         if not isinstance(value, Mapping):
             raise ConfigError(f"{key}: got {value!r}, expected a mapping of {tp.__name__} fields")
         return _build(tp, value, key)

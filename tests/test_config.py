@@ -165,3 +165,15 @@ def test_replace_names_a_bad_key_like_an_override():
         C.replace(cfg, "training.epoch", 3)
     with pytest.raises(C.ConfigError, match=r"training\.epochs is a value"):
         C.replace(cfg, "training.epochs.x", 3)
+
+
+def test_an_empty_section_means_its_defaults(tmp_path):
+    # "training:" with every key below it commented out is null in YAML: the section's
+    # defaults, as for a missing section (it was "expected a mapping"), also nested.
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  # epochs: 3\n  early_stopping:\nmodel:\n"
+                    "  hidden_sizes: [8]\n")
+    cfg = C.load(path)
+    assert cfg.training == C.TrainingConfig() and cfg.model.hidden_sizes == (8,)
+    with pytest.raises(C.ConfigError, match="training: got 3, expected a mapping"):
+        C.load(None, ["training=3"])
