@@ -1156,6 +1156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", default=None, help="write the results to this JSON file")
     args = parser.parse_args(argv)
     workloads = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]
+    if not workloads:
+        print(f"error: --workloads {args.workloads!r}: no workload named; allowed: "
+              f"{','.join(WORKLOADS)}", file=sys.stderr)
+        return 2
     if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
         print(f"error: --json {args.json!r}: the directory does not exist", file=sys.stderr)
         return 2

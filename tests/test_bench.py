@@ -218,6 +218,7 @@ def test_summary_gives_the_one_process_ratios_when_the_best_row_uses_workers():
 @pytest.mark.parametrize("argv,needle", [
     (["--workloads", "w1,nope"], "unknown workloads ['nope']"),
     (["--repeats", "0"], "repeats must be >= 1, got 0"),
+    (["--workloads", ","], "no workload named"),  # ran nothing and exited 0
     (["--repeats", "many"], "argument --repeats: invalid int value: 'many'"),
     (["--json", "/no/such/dir/out.json"], "the directory does not exist"),
 ])

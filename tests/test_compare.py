@@ -159,6 +159,12 @@ def test_merge_config_overrides_and_errors(tmp_path):
     (["optimizers", "--set", "epochs=1", "--set", "seeds=1", "--set",
       "optimizers.X={optimizer: sgd, learning_rate: 0.1, lr: 0.2}"],
      "allowed: keys optimizer, learning_rate, kwargs"),
+    # kwargs of a row the user added must be a mapping (it was a raw TypeError/AttributeError)
+    (["optimizers", "--set", "epochs=1", "--set", "seeds=1", "--set",
+      "optimizers.X={optimizer: sgd, learning_rate: 0.1, kwargs: 5}"],
+     "optimizers.X.kwargs: got 5; allowed: a mapping of keyword arguments"),
+    (["init", "--set", "steps=1", "--set", "inits.X={initializer: he_normal, kwargs: [1]}"],
+     "inits.X.kwargs: got [1]; allowed: a mapping of keyword arguments"),
     (["schedules", "--set", "base_lr=true"], "base_lr: expected a number, got True"),
     (["schedules", "--set", "epochs=true"], "epochs: expected an integer, got True"),
     (["schedules", "--set", "hidden=[100, true]"], "hidden[1]: expected an integer, got True"),
@@ -462,6 +468,32 @@ def test_schedules_plot_smooths_short_runs_with_a_short_window(
     assert len(loss_axis.lines[0].get_ydata()) == total - window + 1
     label = loss_axis.get_ylabel()
     assert (f"{window}-update" in label) if window > 1 else ("per update" in label)
+
+
+def test_moving_means_are_plotted_at_the_last_update_they_average(tmp_path, monkeypatch):
+    # A w-update trailing mean of updates 1..w is the loss at update w: drawn from x = 1 the
+    # curve ran w - 1 updates ahead of the learning-rate panel (and of the divergence update
+    # in the table) and stopped short of the last update.
+    from jaxnn.studies import craft_training
+
+    figures = []
+    real_save = craft_training.save_figure
+    monkeypatch.setattr(craft_training, "save_figure",
+                        lambda fig, path, **kw: (figures.append(fig), real_save(fig, path, **kw)))
+    res = craft.run_schedules(_cfg("schedules", epochs=1, seeds=1, hidden=[16],
+                                   schedules=["constant"]), tmp_path / "s")
+    lr_x = figures[0].axes[0].lines[0].get_xdata()
+    loss_x = figures[0].axes[1].lines[0].get_xdata()
+    total, w = res["total_steps"], res["smoothing_window"]
+    assert w > 1 and lr_x[0] == 1 and lr_x[-1] == total
+    assert loss_x[0] == w and loss_x[-1] == total
+    opts = {"SGD": craft.OPTIMIZERS_DEFAULTS["optimizers"]["SGD"]}
+    res = craft.run_optimizers(_cfg("optimizers", seeds=1, epochs=1, batch_size=8, hidden=[16],
+                                    optimizers=opts), tmp_path / "o")
+    total = res["loss"]["SGD"].shape[1]
+    w = total // 50
+    x = figures[1].axes[0].lines[0].get_xdata()
+    assert w > 1 and x[0] == w and x[-1] == total
 
 
 def test_smoothing_window():

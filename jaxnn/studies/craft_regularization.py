@@ -294,9 +294,12 @@ def _init_configs(config: Mapping[str, Any], sizes: tuple[int, ...]) -> dict[str
     for name, row in inits.items():
         check(isinstance(row, Mapping) and "initializer" in row, f"inits.{name}", row,
               "a mapping with initializer and optional kwargs")
+        kwargs = row.get("kwargs") or {}
+        check(isinstance(kwargs, Mapping), f"inits.{name}.kwargs", kwargs,
+              "a mapping of keyword arguments")
         try:
             out[name] = mlp.MLPConfig(layer_sizes=sizes, initializer=row["initializer"],
-                                      initializer_kwargs=tuple((row.get("kwargs") or {}).items()))
+                                      initializer_kwargs=tuple(kwargs.items()))
         except (ValueError, TypeError) as e:
             check(False, f"inits.{name}", row, str(e))
     return out

@@ -189,10 +189,12 @@ def divergence_step(losses: Any, factor: float) -> int | None:
     return int(np.argmax(bad)) if bad.any() else None
 
 
-def _plot_lines(ax, curves: Mapping[str, Any], xlabel: str, ylabel: str, log: bool = False):
+def _plot_lines(ax, curves: Mapping[str, Any], xlabel: str, ylabel: str, log: bool = False,
+                first: int = 1):
+    """Each curve against ``first, first + 1, ...`` (a ``w``-point trailing mean: ``w``)."""
     for name, c in curves.items():
         c = np.asarray(c, dtype=np.float64)
-        ax.plot(np.arange(1, len(c) + 1), c, lw=0.9, label=name)
+        ax.plot(np.arange(first, first + len(c)), c, lw=0.9, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if log:
@@ -293,7 +295,8 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
         smooth = {k: np.convolve(v, np.ones(w) / w, mode="valid") for k, v in shown.items()}
         _plot_lines(a2, smooth, "update",
                     f"training loss, median of {seeds} seeds"
-                    + (" (per update)" if w == 1 else f" ({w}-update moving mean)"), log=True)
+                    + (" (per update)" if w == 1 else f" ({w}-update moving mean)"), log=True,
+                    first=w)  # the mean of updates 1..w belongs at update w
         a1.legend(fontsize=8)
         a1.set_title(f"schedules ({config['optimizer']}, {total} updates)")
         a2.set_title(f"loss ({ds.name})")
@@ -451,7 +454,9 @@ def _tx_from_row(key: str, row: Mapping[str, Any]) -> Callable[[Any], optax.Grad
     lr = row["learning_rate"]
     check(is_number(lr) and math.isfinite(lr) and lr > 0, f"{key}.learning_rate", lr,
           "a number > 0")
-    kwargs = dict(row.get("kwargs") or {})
+    kwargs = row.get("kwargs") or {}
+    check(isinstance(kwargs, Mapping), f"{key}.kwargs", kwargs, "a mapping of keyword arguments")
+    kwargs = dict(kwargs)
     try:
         optim.get(row["optimizer"], float(lr), **kwargs)
     except (ValueError, TypeError) as e:
@@ -501,7 +506,7 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         w = max(lo.shape[1] // 50, 1)
         for name, lo in loss.items():
             m = np.convolve(lo.mean(0), np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(1, len(m) + 1), m, lw=1, label=name)
+            ax.plot(np.arange(w, w + len(m)), m, lw=1, label=name)  # mean of updates 1..w at w
         ax.set(xlabel="update", ylabel=f"training loss ({w}-update mean, seed mean)",
                yscale="log", title=f"optimizers on {ds.name}, MLP {cfg.layer_sizes}")
         ax.grid(alpha=0.3)
