@@ -235,6 +235,19 @@ def test_cyclic_peaks_and_troughs_over_many_cycles():
         assert values.max() <= 0.2 * (1 + 1e-6)
 
 
+@pytest.mark.parametrize("mode", ["triangular", "triangular2"])
+def test_cyclic_half_cycle_beyond_int32_range(mode):
+    # 2 * step_size > 2**31 - 1 used to raise OverflowError when the schedule was called.
+    half = 2**30
+    sched = S.cyclic_schedule(0.0, 1.0, half, mode)
+    int_steps = jnp.asarray([0, half // 2, half, 2**31 - 1], jnp.int32)
+    expected = [0.0, 0.5, 1.0, 1.0 - (2**30 - 1) / 2**30]
+    np.testing.assert_allclose(sched(int_steps), expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(sched(half // 2), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(sched(float(half)), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(S.cyclic_schedule(0.0, 1.0, 2**31 - 1, mode)(2**31 - 1), 1.0)
+
+
 # --------------------------------------------------------------------------- monotonicity
 
 DECREASING = [

@@ -475,3 +475,16 @@ def test_jitted_update_compiles_once():
     _, state = step(g, state)
     _, state = step(2 * g, state)
     assert len(traces) == 1
+
+
+@pytest.mark.parametrize(
+    "name", ["sgd", "adagrad", "rmsprop", "adam", "adamw", "adadelta", "amsgrad", "adamax", "lion"]
+)
+def test_integer_leaves_raise_instead_of_silently_wrong_updates(name):
+    # Casting the learning rate 0.1 to int32 gave all-zero updates (sgd, lion), 0/0 = nan
+    # (adam family) or a raw rsqrt dtype error (adagrad, rmsprop).
+    opt = getattr(jo, name)(0.1)
+    params = {"w": jnp.asarray([1, -2, 3], jnp.int32)}
+    state = opt.init(params)
+    with pytest.raises(TypeError, match="floating dtype.*int32"):
+        opt.update(params, state, params)

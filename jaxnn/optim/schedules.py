@@ -987,8 +987,13 @@ def cyclic_schedule(
 
     def schedule(step: ArrayLike) -> jax.Array:
         t = jnp.maximum(_step(step), 0)
-        pos = jnp.remainder(t, 2 * half)
-        cycle = jnp.floor_divide(t, 2 * half)
+        if jnp.issubdtype(t.dtype, jnp.integer) and 2 * half > jnp.iinfo(t.dtype).max:
+            # 2 * half does not fit t's dtype, and no step of that dtype ends a cycle.
+            pos, cycle = t, jnp.zeros_like(t)
+        else:
+            period = jnp.asarray(2 * half, t.dtype)  # a Python int > 2**31 - 1 overflows
+            pos = jnp.remainder(t, period)
+            cycle = jnp.floor_divide(t, period)
         tri = (half - jnp.abs(pos - half)).astype(_F32) / _f32(half)
         base = _f32(base_lr)
         amplitude = _f32(max_lr) - base

@@ -247,7 +247,16 @@ def _as(value: jax.typing.ArrayLike, x: jax.Array) -> jax.Array:
     For a Python float this is exactly what JAX's weak typing does (round to x's dtype);
     for an array hyperparameter (``inject_hyperparams``) it stops a wider dtype from
     promoting the result, which would change the state's dtype.
+
+    Raises TypeError for a non-floating ``x``: cast to an integer dtype, a learning rate
+    of 0.1 would become 0 and the update silently vanish (or turn into ``0 / 0``).
     """
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        raise TypeError(
+            f"{_MODULE}: updates, params and optimizer states must have a floating dtype, "
+            f"got a leaf of dtype {x.dtype}; cast it to a float dtype or leave it out of the "
+            "optimizer (e.g. with optax.masked)."
+        )
     return jnp.asarray(value, dtype=x.dtype)
 
 
