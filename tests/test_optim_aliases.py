@@ -601,3 +601,19 @@ def test_get_and_names():
         jo.get("adam")
     with pytest.raises(TypeError, match=r"takes no argument.*beta_1"):
         jo.get("adam", 0.1, beta_1=0.9)
+
+
+def test_inject_hyperparams_on_bfloat16_params_names_the_rounding_and_the_way_out():
+    # inject_hyperparams casts b2 = 0.999 to the params' dtype: 1.0 in bfloat16 (optax then
+    # silently gives nan). The error says why and what to pass instead.
+    params = {"w": jnp.ones(3, jnp.bfloat16)}
+    tx = optax.inject_hyperparams(jo.adam)(learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"b2 must be in \[0, 1\).*rounds to 1 in bfloat16: "
+                                         r"with optax.inject_hyperparams pass "
+                                         r"hyperparam_dtype=jnp.float32"):
+        tx.update(params, tx.init(params), params)
+    tx = optax.inject_hyperparams(jo.adam, hyperparam_dtype=jnp.float32)(learning_rate=1e-3)
+    updates, _ = tx.update(params, tx.init(params), params)
+    assert updates["w"].dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(updates["w"])))
+    with pytest.raises(ValueError, match=r"b2 must be in \[0, 1\), got 1.5\.$"):
+        jo.adam(1e-3, b2=1.5)  # no hint for a plain out-of-range value

@@ -144,7 +144,14 @@ def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = 
     ok = 0.0 <= x <= 1.0 if include_one else 0.0 <= x < 1.0
     if not ok:
         allowed = "[0, 1]" if include_one else "[0, 1)"
-        raise ValueError(f"{_MODULE}.{fn}: {name} must be in {allowed}, got {value!r}.")
+        hint = ""
+        dtype = getattr(value, "dtype", None)
+        if (x == 1.0 and dtype is not None and jnp.issubdtype(dtype, jnp.floating)
+                and jnp.finfo(dtype).eps > np.finfo(np.float32).eps):
+            # optax.inject_hyperparams casts hyperparameters to the params' dtype
+            hint = (f" (a rate below 1 rounds to 1 in {jnp.dtype(dtype).name}: with "
+                    "optax.inject_hyperparams pass hyperparam_dtype=jnp.float32)")
+        raise ValueError(f"{_MODULE}.{fn}: {name} must be in {allowed}, got {value!r}{hint}.")
     if not include_one and np.float32(x) == 1.0:
         # The float32 value the update uses would be 1: 1 - b**t = 0, updates 0 or inf.
         raise ValueError(
