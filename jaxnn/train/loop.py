@@ -432,28 +432,27 @@ def _check_resume_config(saved: dict, now: dict, fixed: tuple[str, ...] = _FIXED
         )
 
 
-def _explain_unfitting_checkpoints(saved_path: pathlib.Path, now: dict) -> None:
-    """No checkpoint fits this run's state: name the setting that changed its shape."""
+def _explain_failed_resume(error: CheckpointError, workdir: pathlib.Path, now: dict,
+                           numbered: bool) -> CheckpointError:
+    """No checkpoint could be restored: read the run's own config.yaml once and raise what
+    explains it (a setting that changed the state's shape), else return the error to raise
+    (saying so when the run was made with ``checkpoint_every: 0``)."""
     try:
-        saved = config_lib.read_yaml(saved_path)
+        saved = config_lib.read_yaml(workdir / "config.yaml")
     except ConfigError:
-        return
+        return error
     _check_resume_config(saved, now)
     _check_resume_config(
         saved, now, _STATE_ON_RESUME,
         "the shape of its optimizer state (its optimizer, gradient clipping on or off, "
         "reduce-on-plateau on or off; learning rates and schedules may change)",
     )
-
-
-def _saved_checkpoint_every(saved_path: pathlib.Path) -> Any:
-    """``training.checkpoint_every`` of a run's own config.yaml (None when unreadable)."""
-    try:
-        saved = config_lib.read_yaml(saved_path)
-    except ConfigError:
-        return None
-    training = saved.get("training") if isinstance(saved, dict) else None
-    return training.get("checkpoint_every") if isinstance(training, dict) else None
+    if not numbered and _flatten(saved).get("training.checkpoint_every") == 0:
+        return CheckpointError(
+            f"{error}; the run in {str(workdir)!r} was made with training.checkpoint_every=0, "
+            "which writes no checkpoints: there is nothing to resume; start a new --workdir"
+        )
+    return error
 
 
 def _is_better(value: float, best: float | None, mode: str) -> bool:
@@ -514,8 +513,8 @@ def train_and_evaluate(
     exp = build_experiment(cfg)
     ds = exp.dataset
     _check_monitors(cfg, ds)
-    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size, multi,
-                                                 n_rows=int(ds.x_train.shape[0]))
+    n_train = int(ds.x_train.shape[0])
+    replicated, batch_sharding = _mesh_shardings(cfg, exp.batch_size, multi, n_rows=n_train)
 
     def put(tree: Any) -> Any:
         # Multi-process: host values (identical everywhere) become global replicated arrays.
@@ -559,15 +558,8 @@ def train_and_evaluate(
             tree, meta, path, problems = ckpts.restore_latest(payload())
         except CheckpointError as e:
             # config.yaml is the run's own until a restore succeeds (rewritten below).
-            _explain_unfitting_checkpoints(workdir / "config.yaml",
-                                           config_lib.to_dict(saved_cfg))
-            if not ckpts.epochs() and _saved_checkpoint_every(workdir / "config.yaml") == 0:
-                raise CheckpointError(
-                    f"{e}; the run in {str(workdir)!r} was made with "
-                    "training.checkpoint_every=0, which writes no checkpoints: there is "
-                    "nothing to resume; start a new --workdir"
-                ) from None
-            raise
+            raise _explain_failed_resume(e, workdir, config_lib.to_dict(saved_cfg),
+                                         bool(ckpts.epochs())) from None
         for p in problems:
             print(f"warning: skipped {p}", file=sys.stderr)
         state, plateau_state = tree["state"], tree["plateau"]
@@ -619,7 +611,6 @@ def train_and_evaluate(
                                 drop_remainder=t.drop_remainder)
     # Per-example metrics (loss, accuracy) of an epoch: the step values weighted by the rows
     # each step saw (equal unless a smaller last step holds the remainder).
-    n_train = int(ds.x_train.shape[0])
     step_rows = None  # equal steps: a plain mean
     if exp.steps_per_epoch * exp.batch_size > n_train:
         step_rows = np.full(exp.steps_per_epoch, exp.batch_size, np.float64)
