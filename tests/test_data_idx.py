@@ -83,6 +83,17 @@ def test_write_rejects_unrepresentable(tmp_path, bad):
         write_idx(tmp_path / "x", bad)
 
 
+def test_write_rejects_dimension_beyond_header(tmp_path):
+    # An empty array can have a dimension of 2**32; the header's 32-bit field cannot hold it
+    # (struct.error before), and nothing is written.
+    huge = np.zeros((2**32, 0), np.uint8)
+    with pytest.raises(ValueError, match=r"dimension of 4294967296.*up to 4294967295"):
+        write_idx(tmp_path / "x", huge)
+    assert not (tmp_path / "x").exists()
+    write_idx(tmp_path / "y", np.zeros((2**32 - 1, 0), np.uint8))  # the largest that fits
+    assert read_idx(tmp_path / "y").shape == (2**32 - 1, 0)
+
+
 # (name, file content, expected message fragment)
 CORRUPT = [
     ("bad_magic", b"\x08\x03" + IMAGES_BYTES[2:], "bad magic number 0x0803"),

@@ -156,7 +156,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
       compress: force (True) or prevent (False) gzip compression.
 
     Raises:
-      ValueError: the dtype has no IDX code or the array is 0-dimensional.
+      ValueError: the dtype has no IDX code, the array is 0-dimensional or a dimension
+        does not fit the header's 32 bits.
     """
     array = np.asarray(array)
     codes = {dt.newbyteorder("="): code for code, dt in IDX_DTYPES.items()}
@@ -168,6 +169,12 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         )
     if array.ndim == 0 or array.ndim > 255:
         raise ValueError(f"write_idx: array must have 1 to 255 dimensions, got {array.ndim}")
+    too_big = [d for d in array.shape if d >= 2**32]
+    if too_big:  # the header stores each dimension as an unsigned 32-bit integer
+        raise ValueError(
+            f"write_idx: array shape {array.shape} has a dimension of {too_big[0]}; an IDX "
+            f"header holds dimensions up to {2**32 - 1}"
+        )
     code = codes[native]
     header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()

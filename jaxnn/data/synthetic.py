@@ -34,6 +34,7 @@ import numpy as np
 from jaxnn.data.dataset import (
     Dataset,
     _check_count,
+    _check_positive,
     _require_key,
     host_rng,
     train_test_split,
@@ -160,9 +161,7 @@ def spirals(
     """
     fn = "spirals"
     n, k, noise, rng, k_split = _prologue(fn, key, n_samples, num_classes, noise)
-    if not (isinstance(turns, (int, float, np.integer, np.floating))
-            and not isinstance(turns, bool) and 0 < turns < math.inf):
-        raise ValueError(f"{fn}: turns must be a finite number > 0, got {turns!r}")
+    turns = _check_positive(turns, fn, "turns")
     y = _balanced_labels(n, k)
     t = rng.uniform(size=n)
     phi = 2.0 * math.pi * (turns * t + y / k)
