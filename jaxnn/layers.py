@@ -176,6 +176,23 @@ def _check_rate(rate: float, fn: str) -> float:
     return r
 
 
+def _check_scale(r: float, dtype: Any, fn: str) -> None:
+    """Inverted dropout multiplies by ``1 / (1 - rate)``: it must be finite in ``dtype``.
+
+    In float16 a rate above ~0.99998 makes the factor inf, so kept units became inf and
+    dropped ones ``0 * inf = nan``; refuse it by name instead.
+    """
+    if not jnp.issubdtype(dtype, jnp.floating):
+        return
+    biggest = float(jnp.finfo(dtype).max)
+    if 1.0 / (1.0 - r) > biggest:
+        raise ValueError(
+            f"{fn}: rate {r!r} scales kept units by 1 / (1 - rate) = {1.0 / (1.0 - r):.6g}, "
+            f"beyond the largest finite {jnp.dtype(dtype).name} ({biggest:.6g}); use a lower "
+            f"rate or a wider dtype"
+        )
+
+
 def dropout_forward(
     key: Array | None,
     x: Array,
@@ -206,6 +223,11 @@ def dropout_forward(
       evaluation mode or when ``rate == 0``). Pass it to :func:`dropout_backward`. The mask
       depends on ``key`` and the shape only (not on ``x``'s dtype or the x64 mode).
 
+    Raises:
+      ValueError: ``rate`` outside ``[0, 1)`` or not static, no ``key`` in training, or
+        (inverted, training) a scale ``1 / (1 - rate)`` that overflows ``x``'s dtype
+        (float16 above a rate of ~0.99998).
+
     Reference:
       N. Srivastava, G. Hinton, A. Krizhevsky, I. Sutskever, R. Salakhutdinov, "Dropout: a
       simple way to prevent neural networks from overfitting", JMLR 15, 2014.
@@ -226,6 +248,7 @@ def dropout_forward(
     mask = keep.astype(x.dtype)
     y = x * mask
     if inverted:
+        _check_scale(r, x.dtype, "dropout_forward")
         y = y * (1.0 / (1.0 - r))
     return y, mask
 
@@ -259,6 +282,7 @@ def dropout_backward(
         return grad_out
     g = grad_out * mask
     if inverted:
+        _check_scale(r, grad_out.dtype, "dropout_backward")
         g = g * (1.0 / (1.0 - r))
     return g
 

@@ -91,6 +91,26 @@ def test_dropout_rejects_rate_outside_unit_interval(rate):
         layers.dropout_backward(x, x, rate, train=True)
 
 
+def test_dropout_scale_that_overflows_the_dtype_is_refused():
+    # float16's largest finite value is 65504: at rate 0.99999 the inverted scale 1e5 is
+    # inf there, so kept units were inf and dropped ones 0 * inf = nan.
+    x = jnp.ones((4, 8), jnp.float16)
+    with pytest.raises(ValueError, match=r"dropout_forward: rate 0\.99999 .*float16 \(65504\)"):
+        layers.dropout_forward(jax.random.key(0), x, 0.99999, train=True)
+    with pytest.raises(ValueError, match=r"dropout_backward: rate 0\.99999 .*float16"):
+        layers.dropout_backward(jnp.ones_like(x), x, 0.99999, train=True)
+    # The same rate in float32, a rate that fits float16, textbook dropout and evaluation
+    # mode are all fine (and finite).
+    y, _ = layers.dropout_forward(jax.random.key(0), x.astype(jnp.float32), 0.99999, train=True)
+    assert bool(jnp.all(jnp.isfinite(y)))
+    y, mask = layers.dropout_forward(jax.random.key(0), x, 0.9999, train=True)
+    assert bool(jnp.all(jnp.isfinite(y)))
+    assert bool(jnp.all(jnp.isfinite(layers.dropout_backward(mask, x, 0.9999, train=True))))
+    y, _ = layers.dropout_forward(jax.random.key(0), x, 0.99999, train=True, inverted=False)
+    assert bool(jnp.all(jnp.isfinite(y)))
+    assert layers.dropout_forward(None, x, 0.99999, train=False)[0].dtype == jnp.float16
+
+
 def test_dropout_requires_key_in_training():
     with pytest.raises(ValueError, match="key is required"):
         layers.dropout_forward(None, jnp.ones((3, 4)), 0.5, train=True)
