@@ -219,6 +219,21 @@ def test_nan_loss_exits_3_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
     assert (run / "checkpoints" / "ckpt_000001.jaxnn").read_bytes() == good
 
 
+def test_quiet_resume_prints_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["--workdir", str(run), "--set", "data.n_train=300", *QUIET]
+    assert cli.train_main(base + ["--set", "training.epochs=1"]) == 0
+    assert capsys.readouterr() == ("", "")
+    assert cli.train_main(["--workdir", str(run), "--resume", "--quiet",
+                           "--set", "training.epochs=2"]) == 0
+    assert capsys.readouterr() == ("", "")  # "resumed from ..." was printed regardless
+    # --quiet was saved in the run's config (print_every 0, no progress bar): turn it back on.
+    assert cli.train_main(["--workdir", str(run), "--resume", "--set", "training.epochs=3",
+                           "--set", "logging.print_every=1"]) == 0
+    out = capsys.readouterr().out
+    assert "resumed from " in out and "(epoch 2)" in out
+
+
 # ----------------------------------------------------------------------------- kill and resume
 
 KILL_JOB = ["--set", "model.hidden_sizes=[512,512]", "--set", "training.batch_size=2",

@@ -585,7 +585,8 @@ def train_and_evaluate(
         )
         if main:
             config_lib.dump(saved_cfg, workdir / "config.yaml")
-            print(f"resumed from {path} (epoch {start_epoch})", file=out)
+            if cfg.logging.print_every or cfg.logging.progress:  # --quiet: nothing
+                print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if es_cfg.enabled and stopper.should_stop:
             stopped_early = True
 
