@@ -832,7 +832,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``scripts/gradcheck.py``; returns the exit status.
 
     Prints the report table. Returns 0 when the check passes, 1 when it fails and 2 on bad
-    input (after a one-line ``gradcheck: error: ...`` on stderr, no traceback).
+    input (after a one-line ``error: ...`` on stderr, as the other CLIs, no traceback).
     """
     try:
         ns = _parser().parse_args(argv)
@@ -863,7 +863,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--atol must be finite and >= 0, got {ns.atol}")
     except (_UsageError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
-        print(f"gradcheck: error: {msg}", file=sys.stderr)
+        print(f"error: {msg}", file=sys.stderr)
         return 2
     print(f"model: {' -> '.join(map(str, config.layer_sizes))}, hidden "
           f"{config.hidden_activation}, output {config.output_activation}, loss {loss}")

@@ -359,7 +359,7 @@ def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
     captured = capsys.readouterr()
     err = captured.err.strip()
     assert captured.out == ""
-    assert err.startswith("gradcheck: error: ") and "\n" not in err and "Traceback" not in err
+    assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
 
 
 def test_script_end_to_end():
