@@ -1083,15 +1083,19 @@ def _ratio_line(wl: str, label: str, e: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- driver
 
 
-def run(workloads: Sequence[str], *, quick: bool = False, repeats: int = 5,
-        log: Callable[[str], None] = print, sizes: Sizes | None = None) -> dict[str, Any]:
-    """Run the selected sections and return ``{"environment", "results", "summary",
-    "table"}`` (results as dicts). ``sizes`` overrides the problem sizes (tests)."""
+def _check_arguments(workloads: Sequence[str], repeats: int) -> None:
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         raise ValueError(f"bench.run: unknown workloads {unknown!r}; allowed: {list(WORKLOADS)}")
     if repeats < 1:
         raise ValueError(f"bench.run: repeats must be >= 1, got {repeats!r}")
+
+
+def run(workloads: Sequence[str], *, quick: bool = False, repeats: int = 5,
+        log: Callable[[str], None] = print, sizes: Sizes | None = None) -> dict[str, Any]:
+    """Run the selected sections and return ``{"environment", "results", "summary",
+    "table"}`` (results as dicts). ``sizes`` overrides the problem sizes (tests)."""
+    _check_arguments(workloads, repeats)
     if sizes is None:
         sizes = QUICK if quick else Sizes()
     env = environment()
@@ -1164,11 +1168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --json {args.json!r}: the directory does not exist", file=sys.stderr)
         return 2
     try:
-        out = run(workloads, quick=args.quick, repeats=args.repeats,
-                  log=lambda s: print(s, flush=True))
+        _check_arguments(workloads, args.repeats)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # Only the arguments are checked above: a ValueError from inside a run is a bug, and
+    # its traceback is what is needed to find it (it was printed as a usage error, exit 2).
+    out = run(workloads, quick=args.quick, repeats=args.repeats,
+              log=lambda s: print(s, flush=True))
     if args.json:
         try:
             tmp = f"{args.json}.tmp"

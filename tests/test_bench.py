@@ -230,6 +230,18 @@ def test_bad_arguments_exit_2_with_one_line(argv, needle, capsys):
     assert len(err) == 1 and err[0].startswith("error: ") and needle in err[0], err
 
 
+def test_an_error_inside_a_run_is_not_reported_as_bad_arguments(monkeypatch, capsys):
+    # Only argument errors are "error: ..." + exit 2; a ValueError raised while running is a
+    # bug and keeps its traceback (it was printed as a one-line usage error before).
+    def broken(*args, **kwargs):
+        raise ValueError("shapes do not match inside the benchmark")
+
+    monkeypatch.setattr(bench, "synthetic_mnist", broken)
+    with pytest.raises(ValueError, match="shapes do not match"):
+        bench.main(["--quick", "--workloads", "w1", "--repeats", "1"])
+    assert "error:" not in capsys.readouterr().err
+
+
 def test_quick_run_end_to_end(tmp_path):
     """The real script: every W1 row timed ``repeats`` times, ratios consistent with rows;
     W3's worker processes import the script as ``__mp_main__`` and run."""
