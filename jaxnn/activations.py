@@ -571,10 +571,11 @@ def softplus_grad(x: ArrayLike) -> Array:
 def softsign(x: ArrayLike) -> Array:
     """Softsign: ``softsign(x) = x / (1 + |x|)``; derivative ``1 / (1 + |x|)^2``.
 
-    Differentiable everywhere (the derivative is 1 at 0 from both sides).
+    Differentiable everywhere (the derivative is 1 at 0 from both sides). At ``x = +-inf``
+    it is the limit ``+-1`` (``inf / inf`` would be nan, as in ``jax.nn.soft_sign``).
     """
     x = _as_float(x)
-    return x / (1.0 + jnp.abs(x))
+    return jnp.where(jnp.isinf(x), jnp.sign(x), x / (1.0 + jnp.abs(x)))
 
 
 def softsign_grad(x: ArrayLike) -> Array:

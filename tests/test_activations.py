@@ -534,6 +534,21 @@ def test_gelu_tanh_finite_for_large_finite_inputs(dtype, big):
     np.testing.assert_array_equal(A.gelu_tanh(xs), np.asarray([big, 0.0], dtype))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, F32, F64])
+def test_softsign_at_infinity_is_its_limit(dtype):
+    # x / (1 + |x|) is inf / inf = nan at +-inf (jax.nn.soft_sign too); the limit is +-1,
+    # and the derivative 1 / (1 + |x|)^2 goes to 0 there.
+    xs = jnp.asarray([np.inf, -np.inf, 3.0, -2.0, 0.0], dtype)
+    y = A.softsign(xs)
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y[:2], np.asarray([1.0, -1.0], dtype))
+    np.testing.assert_allclose(y[2:], np.asarray([0.75, -2 / 3, 0.0], dtype), rtol=1e-3)
+    np.testing.assert_array_equal(A.softsign_grad(xs)[:2], np.zeros(2, dtype))
+    np.testing.assert_allclose(jax.vmap(jax.grad(A.softsign))(xs[2:]),
+                               A.softsign_grad(xs[2:]), rtol=2e-3 if dtype == jnp.float16
+                               else 1e-6)
+
+
 @pytest.mark.parametrize("which", ["softmax", "log_softmax"])
 def test_softmax_stable_at_extremes_f32(which):
     x = jnp.asarray([[1000.0, -1000.0, 0.0, -1e4], [-1e4, -1e4, -1e4 + 1.0, -1000.0]], F32)
