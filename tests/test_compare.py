@@ -433,6 +433,10 @@ def test_warmup_avoids_the_early_divergence_of_a_large_constant_rate(tmp_path):
     peak = res["diverged_at"]["constant_peak"]
     assert res["diverged"]["constant_peak"] == sum(d is not None for d in peak) >= 3
     assert min(d for d in peak if d is not None) < 50
+    # The summary counts updates from 1, as the figure's x axis (diverged_at is 0-based).
+    summary = (tmp_path / "summary.md").read_text()
+    first = min(d for d in peak if d is not None) + 1
+    assert f"{res['diverged']['constant_peak']}/10 (first at update {first})" in summary
     assert res["diverged"]["warmup_cosine"] == 0
     assert res["test_accuracy"]["warmup_cosine"] > 0.9
     assert res["test_accuracy"]["warmup_cosine"] > res["test_accuracy"]["constant_peak"] + 0.2

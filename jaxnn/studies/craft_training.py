@@ -305,7 +305,8 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
         plt.close(fig)
         def diverged(n: str) -> str:
             at = sorted(d for d in res["diverged_at"][n] if d is not None)
-            return f"{len(at)}/{seeds}" + (f" (first at update {at[0]})" if at else "")
+            # diverged_at is 0-based; updates are counted from 1 here, as on the figure.
+            return f"{len(at)}/{seeds}" + (f" (first at update {at[0] + 1})" if at else "")
 
         rows = [[n, diverged(n), res["final_loss"][n], res["test_accuracy"][n],
                  res["test_accuracy_std"][n]] for n in names]
