@@ -102,3 +102,39 @@ def test_core_shares_accept_numpy_integers_but_no_bools():
     for value in (True, np.True_):
         with pytest.raises(ValueError, match="expected an integer >= 0"):
             W.core_shares(value, [0, 1])
+
+
+def _fail_soon():
+    import time
+
+    time.sleep(0.5)
+    raise RuntimeError("task failed")
+
+
+@pytest.mark.skipif(len(W.usable_cores()) < 2, reason="needs 2 usable cores (2 workers)")
+def test_an_error_in_the_with_block_terminates_running_tasks():
+    # The depth study leaves its `with CorePool(...)` block on the first failed task; the
+    # pool used to wait for every task still running (minutes on a full sweep) before the
+    # error reached the user.
+    import time
+
+    with pytest.raises(RuntimeError, match="task failed"):
+        with W.CorePool(2) as pool:
+            slow = pool.submit(time.sleep, 300)
+            fast = pool.submit(_fail_soon)
+            t0 = time.monotonic()
+            fast.result(timeout=120)
+    # Leaving the block waited for the 300 s task before; now its worker is terminated (the
+    # pool's own thread may reap the processes, so time is the property checked).
+    assert time.monotonic() - t0 < 60
+    assert slow.done()
+
+
+def test_a_clean_exit_still_waits_for_the_tasks():
+    with W.CorePool(1) as pool:
+        fut = pool.submit(_initialized_value_or_none, None)
+    assert fut.done() and fut.result() is None
+
+
+def _initialized_value_or_none(_):
+    return globals().get("_INIT_VALUE")

@@ -1095,23 +1095,21 @@ def _run_in_workers(config, data, shape_groups, workers, progress):
     secs: dict[tuple[Any, ...], float] = collections.defaultdict(float)
     compiles = reused = 0
     with CorePool(workers, initializer=_worker_init, initargs=(config, data)) as pool:
+        # An error (or Ctrl-C) leaves the with block through CorePool.__exit__, which
+        # terminates the workers instead of waiting for their running tasks.
         futures = {pool.submit(_worker_task, g, c): (g, c) for g, c in tasks}
-        try:
-            for k, fut in enumerate(concurrent.futures.as_completed(futures)):
-                g, c = futures[fut]
-                out, s, nc = fut.result()
-                pieces[g][c] = out
-                secs[g] += s
-                compiles += nc
-                reused += nc == 0
-                if progress is not None:
-                    msg = _group_message(k + 1, len(tasks), g, len(config.initializers), c, s)
-                    if len(chunks) > 1:
-                        msg += f" (seeds {c[0]}..{c[-1]})"
-                    progress(msg)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+        for k, fut in enumerate(concurrent.futures.as_completed(futures)):
+            g, c = futures[fut]
+            out, s, nc = fut.result()
+            pieces[g][c] = out
+            secs[g] += s
+            compiles += nc
+            reused += nc == 0
+            if progress is not None:
+                msg = _group_message(k + 1, len(tasks), g, len(config.initializers), c, s)
+                if len(chunks) > 1:
+                    msg += f" (seeds {c[0]}..{c[-1]})"
+                progress(msg)
     outs = {g: jax.tree.map(lambda *xs: np.concatenate(xs, axis=1),
                             *[pieces[g][c] for c in chunks])
             for g in shape_groups}

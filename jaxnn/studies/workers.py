@@ -120,3 +120,25 @@ class CorePool(concurrent.futures.ProcessPoolExecutor):
     def workers(self) -> int:
         """The number of worker processes."""
         return len(self.shares)
+
+    def terminate_workers(self) -> None:
+        """Stop now: cancel the pending tasks and terminate the worker processes.
+
+        Tasks still running are lost (their futures fail). ``shutdown(wait=True)`` would
+        let each finish first, which on a depth study can take minutes after the error
+        that made the caller give up.
+        """
+        procs = list((getattr(self, "_processes", None) or {}).values())
+        self.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in procs:
+            proc.join(timeout=30)
+        self.shutdown(wait=True)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        if exc_type is not None:  # an error or Ctrl-C in the caller: do not wait for tasks
+            self.terminate_workers()
+            return False
+        return super().__exit__(exc_type, exc, tb)
