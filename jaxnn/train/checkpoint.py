@@ -29,7 +29,8 @@ __all__ = ["CheckpointError", "CheckpointManager", "read_checkpoint", "write_che
 
 MAGIC = b"JAXNNCK1"
 _HEADER = struct.Struct(">8s32sQ")
-_NAME = re.compile(r"^ckpt_(\d{6})\.jaxnn$")
+# At least six digits: an epoch (or step) number >= 10**6 simply has more.
+_NAME = re.compile(r"^ckpt_(\d{6,})\.jaxnn$")
 
 
 class CheckpointError(ValueError):
@@ -64,17 +65,25 @@ def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
     if magic != MAGIC:
         raise CheckpointError(f"checkpoint {str(path)!r} is not a jaxnn checkpoint (bad magic)")
     payload = raw[_HEADER.size:]
-    if len(payload) != length:
+    if len(payload) < length:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is truncated: {len(payload)} of {length} payload bytes"
+        )
+    if len(payload) > length:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is corrupted: {len(payload)} payload bytes, its header "
+            f"says {length}"
         )
     if hashlib.sha256(payload).digest() != digest:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted (checksum mismatch)")
     try:
         blob = flax.serialization.msgpack_restore(payload)
         host_target = jax.tree.map(np.asarray, jax.device_get(target))
+        _check_same_arrays(path, flax.serialization.to_state_dict(host_target), blob["tree"])
         tree = flax.serialization.from_state_dict(host_target, blob["tree"])
         metadata = json.loads(blob["meta"])
+    except CheckpointError:
+        raise
     except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise CheckpointError(
             f"checkpoint {str(path)!r} does not match this run's state: {e}"
@@ -95,16 +104,40 @@ def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
     return tree, metadata
 
 
+def _leaf_names(state_dict: Any) -> set[str]:
+    leaves = jax.tree_util.tree_flatten_with_path(state_dict)[0]
+    return {"/".join(str(getattr(k, "key", k)) for k in p) or "(root)" for p, _ in leaves}
+
+
+def _check_same_arrays(path: pathlib.Path, want: Any, have: Any) -> None:
+    # from_state_dict ignores entries of a saved dict that the target lacks, so a checkpoint
+    # of a larger tree would read "successfully" into a smaller one: compare the names first.
+    want, have = _leaf_names(want), _leaf_names(have)
+    if want == have:
+        return
+    parts = []
+    if extra := sorted(have - want):
+        parts.append(f"it holds arrays this run does not have ({', '.join(extra[:5])})")
+    if missing := sorted(want - have):
+        parts.append(f"it lacks arrays this run has ({', '.join(missing[:5])})")
+    raise CheckpointError(
+        f"checkpoint {str(path)!r} does not match this run's state: {'; '.join(parts)}"
+    )
+
+
 class CheckpointManager:
     """Numbered checkpoints in one directory: keep the last ``keep`` plus ``best.jaxnn``."""
 
     def __init__(self, directory: str | os.PathLike, keep: int = 2):
-        if keep < 1:
-            raise ValueError(f"CheckpointManager: keep must be >= 1, got {keep!r}")
+        if isinstance(keep, bool) or not isinstance(keep, int | np.integer) or keep < 1:
+            raise ValueError(f"CheckpointManager: keep must be an integer >= 1, got {keep!r}")
         self.directory = pathlib.Path(directory)
         self.keep = keep
 
     def path(self, epoch: int) -> pathlib.Path:
+        """The file of numbered checkpoint ``epoch`` (an integer >= 0)."""
+        if isinstance(epoch, bool) or not isinstance(epoch, int | np.integer) or epoch < 0:
+            raise ValueError(f"CheckpointManager: epoch must be an integer >= 0, got {epoch!r}")
         return self.directory / f"ckpt_{epoch:06d}.jaxnn"
 
     @property
@@ -120,12 +153,17 @@ class CheckpointManager:
 
     def save(self, epoch: int, tree: Any, metadata: dict, *, best: bool = False) -> pathlib.Path:
         """Write checkpoint ``epoch`` (and, first, ``best.jaxnn`` when ``best``), then prune
-        old ones."""
+        old ones: of the numbered checkpoints up to ``epoch``, the newest ``keep`` stay.
+
+        Numbered files above ``epoch`` (left by a run resumed from before them, because they
+        could not be read) are not counted and never make the new file the one pruned.
+        """
         path = self.path(epoch)
         if best:
             self.save_best(tree, metadata)
         write_checkpoint(path, tree, metadata)
-        for old in self.epochs()[: -self.keep]:
+        older = [e for e in self.epochs() if e < epoch]
+        for old in older[: max(len(older) - (self.keep - 1), 0)]:
             self.path(old).unlink(missing_ok=True)
         return path
 

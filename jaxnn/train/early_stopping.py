@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 __all__ = ["EarlyStopping"]
 
@@ -23,7 +24,7 @@ class EarlyStopping:
         (0 behaves as 1: stop at the first epoch that does not improve).
       min_delta: the smallest change that counts as an improvement (>= 0).
       mode: ``"min"`` (losses) or ``"max"`` (accuracies).
-      best_value: the best value seen (``inf``/``-inf`` before the first update).
+      best_value: the best value seen (``None`` before the first finite value).
       best_epoch: the epoch index at which it was seen (-1 before).
       wait: epochs since the last improvement.
       should_stop: whether the patience has run out.
@@ -42,10 +43,13 @@ class EarlyStopping:
     def __post_init__(self) -> None:
         if self.mode not in ("min", "max"):
             raise ValueError(f"EarlyStopping: mode must be 'min' or 'max', got {self.mode!r}")
-        if self.patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be >= 0, got {self.patience!r}")
-        if not self.min_delta >= 0:
-            raise ValueError(f"EarlyStopping: min_delta must be >= 0, got {self.min_delta!r}")
+        if isinstance(self.patience, bool) or not isinstance(self.patience, numbers.Integral) \
+                or self.patience < 0:
+            raise ValueError(
+                f"EarlyStopping: patience must be an integer >= 0, got {self.patience!r}")
+        if not isinstance(self.min_delta, numbers.Real) or not self.min_delta >= 0:
+            raise ValueError(
+                f"EarlyStopping: min_delta must be a number >= 0, got {self.min_delta!r}")
 
     def _improves(self, value: float) -> bool:
         if not math.isfinite(value):

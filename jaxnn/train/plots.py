@@ -1,4 +1,8 @@
-"""PNG curves of a run's metrics (matplotlib, Agg backend: no display needed)."""
+"""PNG curves of a run's metrics (matplotlib, Agg backend: no display needed).
+
+Figures are drawn on their own Agg canvas, without ``pyplot``: plotting a run leaves the
+caller's matplotlib backend and open figures (a notebook's inline backend) untouched.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +24,8 @@ def plot_history(rows: Sequence[dict], directory: str | pathlib.Path) -> list[pa
     Returns:
       The paths written.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -40,7 +42,9 @@ def plot_history(rows: Sequence[dict], directory: str | pathlib.Path) -> list[pa
         present = [k for k in keys if any(k in r for r in rows)]
         if not present:
             continue
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.subplots()
         for k in present:
             ax.plot(epochs, [r.get(k, float("nan")) for r in rows], marker="o", ms=3,
                     label=k.replace("loss", "loss").replace("_", " "))
@@ -53,6 +57,5 @@ def plot_history(rows: Sequence[dict], directory: str | pathlib.Path) -> list[pa
         fig.tight_layout()
         path = directory / f"{fname}.png"
         replace_atomically(path, lambda tmp, fig=fig: fig.savefig(tmp, dpi=100))
-        plt.close(fig)
         written.append(path)
     return written

@@ -21,6 +21,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxnn.optim import current_learning_rate
@@ -73,6 +74,31 @@ def _layer_grad_norms(grads: Any) -> dict[str, jax.Array]:
     return out
 
 
+def _global_norm(grads: Any) -> jax.Array:
+    # Summed in at least float32: float16 squares overflow (65504) long before the norm does,
+    # which would read as divergence.
+    sq = [jnp.sum(jnp.square(g.astype(jnp.promote_types(g.dtype, jnp.float32))))
+          for g in jax.tree.leaves(grads)]
+    return jnp.sqrt(sum(sq)) if sq else jnp.zeros((), jnp.float32)
+
+
+def _check_batch_size(where: str, batch_size: Any) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) \
+            or batch_size < 1:
+        raise ValueError(f"{where}: batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+def _check_rows(where: str, x: jax.Array, y: jax.Array) -> int:
+    # At trace time (shapes are static): an empty set would divide by zero.
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError(f"{where}: the data set is empty (x has shape {tuple(x.shape)}); "
+                         "it needs at least one row")
+    if y.shape[0] != n:
+        raise ValueError(f"{where}: x has {n} rows but y has {y.shape[0]}; they must match")
+    return n
+
+
 def make_train_step(
     loss_fn: LossFn,
     tx: optax.GradientTransformation,
@@ -95,8 +121,9 @@ def make_train_step(
       grad_norms: also report the L2 norm of every gradient leaf (per layer).
 
     Returns:
-      The step. Metrics: ``loss``, ``grad_norm`` (global), ``learning_rate`` (when the
-      optimizer state records it, times ``state.lr_scale``) and whatever ``metrics_fn`` gives.
+      The step. Metrics: ``loss``, ``grad_norm`` (global, in at least float32),
+      ``learning_rate`` (when the optimizer state records it, times ``state.lr_scale``) and
+      whatever ``metrics_fn`` gives.
     """
     if grad == "autodiff":
         vg = jax.value_and_grad(loss_fn, has_aux=True)
@@ -115,7 +142,7 @@ def make_train_step(
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": loss, "grad_norm": _global_norm(grads)}
         lr = current_learning_rate(opt_state)
         if lr is not None:
             metrics["learning_rate"] = jnp.asarray(lr, jnp.float32) * state.lr_scale
@@ -160,36 +187,40 @@ def make_train_epoch(
         names it otherwise).
       drop_remainder: leave out the ``n % batch_size`` examples that fall last (default).
     """
-    if batch_size < 1:
-        raise ValueError(f"make_train_epoch: batch_size must be >= 1, got {batch_size!r}")
+    _check_batch_size("make_train_epoch", batch_size)
 
-    def shard(a: jax.Array) -> jax.Array:
+    def shard(a: jax.Array, n: int, last: bool = False) -> jax.Array:
         if batch_sharding is None:
             return a
         try:
             batch_sharding.shard_shape(a.shape)
         except ValueError:
+            if last:
+                why = (f"with drop_remainder=False the last batch holds the {n} % "
+                       f"{batch_size} rows left over, which must split too")
+            else:
+                why = (f"each batch holds min(batch_size, n) = min({batch_size}, {n}) rows; "
+                       "use a multiple of the device count")
             raise ValueError(
                 f"make_train_epoch: a batch of {a.shape[0]} rows does not split over the "
-                f"devices of {batch_sharding}; with drop_remainder=False the last batch holds "
-                "n % batch_size rows, which must split too"
+                f"devices of {batch_sharding}; {why}"
             ) from None
         return jax.lax.with_sharding_constraint(a, batch_sharding)
 
     def epoch(state: TrainState, x: jax.Array, y: jax.Array, epoch_key: jax.Array):
-        n = x.shape[0]
+        n = _check_rows("make_train_epoch", x, y)
         bs = min(batch_size, n)
         nb = n // bs
         perm = jax.random.permutation(epoch_key, n)
 
         def body(st, idx):
-            return train_step(st, shard(x[idx]), shard(y[idx]))
+            return train_step(st, shard(x[idx], n), shard(y[idx], n))
 
         state, metrics = jax.lax.scan(body, state, perm[: nb * bs].reshape(nb, bs))
         if drop_remainder or nb * bs == n:
             return state, metrics
         rest = perm[nb * bs:]
-        state, last = train_step(state, shard(x[rest]), shard(y[rest]))
+        state, last = train_step(state, shard(x[rest], n, True), shard(y[rest], n, True))
         return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b[None]]), metrics, last)
 
     return jax.jit(epoch, donate_argnums=0)
@@ -210,10 +241,11 @@ def make_eval_fn(
     """
     from jaxnn import losses
 
+    _check_batch_size("make_eval_fn", batch_size)
     per_example = losses.get(loss_name)
 
     def evaluate(state: TrainState, x: jax.Array, y: jax.Array) -> dict:
-        n = x.shape[0]
+        n = _check_rows("make_eval_fn", x, y)
         bs = min(batch_size, n)
         nb = -(-n // bs)
         pad = nb * bs - n

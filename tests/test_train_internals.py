@@ -1,0 +1,252 @@
+"""Edge cases of the training internals: checkpoint structure and numbering, the train
+step's gradient norm in low precision, empty data sets, batch sharding messages, early
+stopping arguments and the plots (``jaxnn.train.checkpoint``, ``step``, ``early_stopping``,
+``plots``)."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxnn import mlp, optim
+from jaxnn.train import (
+    CheckpointError,
+    CheckpointManager,
+    EarlyStopping,
+    TrainState,
+    make_eval_fn,
+    make_train_epoch,
+    make_train_step,
+    read_checkpoint,
+    write_checkpoint,
+)
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+LOSS = "softmax_cross_entropy_with_integer_labels"
+
+
+def _subprocess(code: str, devices: int = 1) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO),
+               XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, text=True,
+                          capture_output=True, timeout=120)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+@pytest.mark.parametrize("saved, target, needle", [
+    # the checkpoint holds an array the target lacks: it used to read "successfully"
+    ({"w": np.zeros(3, np.float32), "b": np.ones(2, np.float32)},
+     {"w": np.zeros(3, np.float32)}, "does not have (b)"),
+    ({"layers": [{"w": np.zeros(2, np.float32), "alpha": np.zeros(2, np.float32)}]},
+     {"layers": [{"w": np.zeros(2, np.float32)}]}, "does not have (layers/0/alpha)"),
+    ({"w": np.zeros(3, np.float32)},
+     {"w": np.zeros(3, np.float32), "c": np.ones(1, np.float32)}, "lacks arrays this run has (c)"),
+    ({"a": None, "b": np.zeros(2, np.float32)},
+     {"a": np.zeros(2, np.float32), "b": np.zeros(2, np.float32)}, "lacks arrays this run has (a)"),
+])
+def test_a_checkpoint_of_another_structure_is_refused_naming_the_arrays(tmp_path, saved, target,
+                                                                         needle):
+    path = tmp_path / "c.jaxnn"
+    write_checkpoint(path, saved, {"epoch": 1})
+    with pytest.raises(CheckpointError, match="does not match this run's state") as e:
+        read_checkpoint(path, target)
+    assert needle in str(e.value) and str(path) in str(e.value)
+    assert str(e.value).count("does not match") == 1
+
+
+def test_a_checkpoint_of_the_same_structure_still_round_trips_every_dtype(tmp_path):
+    tree = {"bf16": jnp.arange(4, dtype=jnp.bfloat16), "f16": np.arange(3, dtype=np.float16),
+            "f64": np.array([np.nan, np.inf, -1.5]), "empty": np.zeros((0, 3), np.float32),
+            "opt": (np.int32(7), {}), "none": None}
+    path = tmp_path / "c.jaxnn"
+    write_checkpoint(path, tree, {"epoch": 2})
+    got, meta = read_checkpoint(path, tree)
+    assert meta == {"epoch": 2}
+    for a, b in zip(jax.tree.leaves(tree), jax.tree.leaves(got), strict=True):
+        assert np.asarray(a).dtype == b.dtype and np.shape(a) == b.shape
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_trailing_bytes_are_called_corrupted_not_truncated(tmp_path):
+    tree = {"w": np.zeros(3, np.float32)}
+    path = tmp_path / "c.jaxnn"
+    write_checkpoint(path, tree)
+    path.write_bytes(path.read_bytes() + b"xx")
+    with pytest.raises(CheckpointError, match="corrupted") as e:
+        read_checkpoint(path, tree)
+    assert "truncated" not in str(e.value)
+
+
+def test_the_manager_sees_epochs_past_999999(tmp_path):
+    mgr = CheckpointManager(tmp_path, keep=2)
+    for e in (999_999, 1_000_000, 1_000_001):
+        mgr.save(e, {"x": np.full(1, e, np.float32)}, {"epoch": e})
+    assert mgr.epochs() == [1_000_000, 1_000_001]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_1000000.jaxnn",
+                                                           "ckpt_1000001.jaxnn"]
+    _, meta, path, _ = mgr.restore_latest({"x": np.zeros(1, np.float32)})
+    assert meta["epoch"] == 1_000_001 and path == mgr.path(1_000_001)
+
+
+def test_saving_never_prunes_the_checkpoint_just_written(tmp_path):
+    # A run resumed from epoch 4 past an unreadable epoch 8, now keeping one checkpoint:
+    # saving epoch 5 used to delete 4 *and* 5, leaving only the unreadable 8.
+    tree = {"x": np.zeros(1, np.float32)}
+    first = CheckpointManager(tmp_path, keep=2)
+    for e in (4, 8):
+        first.save(e, {"x": np.full(1, e, np.float32)}, {"epoch": e})
+    first.path(8).write_bytes(b"garbage")
+    mgr = CheckpointManager(tmp_path, keep=1)
+    assert mgr.restore_latest(tree)[1]["epoch"] == 4
+    mgr.save(5, {"x": np.full(1, 5, np.float32)}, {"epoch": 5})
+    assert 5 in mgr.epochs() and 4 not in mgr.epochs()
+    got, meta, _, problems = mgr.restore_latest(tree)
+    assert meta["epoch"] == 5 and float(got["x"][0]) == 5.0 and len(problems) == 1
+    # without stale files, pruning keeps the newest `keep` as before
+    fresh = CheckpointManager(tmp_path / "fresh", keep=2)
+    for e in range(1, 5):
+        fresh.save(e, tree, {"epoch": e})
+    assert fresh.epochs() == [3, 4]
+
+
+@pytest.mark.parametrize("make", [
+    lambda d: CheckpointManager(d, keep=1.5),
+    lambda d: CheckpointManager(d, keep=True),
+    lambda d: CheckpointManager(d).save(-1, {"x": np.zeros(1)}, {}),
+])
+def test_bad_keep_and_epoch_values_are_named(tmp_path, make):
+    with pytest.raises(ValueError, match=r"CheckpointManager: (keep|epoch) must be an integer"):
+        make(tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+# ----------------------------------------------------------------------------- steps
+
+
+def _problem(dtype=jnp.float32):
+    cfg = mlp.MLPConfig(layer_sizes=(6, 16, 3), hidden_activation="tanh")
+    params, mstate = mlp.init(cfg, jax.random.PRNGKey(0), dtype=dtype)
+    x = jax.random.normal(jax.random.PRNGKey(1), (64, 6), dtype)
+    y = jax.random.randint(jax.random.PRNGKey(2), (64,), 0, 3)
+    return cfg, params, mstate, x, y
+
+
+def test_the_gradient_norm_of_float16_gradients_does_not_overflow():
+    # 96 gradient entries of 300: each square (9e4) is past float16's 65504, the norm is not.
+    _, params, mstate, x, y = _problem(jnp.float16)
+
+    def loss_fn(p, model_state, xb, yb, key, train):
+        return jnp.sum(p["layers"][0]["w"] * jnp.float16(300.0)), {"outputs": xb}
+
+    tx = optim.get("sgd", 0.0)
+    st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(0), model_state=mstate)
+    _, m = jax.jit(make_train_step(loss_fn, tx))(st, x, y)
+    assert np.isfinite(float(m["grad_norm"]))
+    assert float(m["grad_norm"]) == pytest.approx(300.0 * np.sqrt(96), rel=1e-3)
+
+
+def test_an_empty_data_set_and_a_zero_eval_batch_are_named():
+    cfg, params, mstate, x, y = _problem()
+    tx = optim.get("sgd", 0.1)
+    st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(0), model_state=mstate)
+    epoch = make_train_epoch(make_train_step(mlp.make_loss_fn(cfg, LOSS), tx), 16)
+    with pytest.raises(ValueError, match=r"make_train_epoch: the data set is empty.*\(0, 6\)"):
+        epoch(st, x[:0], y[:0], jax.random.PRNGKey(0))
+    ev = make_eval_fn(mlp.make_loss_fn(cfg, LOSS), loss_name=LOSS)
+    with pytest.raises(ValueError, match="make_eval_fn: the data set is empty"):
+        ev(st, x[:0], y[:0])
+    with pytest.raises(ValueError, match="make_eval_fn: batch_size must be an integer >= 1, got 0"):
+        make_eval_fn(mlp.make_loss_fn(cfg, LOSS), loss_name=LOSS, batch_size=0)
+    with pytest.raises(ValueError, match="x has 64 rows but y has 63"):
+        ev(st, x, y[:63])
+    # one row is a valid set for both
+    assert epoch(st, x[:1], y[:1], jax.random.PRNGKey(0))[1]["loss"].shape == (1,)
+
+
+def test_a_full_batch_that_does_not_split_over_the_devices_is_not_blamed_on_the_remainder():
+    r = _subprocess("""
+        import jax, jax.numpy as jnp, numpy as np
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jaxnn import mlp, optim
+        from jaxnn.train import TrainState, make_train_epoch, make_train_step
+        mesh = Mesh(np.array(jax.devices()), ("data",))
+        cfg = mlp.MLPConfig(layer_sizes=(6, 8, 3))
+        params, ms = mlp.init(cfg, jax.random.PRNGKey(0))
+        x = jnp.ones((64, 6)); y = jnp.zeros((64,), jnp.int32)
+        tx = optim.get("sgd", 0.1)
+        loss = "softmax_cross_entropy_with_integer_labels"
+        step = make_train_step(mlp.make_loss_fn(cfg, loss), tx)
+        for bs, drop in ((15, True), (16, False)):
+            st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(0), model_state=ms)
+            epoch = make_train_epoch(step, bs, batch_sharding=NamedSharding(mesh, P("data")),
+                                     drop_remainder=drop)
+            try:
+                epoch(st, x[:63] if not drop else x, y[:63] if not drop else y,
+                      jax.random.PRNGKey(0))
+            except ValueError as e:
+                print(e)
+    """, devices=2)
+    assert r.returncode == 0, r.stderr
+    full, rest = r.stdout.strip().splitlines()
+    assert "a batch of 15 rows does not split" in full and "drop_remainder" not in full
+    assert "min(15, 64)" in full
+    assert "drop_remainder=False" in rest and "63 % 16" in rest
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+@pytest.mark.parametrize("kwargs", [{"patience": 2.5}, {"patience": None}, {"patience": True},
+                                    {"min_delta": None}, {"min_delta": "0.1"}])
+def test_early_stopping_names_a_bad_patience_or_min_delta(kwargs):
+    (name, value), = kwargs.items()
+    with pytest.raises(ValueError, match=f"EarlyStopping: {name} must be .* got {value!r}"):
+        EarlyStopping(**kwargs)
+
+
+def test_early_stopping_min_delta_is_an_improvement_margin_in_both_modes():
+    def run(values, **kw):
+        s = EarlyStopping(**kw)
+        out = []
+        for i, v in enumerate(values):
+            s = s.update(v, i)
+            out.append(s.has_improved)
+        return out, s
+
+    imp, s = run([1.0, 0.95, 0.85], mode="min", min_delta=0.1, patience=3)
+    assert imp == [True, False, True] and s.best_value == 0.85
+    imp, s = run([0.5, 0.55, 0.65], mode="max", min_delta=0.1, patience=3)
+    assert imp == [True, False, True] and s.best_value == 0.65
+    imp, s = run([float("nan"), 1.0, float("inf"), float("nan")], mode="min", patience=0)
+    assert imp == [False, True, False, False] and s.should_stop and s.best_epoch == 1
+
+
+# ----------------------------------------------------------------------------- plots
+
+
+def test_plot_history_leaves_the_callers_matplotlib_backend_alone(tmp_path):
+    r = _subprocess(f"""
+        import matplotlib
+        matplotlib.use("svg")
+        import matplotlib.pyplot as plt
+        fig = plt.figure()
+        from jaxnn.train.plots import plot_history
+        paths = plot_history([{{"epoch": 1, "loss": 1.0, "accuracy": 0.5}},
+                              {{"epoch": 2, "loss": 0.5, "accuracy": 0.7}}], {str(tmp_path)!r})
+        print(matplotlib.get_backend(), plt.get_fignums(), [p.name for p in paths])
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["svg", "[1]", "['loss.png',", "'accuracy.png']"]
+    for name in ("loss.png", "accuracy.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
