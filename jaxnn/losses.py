@@ -36,7 +36,8 @@ Conventions.
 
 * Dtypes: the result has the dtype of the predictions/logits (float32 in, float32 out);
   targets and soft labels are cast to it. Integer predictions are converted to the
-  default floating dtype.
+  default floating dtype. ``mse`` squares and averages float16/bfloat16 inputs in
+  float32 and rounds once, so a float16 mse is finite whenever its value fits.
 * Cross-entropies are computed from logits in closed forms that never overflow
   (logits of +-1000, or -1e4, give finite values and gradients in float32).
 * Arguments are checked eagerly (also under ``jit``, where shapes are static): a shape
@@ -186,8 +187,11 @@ def mse(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") 
       ValueError: shape mismatch, empty predictions or a bad ``reduction``.
     """
     p, t = _mse_args(predictions, targets, reduction, "mse")
-    d = p - t
-    return _reduce(_per_example(d * d), reduction)
+    # A float16 square overflows for |p - t| > 256 while the mean may be far below 65504:
+    # square and average in at least float32, round once (a no-op for float32/float64).
+    acc = jnp.promote_types(p.dtype, jnp.float32)
+    d = p.astype(acc) - t.astype(acc)
+    return _reduce(_per_example(d * d), reduction).astype(p.dtype)
 
 
 def mse_grad(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "mean") -> Array:

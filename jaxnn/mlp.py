@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -151,10 +152,12 @@ class MLPConfig:
                 f"got {sizes!r}"
             )
         for s in sizes:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 1:
+            # numbers.Integral: numpy ints too (e.g. ``x.shape[1]``, ``labels.max() + 1``).
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(
                     f"MLPConfig: layer_sizes entries must be ints >= 1, got {s!r} in {sizes!r}"
                 )
+        sizes = tuple(int(s) for s in sizes)
         set_("layer_sizes", sizes)
         n_layers = len(sizes) - 1
 
@@ -227,7 +230,7 @@ class MLPConfig:
 
         def check_number(field: str, ok: Callable[[float], bool], allowed: str) -> None:
             v = getattr(self, field)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
                 raise ValueError(f"MLPConfig: {field} must be a number {allowed}, got {v!r}")
             if not ok(float(v)):
                 raise ValueError(f"MLPConfig: {field} must be {allowed}, got {v!r}")
@@ -245,8 +248,9 @@ class MLPConfig:
                 f"got {self.batch_norm_position!r}"
             )
         p = self.maxout_pieces
-        if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 1:
             raise ValueError(f"MLPConfig: maxout_pieces must be an int >= 1, got {p!r}")
+        set_("maxout_pieces", int(p))
 
     # -- derived quantities -----------------------------------------------------------
 

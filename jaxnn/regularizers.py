@@ -28,7 +28,9 @@ Conventions.
   (the minimum-norm element of ``[-1, 1]``), so an exact zero weight receives no push.
   ``jax.grad(jnp.abs)(0.0)`` is 1.0 instead; the two agree everywhere else.
 * Dtypes are kept: a float32 pytree gives a float32 value and float32 gradients,
-  whatever the dtype of the weight (it is cast to each leaf's dtype). If no leaf is
+  whatever the dtype of the weight (it is cast to each leaf's dtype). Values are
+  accumulated in at least float32 and rounded once, so a float16 pytree whose sum of
+  ``|W|`` or ``W^2`` exceeds 65504 still gets its finite weighted penalty. If no leaf is
   selected the value is 0 in the params' common floating dtype (float32 if none).
 
 Weights are checked eagerly (finite real scalars >= 0, else ValueError); traced
@@ -203,13 +205,24 @@ def _selection(fn: str, params: PyTree, predicate: Predicate | None) -> tuple[li
     return leaves, selected, treedef
 
 
-def _total(params_leaves: list, terms: list) -> Array:
-    """Sum of per-leaf scalars; 0 in the params' common floating dtype when empty."""
-    if terms:
-        return functools.reduce(operator.add, terms)
-    floats = [leaf for leaf in params_leaves if _is_floating(leaf)]
-    dtype = jnp.result_type(*floats) if floats else jnp.float32
-    return jnp.zeros((), dtype)
+def _penalty(
+    leaves: list, selected: list, weight: Any, per_leaf: Callable[[Array], Array]
+) -> Array:
+    """``weight * sum_W per_leaf(W)`` over the selected leaves, in their common dtype.
+
+    Accumulated in at least float32 and cast once at the end: a float16 sum of |W| or
+    W^2 overflows its maximum 65504 (e.g. sum |W| of a 4096 x 4096 kernel at He scale)
+    long before the weighted penalty does. 0 in the params' common floating dtype
+    (float32 if none) when nothing is selected.
+    """
+    chosen = [leaf for leaf, keep in zip(leaves, selected, strict=True) if keep]
+    floats = chosen or [leaf for leaf in leaves if _is_floating(leaf)]
+    dtype = jnp.result_type(*floats) if floats else jnp.dtype(jnp.float32)
+    if not chosen:
+        return jnp.zeros((), dtype)
+    acc = jnp.promote_types(dtype, jnp.float32)
+    total = functools.reduce(operator.add, [per_leaf(jnp.asarray(w, acc)) for w in chosen])
+    return _weighted(weight, total).astype(dtype)
 
 
 def _weighted(weight: Any, value: Array) -> Array:
@@ -251,8 +264,7 @@ def l1(params: PyTree, weight: float, *, predicate: Predicate | None = None) -> 
     fn = "jaxnn.regularizers.l1"
     weight = _check_weight(fn, "weight", weight)
     leaves, selected, _ = _selection(fn, params, predicate)
-    terms = [jnp.sum(jnp.abs(w)) for w, keep in zip(leaves, selected, strict=True) if keep]
-    return _weighted(weight, _total(leaves, terms))
+    return _penalty(leaves, selected, weight, lambda w: jnp.sum(jnp.abs(w)))
 
 
 def l1_grad(params: PyTree, weight: float, *, predicate: Predicate | None = None) -> PyTree:
@@ -300,8 +312,7 @@ def l2(params: PyTree, weight: float, *, predicate: Predicate | None = None) -> 
     fn = "jaxnn.regularizers.l2"
     weight = _check_weight(fn, "weight", weight)
     leaves, selected, _ = _selection(fn, params, predicate)
-    terms = [jnp.sum(jnp.square(w)) for w, keep in zip(leaves, selected, strict=True) if keep]
-    return 0.5 * _weighted(weight, _total(leaves, terms))
+    return _penalty(leaves, selected, weight, lambda w: 0.5 * jnp.sum(jnp.square(w)))
 
 
 def l2_grad(params: PyTree, weight: float, *, predicate: Predicate | None = None) -> PyTree:

@@ -422,3 +422,17 @@ def test_serialize_rejects_foreign_functions():
     for fn in (optax.l2_loss, lambda p, t: p, L.get_grad("mse", reduction="sum")):
         with pytest.raises(ValueError, match="serialize"):
             L.serialize(fn)
+
+
+def test_mse_float16_squares_do_not_overflow_before_the_mean():
+    # One difference of 300 squares to 90000 > 65504 (float16's maximum), but the
+    # per-example mean (900) and the batch mean (225) are representable.
+    p = jnp.zeros((4, 100), jnp.float16).at[0, 0].set(300.0)
+    t = jnp.zeros((4, 100), jnp.float16)
+    mean = L.mse(p, t)
+    assert mean.dtype == jnp.float16 and float(mean) == 225.0
+    np.testing.assert_array_equal(L.mse(p, t, reduction="none"), [900.0, 0.0, 0.0, 0.0])
+    assert float(L.mse(p, t, reduction="sum")) == 900.0
+    grad = jax.grad(L.mse)(p, t)
+    assert grad.dtype == jnp.float16
+    np.testing.assert_allclose(np.asarray(grad, np.float32), L.mse_grad(p, t), rtol=1e-3)

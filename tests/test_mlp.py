@@ -92,6 +92,25 @@ def test_config_normalizes_to_hashable_values():
     assert c.num_layers == mlp.num_layers(c) == 2
 
 
+def test_config_accepts_numpy_scalars_as_plain_numbers():
+    # Sizes often come from data (``x.shape[1]``, ``labels.max() + 1``: numpy ints); they
+    # are ints >= 1, so rejecting them with "must be ints >= 1" was wrong.
+    c = mlp.MLPConfig(
+        layer_sizes=(np.int64(4), 8, np.int32(3)), hidden_activation="maxout",
+        maxout_pieces=np.int64(3), dropout_rate=np.float32(0.5), l2=np.float64(0.1),
+    )
+    assert c.layer_sizes == (4, 8, 3) and all(type(s) is int for s in c.layer_sizes)
+    assert type(c.maxout_pieces) is int and c.maxout_pieces == 3
+    assert type(c.dropout_rate) is float and c.dropout_rate == 0.5
+    same = mlp.MLPConfig(layer_sizes=(4, 8, 3), hidden_activation="maxout", maxout_pieces=3,
+                         dropout_rate=0.5, l2=0.1)
+    assert c == same and hash(c) == hash(same)
+    with pytest.raises(ValueError, match="MLPConfig: layer_sizes"):
+        mlp.MLPConfig(layer_sizes=(4, np.int64(0), 3))
+    with pytest.raises(ValueError, match="MLPConfig: maxout_pieces"):
+        mlp.MLPConfig(layer_sizes=(4, 3), maxout_pieces=np.bool_(True))
+
+
 # ----------------------------------------------------------------------------- init
 
 

@@ -313,3 +313,12 @@ def test_vmap_over_params_and_weights():
     swept = jax.vmap(lambda w: R.elastic_net(p, w, w))(weights)
     assert swept.dtype == jnp.float32
     np.testing.assert_allclose(swept, np.array([0.0, 0.5, 2.0]) * (ABS_W + 0.5 * SQ_W), rtol=1e-6)
+
+
+def test_float16_penalty_does_not_overflow_before_weighting():
+    # sum |W| = 180000 and sum W^2 = 360000 exceed float16's 65504, but the weighted
+    # penalties (18 each) are representable: accumulate wide, round once.
+    p = {"w": jnp.full((300, 300), 2.0, jnp.float16), "b": jnp.ones(300, jnp.float16)}
+    for value in (R.l1(p, 1e-4), R.l2(p, 1e-4), 0.5 * R.elastic_net(p, 1e-4, 1e-4)):
+        assert value.dtype == jnp.float16
+        assert float(value) == pytest.approx(18.0, rel=1e-3)
