@@ -234,6 +234,25 @@ def test_quiet_resume_prints_nothing(tmp_path, capsys):
     assert "resumed from " in out and "(epoch 2)" in out
 
 
+def test_divergence_after_a_resume_past_a_corrupt_leftover_names_the_restored_checkpoint(
+        tmp_path, capsys):
+    # Epochs 1-2 written; a corrupt ckpt_000005 is left over (a resume skips it). The
+    # divergence message named the newest file on disk -- the unreadable one.
+    run = tmp_path / "run"
+    base = ["--workdir", str(run), "--set", "data.n_train=300", "--set", "optimizer.name=sgd",
+            "--set", "training.keep_checkpoints=5", *QUIET]
+    assert cli.train_main(base + ["--set", "training.epochs=2"]) == 0
+    (run / "checkpoints" / "ckpt_000005.jaxnn").write_bytes(b"not a checkpoint")
+    capsys.readouterr()
+    code = cli.train_main(["--workdir", str(run), "--resume", "--quiet",
+                           "--set", "training.epochs=4", "--set", "optimizer.learning_rate=1e12"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 3
+    assert err[0].startswith("warning: skipped") and "ckpt_000005" in err[0]
+    assert err[-1].startswith("error: ") and "ckpt_000002.jaxnn" in err[-1], err
+    assert "ckpt_000005" not in err[-1]
+
+
 # ----------------------------------------------------------------------------- kill and resume
 
 KILL_JOB = ["--set", "model.hidden_sizes=[512,512]", "--set", "training.batch_size=2",
@@ -352,3 +371,37 @@ def test_four_simulated_cpu_devices_match_one_device(tmp_path):
         assert r1["test_accuracy"] == pytest.approx(r4["test_accuracy"], abs=0.01), model
         assert r1["test_accuracy"] > 0.3, model  # it learned (digits: 10 classes, 20 steps)
 
+
+
+PLATEAU_DRIVER = textwrap.dedent("""
+    import sys, jax
+    from jaxnn import config
+    from jaxnn.train import loop as loop_lib
+    assert jax.device_count() == 2, jax.devices()
+    traces = []
+    real = loop_lib.make_train_step
+    def counting(loss_fn, *a, **k):
+        def counted(*args):
+            traces.append(1)
+            return loss_fn(*args)
+        return real(counted, *a, **k)
+    loop_lib.make_train_step = counting
+    cfg = config.load(None, ["training.epochs=4", "data.n_train=300", "training.devices=2",
+                             "training.batch_size=32", "data.validation_fraction=0.2",
+                             "training.reduce_on_plateau.enabled=true",
+                             "logging.progress=false", "logging.print_every=0",
+                             "logging.plots=false"])
+    h = loop_lib.train_and_evaluate(cfg, sys.argv[1])
+    assert len(h.rows) == 4
+    print(len(traces))
+""")
+
+
+def test_reduce_on_plateau_on_two_devices_compiles_the_epoch_once(tmp_path):
+    # The plateau's new lr_scale went back unplaced while the rest of the state was
+    # replicated over the devices: the epoch compiled a second time after epoch 1.
+    p = subprocess.run([sys.executable, "-c", PLATEAU_DRIVER, str(tmp_path / "run")],
+                       capture_output=True, text=True, timeout=400,
+                       env=_env(XLA_FLAGS="--xla_force_host_platform_device_count=2"))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split()[-1] == "1"

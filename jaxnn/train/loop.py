@@ -518,7 +518,11 @@ def train_and_evaluate(
 
     def put(tree: Any) -> Any:
         # Multi-process: host values (identical everywhere) become global replicated arrays.
-        return distributed_lib.to_global(tree, replicated) if multi else tree
+        # One process on several devices: replicated too, so every epoch sees the placement
+        # of the first (an unplaced lr_scale after a plateau update compiled the epoch again).
+        if multi:
+            return distributed_lib.to_global(tree, replicated)
+        return jax.device_put(tree, replicated) if replicated is not None else tree
 
     # The distributed section describes one launch, not the experiment: saved as nulls so
     # that every process can --resume from, or rerun, the saved config with its own id.
@@ -553,6 +557,9 @@ def train_and_evaluate(
     def payload() -> dict:
         return {"state": state, "plateau": plateau_state}
 
+    # The newest checkpoint known to be whole: the one restored, then each one written. (The
+    # newest file on disk may be an unreadable leftover that a resume skipped.)
+    last_good: pathlib.Path | None = None
     if resume:
         try:
             tree, meta, path, problems = ckpts.restore_latest(payload())
@@ -562,6 +569,7 @@ def train_and_evaluate(
                                          bool(ckpts.epochs())) from None
         for p in problems:
             print(f"warning: skipped {p}", file=sys.stderr)
+        last_good = path
         state, plateau_state = tree["state"], tree["plateau"]
         state = jax.tree.map(jnp.asarray, state)
         if plateau_state is not None:
@@ -657,8 +665,7 @@ def train_and_evaluate(
             lr_txt = ""
             if lr is not None:
                 lr_txt = f" (learning rate {float(np.asarray(lr)[first]):.3g})"
-            last = ckpts.epochs()
-            keep = f"; the last good checkpoint is {ckpts.path(last[-1])}" if last else ""
+            keep = f"; the last good checkpoint is {last_good}" if last_good else ""
             value = losses_[first] if what == "loss" else gnorms[first]
             raise DivergenceError(
                 f"training diverged: the {what} became {value} at step "
@@ -727,6 +734,8 @@ def train_and_evaluate(
                 ckpts.save_best(payload(), meta)
             if numbered:
                 ckpts.save(epoch + 1, payload(), meta)
+        if t.checkpoint_every and numbered:  # every process: main has just written it
+            last_good = ckpts.path(epoch + 1)
         if main and cfg.logging.print_every and (
             (epoch + 1) % cfg.logging.print_every == 0 or last_epoch
         ):
