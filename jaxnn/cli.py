@@ -81,8 +81,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if args.data_dir is not None:
             # A path, not YAML: "#" would start a comment, "2024" or "null" change type.
             overrides.append(f"data.data_dir={json.dumps(args.data_dir)}")
-        if args.quiet:
-            overrides += ["logging.progress=false", "logging.print_every=0"]
         if args.resume:
             if args.workdir is None:
                 raise ConfigError("--resume needs --workdir (the run directory to continue)")
@@ -101,7 +99,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             stem = pathlib.Path(args.config).stem if args.config else "default"
             workdir = args.workdir or str(config_lib.fresh_workdir(
                 pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
-        train_and_evaluate(cfg, workdir, resume=args.resume)
+        # --quiet is this invocation's, not the run's: it is not saved in config.yaml.
+        train_and_evaluate(cfg, workdir, resume=args.resume, quiet=args.quiet)
     except (ConfigError, DataError, CheckpointError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return EXIT_USAGE

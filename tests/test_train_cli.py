@@ -180,7 +180,7 @@ def test_data_dir_reaches_the_config_verbatim(data_dir, monkeypatch):
 
     seen = {}
     monkeypatch.setattr(jaxnn.train, "train_and_evaluate",
-                        lambda cfg, workdir, resume: seen.setdefault("cfg", cfg))
+                        lambda cfg, workdir, resume, quiet: seen.setdefault("cfg", cfg))
     assert cli.train_main(["--data-dir", data_dir, "--workdir", "unused", "--quiet"]) == 0
     assert seen["cfg"].data.data_dir == data_dir
 
@@ -188,7 +188,7 @@ def test_data_dir_reaches_the_config_verbatim(data_dir, monkeypatch):
 def test_ctrl_c_suggests_resume_only_when_there_is_a_checkpoint(tmp_path, capsys, monkeypatch):
     import jaxnn.train
 
-    def interrupted(cfg, workdir, resume):
+    def interrupted(cfg, workdir, resume, quiet):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(jaxnn.train, "train_and_evaluate", interrupted)
@@ -227,11 +227,14 @@ def test_quiet_resume_prints_nothing(tmp_path, capsys):
     assert cli.train_main(["--workdir", str(run), "--resume", "--quiet",
                            "--set", "training.epochs=2"]) == 0
     assert capsys.readouterr() == ("", "")  # "resumed from ..." was printed regardless
-    # --quiet was saved in the run's config (print_every 0, no progress bar): turn it back on.
+    # --quiet belongs to the invocation, not to the run: it is not saved in config.yaml, so
+    # a resume without it prints again (it printed nothing: print_every 0 had been saved).
+    saved = (run / "config.yaml").read_text()
+    assert "print_every: 0" not in saved and "progress: false" not in saved
     assert cli.train_main(["--workdir", str(run), "--resume", "--set", "training.epochs=3",
-                           "--set", "logging.print_every=1"]) == 0
+                           "--set", "logging.progress=false"]) == 0
     out = capsys.readouterr().out
-    assert "resumed from " in out and "(epoch 2)" in out
+    assert "resumed from " in out and "(epoch 2)" in out and "epoch 3/3" in out
 
 
 def test_divergence_after_a_resume_past_a_corrupt_leftover_names_the_restored_checkpoint(

@@ -472,6 +472,7 @@ def train_and_evaluate(
     *,
     resume: bool = False,
     stream: TextIO | None = None,
+    quiet: bool = False,
 ) -> History:
     """Train ``config`` and write the run into ``workdir``; returns the :class:`History`.
 
@@ -481,6 +482,9 @@ def train_and_evaluate(
         checkpoints is only reused with ``resume=True``, so no finished run is overwritten.
       resume: continue from the newest readable checkpoint in ``workdir``.
       stream: where per-epoch lines go (default ``sys.stdout``); process 0 only.
+      quiet: no progress bar and no printed lines for this call (``--quiet``), whatever
+        ``config.logging`` says; the config saved in ``workdir`` keeps its own logging
+        settings, so a later resume without ``quiet`` prints as the config asks.
 
     Raises:
       ConfigError: bad config values or data (before anything is compiled).
@@ -489,6 +493,8 @@ def train_and_evaluate(
     """
     out = stream if stream is not None else sys.stdout
     cfg = config
+    show_progress = cfg.logging.progress and not quiet
+    print_every = 0 if quiet else cfg.logging.print_every
     # Before anything that could start a JAX backend.
     multi = distributed_lib.initialize(cfg.distributed)
     main = distributed_lib.is_main_process()
@@ -593,7 +599,7 @@ def train_and_evaluate(
         )
         if main:
             config_lib.dump(saved_cfg, workdir / "config.yaml")
-            if cfg.logging.print_every or cfg.logging.progress:  # --quiet: nothing
+            if print_every or show_progress:  # quiet: nothing
                 print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if es_cfg.enabled and stopper.should_stop:
             stopped_early = True
@@ -643,7 +649,7 @@ def train_and_evaluate(
         range(start_epoch, t.epochs), initial=start_epoch, total=t.epochs, unit="epoch",
         file=sys.stderr, leave=False,
         # None: tqdm shows the bar only on a terminal, so piped logs stay clean
-        disable=True if (not cfg.logging.progress or stopped_early or not main) else None,
+        disable=True if (not show_progress or stopped_early or not main) else None,
     )
     tb = None
     if tb_writer_cls is not None and main:
@@ -736,8 +742,8 @@ def train_and_evaluate(
                 ckpts.save(epoch + 1, payload(), meta)
         if t.checkpoint_every and numbered:  # every process: main has just written it
             last_good = ckpts.path(epoch + 1)
-        if main and cfg.logging.print_every and (
-            (epoch + 1) % cfg.logging.print_every == 0 or last_epoch
+        if main and print_every and (
+            (epoch + 1) % print_every == 0 or last_epoch
         ):
             line = _epoch_line(row, t.epochs)
             if stopped_early:
@@ -779,7 +785,7 @@ def train_and_evaluate(
         from jaxnn.train.plots import plot_history
 
         plot_history(rows, workdir)
-    if cfg.logging.print_every:
+    if print_every:
         parts = "  ".join(f"{k} {_fmt(v)}" for k, v in final.items())
         print(f"final: {parts}", file=out)
     return history
