@@ -19,6 +19,12 @@ Sections (``--workloads``, comma separated; default all):
   ``lax.scan`` epoch. Reports the ratio manual / autodiff time (target <= 1.2).
 * ``w1``  -- MLP 784-100x5-10, ReLU, He init, SGD 0.01, batch 128, one epoch of 60,000.
 * ``w2``  -- MLP 784-512-512-10, ReLU, Adam 1e-3, batch 128, one epoch of 60,000.
+  W1 and W2 also time a *matmul floor* (family ``ref``): a fused epoch doing only the
+  step's arithmetic -- the batch gather, the forward and backward matmuls (no input
+  gradient) and a plain SGD update; no activation, loss or optimizer state. No
+  implementation built on the same XLA kernels can beat it, so the summary reports the
+  best jaxnn row as a fraction of it and the floor's own ratio to each peer: the largest
+  ratio that workload allows on this machine.
 * ``w3``  -- depth-study kernel: 50 tanh layers of width 256, batch 256, 100 SGD steps,
   8 seeds (init included): jaxnn vmapped over seeds, jaxnn looping over seeds, a Flax
   linen loop (and PyTorch eager when installed).
@@ -51,6 +57,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
@@ -444,6 +451,51 @@ def jaxnn_epoch_impl(name: str, cfg: mlp.MLPConfig, tx_fn: Callable[[], Any], gr
     return Impl(name, setup, "jaxnn")
 
 
+def matmul_floor_impl(layer_sizes: Sequence[int], x: jax.Array, batch: int,
+                      lr: float = 0.01, seed: int = 0) -> Impl:
+    """The arithmetic of one training epoch and nothing else (family ``ref``).
+
+    A ``lax.scan`` over the epoch's keyed batches (the shuffle of the other rows): gather
+    the batch, ``h_l = h_{l-1} @ W_l`` forward, then per layer ``W_l -= lr * h_{l-1}^T d``
+    and ``d = d @ W_l^T`` (not for the first layer: no input gradient), with ``d`` the last
+    output scaled. No bias, activation, loss or optimizer state, so its time is a floor
+    for any MLP epoch on the same matmul kernels.
+    """
+
+    def setup():
+        keys = jax.random.split(jax.random.key(seed), len(layer_sizes) - 1)
+        ws = [jax.random.normal(k, (a, b), jnp.float32) * math.sqrt(2.0 / a)
+              for k, a, b in zip(keys, layer_sizes[:-1], layer_sizes[1:], strict=True)]
+
+        @functools.partial(jax.jit, donate_argnums=0)
+        def epoch(ws, x, key):
+            def step(ws, rows):
+                hs = [x[rows]]
+                for w in ws:
+                    hs.append(hs[-1] @ w)
+                d = hs[-1] * (1.0 / batch)
+                new = list(ws)
+                for i in range(len(ws) - 1, -1, -1):
+                    new[i] = ws[i] - lr * (hs[i].T @ d)
+                    if i:
+                        d = d @ ws[i].T
+                return new, None
+
+            return jax.lax.scan(step, ws, _epoch_batches(key, x.shape[0], batch))[0]
+
+        box = {"ws": ws, "epoch": 0}
+        root = jax.random.key(seed + 2)
+
+        def run():
+            box["epoch"] += 1
+            box["ws"] = _block(epoch(box["ws"], x, jax.random.fold_in(root, box["epoch"])))
+            return box["ws"]
+
+        return run
+
+    return Impl("matmul floor (gather + matmuls + SGD update)", setup, "ref")
+
+
 # ----------------------------------------------------------------------------- flax
 
 
@@ -755,6 +807,7 @@ def _mlp_workload(name: str, sizes: Sizes, x, y, hidden, optimizer: str, lr: flo
         jaxnn_epoch_impl("jaxnn manual (scan epoch)", cfg, jx_tx, "manual", x, y, b),
         flax_nnx_impl(hidden, sizes.classes, "relu", he, ox_tx, x, y, b),
         flax_linen_impl(hidden, sizes.classes, "relu", he, ox_tx, x, y, b),
+        matmul_floor_impl(layer_sizes, x, b),
     ]
     peers = torch_impls(hidden, sizes.classes, "relu", "he_normal", optimizer, lr, x, y, b)
     if not peers:
@@ -1028,6 +1081,15 @@ def summary(results: Sequence[Result], best_gflops: float | None) -> dict[str, A
         if jx.processes > 1 and one:  # the peers run in one process: show that too
             entry["one_process"] = _ratios(max(one, key=lambda r: r.throughput), rows,
                                            best_gflops)
+        floor = next((r for r in rows if r.family == "ref" and r.name.startswith("matmul floor")),
+                     None)
+        if floor is not None:  # the most any implementation on these kernels could reach
+            entry["floor"] = {"throughput": floor.throughput,
+                              "best_jaxnn_fraction": jx.throughput / floor.throughput}
+            for fam in ("flax", "torch"):
+                if f"best_{fam}" in entry:
+                    peer = next(r for r in rows if r.name == entry[f"best_{fam}"])
+                    entry["floor"][f"over_best_{fam}"] = floor.throughput / peer.throughput
         out[wl] = entry
     return out
 
@@ -1063,6 +1125,15 @@ def summary_text(s: dict[str, Any]) -> str:
         lines.append(_ratio_line(wl, f"{wl}: best jaxnn", s[wl]))
         if "one_process" in s[wl]:
             lines.append(_ratio_line(wl, f"{wl}: best one-process jaxnn", s[wl]["one_process"]))
+        if "floor" in s[wl]:
+            f = s[wl]["floor"]
+            ceil = [f"{f[f'over_best_{fam}']:.2f}x {s[wl][f'best_{fam}']}"
+                    for fam in ("flax", "torch") if f"over_best_{fam}" in f]
+            lines.append(
+                f"{wl}: matmul floor {f['throughput']:,.0f} samples/s; best jaxnn at "
+                f"{100 * f['best_jaxnn_fraction']:.0f}% of it"
+                + (f"; the floor itself is {', '.join(ceil)} (the most these kernels allow)"
+                   if ceil else ""))
     return "\n".join(lines)
 
 

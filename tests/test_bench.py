@@ -195,6 +195,48 @@ def test_w3_leaves_out_the_process_row_when_workers_could_not_import_the_file(mo
         or any("pinned-process row skipped" in m and "core(s)" in m for m in logs), logs
 
 
+def test_summary_reports_the_matmul_floor_and_the_ratios_it_allows():
+    rows = [
+        _result("w1", "jaxnn manual", "jaxnn", 0.25),
+        _result("w1", "flax linen", "flax", 0.30),
+        _result("w1", "pytorch eager", "torch", 0.40),
+        _result("w1", "matmul floor (gather + matmuls + SGD update)", "ref", 0.20),
+    ]
+    s = bench.summary(rows, None)["w1"]
+    assert s["best_jaxnn"] == "jaxnn manual"  # the floor is no jaxnn row
+    f = s["floor"]
+    assert f["throughput"] == pytest.approx(5000)
+    assert f["best_jaxnn_fraction"] == pytest.approx(0.8)
+    assert f["over_best_flax"] == pytest.approx(1.5)
+    assert f["over_best_torch"] == pytest.approx(2.0)
+    text = bench.summary_text({"w1": s})
+    assert ("w1: matmul floor 5,000 samples/s; best jaxnn at 80% of it; the floor itself is "
+            "1.50x flax linen, 2.00x pytorch eager (the most these kernels allow)") in text
+    assert "floor" not in bench.summary(rows[:3], None)["w1"]
+
+
+def test_matmul_floor_epoch_does_the_steps_arithmetic():
+    # One batch of all rows (one step): the floor's update equals the same algebra in numpy,
+    # so the row times real work (nothing for XLA to drop).
+    sizes = (6, 5, 4, 3)
+    x, _ = bench.synthetic_mnist(jax.random.key(0), 32, sizes[0], sizes[-1])
+    run = bench.matmul_floor_impl(sizes, x, 32, lr=0.1, seed=4).setup()
+    keys = jax.random.split(jax.random.key(4), 3)
+    ws = [np.asarray(jax.random.normal(k, (a, b), jnp.float32) * np.sqrt(2.0 / a), np.float64)
+          for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+    rows = np.asarray(bench._epoch_batches(jax.random.fold_in(jax.random.key(6), 1), 32, 32))[0]
+    hs = [np.asarray(x, np.float64)[rows]]
+    for w in ws:
+        hs.append(hs[-1] @ w)
+    d, want = hs[-1] / 32, list(ws)
+    for i in (2, 1, 0):
+        want[i] = ws[i] - 0.1 * hs[i].T @ d
+        d = d @ ws[i].T
+    got = run()
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4, atol=1e-5)
+
+
 def test_summary_gives_the_one_process_ratios_when_the_best_row_uses_workers():
     rows = [
         _result("w3", "jaxnn vmap", "jaxnn", 0.50),
@@ -267,6 +309,10 @@ def test_quick_run_end_to_end(tmp_path):
     assert data["environment"]["quick"] is True and data["environment"]["repeats"] == 2
     assert "| w1 | flax linen loop |" in data["table"]
     assert "w1: best jaxnn = " in proc.stdout
+    floor = rows[("w1", "matmul floor (gather + matmuls + SGD update)")]
+    assert floor["family"] == "ref" and len(floor["times_s"]) == 2
+    assert s["floor"]["best_jaxnn_fraction"] == pytest.approx(jx / floor["throughput"])
+    assert "w1: matmul floor " in proc.stdout
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
     if cores >= 2:
         r = rows[("w3", "jaxnn autodiff loop, 2 pinned processes")]
