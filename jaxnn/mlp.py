@@ -66,8 +66,6 @@ Params = dict[str, Any]
 _POSITIONS = ("before_activation", "after_activation")
 # Activations needing parameters or changing the width: only usable on hidden layers.
 _HIDDEN_ONLY = ("prelu", "maxout")
-# Activations that are not elementwise but have a vector-Jacobian product.
-_VJP_ACTIVATIONS = ("softmax", "log_softmax")
 _LINEAR = ("linear", "identity")
 
 
@@ -81,7 +79,13 @@ def _as_kwargs_tuple(value: Any, field: str) -> tuple[tuple[str, Any], ...]:
             f"MLPConfig: {field} must be a tuple of (name, value) pairs or a mapping, "
             f"got {value!r}"
         ) from None
-    return pairs
+    names = [k for k, _ in pairs]
+    dup = sorted({k for k in names if names.count(k) > 1})
+    if dup:  # a later pair silently won before
+        raise ValueError(f"MLPConfig: {field} names {dup[0]!r} more than once: {value!r}")
+    # One canonical order, as for a mapping: equal configs compare and hash equal (a jitted
+    # step keyed on the config does not compile again for the same values in another order).
+    return tuple(sorted(pairs, key=lambda kv: kv[0]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +100,8 @@ class MLPConfig:
         the cross-entropy losses), or e.g. ``"sigmoid"``/``"tanh"``/``"softmax"`` with mse.
         Not ``prelu`` or ``maxout``.
       activation_kwargs: keyword parameters of the hidden activation, e.g.
-        ``(("negative_slope", 0.1),)`` (a mapping is accepted and sorted). The output
+        ``(("negative_slope", 0.1),)`` (pairs are sorted by name; a mapping is accepted;
+        a name given twice is an error). The output
         activation always uses its defaults.
       initializer: kernel initializer name(s) from :func:`jaxnn.initializers.names`: one for
         all layers or one per weight layer. Biases start at zero.

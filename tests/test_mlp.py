@@ -349,3 +349,20 @@ def test_make_loss_fn_rejects_bad_losses():
     with pytest.raises(ValueError, match="make_loss_fn"):
         mlp.make_loss_fn(c, "mse_loss_typo")
     mlp.make_loss_fn(c, "mse")  # any output activation works with mse
+
+
+def test_kwargs_pairs_are_canonical_and_a_repeated_name_is_refused():
+    # Pairs in another order are the same config (equal, same hash: a jitted step keyed on
+    # it does not compile again); a name given twice kept its last value silently.
+    kw = (("scale", 2.0), ("mode", "fan_in"), ("distribution", "truncated_normal"))
+    a = mlp.MLPConfig(layer_sizes=(3, 4, 2), initializer="variance_scaling",
+                      initializer_kwargs=kw)
+    b = mlp.MLPConfig(layer_sizes=(3, 4, 2), initializer="variance_scaling",
+                      initializer_kwargs=kw[::-1])
+    c = mlp.MLPConfig(layer_sizes=(3, 4, 2), initializer="variance_scaling",
+                      initializer_kwargs=dict(kw))
+    assert a == b == c and hash(a) == hash(b) == hash(c)
+    assert [k for k, _ in a.initializer_kwargs] == ["distribution", "mode", "scale"]
+    with pytest.raises(ValueError, match=r"activation_kwargs names 'negative_slope' more than"):
+        mlp.MLPConfig(layer_sizes=(3, 4, 2), hidden_activation="leaky_relu",
+                      activation_kwargs=(("negative_slope", 0.1), ("negative_slope", 0.3)))
