@@ -223,7 +223,7 @@ def test_matmul_floor_epoch_does_the_steps_arithmetic():
     run = bench.matmul_floor_impl(sizes, x, 32, lr=0.1, seed=4).setup()
     keys = jax.random.split(jax.random.key(4), 3)
     ws = [np.asarray(jax.random.normal(k, (a, b), jnp.float32) * np.sqrt(2.0 / a), np.float64)
-          for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+          for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
     rows = np.asarray(bench._epoch_batches(jax.random.fold_in(jax.random.key(6), 1), 32, 32))[0]
     hs = [np.asarray(x, np.float64)[rows]]
     for w in ws:
@@ -233,7 +233,7 @@ def test_matmul_floor_epoch_does_the_steps_arithmetic():
         want[i] = ws[i] - 0.1 * hs[i].T @ d
         d = d @ ws[i].T
     got = run()
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4, atol=1e-5)
 
 
