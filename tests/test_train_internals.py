@@ -250,3 +250,17 @@ def test_plot_history_leaves_the_callers_matplotlib_backend_alone(tmp_path):
     assert r.stdout.split() == ["svg", "[1]", "['loss.png',", "'accuracy.png']"]
     for name in ("loss.png", "accuracy.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_checkpoint_metadata_with_numpy_values_is_stored_as_plain_json(tmp_path):
+    # A numpy float in the metadata (e.g. a metric kept as np.float32) was a raw TypeError
+    # from json; now it is stored as a number, and what JSON cannot hold is named.
+    tree = {"w": np.ones(3, np.float32)}
+    meta = {"best": np.float32(0.5), "epoch": np.int64(3), "curve": jnp.arange(3)}
+    write_checkpoint(tmp_path / "a.jaxnn", tree, meta)
+    _, back = read_checkpoint(tmp_path / "a.jaxnn", tree)
+    assert back == {"best": 0.5, "epoch": 3, "curve": [0, 1, 2]}
+    with pytest.raises(ValueError, match=r"write_checkpoint: metadata for .*b\.jaxnn.* "
+                                         r"must be JSON-able .*object"):
+        write_checkpoint(tmp_path / "b.jaxnn", tree, {"x": object()})
+    assert not (tmp_path / "b.jaxnn").exists()

@@ -37,11 +37,32 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read (missing, truncated, corrupted or mismatched)."""
 
 
+def _plain(value: Any) -> Any:
+    # json.dumps' fallback: numpy/JAX scalars and arrays become Python numbers and lists.
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray | jax.Array):
+        return np.asarray(value).tolist()
+    raise TypeError(f"{type(value).__name__} {value!r} is not JSON-able")
+
+
 def write_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None = None) -> None:
-    """Atomically write ``tree`` (any pytree of arrays) and JSON-able ``metadata`` to ``path``."""
+    """Atomically write ``tree`` (any pytree of arrays) and JSON-able ``metadata`` to ``path``.
+
+    ``metadata`` holds numbers, strings, lists and dicts; numpy/JAX scalars and arrays in
+    it are stored as Python numbers and lists.
+
+    Raises:
+      ValueError: ``metadata`` holds something else (nothing is written).
+    """
+    try:
+        meta = json.dumps(metadata or {}, default=_plain)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"write_checkpoint: metadata for {str(path)!r} must be JSON-able "
+                         f"(numbers, strings, lists, dicts): {e}") from None
     host = jax.tree.map(np.asarray, jax.device_get(tree))
     payload = flax.serialization.msgpack_serialize(
-        {"tree": flax.serialization.to_state_dict(host), "meta": json.dumps(metadata or {})}
+        {"tree": flax.serialization.to_state_dict(host), "meta": meta}
     )
     header = _HEADER.pack(MAGIC, hashlib.sha256(payload).digest(), len(payload))
     write_bytes(path, header + payload)
