@@ -326,8 +326,38 @@ def value_and_grad_with_stats(
     return _value_and_grad_impl(config, loss, "value_and_grad_with_stats")
 
 
+def _scaled(x: Array) -> tuple[Array, Array, Array]:
+    """``(m, ok, x / m)`` with ``m = max |x|``; ``ok``: ``m`` is finite and > 0."""
+    m = jnp.max(jnp.abs(x))
+    ok = jnp.isfinite(m) & (m > 0)
+    return m, ok, x / jnp.where(ok, m, jnp.ones_like(m))
+
+
+# Norms, stds and means are taken of x / max|x| and scaled back. Squaring first flushes
+# float32 entries below ~1e-19 to 0 and overflows above ~1.8e19, so a first-layer gradient
+# of 1e-20 read as exactly 0 and finite activations of 1e20 as "overflow" -- in a study of
+# vanishing and exploding gradients, where those are the values that matter. The scaled
+# forms agree with the plain ones to rounding wherever those are representable; a norm is
+# 0 only when every entry is, and inf/nan only when an entry is.
 def _norm(x: Array) -> Array:
-    return jnp.sqrt(jnp.sum(jnp.square(x)))
+    if x.size == 0:
+        return jnp.zeros((), x.dtype)
+    m, ok, u = _scaled(x)
+    return jnp.where(ok, m * jnp.sqrt(jnp.sum(jnp.square(u))), m)
+
+
+def _std(x: Array) -> Array:
+    if x.size == 0:
+        return jnp.std(x)
+    m, ok, u = _scaled(x)
+    return jnp.where(ok, m * jnp.std(u), jnp.where(m == 0, jnp.zeros_like(m), jnp.nan))
+
+
+def _mean(x: Array) -> Array:
+    if x.size == 0:
+        return jnp.mean(x)
+    m, ok, u = _scaled(x)
+    return jnp.where(ok, m * jnp.mean(u), jnp.mean(x))
 
 
 def layer_statistics(
@@ -341,6 +371,12 @@ def layer_statistics(
     and units). With ``grads``: ``weight_grad_norm`` (``||dL/dW_l||_2``, Frobenius). With
     ``params``: ``weight_norm``.
 
+    Norms, means and stds are computed on ``x / max|x|`` and scaled back, so they hold over
+    the whole float range of the arrays: a gradient whose entries are ~1e-20 has a norm of
+    ~1e-20 (not 0: float32 squares below ~1e-38 flush to zero) and finite entries of ~1e20
+    a finite norm (not inf). A value is 0 only when every entry is 0, inf/nan only when an
+    entry is.
+
     Args:
       stats: the third output of a :func:`value_and_grad_with_stats` function.
       grads: its second output (optional).
@@ -348,10 +384,10 @@ def layer_statistics(
     """
     ls = stats["layers"]
     out = {
-        "pre_activation_mean": jnp.stack([jnp.mean(s["pre_activation"]) for s in ls]),
-        "pre_activation_std": jnp.stack([jnp.std(s["pre_activation"]) for s in ls]),
-        "activation_mean": jnp.stack([jnp.mean(s["activation"]) for s in ls]),
-        "activation_std": jnp.stack([jnp.std(s["activation"]) for s in ls]),
+        "pre_activation_mean": jnp.stack([_mean(s["pre_activation"]) for s in ls]),
+        "pre_activation_std": jnp.stack([_std(s["pre_activation"]) for s in ls]),
+        "activation_mean": jnp.stack([_mean(s["activation"]) for s in ls]),
+        "activation_std": jnp.stack([_std(s["activation"]) for s in ls]),
         "activation_zero_fraction": jnp.stack(
             [jnp.mean((s["activation"] == 0).astype(s["activation"].dtype)) for s in ls]
         ),

@@ -821,3 +821,31 @@ def test_rewriting_a_workdir_removes_the_earlier_studys_plots(overflow_result, t
     depth_report.write_outputs(overflow_result, tmp_path, plots=False)
     assert sorted(p.name for p in tmp_path.glob("*.png")) == ["mine.png"]
     assert (tmp_path / "notes.txt").read_bytes() == b"old" and (tmp_path / "report.md").exists()
+
+
+def test_norms_of_tiny_and_huge_float32_gradients_are_not_flushed_or_overflowed():
+    # float32 entries of ~1e-22 (far above the denormal range) square to 0, and entries of
+    # ~1e21 square to inf: a norm taken as sqrt(sum(x**2)) read 0 / inf for such layers.
+    cfg = mlp.MLPConfig(layer_sizes=(6, 8, 8, 8, 3), hidden_activation="relu")
+    params, state = mlp.init(cfg, jax.random.key(0))
+    x = jax.random.normal(jax.random.key(1), (16, 6), jnp.float32)
+    y = jnp.arange(16) % 3
+    loss_fn = lambda p, x: mlp.make_loss_fn(cfg, D.LOSS)(p, state, x, y)[0]
+    ref = lambda g: np.linalg.norm(np.asarray(g, np.float64))
+
+    tiny = jax.tree.map(lambda a: a, params)
+    tiny["layers"][-1]["w"] = params["layers"][-1]["w"] * 1e-22
+    s = jax.jit(lambda p: D._measure(cfg, p, state, x, y, hist=None))(tiny)
+    grads = jax.grad(loss_fn)(tiny, x)
+    ref_w = [ref(g["w"]) for g in grads["layers"]]
+    assert 0 < ref_w[0] < 1e-18
+    np.testing.assert_allclose(s["weight_grad_norm"], ref_w, rtol=1e-5)
+    assert float(s["grad_ratio"]) == pytest.approx(ref_w[0] / ref_w[2], rel=1e-5)
+
+    big_x = x * 1e21
+    s = jax.jit(lambda p: D._measure(cfg, p, state, big_x, y, hist=None))(params)
+    grads = jax.grad(loss_fn)(params, big_x)
+    ref_w = [ref(g["w"]) for g in grads["layers"]]
+    assert np.all(np.isfinite(ref_w)) and ref_w[0] > 1e19
+    np.testing.assert_allclose(s["weight_grad_norm"], ref_w, rtol=1e-5)
+    assert np.all(np.isfinite(s["activation_std"])) and np.all(np.isfinite(s["pre_activation_std"]))
