@@ -20,7 +20,9 @@ How the references are computed:
   ``args`` are cast to float64 inside ``jax.enable_x64(True)``, so the check works when
   64-bit mode is off globally.
 * **finite differences**: central differences in float64,
-  ``(fn(p + eps e_i) - fn(p - eps e_i)) / (2 eps)``, for every element of small leaves and
+  ``(fn(p + h_i e_i) - fn(p - h_i e_i)) / (2 h_i)`` with ``h_i = eps * max(1, |p_i|)`` (a
+  step relative to large parameters; the divisor is the step as rounded), for every element
+  of small leaves and
   for ``max_fd_elements`` elements of larger leaves (chosen with a fixed seed), evaluated in
   batches under ``jit``/``vmap``.
 
@@ -395,7 +397,8 @@ def check_gradients(
         for the dtype of the gradient under test; with params of mixed precision and
         ``dtype=None``, for the least precise of them).
       atol: absolute floor (default ``rtol * floor * max |autodiff|`` over all leaves).
-      eps: finite-difference step (default ``1e-6``).
+      eps: finite-difference step (default ``1e-6``), relative for elements with
+        ``|p_i| > 1`` (see the module docstring).
       fd: also compare with finite differences.
       max_fd_elements: finite differences for at most this many elements per leaf (a fixed
         random subset, from ``seed``, for larger leaves).
@@ -454,7 +457,10 @@ def check_gradients(
     # The gradient under test.
     value_test = None
     if grad_fn is not None:
-        leaf_dtypes = [jnp.result_type(leaf) for _, leaf in leaves_with_path]
+        # A numpy leaf's own dtype: jnp.result_type would canonicalize float64 to float32
+        # when 64-bit mode is off, judging a float64 gradient with float32 tolerances.
+        leaf_dtypes = [np.dtype(leaf.dtype) if isinstance(leaf, (np.ndarray, np.generic))
+                       else jnp.result_type(leaf) for _, leaf in leaves_with_path]
         # Params of mixed precision: the least precise leaf sets the default tolerances.
         test_dtype = jnp.dtype(dtype) if dtype is not None else max(
             leaf_dtypes, key=lambda d: jnp.finfo(d).eps
@@ -538,8 +544,12 @@ def check_gradients(
             all_idx = jnp.asarray(np.concatenate(chosen), jnp.int32)
 
             def one(v, i):
-                e = jnp.zeros_like(v).at[i].set(eps)
-                return (scalar_fn(unravel(v + e)) - scalar_fn(unravel(v - e))) / (2 * eps)
+                # A step relative to |p_i| beyond 1 (as scipy's approx_derivative): a fixed
+                # 1e-6 is below the rounding of p_i +- eps once |p_i| >~ 1e4. Dividing by the
+                # step actually taken removes the rounding of p_i +- h as well.
+                h = eps * jnp.maximum(1.0, jnp.abs(v[i]))
+                up, down = v.at[i].add(h), v.at[i].add(-h)
+                return (scalar_fn(unravel(up)) - scalar_fn(unravel(down))) / (up[i] - down[i])
 
             if traceable:
                 central = jax.jit(

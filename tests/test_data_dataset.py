@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -62,6 +64,16 @@ def test_regression_dataset():
                  rng.random((2, 2), np.float32), rng.random((2, 3), np.float32),
                  task="regression", name="r")
     assert ds.num_classes is None and ds.num_outputs == 3
+
+
+def test_numpy_integer_num_classes_gives_a_json_summary():
+    # num_classes=y.max() + 1 is a numpy integer; summary() ("plain data for logs and run
+    # metadata") then failed json.dumps.
+    x = np.zeros((4, 2), np.float32)
+    y = np.array([0, 1, 2, 1], np.int32)
+    ds = Dataset(x, y, x, y, num_classes=y.max() + 1, name="t")
+    assert type(ds.num_classes) is int and ds.num_classes == 3
+    assert json.loads(json.dumps(ds.summary()))["num_classes"] == 3
 
 
 def test_frozen():
@@ -233,6 +245,19 @@ def test_subsample_keyed_random_subset():
     assert rows(out.x_train) <= rows(ds.x_train)
     assert not np.array_equal(out.x_train, ds.x_train[:10])
     np.testing.assert_array_equal(subsample(ds, n_train=10, key=KEY).x_train, out.x_train)
+
+
+def test_keyed_subsample_of_one_split_does_not_depend_on_the_other():
+    # One generator for both splits made the test rows kept depend on whether (not how
+    # much) the training split was subsampled: a learning curve over n_train compared runs
+    # on different test sets.
+    ds = make()
+    only_test = subsample(ds, n_test=5, key=KEY)
+    for n_train in (10, 20):
+        both = subsample(ds, n_train=n_train, n_test=5, key=KEY)
+        np.testing.assert_array_equal(both.x_test, only_test.x_test)
+        np.testing.assert_array_equal(both.x_train,
+                                      subsample(ds, n_train=n_train, key=KEY).x_train)
 
 
 @pytest.mark.parametrize("kwargs, fragment", [

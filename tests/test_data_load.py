@@ -145,3 +145,31 @@ def test_register_a_custom_loader():
     assert "tiny_set" not in names()
     with pytest.raises(ValueError, match="built-in"):
         unregister("mnist")
+
+
+@pytest.mark.parametrize("method", ["standardize", "standardize_global"])
+def test_standardize_pixels_in_units_of_their_maximum(method):
+    # A pixel constant over the training rows keeps sigma = 1; standardized in raw units
+    # its test values reached 255 (MNIST border pixels seen only in a test image), against
+    # 1 after "scale" -- the order of the two is meant not to matter.
+    def pixels(key) -> Dataset:
+        rng = np.random.default_rng(0)
+        x_train = rng.integers(0, 256, (20, 3)).astype(np.float32)
+        x_train[:, 0] = 0.0
+        x_test = np.full((4, 3), 255.0, np.float32)
+        y = np.arange(20, dtype=np.int32) % 2
+        return Dataset(x_train, y, x_test, y[:4], num_classes=2, name="pixels")
+
+    register("pixels", pixels, max_value=255.0)
+    try:
+        ds = load("pixels", normalization=method)
+        raw = load("pixels", normalization="none")
+    finally:
+        unregister("pixels")
+    assert ds.normalization == method
+    assert raw.normalization == "none" and raw.x_test.max() == 255.0
+    if method == "standardize":
+        np.testing.assert_array_equal(ds.x_test[:, 0], 1.0)
+    scaled = data.normalize(data.normalize(raw, "scale").replace(normalization="none"), method)
+    np.testing.assert_allclose(ds.x_test, scaled.x_test, rtol=1e-6)
+    np.testing.assert_allclose(ds.x_train, scaled.x_train, rtol=1e-6, atol=1e-6)

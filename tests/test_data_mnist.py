@@ -172,6 +172,30 @@ def test_uncompressed_files_and_gz_preference(tmp_path):
     assert all(p.name.endswith(".gz") for p in paths.values())
 
 
+@pytest.mark.parametrize("compress", [False, True])
+def test_file_names_with_a_dot_before_idx_are_found(tmp_path, compress):
+    # Some archives name the files t10k-images.idx3-ubyte; they were "not found".
+    images, labels = fake_arrays(10)
+    for role in ROLES:
+        name = mn.MNIST.files[role].name.replace("-idx", ".idx")
+        write_idx(tmp_path / (name if compress else name.removesuffix(".gz")),
+                  images if role.endswith("images") else labels, compress=compress)
+    ds = load_mnist(data_dir=tmp_path, download=False)
+    np.testing.assert_array_equal(ds.x_test, images.reshape(10, 784).astype(np.float32))
+    np.testing.assert_array_equal(ds.y_train, labels)
+    paths = mn.locate_files("mnist", data_dir=tmp_path, download=False)
+    assert paths["test_images"].name == "t10k-images.idx3-ubyte" + (".gz" if compress else "")
+
+
+def test_real_files_with_a_dot_before_idx_verify(shared_data_dir, tmp_path):
+    for role in TEST_ROLES:
+        spec = mn.MNIST.files[role]
+        with gzip.open(shared_data_dir / "mnist" / spec.name) as f:
+            (tmp_path / spec.raw_name.replace("-idx", ".idx")).write_bytes(f.read())
+    ds = load_mnist(KEY, data_dir=tmp_path, split="test", download=False, verify=True)
+    assert ds.num_train + ds.num_test == 10000
+
+
 def test_data_dir_must_exist(tmp_path):
     with pytest.raises(DataError, match="is not a directory") as info:
         load_mnist(data_dir=tmp_path / "typo", download=False)

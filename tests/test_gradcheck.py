@@ -511,3 +511,48 @@ def test_a_non_scalar_fn_is_named(fn, has_aux, message):
     # a scalar fn with value-dependent Python control flow is still checked (eagerly)
     branchy = lambda p, x: (p["w"] * x).sum() if p["w"][0] > 0 else 0.0
     assert gradcheck.check_gradients(branchy, params, x, fd=True).passed
+
+
+@pytest.mark.parametrize("scale", [1e4, 1e6])
+def test_finite_differences_pass_exact_gradients_of_large_parameters(scale):
+    # A fixed step of 1e-6 is below the rounding of p +- eps for |p| >= 1e4 (ulp(1e6) is
+    # 1.2e-10): the central difference was off by 2.5e-5 (1e4) to 1.8e-3 (1e6), failing
+    # fd_rtol=1e-5 on autodiff itself.
+    params = {"w": jnp.asarray(np.linspace(1.0, 2.0, 5) * scale, jnp.float64)}
+
+    def fn(p):
+        return jnp.sum(jnp.sin(p["w"] / scale))
+
+    report = gradcheck.check_gradients(fn, params)
+    assert report.passed, str(report)
+    assert report.leaves[0].fd_max_rel_error < 1e-7
+    # ... and a wrong gradient of such parameters is still caught
+    bad = gradcheck.check_gradients(
+        fn, params, grad_fn=lambda p: {"w": jax.grad(fn)(p)["w"].at[2].multiply(1.001)}
+    )
+    assert bad.failed_leaves == ("w",)
+
+
+def test_numpy_float64_params_keep_float64_tolerances_with_64_bit_mode_off():
+    # jnp.result_type canonicalized a numpy float64 leaf to float32 with x64 off, so a
+    # float64 gradient wrong by 1e-5 in one element passed with rtol=1e-3.
+    rng = np.random.default_rng(0)
+    w, x = rng.normal(size=(4, 3)), rng.normal(size=(6, 4))
+
+    def fn(p, xb):
+        return jnp.sum(jnp.tanh(xb @ p["w"]) ** 2)
+
+    def np_grad(p, xb, rel=0.0):  # a hand-written numpy gradient, in float64
+        h = np.tanh(xb @ np.asarray(p["w"]))
+        g = xb.T @ (2 * h * (1 - h**2))
+        g[1, 2] *= 1 + rel
+        return {"w": g}
+
+    with jax.enable_x64(False):
+        good = gradcheck.check_gradients(fn, {"w": w}, x, grad_fn=np_grad)
+        bad = gradcheck.check_gradients(fn, {"w": w}, x,
+                                         grad_fn=lambda p, xb: np_grad(p, xb, 1e-5))
+        jax_grad = gradcheck.check_gradients(fn, {"w": w}, x, grad_fn=jax.grad(fn))
+    assert good.passed and good.dtype == "float64" and good.rtol == 1e-7, str(good)
+    assert bad.failed_leaves == ("w",)
+    assert jax_grad.passed and jax_grad.dtype == "float64", str(jax_grad)

@@ -34,7 +34,9 @@ What ``load`` does after the loader, in this order:
 3. ``normalization`` (:func:`normalize`, statistics from the training rows only):
    ``"scale"`` divides image pixels by their maximum (255 for MNIST-style files, 16 for
    digits) and leaves the synthetic sets, which have no pixel range, unchanged;
-   ``"standardize"`` / ``"standardize_global"`` apply to every set; ``"none"`` keeps raw values.
+   ``"standardize"`` / ``"standardize_global"`` apply to every set (to pixels already
+   divided by their maximum, so a pixel constant over the training rows is centered in
+   units of that maximum); ``"none"`` keeps raw values.
 
 The loader itself gets ``key`` unchanged, so ``load("spirals", key=k)`` equals
 ``synthetic.spirals(k)`` with the same options; ``k_subsample, k_validation =
@@ -296,4 +298,9 @@ def load(
         data = train_val_split(data, validation_fraction, k_validation)
     if normalization == "scale" and entry.max_value is None:
         return data
+    if normalization.startswith("standardize") and entry.max_value is not None:
+        # Standardize pixels in [0, 1], not in raw units: a feature constant over the
+        # training rows keeps sigma = 1, so its test values stay within [-1, 1] rather than
+        # reaching 255 (MNIST border pixels seen only in a test image).
+        data = normalize(data, "scale", max_value=entry.max_value).replace(normalization="none")
     return normalize(data, normalization, max_value=entry.max_value)

@@ -241,6 +241,8 @@ class Dataset:
                 raise ValueError(
                     f"Dataset: num_classes must be an integer >= 2 for classification, got {nc!r}"
                 )
+            # A numpy integer (``y.max() + 1``) would make summary() unserializable as JSON.
+            object.__setattr__(self, "num_classes", int(nc))
         elif self.num_classes is not None:
             raise ValueError(
                 f"Dataset: num_classes must be None for regression, got {self.num_classes!r}"
@@ -494,9 +496,10 @@ def subsample(
     """Keep only ``n_train`` training rows and ``n_test`` test rows (for fast runs).
 
     With a key, the rows kept are a uniformly random subset (the first ``n`` entries of a
-    random permutation from :func:`host_rng`); without one, the *first* ``n``
-    rows are kept, which is deterministic and fine for files already in random order (MNIST).
-    The validation split, if any, is kept whole.
+    random permutation from :func:`host_rng`, drawn afresh for each split, so the test rows
+    kept do not depend on ``n_train``); without one, the *first* ``n`` rows are kept, which is
+    deterministic and fine for files already in random order (MNIST). The validation split,
+    if any, is kept whole.
 
     Args:
       dataset: the :class:`Dataset` to cut down.
@@ -514,7 +517,6 @@ def subsample(
     changes: dict[str, np.ndarray] = {}
     if key is not None:
         _require_key(key, fn, "random subsampling")
-        rng = host_rng(key)
     for split, n in (("train", n_train), ("test", n_test)):
         if n is None:
             continue
@@ -528,7 +530,8 @@ def subsample(
             )
         if n == available:
             continue
-        rows = slice(0, n) if key is None else rng.permutation(available)[:n]
+        # A generator per split: the test rows kept must not depend on n_train.
+        rows = slice(0, n) if key is None else host_rng(key).permutation(available)[:n]
         changes[f"x_{split}"], changes[f"y_{split}"] = x[rows], y[rows]
     return dataset.replace(**changes) if changes else dataset
 
@@ -585,8 +588,10 @@ def normalize(
     * ``"standardize_global"``: the same with one :math:`\\mu, \\sigma` over all training
       entries (keeps the relative contrast between pixels).
 
-    Standardization is invariant to a prior rescaling, so the order of ``"scale"`` and
-    ``"standardize"`` does not matter. Targets are never changed.
+    Standardization is invariant to a prior rescaling, except on features constant over
+    ``x_train``: their ``sigma`` is replaced by 1 in the units they are given in (so
+    :func:`jaxnn.data.load` standardizes pixels after dividing them by their maximum).
+    Targets are never changed.
 
     Args:
       dataset: a :class:`Dataset` whose ``normalization`` is ``"none"``.

@@ -6,8 +6,9 @@ Contract: ``load_mnist(...)`` / ``load_fashion_mnist(...)`` return a 10-class
 split). :func:`jaxnn.data.load` then divides by 255 (normalization ``"scale"``, its default).
 
 Where the four files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
-``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``; gzipped or not) are looked
-for, in this order; the first directory holding every needed file wins:
+``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``; gzipped or not, and also
+accepted with a dot before ``idx``, as in ``t10k-images.idx3-ubyte``) are looked for, in this
+order; the first directory holding every needed file wins:
 
 1. ``data_dir`` (the argument; it must exist when given),
 2. ``$JAXNN_DATA``,
@@ -105,6 +106,14 @@ class FileSpec:
     @property
     def raw_name(self) -> str:
         return self.name.removesuffix(".gz")
+
+    @property
+    def accepted_names(self) -> tuple[str, ...]:
+        """File names looked for, in order: the official ``.gz`` and uncompressed names,
+        then the same with a dot before ``idx`` (``t10k-images.idx3-ubyte``, as some
+        mirrors and archives name them)."""
+        dotted = self.name.replace("-idx", ".idx", 1)
+        return (self.name, self.raw_name, dotted, dotted.removesuffix(".gz"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,8 +251,8 @@ def search_dirs(
 
 
 def _find_in(directory: pathlib.Path, spec: FileSpec) -> pathlib.Path | None:
-    """The .gz file if present, else the uncompressed one, else None."""
-    for candidate in (directory / spec.name, directory / spec.raw_name):
+    """The first of ``spec.accepted_names`` present (.gz before uncompressed), else None."""
+    for candidate in (directory / name for name in spec.accepted_names):
         if candidate.is_file():
             return candidate
     return None
