@@ -36,8 +36,10 @@ a fixed *probe* batch of ``probe_size`` training examples, for the untrained mod
 * ``grad_ratio = weight_grad_norm[0] / weight_grad_norm[D - 1]``: first hidden layer over
   LAST HIDDEN layer (not the output layer), 1 for ``D = 1``; ``delta_ratio`` the same
   for ``grad_pre_activation_norm``. Values far below 1 mean the gradient vanishes towards
-  the input, far above 1 that it explodes. XLA flushes float32 denormals (< ~1.2e-38) to
-  zero on CPU: such gradients read as exact zeros, so a ratio can be 0, inf or nan (0/0).
+  the input, far above 1 that it explodes. Norms are scaled by the largest entry before
+  squaring (:func:`jaxnn.backprop.layer_statistics`), so they hold from ~1e-38 to the
+  float32 maximum; XLA flushes float32 denormals (< ~1.2e-38) to zero on CPU: such
+  gradients read as exact zeros, so a ratio can be 0, inf or nan (0/0).
 * ``saturation_fraction`` (see :func:`saturation_fraction`): the share of (example, unit)
   pairs in the flat region of the activation.
 * ``nonfinite_fraction`` (``D``): the share of a hidden layer's activations that are NaN or
