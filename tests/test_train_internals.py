@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -156,6 +157,26 @@ def test_the_gradient_norm_of_float16_gradients_does_not_overflow():
     assert float(m["grad_norm"]) == pytest.approx(300.0 * np.sqrt(96), rel=1e-3)
 
 
+def test_per_layer_gradient_norms_hold_tiny_and_huge_gradients():
+    # The first layers of a deep sigmoid net see gradients of ~1e-20: float32 squares flush
+    # them to 0. Scaled norms keep them (and keep ~1e20 finite).
+    _, params, mstate, x, y = _problem()
+
+    def loss_fn(p, model_state, xb, yb, key, train):
+        w0, w1 = p["layers"][0]["w"], p["layers"][1]["w"]
+        return 1e-20 * jnp.sum(w0) + 1e20 * jnp.sum(w1) + jnp.sum(p["layers"][0]["b"]), \
+            {"outputs": xb}
+
+    tx = optim.get("sgd", 0.0)
+    st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(0), model_state=mstate)
+    _, m = jax.jit(make_train_step(loss_fn, tx, grad_norms=True))(st, x, y)
+    n0, n1 = params["layers"][0]["w"].size, params["layers"][1]["w"].size
+    assert float(m["grad_norm/layers/0/w"]) == pytest.approx(1e-20 * np.sqrt(n0), rel=1e-5)
+    assert float(m["grad_norm/layers/1/w"]) == pytest.approx(1e20 * np.sqrt(n1), rel=1e-5)
+    assert float(m["grad_norm/layers/0/b"]) == pytest.approx(np.sqrt(16), rel=1e-6)
+    assert float(m["grad_norm/layers/1/b"]) == 0.0
+
+
 def test_an_empty_data_set_and_a_zero_eval_batch_are_named():
     cfg, params, mstate, x, y = _problem()
     tx = optim.get("sgd", 0.1)
@@ -172,6 +193,50 @@ def test_an_empty_data_set_and_a_zero_eval_batch_are_named():
         ev(st, x, y[:63])
     # one row is a valid set for both
     assert epoch(st, x[:1], y[:1], jax.random.PRNGKey(0))[1]["loss"].shape == (1,)
+
+
+def test_a_nan_in_a_padded_evaluation_row_does_not_reach_the_sums():
+    # 5 rows in chunks of 4: three padded zero rows, where this model's output is NaN.
+    def loss_fn(p, model_state, xb, yb, key, train):
+        return 0.0, {"outputs": jnp.log(xb[:, :3])}
+
+    ev = make_eval_fn(loss_fn, loss_name=LOSS, batch_size=4,
+                      metrics_fn=lambda o, t: {"accuracy": jnp.mean(jnp.argmax(o, -1) == t)})
+    x = jnp.ones((5, 6))
+    y = jnp.zeros((5,), jnp.int32)
+    _, params, mstate, _, _ = _problem()
+    st = TrainState.create(params=params, tx=optim.get("sgd", 0.1), key=jax.random.PRNGKey(0),
+                           model_state=mstate)
+    out = ev(st, x, y)
+    assert float(out["loss"]) == pytest.approx(np.log(3.0), rel=1e-6)
+    assert float(out["accuracy"]) == 1.0
+
+
+# ----------------------------------------------------------------------------- train state
+
+
+def test_a_typed_key_is_stored_raw_so_the_state_checkpoints(tmp_path):
+    _, params, mstate, _, _ = _problem()
+    tx = optim.get("sgd", 0.1)
+    typed = TrainState.create(params=params, tx=tx, key=jax.random.key(3), model_state=mstate)
+    raw = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(3), model_state=mstate)
+    assert typed.key.dtype == jnp.uint32 and typed.key.shape == (2,)
+    np.testing.assert_array_equal(typed.step_key(), raw.step_key())
+    write_checkpoint(tmp_path / "c.msgpack", typed)
+    back, _ = read_checkpoint(tmp_path / "c.msgpack", raw)
+    np.testing.assert_array_equal(back.key, raw.key)
+
+
+@pytest.mark.parametrize("key, match", [
+    (jax.random.key(0, impl="rbg"), "a single threefry2x32 key.*'rbg'"),
+    (jax.random.split(jax.random.key(0)), r"a single threefry2x32 key, got a key of shape \(2,\)"),
+    (0, r"jax.random.PRNGKey.*got int with shape None"),
+    (jnp.zeros((3,), jnp.uint32), r"PRNGKey.*got ArrayImpl with shape \(3,\) and dtype uint32"),
+])
+def test_train_state_names_a_key_it_cannot_use(key, match):
+    _, params, mstate, _, _ = _problem()
+    with pytest.raises(ValueError, match="TrainState.create: key must be " + match):
+        TrainState.create(params=params, tx=optim.get("sgd", 0.1), key=key, model_state=mstate)
 
 
 def test_a_full_batch_that_does_not_split_over_the_devices_is_not_blamed_on_the_remainder():
@@ -213,6 +278,16 @@ def test_early_stopping_names_a_bad_patience_or_min_delta(kwargs):
     (name, value), = kwargs.items()
     with pytest.raises(ValueError, match=f"EarlyStopping: {name} must be .* got {value!r}"):
         EarlyStopping(**kwargs)
+
+
+@pytest.mark.parametrize("value", [None, "0.5", True, [0.5]])
+def test_early_stopping_update_names_a_value_that_is_not_a_number(value):
+    with pytest.raises(TypeError, match=f"EarlyStopping.update: value must be a real number, got "
+                                        f"{re.escape(repr(value))}"):
+        EarlyStopping().update(value, 0)
+    # numbers of any kind are fine
+    for v in (1, np.float32(0.5), jnp.asarray(0.25)):
+        assert EarlyStopping().update(v, 0).has_improved
 
 
 def test_early_stopping_min_delta_is_an_improvement_margin_in_both_modes():

@@ -62,7 +62,14 @@ class EarlyStopping:
 
     def update(self, value: float, epoch: int) -> EarlyStopping:
         """Record the metric of ``epoch``; returns the new state."""
-        value = float(value)
+        if isinstance(value, (bool, str, bytes)) or value is None:
+            raise TypeError(
+                f"EarlyStopping.update: value must be a real number, got {value!r}")
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"EarlyStopping.update: value must be a real number, got {value!r}") from None
         if self._improves(value):
             return dataclasses.replace(
                 self, best_value=value, best_epoch=epoch, wait=0, has_improved=True,

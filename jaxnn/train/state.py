@@ -51,16 +51,38 @@ class TrainState:
         key: jax.Array,
         model_state: Any = None,
     ) -> TrainState:
-        """A fresh state at step 0 with ``tx.init(params)``."""
+        """A fresh state at step 0 with ``tx.init(params)``.
+
+        ``key`` is a raw ``uint32[2]`` key (``jax.random.PRNGKey``) or a typed threefry key
+        (``jax.random.key``); a typed key is stored as its raw data, so the state can be
+        checkpointed and derives the same step keys.
+        """
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(params),
             model_state={} if model_state is None else model_state,
-            key=key,
+            key=_raw_key(key),
             lr_scale=jnp.ones((), jnp.float32),
         )
 
     def step_key(self) -> jax.Array:
         """The PRNG key of the current step (dropout masks and the like)."""
         return jax.random.fold_in(self.key, self.step)
+
+
+def _raw_key(key: Any) -> jax.Array:
+    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        impl = str(jax.random.key_impl(key))
+        if impl != "threefry2x32" or key.shape != ():
+            raise ValueError(
+                "TrainState.create: key must be a single threefry2x32 key, got a key of "
+                f"shape {key.shape} with impl {impl!r}")
+        return jax.random.key_data(key)
+    shape, dtype = getattr(key, "shape", None), getattr(key, "dtype", None)
+    if shape != (2,) or dtype != jnp.uint32:
+        raise ValueError(
+            "TrainState.create: key must be jax.random.PRNGKey(seed) (uint32[2]) or "
+            f"jax.random.key(seed), got {type(key).__name__} with shape {shape} and dtype "
+            f"{dtype}")
+    return key

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxnn.backprop import _norm
 from jaxnn.optim import current_learning_rate
 from jaxnn.train.state import TrainState
 
@@ -70,7 +71,9 @@ def _layer_grad_norms(grads: Any) -> dict[str, jax.Array]:
     out = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        out[f"grad_norm/{name}"] = jnp.sqrt(jnp.sum(jnp.square(leaf.astype(jnp.float32))))
+        # The scaled norm of backprop: plain float32 squares log a gradient of ~1e-20 (the
+        # first layers of a deep sigmoid net) as 0 and one of ~1e20 as inf.
+        out[f"grad_norm/{name}"] = _norm(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32)))
     return out
 
 
@@ -260,10 +263,12 @@ def make_eval_fn(
             _, aux = loss_fn(state.params, state.model_state, xb, yb, None, False)
             out = aux["outputs"]
             lvec = per_example(out, yb, reduction="none").astype(jnp.float32)
-            res = {"loss": jnp.sum(lvec * mb)}
+            # where, not a product: a NaN in a padded row must not reach the sums.
+            keep = mb > 0
+            res = {"loss": jnp.sum(jnp.where(keep, lvec, 0.0))}
             if metrics_fn is not None:
                 for k, v in _per_example_metrics(metrics_fn, out, yb).items():
-                    res[k] = jnp.sum(v * mb)
+                    res[k] = jnp.sum(jnp.where(keep, v, 0))
             return res
 
         sums = jax.lax.map(chunk, (xs, ys, mask))
