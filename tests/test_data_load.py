@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxnn.data as data
-from jaxnn.data import Dataset, load, names, register, spirals, unregister, write_idx
+from jaxnn.data import Dataset, load, names, register, spirals, unregister, write_idx, xor
 from jaxnn.data import mnist as mn
 
 KEY = jax.random.key(0)
@@ -61,6 +61,27 @@ def test_unknown_option_lists_allowed_ones():
 def test_file_options_are_ignored_by_synthetic_sets(tmp_path):
     ds = load("sine", key=KEY, data_dir=tmp_path / "nowhere", download=False, n_samples=20)
     assert ds.task == "regression"
+
+
+def test_a_bad_key_is_named_before_the_loader_runs():
+    calls = []
+
+    def loader(key, **options):
+        calls.append(key)
+        return xor()
+
+    register("counting", loader)
+    try:
+        with pytest.raises(ValueError, match="load: key=3 is a plain integer"):
+            load("counting", key=3)
+        assert calls == []
+    finally:
+        unregister("counting")
+
+
+def test_an_empty_split_names_the_generator():
+    with pytest.raises(ValueError, match=r"^spirals: test_fraction=0.1 of 4 rows leaves"):
+        load("spirals", key=KEY, n_samples=4, test_fraction=0.1)
 
 
 @pytest.mark.parametrize("name", ["spirals", "moons", "circles", "blobs", "sine", "digits"])

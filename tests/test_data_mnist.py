@@ -202,6 +202,33 @@ def test_data_dir_must_exist(tmp_path):
     assert "typo" in str(info.value)
 
 
+def test_an_empty_data_dir_is_not_the_current_directory(tmp_path, monkeypatch):
+    # pathlib.Path("") is "."; a config with data_dir: '' read the files in the cwd.
+    write_set(tmp_path, 10)
+    monkeypatch.chdir(tmp_path)
+    for empty in ("", "  "):
+        with pytest.raises(DataError, match=f"data_dir={empty!r} is empty; give a directory"):
+            load_mnist(data_dir=empty, download=False)
+
+
+def test_test_fraction_belongs_to_the_test_split(tmp_path):
+    write_set(tmp_path / "d", 50)
+    with pytest.raises(ValueError, match=r"load_mnist: test_fraction=0.5 applies to "
+                                         r"split='test' only"):
+        load_mnist(data_dir=tmp_path / "d", download=False, test_fraction=0.5)
+    with pytest.raises(ValueError, match=r"load_fashion_mnist: test_fraction must be in "
+                                         r"\(0, 1\), got 1.5"):
+        load_fashion_mnist(KEY, data_dir=tmp_path / "d", download=False, split="test",
+                           test_fraction=1.5)
+    ds = load_mnist(KEY, data_dir=tmp_path / "d", download=False, split="test",
+                    test_fraction=0.4)
+    assert (ds.num_train, ds.num_test) == (30, 20)
+    # an empty part names the loader the user called, not the splitter inside it
+    with pytest.raises(ValueError, match=r"load_mnist: test_fraction=0.005 of 50 rows leaves"):
+        load_mnist(KEY, data_dir=tmp_path / "d", download=False, split="test",
+                   test_fraction=0.005)
+
+
 def test_missing_train_files_say_where_to_put_them(tmp_path, isolated):
     write_set(tmp_path / "d", 10, roles=TEST_ROLES)
     with pytest.raises(DataError) as info:

@@ -287,10 +287,11 @@ def load(
         options["data_dir"] = data_dir
         options["download"] = download
 
+    if key is not None:  # before the loader: a bad key should not cost a 60000-image read
+        _require_key(key, fn, "this data set")
     data = entry.loader(key, **options)
     k_subsample = k_validation = None
     if key is not None:
-        _require_key(key, fn, "this data set")
         k_subsample, k_validation = jax.random.split(jax.random.fold_in(key, LOAD_SALT))
     if n_train is not None or n_test is not None:
         data = subsample(data, n_train=n_train, n_test=n_test, key=k_subsample)

@@ -428,7 +428,13 @@ def train_test_split(
     Raises:
       ValueError: no key, fraction outside (0, 1), mismatched lengths, or an empty part.
     """
-    fn = "train_test_split"
+    return _train_test_split("train_test_split", key, x, y, test_fraction, stratify)
+
+
+def _train_test_split(
+    fn: str, key: Any, x: Any, y: Any, test_fraction: Any, stratify: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`train_test_split` with errors naming ``fn``, the function the user called."""
     _require_key(key, fn, "a random split")
     test_fraction = _check_fraction(test_fraction, fn, "test_fraction")
     x, y = np.asarray(x), np.asarray(y)

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn.data.dataset import Dataset, _require_key, train_test_split
+from jaxnn.data.dataset import Dataset, _require_key, _train_test_split
 
 __all__ = ["MAX_VALUE", "NUM_SAMPLES", "load_digits"]
 
@@ -51,8 +51,8 @@ def load_digits(key: Any = None, *, test_fraction: float = 0.2) -> Dataset:
             "install it with `pip install scikit-learn`"
         ) from err
     x, y = _sk_load_digits(return_X_y=True)
-    x_tr, y_tr, x_te, y_te = train_test_split(
-        key, x.astype(np.float32), y.astype(np.int32), test_fraction
+    x_tr, y_tr, x_te, y_te = _train_test_split(
+        "load_digits", key, x.astype(np.float32), y.astype(np.int32), test_fraction
     )
     return Dataset(x_tr, y_tr, x_te, y_te, task="classification", num_classes=10,
                    name="digits", class_names=tuple(str(d) for d in range(10)))

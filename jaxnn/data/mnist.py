@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 
 from jaxnn._atomic import write_bytes
-from jaxnn.data.dataset import Dataset, _require_key, train_test_split
+from jaxnn.data.dataset import Dataset, _check_fraction, _require_key, _train_test_split
 from jaxnn.data.idx import DataError, read_idx
 
 __all__ = [
@@ -439,6 +439,10 @@ def locate_files(
     source = _source(name)
     if split not in SPLITS:
         raise ValueError(f"locate_files: split must be one of {SPLITS}, got {split!r}")
+    if data_dir is not None and not str(data_dir).strip():
+        # pathlib.Path("") is the current directory: an empty setting would search it.
+        raise DataError(f"{source.title}: data_dir={str(data_dir)!r} is empty; give a "
+                        "directory, or None to search $JAXNN_DATA and the cache")
     if data_dir is not None and not pathlib.Path(data_dir).expanduser().is_dir():
         raise DataError(f"{source.title}: data_dir={str(data_dir)!r} is not a directory")
     roles = _SPLIT_ROLES[split]
@@ -568,7 +572,7 @@ def _load_source(
     *,
     data_dir: str | os.PathLike | None,
     split: str,
-    test_fraction: float,
+    test_fraction: float | None,
     download: bool,
     fetch: Fetch | None,
     verify: bool | None,
@@ -579,13 +583,21 @@ def _load_source(
         raise ValueError(f"{fn}: split must be one of {SPLITS}, got {split!r}")
     if split == "test":
         _require_key(key, fn, "split='test' (a random split of the official test set)")
+        if test_fraction is not None:
+            _check_fraction(test_fraction, fn, "test_fraction")
+    elif test_fraction is not None:
+        # The official split has its own test rows; a fraction would be silently ignored.
+        raise ValueError(
+            f"{fn}: test_fraction={test_fraction!r} applies to split='test' only; the "
+            f"official split keeps its own 10000 test rows")
     paths = locate_files(name, data_dir=data_dir, split=split, download=download,
                          fetch=fetch, verify=verify)
     x_test, y_test = read_images_and_labels(paths["test_images"], paths["test_labels"])
     if split == "official":
         x_train, y_train = read_images_and_labels(paths["train_images"], paths["train_labels"])
     else:
-        x_train, y_train, x_test, y_test = train_test_split(key, x_test, y_test, test_fraction)
+        x_train, y_train, x_test, y_test = _train_test_split(
+            fn, key, x_test, y_test, 0.2 if test_fraction is None else test_fraction)
     return Dataset(x_train, y_train, x_test, y_test, task="classification", num_classes=10,
                    name=name, class_names=source.class_names)
 
@@ -595,7 +607,7 @@ def load_mnist(
     *,
     data_dir: str | os.PathLike | None = None,
     split: str = "official",
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     download: bool = True,
     fetch: Fetch | None = None,
     verify: bool | None = None,
@@ -608,7 +620,8 @@ def load_mnist(
       split: ``"official"``: 60000 train / 10000 test rows from the four files;
         ``"test"``: only the two ``t10k`` files, split by a keyed stratified split into
         ``1 - test_fraction`` train and ``test_fraction`` test rows.
-      test_fraction: used by ``split="test"`` only.
+      test_fraction: the test share of ``split="test"`` (default 0.2); giving it with
+        ``split="official"`` is a ValueError.
       download: allow a verified download into the cache when the files are nowhere else.
       fetch: ``url -> bytes`` replacing the network (tests).
       verify: checksums on files found (see :func:`locate_files`).
@@ -629,7 +642,7 @@ def load_fashion_mnist(
     *,
     data_dir: str | os.PathLike | None = None,
     split: str = "official",
-    test_fraction: float = 0.2,
+    test_fraction: float | None = None,
     download: bool = True,
     fetch: Fetch | None = None,
     verify: bool | None = None,

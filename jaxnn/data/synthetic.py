@@ -36,8 +36,8 @@ from jaxnn.data.dataset import (
     _check_count,
     _check_positive,
     _require_key,
+    _train_test_split,
     host_rng,
-    train_test_split,
 )
 
 __all__ = ["blobs", "circles", "moons", "sine", "spirals", "xor"]
@@ -63,7 +63,8 @@ def _balanced_labels(n: int, num_classes: int) -> np.ndarray:
 def _classification(
     name: str, key: Any, x: np.ndarray, y: np.ndarray, num_classes: int, test_fraction: float
 ) -> Dataset:
-    x_tr, y_tr, x_te, y_te = train_test_split(key, x.astype(np.float32), y, test_fraction)
+    x_tr, y_tr, x_te, y_te = _train_test_split(
+        name, key, x.astype(np.float32), y, test_fraction)
     return Dataset(x_tr, y_tr, x_te, y_te, task="classification", num_classes=num_classes,
                    name=name)
 
@@ -317,7 +318,7 @@ def sine(
     rng = host_rng(k_data)
     x = rng.uniform(low, high, size=(n, 1))
     y = amplitude * np.sin(frequency * x + phase) + noise * rng.standard_normal((n, 1))
-    x_tr, y_tr, x_te, y_te = train_test_split(
-        k_split, x.astype(np.float32), y.astype(np.float32), test_fraction
+    x_tr, y_tr, x_te, y_te = _train_test_split(
+        fn, k_split, x.astype(np.float32), y.astype(np.float32), test_fraction
     )
     return Dataset(x_tr, y_tr, x_te, y_te, task="regression", num_classes=None, name=fn)
