@@ -48,8 +48,10 @@ recommended scale factor for an activation.
 Dtypes. Random initializers accept real floating dtypes only (float16, bfloat16,
 float32, float64). For dtypes narrower than 32 bits the sample is drawn in float32 and
 rounded once to the requested dtype (``jax.random`` in bfloat16 draws from only 2^7
-mantissa values, which distorts the distribution). ``zeros``/``ones``/``constant``
-accept any dtype.
+mantissa values, which distorts the distribution); bounded draws (uniform, truncated
+normal) are then clipped to the largest value of that dtype inside the documented
+support, so rounding never lands a value beyond ``limit`` or the truncation bound.
+``zeros``/``ones``/``constant`` accept any dtype.
 
 References:
   * X. Glorot and Y. Bengio, "Understanding the difficulty of training deep
@@ -216,6 +218,35 @@ def _sampling_dtype(dtype: np.dtype) -> np.dtype:
     return dtype if dtype.itemsize >= 4 else jnp.dtype(jnp.float32)
 
 
+def _inner_bound(bound: Any, dtype: np.dtype, strict: bool) -> Any:
+    """The largest value of ``dtype`` that is ``< bound`` (``strict``) or ``<= bound``.
+
+    Rounding a float32 sample to float16/bfloat16 rounds to nearest, so a draw just below
+    the bound could land one step of the narrow dtype beyond it; clipping to this value
+    keeps the documented support. ``bound`` is a Python float (compared exactly) or, for a
+    traced scale, an array of the sampling dtype (compared at that precision).
+    """
+    if isinstance(bound, float):
+        b = np.asarray(bound, dtype)
+        zero = np.zeros((), dtype)
+        while float(b) > bound or (strict and float(b) == bound):
+            b = np.nextafter(b, zero)
+        return b
+    ref = jnp.asarray(bound)
+    b = ref.astype(dtype)
+    back = b.astype(ref.dtype)
+    past = back >= ref if strict else back > ref
+    return jnp.where(past, jnp.nextafter(b, jnp.zeros_like(b)), b)
+
+
+def _round_within(w: Array, dtype: np.dtype, bound: Any, lower_inclusive: bool) -> Array:
+    """``w`` rounded to ``dtype`` and clipped into ``[-bound, bound)`` (``lower_inclusive``)
+    or ``(-bound, bound)``, exactly in ``dtype``."""
+    hi = _inner_bound(bound, dtype, strict=True)
+    lo = -_inner_bound(bound, dtype, strict=not lower_inclusive)
+    return jnp.clip(w.astype(dtype), lo, hi)
+
+
 def _tag(init: Initializer, name: str, kwargs: dict[str, Any]) -> Initializer:
     setattr(init, _SPEC_ATTR, (name, dict(kwargs)))
     init.__name__ = init.__qualname__ = name
@@ -353,13 +384,14 @@ def variance_scaling(
         sample_dtype = _sampling_dtype(dtype)
         if distribution == "normal":
             w = jax.random.normal(key, shape, sample_dtype) * std
-        elif distribution == "truncated_normal":
+            return w.astype(dtype)
+        if distribution == "truncated_normal":
             z = jax.random.truncated_normal(key, -_TRUNCATION, _TRUNCATION, shape, sample_dtype)
             w = z * (std / _TRUNCATED_STD)
-        else:
-            u = jax.random.uniform(key, shape, sample_dtype, -1.0, 1.0)
-            w = u * (std * math.sqrt(3.0))
-        return w.astype(dtype)
+            return _round_within(w, dtype, _TRUNCATION * std / _TRUNCATED_STD, False)
+        u = jax.random.uniform(key, shape, sample_dtype, -1.0, 1.0)
+        limit = std * math.sqrt(3.0)
+        return _round_within(u * limit, dtype, limit, True)
 
     return _tag(
         init,
@@ -570,7 +602,7 @@ def uniform(scale: float = 0.05) -> Initializer:
         shape = _canonical_shape(fn, shape)
         dtype = _float_dtype(fn, dtype)
         u = jax.random.uniform(key, shape, _sampling_dtype(dtype), -1.0, 1.0)
-        return (u * scale).astype(dtype)
+        return _round_within(u * scale, dtype, scale, True)
 
     return _tag(init, "uniform", dict(scale=scale))
 

@@ -274,6 +274,61 @@ def test_uniform_statistics_and_bounds(scale):
     assert I.serialize(I.uniform()) == ("uniform", {"scale": 0.05})
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("distribution", ["uniform", "truncated_normal"])
+def test_narrow_dtype_draws_respect_the_documented_bound(distribution, dtype):
+    """Values rounded to float16/bfloat16 must not step past the support bound.
+
+    The bound is put just below 1.0 (a grid point of both dtypes, between it and the
+    largest value below 1 in the dtype, and past their midpoint), so a draw in the top
+    quarter-ulp below the bound used to round *up* to 1.0, beyond the bound (tens of
+    draws in 2e5). Uniform support is ``[-limit, limit)``, truncated ``|w| < bound``.
+    """
+    bound = 1.0 - float(jnp.finfo(dtype).eps) / 8  # a quarter ulp below 1.0 in dtype
+    if distribution == "uniform":
+        scale = bound**2 / 3.0  # limit = sqrt(3 scale / fan_in), fan_in = 1
+    else:
+        scale = (bound * TRUNCATED_STD / 2.0) ** 2  # bound = 2 sqrt(scale) / 0.8796...
+    init = I.variance_scaling(scale, "fan_in", distribution)
+    w = np.asarray(init(KEY, (1, 200_000), dtype).astype(jnp.float32), np.float64)
+    assert w.max() < bound, (w.max(), bound)
+    assert w.min() >= -bound if distribution == "uniform" else w.min() > -bound
+    assert np.abs(w).max() >= 0.99 * bound  # still reaches the bound
+    # Same with the scale traced (a vmap sweep), where the bound is only known in float32.
+    traced = jax.vmap(
+        lambda s: I.variance_scaling(s, "fan_in", distribution)(KEY, (1, 200_000), dtype)
+    )(jnp.array([scale], jnp.float32))
+    wt = np.asarray(traced.astype(jnp.float32), np.float64)
+    assert wt.max() < bound and wt.min() >= -bound
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+@pytest.mark.parametrize(
+    "name, bound",
+    [
+        ("glorot_uniform", math.sqrt(6.0 / 2000)),
+        ("he_uniform", math.sqrt(6.0 / 1000)),
+        ("glorot_normal", 2.0 * math.sqrt(1.0 / 1000) / TRUNCATED_STD),
+        ("he_normal", 2.0 * math.sqrt(2.0 / 1000) / TRUNCATED_STD),
+    ],
+)
+def test_named_schemes_respect_bound_in_every_dtype(name, bound, dtype):
+    """glorot_uniform in float16 had 156 draws of 1e6 one float16 step beyond
+    sqrt(6 / 2000); he_uniform in bfloat16 had 835."""
+    w = np.abs(np.asarray(I.get(name)(KEY, (1000, 1000), dtype).astype(jnp.float32), np.float64))
+    if name.endswith("uniform"):
+        assert w.max() <= bound, (w.max(), bound)
+    else:
+        assert w.max() < bound, (w.max(), bound)
+
+
+def test_uniform_respects_scale_in_narrow_dtypes():
+    # uniform(0.05) in bfloat16 had 1443 of 5e5 draws at 0.050048828125 > 0.05.
+    for dtype in (jnp.float16, jnp.bfloat16):
+        w = np.asarray(I.uniform(0.05)(KEY, (500, 1000), dtype).astype(jnp.float32), np.float64)
+        assert w.max() < 0.05 and w.min() >= -0.05, (dtype, w.min(), w.max())
+
+
 def _flatten(w, column_axis=-1):
     w = np.moveaxis(np.asarray(w, np.float64), column_axis, -1)
     return w.reshape(-1, w.shape[-1])
