@@ -88,6 +88,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 __all__ = [
@@ -581,8 +582,10 @@ def softsign(x: ArrayLike) -> Array:
 def softsign_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`softsign`: ``1 / (1 + |x|)^2``."""
     x = _as_float(x)
-    d = 1.0 + jnp.abs(x)
-    return 1.0 / (d * d)
+    # (1 / d)^2, not 1 / d^2: d^2 overflows float16 from |x| = 255 on (the derivative then
+    # read 0 while ~1e-5 is representable).
+    r = 1.0 / (1.0 + jnp.abs(x))
+    return r * r
 
 
 def swish(x: ArrayLike, beta: float = 1.0) -> Array:
@@ -728,14 +731,27 @@ def gelu_tanh_grad(x: ArrayLike) -> Array:
 # ----------------------------------------------------------------------------- maxout
 
 
-def _check_maxout(x: Array, num_pieces: Any, fn: str) -> int:
-    if isinstance(num_pieces, bool) or not isinstance(num_pieces, numbers.Integral):
+def _num_pieces(num_pieces: Any, fn: str) -> int:
+    """``num_pieces`` as a Python int >= 1: an int, a numpy int or a concrete 0-d integer
+    array (it fixes the output shape, so a traced value is refused by name)."""
+    where = f"jaxnn.activations.{fn}: num_pieces"
+    if isinstance(num_pieces, jax.core.Tracer):
         raise ValueError(
-            f"jaxnn.activations.{fn}: num_pieces must be an int >= 1, got {num_pieces!r}"
+            f"{where} must be a static int (it sets the output shape), got a traced value "
+            f"{num_pieces!r}; pass a Python int or mark it static under jit"
         )
-    k = int(num_pieces)
-    if k < 1:
-        raise ValueError(f"jaxnn.activations.{fn}: num_pieces must be an int >= 1, got {k}")
+    value = num_pieces
+    if isinstance(num_pieces, (np.ndarray, np.generic, jax.Array)):
+        arr = np.asarray(num_pieces)
+        if arr.ndim == 0 and jnp.issubdtype(arr.dtype, jnp.integer):
+            value = int(arr)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{where} must be an int >= 1, got {num_pieces!r}")
+    return int(value)
+
+
+def _check_maxout(x: Array, num_pieces: Any, fn: str) -> int:
+    k = _num_pieces(num_pieces, fn)
     if x.ndim < 1 or x.shape[-1] % k:
         last = x.shape[-1] if x.ndim else "none (x is a scalar)"
         raise ValueError(
@@ -1042,7 +1058,14 @@ def _check_value(name: str, key: str, value: Any, fn: str) -> None:
     """Eager checks of a bound parameter's value (traced values pass unchecked)."""
     where = f"jaxnn.activations.{fn}: {name} argument {key}"
     if key in ("negative_slope", "alpha", "beta") and name != "prelu":
-        if isinstance(value, jax.Array):  # possibly traced: checked where it is used
+        if isinstance(value, jax.core.Tracer):  # cannot be inspected (e.g. swept with vmap)
+            return
+        if isinstance(value, (np.ndarray, np.generic, jax.Array)):  # checked by value
+            arr = np.asarray(value)
+            real = jnp.issubdtype(arr.dtype, jnp.integer) or jnp.issubdtype(
+                arr.dtype, jnp.floating)
+            if not real or not np.all(np.isfinite(arr.astype(np.float64))):
+                raise ValueError(f"{where} must be a finite real number, got {value!r}")
             return
         if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real) or (
             not math.isfinite(float(value))
@@ -1050,10 +1073,8 @@ def _check_value(name: str, key: str, value: Any, fn: str) -> None:
             raise ValueError(f"{where} must be a finite real number, got {value!r}")
     elif key == "approximate" and not isinstance(value, bool):
         raise ValueError(f"{where} must be a bool, got {value!r}")
-    elif key == "num_pieces" and (
-        isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
-    ):
-        raise ValueError(f"{where} must be an int >= 1, got {value!r}")
+    elif key == "num_pieces":
+        _num_pieces(value, fn)
     elif key == "axis":
         axes = value if isinstance(value, tuple) else (value,)
         if not axes or not all(

@@ -549,6 +549,15 @@ def test_softsign_at_infinity_is_its_limit(dtype):
                                else 1e-6)
 
 
+def test_softsign_grad_does_not_underflow_to_zero_in_float16():
+    # (1 + |x|)^2 overflows float16 from |x| = 255 on, so 1 / (1 + |x|)^2 read 0 there
+    # although the derivative (1.1e-5 at 300, 1e-6 at 1000) is representable.
+    xs = np.asarray([255.0, 300.0, -1000.0], np.float64)
+    g = A.softsign_grad(jnp.asarray(xs, jnp.float16))
+    assert g.dtype == jnp.float16
+    np.testing.assert_allclose(np.asarray(g, np.float64), 1.0 / (1.0 + np.abs(xs)) ** 2,
+                               rtol=2e-2)
+
 @pytest.mark.parametrize("which", ["softmax", "log_softmax"])
 def test_softmax_stable_at_extremes_f32(which):
     x = jnp.asarray([[1000.0, -1000.0, 0.0, -1e4], [-1e4, -1e4, -1e4 + 1.0, -1000.0]], F32)
@@ -673,6 +682,39 @@ def test_direct_calls_check_their_arguments_like_get(call, pattern):
     with pytest.raises(ValueError, match=pattern):
         call(jnp.asarray([[-1.0, 0.0, 2.0]], jnp.float32))
 
+
+def test_array_parameters_are_checked_by_value_not_by_type():
+    x = jnp.asarray([-1.0, 2.0], F32)
+    # A 0-d numpy array (e.g. read from a config array) is a valid slope...
+    np.testing.assert_allclose(A.get("leaky_relu", negative_slope=np.array(0.2))(x), [-0.2, 2.0])
+    np.testing.assert_allclose(A.get("elu", alpha=np.float32(0.5))(x)[1], 2.0)
+    # ...and a concrete jax or numpy array holding nan / inf is rejected like a float.
+    for bad in (jnp.array(float("nan")), np.array(np.inf), jnp.array([0.5, np.nan])):
+        with pytest.raises(ValueError, match=r"alpha.*finite"):
+            A.get("elu", alpha=bad)
+    with pytest.raises(ValueError, match=r"beta.*finite"):
+        A.get("swish", beta=jnp.array(True))
+    # Traced values cannot be inspected and still pass (a slope swept with vmap).
+    out = jax.vmap(lambda a: A.get("leaky_relu", negative_slope=a)(x))(jnp.array([0.1, 0.3]))
+    np.testing.assert_allclose(out, [[-0.1, 2.0], [-0.3, 2.0]], rtol=1e-6)
+
+
+@pytest.mark.parametrize("pieces", [np.array(2), jnp.array(2), np.int32(2)])
+def test_maxout_accepts_concrete_integer_arrays(pieces):
+    x = jnp.asarray([[1.0, 3.0, -2.0, -1.0]], F32)
+    np.testing.assert_array_equal(A.maxout(x, pieces), [[3.0, -1.0]])
+    np.testing.assert_array_equal(A.get("maxout", num_pieces=pieces)(x), [[3.0, -1.0]])
+    np.testing.assert_array_equal(A.maxout_vjp(x, jnp.ones((1, 2), F32), pieces),
+                                  [[0.0, 1.0, 0.0, 1.0]])
+
+
+def test_maxout_rejects_traced_or_non_integer_num_pieces():
+    x = jnp.ones((1, 4), F32)
+    for bad in (np.array(2.0), jnp.array(True), np.array([2])):
+        with pytest.raises(ValueError, match="num_pieces must be an int >= 1"):
+            A.maxout(x, bad)
+    with pytest.raises(ValueError, match="num_pieces must be a static int"):
+        jax.jit(A.maxout)(x, 2)
 
 def test_serialize_rejects_unregistered_functions():
     for fn in (jax.nn.relu, lambda x: x, A.relu_grad, A.softmax_vjp):
