@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnn import initializers
 
@@ -52,6 +54,32 @@ Initializer = Callable[..., Array]
 # --------------------------------------------------------------------------------------
 # Dense
 # --------------------------------------------------------------------------------------
+
+
+def _is_size(value: Any) -> bool:
+    """An int >= 1, numpy integers included (``np.int64`` from ``labels.max() + 1``)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
+
+
+def _static_real(value: Any, fn: str, argname: str, allowed: str) -> float:
+    """``value`` as a Python float: a real number or a concrete 0-d real array.
+
+    ``float()`` alone accepted strings (``float("0.5")``) and bools; a traced value
+    cannot be read and is refused by name (these hyper-parameters are static).
+    """
+    if isinstance(value, jax.core.Tracer):
+        raise ValueError(
+            f"{fn}: {argname} must be a concrete Python number {allowed} (it is static), "
+            f"got {value!r}"
+        )
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        arr = np.asarray(value)
+        if arr.ndim == 0 and (jnp.issubdtype(arr.dtype, jnp.integer)
+                              or jnp.issubdtype(arr.dtype, jnp.floating)):
+            return float(arr)
+    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"{fn}: {argname} must be a real number {allowed}, got {value!r}")
 
 
 def _per_unit(v: Array, like: Array) -> Array:
@@ -97,8 +125,9 @@ def dense_init(
       ``{"w": (in_features, out_features), "b": (out_features,)}`` (no ``"b"`` without bias).
     """
     for name, value in (("in_features", in_features), ("out_features", out_features)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if not _is_size(value):
             raise ValueError(f"dense_init: {name} must be an int >= 1, got {value!r}")
+    in_features, out_features = int(in_features), int(out_features)
     kernel_init = _resolve_initializer(kernel_init, "kernel_init")
     w_key, b_key = jax.random.split(key)
     params = {"w": kernel_init(w_key, (in_features, out_features), dtype)}
@@ -165,12 +194,7 @@ def dense_backward(
 
 
 def _check_rate(rate: float, fn: str) -> float:
-    try:
-        r = float(rate)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        raise ValueError(
-            f"{fn}: rate must be a concrete Python number in [0, 1) (it is static), got {rate!r}"
-        ) from None
+    r = _static_real(rate, fn, "rate", "in [0, 1)")
     if not 0.0 <= r < 1.0:
         raise ValueError(f"{fn}: rate must be in [0, 1), got {rate!r}")
     return r
@@ -324,8 +348,9 @@ def batch_norm_init(
       ``state = {"mean": zeros, "var": ones}`` (running statistics, not trainable), each of
       shape ``(features,)``.
     """
-    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+    if not _is_size(features):
         raise ValueError(f"batch_norm_init: features must be an int >= 1, got {features!r}")
+    features = int(features)
     params = {"gamma": jnp.ones((features,), dtype), "beta": jnp.zeros((features,), dtype)}
     state = {"mean": jnp.zeros((features,), dtype), "var": jnp.ones((features,), dtype)}
     return params, state
@@ -371,10 +396,13 @@ def batch_norm_forward(
       S. Ioffe, C. Szegedy, "Batch Normalization: Accelerating Deep Network Training by
       Reducing Internal Covariate Shift", ICML 2015.
     """
-    if not 0.0 <= float(momentum) <= 1.0:
+    m = _static_real(momentum, "batch_norm_forward", "momentum", "in [0, 1]")
+    if not 0.0 <= m <= 1.0:
         raise ValueError(f"batch_norm_forward: momentum must be in [0, 1], got {momentum!r}")
-    if not 0.0 < float(eps) < math.inf:
+    eps_value = _static_real(eps, "batch_norm_forward", "eps", "> 0")
+    if not 0.0 < eps_value < math.inf:
         raise ValueError(f"batch_norm_forward: eps must be finite and > 0, got {eps!r}")
+    eps = eps_value  # a Python float: weakly typed, never promotes float32 statistics
     if x.ndim < 2:
         raise ValueError(
             f"batch_norm_forward: x must have shape (N, features...), got {x.shape}"
@@ -395,7 +423,6 @@ def batch_norm_forward(
         inv_std = jax.lax.rsqrt(var + eps)
         x_hat = centered * _per_unit(inv_std, x)
         unbias = n / (n - 1) if n > 1 else 1.0
-        m = float(momentum)
         mean_sg = jax.lax.stop_gradient(mean)
         var_sg = jax.lax.stop_gradient(var)
         new_state = {

@@ -303,3 +303,39 @@ def test_dense_rejects_a_bias_of_the_wrong_shape():
     params = {"w": _normal(1, (3, 2), jnp.float64), "b": jnp.zeros((1,), jnp.float64)}
     with pytest.raises(ValueError, match=r"dense_forward: params\['b'\].*\(2,\).*got \(1,\)"):
         layers.dense_forward(params, x)
+
+
+def test_sizes_accept_numpy_integers():
+    # e.g. ``int(labels.max()) + 1`` forgotten: np.int64 is an integer (MLPConfig takes it).
+    p = layers.dense_init(KEY, np.int64(5), np.int32(3), kernel_init="glorot_normal")
+    assert p["w"].shape == (5, 3) and p["b"].shape == (3,)
+    params, state = layers.batch_norm_init(np.int64(4))
+    assert params["gamma"].shape == state["var"].shape == (4,)
+    with pytest.raises(ValueError, match="batch_norm_init: features"):
+        layers.batch_norm_init(np.float64(4.0))
+
+
+@pytest.mark.parametrize("rate", ["0.5", False, True, None, np.array([0.5])])
+def test_dropout_rate_must_be_a_real_number(rate):
+    # float("0.5") and float(False) used to pass: a string rate silently dropped units.
+    x = jnp.ones((4,), jnp.float32)
+    with pytest.raises(ValueError, match="dropout_forward: rate"):
+        layers.dropout_forward(KEY, x, rate, train=True)
+    with pytest.raises(ValueError, match="dropout_backward: rate"):
+        layers.dropout_backward(x, x, rate, train=True)
+
+
+def test_dropout_rate_accepts_numpy_and_concrete_jax_scalars():
+    x = jnp.ones((1000,), jnp.float32)
+    y_ref, m_ref = layers.dropout_forward(KEY, x, 0.25, train=True)
+    for rate in (np.float32(0.25), jnp.asarray(0.25)):
+        y, m = layers.dropout_forward(KEY, x, rate, train=True)
+        np.testing.assert_array_equal(m, m_ref)
+        np.testing.assert_allclose(y, y_ref, rtol=1e-6)
+
+
+@pytest.mark.parametrize("kw", [{"momentum": "0.5"}, {"momentum": True}, {"eps": "1e-5"}])
+def test_batch_norm_rejects_non_numeric_hyper_parameters(kw):
+    params, state, x = _bn_problem()
+    with pytest.raises(ValueError, match="batch_norm_forward: (momentum|eps)"):
+        layers.batch_norm_forward(params, state, x, train=True, **kw)
