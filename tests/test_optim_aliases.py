@@ -617,3 +617,38 @@ def test_inject_hyperparams_on_bfloat16_params_names_the_rounding_and_the_way_ou
     assert updates["w"].dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(updates["w"])))
     with pytest.raises(ValueError, match=r"b2 must be in \[0, 1\), got 1.5\.$"):
         jo.adam(1e-3, b2=1.5)  # no hint for a plain out-of-range value
+
+
+def test_signatures_match_optax():
+    # Same argument names, order, kinds and defaults as optax 0.2.8 (the contract), so a
+    # config written for optax (e.g. nadam with nesterov=...) runs unchanged. Lion's
+    # mode/smooth_beta are deliberately not provided (sign update only).
+    import inspect
+
+    deliberate = {"lion": {"mode", "smooth_beta"}, "adadelta": set()}
+    for name in ("sgd", "adagrad", "rmsprop", "adam", "adamw", "nadam", "nadamw",
+                 "adadelta", "amsgrad", "adamax", "lion"):
+        ours = inspect.signature(getattr(jo, name)).parameters
+        theirs = inspect.signature(getattr(optax, name)).parameters
+        skip = deliberate.get(name, set())
+        expected = [(p.name, p.kind, p.default) for p in theirs.values() if p.name not in skip]
+        got = [(p.name, p.kind, p.default) for p in ours.values()]
+        assert got == expected, name
+
+
+@pytest.mark.parametrize("name,plain", [("nadam", "adam"), ("nadamw", "adamw")])
+def test_nadam_nesterov_keyword_as_in_optax(name, plain):
+    params = _params()
+    grads = _gradients(params, 20, seed=4)
+    ours = getattr(jo, name)
+    for nesterov in (True, False):
+        u1, _ = _trajectory(ours(0.01, nesterov=nesterov), params, grads)
+        u2, _ = _trajectory(getattr(optax, name)(0.01, nesterov=nesterov), params, grads)
+        assert _rel_err(u1, u2) <= 1e-6
+    u_off, _ = _trajectory(ours(0.01, nesterov=False), params, grads)
+    u_plain, _ = _trajectory(getattr(jo, plain)(0.01), params, grads)
+    assert _rel_err(u_off, u_plain) == 0.0
+    by_name, _ = _trajectory(jo.get(name, 0.01, nesterov=False), params, grads)
+    assert _rel_err(by_name, u_plain) == 0.0
+    with pytest.raises(TypeError, match=rf"jaxnn.optim.{name}: nesterov must be a Python bool"):
+        ours(0.01, nesterov="no")

@@ -320,3 +320,23 @@ def test_non_scalar_value_is_rejected():
 def test_docstring_example():
     result = doctest.testmod(plateau)
     assert result.attempted >= 5 and result.failed == 0
+
+
+def test_arguments_may_be_concrete_arrays():
+    # optax.contrib.reduce_on_plateau takes them (e.g. values read back from a checkpoint).
+    config = dict(factor=0.5, patience=2, cooldown=1, rtol=1e-4, atol=1e-3, min_scale=0.1,
+                  accumulation_size=2)
+    as_arrays = {k: jnp.asarray(v) for k, v in config.items()}
+    values = [3.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 2.0]
+    expected, _ = _run(reduce_on_plateau(**config), values)
+    got, _ = _run(reduce_on_plateau(**as_arrays), values)
+    np.testing.assert_array_equal(got, expected)
+    assert expected[-1] < 1.0
+    _run(optax_reduce_on_plateau(**as_arrays), values)  # optax accepts them too
+
+
+def test_traced_argument_is_a_clear_error():
+    with pytest.raises(ValueError) as info:
+        jax.jit(lambda f: reduce_on_plateau(factor=f).init(PARAMS))(0.5)
+    message = str(info.value)
+    assert "reduce_on_plateau" in message and "factor" in message and "concrete" in message

@@ -636,3 +636,85 @@ def test_public_api_and_docstring_examples():
         assert "Args:" in doc and "Returns:" in doc and ">>>" in doc, name
     result = doctest.testmod(S, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 20 and result.failed == 0
+
+
+# Integer step types narrower than int32 (an int16 step counter, a uint8 epoch index):
+# each schedule must read the step's value, not wrap boundaries and lengths around in the
+# step's own dtype (int8(300) is 44, uint8(1000 - 100) wraps, ...).
+NARROW_STEP_SCHEDULES = [
+    ("piecewise_constant", S.piecewise_constant_schedule(1.0, {300: 0.5, 70_000: 0.1})),
+    ("exponential_begin", S.exponential_decay(1.0, 1000, 0.5, transition_begin=50)),
+    ("warmup_cosine", S.warmup_cosine_decay_schedule(0.0, 1.0, 50, 1000)),
+    ("linear_onecycle", S.linear_onecycle_schedule(1000, 1.0)),
+    ("cyclic", S.cyclic_schedule(0.1, 1.0, 300)),
+    ("warm_restarts", S.cosine_warm_restarts(1.0, 30, 2.0)),
+    ("polynomial", S.polynomial_schedule(1.0, 0.1, 2.0, 40_000, transition_begin=200)),
+]
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "uint16"])
+@pytest.mark.parametrize("name,schedule", NARROW_STEP_SCHEDULES,
+                         ids=[n for n, _ in NARROW_STEP_SCHEDULES])
+def test_narrow_integer_steps_give_the_int32_values(name, schedule, dtype):
+    steps = np.asarray([0, 1, 77, 100, 127], dtype)
+    expected = np.asarray(schedule(jnp.asarray(steps, jnp.int32)))
+    got = schedule(jnp.asarray(steps))
+    assert got.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, err_msg=name)
+    traced = jax.jit(schedule)(jnp.asarray(steps))
+    np.testing.assert_allclose(np.asarray(traced), expected, rtol=1e-6, err_msg=name)
+
+
+# Shape arguments given as concrete 0-d arrays (``jnp.float32(0.5)``, a value read back
+# from a checkpoint): optax takes them, and so must we, with the same values as the
+# Python numbers.
+CONCRETE_ARRAY_ARGS = [
+    (S.exponential_decay, dict(init_value=1.0, transition_steps=jnp.asarray(10),
+                               decay_rate=jnp.float32(0.5), transition_begin=np.int64(3))),
+    (S.cosine_decay_schedule, dict(init_value=1.0, decay_steps=jnp.asarray(50, jnp.int32),
+                                   alpha=jnp.float32(0.1), exponent=jnp.asarray(2.0))),
+    (S.piecewise_constant_schedule, dict(init_value=1.0,
+                                         boundaries_and_scales={10: jnp.asarray(0.5)})),
+    (S.warmup_cosine_decay_schedule, dict(init_value=0.0, peak_value=1.0,
+                                          warmup_steps=jnp.asarray(5),
+                                          decay_steps=jnp.asarray(40))),
+    (S.cosine_onecycle_schedule, dict(transition_steps=jnp.asarray(40), peak_value=1.0,
+                                      pct_start=jnp.float32(0.25))),
+    (S.cyclic_schedule, dict(base_lr=0.1, max_lr=1.0, step_size=jnp.asarray(7),
+                             mode="exp_range", gamma=jnp.float32(0.99))),
+    (S.cosine_warm_restarts, dict(init_value=1.0, first_period=jnp.asarray(5),
+                                  period_mult=jnp.asarray(2.0), alpha=jnp.float32(0.1))),
+    (S.step_decay, dict(init_value=1.0, decay_rate=jnp.asarray(0.5),
+                        step_size=jnp.asarray(10), staircase=jnp.asarray(True))),
+]
+
+
+def _as_python(value):
+    if isinstance(value, dict):
+        return {k: _as_python(v) for k, v in value.items()}
+    if isinstance(value, jax.Array | np.ndarray | np.generic):
+        return value.item()
+    return value
+
+
+@pytest.mark.parametrize("factory,kwargs", CONCRETE_ARRAY_ARGS,
+                         ids=[f.__name__ for f, _ in CONCRETE_ARRAY_ARGS])
+def test_shape_arguments_may_be_concrete_arrays(factory, kwargs):
+    expected = _eval(factory(**_as_python(kwargs)), 60)
+    np.testing.assert_array_equal(_eval(factory(**kwargs), 60), expected)
+
+
+def test_traced_shape_argument_is_a_clear_error():
+    def build(rate):
+        return S.exponential_decay(1.0, 10, rate)(5)
+
+    with pytest.raises(ValueError) as info:
+        jax.jit(build)(0.5)
+    message = str(info.value)
+    assert "exponential_decay" in message and "decay_rate" in message
+    assert "concrete" in message
+
+
+def test_non_scalar_array_shape_argument_is_rejected():
+    with pytest.raises(ValueError, match="decay_steps"):
+        S.cosine_decay_schedule(1.0, jnp.asarray([10, 20]))

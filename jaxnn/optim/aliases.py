@@ -413,6 +413,8 @@ def nadam(
     eps: float = 1e-8,
     eps_root: float = 0.0,
     mu_dtype: Any | None = None,
+    *,
+    nesterov: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""Nadam: Adam with Nesterov momentum (``adam(..., nesterov=True)``).
 
@@ -431,6 +433,8 @@ def nadam(
       eps: :math:`\epsilon \ge 0`.
       eps_root: :math:`\epsilon_{root} \ge 0`.
       mu_dtype: dtype of the first moment (``None``: the parameters').
+      nesterov: use Nesterov momentum (the default; ``False`` is :func:`adam`), as the
+        keyword of ``optax.nadam``.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`.
@@ -451,7 +455,7 @@ def nadam(
       Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
     """
     with _named("nadam"):
-        return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=True)
+        return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
 
 
 def adamw(
@@ -525,6 +529,8 @@ def nadamw(
     mu_dtype: Any | None = None,
     weight_decay: ScalarOrSchedule = 1e-4,
     mask: Mask = None,
+    *,
+    nesterov: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
     r"""NadamW: Nadam with decoupled weight decay (``adamw(..., nesterov=True)``).
 
@@ -543,6 +549,8 @@ def nadamw(
       mu_dtype: dtype of the first moment (``None``: the parameters').
       weight_decay: :math:`\lambda \ge 0`, or a schedule.
       mask: which leaves to decay (a boolean pytree or ``params -> pytree``).
+      nesterov: use Nesterov momentum (the default; ``False`` is :func:`adamw`), as the
+        keyword of ``optax.nadamw``.
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`.
@@ -564,7 +572,8 @@ def nadamw(
     """
     with _named("nadamw"):
         return adamw(
-            learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask, nesterov=True
+            learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask,
+            nesterov=nesterov,
         )
 
 

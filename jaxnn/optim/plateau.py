@@ -59,7 +59,21 @@ def _fail(arg: str, value: Any, allowed: str) -> None:
     raise ValueError(f"reduce_on_plateau: {arg} must be {allowed}, got {value!r}")
 
 
+def _python_scalar(arg: str, value: Any) -> Any:
+    """A concrete 0-d array (``jnp.float32(0.5)``) as the Python scalar it holds, as optax
+    accepts; a traced one is an error saying that the argument must be concrete."""
+    if not isinstance(value, jax.Array | np.ndarray) or np.ndim(value) != 0:
+        return value
+    try:
+        return value.item()
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.TracerIntegerConversionError):
+        raise ValueError(f"reduce_on_plateau: {arg} must be concrete (a Python number or a "
+                         f"concrete array), got the traced value {value!r}") from None
+
+
 def _real(arg: str, value: Any) -> float:
+    value = _python_scalar(arg, value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         _fail(arg, value, "a finite real number")
     if not math.isfinite(float(value)):
@@ -69,6 +83,7 @@ def _real(arg: str, value: Any) -> float:
 
 def _integer(arg: str, value: Any, minimum: int) -> int:
     allowed = f"an integer >= {minimum}"
+    value = _python_scalar(arg, value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         _fail(arg, value, allowed)
     if not math.isfinite(float(value)) or float(value) != int(value) or int(value) < minimum:

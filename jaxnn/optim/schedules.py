@@ -26,7 +26,8 @@ Two kinds of arguments:
   ``value``) may be Python numbers or JAX scalars, even traced ones (e.g. when
   ``vmap``-ing a sweep over learning rates); they are checked when concrete;
 * *shape* arguments (step counts, rates, factors, exponents, modes) fix the form of the
-  curve and must be concrete Python numbers.
+  curve and must be concrete: Python numbers or concrete 0-d arrays (a traced one raises
+  :class:`ValueError` saying so).
 
 The formulas are arranged to avoid cancellation in float32 (e.g. ``1 + cos(pi t/T)`` is
 evaluated as ``2 sin^2(pi (T - t) / 2T)``), so values stay accurate to a few ulps even
@@ -100,10 +101,37 @@ def _fail(fn: str, arg: str, value: Any, allowed: str) -> None:
     raise ValueError(f"{fn}: {arg} must be {allowed}, got {value!r}")
 
 
+_TRACED_ERRORS = (
+    jax.errors.ConcretizationTypeError,
+    jax.errors.TracerArrayConversionError,
+    jax.errors.TracerIntegerConversionError,
+)
+
+
+def _python_scalar(fn: str, arg: str, value: Any) -> Any:
+    """A concrete 0-d array (``jnp.float32(0.5)``, ``np.asarray(10)``) as the Python scalar
+    it holds, as optax accepts; anything else is returned unchanged for the caller to check.
+
+    Shape arguments fix the form of the curve at build time, so a traced one is an error
+    that says so (rather than "must be a finite real number, got JitTracer(...)").
+    """
+    if not isinstance(value, jax.Array | np.ndarray) or np.ndim(value) != 0:
+        return value
+    try:
+        return value.item()
+    except _TRACED_ERRORS:
+        raise ValueError(
+            f"{fn}: {arg} fixes the shape of the schedule and must be concrete (a Python "
+            f"number or a concrete array), got the traced value {value!r}; only value "
+            "arguments (init_value, peak_value, end_value, ...) may be traced"
+        ) from None
+
+
 def _int_arg(fn: str, arg: str, value: Any, *, minimum: int) -> int:
     """A concrete integer in ``[minimum, 2**31 - 1]`` (integral floats such as ``1e3`` are
     accepted). Steps are int32 in practice: a larger step count would wrap around."""
     allowed = f"an integer in [{minimum}, 2**31 - 1]"
+    value = _python_scalar(fn, arg, value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         _fail(fn, arg, value, allowed)
     if not math.isfinite(value) or float(value) != int(value) or not (
@@ -116,6 +144,7 @@ def _int_arg(fn: str, arg: str, value: Any, *, minimum: int) -> int:
 def _bool_arg(fn: str, arg: str, value: Any) -> bool:
     """A Python (or NumPy) bool: a string such as "False" from a config must not be read
     by its truthiness."""
+    value = _python_scalar(fn, arg, value)
     if not isinstance(value, bool | np.bool_):
         _fail(fn, arg, value, "true or false (a bool)")
     return bool(value)
@@ -138,6 +167,7 @@ def _real_arg(
     if high is not None:
         parts.append(f"{'<' if high_open else '<='} {high}")
     allowed = "a finite real number" + (" " + " and ".join(parts) if parts else "")
+    value = _python_scalar(fn, arg, value)
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         _fail(fn, arg, value, allowed)
     v = float(value)
@@ -180,12 +210,15 @@ def _f32(x: Any) -> jax.Array:
 
 
 def _step(step: ArrayLike) -> jax.Array:
-    """The step as a JAX array: integers stay integers (exact arithmetic), floats -> f32."""
+    """The step as a JAX array: integers stay integers (exact arithmetic; narrower than 32
+    bits widen to int32), floats -> f32."""
     t = jnp.asarray(step)
+    # Boundaries and lengths are compared and subtracted in the step's dtype: int8/int16
+    # (or uint8/uint16) would wrap them around (int8(300) is 44), so narrow integers widen.
     if t.dtype == jnp.bool_ or jnp.issubdtype(t.dtype, jnp.unsignedinteger):
-        return t.astype(jnp.int_)
+        return t.astype(jnp.int32 if t.dtype.itemsize < 4 else jnp.int_)
     if jnp.issubdtype(t.dtype, jnp.integer):
-        return t
+        return t.astype(jnp.int32) if t.dtype.itemsize < 4 else t
     if jnp.issubdtype(t.dtype, jnp.floating):
         return t.astype(_F32)
     raise TypeError(f"schedule: step must be an integer or real number, got dtype {t.dtype}")
