@@ -1,7 +1,8 @@
 """Command-line entry points (``scripts/*.py`` and the ``jaxnn-train`` console script).
 
 Bad input never shows a traceback: it prints one line, ``error: ...``, on stderr and
-exits with status 2. A diverged run exits with status 3, an interrupted one with 130.
+exits with status 2 (so does a model or batch too large for the device's memory). A
+diverged run exits with status 3, an interrupted one with 130.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def _train_parser() -> argparse.ArgumentParser:
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``scripts/train.py``: parse arguments, run :func:`jaxnn.train.train_and_evaluate`."""
     args = _train_parser().parse_args(argv)
+    import jax
+
     from jaxnn import config as config_lib
     from jaxnn.config import ConfigError
     from jaxnn.data import DataError
@@ -99,6 +102,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             stem = pathlib.Path(args.config).stem if args.config else "default"
             workdir = args.workdir or str(config_lib.fresh_workdir(
                 pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
+            config_lib.ensure_workdir(workdir, create=False)  # a file is named
         # --quiet is this invocation's, not the run's: it is not saved in config.yaml.
         train_and_evaluate(cfg, workdir, resume=args.resume, quiet=args.quiet)
     except (ConfigError, DataError, CheckpointError) as e:
@@ -109,6 +113,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         return EXIT_DIVERGED
     except OSError as e:  # an unwritable run directory, a full disk...
         print(f"error: {_one_line(e)}", file=sys.stderr)
+        return EXIT_USAGE
+    except jax.errors.JaxRuntimeError as e:
+        if not _out_of_memory(e):
+            raise
+        print(f"error: out of memory ({_one_line(str(e).splitlines()[0])}); use smaller "
+              "model.hidden_sizes, training.batch_size or training.eval_batch_size",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         ckpts = CheckpointManager(pathlib.Path(workdir or ".") / "checkpoints")
@@ -124,5 +135,10 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def _one_line(e: BaseException) -> str:
+def _one_line(e: BaseException | str) -> str:
     return " ".join(str(e).split())
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is XLA failing to allocate a buffer (a config too large, not a bug)."""
+    return "RESOURCE_EXHAUSTED" in str(e) or "Out of memory" in str(e)

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
 import math
 import pathlib
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -373,7 +375,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -424,10 +426,20 @@ def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
 
 
-def ensure_workdir(workdir: str | pathlib.Path) -> pathlib.Path:
+def ensure_workdir(workdir: str | pathlib.Path, create: bool = True) -> pathlib.Path:
     """Create ``workdir`` (and its parents) before a run starts, so an unusable one fails
-    first, as a :class:`ConfigError` naming it, not after the work is done."""
+    first, as a :class:`ConfigError` naming it, not after the work is done. With
+    ``create=False`` only check that it is, or can become, a directory."""
     path = pathlib.Path(workdir)
+    for p in (path, *path.parents):  # mkdir would only say "File exists" / "Not a directory"
+        if p.exists():
+            if p.is_dir():
+                break
+            where = "" if p == path else f": {str(p)!r} is a file"
+            raise ConfigError(f"--workdir {str(path)!r} is not a directory{where}; "
+                              "choose another --workdir")
+    if not create:
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -474,6 +486,16 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     )
                 seen[key] = key_node.start_mark
         return super().construct_mapping(node, deep=deep)
+
+
+# YAML 1.1 (PyYAML) needs a dot in a float, so ``1e-8`` is the string "1e-8": typed fields
+# convert it, but free-form mappings (``optimizer.options`` and the like) passed it on as a
+# string. Read numbers with an exponent and no dot as floats, as YAML 1.2 does.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
 
 
 def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
@@ -543,6 +565,14 @@ def _finite(x: float) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+# The range of a normal float32: a learning rate outside it becomes 0 or inf on the device.
+_F32_TINY = 1.1754943508222875e-38
+_F32_MAX = 3.4028234663852886e38
+# Entries of one weight matrix. XLA aborts the process (no Python error) on an array whose
+# byte size overflows int64; 2**40 float32 entries (4 TiB) is beyond any device already.
+_MAX_MATRIX_ENTRIES = 2**40
+
+
 def _validate(cfg: Config) -> None:
     # Imported here: config sits in the interface layer and the registries are lower layers.
     from jaxnn import activations, initializers, losses
@@ -550,6 +580,9 @@ def _validate(cfg: Config) -> None:
     m = cfg.model
     for i, h in enumerate(m.hidden_sizes):
         _check(1 <= h < 2**31, f"model.hidden_sizes[{i}]", h, "a positive integer < 2**31")
+    for i, (a, b) in enumerate(itertools.pairwise(m.hidden_sizes)):
+        _check(a * b <= _MAX_MATRIX_ENTRIES, "model.hidden_sizes", list(m.hidden_sizes),
+               f"at most 2**40 weights per matrix (layers {i} and {i + 1} give {a} x {b})")
     _check_name("model.hidden_activation", m.hidden_activation, activations.names())
     _check_name("model.output_activation", m.output_activation, activations.names())
     _check_name("model.initializer", m.initializer, initializers.names())
@@ -563,6 +596,10 @@ def _validate(cfg: Config) -> None:
     _check(0.0 <= m.batch_norm_momentum < 1.0, "model.batch_norm_momentum",
            m.batch_norm_momentum, "a number in [0, 1)")
     _check(m.maxout_pieces >= 1, "model.maxout_pieces", m.maxout_pieces, "an integer >= 1")
+    if m.hidden_activation == "maxout":  # a maxout layer has units * pieces outputs
+        widest = max(m.hidden_sizes, default=1)
+        _check(widest * m.maxout_pieces < 2**31, "model.maxout_pieces", m.maxout_pieces,
+               f"an integer >= 1 with {widest} units * pieces < 2**31")
     _check(_finite(m.l1) and m.l1 >= 0, "model.l1", m.l1, "a number >= 0")
     _check(_finite(m.l2) and m.l2 >= 0, "model.l2", m.l2, "a number >= 0")
 
@@ -583,8 +620,13 @@ def _validate(cfg: Config) -> None:
     from jaxnn import optim
 
     _check_name("optimizer.name", o.name, optim.names())
-    _check(_finite(o.learning_rate) and o.learning_rate > 0, "optimizer.learning_rate",
-           o.learning_rate, "a positive number")
+    _check(_finite(o.learning_rate) and _F32_TINY <= o.learning_rate <= _F32_MAX,
+           "optimizer.learning_rate", o.learning_rate,
+           "a positive number in the float32 range [1.2e-38, 3.4e38]")
+    if "learning_rate" in o.options:
+        raise ConfigError(
+            f"optimizer.options.learning_rate: got {o.options['learning_rate']!r}; the rate "
+            "is optimizer.learning_rate, not an option (set that instead)")
     if o.clip_global_norm is not None:
         _check(_finite(o.clip_global_norm) and o.clip_global_norm > 0,
                "optimizer.clip_global_norm", o.clip_global_norm, "a positive number or null")
@@ -624,8 +666,11 @@ def _validate(cfg: Config) -> None:
            "'min' or 'max'")
     _check(0.0 < rp.factor < 1.0, "training.reduce_on_plateau.factor", rp.factor,
            "a number in (0, 1)")
-    _check(rp.patience >= 0, "training.reduce_on_plateau.patience", rp.patience, "an integer >= 0")
-    _check(rp.cooldown >= 0, "training.reduce_on_plateau.cooldown", rp.cooldown, "an integer >= 0")
+    # Counted in int32 by jaxnn.optim.reduce_on_plateau.
+    _check(0 <= rp.patience < 2**31, "training.reduce_on_plateau.patience", rp.patience,
+           "an integer >= 0 and < 2**31")
+    _check(0 <= rp.cooldown < 2**31, "training.reduce_on_plateau.cooldown", rp.cooldown,
+           "an integer >= 0 and < 2**31")
     _check(_finite(rp.min_scale) and 0.0 <= rp.min_scale <= 1.0,
            "training.reduce_on_plateau.min_scale", rp.min_scale, "a number in [0, 1]")
 

@@ -99,6 +99,23 @@ BAD = [
      "[0, 1]"),
     (["optimizer.clip_global_norm=.inf"], "optimizer.clip_global_norm", "positive"),
     (["model.hidden_sizes=[99999999999999999999999]"], "model.hidden_sizes[0]", "< 2**31"),
+    # Two wide hidden layers: XLA aborted the whole process (a C++ terminate, no message).
+    (["model.hidden_sizes=[2000000000, 2000000000]"], "model.hidden_sizes", "2**40"),
+    # A maxout layer has units * pieces outputs: this was a raw MLIR TypeError mid-run.
+    (["model.hidden_activation=maxout", "model.maxout_pieces=99999999999999999999"],
+     "model.maxout_pieces", "2**31"),
+    # reduce_on_plateau raised a raw ValueError (traceback) for these mid-run.
+    (["training.reduce_on_plateau.patience=99999999999999999999"],
+     "training.reduce_on_plateau.patience", "2**31"),
+    (["training.reduce_on_plateau.cooldown=99999999999999999999"],
+     "training.reduce_on_plateau.cooldown", "2**31"),
+    # Learning rates are float32: 1e-320 became 0 (a run that silently never moved), 1e300
+    # became inf (a "divergence" at step 2).
+    (["optimizer.learning_rate=1e-320"], "optimizer.learning_rate", "float32"),
+    (["optimizer.learning_rate=1e300"], "optimizer.learning_rate", "float32"),
+    # The rate has its own key; in options it was "get() got multiple values" mid-run.
+    (["optimizer.options.learning_rate=0.1"], "optimizer.options.learning_rate",
+     "optimizer.learning_rate"),
 ]
 
 
@@ -177,3 +194,23 @@ def test_an_empty_section_means_its_defaults(tmp_path):
     assert cfg.training == C.TrainingConfig() and cfg.model.hidden_sizes == (8,)
     with pytest.raises(C.ConfigError, match="training: got 3, expected a mapping"):
         C.load(None, ["training=3"])
+
+
+def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_path):
+    # YAML 1.1 reads 1e-8 (no dot) as a string: typed fields coped, but free-form options
+    # did not, so "eps: 1e-8" for Adam failed mid-run with "eps must be a real number,
+    # got '1e-8' of type str".
+    path = tmp_path / "c.yaml"
+    path.write_text("optimizer:\n  options: {eps: 1e-8, b1: 9E-1}\n"
+                    "schedule:\n  name: cosine_decay\n  options: {alpha: 1e-2, decay_steps: 1e2}\n")
+    cfg = C.load(path, ["data.options.noise=2e-1", "training.epochs=1e1"])
+    assert cfg.optimizer.options == {"eps": 1e-8, "b1": 0.9}
+    assert cfg.schedule.options == {"alpha": 0.01, "decay_steps": 100.0}
+    assert cfg.data.options == {"noise": 0.2}
+    assert cfg.training.epochs == 10
+    # Quoted, it stays a string; words, versions and dates are untouched.
+    assert C.load(None, ["data.options.tag='1e-8'"]).data.options == {"tag": "1e-8"}
+    assert C.load(None, ["data.options.tag=e5"]).data.options == {"tag": "e5"}
+    assert C.read_yaml(path) == C.read_yaml(path)  # a fresh loader each time
+    import yaml
+    assert yaml.safe_load("x: 1e-8") == {"x": "1e-8"}  # PyYAML's own loader is unchanged

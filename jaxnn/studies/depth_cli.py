@@ -6,8 +6,8 @@ Usage::
         [--workdir runs/depth] [--data-dir DIR] [--workers N] [--no-plots] [--quiet]
 
 Bad input (a missing file, an unknown key, activation or initializer, depth < 1, missing
-data files) never shows a traceback: it prints one line, ``error: ...``, on stderr and exits
-with status 2.
+data files, a sweep too large for the device's memory) never shows a traceback: it prints
+one line, ``error: ...``, on stderr and exits with status 2.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse arguments, run :func:`jaxnn.studies.depth.run_study`, write the outputs."""
     args = _parser().parse_args(argv)
+    import jax
+
     from jaxnn.config import ConfigError, ensure_workdir, fresh_workdir
     from jaxnn.data.idx import DataError
     from jaxnn.studies import depth, depth_report
@@ -91,6 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:  # a bad value found past the config (e.g. n_train too large)
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}",
               file=sys.stderr)
+        return EXIT_USAGE
+    except jax.errors.JaxRuntimeError as e:
+        msg = str(e)
+        if "RESOURCE_EXHAUSTED" not in msg and "Out of memory" not in msg:
+            raise
+        print(f"error: out of memory ({' '.join(msg.splitlines()[0].split())}); use smaller "
+              "widths, depths, probe_size or batch_size", file=sys.stderr)
         return EXIT_USAGE
     except BrokenExecutor as e:  # a worker process died (killed, out of memory)
         print(f"error: a depth-study worker process died: {e}", file=sys.stderr)

@@ -1,0 +1,59 @@
+"""Bad input that reaches past the config checks still ends in one ``error:`` line and exit
+status 2 from the command lines (``scripts/train.py``, ``scripts/depth_study.py``)."""
+
+from __future__ import annotations
+
+import pathlib
+
+from conftest import train_cli_usage_error
+
+from jaxnn.studies import depth_cli
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+XOR = ["--config", str(REPO / "configs" / "xor.yaml"), "--set", "training.epochs=1",
+       "--quiet", "--set", "logging.plots=false"]
+DEPTH_SMOKE = ["--config", str(REPO / "configs" / "depth_smoke.yaml"), "--quiet", "--no-plots"]
+
+
+def _depth_usage_error(argv, capsys, needles) -> str:
+    code = depth_cli.main(argv)
+    out, err = capsys.readouterr()
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_train_out_of_memory_is_one_line(tmp_path, capsys):
+    # A 1e6 x 1e6 weight matrix (4 TB): a raw JaxRuntimeError traceback before.
+    train_cli_usage_error(
+        XOR + ["--workdir", str(tmp_path / "w"), "--set", "model.hidden_sizes=[1000000,1000000]"],
+        capsys, ["out of memory", "model.hidden_sizes"])
+
+
+def test_depth_study_out_of_memory_is_one_line(tmp_path, capsys):
+    _depth_usage_error(DEPTH_SMOKE + ["--workdir", str(tmp_path / "w"),
+                                      "--set", "widths=[99999999999]"],
+                       capsys, ["out of memory", "widths"])
+
+
+def test_train_workdir_that_is_a_file_is_named(tmp_path, capsys):
+    # Was "error: [Errno 17] File exists: '...'", which reads as if the directory existed.
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    line = train_cli_usage_error(XOR + ["--workdir", str(afile)], capsys,
+                                 ["--workdir", str(afile), "not a directory"])
+    assert "Errno" not in line
+    # A file further up the path: "[Errno 20] Not a directory" without saying which.
+    train_cli_usage_error(XOR + ["--workdir", str(afile / "sub")], capsys,
+                          [str(afile / "sub"), f"{str(afile)!r} is a file"])
+
+
+def test_depth_study_workdir_that_is_a_file_is_named(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    line = _depth_usage_error(DEPTH_SMOKE + ["--workdir", str(afile)], capsys,
+                              ["--workdir", str(afile), "not a directory"])
+    assert "File exists" not in line
