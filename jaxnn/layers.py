@@ -19,6 +19,9 @@ shaped like the params) and ``dL/dx``. The chain rule of each layer is written i
 docstring; the tests compare every one of them with ``jax.vjp``.
 
 Dtypes are preserved: float32 inputs give float32 outputs (constants are Python floats).
+Batch norm computes its statistics in at least float32 (float16/bfloat16 inputs are widened,
+as Flax does) and keeps its running statistics in at least float32; see
+:func:`batch_norm_forward`.
 """
 
 from __future__ import annotations
@@ -321,21 +324,43 @@ class BatchNormCache:
     """What :func:`batch_norm_backward` needs from the forward pass (a pytree).
 
     Attributes:
-      x_hat: the normalized input ``(x - mean) / sqrt(var + eps)``.
-      inv_std: ``1 / sqrt(var + eps)`` per feature (batch or running statistics).
+      x_hat: the normalized input ``(x - mean) / sqrt(var + eps)``, in the compute dtype
+        (at least float32).
+      inv_std: ``1 / sqrt(var + eps)`` per feature (batch or running statistics), in the
+        compute dtype.
       gamma: the scale parameter used in the forward pass.
       train: whether batch statistics were used (static metadata, not a leaf).
+      x_dtype: the dtype of the forward input, that of ``dL/dx`` (static metadata; ``None``
+        means ``grad_out``'s dtype).
     """
 
     x_hat: Array
     inv_std: Array
     gamma: Array
     train: bool
+    x_dtype: Any = None
 
 
 jax.tree_util.register_dataclass(
-    BatchNormCache, data_fields=["x_hat", "inv_std", "gamma"], meta_fields=["train"]
+    BatchNormCache, data_fields=["x_hat", "inv_std", "gamma"], meta_fields=["train", "x_dtype"]
 )
+
+
+def _stats_dtype(*dtypes: Any) -> Any:
+    """The dtype batch norm computes (and keeps its running statistics) in: the promotion
+    of ``dtypes`` and float32. float16 squares overflow from 256 on (65504 is the largest
+    float16) and bfloat16 sums lose digits; float64 stays float64."""
+    return jnp.promote_types(jnp.result_type(*dtypes), jnp.float32)
+
+
+def _store(v: Array, dtype: Any) -> Array:
+    """``v`` cast to the running-statistics ``dtype``, saturated at its largest finite value
+    when ``dtype`` is narrower than ``v``'s (a float16 state cannot hold a variance of
+    1.6e5: it holds 65504, never inf)."""
+    if jnp.finfo(dtype).bits < jnp.finfo(v.dtype).bits:
+        biggest = float(jnp.finfo(dtype).max)
+        v = jnp.clip(v, -biggest, biggest)
+    return v.astype(dtype)
 
 
 def batch_norm_init(
@@ -343,16 +368,24 @@ def batch_norm_init(
 ) -> tuple[dict[str, Array], dict[str, Array]]:
     """Parameters and running statistics of a batch-norm layer over ``features`` units.
 
+    Args:
+      features: number of units, an int >= 1.
+      dtype: dtype of ``gamma`` and ``beta``.
+
     Returns:
-      ``(params, state)``: ``params = {"gamma": ones, "beta": zeros}`` (trainable) and
-      ``state = {"mean": zeros, "var": ones}`` (running statistics, not trainable), each of
-      shape ``(features,)``.
+      ``(params, state)``: ``params = {"gamma": ones, "beta": zeros}`` (trainable) in
+      ``dtype`` and ``state = {"mean": zeros, "var": ones}`` (running statistics, not
+      trainable) in ``promote_types(dtype, float32)``: float32 for float16/bfloat16 params
+      (as Flax keeps its batch statistics), since a feature with std 400 has a running
+      variance of 1.6e5, past float16's 65504. Each of shape ``(features,)``.
     """
     if not _is_size(features):
         raise ValueError(f"batch_norm_init: features must be an int >= 1, got {features!r}")
     features = int(features)
     params = {"gamma": jnp.ones((features,), dtype), "beta": jnp.zeros((features,), dtype)}
-    state = {"mean": jnp.zeros((features,), dtype), "var": jnp.ones((features,), dtype)}
+    stats_dtype = _stats_dtype(dtype)
+    state = {"mean": jnp.zeros((features,), stats_dtype),
+             "var": jnp.ones((features,), stats_dtype)}
     return params, state
 
 
@@ -380,6 +413,16 @@ def batch_norm_forward(
     biased one, 0, is used). Evaluation mode normalizes with the running statistics,
     ``y = gamma * (x - running_mean) / sqrt(running_var + eps) + beta``, and returns the
     state unchanged.
+
+    Dtypes: everything above is computed in the compute dtype, the promotion of ``x``,
+    ``params``, ``state`` and float32 (so float16/bfloat16 inputs are normalized in float32:
+    in float16, ``(x - mu)^2`` overflows from a std of ~256 on and the output collapsed to
+    ``beta``). ``y`` is returned in ``result_type(x, gamma, beta)``, the input dtype when
+    the params share it. The new running statistics keep ``state``'s dtype (so the state
+    is a stable ``lax.scan`` carry); :func:`batch_norm_init` makes it at least float32. A
+    state narrower than the compute dtype (a float16 state built by hand) is saturated:
+    a statistic beyond its largest finite value is stored as that value (65504 in
+    float16), never as inf; evaluation then normalizes with the saturated value.
 
     Args:
       params: ``{"gamma", "beta"}`` of shape ``x.shape[1:]``.
@@ -415,27 +458,33 @@ def batch_norm_forward(
                     f"{x.shape[1:]}, got {jnp.shape(tree[name])}"
                 )
     gamma, beta = params["gamma"], params["beta"]
+    out_dtype = jnp.result_type(x, gamma, beta)
+    cdt = _stats_dtype(out_dtype, state["mean"], state["var"])
+    xc = x.astype(cdt)
     if train:
         n = x.shape[0]
-        mean = jnp.mean(x, axis=0)
-        centered = x - _per_unit(mean, x)
+        mean = jnp.mean(xc, axis=0)
+        centered = xc - _per_unit(mean, xc)
         var = jnp.mean(centered * centered, axis=0)
         inv_std = jax.lax.rsqrt(var + eps)
-        x_hat = centered * _per_unit(inv_std, x)
+        x_hat = centered * _per_unit(inv_std, xc)
         unbias = n / (n - 1) if n > 1 else 1.0
         mean_sg = jax.lax.stop_gradient(mean)
         var_sg = jax.lax.stop_gradient(var)
         new_state = {
-            "mean": m * state["mean"] + (1.0 - m) * mean_sg,
-            "var": m * state["var"] + ((1.0 - m) * unbias) * var_sg,
+            "mean": _store(m * state["mean"].astype(cdt) + (1.0 - m) * mean_sg,
+                           state["mean"].dtype),
+            "var": _store(m * state["var"].astype(cdt) + ((1.0 - m) * unbias) * var_sg,
+                          state["var"].dtype),
         }
     else:
-        inv_std = jax.lax.rsqrt(state["var"] + eps)
-        x_hat = (x - _per_unit(state["mean"], x)) * _per_unit(inv_std, x)
+        inv_std = jax.lax.rsqrt(state["var"].astype(cdt) + eps)
+        x_hat = (xc - _per_unit(state["mean"].astype(cdt), xc)) * _per_unit(inv_std, xc)
         new_state = state
-    y = _per_unit(gamma, x_hat) * x_hat + _per_unit(beta, x_hat)
-    cache = BatchNormCache(x_hat=x_hat, inv_std=inv_std, gamma=gamma, train=bool(train))
-    return y, cache, new_state
+    y = _per_unit(gamma.astype(cdt), x_hat) * x_hat + _per_unit(beta.astype(cdt), x_hat)
+    cache = BatchNormCache(x_hat=x_hat, inv_std=inv_std, gamma=gamma, train=bool(train),
+                           x_dtype=jnp.dtype(x.dtype))
+    return y.astype(out_dtype), cache, new_state
 
 
 def batch_norm_backward(
@@ -457,6 +506,10 @@ def batch_norm_backward(
 
     Evaluation mode: the running statistics are constants, so ``dL/dx = dL/dx_hat * inv_std``.
 
+    Computed in the dtype of ``cache.x_hat`` (at least float32, as the forward pass);
+    ``dL/dx`` is returned in the forward input's dtype and the parameter gradients in
+    ``gamma``'s dtype, as ``jax.vjp`` of the forward pass returns them.
+
     Args:
       cache: from :func:`batch_norm_forward`.
       grad_out: ``dL/dy``, shape of the forward input.
@@ -465,11 +518,15 @@ def batch_norm_backward(
       ``({"gamma", "beta"}, dL/dx)``.
     """
     x_hat, inv_std = cache.x_hat, cache.inv_std
+    cdt = _stats_dtype(x_hat, inv_std, grad_out, cache.gamma)
+    x_hat, inv_std = x_hat.astype(cdt), inv_std.astype(cdt)
+    g = grad_out.astype(cdt)
+    p_dtype = cache.gamma.dtype
     grads = {
-        "gamma": jnp.sum(grad_out * x_hat, axis=0),
-        "beta": jnp.sum(grad_out, axis=0),
+        "gamma": jnp.sum(g * x_hat, axis=0).astype(p_dtype),
+        "beta": jnp.sum(g, axis=0).astype(p_dtype),
     }
-    g_hat = grad_out * _per_unit(cache.gamma, grad_out)
+    g_hat = g * _per_unit(cache.gamma.astype(cdt), g)
     if cache.train:
         n = grad_out.shape[0]
         sum_g = jnp.sum(g_hat, axis=0)
@@ -478,4 +535,5 @@ def batch_norm_backward(
             n * g_hat - _per_unit(sum_g, g_hat) - x_hat * _per_unit(sum_gx, g_hat))
     else:
         grad_x = g_hat * _per_unit(inv_std, g_hat)
-    return grads, grad_x
+    x_dtype = grad_out.dtype if cache.x_dtype is None else cache.x_dtype
+    return grads, grad_x.astype(x_dtype)

@@ -311,7 +311,10 @@ def init(config: MLPConfig, key: Array, *, dtype: Any = jnp.float32) -> tuple[Pa
 
     Kernels use ``config.initializer`` (with ``initializer_kwargs``), biases are zero, batch
     norm starts at ``gamma = 1, beta = 0`` with running ``mean = 0, var = 1``, PReLU slopes
-    at ``prelu_init``. ``key`` is split into one key per layer.
+    at ``prelu_init``. ``key`` is split into one key per layer. Params are in ``dtype``; the
+    batch-norm running statistics in ``promote_types(dtype, float32)`` (float32 for
+    float16/bfloat16 params: a running variance past 65504 does not fit float16; see
+    :func:`jaxnn.layers.batch_norm_init`).
 
     Returns:
       ``(params, state)`` as described in the module docstring.

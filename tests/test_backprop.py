@@ -8,8 +8,9 @@ where ``||.||_2`` is the Euclidean norm of the flattened leaf and ``||g_auto||_g
 norm of the whole gradient pytree. The floor ``c`` (1e-6 in float64, 1e-2 in float32) only
 matters for leaves that are zero up to rounding (e.g. the bias just before a batch norm,
 whose exact gradient is 0): their rounding noise is judged against the overall gradient
-scale. Thresholds: float64 rel_err <= 1e-8, float32 rel_err <= 1e-4 (both paths in the same
-dtype). The loss value must match to the same relative tolerance.
+scale. Thresholds: float64 rel_err <= 1e-8, float32 rel_err <= 1e-4, float16 <= 1e-2 and
+bfloat16 <= 5e-2 (floors 1e-1; both paths in the same dtype). The loss value must match to
+the same relative tolerance.
 
 The grid covers each axis rather than the full product: every depth 1..12 with one
 activation plus a 50-layer net, every registered activation as the hidden activation at one
@@ -32,8 +33,8 @@ import pytest
 
 from jaxnn import activations, backprop, losses, mlp
 
-TOL = {jnp.float64: 1e-8, jnp.float32: 1e-4}
-FLOOR = {jnp.float64: 1e-6, jnp.float32: 1e-2}
+TOL = {jnp.float64: 1e-8, jnp.float32: 1e-4, jnp.float16: 1e-2, jnp.bfloat16: 5e-2}
+FLOOR = {jnp.float64: 1e-6, jnp.float32: 1e-2, jnp.float16: 1e-1, jnp.bfloat16: 1e-1}
 INT_CE = "softmax_cross_entropy_with_integer_labels"
 _LOGIT_LOSSES = (
     losses.sigmoid_binary_cross_entropy,
@@ -53,10 +54,12 @@ def _targets(loss, key, batch, n_out, dtype):
     return jax.random.normal(key, (batch, n_out), dtype)
 
 
-def _problem(config, loss, dtype=jnp.float64, batch=6, seed=0):
+def _problem(config, loss, dtype=jnp.float64, batch=6, seed=0, x_scale=None):
     k_init, k_x, k_y, k_drop = jax.random.split(jax.random.PRNGKey(seed), 4)
     params, state = mlp.init(config, k_init, dtype=dtype)
     x = jax.random.normal(k_x, (batch, config.layer_sizes[0]), dtype)
+    if x_scale is not None:  # drawn in float32 then rounded: std x_scale in any dtype
+        x = (x_scale * jax.random.normal(k_x, x.shape)).astype(dtype)
     y = _targets(loss, k_y, batch, config.layer_sizes[-1], dtype)
     return params, state, x, y, k_drop
 
@@ -74,8 +77,9 @@ def _rel_errors(g_manual, g_auto, dtype):
     return errs, global_norm
 
 
-def _compare(config, loss=INT_CE, dtype=jnp.float64, train=True, batch=6, seed=0):
-    params, state, x, y, key = _problem(config, loss, dtype, batch, seed)
+def _compare(config, loss=INT_CE, dtype=jnp.float64, train=True, batch=6, seed=0,
+             x_scale=None):
+    params, state, x, y, key = _problem(config, loss, dtype, batch, seed, x_scale)
     if not train and config.batch_norm:
         # Evaluation with non-trivial running statistics (after one training pass).
         _, state = mlp.apply(config, params, state, x * 2.0 + 1.0, train=True, key=key)
@@ -96,7 +100,9 @@ def _compare(config, loss=INT_CE, dtype=jnp.float64, train=True, batch=6, seed=0
     worst = max(errs, key=errs.get)
     assert errs[worst] <= tol, f"worst leaf {worst}: rel_err {errs[worst]:.3e} > {tol}; {errs}"
     for a, b in zip(jax.tree.leaves(aux_m), jax.tree.leaves(aux_a), strict=True):
-        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * 1e-3)
+        assert np.all(np.isfinite(np.asarray(a, np.float64)))
+        np.testing.assert_allclose(np.asarray(a, np.float64), np.asarray(b, np.float64),
+                                   rtol=tol, atol=tol * 1e-3)
     return g_m, g_a
 
 
@@ -214,6 +220,17 @@ def test_options_in_evaluation_mode(option):
 )
 def test_float32(config_kwargs, loss):
     _compare(mlp.MLPConfig(**config_kwargs), loss, dtype=jnp.float32, batch=8)
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("position", ["before_activation", "after_activation"])
+def test_narrow_floats_with_batch_norm_and_wide_inputs(position, dtype, train):
+    # Inputs with std 400: a float16 batch variance overflowed (inf), the running variance
+    # became inf and batch norm returned beta. Statistics are now float32 inside.
+    config = mlp.MLPConfig(layer_sizes=(4, 16, 8, 3), batch_norm=True,
+                           batch_norm_position=position)
+    _compare(config, dtype=dtype, train=train, batch=32, x_scale=400.0)
 
 
 # ----------------------------------------------------------------------------- pieces

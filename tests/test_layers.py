@@ -339,3 +339,126 @@ def test_batch_norm_rejects_non_numeric_hyper_parameters(kw):
     params, state, x = _bn_problem()
     with pytest.raises(ValueError, match="batch_norm_forward: (momentum|eps)"):
         layers.batch_norm_forward(params, state, x, train=True, **kw)
+
+
+# ------------------------------------------------------------ batch norm in narrow floats
+
+
+def _wide_half(dtype=jnp.float16, scale=400.0):
+    """A batch whose features have std ~ ``scale``: in float16 ``(x - mu)^2`` passes 65504
+    from a std of ~256 on, so a float16 variance would be inf."""
+    return (jax.random.normal(jax.random.PRNGKey(3), (64, 3)) * scale).astype(dtype)
+
+
+def _bn_reference(x, state, momentum=0.9, eps=1e-5):
+    """Training-mode batch norm of ``x`` with unit params, in float64 numpy."""
+    x = np.asarray(x, np.float64)
+    mu, var, n = x.mean(0), x.var(0), x.shape[0]
+    y = (x - mu) / np.sqrt(var + eps)
+    new_mean = momentum * np.asarray(state["mean"], np.float64) + (1 - momentum) * mu
+    new_var = momentum * np.asarray(state["var"], np.float64) \
+        + (1 - momentum) * var * n / (n - 1)
+    return y, new_mean, new_var
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+def test_batch_norm_init_keeps_running_statistics_in_at_least_float32(dtype):
+    params, state = layers.batch_norm_init(4, dtype)
+    assert params["gamma"].dtype == params["beta"].dtype == dtype
+    wide = jnp.promote_types(dtype, jnp.float32)
+    assert state["mean"].dtype == state["var"].dtype == wide
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_batch_norm_narrow_input_with_a_large_std_trains(dtype):
+    # float16 used to give var = inf, inv_std = 0, y == beta and a running variance of inf.
+    x = _wide_half(dtype)
+    params, state = layers.batch_norm_init(3, dtype)
+    y, cache, new_state = layers.batch_norm_forward(params, state, x, train=True)
+    assert y.dtype == dtype
+    y_ref, mean_ref, var_ref = _bn_reference(x, state)
+    np.testing.assert_allclose(np.asarray(y, np.float64), y_ref, rtol=2e-2, atol=2e-2)
+    assert new_state["mean"].dtype == new_state["var"].dtype == jnp.float32
+    np.testing.assert_allclose(new_state["mean"], mean_ref, rtol=1e-5)
+    np.testing.assert_allclose(new_state["var"], var_ref, rtol=1e-5)
+    assert np.all(np.asarray(cache.inv_std) > 0) and np.all(np.isfinite(cache.inv_std))
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+def test_batch_norm_eval_with_narrow_input_and_float32_state(dtype):
+    # A running variance of ~1.6e5 (std 400) does not fit float16: the state stays float32
+    # and the output comes back in the input dtype.
+    x = _wide_half(dtype)
+    params, state = layers.batch_norm_init(3, dtype)
+    _, _, trained = layers.batch_norm_forward(params, state, x, train=True, momentum=0.0)
+    y, cache, same = layers.batch_norm_forward(params, trained, x, train=False)
+    assert same is trained and y.dtype == dtype
+    _, mean_ref, var_ref = _bn_reference(x, state, momentum=0.0)
+    np.testing.assert_allclose(trained["var"], var_ref, rtol=1e-5)
+    expected = (np.asarray(x, np.float64) - mean_ref) / np.sqrt(var_ref + 1e-5)
+    np.testing.assert_allclose(np.asarray(y, np.float64), expected, rtol=2e-2, atol=2e-2)
+    _, gx = layers.batch_norm_backward(cache, jnp.ones_like(y))
+    assert gx.dtype == dtype
+
+
+def test_batch_norm_narrow_state_saturates_instead_of_overflowing():
+    # A float16 state passed in by hand keeps its dtype (a scan carry must not change
+    # type); a statistic past 65504 is stored as 65504, never inf.
+    x = _wide_half(jnp.float16)
+    params, _ = layers.batch_norm_init(3, jnp.float16)
+    state = {"mean": jnp.zeros(3, jnp.float16), "var": jnp.ones(3, jnp.float16)}
+    _, _, new_state = layers.batch_norm_forward(params, state, x, train=True, momentum=0.0)
+    assert new_state["mean"].dtype == new_state["var"].dtype == jnp.float16
+    np.testing.assert_array_equal(new_state["var"], 65504.0)
+    _, mean_ref, _ = _bn_reference(x, state, momentum=0.0)
+    np.testing.assert_allclose(new_state["mean"], mean_ref, rtol=1e-3)
+    y, _, _ = layers.batch_norm_forward(params, new_state, x, train=False)
+    assert y.dtype == jnp.float16 and np.all(np.isfinite(np.asarray(y, np.float32)))
+
+
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize(
+    "x_dtype, p_dtype, scale, rtol",
+    [
+        (jnp.float16, jnp.float16, 400.0, 1e-2),
+        (jnp.float16, jnp.float16, 1.0, 1e-2),
+        (jnp.bfloat16, jnp.bfloat16, 400.0, 5e-2),
+        (jnp.float16, jnp.float32, 400.0, 1e-2),
+        (jnp.float32, jnp.float32, 400.0, 1e-5),
+    ],
+    ids=["f16_wide", "f16_unit", "bf16_wide", "f16_x_f32_params", "f32_wide"],
+)
+def test_batch_norm_backward_matches_vjp_in_narrow_floats(train, x_dtype, p_dtype, scale, rtol):
+    x = _wide_half(x_dtype, scale)
+    params, state = layers.batch_norm_init(3, p_dtype)
+    params = {"gamma": (1.0 + 0.5 * _normal(7, (3,), jnp.float32)).astype(p_dtype),
+              "beta": _normal(8, (3,), jnp.float32).astype(p_dtype)}
+    _, _, state = layers.batch_norm_forward(params, state, x, train=True, momentum=0.0)
+    f = lambda p, x: layers.batch_norm_forward(p, state, x, train=train)[0]
+    y, vjp = jax.vjp(f, params, x)
+    g = _normal(11, y.shape, jnp.float32).astype(y.dtype)
+    gp_ref, gx_ref = vjp(g)
+    _, cache, _ = layers.batch_norm_forward(params, state, x, train=train)
+    gp, gx = layers.batch_norm_backward(cache, g)
+    assert gx.dtype == gx_ref.dtype == x_dtype
+    for k in ("gamma", "beta"):
+        assert gp[k].dtype == gp_ref[k].dtype == p_dtype
+    for got, ref in ((gx, gx_ref), (gp["gamma"], gp_ref["gamma"]), (gp["beta"], gp_ref["beta"])):
+        got, ref = np.asarray(got, np.float64), np.asarray(ref, np.float64)
+        assert np.all(np.isfinite(ref)) and np.all(np.isfinite(got))
+        # judged against the leaf's scale: entries near 0 carry the rounding of the others
+        np.testing.assert_allclose(got, ref, rtol=rtol, atol=rtol * np.abs(ref).max())
+    # ... and against the same vjp in float64 on the same values (not a vjp that is wrong
+    # the same way: a float16 variance of inf made both paths return zeros).
+    to64 = lambda t: jax.tree.map(lambda v: jnp.asarray(v, jnp.float64), t)
+    f64 = lambda p, x: layers.batch_norm_forward(p, to64(state), x, train=train)[0]
+    _, vjp64 = jax.vjp(f64, to64(params), to64(x))
+    gp64, gx64 = vjp64(to64(g))
+    for got, ref in ((gx, gx64), (gp["gamma"], gp64["gamma"]), (gp["beta"], gp64["beta"])):
+        ref = np.asarray(ref)
+        np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=2 * rtol,
+                                   atol=2 * rtol * np.abs(ref).max())
+    if train:
+        # the exact dL/dx sums to 0 over the batch; a float16 g can only nearly do so
+        tol = 50 * rtol * np.abs(np.asarray(gx, np.float64)).sum(0)
+        assert np.all(np.abs(np.asarray(gx, np.float64).sum(0)) <= tol)

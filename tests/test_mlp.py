@@ -296,6 +296,50 @@ def test_batch_norm_train_updates_state_and_eval_uses_it(position):
     assert not np.allclose(y, y_train)
 
 
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("position", ["before_activation", "after_activation"])
+def test_batch_norm_trains_in_narrow_floats_without_inf(dtype, position):
+    # Features with std ~400: in float16 the batch variance overflowed (65504), batch norm
+    # returned beta and the running variance became inf. Params stay in ``dtype``, the
+    # running statistics are float32, one jitted step compiles once.
+    c = mlp.MLPConfig(layer_sizes=(4, 16, 3), batch_norm=True, batch_norm_position=position)
+    params, state = mlp.init(c, KEY, dtype=dtype)
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(params))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state))
+    x = (400.0 * jax.random.normal(jax.random.PRNGKey(1), (64, 4))).astype(dtype)
+    y = (x[:, 0] > 0).astype(jnp.int32) + (x[:, 1] > 0).astype(jnp.int32)
+    loss_fn = mlp.make_loss_fn(c, "softmax_cross_entropy_with_integer_labels")
+    tx = optax.sgd(0.1)
+    traces = []
+
+    @jax.jit
+    def step(params, state, opt_state):
+        traces.append(1)
+        (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), aux["state"], opt_state, loss
+
+    opt_state = tx.init(params)
+    losses_seen = []
+    for _ in range(20):
+        params, state, opt_state, loss = step(params, state, opt_state)
+        losses_seen.append(float(loss))
+    assert len(traces) == 1
+    assert np.all(np.isfinite(losses_seen)) and losses_seen[-1] < losses_seen[0]
+    for leaf in jax.tree.leaves((params, state)):
+        assert np.all(np.isfinite(np.asarray(leaf, np.float64)))
+    assert all(leaf.dtype == dtype for leaf in jax.tree.leaves(params))
+    assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(state))
+    # The running variance of the first batch-norm input is far past float16's range.
+    bn_in_var = state["layers"][0]["bn"]["var"]
+    if position == "before_activation":
+        assert float(jnp.max(bn_in_var)) > 65504.0
+    out, same = mlp.apply(c, params, state, x, train=False)
+    assert out.dtype == dtype
+    jax.tree.map(np.testing.assert_array_equal, same, state)
+    assert np.all(np.isfinite(np.asarray(out, np.float64)))
+
+
 def test_apply_is_jittable_with_static_config():
     c = mlp.MLPConfig(layer_sizes=(4, 8, 3), batch_norm=True, dropout_rate=0.2)
     params, state = mlp.init(c, KEY)
