@@ -112,6 +112,25 @@ def test_sigmoid_gradient_ratio_vanishes(ratio_results):
     assert {v["depth"]: v["vanishes"] for v in depth_report.classify(sig)} == {4: False, 8: True}
 
 
+def test_relu_with_unit_normal_weights_explodes_by_growth_not_by_ratio():
+    # Activations and every layer's gradient grow by ~sqrt(width / 2) per layer, so the
+    # first/last gradient ratio stays near 1: the ratio rule alone called this healthy.
+    r = D.run_study(D.DepthStudyConfig(
+        name="growth", dataset="digits", depths=(1, 6), widths=(32,), activations=("relu",),
+        initializers=("he", "normal(1)"), seeds=2, probe_size=128, steps=0))
+    v = {(x["initializer"], x["depth"]): x for x in depth_report.classify(r)}
+    big = v["normal(1)", 6]
+    assert 0.01 < big["ratio"] < 100 and big["growth"] > 1e3 and big["explodes"]
+    assert not big["nonfinite"] and not big["vanishes"]
+    assert 0.2 < v["he", 6]["growth"] < 5 and not v["he", 6]["explodes"]
+    assert v["he", 1]["growth"] == v["normal(1)", 1]["growth"] == 1.0
+    text = depth_report.render_report(r)
+    explode = text.split("## Exploding gradients and activations")[1].split("\n## ")[0]
+    assert "- relu + normal(1), at 6 hidden layers (first/last gradient ratio and " \
+           "pre-activation growth D=6: ratio " in explode
+    assert "relu + he" not in explode
+
+
 def _he_vs_xavier(depth, width, steps, lr, seeds):
     cfg = D.DepthStudyConfig(
         name="deep_relu", dataset="digits", depths=(depth,), widths=(width,),
@@ -503,7 +522,7 @@ def test_cli_smoke_writes_table_plots_and_report(tmp_path, capsys):
     csv_lines = (wd / "table.csv").read_text().strip().splitlines()
     assert len(csv_lines) == len(rows) + 1 and csv_lines[0].startswith("study,dataset,depth")
     report = (wd / "report.md").read_text()
-    for heading in ("## Vanishing gradients", "## Exploding gradients", "## Trains",
+    for heading in ("## Vanishing gradients", "## Exploding gradients and activations", "## Trains",
                     "first/last gradient ratio"):
         assert heading in report
     back = depth_report.load_result(wd)

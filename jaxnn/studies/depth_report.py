@@ -421,10 +421,19 @@ def trained_accuracy(result: DepthStudyResult, **where: Any) -> float:
 def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
     """One verdict per (activation, initializer, depth, width, batch_norm), medians over
     seeds: ``ratio`` (init grad_ratio), ``saturation`` (init mean saturation),
-    ``test_accuracy`` (trained; nan without training) and booleans ``vanishes``
-    (ratio < vanish_ratio or all first-layer gradients exactly 0), ``explodes`` (ratio >
-    explode_ratio or a non-finite statistic in most seeds), ``saturates``, ``trains``,
-    ``stalls``."""
+    ``test_accuracy`` (trained; nan without training), ``growth`` (init pre-activation std
+    of the last hidden layer over that of the first: how much the forward signal grows with
+    depth) and booleans ``explodes`` (ratio > explode_ratio, growth > explode_ratio, or a
+    non-finite statistic in most seeds), ``vanishes`` (not ``explodes``, and ratio <
+    vanish_ratio, growth < vanish_ratio, or the first-layer gradient exactly 0 in most
+    seeds), ``saturates``, ``trains``, ``stalls``.
+
+    The growth tests catch what the ratio cannot: with N(0, 1) weights a ReLU network's
+    activations and every layer's gradient grow by ~sqrt(width / 2) per layer, and with
+    N(0, 0.01^2) weights (or ReLU with Xavier at depth) they shrink by a constant factor per
+    layer, so the first/last gradient ratio stays near 1 while the values reach 1e25 or
+    1e-20 (an SGD step then diverges, or nothing moves).
+    """
     c = result.config
     chance = 1.0 / result.num_classes
     out = []
@@ -440,12 +449,17 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
                         first = result.median("first_grad_norm", phase="init", **w)
                         nonfinite = sum(not r["finite"] for r in rows) > len(rows) / 2
                         sat = result.median("mean_saturation", phase="init", **w)
+                        growth = _growth(rows)
                         acc = trained_accuracy(result, **w) if c.steps > 0 else float("nan")
+                        explodes = bool(ratio > c.explode_ratio
+                                        or growth > c.explode_ratio or nonfinite)
                         out.append({
                             **w, "ratio": ratio, "first_grad_norm": first, "saturation": sat,
-                            "test_accuracy": acc, "nonfinite": nonfinite,
-                            "vanishes": bool(ratio < c.vanish_ratio or first == 0.0),
-                            "explodes": bool(ratio > c.explode_ratio or nonfinite),
+                            "growth": growth, "test_accuracy": acc, "nonfinite": nonfinite,
+                            "explodes": explodes,
+                            "vanishes": not explodes and bool(
+                                ratio < c.vanish_ratio or growth < c.vanish_ratio
+                                or first == 0.0),
                             "saturates": bool(sat > c.saturation_threshold),
                             "trains": bool(acc >= chance + c.train_threshold * (1 - chance)),
                             "stalls": bool(c.steps > 0 and not acc >= chance + 0.1 * (1 - chance)),
@@ -453,12 +467,27 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
     return out
 
 
+def _growth(rows: Sequence[dict[str, Any]]) -> float:
+    """Median over seeds of ``pre_activation_std[-1] / pre_activation_std[0]`` (1 for one
+    hidden layer); seeds whose ratio is not finite are left out (nan if all are)."""
+    g = []
+    for r in rows:
+        s = np.asarray(r["pre_activation_std"], float)
+        with np.errstate(all="ignore"):
+            g.append(s[-1] / s[0] if s.size > 1 else 1.0)
+    g = np.asarray(g, float)
+    g = g[np.isfinite(g)]
+    return float(np.median(g)) if g.size else float("nan")
+
+
 def _show(v: dict[str, Any], value: str) -> str:
-    if value == "ratio":
+    if value in ("ratio", "ratio_growth"):
         if v["nonfinite"]:
             return "overflow (inf/nan statistics)"
         if v["first_grad_norm"] == 0.0:
-            return "first-layer gradient exactly 0 (below float32 range)"
+            return "first-layer gradient exactly 0 in most seeds (below float32 range)"
+    if value == "ratio_growth":
+        return f"ratio {_fmt(v['ratio'])}, growth {_fmt(v['growth'])}"
     if value == "test_accuracy" and math.isnan(v[value]):
         return "diverged (NaN)"
     return _fmt(v[value])
@@ -480,7 +509,9 @@ def _group_sentences(verdicts: Sequence[dict[str, Any]], flag: str, value: str,
         all_d = len(depths) == len(c.depths)
         where = ("at every depth swept" if all_d
                  else f"at {', '.join(map(str, depths))} hidden layers")
-        lines.append(f"- {act} + {init}{extra}, {where} ({value.replace('_', ' ')} {vals}).")
+        label = "first/last gradient ratio and pre-activation growth" if value == "ratio_growth" \
+            else value.replace("_", " ")
+        lines.append(f"- {act} + {init}{extra}, {where} ({label} {vals}).")
     return lines
 
 
@@ -673,8 +704,11 @@ def render_report(result: DepthStudyResult) -> str:
     )
     L += ["", "Definitions: *ratio* = ||dL/dW|| of the first hidden layer / that of the last "
           "hidden layer at initialization (median over seeds). A combination **vanishes** "
-          f"when ratio < {c.vanish_ratio:g} (or the first layer's gradient is exactly 0), "
-          f"**explodes** when ratio > {c.explode_ratio:g} or its statistics overflow "
+          f"when ratio < {c.vanish_ratio:g} or its *growth* (std of the last hidden layer's "
+          "pre-activations / that of the first, median over seeds) < "
+          f"{c.vanish_ratio:g} (or the first layer's gradient is exactly 0 in most seeds), "
+          f"**explodes** when ratio > {c.explode_ratio:g}, growth > {c.explode_ratio:g} or "
+          "its statistics overflow (explodes wins over vanishes) "
           "(in the ratio tables, *0/0* = both gradients flushed to 0 in every seed, a full "
           "vanish; *overflow* = inf/NaN gradients), "
           f"**saturates** when more than {c.saturation_threshold:.0%} of hidden units sit in the "
@@ -686,8 +720,8 @@ def render_report(result: DepthStudyResult) -> str:
     findings = _findings(result)
     if findings:
         L += ["", "## Known findings, measured", ""] + findings
-    sections = [("Vanishing gradients", "vanishes", "ratio"),
-                ("Exploding gradients", "explodes", "ratio"),
+    sections = [("Vanishing gradients and activations", "vanishes", "ratio_growth"),
+                ("Exploding gradients and activations", "explodes", "ratio_growth"),
                 ("Saturation at initialization", "saturates", "saturation")]
     if c.steps:
         sections += [("Trains", "trains", "test_accuracy"),
