@@ -500,6 +500,10 @@ def test_load_config_presets_and_overrides():
     assert smoke.initializers == ("he",)
     with pytest.raises(ConfigError, match="unknown key 'dept'"):
         D.load_config(None, ["dept=3"])
+    # values are read like config files: 1e-3 is a number, a repeated key is an error
+    assert D.apply_overrides({}, ["learning_rate=1e-3"]) == {"learning_rate": 1e-3}
+    with pytest.raises(ConfigError, match="duplicate key 'a'"):
+        D.apply_overrides({}, ["initializers={a: 1, a: 2}"])
 
 
 # ----------------------------------------------------------------------------- CLI
