@@ -638,6 +638,14 @@ def test_divergence_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp
     assert not (run / "checkpoints/ckpt_000003.jaxnn").exists()
 
 
+def test_a_model_that_overflows_at_initialization_is_not_blamed_on_the_learning_rate(tmp_path):
+    cfg = _load(None, "data.n_train=300", "model.initializer=normal",
+                "model.initializer_kwargs={stddev: 1e20}", "optimizer.learning_rate=1e-3")
+    with pytest.raises(DivergenceError, match=r"is (inf|nan) at step 1, before any update, so "
+                                              r"the initial model overflows, not the learning"):
+        train_and_evaluate(cfg, tmp_path / "run")
+
+
 def test_bad_values_fail_before_compiling(tmp_path):
     bad = [
         ("training.loss=mse", "needs a regression data set"),

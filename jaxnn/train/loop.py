@@ -673,6 +673,14 @@ def train_and_evaluate(
                 lr_txt = f" (learning rate {float(np.asarray(lr)[first]):.3g})"
             keep = f"; the last good checkpoint is {last_good}" if last_good else ""
             value = losses_[first] if what == "loss" else gnorms[first]
+            if step_before + first == 0:
+                # Step 1 is computed with the initial parameters: no update (and so no
+                # learning rate) has touched them yet.
+                raise DivergenceError(
+                    f"training diverged: the {what} is {value} at step 1, before any update, "
+                    "so the initial model overflows, not the learning rate: use a smaller "
+                    "model.initializer scale (e.g. he_normal), fewer or narrower layers, or "
+                    "normalized data (data.normalization)")
             raise DivergenceError(
                 f"training diverged: the {what} became {value} at step "
                 f"{step_before + first + 1} (epoch {epoch + 1}){lr_txt}; the learning rate is the "
