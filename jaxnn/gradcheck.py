@@ -78,6 +78,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -428,9 +429,11 @@ def check_gradients(
         raise ValueError("check_gradients: params has no leaves")
     for path, leaf in leaves_with_path:
         if not (_is_float_array(leaf) or isinstance(leaf, float)):
+            kind = getattr(leaf, "dtype", None) or type(leaf).__name__
             raise ValueError(
                 f"check_gradients: every leaf of params must be a floating-point array, got "
-                f"{type(leaf).__name__} {getattr(leaf, 'dtype', '')} at {_path_str(path)!r}"
+                f"{kind} at {_path_str(path)!r}; pass values that are not differentiated "
+                "(integer counters, labels, flags) through *args"
             )
     for name, v in (("max_fd_elements", max_fd_elements), ("fd_batch_size", fd_batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
@@ -459,8 +462,12 @@ def check_gradients(
     if grad_fn is not None:
         # A numpy leaf's own dtype: jnp.result_type would canonicalize float64 to float32
         # when 64-bit mode is off, judging a float64 gradient with float32 tolerances.
+        # A Python float is weakly typed (float32 to jnp.result_type with 64-bit mode off):
+        # it takes the precision of the array leaves, and sets it only when all are floats.
         leaf_dtypes = [np.dtype(leaf.dtype) if isinstance(leaf, (np.ndarray, np.generic))
-                       else jnp.result_type(leaf) for _, leaf in leaves_with_path]
+                       else jnp.result_type(leaf) for _, leaf in leaves_with_path
+                       if isinstance(leaf, np.generic) or not isinstance(leaf, float)] or [
+            jnp.result_type(leaf) for _, leaf in leaves_with_path]
         # Params of mixed precision: the least precise leaf sets the default tolerances.
         test_dtype = jnp.dtype(dtype) if dtype is not None else max(
             leaf_dtypes, key=lambda d: jnp.finfo(d).eps
@@ -551,7 +558,9 @@ def check_gradients(
                 up, down = v.at[i].add(h), v.at[i].add(-h)
                 return (scalar_fn(unravel(up)) - scalar_fn(unravel(down))) / (up[i] - down[i])
 
-            if traceable:
+            if all_idx.size == 0:  # only empty leaves: nothing to difference
+                fd_all = np.zeros(0)
+            elif traceable:
                 central = jax.jit(
                     lambda v, idx: jax.lax.map(lambda i: one(v, i), idx, batch_size=fd_batch_size)
                 )
@@ -823,8 +832,10 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
     from jaxnn.train import loop  # noqa: PLC0415
 
     overrides = list(ns.overrides)
-    if ns.data_dir:
-        overrides.append(f"data.data_dir={ns.data_dir}")
+    if ns.data_dir is not None:
+        # A path, not YAML (as in jaxnn.cli): "#" would start a comment, "2024" or "null"
+        # change its type.
+        overrides.append(f"data.data_dir={json.dumps(ns.data_dir)}")
     cfg = config_lib.load(ns.config, overrides)
     m, loss = cfg.model, cfg.training.loss
     if ns.sizes is not None:
@@ -849,7 +860,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ns.config is not None:
             config, loss = _from_training_config(ns)
         else:
-            if ns.overrides or ns.data_dir:
+            if ns.overrides or ns.data_dir is not None:
                 raise ValueError("--set and --data-dir need --config")
             config, loss = _from_flags(ns)
         mlp.check_loss(config, loss, "gradcheck")

@@ -122,6 +122,29 @@ def test_merge_config_overrides_and_errors(tmp_path):
         merge_config(craft.OPTIMIZERS_DEFAULTS, None, ["optimizers.AdamW.learnig_rate=0.1"])
 
 
+def test_set_reads_numbers_with_an_exponent_as_the_config_file_does(tmp_path):
+    # --set used the plain YAML 1.1 reader, for which 1e1 (no dot) is the string '1e1':
+    # integer keys refused it ("expected an integer, got '1e1'") although the same value
+    # in a config file (jaxnn.config.read_yaml) is read as a number.
+    sets = ["epochs=1e1", "hidden=[1e2, 5E1]", "base_lr=+2e-2", "peak_lr=1e-1"]
+    cfg = merge_config(craft.SCHEDULES_DEFAULTS, None, sets)
+    assert cfg["epochs"] == 10 and cfg["hidden"] == [100, 50]
+    assert cfg["base_lr"] == 0.02 and cfg["peak_lr"] == 0.1
+    (tmp_path / "c.yaml").write_text("".join(s.replace("=", ": ") + "\n" for s in sets))
+    assert merge_config(craft.SCHEDULES_DEFAULTS, tmp_path / "c.yaml") == cfg
+    cfg = merge_config(craft.BATCH_SIZE_DEFAULTS, None, ["batch_sizes=[0, 1e0, 3.2e1]"])
+    assert cfg["batch_sizes"] == [0, 1, 32]
+    # Free-form mappings get numbers too, and a duplicate key is refused as in a file.
+    cfg = merge_config(craft.OPTIMIZERS_DEFAULTS, None,
+                       ["optimizers.X={optimizer: sgd, learning_rate: 1e-3, "
+                        "kwargs: {momentum: 9e-1}}"])
+    assert cfg["optimizers"]["X"] == {"optimizer": "sgd", "learning_rate": 0.001,
+                                      "kwargs": {"momentum": 0.9}}
+    with pytest.raises(ConfigError, match="duplicate key 'momentum'"):
+        merge_config(craft.OPTIMIZERS_DEFAULTS, None,
+                     ["optimizers.SGD.kwargs={momentum: 0.9, momentum: 0.5}"])
+
+
 @pytest.mark.parametrize("args, message", [
     (["surface", "--set", "surfaces.bowl.steps=x"], "expected an integer"),
     (["surface", "--set", "surfaces.bowl.optimizers.SGD.optimizer=sgdd"], "unknown optimizer"),
@@ -239,6 +262,40 @@ def test_cli_unusable_workdir_fails_before_training(tmp_path, capsys):
     assert craft.main(["surface", "--workdir", str(blocked)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --workdir") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("args", [
+    ["surface", "--set", "surfaces.bowl.steps=-5"],  # a run-time check of the experiment
+    ["schedules", "--set", "seeds=0"],
+    ["init", "--set", "data.name=nosuch"],  # while loading the data
+    ["surface", "--set", "nosuch=1"],  # while merging the config
+])
+def test_cli_bad_input_leaves_no_new_workdir_behind(args, tmp_path, capsys):
+    # The workdir was created before the experiment's own checks ran: a run that failed on
+    # bad input left an empty folder (and its parents) behind.
+    new = tmp_path / "new" / "out"
+    assert craft.main([*args, "--workdir", str(new)]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+    assert not (tmp_path / "new").exists()
+    # An existing directory is the user's: it stays, with what it holds.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "keep.txt").write_text("x")
+    assert craft.main([*args, "--workdir", str(mine)]) == 2
+    assert sorted(p.name for p in mine.iterdir()) == ["keep.txt"]
+
+
+def test_cli_workdir_that_cannot_be_created_fails_before_training(tmp_path, capsys,
+                                                                  monkeypatch):
+    # Not created before the run any more: a read-only parent must still fail first.
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: p != tmp_path and real(p, mode))
+    assert craft.main(["surface", "--workdir", str(tmp_path / "a" / "b")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --workdir {str(tmp_path / 'a' / 'b')!r} cannot be created "
+                   f"({str(tmp_path)!r} is not writable); choose another --workdir\n")
 
 
 def test_outputs_are_written_atomically(tmp_path, monkeypatch):

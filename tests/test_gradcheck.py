@@ -362,6 +362,18 @@ def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("data_dir", ["2024", "null", "idx #1", "a: b"])
+def test_main_data_dir_is_a_path_not_yaml(data_dir, capsys, tmp_path, monkeypatch):
+    # --data-dir used to be pasted into "data.data_dir=VALUE" and read as YAML: 2024 became
+    # an int ("expected str or null"), null dropped the flag, " #1" was cut as a comment.
+    monkeypatch.chdir(tmp_path)
+    code = gradcheck.main(["--config", str(CONFIGS / "mnist.yaml"), "--data-dir", data_dir])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert err.startswith("error: ") and "\n" not in err
+    assert f"data_dir={data_dir!r} is not a directory" in err, err
+
+
 def test_script_end_to_end():
     script = str(REPO / "scripts" / "gradcheck.py")
     env = {**os.environ, "PYTHONPATH": str(REPO)}  # this checkout's jaxnn
@@ -556,3 +568,49 @@ def test_numpy_float64_params_keep_float64_tolerances_with_64_bit_mode_off():
     assert good.passed and good.dtype == "float64" and good.rtol == 1e-7, str(good)
     assert bad.failed_leaves == ("w",)
     assert jax_grad.passed and jax_grad.dtype == "float64", str(jax_grad)
+
+
+def test_python_float_leaf_does_not_lower_float64_tolerances():
+    # A Python float leaf is weakly typed: jnp.result_type made it float32 with 64-bit mode
+    # off, so it set float32 tolerances (rtol 1e-3) for float64 arrays and a float64
+    # gradient wrong by 1e-5 in one element passed.
+    params = {"a": 1.5, "v": np.linspace(-1.0, 1.0, 4)}
+
+    def fn(p):
+        return p["a"] ** 3 + jnp.sum(jnp.sin(p["v"]) * p["a"])
+
+    def grad(p, rel=0.0):
+        g = np.cos(np.asarray(p["v"])) * p["a"]
+        g[2] *= 1 + rel
+        return {"a": 3 * p["a"] ** 2 + float(np.sum(np.sin(p["v"]))), "v": g}
+
+    with jax.enable_x64(False):
+        good = gradcheck.check_gradients(fn, params, grad_fn=grad)
+        bad = gradcheck.check_gradients(fn, params, grad_fn=lambda p: grad(p, 1e-5))
+    assert good.passed and good.dtype == "float64" and good.rtol == 1e-7, str(good)
+    assert bad.failed_leaves == ("v",), str(bad)
+
+
+def test_params_with_only_empty_leaves_check_nothing_without_a_traceback():
+    # Finite differences over zero elements raised IndexError from inside jax.
+    def fn(p):
+        return jnp.sum(p["e"]) + jnp.sum(p["f"] ** 2)
+
+    params = {"e": np.zeros((0,)), "f": np.zeros((2, 0))}
+    report = gradcheck.check_gradients(fn, params, grad_fn=jax.grad(fn))
+    assert report.passed and [leaf.fd_elements for leaf in report.leaves] == [0, 0]
+
+
+@pytest.mark.parametrize("leaf, shown", [
+    (np.int32(2), "int32"), (jnp.arange(3, dtype=jnp.int16), "int16"), (2, "int"),
+    (np.array([True]), "bool"),
+])
+def test_integer_params_leaf_is_named_with_where_it_belongs(leaf, shown):
+    # jax.grad refuses integer inputs; the message said "got int32 int32 at 'n'".
+    def fn(p, n=None):
+        return jnp.sum(p["w"] ** 2)
+
+    with pytest.raises(ValueError) as e:
+        gradcheck.check_gradients(fn, {"w": np.ones(3), "n": leaf})
+    msg = str(e.value)
+    assert f"got {shown} at 'n'" in msg and "*args" in msg and "\n" not in msg, msg

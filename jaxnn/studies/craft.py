@@ -23,6 +23,7 @@ random search); all are re-exported here.
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -158,6 +159,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_workdir(workdir: str) -> pathlib.Path:
+    """``workdir`` as a path, if it is or can become a writable directory; not created."""
+    path = ensure_workdir(workdir, create=False)
+    existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == path.absolute() else (
+            f"cannot be created ({str(existing)!r} is not writable)")
+        raise ConfigError(f"--workdir {str(path)!r} {what}; choose another --workdir")
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``scripts/compare.py`` command line; returns the exit status.
 
@@ -171,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code or 0)
     try:
         config = load_config(args.experiment, args.config, args.overrides)
-        workdir = ensure_workdir(args.workdir)  # before the training, not after it
+        # An unusable workdir fails before the training, but it is only created once the
+        # experiment's own checks have passed: the runners make it when they write, so bad
+        # input leaves no empty folder behind.
+        workdir = _check_workdir(args.workdir)
         run_experiment(args.experiment, config, workdir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from jaxnn._atomic import replace_atomically, write_text
-from jaxnn.config import ConfigError, read_yaml
+from jaxnn.config import ConfigError, _UniqueKeyLoader, read_yaml
 
 __all__ = [
     "ConfigError",
@@ -169,7 +169,11 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     if not all(parts):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        # The reader of config files (jaxnn.config.read_yaml): 1e-3 is a number, as in
+        # YAML 1.2, and a key given twice in a mapping is an error, not the last one wins.
+        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
+    except yaml.constructor.ConstructorError as e:
+        raise ConfigError(f"--set {item!r}: {e.problem or e}") from None
     except yaml.YAMLError:
         value = raw
     return parts, value
