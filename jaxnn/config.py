@@ -376,6 +376,8 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
     try:
         value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
+    except yaml.constructor.ConstructorError as e:  # a repeated key: named, not kept as text
+        raise ConfigError(f"--set {item!r}: {e.problem or e}") from None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value

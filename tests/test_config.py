@@ -164,6 +164,10 @@ def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
         "training:\n  <<: *b\n  epochs: 4\n"
     )
     assert C.read_yaml(ok)["training"] == {"epochs": 4, "batch_size": 8}
+    # ... and inside a --set mapping (it was kept as text: a confusing type error followed)
+    with pytest.raises(C.ConfigError, match=r"--set 'optimizer.options=\{eps: 1, eps: 2\}': "
+                                            r"duplicate key 'eps'"):
+        C.load(None, ["optimizer.options={eps: 1, eps: 2}"])
 
 
 def test_dump_and_load_round_trip(tmp_path):
