@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pathlib
 
+import pytest
 from conftest import train_cli_usage_error
 
 from jaxnn.studies import depth_cli
@@ -39,21 +40,17 @@ def test_depth_study_out_of_memory_is_one_line(tmp_path, capsys):
                        capsys, ["out of memory", "widths"])
 
 
-def test_train_workdir_that_is_a_file_is_named(tmp_path, capsys):
-    # Was "error: [Errno 17] File exists: '...'", which reads as if the directory existed.
+@pytest.mark.parametrize("cli", ["train", "depth_study"])
+def test_a_workdir_that_is_a_file_is_named(cli, tmp_path, capsys):
+    # Was "error: [Errno 17] File exists: '...'" (train.py) or "cannot create it (File
+    # exists)" (depth_study.py), which read as if the directory existed.
+    run, args = ((train_cli_usage_error, XOR) if cli == "train"
+                 else (_depth_usage_error, DEPTH_SMOKE))
     afile = tmp_path / "afile"
     afile.write_text("")
-    line = train_cli_usage_error(XOR + ["--workdir", str(afile)], capsys,
-                                 ["--workdir", str(afile), "not a directory"])
-    assert "Errno" not in line
+    line = run(args + ["--workdir", str(afile)], capsys,
+               ["--workdir", str(afile), "not a directory"])
+    assert "Errno" not in line and "File exists" not in line
     # A file further up the path: "[Errno 20] Not a directory" without saying which.
-    train_cli_usage_error(XOR + ["--workdir", str(afile / "sub")], capsys,
-                          [str(afile / "sub"), f"{str(afile)!r} is a file"])
-
-
-def test_depth_study_workdir_that_is_a_file_is_named(tmp_path, capsys):
-    afile = tmp_path / "afile"
-    afile.write_text("")
-    line = _depth_usage_error(DEPTH_SMOKE + ["--workdir", str(afile)], capsys,
-                              ["--workdir", str(afile), "not a directory"])
-    assert "File exists" not in line
+    run(args + ["--workdir", str(afile / "sub")], capsys,
+        [str(afile / "sub"), f"{str(afile)!r} is a file"])
