@@ -757,7 +757,9 @@ def _parser() -> argparse.ArgumentParser:
                    metavar="KEY=VALUE", help="override a value of --config (repeatable)")
     p.add_argument("--data-dir", default=None, help="IDX files for an MNIST-type --config")
     p.add_argument("--sizes", type=_sizes, default=None,
-                   help="layer sizes in,hidden...,out (default 4,16,16,3)")
+                   help="layer sizes in,hidden...,out (default 4,16,16,3); with --config "
+                        "they replace the config's input, hidden and output sizes, and the "
+                        "data set is not loaded")
     p.add_argument("--activation", default=None, help="hidden activation (default tanh)")
     p.add_argument("--activation-kwarg", type=_kwarg, action="append", default=None,
                    metavar="NAME=VALUE", help="hidden activation parameter (repeatable)")
