@@ -129,6 +129,13 @@ def test_relu_with_unit_normal_weights_explodes_by_growth_not_by_ratio():
     assert "- relu + normal(1), at 6 hidden layers (first/last gradient ratio and " \
            "pre-activation growth D=6: ratio " in explode
     assert "relu + he" not in explode
+    # one hidden layer is singular in the sentences
+    c = D.DepthStudyConfig(depths=(1, 2), widths=(8,), activations=("relu",),
+                           initializers=("he",))
+    v = dict(activation="relu", initializer="he", width=8, batch_norm=False, depth=1,
+             saturates=True, saturation=0.7)
+    (line,) = depth_report._group_sentences([v], "saturates", "saturation", c)
+    assert "at 1 hidden layer (" in line
 
 
 def _he_vs_xavier(depth, width, steps, lr, seeds):

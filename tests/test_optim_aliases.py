@@ -595,8 +595,10 @@ def test_get_and_names():
     )
     keras_default = jo.get("Keras.Adam")  # Keras presets have default learning rates
     assert jo.current_learning_rate(keras_default.init(params)) == pytest.approx(0.001)
-    with pytest.raises(ValueError, match=r"unknown optimizer 'adma'.*'adam'"):
+    with pytest.raises(ValueError, match=r"^jaxnn.optim.get: unknown optimizer 'adma'.*'adam'"):
         jo.get("adma", 0.1)
+    with pytest.raises(ValueError, match=r"^jaxnn.optim.get_factory: unknown optimizer 'adma'"):
+        jo.get_factory("adma")
     with pytest.raises(ValueError, match="needs a learning_rate"):
         jo.get("adam")
     with pytest.raises(TypeError, match=r"takes no argument.*beta_1"):

@@ -161,14 +161,19 @@ def get_factory(name: str) -> Callable[..., optax.GradientTransformationExtraArg
     Raises:
       ValueError: unknown name; the message suggests close matches and lists the names.
     """
+    return _lookup(name, "get_factory")
+
+
+def _lookup(name: Any, fn: str) -> Callable[..., optax.GradientTransformationExtraArgs]:
+    """The factory of ``name``; errors name ``fn``, the function the user called."""
     if not isinstance(name, str):
-        raise TypeError(f"jaxnn.optim.get_factory: name must be a string, got {name!r}.")
+        raise TypeError(f"jaxnn.optim.{fn}: name must be a string, got {name!r}.")
     key = name.strip().lower().replace("-", "_")
     if key not in _OPTIMIZERS:
         close = difflib.get_close_matches(key, _OPTIMIZERS, n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(
-            f"jaxnn.optim.get_factory: unknown optimizer {name!r}.{hint} "
+            f"jaxnn.optim.{fn}: unknown optimizer {name!r}.{hint} "
             f"Valid names: {', '.join(_OPTIMIZERS)}."
         )
     return _OPTIMIZERS[key]
@@ -198,7 +203,7 @@ def get(
       TypeError: an argument the optimizer does not take (the message lists those it
         does).
     """
-    factory = get_factory(name)
+    factory = _lookup(name, "get")
     key = name.strip().lower().replace("-", "_")
     parameters = inspect.signature(factory).parameters
     unknown = sorted(set(kwargs) - set(parameters))

@@ -339,9 +339,9 @@ class DepthStudyConfig:
       histogram_bins: number of histogram bins, >= 2.
       vanish_ratio, explode_ratio: report thresholds on the median ``grad_ratio``
         (vanishes below ``vanish_ratio``, explodes above ``explode_ratio``; ``vanish_ratio
-        < explode_ratio``); ``explode_ratio`` also bounds the growth of the pre-activation
-        std from the first hidden layer to the last (see
-        :func:`jaxnn.studies.depth_report.classify`).
+        < explode_ratio``); both also bound the growth of the pre-activation std from the
+        first hidden layer to the last (vanishes below ``vanish_ratio``, explodes above
+        ``explode_ratio``; see :func:`jaxnn.studies.depth_report.classify`).
       saturation_threshold: report threshold on the mean hidden-layer saturation fraction.
       train_threshold: "trains" when the median final test accuracy reaches
         ``chance + train_threshold * (1 - chance)``; "stalls" below

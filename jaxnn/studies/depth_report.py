@@ -508,7 +508,8 @@ def _group_sentences(verdicts: Sequence[dict[str, Any]], flag: str, value: str,
         vals = "; ".join(f"D={v['depth']}: {_show(v, value)}" for v in vs)
         all_d = len(depths) == len(c.depths)
         where = ("at every depth swept" if all_d
-                 else f"at {', '.join(map(str, depths))} hidden layers")
+                 else f"at {', '.join(map(str, depths))} hidden "
+                      f"layer{'' if depths == [1] else 's'}")
         label = "first/last gradient ratio and pre-activation growth" if value == "ratio_growth" \
             else value.replace("_", " ")
         lines.append(f"- {act} + {init}{extra}, {where} ({label} {vals}).")
