@@ -49,6 +49,7 @@ __all__ = [
     "fresh_workdir",
     "from_dict",
     "load",
+    "parse_override_value",
     "replace",
     "to_dict",
     "validate_distributed",
@@ -374,13 +375,24 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
+    return key.split("."), parse_override_value(item, raw)
+
+
+def parse_override_value(item: str, raw: str) -> Any:
+    """The value of a ``--set KEY=VALUE`` override, read as config files are read.
+
+    YAML with this module's reader (``1e-3`` is a number, a key repeated inside a mapping is
+    a :class:`ConfigError` naming ``item``); text that is not valid YAML stays a string,
+    and an empty value is ``""``. Shared by every command line's ``--set``.
+    """
+    if not raw.strip():
+        return ""
     try:
-        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
+        return yaml.load(raw, Loader=_UniqueKeyLoader)
     except yaml.constructor.ConstructorError as e:  # a repeated key: named, not kept as text
         raise ConfigError(f"--set {item!r}: {e.problem or e}") from None
     except yaml.YAMLError:
-        value = raw
-    return key.split("."), value
+        return raw
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:

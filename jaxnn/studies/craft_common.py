@@ -23,10 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-import yaml
 
 from jaxnn._atomic import replace_atomically, write_text
-from jaxnn.config import ConfigError, _UniqueKeyLoader, read_yaml
+from jaxnn.config import ConfigError, parse_override_value, read_yaml
 
 __all__ = [
     "ConfigError",
@@ -168,15 +167,7 @@ def _parse_override(item: str) -> tuple[list[str], Any]:
     parts = key.strip().split(".")
     if not all(parts):
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
-    try:
-        # The reader of config files (jaxnn.config.read_yaml): 1e-3 is a number, as in
-        # YAML 1.2, and a key given twice in a mapping is an error, not the last one wins.
-        value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
-    except yaml.constructor.ConstructorError as e:
-        raise ConfigError(f"--set {item!r}: {e.problem or e}") from None
-    except yaml.YAMLError:
-        value = raw
-    return parts, value
+    return parts, parse_override_value(item, raw)
 
 
 def merge_config(

@@ -95,10 +95,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import yaml
 
 from jaxnn import activations, backprop, initializers, layers, losses
-from jaxnn.config import ConfigError, _UniqueKeyLoader, read_yaml
+from jaxnn.config import ConfigError, parse_override_value, read_yaml
 from jaxnn.mlp import MLPConfig
 from jaxnn.studies.workers import CorePool, core_shares
 
@@ -559,14 +558,7 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
             close = difflib.get_close_matches(key, names, n=2, cutoff=0.5)
             hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
             raise ConfigError(f"--set {item!r}: unknown key {key!r}{hint}")
-        try:
-            # The reader of config files: 1e-3 is a number (YAML 1.2), a repeated key an error.
-            value = yaml.load(raw, Loader=_UniqueKeyLoader) if raw.strip() else ""
-        except yaml.constructor.ConstructorError as e:
-            raise ConfigError(f"--set {item!r}: {e.problem or e}") from None
-        except yaml.YAMLError:
-            value = raw
-        out[key] = value
+        out[key] = parse_override_value(item, raw)
     return out
 
 
