@@ -4,6 +4,10 @@ Usage::
 
     python scripts/depth_study.py --config configs/depth_study.yaml [--set key=value ...]
         [--workdir runs/depth] [--data-dir DIR] [--workers N] [--no-plots] [--quiet]
+    # re-render the report (and plots) of a finished study, without training, e.g. with
+    # other verdict thresholds:
+    python scripts/depth_study.py --report-from runs/depth [--set vanish_ratio=1e-3 ...]
+        [--workdir OTHER_DIR] [--no-plots]
 
 Bad input (a missing file, an unknown key, activation or initializer, depth < 1, missing
 data files, a sweep too large for the device's memory) never shows a traceback: it prints
@@ -53,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                    help="CPU processes, each pinned to its own cores, to spread the shape "
                         "groups over (0: one per core; default 1)")
-    p.add_argument("--no-plots", action="store_true", help="write the table and report only")
+    p.add_argument("--report-from", metavar="DIR",
+                   help="re-render the report (and plots) of the finished study in DIR "
+                        "without running anything; --set may change only "
+                        "vanish_ratio, explode_ratio, saturation_threshold and "
+                        "train_threshold; written into DIR unless --workdir names another "
+                        "directory")
+    p.add_argument("--no-plots", action="store_true", help="write the table and report only "
+                   "(with --report-from into DIR: keep DIR's plots as they are)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     return p
 
@@ -68,6 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from jaxnn.studies import depth, depth_report
     from jaxnn.studies.workers import core_shares
 
+    if args.report_from is not None:
+        return _report_from(args)
     try:
         cfg = depth.load_config(args.config, list(args.overrides))
         if args.data_dir is not None:  # a path as given, not parsed as YAML ('~', '#', 0123)
@@ -110,4 +123,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     if log:
         log(f"done in {result.timing['total_s']:.1f} s "
             f"({depth_report.compile_summary(result.timing)}): {paths['report']}")
+    return 0
+
+
+def _report_from(args: argparse.Namespace) -> int:
+    """``--report-from DIR``: load the study in DIR, apply the verdict --set values, write
+    the report (and plots) into DIR or --workdir."""
+    from jaxnn.config import ConfigError, ensure_workdir
+    from jaxnn.studies import depth_report
+
+    for flag, given in (("--config", args.config is not None),
+                        ("--data-dir", args.data_dir is not None),
+                        ("--workers", args.workers != 1)):
+        if given:
+            print(f"error: {flag} cannot be used with --report-from (it re-renders a finished "
+                  "study; run the study again to change what it measures)", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        source = pathlib.Path(args.report_from)
+        result = depth_report.with_verdict_settings(depth_report.load_result(source),
+                                                    list(args.overrides))
+        target = source if args.workdir is None else pathlib.Path(args.workdir)
+        in_place = target.exists() and source.resolve() == target.resolve()
+        if in_place and args.no_plots:
+            paths = depth_report.write_report(result, source)
+        else:
+            paths = depth_report.write_outputs(result, source if in_place
+                                               else ensure_workdir(target),
+                                               plots=not args.no_plots)
+    except ConfigError as e:
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
+        return EXIT_USAGE
+    except OSError as e:  # e.g. a full disk or a read-only directory
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
+    if not args.quiet:
+        print(f"report re-rendered from {source}: {paths['report']}"
+              + (f" and {len(paths['plots'])} plots" if paths["plots"] else ""),
+              file=sys.stderr)
     return 0

@@ -42,6 +42,7 @@ plots of the patterns above that this study did not write (all of them with
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import math
@@ -54,15 +55,27 @@ import numpy as np
 import yaml
 
 from jaxnn._atomic import replace_atomically, write_text
-from jaxnn.studies.depth import COLUMNS, DepthStudyResult, config_from_dict, config_to_dict
+from jaxnn.config import ConfigError
+from jaxnn.studies.depth import (
+    COLUMNS,
+    DepthStudyResult,
+    apply_overrides,
+    config_from_dict,
+    config_to_dict,
+)
 
 __all__ = [
+    "accuracy_cell",
+    "accuracy_spread",
     "classify",
     "compile_summary",
     "histogram_title",
     "ratio_cell",
     "load_result",
     "render_report",
+    "VERDICT_FIELDS",
+    "with_verdict_settings",
+    "write_report",
     "write_outputs",
     "write_plots",
     "write_table",
@@ -124,21 +137,77 @@ def _json_restore(v: Any) -> Any:
     return v
 
 
+#: The files :func:`write_table` writes and :func:`load_result` reads back.
+_TABLE_FILES = ("config.yaml", "table.json", "curves.json", "histograms.json", "timing.json")
+
+#: The study fields that decide only the report's verdicts, not what was measured: the
+#: ones :func:`with_verdict_settings` (``depth_study.py --report-from``) may change.
+VERDICT_FIELDS = ("vanish_ratio", "explode_ratio", "saturation_threshold", "train_threshold")
+
+
 def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
     """Rebuild a :class:`DepthStudyResult` from the files :func:`write_table` wrote (to
     re-render plots or the report without running the study again). Non-finite values come
-    back as nan (their sign is not kept)."""
+    back as nan (their sign is not kept).
+
+    Raises:
+      ConfigError: (one line) ``workdir`` is not a directory, lacks one of the table files,
+        or holds files that cannot be read back as a study (corrupt JSON/YAML, a table
+        without a column of :data:`jaxnn.studies.depth.COLUMNS`, an invalid config).
+    """
     wd = pathlib.Path(workdir)
-    config = config_from_dict(yaml.safe_load((wd / "config.yaml").read_text()))
-    records = [{k: _json_restore(v) if k not in ("study", "dataset", "activation",
-                                                 "initializer", "phase") else v
-                for k, v in r.items()} for r in json.loads((wd / "table.json").read_text())]
-    curves = [{**r, "losses": _json_restore(r["losses"])}
-              for r in json.loads((wd / "curves.json").read_text())]
-    hists = json.loads((wd / "histograms.json").read_text())
-    timing = json.loads((wd / "timing.json").read_text())
-    num_classes = int(timing.get("num_classes", config.num_classes))
+    if not wd.is_dir():
+        raise ConfigError(f"{str(wd)!r} is not a directory (expected the --workdir of a "
+                          "finished depth study)")
+    missing = [n for n in _TABLE_FILES if not (wd / n).is_file()]
+    if missing:
+        raise ConfigError(f"{str(wd)!r} holds no finished depth study: {', '.join(missing)} "
+                          f"missing (a study's --workdir has {', '.join(_TABLE_FILES)})")
+    try:
+        config = config_from_dict(yaml.safe_load((wd / "config.yaml").read_text()))
+        table = json.loads((wd / "table.json").read_text())
+        absent = sorted(set(COLUMNS) - set.intersection(*map(set, table))) if table else []
+        if not table or absent:
+            more = f" and {len(absent) - 4} more" if len(absent) > 4 else ""
+            raise ValueError("no rows in table.json" if not table else
+                             f"table.json lacks the column(s) {', '.join(absent[:4])}{more}")
+        records = [{k: _json_restore(v) if k not in ("study", "dataset", "activation",
+                                                     "initializer", "phase") else v
+                    for k, v in r.items()} for r in table]
+        curves = [{**r, "losses": _json_restore(r["losses"])}
+                  for r in json.loads((wd / "curves.json").read_text())]
+        hists = json.loads((wd / "histograms.json").read_text())
+        timing = json.loads((wd / "timing.json").read_text())
+        num_classes = int(timing.get("num_classes", config.num_classes))
+    except ConfigError as e:
+        raise ConfigError(f"{wd / 'config.yaml'}: {e}") from None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, yaml.YAMLError) as e:
+        msg = " ".join(str(e).split())
+        raise ConfigError(f"cannot read the depth study in {str(wd)!r} "
+                          f"({type(e).__name__}: {msg}); run the study again") from None
     return DepthStudyResult(config, records, curves, hists, num_classes, timing)
+
+
+def with_verdict_settings(result: DepthStudyResult,
+                          overrides: Sequence[str]) -> DepthStudyResult:
+    """``result`` with ``key=value`` overrides (as ``--set``) of the report thresholds of
+    :data:`VERDICT_FIELDS` applied to its config, validated like a study config; the
+    records are shared, not copied. Any other field is refused: it would describe a study
+    other than the one measured.
+
+    Raises:
+      ConfigError: a malformed or unknown override, a field outside
+        :data:`VERDICT_FIELDS`, or an invalid value.
+    """
+    for item in overrides:
+        key = item.split("=", 1)[0].strip() if "=" in item else None
+        if key in {f.name for f in dataclasses.fields(result.config)} - set(VERDICT_FIELDS):
+            raise ConfigError(
+                f"--set {item!r}: {key} is fixed by the study that was run; a re-rendered "
+                f"report can change only {', '.join(VERDICT_FIELDS)} (run the study again "
+                f"to change {key})")
+    data = apply_overrides(config_to_dict(result.config), overrides)
+    return dataclasses.replace(result, config=config_from_dict(data))
 
 
 # ----------------------------------------------------------------------------- plots
@@ -412,10 +481,36 @@ def _trend(stds: Any) -> str:
 def trained_accuracy(result: DepthStudyResult, **where: Any) -> float:
     """Median trained test accuracy over the selected seeds, or nan when most of them
     diverged (NaN logits: no accuracy)."""
+    return accuracy_spread(result, **where)[0]
+
+
+def accuracy_spread(result: DepthStudyResult, **where: Any) -> tuple[float, float, float, int]:
+    """``(median, lowest, highest, diverged)`` of the trained test accuracy over the
+    selected seeds. ``diverged`` counts the seeds without an accuracy (NaN logits); the
+    median (:func:`trained_accuracy`) and the range run over the others, and the median is
+    nan when most seeds diverged (the range is nan only when all did)."""
     vals = result.column("test_accuracy", phase="trained", **where).astype(float)
-    if vals.size == 0 or np.isnan(vals).sum() * 2 > vals.size:
-        return float("nan")
-    return float(np.median(vals[~np.isnan(vals)]))
+    ok = vals[~np.isnan(vals)]
+    diverged = int(vals.size - ok.size)
+    if ok.size == 0:
+        return float("nan"), float("nan"), float("nan"), diverged
+    med = float("nan") if diverged * 2 > vals.size else float(np.median(ok))
+    return med, float(np.min(ok)), float(np.max(ok)), diverged
+
+
+def accuracy_cell(result: DepthStudyResult, **where: Any) -> str:
+    """A trained-accuracy table cell: the median over seeds with the lowest-highest seed
+    in parentheses when they differ (``"0.652 (0.405-0.838)"``), the diverged seeds
+    counted (``"0.85 (0.8-0.87, 2 of 5 diverged)"``); ``"diverged"`` when most seeds
+    diverged (``"diverged (3 of 5)"`` when not all did)."""
+    med, lo, hi, diverged = accuracy_spread(result, **where)
+    n = len(result.select(phase="trained", **where))
+    if math.isnan(med):
+        return "diverged" if diverged == n else f"diverged ({diverged} of {n})"
+    parts = [f"{_fmt(lo)}-{_fmt(hi)}"] if _fmt(lo) != _fmt(hi) else []
+    if diverged:
+        parts.append(f"{diverged} of {n} diverged")
+    return _fmt(med) + (f" ({', '.join(parts)})" if parts else "")
 
 
 def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
@@ -643,10 +738,10 @@ def _findings(result: DepthStudyResult) -> list[str]:
         out.append(
             f"- ReLU, {d} hidden layers, {c.steps} SGD steps at learning rate "
             f"{c.learning_rate}: {he} reaches test accuracy "
-            f"{_fmt(trained_accuracy(result, initializer=he, **acc_w))} (train loss "
-            f"{_fmt(result.median('train_loss', initializer=he, **w))}), {xavier} "
-            f"{_fmt(trained_accuracy(result, initializer=xavier, **acc_w))} (train loss "
-            f"{_fmt(result.median('train_loss', initializer=xavier, **w))}; chance "
+            f"{accuracy_cell(result, initializer=he, **acc_w)}, train loss "
+            f"{_fmt(result.median('train_loss', initializer=he, **w))}; {xavier} "
+            f"{accuracy_cell(result, initializer=xavier, **acc_w)}, train loss "
+            f"{_fmt(result.median('train_loss', initializer=xavier, **w))} (chance "
             f"{1 / result.num_classes:.2f}).")
     if "selu" in acts and lecun:
         d = max(c.depths)
@@ -748,16 +843,20 @@ def render_report(result: DepthStudyResult) -> str:
                         _fmt(med) if kind == "ratio" else label for med, kind, label in cells)
                         + " |")
             if c.steps:
-                L += ["", f"## Median test accuracy after {c.steps} SGD steps{tag}", "",
-                      "| activation | initializer | "
+                L += ["", f"## Median test accuracy after {c.steps} SGD steps{tag}", ""]
+                if c.seeds > 1:
+                    L += ["Median over the seeds, in parentheses the lowest-highest seed "
+                          "(when they differ) and the seeds that diverged (NaN logits; left "
+                          "out of the median and the range, and the median is *diverged* when "
+                          "they are the majority).", ""]
+                L += ["| activation | initializer | "
                       + " | ".join(f"D={d}" for d in c.depths) + " |",
                       "|---|---|" + "---|" * len(c.depths)]
                 for act in c.activations:
                     for init in c.initializers:
-                        vals = [trained_accuracy(result, activation=act, initializer=init,
-                                                 depth=d, width=width, batch_norm=bn)
-                                for d in c.depths]
-                        cells = ["diverged" if math.isnan(v) else _fmt(v) for v in vals]
+                        cells = [accuracy_cell(result, activation=act, initializer=init,
+                                               depth=d, width=width, batch_norm=bn)
+                                 for d in c.depths]
                         L.append(f"| {act} | {init} | " + " | ".join(cells) + " |")
             if len(c.depths) <= 3 or c.histograms:
                 for d in c.depths[:1] if not c.histograms else c.depths:
@@ -800,3 +899,17 @@ def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
                 old.unlink(missing_ok=True)
     paths["report"] = write_text(wd / "report.md", render_report(result))
     return paths
+
+
+def write_report(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[str, Any]:
+    """Rewrite only ``config.yaml`` and ``report.md`` in ``workdir`` (atomically), leaving
+    the table files and plots as they are: a re-render of the study already in
+    ``workdir`` with other :data:`VERDICT_FIELDS` (the plots do not depend on them).
+
+    Returns:
+      ``{"config": path, "report": path, "plots": []}``.
+    """
+    wd = pathlib.Path(workdir)
+    return {"config": write_text(wd / "config.yaml", yaml.safe_dump(
+                config_to_dict(result.config), sort_keys=False)),
+            "report": write_text(wd / "report.md", render_report(result)), "plots": []}

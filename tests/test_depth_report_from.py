@@ -1,0 +1,183 @@
+"""The depth report's per-seed spread of trained accuracy, and re-rendering a finished
+study's report (``depth_study.py --report-from DIR``) without running it again."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import re
+
+import numpy as np
+import pytest
+
+from jaxnn.config import ConfigError
+from jaxnn.studies import depth as D
+from jaxnn.studies import depth_cli, depth_report
+
+nan = float("nan")
+
+
+class _Result:
+    """The two lookups accuracy_spread / accuracy_cell make, over per-seed accuracies."""
+
+    def __init__(self, vals):
+        self.vals = np.asarray(vals, float)
+
+    def column(self, name, **where):
+        assert name == "test_accuracy" and where["phase"] == "trained"
+        return self.vals
+
+    def select(self, **where):
+        assert where["phase"] == "trained"
+        return [{"test_accuracy": v} for v in self.vals]
+
+
+@pytest.mark.parametrize("vals, spread, cell", [
+    ([0.5, 0.9, 0.7], (0.7, 0.5, 0.9, 0), "0.7 (0.5-0.9)"),
+    ([0.1, 0.1, 0.1], (0.1, 0.1, 0.1, 0), "0.1"),  # no range when every seed agrees
+    ([0.5, nan, 0.7], (0.6, 0.5, 0.7, 1), "0.6 (0.5-0.7, 1 of 3 diverged)"),
+    ([0.5, nan, nan], (nan, 0.5, 0.5, 2), "diverged (2 of 3)"),  # the median needs a majority
+    ([nan, nan], (nan, nan, nan, 2), "diverged"),
+    ([0.8], (0.8, 0.8, 0.8, 0), "0.8"),
+])
+def test_accuracy_spread_and_cell(vals, spread, cell):
+    got = depth_report.accuracy_spread(_Result(vals))
+    np.testing.assert_allclose(got[:3], spread[:3])
+    assert got[3] == spread[3]
+    assert depth_report.accuracy_cell(_Result(vals)) == cell
+    assert np.array_equal(depth_report.trained_accuracy(_Result(vals)), spread[0],
+                          equal_nan=True)
+
+
+# ----------------------------------------------------------------------------- a study
+
+
+CFG = dict(dataset="normal", input_dim=12, num_classes=3, n_samples=120, depths=[1, 3],
+           widths=[8], activations=["tanh", "relu"], initializers=["xavier", "normal(1)"],
+           seeds=3, probe_size=32, steps=30, batch_size=16, learning_rate=0.1, eval_size=30)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    result = D.run_study(D.config_from_dict(CFG))
+    wd = tmp_path_factory.mktemp("study")
+    depth_report.write_outputs(result, wd)
+    return result, wd
+
+
+def _files(wd: pathlib.Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(wd.iterdir())}
+
+
+def test_accuracy_table_shows_each_cells_seed_range(study):
+    result, _ = study
+    report = depth_report.render_report(result)
+    table = report.split("## Median test accuracy")[1]
+    assert "lowest-highest seed" in table
+    ranges = 0
+    for act in CFG["activations"]:
+        for init in CFG["initializers"]:
+            row = next(line for line in table.splitlines()
+                       if line.startswith(f"| {act} | {init} |"))
+            for d, cell in zip(CFG["depths"], row.strip("|").split("|")[2:], strict=True):
+                accs = [r["test_accuracy"] for r in result.select(
+                    phase="trained", activation=act, initializer=init, depth=d)]
+                assert len(accs) == CFG["seeds"]
+                m = re.fullmatch(r" (\S+)(?: \((\S+)-(\S+)\))? ", cell)
+                assert m, cell
+                assert float(m[1]) == pytest.approx(np.median(accs), abs=5e-4)
+                if m[2] is None:
+                    assert min(accs) == pytest.approx(max(accs), abs=5e-4)
+                else:
+                    ranges += 1
+                    assert float(m[2]) == pytest.approx(min(accs), abs=5e-4)
+                    assert float(m[3]) == pytest.approx(max(accs), abs=5e-4)
+    assert ranges > 0  # seeds differ somewhere, or the test checks nothing
+
+
+def test_report_from_in_place_keeps_table_and_plots_and_rewrites_thresholds(
+        study, tmp_path, capsys):
+    result, original = study
+    wd = tmp_path / "copy"
+    wd.mkdir()
+    for name, data in _files(original).items():
+        (wd / name).write_bytes(data)
+    before = _files(wd)
+    assert depth_cli.main(["--report-from", str(wd), "--no-plots", "--quiet"]) == 0
+    assert _files(wd) == before  # same settings: the same report, nothing else touched
+    assert capsys.readouterr().err == ""
+
+    rc = depth_cli.main(["--report-from", str(wd), "--no-plots", "--set", "train_threshold=0.9",
+                         "--set", "vanish_ratio=0.5"])
+    assert rc == 0
+    assert "report re-rendered" in capsys.readouterr().err
+    after = _files(wd)
+    changed = {n for n in after if after[n] != before[n]}
+    assert changed == {"config.yaml", "report.md"}
+    back = depth_report.load_result(wd)
+    assert (back.config.train_threshold, back.config.vanish_ratio) == (0.9, 0.5)
+    # the re-rendered report is the one the study would have written with those settings
+    rerun = dataclasses.replace(result, config=dataclasses.replace(
+        result.config, train_threshold=0.9, vanish_ratio=0.5))
+    assert after["report.md"].decode() == depth_report.render_report(rerun)
+    assert after["report.md"] != before["report.md"]
+
+
+def test_report_from_into_another_workdir_writes_a_complete_study(study, tmp_path, capsys):
+    result, original = study
+    out = tmp_path / "new" / "dir"
+    assert depth_cli.main(["--report-from", str(original), "--workdir", str(out),
+                           "--set", "explode_ratio=50", "--quiet"]) == 0
+    written = _files(out)
+    for name in ("table.csv", "table.json", "curves.json", "timing.json", "report.md",
+                 "config.yaml", "grad_norms_init.png", "ratio_heatmap_init.png",
+                 "training_curves.png"):
+        assert written.get(name), name
+    assert json.loads(written["table.json"]) == json.loads((original / "table.json").read_text())
+    assert depth_report.load_result(out).config.explode_ratio == 50
+    assert depth_report.load_result(original).config.explode_ratio == 100  # source untouched
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "depths=[2]"], "depths is fixed by the study that was run"),
+    (["--set", "learning_rate=1"], "can change only vanish_ratio, explode_ratio"),
+    (["--set", "vanish_ratio=1000"], "vanish_ratio"),
+    (["--set", "vanish_rati=0.1"], "did you mean 'vanish_ratio'"),
+    (["--set", "vanish_ratio"], "expected KEY=VALUE"),
+    (["--config", "configs/depth_smoke.yaml"], "--config cannot be used with --report-from"),
+    (["--data-dir", "data"], "--data-dir cannot be used with --report-from"),
+    (["--workers", "2"], "--workers cannot be used with --report-from"),
+])
+def test_report_from_bad_input_is_one_line_and_exit_2(study, capsys, extra, message):
+    _, wd = study
+    before = _files(wd)
+    assert depth_cli.main(["--report-from", str(wd), *extra]) == depth_cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+    assert _files(wd) == before
+
+
+def test_report_from_a_folder_without_a_readable_study(study, tmp_path, capsys):
+    _, wd = study
+    cases = {"missing": tmp_path / "absent", "empty": tmp_path / "empty"}
+    cases["empty"].mkdir()
+    for name, edit in (("columns", lambda p: (p / "table.json").write_text('[{"depth": 1}]')),
+                       ("json", lambda p: (p / "curves.json").write_text("{")),
+                       ("config", lambda p: (p / "config.yaml").write_text("depths: [0]\n"))):
+        bad = tmp_path / name
+        bad.mkdir()
+        for n, data in _files(wd).items():
+            (bad / n).write_bytes(data)
+        edit(bad)
+        cases[name] = bad
+    expected = {"missing": "is not a directory", "empty": "table.json",
+                "columns": "lacks the column(s)", "json": "cannot read the depth study",
+                "config": "depths"}
+    for name, folder in cases.items():
+        assert depth_cli.main(["--report-from", str(folder)]) == depth_cli.EXIT_USAGE, name
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1, err
+        assert expected[name] in err, (name, err)
+        with pytest.raises(ConfigError):
+            depth_report.load_result(folder)
