@@ -472,6 +472,9 @@ def test_benchmark_function_runs(tiny):
     ({"vanish_ratio": 200, "explode_ratio": 100}, "below explode_ratio (100)"),
     ({"vanish_ratio": 100, "explode_ratio": 100}, "vanish_ratio: got 100.0"),
     ({"train_threshold": 0.05}, "train_threshold: got 0.05, expected a number in [0.1, 1)"),
+    # XLA aborted the process (a C++ error, no exception) on such a matrix
+    ({"widths": [2**20 + 1]}, "widths: got 1048577, expected integers in [1, 2**20]"),
+    ({"dataset": "normal", "input_dim": 2**21}, "input_dim: got 2097152"),
 ])
 def test_config_errors_are_one_line(data, needle):
     with pytest.raises(ConfigError) as e:

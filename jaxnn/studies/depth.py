@@ -417,6 +417,13 @@ def _validate(c: DepthStudyConfig) -> None:
                    "integers >= 1 (depth = number of hidden layers)" if key == "depths"
                    else "integers >= 1")
         _check(len(set(vals)) == len(vals), key, list(vals), "no repeated values")
+    # A hidden layer is a width x width matrix: past 2**40 entries (4 TiB of float32) XLA
+    # aborts the whole process with a C++ error instead of raising out of memory.
+    for v in c.widths:
+        _check(v <= 2**20, "widths", v, "integers in [1, 2**20] (at most 2**40 weights per "
+               "width x width matrix)")
+    _check(c.input_dim <= 2**20, "input_dim", c.input_dim,
+           "an integer in [1, 2**20] (at most 2**40 weights in the input x width matrix)")
     valid_acts = _study_activation_names()
     _check(len(c.activations) > 0, "activations", list(c.activations), "a non-empty list")
     for a in c.activations:
