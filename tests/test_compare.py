@@ -152,7 +152,8 @@ def test_set_reads_numbers_with_an_exponent_as_the_config_file_does(tmp_path):
     (["init", "--config", "/nonexistent/c.yaml"], "does not exist"),
     (["overfitting", "--set", "dropout=1.5"], "dropout"),
     # null for a section or table (a raw TypeError/AttributeError before)
-    (["surface", "--set", "surfaces.bowl=null"], "surfaces.bowl: expected a mapping, got null"),
+    (["surface", "--set", "surfaces.bowl.optimizers=null"],
+     "surfaces.bowl.optimizers: expected a mapping, got null"),  # (a row set to null is dropped)
     (["schedules", "--set", "data=null"], "data: expected a mapping"),
     # an unknown optimizer found before training, not while tracing it
     (["overfitting", "--set", "optimizer=nosuch", "--set", "epochs=1",
@@ -218,6 +219,42 @@ def test_duplicate_table_names_after_resolution_are_one_line_errors(tmp_path, ca
     assert code == 2 and err.count("\n") == 1
     assert err == ("error: optimizers: entries 1, '1' both give the run label '1'; "
                    "allowed: distinct names\n")
+
+
+def test_a_table_row_set_to_null_is_dropped(tmp_path, capsys):
+    # Rows could only be added or changed: a comparison of two optimizers ran all six.
+    cfg = merge_config(craft.OPTIMIZERS_DEFAULTS, None,
+                       [f"optimizers.{k}=null" for k in ("SGD", "Momentum", "Nesterov",
+                                                         "AdaGrad", "RMSProp")])
+    assert list(cfg["optimizers"]) == ["Adam", "AdamW"]
+    (tmp_path / "c.yaml").write_text("surfaces:\n  saddle: null\n  bowl:\n"
+                                     "    optimizers: {Adam: null, AdaGrad: null}\n")
+    cfg = merge_config(craft.SURFACE_DEFAULTS, tmp_path / "c.yaml")
+    assert list(cfg["surfaces"]) == ["bowl", "rosenbrock"]
+    assert "Adam" not in cfg["surfaces"]["bowl"]["optimizers"]
+    assert len(cfg["surfaces"]["bowl"]["optimizers"]) == 4
+    assert len(cfg["surfaces"]["rosenbrock"]["optimizers"]) == 6
+    # the run draws exactly the rows left
+    out = tmp_path / "out"
+    assert craft.main(["surface", "--set", "surfaces.saddle=null", "--set",
+                       "surfaces.rosenbrock=null", "--set", "surfaces.bowl.optimizers.SGD=null",
+                       "--workdir", str(out)]) == 0
+    capsys.readouterr()
+    summary = (out / "summary.md").read_text()
+    assert "rosenbrock" not in summary.lower() and "saddle" not in summary.lower()
+    assert "| SGD |" not in summary and "| Adam |" in summary
+    # a null for a row that does not exist, and a table left empty, are errors
+    with pytest.raises(ConfigError, match=r"optimizers\.Adma: null removes a row, but there "
+                                          r"is no row 'Adma' \(did you mean 'Adam'\?\)"):
+        merge_config(craft.OPTIMIZERS_DEFAULTS, None, ["optimizers.Adma=null"])
+    empty = [f"surfaces.bowl.optimizers.{k}=null" for k in
+             craft.SURFACE_DEFAULTS["surfaces"]["bowl"]["optimizers"]]
+    args = ["surface", "--workdir", str(tmp_path / "o2")]
+    for item in empty:
+        args += ["--set", item]
+    assert craft.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: surfaces.bowl.optimizers: got {}") and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("name, over, message", [

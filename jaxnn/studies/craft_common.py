@@ -128,8 +128,16 @@ def _merge(base: dict, extra: Mapping, prefix: str, open_keys: bool,
     """``extra`` laid over ``base``. ``reference`` is the defaults' part at this level
     (None where the user added it): rows a user added stay open to more keys."""
     out = copy.deepcopy(base)
+    table = _is_table(out)
     for k, v in extra.items():
         key = f"{prefix}{k}"
+        if v is None and table:  # ``name: null`` removes a row of a table
+            if k not in out:
+                raise ConfigError(
+                    f"{key}: null removes a row, but there is no row {str(k)!r}"
+                    f"{_suggest(str(k), list(out))}; rows: {', '.join(map(str, out))}")
+            del out[k]
+            continue
         if k not in out:
             if open_keys:
                 out[k] = _free(copy.deepcopy(v))
@@ -176,6 +184,10 @@ def merge_config(
     overrides: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The defaults overlaid with a YAML file and ``a.b=value`` override strings.
+
+    A table of named rows (e.g. ``optimizers``) takes new rows by name, and drops a row set
+    to null (``--set optimizers.SGD=null``, or ``SGD: null`` in the file), so a study can
+    compare fewer entries than its defaults.
 
     Args:
       defaults: the experiment's default mapping (not modified).

@@ -248,6 +248,8 @@ def run_surface(
         steps = spec["steps"]
         check(is_int(steps) and 1 <= steps <= 100_000, f"surfaces.{sname}.steps",
               steps, "an integer in [1, 100000]")
+        check(isinstance(spec["optimizers"], Mapping) and len(spec["optimizers"]) > 0,
+              f"surfaces.{sname}.optimizers", spec["optimizers"], "a non-empty table")
         check_distinct(f"surfaces.{sname}.optimizers",
                        [(k, k) for k in spec["optimizers"]], "distinct names")
         traj[sname], final[sname], dist[sname] = {}, {}, {}
