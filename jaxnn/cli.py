@@ -103,6 +103,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             workdir = args.workdir or str(config_lib.fresh_workdir(
                 pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
             config_lib.ensure_workdir(workdir, create=False)  # a file is named
+        _warn_unused_data_dir(cfg.data.name, cfg.data.data_dir, "data.data_dir")
         # --quiet is this invocation's, not the run's: it is not saved in config.yaml.
         train_and_evaluate(cfg, workdir, resume=args.resume, quiet=args.quiet)
     except (ConfigError, DataError, CheckpointError) as e:
@@ -133,6 +134,17 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet and is_main_process():
         print(f"run directory: {workdir}", file=sys.stderr)
     return 0
+
+
+def _warn_unused_data_dir(name: str, data_dir: str | None, key: str) -> None:
+    """One stderr line when ``data_dir`` is set for a data set that reads no files (it would
+    be ignored without a word, and a user who meant MNIST would not notice)."""
+    from jaxnn.data import names, reads_files
+    from jaxnn.train.distributed import is_main_process
+
+    if data_dir and not reads_files(name) and is_main_process():
+        print(f"warning: {key}={data_dir!r} is ignored: the {name!r} data set reads no files "
+              f"(only {' and '.join(n for n in names() if reads_files(n))} do)", file=sys.stderr)
 
 
 def _one_line(e: BaseException | str) -> str:

@@ -24,7 +24,11 @@ def isolated(tmp_path, monkeypatch):
 def test_names():
     assert names() == ("blobs", "circles", "digits", "fashion_mnist", "mnist", "moons", "sine",
                        "spirals", "xor")
-    assert set(data.__all__) >= {"load", "names", "Dataset", "DataError", "epoch_batches"}
+    assert set(data.__all__) >= {"load", "names", "Dataset", "DataError", "epoch_batches",
+                                 "reads_files"}
+    assert [n for n in names() if data.reads_files(n)] == ["fashion_mnist", "mnist"]
+    assert data.reads_files("Fashion-MNIST")  # spelled as load() accepts it
+    assert not data.reads_files("nosuch") and not data.reads_files(None)
 
 
 @pytest.mark.parametrize("name, suggestion", [("mnsit", "'mnist'"), ("spiral", "'spirals'"),

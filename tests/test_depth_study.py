@@ -636,6 +636,18 @@ def test_cli_unusable_workdir_and_literal_data_dir(tmp_path, capsys):
     assert rc == 2 and "fm #2" in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("dataset", ["digits", "normal"])
+def test_cli_warns_that_data_dir_is_unused_by_a_data_set_without_files(dataset, tmp_path,
+                                                                       capsys):
+    # --workers 10000 stops the run right after the config is read (the warning comes first)
+    rc = depth_cli.main(["--workdir", str(tmp_path / "w"), "--quiet", "--set",
+                         f"dataset={dataset}", "--data-dir", "/some/idx", "--workers", "10000"])
+    warning, error = capsys.readouterr().err.splitlines()
+    assert rc == 2 and error.startswith("error: ") and "10000" in error
+    assert warning == (f"warning: data_dir='/some/idx' is ignored: the '{dataset}' data set "
+                       "reads no files (only fashion_mnist and mnist do)")
+
+
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     cases = [["--set", "depths=[0]"], ["--config", str(tmp_path / "missing.yaml")],
              ["--set", "activations=[sigmod]"], ["--workers", "-2"], ["--workers", "two"],

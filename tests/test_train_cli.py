@@ -185,6 +185,25 @@ def test_data_dir_reaches_the_config_verbatim(data_dir, monkeypatch):
     assert seen["cfg"].data.data_dir == data_dir
 
 
+@pytest.mark.parametrize("dataset, warned", [("digits", True), ("xor", True),
+                                             ("fashion_mnist", False), ("mnist", False)])
+def test_data_dir_for_a_data_set_without_files_is_warned_about(dataset, warned, monkeypatch,
+                                                              capsys):
+    # It was ignored without a word: a user who meant --set data.name=mnist trained digits.
+    import jaxnn.train
+
+    monkeypatch.setattr(jaxnn.train, "train_and_evaluate",
+                        lambda cfg, workdir, resume, quiet: None)
+    assert cli.train_main(["--set", f"data.name={dataset}", "--data-dir", "/some/idx",
+                           "--workdir", "unused", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    if warned:
+        assert err == (f"warning: data.data_dir='/some/idx' is ignored: the '{dataset}' data "
+                       "set reads no files (only fashion_mnist and mnist do)\n")
+    else:
+        assert err == ""
+
+
 def test_ctrl_c_suggests_resume_only_when_there_is_a_checkpoint(tmp_path, capsys, monkeypatch):
     import jaxnn.train
 

@@ -110,6 +110,7 @@ __all__ = [
     "mnist",
     "moons",
     "names",
+    "reads_files",
     "normalize",
     "num_batches",
     "parse_idx",
@@ -161,6 +162,13 @@ def _canonical(name: str) -> str:
 def names() -> tuple[str, ...]:
     """The data set names :func:`load` accepts, sorted."""
     return tuple(sorted(_REGISTRY))
+
+
+def reads_files(name: str) -> bool:
+    """Whether :func:`load` reads data set ``name`` from files (and so uses ``data_dir`` and
+    ``download``); False for the generated and bundled sets and for unknown names."""
+    entry = _REGISTRY.get(_canonical(name)) if isinstance(name, str) else None
+    return bool(entry and entry.uses_files)
 
 
 def register(

@@ -85,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = depth.load_config(args.config, list(args.overrides))
         if args.data_dir is not None:  # a path as given, not parsed as YAML ('~', '#', 0123)
             cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
+        if cfg.data_dir and cfg.dataset in ("digits", "normal"):
+            print(f"warning: data_dir={cfg.data_dir!r} is ignored: the {cfg.dataset!r} data "
+                  "set reads no files (only fashion_mnist and mnist do)", file=sys.stderr)
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
