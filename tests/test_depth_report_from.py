@@ -193,3 +193,21 @@ def test_a_study_with_overflowing_statistics_renders_the_same_from_its_files(tmp
     report = depth_report.render_report(result)
     assert "overflow" in report
     assert depth_report.render_report(depth_report.load_result(tmp_path)) == report
+
+
+def test_per_layer_medians_are_nan_where_most_seeds_overflowed():
+    # They were the median of the few finite seeds: one seed of five spoke for all.
+    class _Rows:
+        def __init__(self, rows):
+            self.rows = rows
+
+        def select(self, **where):
+            return [{"activation_std": r} for r in self.rows]
+
+    inf = float("inf")
+    rows = [[1.0, 2.0, 3.0], [3.0, nan, inf], [5.0, nan, 5.0], [7.0, 4.0, inf], [9.0, inf, 1.0]]
+    got = depth_report._median_layers(_Rows(rows), "activation_std")
+    # layer 1: all finite; layer 2: 3 of 5 non-finite; layer 3: 2 of 5 (median of 3, 5, 1)
+    np.testing.assert_array_equal(got, [5.0, nan, 3.0])
+    got = depth_report._median_layers(_Rows(rows), "activation_std", overflow_as_inf=True)
+    np.testing.assert_array_equal(got, [5.0, inf, 5.0])

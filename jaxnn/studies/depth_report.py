@@ -215,9 +215,10 @@ def with_verdict_settings(result: DepthStudyResult,
 
 def _median_layers(result: DepthStudyResult, field: str, *, overflow_as_inf: bool = False,
                    **where: Any) -> np.ndarray | None:
-    """Per-layer median over the selected seeds. Non-finite values are left out, unless
-    ``overflow_as_inf`` (for norms, >= 0): then a NaN/inf value counts as +inf, so a layer
-    where most seeds overflowed has an infinite median instead of that of the few others."""
+    """Per-layer median over the selected seeds. Non-finite values are left out, and a
+    layer where they are the majority has a nan median (not that of the few others); with
+    ``overflow_as_inf`` (for norms, >= 0) a NaN/inf value counts as +inf instead, so such a
+    layer has an infinite median."""
     rows = result.select(**where)
     if not rows:
         return None
@@ -228,10 +229,13 @@ def _median_layers(result: DepthStudyResult, field: str, *, overflow_as_inf: boo
 
 
 def _nanmedian(arr: np.ndarray) -> np.ndarray:
-    """Median over axis 0 ignoring nan (nan where a column is all nan), without warnings."""
+    """Median over axis 0 of the values that are not nan, without warnings; nan where most
+    of a column is nan (as :func:`trained_accuracy`: the few seeds that stayed finite do not
+    speak for the others)."""
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(arr, axis=0)
+        med = np.nanmedian(arr, axis=0)
+    return np.where(np.isnan(arr).sum(axis=0) * 2 > arr.shape[0], np.nan, med)
 
 
 def _suffix(result: DepthStudyResult, width: int, bn: bool) -> str:
