@@ -12,6 +12,7 @@ import json
 import pathlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "train_main"]
 
@@ -104,6 +105,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
             config_lib.ensure_workdir(workdir, create=False)  # a file is named
         _warn_unused_data_dir(cfg.data.name, cfg.data.data_dir, "data.data_dir")
+        _warn_test_set_monitors(cfg)
         # --quiet is this invocation's, not the run's: it is not saved in config.yaml.
         train_and_evaluate(cfg, workdir, resume=args.resume, quiet=args.quiet)
     except (ConfigError, DataError, CheckpointError) as e:
@@ -145,6 +147,23 @@ def _warn_unused_data_dir(name: str, data_dir: str | None, key: str) -> None:
     if data_dir and not reads_files(name) and is_main_process():
         print(f"warning: {key}={data_dir!r} is ignored: the {name!r} data set reads no files "
               f"(only {' and '.join(n for n in names() if reads_files(n))} do)", file=sys.stderr)
+
+
+def _warn_test_set_monitors(cfg: Any) -> None:
+    """One stderr line per enabled early stopping / plateau schedule that watches a test
+    metric: legal, but the test set then takes part in training and its final numbers are
+    no longer an unbiased estimate (a method mistake the run would not show)."""
+    from jaxnn.train.distributed import is_main_process
+
+    for key, section, what in (
+            ("training.early_stopping.monitor", cfg.training.early_stopping,
+             "the stopping epoch"),
+            ("training.reduce_on_plateau.monitor", cfg.training.reduce_on_plateau,
+             "the learning-rate cuts")):
+        if section.enabled and str(section.monitor).startswith("test_") and is_main_process():
+            print(f"warning: {key}={section.monitor!r} lets the test set choose {what}, so "
+                  "the final test metrics are optimistic; monitor a val_ metric with "
+                  "data.validation_fraction > 0", file=sys.stderr)
 
 
 def _one_line(e: BaseException | str) -> str:

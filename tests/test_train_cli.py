@@ -204,6 +204,30 @@ def test_data_dir_for_a_data_set_without_files_is_warned_about(dataset, warned, 
         assert err == ""
 
 
+@pytest.mark.parametrize("sets, warned", [
+    (["training.early_stopping.enabled=true", "training.early_stopping.monitor=test_loss"],
+     ["training.early_stopping.monitor='test_loss' lets the test set choose the stopping "
+      "epoch"]),
+    (["training.reduce_on_plateau.enabled=true",
+      "training.reduce_on_plateau.monitor=test_accuracy", "training.reduce_on_plateau.mode=max"],
+     ["training.reduce_on_plateau.monitor='test_accuracy' lets the test set choose the "
+      "learning-rate cuts"]),
+    (["training.early_stopping.enabled=false", "training.early_stopping.monitor=test_loss"], []),
+    (["training.early_stopping.enabled=true", "training.early_stopping.monitor=loss"], []),
+])
+def test_monitoring_a_test_metric_is_warned_about(sets, warned, monkeypatch, capsys):
+    import jaxnn.train
+
+    monkeypatch.setattr(jaxnn.train, "train_and_evaluate",
+                        lambda cfg, workdir, resume, quiet: None)
+    args = [a for item in sets for a in ("--set", item)]
+    assert cli.train_main([*args, "--workdir", "unused", "--quiet"]) == 0
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(warned)
+    for line, start in zip(lines, warned, strict=True):
+        assert line.startswith(f"warning: {start}") and "val_" in line
+
+
 def test_ctrl_c_suggests_resume_only_when_there_is_a_checkpoint(tmp_path, capsys, monkeypatch):
     import jaxnn.train
 
