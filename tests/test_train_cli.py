@@ -148,6 +148,10 @@ BAD = {
     "resume of nothing": (lambda t: ["--resume", "--workdir", str(t / "empty")], ["resume"]),
     "too many devices": (lambda t: ["--devices", "64"], ["training.devices", "64"]),
     "unknown flag": (lambda t: ["--epochs", "3"], ["--epochs"]),
+    # it trained until killed, the int32 step count wrapping after 2**31 updates
+    "epochs past the step count": (lambda t: ["--set", "training.epochs=99999999999999999999"],
+                                   ["training.epochs", "99999999999999999999", "2**31 - 1",
+                                    "expected at most 97612893 epochs"]),  # 22 steps each
 }
 
 

@@ -246,6 +246,11 @@ def mlp_config(model: config_lib.ModelConfig, layer_sizes: Sequence[int]) -> mlp
         raise ConfigError(f"model: {e}") from None
 
 
+#: The most optimizer updates a run may ask for: ``TrainState.step`` and optax's counts
+#: are int32 (past it the step would wrap negative and step schedules restart).
+_MAX_UPDATES = 2**31 - 1
+
+
 def build_experiment(cfg: Config) -> Experiment:
     """Build data, model, optimizer and gradient functions; fail fast on bad input."""
     dataset = _load_dataset(cfg)
@@ -254,6 +259,11 @@ def build_experiment(cfg: Config) -> Experiment:
     n = int(x_train.shape[0])
     bs = min(cfg.training.batch_size, n)
     steps = n // bs if cfg.training.drop_remainder else -(-n // bs)
+    if steps * cfg.training.epochs > _MAX_UPDATES:  # the int32 step counter would wrap
+        raise ConfigError(
+            f"training.epochs: got {cfg.training.epochs}, which at {steps} steps per epoch "
+            f"is more than 2**31 - 1 optimizer updates (the int32 step count); expected at "
+            f"most {_MAX_UPDATES // steps} epochs")
     m = cfg.model
     n_in = int(np.prod(x_train.shape[1:]))
     sizes = (n_in, *m.hidden_sizes, _output_size(dataset, cfg.training.loss))
