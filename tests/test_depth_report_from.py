@@ -183,12 +183,12 @@ def test_report_from_a_folder_without_a_readable_study(study, tmp_path, capsys):
             depth_report.load_result(folder)
 
 
-def test_a_study_with_overflowing_statistics_renders_the_same_from_its_files(tmp_path):
+def test_a_study_with_overflowing_statistics_renders_the_same_from_its_files(study, tmp_path):
     # The tables store inf as null (read back as nan): the report must not tell them apart.
-    cfg = D.config_from_dict(dict(
-        CFG, depths=[1, 12], widths=[16], initializers=["normal(1000)", "xavier"], steps=2))
+    # (The study fixture's shapes: its compiled functions are reused, initializers are data.)
+    cfg = D.config_from_dict(dict(CFG, initializers=["normal(1e15)", "xavier"]))
     result = D.run_study(cfg)
-    assert sum(not r["finite"] for r in result.records) >= 3  # 12 layers of N(0, 1000^2)
+    assert sum(not r["finite"] for r in result.records) >= 3  # 3 layers of N(0, 1e30)
     depth_report.write_outputs(result, tmp_path, plots=False)
     report = depth_report.render_report(result)
     assert "overflow" in report
