@@ -65,6 +65,7 @@ import platform
 import resource
 import statistics
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -77,12 +78,14 @@ import optax
 
 import jaxnn
 from jaxnn import backprop, mlp, optim
+from jaxnn._atomic import write_text
 from jaxnn.train import TrainState, make_train_epoch, make_train_step
 
 __all__ = ["Impl", "Result", "main", "measure", "run"]
 
 WORKLOADS = ("matmul", "backprop", "w1", "w2", "w3")
 LOSS = "softmax_cross_entropy_with_integer_labels"
+TORCH_SKIPPED = "PyTorch skipped: `import torch` failed (pip install -e '.[bench]')"
 
 
 # ----------------------------------------------------------------------------- environment
@@ -96,6 +99,25 @@ def _torch():
         return torch
     except Exception:  # ImportError, or a broken install
         return None
+
+
+def _torch_device(torch) -> tuple[Any, bool]:
+    """``(device, on_cuda)`` for the PyTorch rows: CUDA when JAX runs on a GPU and torch sees
+    one, else the CPU.
+
+    On CUDA, torch's float32 matmul precision is set to the one JAX uses: by default JAX
+    computes float32 matmuls on a GPU in TF32 (``jax_default_matmul_precision`` unset), torch
+    in full float32 (``"highest"``), which would have the PyTorch rows do slower arithmetic
+    than the JAX rows they are compared with. ``"highest"``/``"float32"`` in JAX maps to
+    ``"highest"``, ``"bfloat16"`` to ``"medium"``, anything else to ``"high"`` (TF32).
+    """
+    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
+    if use_cuda:
+        jax_prec = str(jax.config.jax_default_matmul_precision or "default").lower()
+        torch.set_float32_matmul_precision(
+            {"highest": "highest", "float32": "highest", "bfloat16": "medium"}.get(jax_prec,
+                                                                                "high"))
+    return torch.device("cuda" if use_cuda else "cpu"), use_cuda
 
 
 def _torch_cuda():
@@ -408,7 +430,11 @@ def synthetic_mnist(key: jax.Array, n: int, in_dim: int = 784, classes: int = 10
 @jax.jit(static_argnums=(1, 2))
 def _epoch_batches(key: jax.Array, n: int, batch: int) -> jax.Array:
     """The keyed permutation of one epoch as ``(num_batches, batch)`` indices -- the same
-    shuffle :func:`jaxnn.train.make_train_epoch` does inside its compiled epoch."""
+    shuffle :func:`jaxnn.train.make_train_epoch` does inside its compiled epoch.
+
+    Loops iterate over its rows (``for idx in perm``, as Flax's MNIST example), which splits
+    it in a few dispatches per epoch; ``perm[i]`` would be one dispatch per step (~0.2 ms on
+    a 2-core CPU, ~15% of a W1 linen step) that the fused jaxnn epoch does not pay."""
     nb = n // batch
     return jax.random.permutation(key, n)[: nb * batch].reshape(nb, batch)
 
@@ -548,8 +574,8 @@ def flax_linen_impl(hidden: Sequence[int], classes: int, activation: str, kernel
             box["epoch"] += 1
             perm = _epoch_batches(jax.random.fold_in(root, box["epoch"]), n, batch)
             st = box["state"]
-            for i in range(perm.shape[0]):
-                st, loss = train_step(st, x, y, perm[i])
+            for idx in perm:  # rows split at once: perm[i] is a dispatch per step (~0.2 ms)
+                st, loss = train_step(st, x, y, idx)
             box["state"] = st
             _block((st.params, loss))
 
@@ -600,8 +626,8 @@ def flax_nnx_impl(hidden: Sequence[int], classes: int, activation: str, kernel_i
         def run():
             box["epoch"] += 1
             perm = _epoch_batches(jax.random.fold_in(root, box["epoch"]), n, batch)
-            for i in range(perm.shape[0]):
-                loss = train_step(model, optimizer, x, y, perm[i])
+            for idx in perm:  # rows split at once, as in the linen loop
+                loss = train_step(model, optimizer, x, y, idx)
             _block((nnx.state(model, nnx.Param), loss))
 
         return run
@@ -616,12 +642,12 @@ def torch_impls(hidden: Sequence[int], classes: int, activation: str, init: str,
                 optimizer: str, lr: float, x: jax.Array, y: jax.Array, batch: int,
                 seed: int = 0) -> list[Impl]:
     """PyTorch eager and ``torch.compile`` (on CUDA when JAX runs on a GPU and torch sees
-    one, else CPU), with flush-denormal on and a fused Adam; empty when torch is absent."""
+    one, else CPU, at JAX's float32 matmul precision: :func:`_torch_device`), with
+    flush-denormal on and a fused Adam; empty when torch is absent."""
     torch = _torch()
     if torch is None:
         return []
-    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device, use_cuda = _torch_device(torch)
     torch.set_flush_denormal(True)
     xt = torch.from_numpy(np.array(x)).to(device)
     yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
@@ -689,6 +715,8 @@ def section_matmul(sizes: Sizes, repeats: int, log) -> list[Result]:
     """Best float32 GFLOP/s of a square matmul with jnp.dot, NumPy and PyTorch."""
     results = []
     torch = _torch()
+    if torch is None:
+        log(f"  [matmul] {TORCH_SKIPPED}")
     dot = jax.jit(jnp.dot)  # default precision, as the models use
     dot_hi = jax.jit(lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST))
     cpu = jax.default_backend() == "cpu"
@@ -811,7 +839,7 @@ def _mlp_workload(name: str, sizes: Sizes, x, y, hidden, optimizer: str, lr: flo
     ]
     peers = torch_impls(hidden, sizes.classes, "relu", "he_normal", optimizer, lr, x, y, b)
     if not peers:
-        log(f"  [{name}] PyTorch skipped: `import torch` failed (pip install '.[bench]')")
+        log(f"  [{name}] {TORCH_SKIPPED}")
     impls += peers
     n = (x.shape[0] // b) * b
     return measure(name, impls, repeats=repeats, samples=n,
@@ -959,7 +987,7 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
              jaxnn_impl("autodiff", True), linen_impl()]
     torch = _torch()
     if torch is None:
-        log("  [w3] PyTorch skipped: `import torch` failed (pip install '.[bench]')")
+        log(f"  [w3] {TORCH_SKIPPED}")
     else:
         impls += [_w3_torch(torch, layer_sizes, b, steps, seeds, lr, x, y)]
     n = steps * b * seeds
@@ -982,8 +1010,7 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
 
 
 def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
-    use_cuda = jax.default_backend() == "gpu" and torch.cuda.is_available()
-    device = torch.device("cuda" if use_cuda else "cpu")
+    device, use_cuda = _torch_device(torch)
 
     def setup():
         torch.set_flush_denormal(True)
@@ -1108,6 +1135,7 @@ def _ratios(jx: Result, rows: Sequence[Result], best_gflops: float | None) -> di
     return entry
 
 
+FAMILY_NAMES = {"flax": "flax", "torch": "pytorch"}
 TARGETS = {"w1": {"flax": 1.5, "torch": 1.5}, "w2": {"flax": 1.4, "torch": 1.5},
            "w3": {"flax": 1.2, "torch": 1.2}}
 
@@ -1140,10 +1168,13 @@ def summary_text(s: dict[str, Any]) -> str:
 def _ratio_line(wl: str, label: str, e: dict[str, Any]) -> str:
     parts = [f"{label} = {e['best_jaxnn']}"]
     for fam in ("flax", "torch"):
+        target = TARGETS[wl][fam]
         if f"over_best_{fam}" in e:
-            ratio, target = e[f"over_best_{fam}"], TARGETS[wl][fam]
+            ratio = e[f"over_best_{fam}"]
             ok = "met" if ratio >= target else "MISSED"
             parts.append(f"{ratio:.2f}x {e[f'best_{fam}']} (target >= {target}: {ok})")
+        else:  # not installed, or every row of that family failed: say so, not nothing
+            parts.append(f"no {FAMILY_NAMES[fam]} row (target >= {target}: not measured)")
     if "fraction_of_best_matmul" in e:
         frac = e["fraction_of_best_matmul"]
         extra = f" (target >= 70%: {'met' if frac >= 0.7 else 'MISSED'})" if wl == "w2" else ""
@@ -1158,6 +1189,8 @@ def _check_arguments(workloads: Sequence[str], repeats: int) -> None:
     unknown = [w for w in workloads if w not in WORKLOADS]
     if unknown:
         raise ValueError(f"bench.run: unknown workloads {unknown!r}; allowed: {list(WORKLOADS)}")
+    if isinstance(repeats, bool) or not isinstance(repeats, int):
+        raise TypeError(f"bench.run: repeats must be an integer, got {repeats!r}")
     if repeats < 1:
         raise ValueError(f"bench.run: repeats must be >= 1, got {repeats!r}")
 
@@ -1212,6 +1245,45 @@ def header(env: dict[str, Any]) -> str:
     )
 
 
+def _json_safe(v: Any) -> Any:
+    """``v`` with NaN and infinities as None: strict JSON has no token for them (a failed
+    row has no median, throughput or compile time)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_json_safe(x) for x in v]
+    return v
+
+
+def _json_path_error(path: str) -> str | None:
+    """Why ``--json path`` could not be written, or None; checked before the run."""
+    if not path:
+        return "give a file name"
+    if os.path.isdir(path):
+        return "is a directory; give a file name"
+    if os.path.lexists(path) and not os.path.islink(path) and not os.path.isfile(path):
+        return "is not a regular file (it would be replaced); give a file name"
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return "the directory does not exist"
+    try:  # what write_json does: a temporary file beside the target
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".bench-probe.")
+    except OSError as e:
+        return f"cannot create a file in {folder!r}: {e.strerror or e}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as strict JSON (NaN/infinity as null) atomically, as jaxnn writes every
+    file (:func:`jaxnn._atomic.write_text`: a temporary file beside ``path``, renamed over
+    it, removed again if anything fails)."""
+    write_text(path, json.dumps(_json_safe(obj), indent=2, default=str, allow_nan=False))
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports a usage error as one line and exit status 2."""
 
@@ -1228,15 +1300,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny CI-sized problems")
     parser.add_argument("--repeats", type=int, default=5,
                         help="timed runs per implementation (median reported; default 5)")
-    parser.add_argument("--json", default=None, help="write the results to this JSON file")
+    parser.add_argument("--json", default=None,
+                        help="write the results to this file (strict JSON, replaced atomically)")
     args = parser.parse_args(argv)
     workloads = [w.strip().lower() for w in args.workloads.split(",") if w.strip()]
     if not workloads:
         print(f"error: --workloads {args.workloads!r}: no workload named; allowed: "
               f"{','.join(WORKLOADS)}", file=sys.stderr)
         return 2
-    if args.json and not os.path.isdir(os.path.dirname(os.path.abspath(args.json))):
-        print(f"error: --json {args.json!r}: the directory does not exist", file=sys.stderr)
+    why = None if args.json is None else _json_path_error(args.json)
+    if why:  # before the run: it takes minutes, and its results would be lost
+        print(f"error: --json {args.json!r}: {why}", file=sys.stderr)
         return 2
     try:
         _check_arguments(workloads, args.repeats)
@@ -1247,12 +1321,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # its traceback is what is needed to find it (it was printed as a usage error, exit 2).
     out = run(workloads, quick=args.quick, repeats=args.repeats,
               log=lambda s: print(s, flush=True))
-    if args.json:
+    if args.json is not None:
         try:
-            tmp = f"{args.json}.tmp"
-            with open(tmp, "w") as f:
-                json.dump(out, f, indent=2, default=str)
-            os.replace(tmp, args.json)
+            write_json(args.json, out)
         except OSError as e:
             print(f"error: cannot write --json {args.json!r}: {e.strerror or e}", file=sys.stderr)
             return 2

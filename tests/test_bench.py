@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import jax
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from conftest import REPO_ROOT
+from flax import linen as nn
 
 # Imported as `bench` from scripts/ on sys.path: the W3 worker processes (spawn) import
 # it again by that name to unpickle their tasks, and they inherit this sys.path.
@@ -318,3 +320,192 @@ def test_quick_run_end_to_end(tmp_path):
         r = rows[("w3", "jaxnn autodiff loop, 2 pinned processes")]
         assert r["processes"] == 2 and len(r["times_s"]) == 2 and r["skipped"] is None
     assert rows[("w3", "jaxnn manual vmap over seeds")]["processes"] == 1
+
+
+class _CountingRows:
+    """The permutation of one epoch, counting the per-step ``perm[i]`` look-ups a loop does."""
+
+    def __init__(self, perm, counter):
+        self._perm, self._counter, self.shape = perm, counter, perm.shape
+
+    def __getitem__(self, i):
+        self._counter.append(i)
+        return self._perm[i]
+
+    def __iter__(self):
+        return iter(self._perm)
+
+    def __len__(self):
+        return len(self._perm)
+
+
+@pytest.mark.parametrize("which", ["flax_linen_impl", "flax_nnx_impl"])
+def test_flax_loops_split_the_epoch_permutation_once_not_per_step(which, monkeypatch):
+    # `perm[i]` on a device array is one dispatch per step (~0.2 ms on the 2-core CPU, ~15%
+    # of a W1 linen step) that the fused jaxnn epoch never pays: the loops must iterate the
+    # permutation's rows (one split per epoch), as Flax's MNIST example does.
+    lookups: list = []
+    real = bench._epoch_batches
+    monkeypatch.setattr(bench, "_epoch_batches",
+                        lambda *a: _CountingRows(real(*a), lookups))
+    x, y = bench.synthetic_mnist(jax.random.key(0), 256, 8, 3)
+    he = nn.initializers.he_normal()
+    impl = getattr(bench, which)((8,), 3, "relu", he, lambda: bench.optax.sgd(0.01), x, y, 32)
+    run = impl.setup()
+    run()
+    run()
+    assert lookups == [], f"{impl.name} indexed the permutation {len(lookups)} times"
+
+
+def _failed_and_ok_results():
+    ok = bench.Result("w1", "flax linen loop", "flax", [0.5, 0.4, 0.6], 1.0, 0.0, 1000, 1e9)
+    failed = bench.Result("w1", "pytorch compile", "torch", [], float("nan"), 0.0, 1000, 1e9,
+                          skipped="RuntimeError: no compiler")
+    return ok, failed
+
+
+def test_a_failed_row_serializes_without_nan(monkeypatch, tmp_path):
+    """--json is strict JSON: a peer that failed (no times, so NaN median, throughput and
+    compile time) is written as null, not as a NaN token most JSON readers reject."""
+    ok, failed = _failed_and_ok_results()
+    out = {"environment": {}, "results": [ok.to_dict(), failed.to_dict()],
+           "summary": {"best_matmul_gflops": float("inf")}, "table": ""}
+    monkeypatch.setattr(bench, "run", lambda *a, **k: out)
+    path = tmp_path / "bench.json"
+    assert bench.main(["--workloads", "w1", "--json", str(path)]) == 0
+
+    def no_constants(token):
+        raise AssertionError(f"non-standard JSON token {token}")
+
+    data = json.loads(path.read_text(), parse_constant=no_constants)
+    row = data["results"][1]
+    assert row["median_s"] is None and row["throughput"] is None and row["compile_s"] is None
+    assert row["skipped"] == "RuntimeError: no compiler"
+    assert data["results"][0]["median_s"] == pytest.approx(0.5)
+    assert data["summary"]["best_matmul_gflops"] is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json"]
+
+
+def _unwritable_dir(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        d = tmp_path / "read-only"
+        d.mkdir()
+        d.chmod(0o500)
+        return d
+    for d in (Path("/sys"), Path("/proc")):  # root can write anywhere else
+        try:
+            fd, name = tempfile.mkstemp(dir=d)
+        except OSError:
+            return d
+        os.close(fd)
+        os.unlink(name)
+    pytest.skip("no directory this user cannot write to")
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("empty", "--json '': give a file name"),
+    ("directory", "is a directory"),
+    ("unwritable", "cannot create a file in"),
+    ("fifo", "is not a regular file"),  # os.replace would put a file where it was
+])
+def test_a_bad_json_path_is_refused_before_the_run(case, needle, tmp_path, monkeypatch, capsys):
+    # A --json that cannot be written is refused at once, not after every section has run
+    # (minutes), and not silently ignored (an empty path wrote nothing and exited 0).
+    if case == "empty":
+        path = ""
+    elif case == "directory":
+        path = str(tmp_path)
+    elif case == "unwritable":
+        path = str(_unwritable_dir(tmp_path) / "bench.json")
+    else:
+        path = str(tmp_path / "pipe")
+        os.mkfifo(path)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the benchmark ran")
+
+    monkeypatch.setattr(bench, "run", must_not_run)
+    assert bench.main(["--workloads", "w1", "--json", path]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: --json ") and needle in err[0], err
+    if case in ("directory", "fifo"):
+        assert [p.name for p in tmp_path.iterdir()] == ([] if case == "directory" else ["pipe"])
+
+
+def test_a_failed_json_write_leaves_no_temporary_file(monkeypatch, tmp_path, capsys):
+    # The target turned into a directory while the benchmark ran: one error line, exit 2,
+    # and no half-written `<name>.tmp` left beside it.
+    path = tmp_path / "bench.json"
+
+    def run(*args, **kwargs):
+        path.mkdir()
+        return {"environment": {}, "results": [], "summary": {}, "table": ""}
+
+    monkeypatch.setattr(bench, "run", run)
+    assert bench.main(["--workloads", "w1", "--json", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot write --json "), err
+    assert [p.name for p in tmp_path.iterdir()] == ["bench.json"]
+
+
+def test_run_refuses_a_non_integer_repeats():
+    with pytest.raises(TypeError, match="repeats must be an integer, got 2.5"):
+        bench.run(["w1"], repeats=2.5)
+    with pytest.raises(TypeError, match="repeats must be an integer, got True"):
+        bench.run(["w1"], repeats=True)
+
+
+def test_without_torch_every_section_says_pytorch_was_skipped():
+    """`import torch` failing (simulated): each section that has PyTorch rows says so, no
+    PyTorch row is built, and the header names it. The sections are built, not timed."""
+    script = f"""
+import sys
+sys.modules["torch"] = None
+sys.path.insert(0, {str(REPO_ROOT / "scripts")!r})
+import bench
+built = []
+def fake_measure(workload, impls, **kwargs):
+    built.extend((workload, i.family, i.name) for i in impls)
+    return []
+bench.measure = fake_measure
+sizes = bench.Sizes(n_train=256, in_dim=8, classes=3, w1_hidden=(4,), w2_hidden=(4,),
+                    batch=32, w3_depth=2, w3_width=4, w3_batch=8, w3_steps=2, w3_seeds=2,
+                    matmul=(16,), matmul_accel=(16,))
+bench.run(["matmul", "w1", "w2", "w3"], repeats=1, sizes=sizes)
+assert built and not [b for b in built if b[1] == "torch" or "torch" in b[2]], built
+print("BUILT", sorted({{w for w, _, _ in built}}))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300, cwd=REPO_ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "BUILT ['matmul', 'w1', 'w2', 'w3']" in proc.stdout
+    assert "torch not installed" in proc.stdout
+    for wl in ("matmul", "w1", "w2", "w3"):
+        assert f"  [{wl}] PyTorch skipped: `import torch` failed" in proc.stdout, wl
+
+
+def test_summary_says_when_a_peer_family_was_not_measured():
+    rows = [_result("w2", "jaxnn autodiff", "jaxnn", 0.5),
+            _result("w2", "flax linen", "flax", 0.6)]
+    text = bench.summary_text(bench.summary(rows, None))
+    assert ("w2: best jaxnn = jaxnn autodiff; 1.20x flax linen (target >= 1.4: MISSED); "
+            "no pytorch row (target >= 1.5: not measured)") in text
+
+
+def test_pytorch_rows_use_jaxs_default_float32_matmul_precision_on_a_gpu(monkeypatch):
+    """On a GPU JAX's default float32 matmul is TF32, PyTorch's is full float32: the torch
+    rows must be set to the same ("high"), or they do slower arithmetic than the JAX rows.
+    On the CPU nothing changes (both are float32)."""
+    calls: list[str] = []
+    fake = type("FakeTorch", (), {
+        "cuda": type("Cuda", (), {"is_available": staticmethod(lambda: True)}),
+        "device": staticmethod(lambda name: f"device:{name}"),
+        "set_float32_matmul_precision": staticmethod(calls.append),
+    })
+    monkeypatch.setattr(bench.jax, "default_backend", lambda: "cpu")
+    assert bench._torch_device(fake) == ("device:cpu", False) and calls == []
+    monkeypatch.setattr(bench.jax, "default_backend", lambda: "gpu")
+    assert bench._torch_device(fake) == ("device:cuda", True) and calls == ["high"]
+    with bench.jax.default_matmul_precision("highest"):
+        bench._torch_device(fake)
+    assert calls[-1] == "highest"
