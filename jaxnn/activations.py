@@ -49,6 +49,10 @@ Conventions.
   logits masks a class, while a ``+inf`` logit or an all ``-inf`` slice makes the whole
   slice NaN.
   ``exponential`` overflows to ``inf`` by nature (x > ~88.7 in float32).
+* Infinities: at ``x = +-inf`` every elementwise function and derivative is its limit
+  (``gelu'(+inf) = 1``, ``gelu(-inf) = swish(-inf) = mish(-inf) = 0``, ``softsign(+inf)
+  = 1``, ``exponential'(+inf) = inf``), never the ``inf * 0 = NaN`` of the formulas
+  (one exception: ``leaky_relu(-inf)`` with ``negative_slope=0``, i.e. ``0 * -inf``).
 
 References:
   * V. Nair and G. E. Hinton, "Rectified linear units improve restricted Boltzmann
@@ -90,6 +94,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from jaxnn._static import static_scalar
 
 __all__ = [
     "SELU_ALPHA",
@@ -607,18 +613,34 @@ def swish(x: ArrayLike, beta: float = 1.0) -> Array:
       An array with the shape and dtype of ``x``.
     """
     x = _as_float(x)
-    return x * lax.logistic(_cast(beta, x) * x)
+    s = lax.logistic(_swish_bx(x, _cast(beta, x)))
+    y = x * s
+    # y is NaN only for a NaN x (s is NaN too) or for inf * 0 at x = +-inf, whose limit is
+    # s = 0. One select on y: the cheapest test (finite x never reach it).
+    return jnp.where(jnp.isnan(y), s, y)
+
+
+def _swish_bx(x: Array, b: Array) -> Array:
+    """``beta * x``, but 0 for ``beta = 0`` (``0 * inf`` would be NaN; swish is ``x / 2``).
+    For a concrete ``beta`` the test is folded away at compile time."""
+    return jnp.where(b == 0, 0.0, b * x)
 
 
 def swish_grad(x: ArrayLike, beta: float = 1.0) -> Array:
-    """Derivative of :func:`swish`: ``s * (1 + beta * x * sigmoid(-beta * x))``."""
+    """Derivative of :func:`swish`: ``s * (1 + beta * x * sigmoid(-beta * x))``.
+
+    At ``x = +-inf`` it is its limit ``s`` (1, 0, or 1/2 for ``beta = 0``), not
+    ``inf * 0 = NaN``."""
     x = _as_float(x)
     b = _cast(beta, x)
-    bx = b * x
+    bx = _swish_bx(x, b)
     s = lax.logistic(bx)
     # x * (beta * s * sigmoid(-bx)), not bx * ...: beta * x can overflow to +-inf for a
     # finite x (float16, or beta > 1), where s * sigmoid(-bx) is 0 and inf * 0 is NaN.
-    return s + x * (b * (s * lax.logistic(-bx)))
+    g = s + x * (b * (s * lax.logistic(-bx)))
+    # At x = +-inf the second term is still inf * 0 = NaN; the derivative tends to s. As in
+    # swish: g is NaN only there or for a NaN x (s is NaN too).
+    return jnp.where(jnp.isnan(g), s, g)
 
 
 def silu(x: ArrayLike) -> Array:
@@ -651,14 +673,16 @@ def mish(x: ArrayLike) -> Array:
       An array with the shape and dtype of ``x``.
     """
     x = _as_float(x)
-    return x * jnp.tanh(softplus(x))
+    # mish(-inf) is -inf * 0 = NaN as written; its limit is 0.
+    return jnp.where(x == -jnp.inf, 0.0, x * jnp.tanh(softplus(x)))
 
 
 def mish_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`mish`: ``t + x * (1 - t^2) * sigmoid(x)``, ``t = tanh(softplus(x))``."""
     x = _as_float(x)
     t = jnp.tanh(softplus(x))
-    return t + x * (1.0 - t * t) * lax.logistic(x)
+    # At +-inf the second term is inf * 0 = NaN; the derivative tends to t (1 or 0).
+    return jnp.where(jnp.isinf(x), t, t + x * (1.0 - t * t) * lax.logistic(x))
 
 
 def gelu(x: ArrayLike, approximate: bool = False) -> Array:
@@ -686,9 +710,12 @@ def gelu(x: ArrayLike, approximate: bool = False) -> Array:
     """
     _check_value("gelu", "approximate", approximate, "gelu")
     x = _as_float(x)
+    # gelu(-inf) is -inf * 0 = NaN as written (both forms); its limit is 0.
     if approximate:
-        return x * lax.logistic(2.0 * _gelu_u(_gelu_clip(x)))
-    return 0.5 * x * lax.erfc(-_SQRT_HALF * x)
+        y = x * lax.logistic(2.0 * _gelu_u(_gelu_clip(x)))
+    else:
+        y = 0.5 * x * lax.erfc(-_SQRT_HALF * x)
+    return jnp.where(x == -jnp.inf, 0.0, y)
 
 
 def _gelu_clip(x: Array) -> Array:
@@ -712,10 +739,13 @@ def gelu_grad(x: ArrayLike, approximate: bool = False) -> Array:
         two_u = 2.0 * _gelu_u(xc)
         du = 2.0 * _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_CUBIC * (xc * xc))
         s = lax.logistic(two_u)
-        return s + x * s * lax.logistic(-two_u) * du
+        # xc, not x, in the second term: for |x| >= 30, s * sigmoid(-2u) is exactly 0 in
+        # every float dtype, so both give the same (signed) 0 for a finite x, while x = +-inf
+        # gave inf * 0 = NaN where the derivative tends to s (1 or 0).
+        return s + xc * s * lax.logistic(-two_u) * du
     cdf = 0.5 * lax.erfc(-_SQRT_HALF * x)
     pdf = _INV_SQRT_2PI * jnp.exp(-0.5 * (x * x))
-    return cdf + x * pdf
+    return jnp.where(jnp.isinf(x), cdf, cdf + x * pdf)  # x * pdf -> 0 at +-inf
 
 
 def gelu_tanh(x: ArrayLike) -> Array:
@@ -734,19 +764,11 @@ def gelu_tanh_grad(x: ArrayLike) -> Array:
 def _num_pieces(num_pieces: Any, fn: str) -> int:
     """``num_pieces`` as a Python int >= 1: an int, a numpy int or a concrete 0-d integer
     array (it fixes the output shape, so a traced value is refused by name)."""
-    where = f"jaxnn.activations.{fn}: num_pieces"
-    if isinstance(num_pieces, jax.core.Tracer):
-        raise ValueError(
-            f"{where} must be a static int (it sets the output shape), got a traced value "
-            f"{num_pieces!r}; pass a Python int or mark it static under jit"
-        )
-    value = num_pieces
-    if isinstance(num_pieces, (np.ndarray, np.generic, jax.Array)):
-        arr = np.asarray(num_pieces)
-        if arr.ndim == 0 and jnp.issubdtype(arr.dtype, jnp.integer):
-            value = int(arr)
+    where = f"jaxnn.activations.{fn}"
+    value = static_scalar(num_pieces, where, "num_pieces", expected="int",
+                          reason="it sets the output shape")
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where} must be an int >= 1, got {num_pieces!r}")
+        raise ValueError(f"{where}: num_pieces must be an int >= 1, got {num_pieces!r}")
     return int(value)
 
 

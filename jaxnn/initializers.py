@@ -301,7 +301,13 @@ def compute_fans(
     Returns:
       ``(fan_in, fan_out)`` as Python ints.
     """
-    fn = "jaxnn.initializers.compute_fans"
+    return _compute_fans("jaxnn.initializers.compute_fans", shape, in_axis, out_axis, batch_axis)
+
+
+def _compute_fans(
+    fn: str, shape: Sequence[int], in_axis: Axis, out_axis: Axis, batch_axis: Axis
+) -> tuple[int, int]:
+    """:func:`compute_fans`, its errors naming ``fn`` (the initializer the user called)."""
     shape = _canonical_shape(fn, shape)
     rank = len(shape)
     if rank == 0:
@@ -365,7 +371,24 @@ def variance_scaling(
       ValueError: ``scale`` not a finite real > 0, unknown ``mode`` or
         ``distribution``, bad axes.
     """
-    fn = "jaxnn.initializers.variance_scaling"
+    return _variance_scaling(
+        "variance_scaling", scale, mode, distribution, in_axis, out_axis, batch_axis
+    )
+
+
+def _variance_scaling(
+    name: str,
+    scale: float,
+    mode: str,
+    distribution: str,
+    in_axis: Axis,
+    out_axis: Axis,
+    batch_axis: Axis,
+) -> Initializer:
+    """:func:`variance_scaling` built for the public factory ``name``: its argument checks
+    and the errors of the initializer it returns (dtype, shape, fans) name
+    ``jaxnn.initializers.<name>``, the function the user called, not this core."""
+    fn = f"jaxnn.initializers.{name}"
     scale = _check_positive(fn, "scale", scale)
     mode = _check_choice(fn, "mode", mode, MODES)
     distribution = _check_choice(fn, "distribution", distribution, DISTRIBUTIONS)
@@ -378,7 +401,7 @@ def variance_scaling(
         dtype = _float_dtype(fn, dtype)
         if math.prod(shape) == 0:
             return jnp.zeros(shape, dtype)
-        fan_in, fan_out = compute_fans(shape, in_axis, out_axis, batch_axis)
+        fan_in, fan_out = _compute_fans(fn, shape, in_axis, out_axis, batch_axis)
         n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
         std = (scale / n) ** 0.5  # a Python float unless scale is traced: no promotion
         sample_dtype = _sampling_dtype(dtype)
@@ -410,7 +433,7 @@ def variance_scaling(
 def _scheme(
     name: str, scale: float, mode: str, distribution: str, axes: tuple[Axis, Axis, Axis]
 ) -> Initializer:
-    init = variance_scaling(scale, mode, distribution, *axes)
+    init = _variance_scaling(name, scale, mode, distribution, *axes)
     in_axis, out_axis, batch_axis = axes
     return _tag(init, name, dict(in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis))
 

@@ -19,6 +19,7 @@ shaped like the params) and ``dL/dx``. The chain rule of each layer is written i
 docstring; the tests compare every one of them with ``jax.vjp``.
 
 Dtypes are preserved: float32 inputs give float32 outputs (constants are Python floats).
+Dropout takes floating inputs only (an integer ``x * m / (1 - rate)`` does not exist).
 Batch norm computes its statistics in at least float32 (float16/bfloat16 inputs are widened,
 as Flax does) and keeps its running statistics in at least float32; see
 :func:`batch_norm_forward`.
@@ -34,9 +35,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxnn import initializers
+from jaxnn._static import static_scalar
 
 __all__ = [
     "BatchNormCache",
@@ -59,9 +60,15 @@ Initializer = Callable[..., Array]
 # --------------------------------------------------------------------------------------
 
 
-def _is_size(value: Any) -> bool:
-    """An int >= 1, numpy integers included (``np.int64`` from ``labels.max() + 1``)."""
-    return not isinstance(value, bool) and isinstance(value, numbers.Integral) and value >= 1
+def _size(value: Any, fn: str, argname: str) -> int:
+    """``value`` as a Python int >= 1: an int, a numpy integer (``np.int64`` from
+    ``labels.max() + 1``) or a concrete 0-d integer array; a traced one is refused by name
+    (it sets parameter shapes)."""
+    v = static_scalar(value, fn, argname, expected="int >= 1",
+                      reason="it sets the parameter shapes")
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        raise ValueError(f"{fn}: {argname} must be an int >= 1, got {value!r}")
+    return int(v)
 
 
 def _static_real(value: Any, fn: str, argname: str, allowed: str) -> float:
@@ -70,19 +77,10 @@ def _static_real(value: Any, fn: str, argname: str, allowed: str) -> float:
     ``float()`` alone accepted strings (``float("0.5")``) and bools; a traced value
     cannot be read and is refused by name (these hyper-parameters are static).
     """
-    if isinstance(value, jax.core.Tracer):
-        raise ValueError(
-            f"{fn}: {argname} must be a concrete Python number {allowed} (it is static), "
-            f"got {value!r}"
-        )
-    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
-        arr = np.asarray(value)
-        if arr.ndim == 0 and (jnp.issubdtype(arr.dtype, jnp.integer)
-                              or jnp.issubdtype(arr.dtype, jnp.floating)):
-            return float(arr)
-    elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return float(value)
-    raise ValueError(f"{fn}: {argname} must be a real number {allowed}, got {value!r}")
+    v = static_scalar(value, fn, argname, expected=f"real number {allowed}")
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise ValueError(f"{fn}: {argname} must be a real number {allowed}, got {value!r}")
+    return float(v)
 
 
 def _per_unit(v: Array, like: Array) -> Array:
@@ -127,10 +125,8 @@ def dense_init(
     Returns:
       ``{"w": (in_features, out_features), "b": (out_features,)}`` (no ``"b"`` without bias).
     """
-    for name, value in (("in_features", in_features), ("out_features", out_features)):
-        if not _is_size(value):
-            raise ValueError(f"dense_init: {name} must be an int >= 1, got {value!r}")
-    in_features, out_features = int(in_features), int(out_features)
+    in_features = _size(in_features, "dense_init", "in_features")
+    out_features = _size(out_features, "dense_init", "out_features")
     kernel_init = _resolve_initializer(kernel_init, "kernel_init")
     w_key, b_key = jax.random.split(key)
     params = {"w": kernel_init(w_key, (in_features, out_features), dtype)}
@@ -203,6 +199,19 @@ def _check_rate(rate: float, fn: str) -> float:
     return r
 
 
+def _check_floating(x: Any, fn: str, argname: str) -> None:
+    """Dropout scales by ``1 / (1 - rate)`` (or ``1 - rate``): an integer or boolean input
+    has no such values. It used to come back as a float in training (with an integer
+    mask) and unchanged in evaluation; refuse it instead, in every mode."""
+    dtype = jnp.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
+        raise TypeError(
+            f"{fn}: {argname} must have a floating dtype (float16, bfloat16, float32 or "
+            f"float64), got {jnp.dtype(dtype).name}; cast it first, e.g. "
+            f"{argname}.astype(jnp.float32)"
+        )
+
+
 def _check_scale(r: float, dtype: Any, fn: str) -> None:
     """Inverted dropout multiplies by ``1 / (1 - rate)``: it must be finite in ``dtype``.
 
@@ -240,7 +249,7 @@ def dropout_forward(
 
     Args:
       key: PRNG key for the mask; required when ``train`` and ``rate > 0``.
-      x: input.
+      x: input, of a floating dtype (its dtype is kept).
       rate: drop probability in ``[0, 1)``; a static Python number.
       train: training mode (random mask) or evaluation mode (deterministic).
       inverted: inverted (scale at train) or textbook (scale at eval) dropout.
@@ -254,12 +263,15 @@ def dropout_forward(
       ValueError: ``rate`` outside ``[0, 1)`` or not static, no ``key`` in training, or
         (inverted, training) a scale ``1 / (1 - rate)`` that overflows ``x``'s dtype
         (float16 above a rate of ~0.99998).
+      TypeError: ``x`` has an integer or boolean dtype (in every mode: ``x * m / (1 -
+        rate)`` is not an integer, and evaluation must not accept what training refuses).
 
     Reference:
       N. Srivastava, G. Hinton, A. Krizhevsky, I. Sutskever, R. Salakhutdinov, "Dropout: a
       simple way to prevent neural networks from overfitting", JMLR 15, 2014.
     """
     r = _check_rate(rate, "dropout_forward")
+    _check_floating(x, "dropout_forward", "x")
     if not train or r == 0.0:
         mask = jnp.ones_like(x)
         if not train and not inverted and r > 0.0:
@@ -296,13 +308,18 @@ def dropout_backward(
 
     Args:
       mask: the mask returned by :func:`dropout_forward`.
-      grad_out: ``dL/dy``.
+      grad_out: ``dL/dy``, of a floating dtype.
       rate, train, inverted: as given to :func:`dropout_forward`.
 
     Returns:
       ``dL/dx`` with ``grad_out``'s shape.
+
+    Raises:
+      ValueError: as :func:`dropout_forward` for ``rate``.
+      TypeError: ``grad_out`` has an integer or boolean dtype.
     """
     r = _check_rate(rate, "dropout_backward")
+    _check_floating(grad_out, "dropout_backward", "grad_out")
     if not train or r == 0.0:
         if not train and not inverted and r > 0.0:
             return grad_out * (1.0 - r)
@@ -379,9 +396,7 @@ def batch_norm_init(
       (as Flax keeps its batch statistics), since a feature with std 400 has a running
       variance of 1.6e5, past float16's 65504. Each of shape ``(features,)``.
     """
-    if not _is_size(features):
-        raise ValueError(f"batch_norm_init: features must be an int >= 1, got {features!r}")
-    features = int(features)
+    features = _size(features, "batch_norm_init", "features")
     params = {"gamma": jnp.ones((features,), dtype), "beta": jnp.zeros((features,), dtype)}
     stats_dtype = _stats_dtype(dtype)
     state = {"mean": jnp.zeros((features,), stats_dtype),

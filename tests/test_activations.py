@@ -549,6 +549,67 @@ def test_softsign_at_infinity_is_its_limit(dtype):
                                else 1e-6)
 
 
+INF = math.inf
+# (name, kwargs, f(-inf), f(+inf), f'(-inf), f'(+inf)): the limits of the function and of
+# its derivative (exponential' diverges with it).
+INF_LIMITS = [
+    ("step", {}, 0.0, 1.0, 0.0, 0.0),
+    ("linear", {}, -INF, INF, 1.0, 1.0),
+    ("identity", {}, -INF, INF, 1.0, 1.0),
+    ("sigmoid", {}, 0.0, 1.0, 0.0, 0.0),
+    ("hard_sigmoid", {}, 0.0, 1.0, 0.0, 0.0),
+    ("tanh", {}, -1.0, 1.0, 0.0, 0.0),
+    ("relu", {}, 0.0, INF, 0.0, 1.0),
+    ("relu6", {}, 0.0, 6.0, 0.0, 0.0),
+    ("leaky_relu", {}, -INF, INF, 0.01, 1.0),
+    ("leaky_relu", {"negative_slope": 0.2}, -INF, INF, 0.2, 1.0),
+    ("elu", {}, -1.0, INF, 0.0, 1.0),
+    ("elu", {"alpha": 0.5}, -0.5, INF, 0.0, 1.0),
+    ("selu", {}, -SELU_SCALE * SELU_ALPHA, INF, 0.0, SELU_SCALE),
+    ("exponential", {}, 0.0, INF, 0.0, INF),
+    ("softplus", {}, 0.0, INF, 0.0, 1.0),
+    ("softsign", {}, -1.0, 1.0, 0.0, 0.0),
+    ("swish", {}, 0.0, INF, 0.0, 1.0),
+    ("swish", {"beta": 1.7}, 0.0, INF, 0.0, 1.0),
+    ("swish", {"beta": 0.0}, -INF, INF, 0.5, 0.5),  # x / 2
+    ("swish", {"beta": -1.0}, -INF, 0.0, 1.0, 0.0),
+    ("silu", {}, 0.0, INF, 0.0, 1.0),
+    ("mish", {}, 0.0, INF, 0.0, 1.0),
+    ("gelu", {}, 0.0, INF, 0.0, 1.0),
+    ("gelu", {"approximate": True}, 0.0, INF, 0.0, 1.0),
+    ("gelu_tanh", {}, 0.0, INF, 0.0, 1.0),
+]
+HALF_TOL = dict(rtol=1e-2, atol=0.0)
+INF_DTYPES = {"f16": (jnp.float16, HALF_TOL), "bf16": (jnp.bfloat16, HALF_TOL),
+              "f32": (F32, dict(rtol=1e-6, atol=0.0)), "f64": (F64, dict(rtol=1e-12, atol=0.0))}
+
+
+def test_inf_limits_table_covers_every_elementwise_name():
+    assert {n for n, *_ in INF_LIMITS} == set(ELEMENTWISE)
+
+
+@pytest.mark.parametrize("dtype_id", INF_DTYPES)
+@pytest.mark.parametrize("name, kw, f_lo, f_hi, g_lo, g_hi", INF_LIMITS,
+                         ids=[n + "".join(f"-{k}={v}" for k, v in kw.items())
+                              for n, kw, *_ in INF_LIMITS])
+def test_value_and_derivative_at_infinity_are_the_limits(name, kw, f_lo, f_hi, g_lo, g_hi,
+                                                         dtype_id):
+    # gelu'(+inf) was inf * 0 = NaN (and gelu(-inf), swish(-inf), mish(-inf) too), while
+    # the derivative tends to 1 at +inf and 0 at -inf.
+    dtype, tol = INF_DTYPES[dtype_id]
+    x = jnp.asarray([-np.inf, np.inf], dtype)
+    f, g = A.get(name, **kw), A.get_grad(name, **kw)
+    for fn, expected in ((f, [f_lo, f_hi]), (g, [g_lo, g_hi])):
+        # A fresh lambda: jax.jit(fn) would share its compilation cache with other tests
+        # that count compilations of the same function (test_jit_and_vmap).
+        for out in (fn(x), jax.jit(lambda t, fn=fn: fn(t))(x)):
+            assert out.dtype == dtype
+            got = np.asarray(out, np.float64)
+            want = np.asarray(np.asarray(expected, dtype), np.float64)  # the limit, rounded
+            assert not np.isnan(got).any(), (name, kw, got)
+            np.testing.assert_allclose(got, want, **tol, err_msg=f"{name} {kw}")
+
+
 def test_softsign_grad_does_not_underflow_to_zero_in_float16():
     # (1 + |x|)^2 overflows float16 from |x| = 255 on, so 1 / (1 + |x|)^2 read 0 there
     # although the derivative (1.1e-5 at 300, 1e-6 at 1000) is representable.

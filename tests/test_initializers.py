@@ -634,6 +634,54 @@ def test_bad_call_arguments():
         I.he_normal(in_axis=-3)(KEY, (3, 3))
 
 
+# Every factory built on variance_scaling, and the name its errors must carry: the
+# function the user called (an alias is the same function as its canonical name).
+VARIANCE_SCALING_FACTORIES = [
+    ("variance_scaling", lambda **kw: I.variance_scaling(1.0, "fan_in", "normal", **kw)),
+    *[(name, getattr(I, name)) for name in
+      ("glorot_normal", "glorot_uniform", "he_normal", "he_uniform", "lecun_normal",
+       "lecun_uniform")],
+]
+
+
+@pytest.mark.parametrize("name, factory", VARIANCE_SCALING_FACTORIES,
+                         ids=[n for n, _ in VARIANCE_SCALING_FACTORIES])
+def test_errors_name_the_function_the_user_called(name, factory):
+    # glorot_uniform()(key, shape, jnp.int32) used to blame
+    # "jaxnn.initializers.variance_scaling", a function the user never called.
+    fn = re.escape(f"jaxnn.initializers.{name}:")
+    init = factory()
+    with pytest.raises(ValueError, match=rf"^{fn} dtype must be a real floating dtype.*int32"):
+        init(KEY, (3, 3), jnp.int32)
+    with pytest.raises(ValueError, match=rf"^{fn} dtype must be a real floating dtype"):
+        init(KEY, (3, 3), "not a dtype")
+    with pytest.raises(ValueError, match=rf"^{fn} shape must be .*-3"):
+        init(KEY, (3, -3))
+    with pytest.raises(TypeError, match=rf"^{fn} shape must be a tuple"):
+        init(KEY, 3)
+    # Fans are computed for the initializer: their errors name it too.
+    with pytest.raises(ValueError, match=rf"^{fn} in_axis=-3 is out of range.*rank 2"):
+        factory(in_axis=-3)(KEY, (3, 3))
+    with pytest.raises(ValueError, match=rf"^{fn} .*must name distinct axes"):
+        factory(in_axis=-1)(KEY, (3, 3))
+    # Factory arguments are checked by the factory the user called.
+    with pytest.raises(ValueError, match=rf"^{fn} in_axis must be an int.*None"):
+        factory(in_axis=None)
+    with pytest.raises(ValueError, match=rf"^{fn} batch_axis must be an int.*'0'"):
+        factory(batch_axis="0")
+
+
+def test_aliases_report_their_canonical_name():
+    # xavier_uniform *is* glorot_uniform (serialize gives the canonical name too).
+    with pytest.raises(ValueError, match=r"^jaxnn\.initializers\.glorot_uniform: dtype"):
+        I.xavier_uniform()(KEY, (3, 3), jnp.int32)
+
+
+def test_compute_fans_called_directly_names_itself():
+    with pytest.raises(ValueError, match=r"^jaxnn\.initializers\.compute_fans: in_axis=2"):
+        I.compute_fans((4, 5), in_axis=2)
+
+
 # --------------------------------------------------------------------------------------
 # gain
 # --------------------------------------------------------------------------------------

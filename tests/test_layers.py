@@ -462,3 +462,57 @@ def test_batch_norm_backward_matches_vjp_in_narrow_floats(train, x_dtype, p_dtyp
         # the exact dL/dx sums to 0 over the batch; a float16 g can only nearly do so
         tol = 50 * rtol * np.abs(np.asarray(gx, np.float64)).sum(0)
         assert np.all(np.abs(np.asarray(gx, np.float64).sum(0)) <= tol)
+
+
+# ------------------------------------------------------------ dropout dtypes, static arguments
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.uint8, jnp.bool_])
+@pytest.mark.parametrize("train, rate", [(True, 0.5), (True, 0.0), (False, 0.5)])
+@pytest.mark.parametrize("inverted", [True, False])
+def test_dropout_refuses_non_floating_inputs(dtype, train, rate, inverted):
+    # x * m / (1 - rate) cannot be an integer: an int32 x used to come back as a float
+    # output with an int32 mask in training, and unchanged (still int32) in evaluation.
+    x = jnp.ones((3, 4), dtype)
+    pattern = rf"dropout_forward: x must have a floating dtype.*got {jnp.dtype(dtype).name}"
+    with pytest.raises(TypeError, match=pattern):
+        layers.dropout_forward(KEY, x, rate, train=train, inverted=inverted)
+    mask = jnp.ones((3, 4), jnp.float32)
+    pattern = rf"dropout_backward: grad_out must have a floating dtype.*got {jnp.dtype(dtype).name}"
+    with pytest.raises(TypeError, match=pattern):
+        layers.dropout_backward(mask, x, rate, train=train, inverted=inverted)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32, jnp.float64])
+@pytest.mark.parametrize("train", [True, False])
+def test_dropout_keeps_floating_dtypes(dtype, train):
+    x = jnp.ones((3, 4), dtype)
+    for inverted in (True, False):
+        y, mask = layers.dropout_forward(KEY, x, 0.5, train=train, inverted=inverted)
+        assert y.dtype == mask.dtype == dtype
+        assert layers.dropout_backward(mask, x, 0.5, train=train, inverted=inverted).dtype == dtype
+
+
+def test_traced_hyper_parameters_are_named_errors():
+    x = jnp.ones((4, 3), jnp.float32)
+    with pytest.raises(ValueError, match=r"dropout_forward: rate must be a static real number "
+                                         r"in \[0, 1\).*traced"):
+        jax.jit(lambda r: layers.dropout_forward(KEY, x, r, train=True))(0.5)
+    params, state = layers.batch_norm_init(3)
+    with pytest.raises(ValueError, match=r"batch_norm_forward: momentum must be a static real "
+                                         r"number in \[0, 1\].*traced"):
+        jax.jit(lambda m: layers.batch_norm_forward(params, state, x, train=True,
+                                                    momentum=m))(0.5)
+    with pytest.raises(ValueError, match=r"dense_init: out_features must be a static int.*traced"):
+        jax.jit(lambda n: layers.dense_init(KEY, 3, n, kernel_init="zeros"))(4)
+
+
+def test_sizes_accept_concrete_integer_arrays():
+    # As maxout's num_pieces and the schedules' step counts do (a size read back from a
+    # checkpoint or computed with jnp); a float or bool array is still refused.
+    p = layers.dense_init(KEY, np.asarray(5), jnp.asarray(3), kernel_init="zeros")
+    assert p["w"].shape == (5, 3)
+    assert layers.batch_norm_init(jnp.asarray(4))[0]["gamma"].shape == (4,)
+    for bad in (np.asarray(4.0), jnp.asarray(True), np.asarray([4])):
+        with pytest.raises(ValueError, match="batch_norm_init: features must be an int >= 1"):
+            layers.batch_norm_init(bad)

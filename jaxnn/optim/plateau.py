@@ -26,9 +26,10 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.typing import ArrayLike
+
+from jaxnn._static import static_scalar
 
 __all__ = ["ReduceLROnPlateauState", "reduce_on_plateau"]
 
@@ -59,22 +60,16 @@ def _fail(arg: str, value: Any, allowed: str) -> None:
     raise ValueError(f"reduce_on_plateau: {arg} must be {allowed}, got {value!r}")
 
 
-def _python_scalar(arg: str, value: Any) -> Any:
+def _python_scalar(arg: str, value: Any, expected: str) -> Any:
     """A concrete 0-d array (``jnp.float32(0.5)``) as the Python scalar it holds, as optax
     accepts; a traced one is an error saying that the argument must be concrete."""
-    if not isinstance(value, jax.Array | np.ndarray) or np.ndim(value) != 0:
-        return value
-    try:
-        return value.item()
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-            jax.errors.TracerIntegerConversionError):
-        raise ValueError(f"reduce_on_plateau: {arg} must be concrete (a Python number or a "
-                         f"concrete array), got the traced value {value!r}") from None
+    return static_scalar(value, "reduce_on_plateau", arg, expected=expected,
+                         reason="it is fixed when the transform is built")
 
 
 def _real(arg: str, value: Any) -> float:
-    value = _python_scalar(arg, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    value = _python_scalar(arg, value, "real number")
+    if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(arg, value, "a finite real number")
     if not math.isfinite(float(value)):
         _fail(arg, value, "a finite real number")
@@ -83,8 +78,8 @@ def _real(arg: str, value: Any) -> float:
 
 def _integer(arg: str, value: Any, minimum: int) -> int:
     allowed = f"an integer >= {minimum}"
-    value = _python_scalar(arg, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    value = _python_scalar(arg, value, "integer")
+    if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(arg, value, allowed)
     if not math.isfinite(float(value)) or float(value) != int(value) or int(value) < minimum:
         _fail(arg, value, allowed)

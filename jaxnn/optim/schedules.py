@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from jaxnn._static import static_scalar
 from jaxnn.optim.plateau import ReduceLROnPlateauState, reduce_on_plateau
 
 __all__ = [
@@ -101,38 +102,22 @@ def _fail(fn: str, arg: str, value: Any, allowed: str) -> None:
     raise ValueError(f"{fn}: {arg} must be {allowed}, got {value!r}")
 
 
-_TRACED_ERRORS = (
-    jax.errors.ConcretizationTypeError,
-    jax.errors.TracerArrayConversionError,
-    jax.errors.TracerIntegerConversionError,
-)
-
-
-def _python_scalar(fn: str, arg: str, value: Any) -> Any:
-    """A concrete 0-d array (``jnp.float32(0.5)``, ``np.asarray(10)``) as the Python scalar
-    it holds, as optax accepts; anything else is returned unchanged for the caller to check.
-
-    Shape arguments fix the form of the curve at build time, so a traced one is an error
-    that says so (rather than "must be a finite real number, got JitTracer(...)").
-    """
-    if not isinstance(value, jax.Array | np.ndarray) or np.ndim(value) != 0:
-        return value
-    try:
-        return value.item()
-    except _TRACED_ERRORS:
-        raise ValueError(
-            f"{fn}: {arg} fixes the shape of the schedule and must be concrete (a Python "
-            f"number or a concrete array), got the traced value {value!r}; only value "
-            "arguments (init_value, peak_value, end_value, ...) may be traced"
-        ) from None
+def _python_scalar(fn: str, arg: str, value: Any, expected: str) -> Any:
+    """A shape argument read by :func:`jaxnn._static.static_scalar`: a concrete 0-d array
+    (``jnp.float32(0.5)``, ``np.asarray(10)``) as the Python scalar it holds, as optax
+    accepts; a traced one is an error saying that it fixes the form of the curve."""
+    return static_scalar(
+        value, fn, arg, expected=expected, reason="it fixes the shape of the schedule",
+        hint="only value arguments (init_value, peak_value, end_value, ...) may be traced",
+    )
 
 
 def _int_arg(fn: str, arg: str, value: Any, *, minimum: int) -> int:
     """A concrete integer in ``[minimum, 2**31 - 1]`` (integral floats such as ``1e3`` are
     accepted). Steps are int32 in practice: a larger step count would wrap around."""
     allowed = f"an integer in [{minimum}, 2**31 - 1]"
-    value = _python_scalar(fn, arg, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    value = _python_scalar(fn, arg, value, "integer")
+    if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(fn, arg, value, allowed)
     if not math.isfinite(value) or float(value) != int(value) or not (
         minimum <= int(value) <= _MAX_TABLE_STEP
@@ -144,8 +129,8 @@ def _int_arg(fn: str, arg: str, value: Any, *, minimum: int) -> int:
 def _bool_arg(fn: str, arg: str, value: Any) -> bool:
     """A Python (or NumPy) bool: a string such as "False" from a config must not be read
     by its truthiness."""
-    value = _python_scalar(fn, arg, value)
-    if not isinstance(value, bool | np.bool_):
+    value = _python_scalar(fn, arg, value, "bool")
+    if not isinstance(value, bool):
         _fail(fn, arg, value, "true or false (a bool)")
     return bool(value)
 
@@ -167,8 +152,8 @@ def _real_arg(
     if high is not None:
         parts.append(f"{'<' if high_open else '<='} {high}")
     allowed = "a finite real number" + (" " + " and ".join(parts) if parts else "")
-    value = _python_scalar(fn, arg, value)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    value = _python_scalar(fn, arg, value, "real number")
+    if isinstance(value, bool) or not isinstance(value, int | float):
         _fail(fn, arg, value, allowed)
     v = float(value)
     ok = math.isfinite(v)
