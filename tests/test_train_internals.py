@@ -339,3 +339,68 @@ def test_checkpoint_metadata_with_numpy_values_is_stored_as_plain_json(tmp_path)
                                          r"must be JSON-able .*object"):
         write_checkpoint(tmp_path / "b.jaxnn", tree, {"x": object()})
     assert not (tmp_path / "b.jaxnn").exists()
+
+
+# ----------------------------------------------------------------------------- the public API
+
+
+def _linear_problem():
+    x = jax.random.normal(jax.random.key(0), (64, 3))
+    y = x @ jnp.array([[1.0], [-2.0], [0.5]])
+
+    def loss_fn(params, model_state, xb, yb, key, train):
+        out = xb @ params["w"]
+        return jnp.mean((out - yb) ** 2), {"outputs": out, "state": model_state}
+
+    return x, y, loss_fn
+
+
+def test_the_epoch_donates_the_state_but_not_the_callers_own_arrays():
+    # TrainState.create kept the caller's arrays, and the donating epoch deleted them: the
+    # initial params kept for comparison, the key used again for the epoch keys.
+    x, y, loss_fn = _linear_problem()
+    tx = optim.sgd(0.1)
+    w0, k = jnp.zeros((3, 1)), jax.random.key(0)
+    state = TrainState.create(params={"w": w0}, tx=tx, key=k)
+    epoch = make_train_epoch(make_train_step(loss_fn, tx), 16)
+    new, metrics = epoch(state, x, y, k)  # the same key as the state's: no donation clash
+    assert not w0.is_deleted() and not k.is_deleted()
+    assert float(jnp.sum(w0)) == 0.0 and float(metrics["loss"][-1]) < float(metrics["loss"][0])
+    jax.random.fold_in(k, 1)  # still usable
+    assert state.params["w"].is_deleted()  # the state passed in is donated (documented)
+    new, _ = epoch(new, x, y, jax.random.fold_in(k, 1))
+
+
+def test_a_chained_reduce_on_plateau_gets_the_loss_and_scales_the_logged_rate():
+    # make_train_step called tx.update without value=: optax.chain(..., reduce_on_plateau)
+    # was a TypeError, and current_learning_rate ignored the plateau's scale.
+    import optax
+
+    x, y, loss_fn = _linear_problem()
+    seen = {}
+    for name, plateau in (("jaxnn", optim.schedules.reduce_on_plateau(factor=0.5, patience=0)),
+                          ("optax", optax.contrib.reduce_on_plateau(factor=0.5, patience=0))):
+        tx = optax.chain(optim.sgd(1e-12), plateau)  # too small a rate to improve the loss
+        state = TrainState.create(params={"w": jnp.zeros((3, 1))}, tx=tx, key=jax.random.key(0))
+        step = jax.jit(make_train_step(loss_fn, tx))
+        rates, scales = [], []
+        for _ in range(4):
+            state, m = step(state, x, y)
+            rates.append(float(m["learning_rate"]))
+            scales.append(float(state.opt_state[1].scale))
+        # the rate in effect is the optimizer's times the plateau's scale, in the log too
+        np.testing.assert_allclose(rates, 1e-12 * np.asarray(scales), rtol=1e-6)
+        assert float(optim.current_learning_rate(state.opt_state)) == pytest.approx(
+            rates[-1], rel=1e-6)
+        seen[name] = scales
+    # jaxnn's plateau saw the unchanging loss: patience 0 halves the rate after each value
+    # but the first (optax 0.2.8 cuts once, at the first value, and then keeps 0.5)
+    assert seen["jaxnn"] == [1.0, 0.5, 0.25, 0.125]
+    assert seen["optax"][-1] == 0.5
+
+
+def test_train_and_evaluate_names_a_config_that_is_not_a_config(tmp_path):
+    from jaxnn.train import train_and_evaluate
+
+    with pytest.raises(TypeError, match="config must be a jaxnn.config.Config, got dict"):
+        train_and_evaluate({"training": {"epochs": 1}}, tmp_path)

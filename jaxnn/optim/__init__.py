@@ -47,6 +47,7 @@ from jaxnn.optim.aliases import (
     rmsprop,
     sgd,
 )
+from jaxnn.optim.plateau import ReduceLROnPlateauState
 from jaxnn.optim.transforms import (
     AddDecayedWeightsState,
     ScalarOrSchedule,
@@ -240,10 +241,13 @@ def current_learning_rate(opt_state: Any) -> jax.Array | None:
     ``partition``, ``inject_hyperparams``... states) depth-first for a
     :class:`~jaxnn.optim.transforms.ScaleByLearningRateState` (which every jaxnn optimizer
     ends with) or an ``optax.inject_hyperparams`` state with a ``"learning_rate"``
-    hyperparameter, and returns the first one found. Before any update it is the rate the
-    first update will use. With several learning rates (e.g. ``optax.partition`` over
-    parameter groups) the first in tree order is returned; search the sub-states for the
-    others.
+    hyperparameter, and returns the first one found, times the ``scale`` of every
+    reduce-on-plateau state in ``opt_state`` (jaxnn's or ``optax.contrib``'s: chained
+    after the optimizer, it scales the updates, so the rate in effect is the product).
+    Before any update it is the rate the first update will use. With several learning
+    rates (e.g. ``optax.partition`` over parameter groups) the first in tree order is
+    returned, and a plateau scale of any group multiplies it; search the sub-states for
+    the others.
 
     Args:
       opt_state: an optimizer state.
@@ -263,11 +267,18 @@ def current_learning_rate(opt_state: Any) -> jax.Array | None:
             and "learning_rate" in node.hyperparams
         )
 
+    plateau_types = (ReduceLROnPlateauState, optax.contrib.ReduceLROnPlateauState)
+    lr = scale = None
     # Flattening is depth-first in tree order, so an outer inject_hyperparams state comes
     # before the jaxnn state inside it (both hold the same rate).
-    for node in jax.tree_util.tree_leaves(opt_state, is_leaf=records_rate):
-        if isinstance(node, ScaleByLearningRateState):
-            return node.learning_rate
-        if records_rate(node):
-            return node.hyperparams["learning_rate"]
-    return None
+    for node in jax.tree_util.tree_leaves(
+            opt_state, is_leaf=lambda n: records_rate(n) or isinstance(n, plateau_types)):
+        if isinstance(node, plateau_types):
+            scale = node.scale if scale is None else scale * node.scale
+        elif lr is None and isinstance(node, ScaleByLearningRateState):
+            lr = node.learning_rate
+        elif lr is None and records_rate(node):
+            lr = node.hyperparams["learning_rate"]
+    if lr is None or scale is None:
+        return lr
+    return lr * scale

@@ -501,6 +501,11 @@ def train_and_evaluate(
       CheckpointError: ``resume=True`` without a usable checkpoint.
       DivergenceError: the loss or a gradient became NaN/Inf; the last good checkpoint is kept.
     """
+    if not isinstance(config, Config):
+        raise TypeError(
+            f"train_and_evaluate: config must be a jaxnn.config.Config, got "
+            f"{type(config).__name__}; build one with jaxnn.config.load(path, overrides) or "
+            "jaxnn.config.from_dict(mapping)")
     out = stream if stream is not None else sys.stdout
     cfg = config
     show_progress = cfg.logging.progress and not quiet
@@ -512,8 +517,8 @@ def train_and_evaluate(
     ckpts = CheckpointManager(workdir / "checkpoints", keep=cfg.training.keep_checkpoints)
     if not resume and (ckpts.epochs() or (workdir / "history.json").exists()):
         raise ConfigError(
-            f"workdir {str(workdir)!r} already holds a run; pass --resume to continue it or "
-            "choose another --workdir"
+            f"workdir {str(workdir)!r} already holds a run; pass --resume (resume=True) to "
+            "continue it or choose another --workdir"
         )
 
     tb_writer_cls = None

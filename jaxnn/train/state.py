@@ -56,19 +56,31 @@ class TrainState:
         ``key`` is a raw ``uint32[2]`` key (``jax.random.PRNGKey``) or a typed threefry key
         (``jax.random.key``); a typed key is stored as its raw data, so the state can be
         checkpointed and derives the same step keys.
+
+        The state holds copies of ``params``, ``model_state`` and ``key``: the jitted epoch
+        (:func:`jaxnn.train.make_train_epoch`) donates the state it is given, which would
+        otherwise delete the caller's own arrays (the initial params kept for comparison,
+        the key used again for the epochs: "Array has been deleted").
         """
+        params = _copy(params)
         return cls(
             step=jnp.zeros((), jnp.int32),
             params=params,
             opt_state=tx.init(params),
-            model_state={} if model_state is None else model_state,
-            key=_raw_key(key),
+            model_state={} if model_state is None else _copy(model_state),
+            key=_copy(_raw_key(key)),
             lr_scale=jnp.ones((), jnp.float32),
         )
 
     def step_key(self) -> jax.Array:
         """The PRNG key of the current step (dropout masks and the like)."""
         return jax.random.fold_in(self.key, self.step)
+
+
+def _copy(tree: Any) -> Any:
+    """``tree`` with every JAX array leaf copied into a buffer of its own (same sharding);
+    other leaves (numpy arrays, Python numbers: converted when jitted anyway) as they are."""
+    return jax.tree.map(lambda a: jnp.copy(a) if isinstance(a, jax.Array) else a, tree)
 
 
 def _raw_key(key: Any) -> jax.Array:

@@ -115,7 +115,10 @@ def make_train_step(
 
     Args:
       loss_fn: ``(params, model_state, x, y, key, train) -> (loss, aux)``.
-      tx: any optax transformation (ours or optax's).
+      tx: any optax transformation (ours or optax's). Its update receives the batch loss
+        as ``value=loss`` (what optax passes on to transforms that take extra arguments:
+        ``reduce_on_plateau`` or ``polyak_sgd`` inside an ``optax.chain``; the others
+        ignore it).
       grad: ``"autodiff"`` (``jax.value_and_grad(loss_fn, has_aux=True)``) or ``"manual"``
         (then ``value_and_grad_fn`` supplies the hand-written gradient, e.g.
         ``jaxnn.backprop.value_and_grad(mlp_config, loss)``).
@@ -140,9 +143,11 @@ def make_train_step(
     else:
         raise ValueError(f"make_train_step: grad must be 'autodiff' or 'manual', got {grad!r}")
 
+    tx_extra = optax.with_extra_args_support(tx)
+
     def train_step(state: TrainState, x: jax.Array, y: jax.Array) -> tuple[TrainState, dict]:
         (loss, aux), grads = vg(state.params, state.model_state, x, y, state.step_key(), True)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        updates, opt_state = tx_extra.update(grads, state.opt_state, state.params, value=loss)
         updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
         metrics = {"loss": loss, "grad_norm": _global_norm(grads)}
@@ -180,6 +185,11 @@ def make_train_epoch(
     compilation), so every example is used once per epoch. ``batch_size >= n`` is
     full-batch gradient descent. Each metric comes back with one value per step (shape
     ``(num_batches,)``, or ``(ceil(n / batch_size),)`` when the remainder is kept).
+
+    The incoming ``state`` is donated (its buffers are reused for the new one, no copy of
+    the parameters and optimizer moments per epoch): use the returned state, not the one
+    passed in (its arrays are deleted). :meth:`TrainState.create` copies what it is given,
+    so the caller's own initial params and key survive.
 
     Args:
       train_step: from :func:`make_train_step`.
