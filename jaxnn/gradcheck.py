@@ -40,19 +40,25 @@ reference)::
 
 that is, element ``i`` passes when ``|g_i - r_i| <= max(rtol |r_i|, rtol floor max_j |r_j|,
 atol)``. Against finite differences the same rule runs with ``rtol_fd = max(rtol, fd_rtol)``
-and ``atol_fd = atol * rtol_fd / rtol`` (the same floor ``atol / rtol`` in the denominator);
-the report states both pairs. ``max_j`` runs over the leaf (of the float64 autodiff
-gradient), so tiny entries of a leaf are judged relative to that leaf's scale; ``atol`` is
-an absolute floor, by default ``rtol * floor * max |r|`` over *all* leaves, so leaves that
-are zero up to rounding (e.g. the bias before a batch norm) pass. Pass ``atol=0.0`` to judge
-every leaf on its own scale (e.g. vanishing gradients in deep nets).
+and ``atol_fd = max(atol * rtol_fd / rtol, noise_factor * ulp(value) / eps)``: the same floor
+``atol / rtol`` in the denominator, and never below the *resolution* of a central
+difference, whose rounding error alone is ``~ulp(fn(params)) / eps`` (2e-10 for a loss of
+1.5 at ``eps=1e-6``), so a vanishing gradient of 1e-9 is judged against autodiff, not
+against the rounding of its finite difference; the report states both pairs. ``max_j``
+runs over the leaf (of the float64 autodiff gradient), so tiny entries of a leaf are judged
+relative to that leaf's scale. ``atol`` is an absolute floor, 0 by default: every leaf is
+judged on its own scale, so a wrong gradient in a leaf whose values are tiny next to the
+others (the first layers of a deep net with vanishing gradients) fails, and leaves that
+are zero up to rounding (the bias before a batch norm) pass through the noise floor below.
+(Before 2026-12-03 the default was ``rtol * floor * max |r|`` over *all* leaves, which let
+a zeroed first-layer gradient of 1e-9 pass next to last-layer gradients of 0.1.)
 
 **Noise floor.** A leaf whose true gradient is exactly 0 (the bias before a batch norm: the
 normalization cancels it) has no scale of its own: autodiff and a hand-written gradient both
 return rounding noise there (or an exact 0), ``~eps(dtype)`` times the size of the terms that
-cancel, and with ``atol=0`` no relative rule can accept that. So when a leaf fails the rule
-above, it is judged again with a per-leaf noise floor ``N``, and elements where BOTH compared
-values are at most ``N`` count as "zero to within rounding" and pass:
+cancel, and with ``atol=0`` (the default) no relative rule can accept that. So when a leaf
+fails the rule above, it is judged again with a per-leaf noise floor ``N``, and elements
+where BOTH compared values are at most ``N`` count as "zero to within rounding" and pass:
 
 * against autodiff, ``N = noise_factor * max_i |a_i - r_i|``, the largest deviation from the
   float64 reference shown on that leaf by ``jax.grad(fn)`` itself run like ``grad_fn`` (in
@@ -153,6 +159,9 @@ class GradCheckReport:
       value_error: ``|value from grad_fn - value|`` when ``grad_fn`` returned a value.
       value_passed: whether ``value_error <= rtol * max(|value|, 1)`` (True without one).
       noise_factor: the multiplier of the noise floor (0: none; see the module docstring).
+      fd_resolution: ``noise_factor * ulp(value) / eps``, the smallest difference a central
+        difference resolves (its rounding error is ``~ulp(value) / eps``): differences from
+        finite differences below it are not judged (part of :attr:`atol_fd`).
     """
 
     leaves: tuple[LeafReport, ...]
@@ -168,6 +177,7 @@ class GradCheckReport:
     value_error: float | None
     value_passed: bool
     noise_factor: float = 0.0
+    fd_resolution: float = 0.0
 
     @property
     def rtol_fd(self) -> float:
@@ -177,9 +187,10 @@ class GradCheckReport:
 
     @property
     def atol_fd(self) -> float:
-        """Absolute tolerance of the comparison with finite differences:
-        ``atol * rtol_fd / rtol`` (the same floor ``atol / rtol`` in the denominator)."""
-        return self.atol * self.rtol_fd / self.rtol
+        """Absolute tolerance of the comparison with finite differences: the larger of
+        ``atol * rtol_fd / rtol`` (the same floor ``atol / rtol`` in the denominator) and
+        :attr:`fd_resolution`."""
+        return max(self.atol * self.rtol_fd / self.rtol, self.fd_resolution)
 
     @property
     def failed_leaves(self) -> tuple[str, ...]:
@@ -197,7 +208,9 @@ class GradCheckReport:
             f"floor={self.floor:g}\n"
             f"tolerances vs autodiff: rtol={self.rtol:g}, atol={self.atol:.2e}\n"
             f"tolerances vs FD: rtol={self.rtol_fd:g} (max of rtol and fd_rtol={self.fd_rtol:g}), "
-            f"atol={self.atol_fd:.2e} (atol x {self.rtol_fd:g} / {self.rtol:g})\n"
+            f"atol={self.atol_fd:.2e} (the larger of atol x {self.rtol_fd:g} / {self.rtol:g} "
+            f"and the FD resolution {self.fd_resolution:.2e} = {self.noise_factor:g} ulp(value) "
+            "/ eps)\n"
         )
         rows = [("leaf", "shape", "max|g-ad|", "rel(ad)", "max|g-fd|", "rel(fd)", "fd n", "")]
         for leaf in self.leaves:
@@ -397,7 +410,8 @@ def check_gradients(
       rtol: relative tolerance against autodiff (default from :func:`default_tolerances`
         for the dtype of the gradient under test; with params of mixed precision and
         ``dtype=None``, for the least precise of them).
-      atol: absolute floor (default ``rtol * floor * max |autodiff|`` over all leaves).
+      atol: absolute floor (default 0: each leaf judged on its own scale, values zero to
+        within rounding excused by the noise floor; see the module docstring).
       eps: finite-difference step (default ``1e-6``), relative for elements with
         ``|p_i| > 1`` (see the module docstring).
       fd: also compare with finite differences.
@@ -572,11 +586,15 @@ def check_gradients(
                 fd_vals[i] = fd_all[start:start + idx.size]
                 start += idx.size
 
-    global_max = max((float(np.max(np.abs(g))) if g.size else 0.0) for g in g_ad)
     if atol is None:
-        atol = rtol * floor * global_max
+        atol = 0.0
     tol_fd = max(rtol, fd_rtol)
-    atol_fd = atol * tol_fd / rtol
+    # A central difference of fn in float64 is off by ~ulp(value) / eps from rounding alone:
+    # smaller differences from it say nothing (vanishing gradients of 1e-9 failed against
+    # their own finite differences with atol=0, while autodiff agreed to 1e-6).
+    fd_floor = float(np.spacing(abs(value))) / eps if math.isfinite(value) else 0.0
+    fd_resolution = noise_factor * fd_floor if fd else 0.0
+    atol_fd = max(atol * tol_fd / rtol, fd_resolution)
     checked = g_test if grad_fn is not None else g_ad
 
     def judge(i: int, noise: float | None = None, fd_noise: float | None = None) -> LeafReport:
@@ -618,7 +636,6 @@ def check_gradients(
         else:
             noise = _autodiff_noise(fn, p64, a64, g_ad, has_aux=has_aux, wide=True,
                                     traceable=traceable, seed=seed)
-        fd_floor = float(np.spacing(abs(value))) / eps if math.isfinite(value) else 0.0
         for i in failing:
             n = noise_factor * noise[i]
             reports[i] = judge(i, n, max(n, noise_factor * fd_floor))
@@ -638,6 +655,7 @@ def check_gradients(
         value_error=value_error,
         value_passed=bool(value_passed),
         noise_factor=float(noise_factor),
+        fd_resolution=float(fd_resolution),
     )
 
 

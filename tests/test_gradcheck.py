@@ -423,11 +423,15 @@ def test_report_states_the_tolerances_of_the_finite_difference_comparison(
     report = gradcheck.check_gradients(_fn, _params(), X, 1.5, grad_fn=_grad, rtol=rtol,
                                        fd_rtol=fd_rtol, atol=atol)
     assert report.rtol_fd == pytest.approx(want_rtol_fd)
-    assert report.atol_fd == pytest.approx(want_atol_fd)
+    # never below what a central difference resolves: 8 ulp(value) / eps
+    resolution = 8 * np.spacing(abs(report.value)) / report.eps
+    assert report.fd_resolution == pytest.approx(resolution)
+    assert report.atol_fd == pytest.approx(max(want_atol_fd, resolution))
     text = str(report)
     assert f"tolerances vs autodiff: rtol={rtol:g}, atol={atol:.2e}" in text
     assert f"tolerances vs FD: rtol={want_rtol_fd:g}" in text
-    assert f"atol={want_atol_fd:.2e} (atol x {want_rtol_fd:g} / {rtol:g})" in text
+    assert (f"atol={max(want_atol_fd, resolution):.2e} (the larger of atol x {want_rtol_fd:g} "
+            f"/ {rtol:g} and the FD resolution {resolution:.2e}") in text
     # the rule is the one stated: an element passes when |g - ref| <= max(rtol |ref|, ...)
     assert "|g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol)" in text
 
@@ -614,3 +618,31 @@ def test_integer_params_leaf_is_named_with_where_it_belongs(leaf, shown):
         gradcheck.check_gradients(fn, {"w": np.ones(3), "n": leaf})
     msg = str(e.value)
     assert f"got {shown} at 'n'" in msg and "*args" in msg and "\n" not in msg, msg
+
+
+def test_a_wrong_gradient_in_a_vanishing_first_layer_fails_by_default():
+    # The default atol was rtol * floor * max|grad| over all leaves: a zeroed first-layer
+    # gradient of ~1e-9 passed next to last-layer gradients of ~0.1. And with atol=0 the
+    # correct gradient failed against finite differences, whose own rounding (~2e-10 here)
+    # exceeds rtol * |g| for gradients of 1e-9..1e-7.
+    cfg = mlp.MLPConfig(layer_sizes=(4,) + (16,) * 12 + (3,), hidden_activation="sigmoid",
+                        initializer="lecun_normal")
+    k = jax.random.key(0)
+    x, y = jax.random.normal(k, (16, 4)), jax.random.randint(k, (16,), 0, 3)
+    params, state = mlp.init(cfg, k)
+    loss = "softmax_cross_entropy_with_integer_labels"
+    fn = lambda p, x, y: mlp.make_loss_fn(cfg, loss)(p, state, x, y)  # noqa: E731
+    vg = backprop.value_and_grad(cfg, loss)
+    right = lambda p, x, y: vg(p, state, x, y)  # noqa: E731
+
+    def zeroed(p, x, y):
+        value, g = vg(p, state, x, y)
+        g["layers"][0]["w"] = jnp.zeros_like(g["layers"][0]["w"])
+        return value, g
+
+    assert float(jnp.max(jnp.abs(right(params, x, y)[1]["layers"][0]["w"]))) < 1e-8
+    report = gradcheck.check_gradients(fn, params, x, y, grad_fn=zeroed, has_aux=True)
+    assert report.failed_leaves == ("layers/0/w",)
+    report = gradcheck.check_gradients(fn, params, x, y, grad_fn=right, has_aux=True)
+    assert report.passed, str(report)
+    assert report.atol == 0.0 and report.atol_fd == report.fd_resolution > 0
