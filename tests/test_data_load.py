@@ -60,6 +60,10 @@ def test_unknown_option_lists_allowed_ones():
     with pytest.raises(ValueError, match="'moons' does not take option\\(s\\) arms") as info:
         load("moons", key=KEY, arms=3)
     assert "n_samples, noise, test_fraction" in str(info.value)
+    assert "did you mean" not in str(info.value)
+    with pytest.raises(ValueError, match="does not take option\\(s\\) nosie \\(did you mean "
+                                         "'noise'\\?\\); it takes: "):
+        load("spirals", key=KEY, nosie=0.1)
 
 
 def test_file_options_are_ignored_by_synthetic_sets(tmp_path):

@@ -287,9 +287,12 @@ def load(
     if allowed is not None:
         unknown = sorted(set(options) - set(allowed))
         if unknown:
+            close = [m for u in unknown
+                     for m in difflib.get_close_matches(u, list(allowed), n=1, cutoff=0.6)]
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
             raise ValueError(
-                f"{fn}: data set {canonical!r} does not take option(s) {', '.join(unknown)}; "
-                f"it takes: {', '.join(allowed) or 'none'}"
+                f"{fn}: data set {canonical!r} does not take option(s) {', '.join(unknown)}"
+                f"{hint}; it takes: {', '.join(allowed) or 'none'}"
             )
     if entry.uses_files:
         options["data_dir"] = data_dir
