@@ -104,8 +104,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             workdir = args.workdir or str(config_lib.fresh_workdir(
                 pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
             config_lib.ensure_workdir(workdir, create=False)  # a file is named
-        _warn_unused_data_dir(cfg.data.name, cfg.data.data_dir, "data.data_dir")
-        _warn_test_set_monitors(cfg)
+        if _main_process(cfg):
+            _warn_unused_data_dir(cfg.data.name, cfg.data.data_dir, "data.data_dir")
+            _warn_test_set_monitors(cfg)
         # --quiet is this invocation's, not the run's: it is not saved in config.yaml.
         train_and_evaluate(cfg, workdir, resume=args.resume, quiet=args.quiet)
     except (ConfigError, DataError, CheckpointError) as e:
@@ -138,13 +139,21 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _main_process(cfg: Any) -> bool:
+    """Whether this process is process 0 of the run, read from the config and environment
+    without starting JAX (``jax.process_index()`` would start its backend before
+    ``jax.distributed.initialize``, which then refuses to run)."""
+    from jaxnn.train.distributed import resolve
+
+    return resolve(cfg.distributed).process_id == 0
+
+
 def _warn_unused_data_dir(name: str, data_dir: str | None, key: str) -> None:
     """One stderr line when ``data_dir`` is set for a data set that reads no files (it would
     be ignored without a word, and a user who meant MNIST would not notice)."""
     from jaxnn.data import names, reads_files
-    from jaxnn.train.distributed import is_main_process
 
-    if data_dir and not reads_files(name) and is_main_process():
+    if data_dir and not reads_files(name):
         print(f"warning: {key}={data_dir!r} is ignored: the {name!r} data set reads no files "
               f"(only {' and '.join(n for n in names() if reads_files(n))} do)", file=sys.stderr)
 
@@ -153,14 +162,12 @@ def _warn_test_set_monitors(cfg: Any) -> None:
     """One stderr line per enabled early stopping / plateau schedule that watches a test
     metric: legal, but the test set then takes part in training and its final numbers are
     no longer an unbiased estimate (a method mistake the run would not show)."""
-    from jaxnn.train.distributed import is_main_process
-
     for key, section, what in (
             ("training.early_stopping.monitor", cfg.training.early_stopping,
              "the stopping epoch"),
             ("training.reduce_on_plateau.monitor", cfg.training.reduce_on_plateau,
              "the learning-rate cuts")):
-        if section.enabled and str(section.monitor).startswith("test_") and is_main_process():
+        if section.enabled and str(section.monitor).startswith("test_"):
             print(f"warning: {key}={section.monitor!r} lets the test set choose {what}, so "
                   "the final test metrics are optimistic; monitor a val_ metric with "
                   "data.validation_fraction > 0", file=sys.stderr)

@@ -232,6 +232,29 @@ def test_monitoring_a_test_metric_is_warned_about(sets, warned, monkeypatch, cap
         assert line.startswith(f"warning: {start}") and "val_" in line
 
 
+def test_warnings_do_not_start_jax_before_the_distributed_runtime(tmp_path):
+    # The warnings asked jax.process_index() whether to print, which started JAX's backend:
+    # jax.distributed.initialize then refused, and a coordinated run with a warning died.
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    p = subprocess.run(
+        [sys.executable, str(TRAIN_SCRIPT), "--coordinator", f"127.0.0.1:{port}",
+         "--num-processes", "1", "--process-id", "0", "--set", "data.name=xor",
+         "--data-dir", "/some/idx", "--set", "training.epochs=1", "--set",
+         "training.early_stopping.enabled=true", "--set",
+         "training.early_stopping.monitor=test_loss", "--quiet", "--workdir",
+         str(tmp_path / "run")],
+        capture_output=True, text=True, env=_env(), timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = p.stderr.splitlines()
+    assert lines[0].startswith("warning: data.data_dir='/some/idx' is ignored")
+    assert lines[1].startswith("warning: training.early_stopping.monitor='test_loss'")
+    assert (tmp_path / "run" / "history.json").exists()
+
+
 def test_ctrl_c_suggests_resume_only_when_there_is_a_checkpoint(tmp_path, capsys, monkeypatch):
     import jaxnn.train
 
