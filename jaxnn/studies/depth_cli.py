@@ -144,16 +144,10 @@ def _report_from(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     try:
         source = pathlib.Path(args.report_from)
-        result = depth_report.with_verdict_settings(depth_report.load_result(source),
-                                                    list(args.overrides))
-        target = source if args.workdir is None else pathlib.Path(args.workdir)
-        in_place = target.exists() and source.resolve() == target.resolve()
-        if in_place and args.no_plots:
-            paths = depth_report.write_report(result, source)
-        else:
-            paths = depth_report.write_outputs(result, source if in_place
-                                               else ensure_workdir(target),
-                                               plots=not args.no_plots)
+        if args.workdir is not None:
+            ensure_workdir(args.workdir, create=False)  # a file is named before any work
+        paths = depth_report.rerender(source, args.workdir, list(args.overrides),
+                                      plots=not args.no_plots)
     except ConfigError as e:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)  # one line
         return EXIT_USAGE

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from jaxnn._atomic import replace_atomically, write_text
+from jaxnn._atomic import replace_atomically, write_bytes, write_text
 from jaxnn.config import ConfigError
 from jaxnn.studies.depth import (
     COLUMNS,
@@ -73,6 +73,7 @@ __all__ = [
     "ratio_cell",
     "load_result",
     "render_report",
+    "rerender",
     "VERDICT_FIELDS",
     "with_verdict_settings",
     "write_report",
@@ -893,15 +894,59 @@ def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
     """
     wd = pathlib.Path(workdir)
     paths: dict[str, Any] = dict(write_table(result, wd))
-    paths["plots"] = write_plots(result, wd) if plots else []
-    # Plots of an earlier study in the same workdir (other activations, phases, widths, or
-    # all of them with plots=False) would contradict this table and report.
-    written = {p.name for p in paths["plots"]}
+    paths["plots"] = _replace_plots(result, wd, plots)
+    paths["report"] = write_text(wd / "report.md", render_report(result))
+    return paths
+
+
+def _replace_plots(result: DepthStudyResult, wd: pathlib.Path, plots: bool) -> list:
+    """Write the plots (unless ``plots=False``) and remove those of an earlier study in
+    ``wd`` (other activations, phases, widths, or all of them with plots=False), which
+    would contradict this table and report."""
+    written_paths = write_plots(result, wd) if plots else []
+    written = {p.name for p in written_paths}
     for pattern in _PLOT_PATTERNS:
         for old in wd.glob(pattern):
             if old.name not in written:
                 old.unlink(missing_ok=True)
-    paths["report"] = write_text(wd / "report.md", render_report(result))
+    return written_paths
+
+
+#: The files of a finished study that a re-render copies as they are (``config.yaml`` is
+#: written again, with the new thresholds).
+_DATA_FILES = ("table.csv", "table.json", "curves.json", "histograms.json", "timing.json")
+
+
+def rerender(source: str | pathlib.Path, workdir: str | pathlib.Path | None = None,
+             overrides: Sequence[str] = (), *, plots: bool = True) -> dict[str, Any]:
+    """Re-render the report (and plots) of the finished study in ``source`` without running
+    it: ``depth_study.py --report-from``.
+
+    The study is read back (:func:`load_result`), ``overrides`` of :data:`VERDICT_FIELDS`
+    applied (:func:`with_verdict_settings`), and ``config.yaml`` and ``report.md`` written
+    into ``workdir`` (default: ``source`` itself). The table files are never rewritten from
+    the loaded result (``-inf`` would come back as ``nan``): into another ``workdir`` they
+    are copied byte for byte. With ``plots=False`` the plots in ``source`` are kept (they
+    depend on the table only); another ``workdir`` loses those of an earlier study.
+
+    Returns:
+      ``{"config", "report", "plots"}`` paths (and the copied table files' names).
+
+    Raises:
+      ConfigError: as :func:`load_result` and :func:`with_verdict_settings`.
+    """
+    src = pathlib.Path(source)
+    result = with_verdict_settings(load_result(src), overrides)
+    wd = src if workdir is None else pathlib.Path(workdir)
+    in_place = wd.exists() and src.resolve() == wd.resolve()
+    paths: dict[str, Any] = {}
+    if not in_place:
+        wd.mkdir(parents=True, exist_ok=True)
+        for name in _DATA_FILES:
+            paths[name] = write_bytes(wd / name, (src / name).read_bytes())
+    paths.update(write_report(result, wd))
+    if plots or not in_place:
+        paths["plots"] = _replace_plots(result, wd, plots)
     return paths
 
 
