@@ -615,15 +615,16 @@ def swish(x: ArrayLike, beta: float = 1.0) -> Array:
     x = _as_float(x)
     s = lax.logistic(_swish_bx(x, _cast(beta, x)))
     y = x * s
-    # y is NaN only for a NaN x (s is NaN too) or for inf * 0 at x = +-inf, whose limit is
-    # s = 0. One select on y: the cheapest test (finite x never reach it).
-    return jnp.where(jnp.isnan(y), s, y)
+    # inf * 0 at x = +-inf is NaN where the limit is s = 0; a NaN x stays NaN.
+    return jnp.where(jnp.isnan(y) & jnp.isinf(x), s, y)
 
 
 def _swish_bx(x: Array, b: Array) -> Array:
-    """``beta * x``, but 0 for ``beta = 0`` (``0 * inf`` would be NaN; swish is ``x / 2``).
-    For a concrete ``beta`` the test is folded away at compile time."""
-    return jnp.where(b == 0, 0.0, b * x)
+    """``beta * x``, but 0 where that is ``0 * inf`` (``beta = 0`` at ``x = +-inf``: swish
+    is ``x / 2`` there). A NaN ``x`` stays NaN, and ``d/dbeta`` is ``x`` everywhere else
+    (a trainable ``beta`` starting at 0 moves)."""
+    bx = b * x
+    return jnp.where(jnp.isnan(bx) & jnp.isinf(x), 0.0, bx)
 
 
 def swish_grad(x: ArrayLike, beta: float = 1.0) -> Array:
@@ -638,9 +639,9 @@ def swish_grad(x: ArrayLike, beta: float = 1.0) -> Array:
     # x * (beta * s * sigmoid(-bx)), not bx * ...: beta * x can overflow to +-inf for a
     # finite x (float16, or beta > 1), where s * sigmoid(-bx) is 0 and inf * 0 is NaN.
     g = s + x * (b * (s * lax.logistic(-bx)))
-    # At x = +-inf the second term is still inf * 0 = NaN; the derivative tends to s. As in
-    # swish: g is NaN only there or for a NaN x (s is NaN too).
-    return jnp.where(jnp.isnan(g), s, g)
+    # At x = +-inf the second term is still inf * 0 = NaN; the derivative tends to s. A NaN
+    # x stays NaN.
+    return jnp.where(jnp.isnan(g) & jnp.isinf(x), s, g)
 
 
 def silu(x: ArrayLike) -> Array:

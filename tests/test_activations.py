@@ -840,3 +840,15 @@ def test_jit_and_vmap():
         jax.vmap(A.prelu_grad_alpha, in_axes=(0, None))(x, slopes[1]),
         A.prelu_grad_alpha(x, slopes[1]),
     )
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, -1.5])
+def test_swish_keeps_nan_and_its_beta_derivative_at_zero(beta):
+    # The +-inf limits came with a select that turned a NaN input into s (0.5 for beta = 0)
+    # and a beta * x of 0 for beta = 0, whose d/dbeta (x) was then lost.
+    x = jnp.array([jnp.nan, 2.0, -3.0], jnp.float32)
+    assert np.isnan(float(A.swish(x, beta)[0])) and np.isnan(float(A.swish_grad(x, beta)[0]))
+    for xv in (2.0, -3.0):
+        s = 1.0 / (1.0 + np.exp(-beta * xv))
+        got = float(jax.grad(A.swish, argnums=1)(jnp.float32(xv), jnp.float32(beta)))
+        assert got == pytest.approx(xv * xv * s * (1 - s), rel=1e-5)
