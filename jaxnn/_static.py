@@ -69,6 +69,8 @@ def static_scalar(
         return value
     if not isinstance(value, np.ndarray | np.generic | jax.Array) or np.ndim(value) != 0:
         return value
+    if jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):  # no number: np.asarray fails
+        return value
     arr = np.asarray(value)
     dtype = arr.dtype
     # jnp.issubdtype knows the ml_dtypes floats (bfloat16, float8_*) that numpy's .item()

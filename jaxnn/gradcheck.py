@@ -201,17 +201,22 @@ class GradCheckReport:
         def f(v: float | None) -> str:
             return "-" if v is None else f"{v:.2e}"
 
+        fd = any(leaf.fd_max_abs_error is not None for leaf in self.leaves)
         head = (
-            f"gradient check of {self.checked} ({self.dtype}) against autodiff and central "
-            f"finite differences (float64, eps={self.eps:g})\n"
-            "an element passes when |g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol), "
+            f"gradient check of {self.checked} ({self.dtype}) against autodiff"
+            + (f" and central finite differences (float64, eps={self.eps:g})\n" if fd
+               else " (no finite differences)\n")
+            + "an element passes when |g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol), "
             f"floor={self.floor:g}\n"
             f"tolerances vs autodiff: rtol={self.rtol:g}, atol={self.atol:.2e}\n"
-            f"tolerances vs FD: rtol={self.rtol_fd:g} (max of rtol and fd_rtol={self.fd_rtol:g}), "
-            f"atol={self.atol_fd:.2e} (the larger of atol x {self.rtol_fd:g} / {self.rtol:g} "
-            f"and the FD resolution {self.fd_resolution:.2e} = {self.noise_factor:g} ulp(value) "
-            "/ eps)\n"
         )
+        if fd:
+            head += (
+                f"tolerances vs FD: rtol={self.rtol_fd:g} (max of rtol and fd_rtol="
+                f"{self.fd_rtol:g}), atol={self.atol_fd:.2e} (the larger of atol x "
+                f"{self.rtol_fd:g} / {self.rtol:g} and the FD resolution "
+                f"{self.fd_resolution:.2e} = {self.noise_factor:g} ulp(value) / eps)\n"
+            )
         rows = [("leaf", "shape", "max|g-ad|", "rel(ad)", "max|g-fd|", "rel(fd)", "fd n", "")]
         for leaf in self.leaves:
             rows.append((

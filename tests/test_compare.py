@@ -155,6 +155,8 @@ def test_set_reads_numbers_with_an_exponent_as_the_config_file_does(tmp_path):
     (["surface", "--set", "surfaces.bowl.optimizers=null"],
      "surfaces.bowl.optimizers: expected a mapping, got null"),  # (a row set to null is dropped)
     (["schedules", "--set", "data=null"], "data: expected a mapping"),
+    # the top level is no table: null there is no row removal (a KeyError traceback)
+    (["surface", "--set", "surfaces=null"], "surfaces: expected a mapping, got null"),
     # an unknown optimizer found before training, not while tracing it
     (["overfitting", "--set", "optimizer=nosuch", "--set", "epochs=1",
       "--set", "average_last=1"], "unknown optimizer"),

@@ -434,6 +434,9 @@ def test_report_states_the_tolerances_of_the_finite_difference_comparison(
             f"/ {rtol:g} and the FD resolution {resolution:.2e}") in text
     # the rule is the one stated: an element passes when |g - ref| <= max(rtol |ref|, ...)
     assert "|g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol)" in text
+    # without finite differences the report says so and states no FD tolerances
+    text = str(gradcheck.check_gradients(_fn, _params(), X, 1.5, grad_fn=_grad, fd=False))
+    assert "against autodiff (no finite differences)" in text and "vs FD" not in text
 
 
 # ----------------------------------------------------------------------------- noise floor

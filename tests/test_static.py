@@ -68,3 +68,8 @@ def test_traced_error_under_vmap_and_grad_and_hint():
             transform(lambda x: static_scalar(x, "g", "n", expected="int",
                                               hint="only values may be traced") * 1.0)(
                 jnp.ones((2,)) if transform is jax.vmap else 1.0)
+
+
+def test_a_typed_prng_key_is_returned_unchanged_for_the_caller_to_refuse():
+    key = jax.random.key(0)
+    assert static_scalar(key, "f", "n") is key

@@ -128,7 +128,8 @@ def _merge(base: dict, extra: Mapping, prefix: str, open_keys: bool,
     """``extra`` laid over ``base``. ``reference`` is the defaults' part at this level
     (None where the user added it): rows a user added stay open to more keys."""
     out = copy.deepcopy(base)
-    table = _is_table(out)
+    # (the top level is a section, even when all its values are mappings: SURFACE_DEFAULTS)
+    table = bool(prefix) and _is_table(out)
     for k, v in extra.items():
         key = f"{prefix}{k}"
         if v is None and table:  # ``name: null`` removes a row of a table

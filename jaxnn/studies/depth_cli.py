@@ -75,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import jax
 
     from jaxnn.config import ConfigError, ensure_workdir, fresh_workdir
+    from jaxnn.data import reads_files
     from jaxnn.data.idx import DataError
     from jaxnn.studies import depth, depth_report
     from jaxnn.studies.workers import core_shares
@@ -85,9 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = depth.load_config(args.config, list(args.overrides))
         if args.data_dir is not None:  # a path as given, not parsed as YAML ('~', '#', 0123)
             cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
-        if cfg.data_dir and cfg.dataset in ("digits", "normal"):
+        if cfg.data_dir and not reads_files(cfg.dataset):  # "normal" is the study's own
             print(f"warning: data_dir={cfg.data_dir!r} is ignored: the {cfg.dataset!r} data "
-                  "set reads no files (only fashion_mnist and mnist do)", file=sys.stderr)
+                  f"set reads no files (only "
+                  f"{' and '.join(d for d in depth.DATASETS if reads_files(d))} do)",
+                  file=sys.stderr)
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"

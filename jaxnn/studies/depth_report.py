@@ -418,7 +418,9 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                                     and r["batch_norm"] == bn]
                             if not rows:
                                 continue
-                            med = _nanmedian(np.asarray(rows, float))
+                            arr = np.asarray(rows, float)
+                            # inf as nan, as a study read back from its files has it
+                            med = _nanmedian(np.where(np.isfinite(arr), arr, np.nan))
                             win = max(1, len(med) // 20)
                             smooth = np.convolve(med, np.ones(win) / win, mode="valid")
                             ax.plot(smooth, color=cmap(k / max(len(c.depths) - 1, 1)),
@@ -740,14 +742,16 @@ def _findings(result: DepthStudyResult) -> list[str]:
         d = _closest(c.depths, 30)
         w = dict(phase="trained", activation="relu", depth=d, **base)
         acc_w = {k: v for k, v in w.items() if k != "phase"}
+        def outcome(init: str) -> str:
+            cell = accuracy_cell(result, initializer=init, **acc_w)
+            if math.isnan(trained_accuracy(result, initializer=init, **acc_w)):
+                return cell  # "diverged (3 of 5)": no train loss to quote
+            return f"{cell}, train loss {_fmt(result.median('train_loss', initializer=init, **w))}"
+
         out.append(
             f"- ReLU, {d} hidden layers, {c.steps} SGD steps at learning rate "
-            f"{c.learning_rate}: {he} reaches test accuracy "
-            f"{accuracy_cell(result, initializer=he, **acc_w)}, train loss "
-            f"{_fmt(result.median('train_loss', initializer=he, **w))}; {xavier} "
-            f"{accuracy_cell(result, initializer=xavier, **acc_w)}, train loss "
-            f"{_fmt(result.median('train_loss', initializer=xavier, **w))} (chance "
-            f"{1 / result.num_classes:.2f}).")
+            f"{c.learning_rate}: {he} reaches test accuracy {outcome(he)}; {xavier} "
+            f"{outcome(xavier)} (chance {1 / result.num_classes:.2f}).")
     if "selu" in acts and lecun:
         d = max(c.depths)
         m = layers_of("activation_mean", activation="selu", initializer=lecun, depth=d)
