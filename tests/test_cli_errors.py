@@ -34,10 +34,33 @@ def test_train_out_of_memory_is_one_line(tmp_path, capsys):
         capsys, ["out of memory", "model.hidden_sizes"])
 
 
-def test_depth_study_out_of_memory_is_one_line(tmp_path, capsys):
+def test_depth_study_too_big_for_memory_is_refused_before_allocating(tmp_path, capsys):
+    # 1e6 units: 4 TB per hidden matrix. The process was killed by the system mid-allocation
+    # (exit 137, no message); now the sweep's weights are sized against the device first.
+    line = _depth_usage_error(DEPTH_SMOKE + ["--workdir", str(tmp_path / "w"),
+                                             "--set", "widths=[1000000]"],
+                              capsys, ["widths/depths", "GiB", "more than the device's"])
+    assert "2 seeds x 2 initializers" in line
+
+
+def test_depth_study_out_of_memory_at_run_time_is_one_line(tmp_path, capsys, monkeypatch):
+    import jax
+
+    from jaxnn.studies import depth
+
+    def oom(*args, **kwargs):
+        raise jax.errors.JaxRuntimeError(
+            "RESOURCE_EXHAUSTED: Out of memory while trying to allocate 4000000000 bytes.")
+
+    monkeypatch.setattr(depth, "run_study", oom)
+    _depth_usage_error(DEPTH_SMOKE + ["--workdir", str(tmp_path / "w")], capsys,
+                       ["out of memory", "widths"])
+
+
+def test_depth_study_width_past_the_matrix_bound_is_a_config_error(tmp_path, capsys):
     _depth_usage_error(DEPTH_SMOKE + ["--workdir", str(tmp_path / "w"),
                                       "--set", "widths=[99999999999]"],
-                       capsys, ["out of memory", "widths"])
+                       capsys, ["widths: got 99999999999", "2**20"])
 
 
 @pytest.mark.parametrize("cli", ["train", "depth_study"])

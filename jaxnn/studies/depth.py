@@ -85,6 +85,7 @@ import dataclasses
 import difflib
 import functools
 import math
+import os
 import pathlib
 import re
 import time
@@ -987,6 +988,42 @@ def _records_for_group(config, data_name, group, out, specs, seeds):
     return records, curves, hists
 
 
+def weight_bytes(config: DepthStudyConfig, in_dim: int, num_classes: int) -> int:
+    """Bytes of the float32 weights of the largest shape group's models, all seeds and
+    initializers together (as one vmapped call holds them)."""
+    models = config.seeds * len(config.initializers)
+    return max(4 * models * (in_dim * w + (d - 1) * w * w + w * num_classes)
+               for d in config.depths for w in config.widths)
+
+
+def _memory_limit() -> int | None:
+    """The default device's memory in bytes (its allocator limit on a GPU/TPU, the
+    physical RAM on a CPU), or None when unknown."""
+    dev = jax.devices()[0]
+    if dev.platform != "cpu":
+        stats = dev.memory_stats() or {}
+        return stats.get("bytes_limit")
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def _check_memory(config: DepthStudyConfig, in_dim: int, num_classes: int) -> None:
+    """Refuse a sweep whose weights alone (with their gradients and the update: ~3x) do not
+    fit in the device's memory, before anything is allocated: on a CPU such a sweep was not
+    an out-of-memory error but the process killed by the system, mid-allocation."""
+    need = 3 * weight_bytes(config, in_dim, num_classes)
+    limit = _memory_limit()
+    if limit is not None and need > limit:
+        raise ValueError(
+            f"widths/depths: the largest shape group's {config.seeds} seeds x "
+            f"{len(config.initializers)} initializers need ~{need / 2**30:.3g} GiB for "
+            f"their weights, gradients and update, more than the device's "
+            f"{limit / 2**30:.3g} GiB; use smaller widths or depths, or fewer seeds or "
+            "initializers")
+
+
 def run_study(
     config: DepthStudyConfig, *, data: _Data | None = None, progress: Any = None,
     workers: int = 1,
@@ -1017,7 +1054,9 @@ def run_study(
 
     Raises:
       ValueError: a bad ``workers`` value (not an integer >= 0, e.g. ``True``, ``1.5`` or
-        ``-1``; more than the usable cores), or ``workers > 1`` off the CPU backend.
+        ``-1``; more than the usable cores), ``workers > 1`` off the CPU backend, or a
+        sweep whose largest shape group's weights (x3: gradients and update) exceed the
+        device's memory (:func:`weight_bytes`), found before anything is allocated.
     """
     t0 = time.perf_counter()
     # Checked before anything runs, and always: ``workers=True`` equals 1 and would
@@ -1032,6 +1071,7 @@ def run_study(
     seeds = list(range(config.seeds))
     shape_groups = [(d, w, a, bn) for bn in config.batch_norm for a in config.activations
                     for w in config.widths for d in config.depths]
+    _check_memory(config, int(np.prod(data.x_train.shape[1:])), data.num_classes)
     if nproc == 1:
         outs, secs, reused = {}, {}, 0
         for k, group in enumerate(shape_groups):
