@@ -322,7 +322,7 @@ class DepthStudyConfig:
       input_dim, num_classes, n_samples: shape of the synthetic ``"normal"`` data set
         (``n_samples`` training rows and ``n_samples // 4`` test rows).
       depths: numbers of HIDDEN layers, each >= 1.
-      widths: hidden-layer widths, each >= 1.
+      widths: hidden-layer widths, each in ``[1, 2**20]``.
       activations: hidden activations (names from :func:`jaxnn.activations.names`,
         elementwise ones).
       initializers: kernel initializers (see :func:`parse_initializer`).
