@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "train_main"]
+__all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "train_main", "warn_unused_data_dir"]
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -105,7 +105,7 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                 pathlib.Path("runs") / stem, ("checkpoints", "history.json")))
             config_lib.ensure_workdir(workdir, create=False)  # a file is named
         if _main_process(cfg):
-            _warn_unused_data_dir(cfg.data.name, cfg.data.data_dir, "data.data_dir")
+            warn_unused_data_dir(cfg.data.name, cfg.data.data_dir, "data.data_dir")
             _warn_test_set_monitors(cfg)
         # --quiet is this invocation's, not the run's: it is not saved in config.yaml.
         train_and_evaluate(cfg, workdir, resume=args.resume, quiet=args.quiet)
@@ -148,9 +148,11 @@ def _main_process(cfg: Any) -> bool:
     return resolve(cfg.distributed).process_id == 0
 
 
-def _warn_unused_data_dir(name: str, data_dir: str | None, key: str) -> None:
+def warn_unused_data_dir(name: str, data_dir: str | None, key: str) -> None:
     """One stderr line when ``data_dir`` is set for a data set that reads no files (it would
-    be ignored without a word, and a user who meant MNIST would not notice)."""
+    be ignored without a word, and a user who meant MNIST would not notice); ``key`` is the
+    setting's name as the command line's user wrote it. Used by train.py and
+    depth_study.py."""
     from jaxnn.data import names, reads_files
 
     if data_dir and not reads_files(name):

@@ -74,8 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import jax
 
+    from jaxnn.cli import warn_unused_data_dir
     from jaxnn.config import ConfigError, ensure_workdir, fresh_workdir
-    from jaxnn.data import reads_files
     from jaxnn.data.idx import DataError
     from jaxnn.studies import depth, depth_report
     from jaxnn.studies.workers import core_shares
@@ -86,11 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = depth.load_config(args.config, list(args.overrides))
         if args.data_dir is not None:  # a path as given, not parsed as YAML ('~', '#', 0123)
             cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
-        if cfg.data_dir and not reads_files(cfg.dataset):  # "normal" is the study's own
-            print(f"warning: data_dir={cfg.data_dir!r} is ignored: the {cfg.dataset!r} data "
-                  f"set reads no files (only "
-                  f"{' and '.join(d for d in depth.DATASETS if reads_files(d))} do)",
-                  file=sys.stderr)
+        # ("normal" is the study's own generated set: it reads no files either)
+        warn_unused_data_dir(cfg.dataset, cfg.data_dir, "data_dir")
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
