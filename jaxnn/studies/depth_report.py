@@ -114,8 +114,7 @@ def write_table(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[s
         "table_json": wd / "table.json", "curves": wd / "curves.json",
         "histograms": wd / "histograms.json", "timing": wd / "timing.json",
     }
-    write_text(paths["config"],
-                yaml.safe_dump(config_to_dict(result.config), sort_keys=False))
+    _write_config(result, wd)
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS))
     w.writeheader()
@@ -963,6 +962,11 @@ def write_report(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[
       ``{"config": path, "report": path, "plots": []}``.
     """
     wd = pathlib.Path(workdir)
-    return {"config": write_text(wd / "config.yaml", yaml.safe_dump(
-                config_to_dict(result.config), sort_keys=False)),
+    return {"config": _write_config(result, wd),
             "report": write_text(wd / "report.md", render_report(result)), "plots": []}
+
+
+def _write_config(result: DepthStudyResult, wd: pathlib.Path) -> pathlib.Path:
+    """``config.yaml``: the resolved study config (what :func:`load_result` reads back)."""
+    return write_text(wd / "config.yaml",
+                      yaml.safe_dump(config_to_dict(result.config), sort_keys=False))
