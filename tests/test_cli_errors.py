@@ -27,11 +27,54 @@ def _depth_usage_error(argv, capsys, needles) -> str:
     return lines[0]
 
 
-def test_train_out_of_memory_is_one_line(tmp_path, capsys):
-    # A 1e6 x 1e6 weight matrix (4 TB): a raw JaxRuntimeError traceback before.
+def test_train_model_too_big_for_memory_is_refused_before_allocating(tmp_path, capsys):
+    # A 1e6 x 1e6 weight matrix (4 TB): a raw JaxRuntimeError traceback at first, then
+    # XLA's out-of-memory error; sizes past the RAM but below what XLA refuses could get
+    # the process killed by the system. Now the model is sized against the device first.
+    line = train_cli_usage_error(
+        XOR + ["--workdir", str(tmp_path / "w"), "--set", "model.hidden_sizes=[1000000,1000000]"],
+        capsys, ["model.hidden_sizes", "[2, 1000000, 1000000, 2]", "'adam'", "GiB",
+                 "more than the device's"])
+    assert "Traceback" not in line
+    assert not (tmp_path / "w").exists()  # refused before the run directory is made
+
+
+def test_train_out_of_memory_at_run_time_is_one_line(tmp_path, capsys, monkeypatch):
+    # With the memory unknown, the pre-check steps aside and XLA's own refusal of a 4 TB
+    # matrix is still one line.
+    from jaxnn.train import loop
+
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: None)
     train_cli_usage_error(
         XOR + ["--workdir", str(tmp_path / "w"), "--set", "model.hidden_sizes=[1000000,1000000]"],
         capsys, ["out of memory", "model.hidden_sizes"])
+
+
+def test_train_memory_check_counts_the_optimizer_state(monkeypatch):
+    # Adam keeps two slots per parameter, momentum one, plain SGD none: a limit between
+    # the SGD and the Adam need refuses Adam only.
+    from jaxnn import config as config_lib
+    from jaxnn.train import loop
+
+    def build(opt, **options):
+        sets = ["model.hidden_sizes=[300,300]", f"optimizer.name={opt}"]
+        sets += [f"optimizer.options.{k}={v}" for k, v in options.items()]
+        cfg = config_lib.load(REPO / "configs" / "xor.yaml", sets)
+        exp = loop.build_experiment(cfg)
+        batch = max(exp.batch_size, cfg.training.eval_batch_size)  # as the check sizes it
+        return exp, loop.training_bytes(exp.mlp_config, exp.tx, batch)
+
+    exp, sgd = build("sgd")
+    _, momentum = build("sgd", momentum=0.9)
+    _, adam = build("adam")
+    params = 4 * (2 * 300 + 300 + 300 * 300 + 300 + 300 * 2 + 2)
+    assert params <= momentum - sgd < params + 64
+    assert 2 * params <= adam - sgd < 2 * params + 64
+    assert sgd >= 3 * params
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: (sgd + adam) // 2)
+    build("sgd")
+    with pytest.raises(config_lib.ConfigError, match=r"model.hidden_sizes: .*'adam' need"):
+        build("adam")
 
 
 def test_depth_study_too_big_for_memory_is_refused_before_allocating(tmp_path, capsys):

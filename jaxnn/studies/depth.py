@@ -85,7 +85,6 @@ import dataclasses
 import difflib
 import functools
 import math
-import os
 import pathlib
 import re
 import time
@@ -98,6 +97,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import activations, backprop, initializers, layers, losses
+from jaxnn._memory import device_memory_limit
 from jaxnn.config import ConfigError, parse_override_value, read_yaml
 from jaxnn.mlp import MLPConfig
 from jaxnn.studies.workers import CorePool, core_shares
@@ -996,25 +996,12 @@ def weight_bytes(config: DepthStudyConfig, in_dim: int, num_classes: int) -> int
                for d in config.depths for w in config.widths)
 
 
-def _memory_limit() -> int | None:
-    """The default device's memory in bytes (its allocator limit on a GPU/TPU, the
-    physical RAM on a CPU), or None when unknown."""
-    dev = jax.devices()[0]
-    if dev.platform != "cpu":
-        stats = dev.memory_stats() or {}
-        return stats.get("bytes_limit")
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
-        return None
-
-
 def _check_memory(config: DepthStudyConfig, in_dim: int, num_classes: int) -> None:
     """Refuse a sweep whose weights alone (with their gradients and the update: ~3x) do not
     fit in the device's memory, before anything is allocated: on a CPU such a sweep was not
     an out-of-memory error but the process killed by the system, mid-allocation."""
     need = 3 * weight_bytes(config, in_dim, num_classes)
-    limit = _memory_limit()
+    limit = device_memory_limit()
     if limit is not None and need > limit:
         raise ValueError(
             f"widths/depths: the largest shape group's {config.seeds} seeds x "

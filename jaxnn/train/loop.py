@@ -49,6 +49,7 @@ from jaxnn import backprop, mlp, optim
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
 from jaxnn._atomic import write_bytes
+from jaxnn._memory import device_memory_limit, tree_bytes
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
 from jaxnn.train import distributed as distributed_lib
@@ -282,7 +283,39 @@ def build_experiment(cfg: Config) -> Experiment:
               if cfg.training.grad == "manual" else None)
     except (TypeError, ValueError) as e:  # e.g. a softmax output with a cross-entropy loss
         raise ConfigError(f"model: {e}") from None
+    _check_memory(cfg, mcfg, tx, bs)
     return Experiment(cfg, dataset, mcfg, tx, loss_fn, vg, steps, bs)
+
+
+def training_bytes(mcfg: Any, tx: optax.GradientTransformation, batch_size: int) -> int:
+    """An estimate, from shapes alone (nothing is allocated), of the device memory one
+    training step needs: the float32 params three times (weights, gradients, the update),
+    the optimizer's state, the model state (batch-norm statistics) twice, and one batch's
+    activations with their gradients."""
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    params, model_state = jax.eval_shape(lambda k: mlp.init(mcfg, k), key)
+    opt_state = jax.eval_shape(tx.init, params)
+    activations = 2 * 4 * batch_size * sum(mcfg.layer_sizes)
+    return (3 * tree_bytes(params) + tree_bytes(opt_state) + 2 * tree_bytes(model_state)
+            + activations)
+
+
+def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
+                  batch_size: int) -> None:
+    """Refuse a model that cannot fit in the device's memory before anything is allocated:
+    on a CPU, params past the RAM got the process killed by the system mid-allocation
+    instead of an out-of-memory error."""
+    limit = device_memory_limit()
+    if limit is None:
+        return
+    need = training_bytes(mcfg, tx, max(batch_size, cfg.training.eval_batch_size))
+    if need > limit:
+        sizes = list(mcfg.layer_sizes)
+        raise ConfigError(
+            f"model.hidden_sizes: layer sizes {sizes} with optimizer "
+            f"{cfg.optimizer.name!r} need ~{need / 2**30:.3g} GiB for the weights, "
+            f"gradients, update and optimizer state, more than the device's "
+            f"{limit / 2**30:.3g} GiB; use smaller model.hidden_sizes")
 
 
 def _logged_metric_names(cfg: Config, dataset: Any) -> list[str]:
