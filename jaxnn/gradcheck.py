@@ -128,6 +128,12 @@ class LeafReport:
       fd_noise_floor: the same against finite differences.
       noise_elements: elements excused because both compared values were at most the noise
         floor (against either reference).
+      worst_index: index (into the leaf's shape) of the element farthest outside the
+        tolerance -- the largest ``rel_i / tolerance`` over both references; None for an
+        empty leaf. For a failed leaf this is where to look first.
+      worst_against: the reference it was worst against: ``"autodiff"`` or ``"fd"``.
+      worst_value: the gradient under test at ``worst_index``.
+      worst_reference: the reference's value there.
     """
 
     path: str
@@ -141,6 +147,10 @@ class LeafReport:
     noise_floor: float | None = None
     fd_noise_floor: float | None = None
     noise_elements: int = 0
+    worst_index: tuple[int, ...] | None = None
+    worst_against: str | None = None
+    worst_value: float | None = None
+    worst_reference: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -234,7 +244,13 @@ class GradCheckReport:
             f"{f(leaf.fd_noise_floor)} vs FD; noise_factor={self.noise_factor:g})\n"
             for leaf in noisy
         )
-        tail = notes + f"value: {self.value:.10g}"
+        worst = "".join(
+            f"{leaf.path}: worst element {list(leaf.worst_index)}: "
+            f"{f(leaf.worst_value)} against {f(leaf.worst_reference)} from "
+            f"{'autodiff' if leaf.worst_against == 'autodiff' else 'finite differences'}\n"
+            for leaf in self.leaves if not leaf.passed and leaf.worst_index is not None
+        )
+        tail = notes + worst + f"value: {self.value:.10g}"
         if self.value_error is not None:
             tail += f" (|error| of grad_fn's value: {self.value_error:.2e}"
             tail += ", ok)" if self.value_passed else ", FAIL)"
@@ -298,12 +314,12 @@ def _split_grad_output(out: Any, treedef: Any) -> tuple[Any, Any]:
 def _errors(
     g: np.ndarray, r: np.ndarray, leaf_max: float, floor: float, atol: float, rtol: float,
     noise: float = 0.0,
-) -> tuple[float, float, int]:
-    """``(max |g - r|, max rel_i, n)`` over a leaf; the ``n`` elements where both ``|g_i|``
-    and ``|r_i|`` are at most ``noise`` (zero to within rounding) are left out of
-    ``max rel_i``."""
+) -> tuple[float, float, int, int]:
+    """``(max |g - r|, max rel_i, n, i)`` over a leaf; the ``n`` elements where both
+    ``|g_i|`` and ``|r_i|`` are at most ``noise`` (zero to within rounding) are left out of
+    ``max rel_i``; ``i`` is the flat index of the largest ``rel_i`` (a NaN one first)."""
     if g.size == 0:
-        return 0.0, 0.0, 0
+        return 0.0, 0.0, 0, -1
     err = np.abs(g - r)
     denom = np.maximum(np.abs(r), max(floor * leaf_max, atol / rtol if rtol > 0 else 0.0, _TINY))
     rel = err / denom
@@ -315,9 +331,10 @@ def _errors(
         rel = np.where(quiet, 0.0, rel)
     # NaN anywhere counts as a failure (np.max propagates it; report inf).
     max_abs, max_rel = float(np.max(err)), float(np.max(rel))
+    worst = int(np.argmax(np.where(np.isnan(rel), np.inf, rel)))
     return (math.inf if math.isnan(max_abs) else max_abs), (
         math.inf if math.isnan(max_rel) else max_rel
-    ), n_noise
+    ), n_noise, worst
 
 
 #: Perturbed copies of params (besides params itself) the noise floor is measured on.
@@ -609,18 +626,31 @@ def check_gradients(
         passed = True
         abs_ad = rel_ad = abs_fd = rel_fd = None
         n_noise = n_fd = 0
+        # (rel / tolerance, flat index, against, reference value) of the worst element.
+        worst: tuple[float, int, str, float] | None = None
         if grad_fn is not None:
-            abs_ad, rel_ad, n_noise = _errors(g, ref, leaf_max, floor, atol, rtol, noise or 0.0)
+            abs_ad, rel_ad, n_noise, w = _errors(g, ref, leaf_max, floor, atol, rtol,
+                                                 noise or 0.0)
             passed &= rel_ad <= rtol
+            if w >= 0:
+                worst = (rel_ad / rtol, w, "autodiff", float(ref.reshape(-1)[w]))
         if fd:
             idx = fd_idx[i]
             n_fd = int(idx.size)
-            abs_fd, rel_fd, n_noise_fd = _errors(
+            abs_fd, rel_fd, n_noise_fd, w = _errors(
                 g.reshape(-1)[idx], fd_vals[i], leaf_max, floor, atol_fd, tol_fd,
                 fd_noise or 0.0,
             )
             n_noise = max(n_noise, n_noise_fd)
             passed &= rel_fd <= tol_fd
+            if w >= 0 and (worst is None or rel_fd / tol_fd > worst[0]):
+                worst = (rel_fd / tol_fd, int(idx[w]), "fd", float(fd_vals[i][w]))
+        where = {}
+        if worst is not None:
+            _, flat, against, ref_value = worst
+            where = dict(worst_index=tuple(int(k) for k in np.unravel_index(flat, ref.shape)),
+                         worst_against=against, worst_value=float(g.reshape(-1)[flat]),
+                         worst_reference=ref_value)
         return LeafReport(
             path=paths[i], shape=tuple(ref.shape), max_abs_error=abs_ad, max_rel_error=rel_ad,
             fd_max_abs_error=abs_fd, fd_max_rel_error=rel_fd, fd_elements=n_fd,
@@ -628,6 +658,7 @@ def check_gradients(
             noise_floor=noise if grad_fn is not None else None,
             fd_noise_floor=fd_noise if fd else None,
             noise_elements=n_noise,
+            **where,
         )
 
     reports = [judge(i) for i in range(len(paths))]

@@ -649,3 +649,64 @@ def test_a_wrong_gradient_in_a_vanishing_first_layer_fails_by_default():
     report = gradcheck.check_gradients(fn, params, x, y, grad_fn=right, has_aux=True)
     assert report.passed, str(report)
     assert report.atol == 0.0 and report.atol_fd == report.fd_resolution > 0
+
+
+def test_the_report_points_at_the_worst_element_of_a_failed_leaf():
+    # A researcher with one wrong entry in a weight gradient learned which leaf failed,
+    # not where in it: the report now names the element farthest outside the tolerance.
+    def one_bad(p, x, s):
+        g = _grad(p, x, s)
+        return {**g, "pair": (g["pair"][0].at[2, 1].multiply(1.01), g["pair"][1])}
+
+    report = gradcheck.check_gradients(_fn, _params(), X, 1.5, grad_fn=one_bad)
+    bad = {r.path: r for r in report.leaves}["pair/0"]
+    good = _grad(_params(), X, 1.5)["pair"][0]
+    assert not bad.passed and bad.worst_index == (2, 1)
+    assert bad.worst_against == "autodiff"
+    np.testing.assert_allclose(bad.worst_value, 1.01 * float(good[2, 1]), rtol=1e-12)
+    np.testing.assert_allclose(bad.worst_reference, float(good[2, 1]), rtol=1e-12)
+    assert "pair/0: worst element [2, 1]" in str(report)
+    assert "head/v: worst" not in str(report)  # passed leaves are not listed
+
+    # Without grad_fn the element is found against finite differences.
+    @jax.custom_jvp
+    def planted(w):
+        return jnp.sum(w**2)
+
+    @planted.defjvp
+    def _(primals, tangents):
+        (w,), (t,) = primals, tangents
+        scale = jnp.ones_like(w).at[1, 4].set(1.5)  # wrong derivative at [1, 4] only
+        return jnp.sum(w**2), jnp.sum(2 * w * scale * t)
+
+    w = jnp.arange(1.0, 13.0).reshape(2, 6)
+    report = gradcheck.check_gradients(lambda p: planted(p["w"]), {"w": w})
+    leaf = report.leaves[0]
+    assert not leaf.passed and leaf.worst_index == (1, 4) and leaf.worst_against == "fd"
+    np.testing.assert_allclose(leaf.worst_value, 1.5 * 2 * 11.0)
+    np.testing.assert_allclose(leaf.worst_reference, 2 * 11.0, rtol=1e-6)
+    assert "w: worst element [1, 4]: 3.30e+01 against 2.20e+01 from finite differences" \
+        in str(report)
+
+    # A subsampled leaf: the worst of the sampled elements is mapped back to its place in
+    # the leaf (the autodiff value and the true derivative there are the ones reported).
+    @jax.custom_jvp
+    def growing(w):
+        return jnp.sum(w**2)
+
+    @growing.defjvp
+    def _(primals, tangents):
+        (w,), (t,) = primals, tangents
+        scale = 1 + jnp.arange(w.size).reshape(w.shape) / w.size  # worse further along
+        return jnp.sum(w**2), jnp.sum(2 * w * scale * t)
+
+    w = 1 + jnp.arange(1200.0).reshape(40, 30) / 1200
+    report = gradcheck.check_gradients(lambda p: growing(p["w"]), {"w": w},
+                                       max_fd_elements=50)
+    leaf = report.leaves[0]
+    assert leaf.fd_elements == 50 and leaf.worst_against == "fd"
+    i, j = leaf.worst_index
+    flat = i * 30 + j
+    np.testing.assert_allclose(leaf.worst_value, 2 * float(w[i, j]) * (1 + flat / 1200))
+    np.testing.assert_allclose(leaf.worst_reference, 2 * float(w[i, j]), rtol=1e-6)
+    assert flat > 1000  # the sample's worst is late in the leaf (50 of 1200 drawn)
