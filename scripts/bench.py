@@ -358,7 +358,7 @@ def measure(
         except Exception as e:  # an optional peer (e.g. torch.compile) failing is reported
             if impl.family == "jaxnn":
                 raise
-            msg = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+            msg = _failure(e)
             log(f"  [{workload}] {impl.name} FAILED, left out: {msg}")
             failed.append(Result(workload, impl.name, impl.family, [], float("nan"), 0.0,
                                  samples, flops, unit, skipped=msg, processes=impl.processes))
@@ -369,16 +369,33 @@ def measure(
         runs.append(run)
         results.append(Result(workload, impl.name, impl.family, [], first, peak,
                               samples, flops, unit, processes=impl.processes))
+    active = list(range(len(runs)))
     for r in range(repeats):
-        for k in range(len(runs)):
-            i = (r + k) % len(runs)
+        order = [active[(r + k) % len(active)] for k in range(len(active))] if active else []
+        for i in order:
             t0 = time.perf_counter()
-            runs[i]()
+            try:
+                runs[i]()
+            except Exception as e:  # a peer failing in a timed run (not in its warm-up)
+                if results[i].family == "jaxnn":
+                    raise
+                msg = _failure(e)
+                log(f"  [{workload}] {results[i].name} FAILED in timed run {r + 1}, left "
+                    f"out: {msg}")
+                results[i] = dataclasses.replace(results[i], times=[], skipped=msg)
+                active.remove(i)
+                continue
             results[i].times.append(time.perf_counter() - t0)
     for res in results:
-        log(f"  [{workload}] {res.name}: median {res.median_s * 1e3:.1f} ms "
-            f"({res.throughput:,.0f} {unit})")
+        if res.skipped is None:
+            log(f"  [{workload}] {res.name}: median {res.median_s * 1e3:.1f} ms "
+                f"({res.throughput:,.0f} {unit})")
     return results + failed
+
+
+def _failure(e: BaseException) -> str:
+    """One line for a failed peer: the exception's type and first line."""
+    return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
 
 
 def _block(tree: Any) -> Any:

@@ -89,6 +89,41 @@ def test_a_failing_peer_is_reported_but_a_failing_jaxnn_row_is_fatal():
                       samples=1, log=lambda s: None)
 
 
+def test_a_peer_failing_in_a_timed_run_is_left_out_and_the_others_go_on():
+    # A peer that warmed up but failed in a later run stopped the whole benchmark.
+    calls: list[str] = []
+    logs: list[str] = []
+
+    def flaky(family="torch"):
+        def setup():
+            count = {"n": 0}
+
+            def run():
+                count["n"] += 1
+                calls.append("flaky")
+                if count["n"] == 3:  # the warm-up and one timed run went well
+                    raise RuntimeError("CUDA error: an illegal memory access\ndetails")
+
+            return run
+
+        return bench.Impl("flaky", setup, family)
+
+    res = bench.measure("wl", [_fake_impl("a", calls), flaky(), _fake_impl("b", calls)],
+                        repeats=4, samples=1, log=logs.append)
+    by = {r.name: r for r in res}
+    assert [r.name for r in res] == ["a", "flaky", "b"]
+    assert len(by["a"].times) == 4 and len(by["b"].times) == 4
+    assert by["flaky"].times == [] and by["flaky"].skipped == \
+        "RuntimeError: CUDA error: an illegal memory access"
+    assert calls.count("flaky") == 3  # not run again once it failed
+    assert any("flaky FAILED in timed run 2" in line for line in logs)
+    assert not any(line.startswith("  [wl] flaky: median") for line in logs)
+    s = bench.summary(res, None)
+    assert "flaky" not in json.dumps(s)  # a failed row is no one's best peer
+    with pytest.raises(RuntimeError):
+        bench.measure("wl", [flaky("jaxnn")], repeats=4, samples=1, log=lambda s: None)
+
+
 def _result(wl, name, family, median, flops=0.0, samples=1000):
     return bench.Result(wl, name, family, [median] * 3, 2 * median, 0.0, samples, flops)
 
