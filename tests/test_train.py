@@ -522,6 +522,59 @@ def test_resume_takes_the_new_early_stopping_patience(tmp_path, monkeypatch):
     assert C.load(tmp_path / "part/config.yaml").training.early_stopping.patience == 5
 
 
+def test_early_stopping_turned_on_at_a_resume_counts_the_epochs_before_it(tmp_path):
+    # The patience counter used to run only while early stopping was on: a run resumed
+    # with it turned on started counting afresh (its first epoch always "improved"), and
+    # trained on past the epoch where the uninterrupted run stopped.
+    full = train_and_evaluate(_load(None, *ES_RUN), tmp_path / "full")
+    stop = len(full.rows)
+    assert full.stopped_early and stop - full.best_epoch == 2  # patience 2
+    part = tmp_path / "part"
+    train_and_evaluate(_load(None, *ES_RUN, "training.early_stopping.enabled=false",
+                             f"training.epochs={stop - 1}"), part)
+    resumed = train_and_evaluate(C.load(part / "config.yaml", [
+        "training.early_stopping.enabled=true", "training.epochs=20"]), part, resume=True)
+    assert len(resumed.rows) == stop and resumed.stopped_early
+    assert resumed.best_epoch == full.best_epoch and resumed.final == full.final
+    assert (part / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
+    # A run without a validation split watched `loss` in place of the unlogged default
+    # monitor val_loss: turning early stopping on with monitor=loss is the same metric.
+    xor = tmp_path / "xor"
+    train_and_evaluate(_load("xor", "training.epochs=2"), xor)
+    h = train_and_evaluate(C.load(xor / "config.yaml", [
+        "training.early_stopping.enabled=true", "training.early_stopping.monitor=loss",
+        "training.epochs=3"]), xor, resume=True)
+    assert len(h.rows) == 3
+    # Another metric is refused, naming the one watched (what the user may set).
+    with pytest.raises(ConfigError, match="made with training.early_stopping.monitor='loss', "
+                                          "this config has 'test_loss'"):
+        train_and_evaluate(C.load(xor / "config.yaml", [
+            "training.early_stopping.enabled=true", "training.early_stopping.monitor=test_loss",
+            "training.epochs=4"]), xor, resume=True)
+
+
+def test_resuming_a_run_that_stopped_early_with_more_epochs_says_why_it_trains_no_further(
+        tmp_path, capsys):
+    # It returned the same run without a word, as if the new epochs had been ignored.
+    run = tmp_path / "run"
+    full = train_and_evaluate(_load(None, *ES_RUN), run)
+    assert full.stopped_early
+    stop = len(full.rows)
+    capsys.readouterr()
+    again = train_and_evaluate(C.load(run / "config.yaml", [f"training.epochs={stop + 5}"]),
+                               run, resume=True)
+    err = capsys.readouterr().err
+    assert len(again.rows) == stop and again.stopped_early
+    assert (f"warning: the run stopped early at epoch {stop} (val_loss last improved at "
+            f"epoch {full.best_epoch}, patience 2)") in err
+    assert "training.early_stopping.patience" in err
+    # With patience raised it goes on (and says nothing).
+    more = train_and_evaluate(C.load(run / "config.yaml", [
+        f"training.epochs={stop + 1}", "training.early_stopping.patience=50"]), run,
+        resume=True)
+    assert len(more.rows) == stop + 1 and "stopped early" not in capsys.readouterr().err
+
+
 def test_resume_refuses_another_experiment_and_keeps_config_yaml(tmp_path):
     run = tmp_path / "run"
     cfg = _load(None, "data.n_train=300", "training.epochs=1")
@@ -575,6 +628,35 @@ def test_resume_reads_a_field_missing_from_an_older_run_as_its_default():
         loop_lib._check_resume_config(saved, changed)
 
 
+def test_resume_refuses_a_state_of_the_same_shape_read_as_another_one(tmp_path):
+    # adam -> adamax (or nadam) restores: the same arrays (count, mu, nu), so no shape
+    # check caught it, and adamax read adam's mean of squares as its max of |g|. A plateau
+    # monitor or mode changed: its saved best value (of another metric, or of the other
+    # sign) was compared with the new one. Both used to continue silently.
+    run = tmp_path / "run"
+    plateau = ("training.reduce_on_plateau.enabled=true", "training.reduce_on_plateau.monitor=loss")
+    train_and_evaluate(_load("xor", *plateau, "training.epochs=1"), run)
+    for changes, key in [
+        (["optimizer.name=adamax"], "optimizer.name"),
+        (["training.reduce_on_plateau.monitor=test_loss"], "training.reduce_on_plateau.monitor"),
+        (["training.reduce_on_plateau.mode=max"], "training.reduce_on_plateau.mode"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"--resume: the run was made with {key}="):
+            train_and_evaluate(C.load(run / "config.yaml", [*changes, "training.epochs=2"]),
+                               run, resume=True)
+    # data.download says how the files may be found, not which data: an offline resume
+    # (download=false) was refused as "another experiment".
+    h = train_and_evaluate(C.load(run / "config.yaml", ["data.download=false",
+                                                        "training.epochs=2"]), run, resume=True)
+    assert len(h.rows) == 2
+    # A plateau monitor of a run without reduce-on-plateau is not used: free to change.
+    plain = tmp_path / "plain"
+    train_and_evaluate(_load("xor", "training.epochs=1"), plain)
+    h = train_and_evaluate(C.load(plain / "config.yaml", [
+        "training.reduce_on_plateau.monitor=loss", "training.epochs=2"]), plain, resume=True)
+    assert len(h.rows) == 2
+
+
 @pytest.mark.parametrize("grad", ["autodiff", "manual"])
 def test_sigmoid_binary_cross_entropy_learns_xor(tmp_path, grad):
     # One logit per example; the 0/1 labels are fed as a column.
@@ -602,6 +684,62 @@ def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path):
                                               "writes no checkpoints"):
         train_and_evaluate(C.load(tmp_path / "plain/config.yaml", ["training.epochs=2"]),
                            tmp_path / "plain", resume=True)
+
+
+def test_a_crash_between_the_final_writes_leaves_no_stale_summary(tmp_path, monkeypatch):
+    # A finished 2-epoch run, resumed to 3 epochs and killed between params.msgpack and
+    # history.json: the history used to say 2 epochs (and their final metrics) beside the
+    # 3-epoch parameters. Now it is gone until the run is finished again.
+    run = tmp_path / "run"
+    train_and_evaluate(_load("xor", "training.epochs=2"), run)
+    write = loop_lib.write_bytes
+
+    def crash_at_history(path, data):
+        if pathlib.Path(path).name == "history.json":
+            raise _Interrupt
+        return write(path, data)
+
+    monkeypatch.setattr(loop_lib, "write_bytes", crash_at_history)
+    with pytest.raises(_Interrupt):
+        train_and_evaluate(_load("xor", "training.epochs=3"), run, resume=True)
+    monkeypatch.undo()
+    assert not (run / "history.json").exists()
+    h = train_and_evaluate(_load("xor", "training.epochs=3"), run, resume=True)  # finishes it
+    assert json.loads((run / "history.json").read_text())["epochs_run"] == len(h.rows) == 3
+
+
+def test_a_resume_rewrites_the_logs_of_epochs_past_its_checkpoint(tmp_path):
+    # Killed during epoch 4 with checkpoints every 2 epochs: metrics.jsonl holds epoch 3,
+    # the checkpoint epoch 2. A resume that trains no further (epochs=2) used to leave the
+    # log at 3 lines beside a 2-epoch history and parameters.
+    run = tmp_path / "run"
+    cfg = _load("xor", "training.epochs=2", "training.checkpoint_every=2")
+    train_and_evaluate(cfg, run)
+    log = run / "metrics.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join([*lines, lines[-1].replace('"epoch": 2', '"epoch": 3')]) + "\n")
+    h = train_and_evaluate(cfg, run, resume=True)
+    assert [json.loads(line)["epoch"] for line in log.read_text().splitlines()] == [1, 2]
+    assert len(h.rows) == 2
+    assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 rows
+
+
+def test_a_resume_removes_the_temporary_files_of_a_killed_checkpoint_write(tmp_path):
+    # kill -9 during a checkpoint write leaves its temporary file (a model-sized copy);
+    # nothing removed them, so every kill in a write left one more for good.
+    run = tmp_path / "run"
+    cfg = _load("xor", "training.epochs=2", "training.checkpoint_every=1")
+    train_and_evaluate(cfg, run)
+    ckdir = run / "checkpoints"
+    partial = (ckdir / "ckpt_000002.jaxnn").read_bytes()[:50]
+    leftovers = [ckdir / ".ckpt_000003.jaxnn.k1_x9q2.jaxnn", ckdir / ".best.jaxnn.ab3d_e.jaxnn"]
+    for f in leftovers:
+        f.write_bytes(partial)
+    (ckdir / "notes.txt").write_text("mine")
+    train_and_evaluate(C.load(run / "config.yaml", ["training.epochs=3"]), run, resume=True)
+    assert not any(f.exists() for f in leftovers)
+    assert sorted(p.name for p in ckdir.iterdir()) == [
+        "best.jaxnn", "ckpt_000002.jaxnn", "ckpt_000003.jaxnn", "notes.txt"]
 
 
 def test_resume_with_fewer_epochs_than_already_trained_is_refused(tmp_path):

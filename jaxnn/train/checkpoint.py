@@ -31,6 +31,8 @@ MAGIC = b"JAXNNCK1"
 _HEADER = struct.Struct(">8s32sQ")
 # At least six digits: an epoch (or step) number >= 10**6 simply has more.
 _NAME = re.compile(r"^ckpt_(\d{6,})\.jaxnn$")
+# jaxnn._atomic's temporary name for one of them: "." + name + "." + random + suffix.
+_TEMPORARY = re.compile(r"^\.(ckpt_\d{6,}|best)\.jaxnn\..+\.jaxnn$")
 
 
 class CheckpointError(ValueError):
@@ -192,6 +194,22 @@ class CheckpointManager:
         """Write ``best.jaxnn`` (atomically, like every checkpoint)."""
         write_checkpoint(self.best_path, tree, metadata)
         return self.best_path
+
+    def remove_temporaries(self) -> list[pathlib.Path]:
+        """Delete the temporary files of writes that never finished (a ``kill -9`` during
+        a save leaves its ``.ckpt_NNNNNN.jaxnn.*.jaxnn`` or ``.best.jaxnn.*.jaxnn``, a
+        checkpoint-sized file nothing reads); returns those removed.
+
+        Call it only while no save runs in this directory (the start of a resume).
+        """
+        if not self.directory.is_dir():
+            return []
+        removed = []
+        for p in self.directory.iterdir():
+            if _TEMPORARY.match(p.name) and p.is_file():
+                p.unlink(missing_ok=True)
+                removed.append(p)
+        return removed
 
     def restore_latest(self, target: Any) -> tuple[Any, dict, pathlib.Path, list[str]]:
         """The newest readable checkpoint: ``(tree, metadata, path, problems)``.

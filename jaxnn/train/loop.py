@@ -429,14 +429,22 @@ def _to_float(v: Any) -> float:
     return float(np.asarray(v))
 
 
-# What a resumed run must keep: its data, model, seed, batch size, loss and the metric its
-# best epoch is judged by (a different one would silently continue another experiment).
-# The learning rate, schedule, epochs, early-stopping patience, logging... may change.
+# What a resumed run must keep: its data, model, seed, batch size, loss, optimizer and the
+# metrics its best epoch and its plateau state are judged by (a different one would silently
+# continue another experiment: adam's moments read as adamax's, a best val_loss compared
+# with a val_accuracy). The learning rate, schedule, optimizer options, epochs, patience,
+# logging... may change.
 _FIXED_ON_RESUME = (
     "data.", "model.", "training.seed", "training.batch_size", "training.drop_remainder",
-    "training.loss", "training.early_stopping.monitor", "training.early_stopping.mode",
+    "training.loss", "optimizer.name", "training.early_stopping.monitor",
+    "training.early_stopping.mode", "training.reduce_on_plateau.monitor",
+    "training.reduce_on_plateau.mode",
 )
-_FREE_ON_RESUME = ("data.data_dir",)
+# Where the data files are found, not which data (downloads are verified by their sha256).
+_FREE_ON_RESUME = ("data.data_dir", "data.download")
+# Settings of a section that is off are not used: fixed only while the run and this
+# config both turn it on.
+_UNUSED_WHEN_OFF = {"training.reduce_on_plateau.": "training.reduce_on_plateau.enabled"}
 # What shapes the saved optimizer and plateau state: a checkpoint only restores into the
 # same shape, so when none fits, a change of one of these is what gets named.
 _STATE_ON_RESUME = (
@@ -454,16 +462,41 @@ def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def _in_use(key: str, old: dict, new: dict) -> bool:
+    for prefix, switch in _UNUSED_WHEN_OFF.items():
+        if key.startswith(prefix) and key != switch:
+            return bool(old.get(switch)) and bool(new.get(switch))
+    return True
+
+
+_ES_MONITOR, _ES_MODE = "training.early_stopping.monitor", "training.early_stopping.mode"
+
+
+def _watched(flat: dict[str, Any], logged: Sequence[str]) -> dict[str, Any]:
+    # The loop watches `loss` (min) in place of a monitor that is not logged (allowed while
+    # early stopping is off): the best epoch and the patience count were of that metric.
+    if flat.get(_ES_MONITOR) in logged:
+        return flat
+    return {**flat, _ES_MONITOR: "loss", _ES_MODE: "min"}
+
+
 def _check_resume_config(saved: dict, now: dict, fixed: tuple[str, ...] = _FIXED_ON_RESUME,
-                         kept: str = "its data, model, seed, batch size, loss and "
-                                     "early-stopping monitor") -> None:
-    """Refuse to resume a run as a different experiment (see ``_FIXED_ON_RESUME``)."""
+                         kept: str = "its data, model, seed, batch size, loss, optimizer and "
+                                     "the metrics early stopping and reduce-on-plateau watch",
+                         logged: Sequence[str] | None = None) -> None:
+    """Refuse to resume a run as a different experiment (see ``_FIXED_ON_RESUME``).
+
+    ``logged``: the run's logged metric names; an early-stopping monitor that is not one of
+    them is compared as the ``loss`` the loop watched instead.
+    """
     # A field added after the run was saved holds its default there (what the run used).
     old = {**_flatten(config_lib.to_dict(Config())), **_flatten(saved)}
     new = _flatten(now)
+    if logged is not None:
+        old, new = _watched(old, logged), _watched(new, logged)
     changed = [k for k in sorted(old.keys() | new.keys())
                if old.get(k) != new.get(k) and k.startswith(fixed)
-               and not k.startswith(_FREE_ON_RESUME)]
+               and not k.startswith(_FREE_ON_RESUME) and _in_use(k, old, new)]
     if changed:
         first = changed[0]
         more = f" (also {', '.join(changed[1:4])}{'...' if len(changed) > 4 else ''})" \
@@ -476,7 +509,8 @@ def _check_resume_config(saved: dict, now: dict, fixed: tuple[str, ...] = _FIXED
 
 
 def _explain_failed_resume(error: CheckpointError, workdir: pathlib.Path, now: dict,
-                           numbered: bool) -> CheckpointError:
+                           numbered: bool, logged: Sequence[str] | None = None
+                           ) -> CheckpointError:
     """No checkpoint could be restored: read the run's own config.yaml once and raise what
     explains it (a setting that changed the state's shape), else return the error to raise
     (saying so when the run was made with ``checkpoint_every: 0``)."""
@@ -484,7 +518,7 @@ def _explain_failed_resume(error: CheckpointError, workdir: pathlib.Path, now: d
         saved = config_lib.read_yaml(workdir / "config.yaml")
     except ConfigError:
         return error
-    _check_resume_config(saved, now)
+    _check_resume_config(saved, now, logged=logged)
     _check_resume_config(
         saved, now, _STATE_ON_RESUME,
         "the shape of its optimizer state (its optimizer, gradient clipping on or off, "
@@ -601,7 +635,13 @@ def train_and_evaluate(
         plateau_state = plateau_tx.init(jnp.zeros((), jnp.float32))
 
     es_cfg = t.early_stopping
-    stopper = EarlyStopping(patience=es_cfg.patience, min_delta=es_cfg.min_delta, mode=es_cfg.mode)
+    # The metric that decides the best epoch (and the patience): an unlogged monitor, allowed
+    # while early stopping is off, is watched as the training loss.
+    logged = _logged_metric_names(cfg, ds)
+    monitor, mode = es_cfg.monitor, es_cfg.mode
+    if monitor not in logged:
+        monitor, mode = "loss", "min"
+    stopper = EarlyStopping(patience=es_cfg.patience, min_delta=es_cfg.min_delta, mode=mode)
     rows: list[dict] = []
     start_epoch = 0
     best_value: float | None = None
@@ -620,7 +660,7 @@ def train_and_evaluate(
         except CheckpointError as e:
             # config.yaml is the run's own until a restore succeeds (rewritten below).
             raise _explain_failed_resume(e, workdir, config_lib.to_dict(saved_cfg),
-                                         bool(ckpts.epochs())) from None
+                                         bool(ckpts.epochs()), logged) from None
         for p in problems:
             print(f"warning: skipped {p}", file=sys.stderr)
         last_good = path
@@ -629,7 +669,7 @@ def train_and_evaluate(
         if plateau_state is not None:
             plateau_state = jax.tree.map(jnp.asarray, plateau_state)
         if "config" in meta:
-            _check_resume_config(meta["config"], config_lib.to_dict(saved_cfg))
+            _check_resume_config(meta["config"], config_lib.to_dict(saved_cfg), logged=logged)
         rows = list(meta["rows"])
         start_epoch = int(meta["epoch"])
         if t.epochs < start_epoch:  # epochs cannot be untrained: say so, not a longer run
@@ -647,10 +687,20 @@ def train_and_evaluate(
         )
         if main:
             config_lib.dump(saved_cfg, workdir / "config.yaml")
+            # The logs end at the checkpoint too: a run killed between checkpoints logged
+            # epochs that it trains again (or, with epochs lowered to these, never).
+            _write_logs(workdir, rows)
+            ckpts.remove_temporaries()  # of a save killed mid-write (kill -9)
             if print_every or show_progress:  # quiet: nothing
                 print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if es_cfg.enabled and stopper.should_stop:
             stopped_early = True
+            if main and t.epochs > start_epoch:  # asked for more epochs, gets none: say so
+                print(f"warning: the run stopped early at epoch {start_epoch} ({monitor} "
+                      f"last improved at epoch {stopper.best_epoch}, patience "
+                      f"{stopper.patience}), so it trains no further; raise "
+                      "training.early_stopping.patience or set "
+                      "training.early_stopping.enabled=false to continue it", file=sys.stderr)
 
     def labels(y: Any) -> Any:
         # Sigmoid binary cross-entropy has one logit per example: 0/1 labels as a column.
@@ -687,9 +737,6 @@ def train_and_evaluate(
     splits = put(splits)
 
     best_host = None
-    monitor, mode = es_cfg.monitor, es_cfg.mode
-    if monitor not in _logged_metric_names(cfg, ds):
-        monitor, mode = "loss", "min"
 
     from tqdm.auto import tqdm
 
@@ -765,9 +812,9 @@ def train_and_evaluate(
             best_value, best_epoch = float(row[monitor]), epoch + 1
             if es_cfg.restore_best:
                 best_host = jax.device_get(state)
-        if es_cfg.enabled and monitor in row:
+        if monitor in row:  # counted also while off: a resume may turn early stopping on
             stopper = stopper.update(row[monitor], epoch + 1)
-            stopped_early = stopper.should_stop
+            stopped_early = es_cfg.enabled and stopper.should_stop
 
         if main:
             _write_logs(workdir, rows)
@@ -833,6 +880,9 @@ def train_and_evaluate(
     history = History(tuple(rows), final, best_epoch, stopped_early, str(workdir))
     if not main:
         return history
+    # history.json summarizes params.msgpack: a crash between the two writes must not leave
+    # the summary of a resumed run's earlier end beside its new parameters.
+    (workdir / "history.json").unlink(missing_ok=True)
     write_bytes(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
     summary = {"final": final, "best_epoch": best_epoch, "stopped_early": stopped_early,
                "epochs_run": len(rows)}
