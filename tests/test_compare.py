@@ -191,6 +191,13 @@ def test_set_reads_numbers_with_an_exponent_as_the_config_file_does(tmp_path):
      "optimizers.X.kwargs: got 5; allowed: a mapping of keyword arguments"),
     (["init", "--set", "steps=1", "--set", "inits.X={initializer: he_normal, kwargs: [1]}"],
      "inits.X.kwargs: got [1]; allowed: a mapping of keyword arguments"),
+    # the same on a surface, and an initializer that is not a name (both said only
+    # "'int' object is not iterable")
+    (["surface", "--set", "surfaces.bowl.steps=1", "--set",
+      "surfaces.bowl.optimizers.X={optimizer: sgd, learning_rate: 0.1, kwargs: 5}"],
+     "surfaces.bowl.optimizers.X.kwargs: got 5; allowed: a mapping of keyword arguments"),
+    (["init", "--set", "steps=1", "--set", "inits.X={initializer: 5}"],
+     "inits.X.initializer: got 5; allowed: an initializer name"),
     (["schedules", "--set", "base_lr=true"], "base_lr: expected a number, got True"),
     (["schedules", "--set", "epochs=true"], "epochs: expected an integer, got True"),
     (["schedules", "--set", "hidden=[100, true]"], "hidden[1]: expected an integer, got True"),
@@ -706,3 +713,89 @@ def test_random_search_ranks_trials(tmp_path):
     assert by_lr[-1]["val_accuracy"] > by_lr[0]["val_accuracy"]
     assert (tmp_path / "search.png").exists()
     assert "| 1 |" in (tmp_path / "summary.md").read_text()
+
+
+# ----------------------------------------------------------------------------- divergence
+
+
+def test_optimizer_that_diverges_is_reported_as_diverged(tmp_path, monkeypatch):
+    # SGD at lr 50 blows up within a few updates: the summary showed a train loss of nan
+    # and nothing else, the figure a line that stopped, and no column said "diverged". (On
+    # a narrower net the loss explodes to ~1e4 and stays finite: divergence_factor.)
+    from jaxnn.studies import craft_training
+
+    figures = []
+    real_save = craft_training.save_figure
+    monkeypatch.setattr(craft_training, "save_figure",
+                        lambda fig, path, **kw: (figures.append(fig), real_save(fig, path, **kw)))
+    opts = {"SGD": {"optimizer": "sgd", "learning_rate": 50.0, "kwargs": {}},
+            "Adam": craft.OPTIMIZERS_DEFAULTS["optimizers"]["Adam"]}
+    res = craft.run_optimizers(_cfg("optimizers", seeds=2, epochs=1, hidden=[100] * 4,
+                                    optimizers=opts), tmp_path)
+    sgd, adam = res["final"]["SGD"], res["final"]["Adam"]
+    assert sgd["diverged"] == 2 and adam["diverged"] == 0
+    assert all(d is not None for d in sgd["diverged_at"]) and adam["diverged_at"] == [None] * 2
+    assert sgd["train_loss"] == np.inf and np.isfinite(adam["train_loss"])
+    summary = (tmp_path / "summary.md").read_text()
+    first = min(sgd["diverged_at"]) + 1  # counted from 1, as on the figure
+    assert f"| SGD | sgd | 50.0000 | 2/2 (first at update {first}) | inf |" in summary
+    assert "| Adam | adam | 0.0010 | 0/2 |" in summary and "nan" not in summary
+    labels = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert labels == ["SGD (diverged 2/2)", "Adam"]
+
+
+def test_surface_optimizer_that_diverges_is_reported_as_diverged(tmp_path):
+    # SGD at lr 5 on the bowl (stable only below lr 1) leaves for infinity: the summary gave
+    # a distance of nan and no sign that the run had diverged.
+    cfg = copy.deepcopy(craft.SURFACE_DEFAULTS)
+    bowl = cfg["surfaces"]["bowl"]
+    bowl["steps"] = 200
+    bowl["optimizers"] = {"SGD": {"optimizer": "sgd", "learning_rate": 5.0, "kwargs": {}},
+                          "Adam": bowl["optimizers"]["Adam"]}
+    cfg["surfaces"] = {"bowl": bowl}
+    res = craft.run_surface(cfg, tmp_path)
+    at = res.diverged["bowl"]["SGD"]
+    assert at is not None and 1 <= at <= 200 and res.diverged["bowl"]["Adam"] is None
+    path = res.trajectories["bowl"]["SGD"]
+    assert np.isfinite(path[at - 1]).all() and np.isfinite(craft.SURFACES["bowl"].fn(
+        jnp.asarray(path[at - 1], jnp.float32)))
+    assert not (np.isfinite(path[at]).all() and np.isfinite(craft.SURFACES["bowl"].fn(
+        jnp.asarray(path[at], jnp.float32))))
+    assert res.distance["bowl"]["SGD"] == np.inf
+    summary = (tmp_path / "summary.md").read_text()
+    assert f"| diverged at update {at} |" in summary and "nan" not in summary
+    assert "| bowl | Adam | adam | 0.3000 |" in summary
+
+
+# ----------------------------------------------------------------------------- workdir, ranking
+
+
+def test_cli_empty_workdir_is_refused(tmp_path, capsys, monkeypatch):
+    # --workdir '' is the current directory to pathlib: the run wrote surface.png and
+    # summary.md wherever the command was started.
+    monkeypatch.chdir(tmp_path)
+    assert craft.main(["surface", "--set", "surfaces.bowl.steps=1", "--workdir", ""]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --workdir") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_search_ranks_ties_by_validation_loss_and_diverged_trials_last():
+    acc = np.array([0.5, 0.8, 0.5, 0.8, 0.5])
+    loss = np.array([1.0, 0.7, np.nan, 0.6, 0.9])
+    # best accuracy first; among equal accuracies the lower validation loss; a trial whose
+    # loss is not finite (diverged) after every finite one of its accuracy
+    assert list(craft.rank_trials(acc, loss)) == [3, 1, 4, 0, 2]
+
+
+def test_batchnorm_scales_reports_runs_that_diverge(tmp_path):
+    # Without batch norm, std-1 weights make the loss overflow to nan within a few updates;
+    # the summary showed accuracy 0.1000, the same as a net that merely stays at chance.
+    res = craft.run_batchnorm_scales(
+        _cfg("batchnorm_scales", scales=2, min_scale=1e-4, epochs=1), tmp_path)
+    at = res["diverged_at"]["no batch norm"]
+    assert at[0] is not None and at[1] is None  # std 1 blows up, std 1e-4 stays finite
+    assert res["diverged_at"]["batch norm"] == [None, None]
+    summary = (tmp_path / "summary.md").read_text()
+    assert re.search(rf"\| 1 \| [0-9.]+ \| [0-9.]+ \(diverged at update {at[0] + 1}\) \|",
+                     summary), summary

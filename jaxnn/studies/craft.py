@@ -56,6 +56,7 @@ from jaxnn.studies.craft_training import (
     SEARCH_DEFAULTS,
     build_schedule,
     divergence_step,
+    rank_trials,
     run_batch_size,
     run_optimizers,
     run_schedules,
@@ -84,6 +85,7 @@ __all__ = [
     "main",
     "make_run",
     "optimize_surface",
+    "rank_trials",
     "run_batch_size",
     "run_batchnorm_scales",
     "run_experiment",
@@ -161,6 +163,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_workdir(workdir: str) -> pathlib.Path:
     """``workdir`` as a path, if it is or can become a writable directory; not created."""
+    if not str(workdir).strip():  # pathlib reads '' as '.': outputs would land in the cwd
+        raise ConfigError(f"--workdir {workdir!r}: expected a folder path, e.g. "
+                          "runs/compare/surface")
     path = ensure_workdir(workdir, create=False)
     existing = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):

@@ -294,6 +294,8 @@ def _init_configs(config: Mapping[str, Any], sizes: tuple[int, ...]) -> dict[str
     for name, row in inits.items():
         check(isinstance(row, Mapping) and "initializer" in row, f"inits.{name}", row,
               "a mapping with initializer and optional kwargs")
+        check(isinstance(row["initializer"], str), f"inits.{name}.initializer",
+              row["initializer"], "an initializer name (e.g. he_normal)")
         kwargs = row.get("kwargs") or {}
         check(isinstance(kwargs, Mapping), f"inits.{name}.kwargs", kwargs,
               "a mapping of keyword arguments")
@@ -377,7 +379,10 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
 
     Returns:
       ``{"scales": (n,), "train_accuracy": {"batch norm": (n,), "no batch norm": (n,)},
-      "curves": {variant: (n, epochs)}, "data": name}`` (final train accuracy per scale).
+      "curves": {variant: (n, epochs)}, "diverged_at": {variant: [int | None] * n},
+      "data": name}`` (final train accuracy per scale). ``diverged_at`` is the first update
+      (0-based) whose training-batch loss is not finite: such a net ends at chance accuracy
+      like one that never learned, and the summary says which it was.
     """
     n = _int(config, "scales", 1, 64)
     epochs = _int(config, "epochs", 1)
@@ -393,7 +398,7 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
     x, y = subset(ds.x_train, ds.y_train, n_train, k_sub)
     sizes = (x.shape[1], *hidden, ds.num_classes)
     scales = np.geomspace(hi, lo, n)
-    acc, curves = {}, {}
+    acc, curves, gone = {}, {}, {}
     for name, bn in (("batch norm", True), ("no batch norm", False)):
         cfgs = [mlp.MLPConfig(layer_sizes=sizes, batch_norm=bn, initializer="normal",
                               initializer_kwargs=(("stddev", float(s)),)) for s in scales]
@@ -403,7 +408,10 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
         _, c = jax.jit(jax.vmap(run))(params, state, jnp.stack([k_run] * n), None)
         curves[name] = np.asarray(c["train_accuracy"])
         acc[name] = curves[name][:, -1]
-    result = {"scales": scales, "train_accuracy": acc, "curves": curves, "data": ds.name}
+        finite = np.isfinite(np.asarray(c["loss"]).reshape(n, -1))
+        gone[name] = [None if f.all() else int(np.argmax(~f)) for f in finite]
+    result = {"scales": scales, "train_accuracy": acc, "curves": curves, "diverged_at": gone,
+              "data": ds.name}
     out = _prepare(workdir)
     if out is not None:
         plt = pyplot()
@@ -426,12 +434,17 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
         fig.tight_layout()
         save_figure(fig, out / "batchnorm_scales.png", dpi=100)
         plt.close(fig)
-        table = [[f"{s:.3g}", acc["batch norm"][i], acc["no batch norm"][i]]
+        def cell(name: str, i: int) -> str:
+            at = gone[name][i]  # 0-based; counted from 1 in the table
+            return f"{acc[name][i]:.4f}" + ("" if at is None else f" (diverged at update {at + 1})")
+
+        table = [[f"{s:.3g}", cell("batch norm", i), cell("no batch norm", i)]
                  for i, s in enumerate(scales)]
         body = (f"Data: {ds.name}, {n_train} training rows; MLP {sizes}; SGD lr {lr:g}, "
                 f"batch {batch}, {epochs} epochs; the {n} scales run vmapped. Final train "
                 f"accuracy (mean over scales: batch norm {acc['batch norm'].mean():.3f}, "
-                f"none {acc['no batch norm'].mean():.3f}).\n\n"
+                f"none {acc['no batch norm'].mean():.3f}); a run whose training loss stopped being "
+                "finite is marked diverged.\n\n"
                 + markdown_table(["weight std", "batch norm", "no batch norm"], table)
                 + "\nFigure: `batchnorm_scales.png`.\n")
         write_summary(out, "Batch norm across initial weight scales", body)

@@ -189,6 +189,8 @@ class SurfaceResult:
 
     ``path_length`` is the summed length of the updates; ``reversals`` counts consecutive
     updates pointing more than 90° apart (negative dot product): the zig-zag of SGD.
+    ``diverged`` is the first update (1-based: row of the trajectory) whose point or value
+    is not finite, None for a run that stayed finite; a diverged run's ``distance`` is inf.
     """
 
     trajectories: dict[str, dict[str, np.ndarray]]
@@ -196,6 +198,7 @@ class SurfaceResult:
     distance: dict[str, dict[str, float]]
     path_length: dict[str, dict[str, float]]
     reversals: dict[str, dict[str, int]]
+    diverged: dict[str, dict[str, int | None]]
     figure: pathlib.Path | None
     summary: pathlib.Path | None
 
@@ -208,8 +211,10 @@ def _make_tx(key: str, row: Mapping[str, Any]) -> optax.GradientTransformation:
     lr = row["learning_rate"]
     check(is_number(lr) and np.isfinite(lr) and lr > 0,
           f"{key}.learning_rate", lr, "a number > 0")
+    kwargs = row.get("kwargs") or {}
+    check(isinstance(kwargs, Mapping), f"{key}.kwargs", kwargs, "a mapping of keyword arguments")
     try:
-        return optim.get(row["optimizer"], float(lr), **dict(row.get("kwargs") or {}))
+        return optim.get(row["optimizer"], float(lr), **dict(kwargs))
     except (ValueError, TypeError) as e:
         from jaxnn.config import ConfigError
 
@@ -238,6 +243,7 @@ def run_surface(
     traj: dict[str, dict[str, np.ndarray]] = {}
     final: dict[str, dict[str, float]] = {}
     dist: dict[str, dict[str, float]] = {}
+    gone: dict[str, dict[str, int | None]] = {}
     for sname, spec in surfaces.items():
         check(sname in SURFACES, "surfaces", sname, ", ".join(SURFACES))
         surf = SURFACES[sname]
@@ -252,22 +258,27 @@ def run_surface(
               f"surfaces.{sname}.optimizers", spec["optimizers"], "a non-empty table")
         check_distinct(f"surfaces.{sname}.optimizers",
                        [(k, k) for k in spec["optimizers"]], "distinct names")
-        traj[sname], final[sname], dist[sname] = {}, {}, {}
+        traj[sname], final[sname], dist[sname], gone[sname] = {}, {}, {}, {}
         for oname, row in spec["optimizers"].items():
             tx = _make_tx(f"surfaces.{sname}.optimizers.{oname}", row)
-            path = np.asarray(optimize_surface(surf.fn, start, tx, steps), dtype=np.float64)
+            path32 = optimize_surface(surf.fn, start, tx, steps)
+            # f of every point, in the float32 the optimizer saw (x² overflows there first)
+            bad = ~(np.isfinite(np.asarray(path32)).all(axis=-1)
+                    & np.isfinite(np.asarray(jax.vmap(surf.fn)(path32))))
+            path = np.asarray(path32, dtype=np.float64)
             traj[sname][oname] = path
             final[sname][oname] = float(surf.fn(jnp.asarray(path[-1])))
-            dist[sname][oname] = surf.distance(path[-1])
+            gone[sname][oname] = int(np.argmax(bad)) if bad.any() else None
+            dist[sname][oname] = np.inf if bad.any() else surf.distance(path[-1])
     fig_path = summary_path = None
     lengths = {s: {o: path_length(p) for o, p in ps.items()} for s, ps in traj.items()}
     revs = {s: {o: reversals(p) for o, p in ps.items()} for s, ps in traj.items()}
     if workdir is not None:
         workdir = pathlib.Path(workdir)
         workdir.mkdir(parents=True, exist_ok=True)
-        fig_path = _plot(traj, workdir / "surface.png")
-        summary_path = _summarize(config, traj, final, dist, lengths, revs, workdir)
-    return SurfaceResult(traj, final, dist, lengths, revs, fig_path, summary_path)
+        fig_path = _plot(traj, gone, workdir / "surface.png")
+        summary_path = _summarize(config, traj, final, dist, lengths, revs, gone, workdir)
+    return SurfaceResult(traj, final, dist, lengths, revs, gone, fig_path, summary_path)
 
 
 def path_length(path: Any) -> float:
@@ -282,7 +293,8 @@ def reversals(path: Any) -> int:
     return int(np.sum(np.sum(d[1:] * d[:-1], axis=-1) < 0))
 
 
-def _plot(traj: Mapping[str, Mapping[str, np.ndarray]], path: pathlib.Path) -> pathlib.Path:
+def _plot(traj: Mapping[str, Mapping[str, np.ndarray]],
+          gone: Mapping[str, Mapping[str, int | None]], path: pathlib.Path) -> pathlib.Path:
     plt = pyplot()
     n = len(traj)
     fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.6), squeeze=False)
@@ -298,7 +310,9 @@ def _plot(traj: Mapping[str, Mapping[str, np.ndarray]], path: pathlib.Path) -> p
         for oname, p in paths.items():
             lo = [surf.xlim[0] * 3, surf.ylim[0] * 3]
             p = np.clip(p, lo, [surf.xlim[1] * 3, surf.ylim[1] * 3])
-            ax.plot(p[:, 0], p[:, 1], "o-", ms=2.5, lw=1.1, label=oname)
+            at = gone[sname][oname]
+            ax.plot(p[:, 0], p[:, 1], "o-", ms=2.5, lw=1.1,
+                    label=oname + (f" (diverged at update {at})" if at is not None else ""))
         for m in surf.minima:
             ax.plot(*m, "k+", ms=12, mew=2)
         ax.set_xlim(*surf.xlim)
@@ -314,11 +328,17 @@ def _plot(traj: Mapping[str, Mapping[str, np.ndarray]], path: pathlib.Path) -> p
     return path
 
 
-def _summarize(config, traj, final, dist, lengths, revs, workdir: pathlib.Path) -> pathlib.Path:
+def _summarize(config, traj, final, dist, lengths, revs, gone,
+               workdir: pathlib.Path) -> pathlib.Path:
     rows = []
     for sname, paths in traj.items():
         for oname, p in paths.items():
             row = config["surfaces"][sname]["optimizers"][oname]
+            at = gone[sname][oname]
+            if at is not None:  # no final point to speak of: say so instead of nan
+                rows.append([sname, oname, row["optimizer"], float(row["learning_rate"]),
+                             f"diverged at update {at}", "–", dist[sname][oname], "–", "–"])
+                continue
             rows.append([sname, oname, row["optimizer"], float(row["learning_rate"]),
                          f"({p[-1, 0]:.4g}, {p[-1, 1]:.4g})", final[sname][oname],
                          dist[sname][oname], lengths[sname][oname], revs[sname][oname]])
@@ -326,7 +346,8 @@ def _summarize(config, traj, final, dist, lengths, revs, workdir: pathlib.Path) 
         "Each optimizer runs from the surface's start for the configured number of updates; "
         "`distance` is the Euclidean distance from the final point to the nearest minimum, "
         "`path length` the summed length of the updates and `reversals` the number of "
-        "consecutive updates more than 90° apart (zig-zags).\n\n"
+        "consecutive updates more than 90° apart (zig-zags). A run whose point or value "
+        "stops being finite is reported as diverged at that update (distance inf).\n\n"
         + markdown_table(["surface", "name", "optimizer", "lr", "final point", "f(final)",
                           "distance", "path length", "reversals"], rows)
         + "\nFigure: `surface.png`.\n"

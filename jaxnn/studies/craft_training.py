@@ -67,6 +67,7 @@ __all__ = [
     "run_batch_size",
     "run_optimizers",
     "run_schedules",
+    "rank_trials",
     "run_search",
     "smoothing_window",
 ]
@@ -107,6 +108,7 @@ OPTIMIZERS_DEFAULTS: dict[str, Any] = {
     "hidden": [100, 100, 100, 100],
     "epochs": 10,
     "batch_size": 128,
+    "divergence_factor": 3.0,
     "optimizers": {
         "SGD": {"optimizer": "sgd", "learning_rate": 0.01, "kwargs": {}},
         "Momentum": {"optimizer": "momentum", "learning_rate": 0.01, "kwargs": {}},
@@ -294,8 +296,8 @@ def run_schedules(config: Mapping[str, Any], workdir: str | pathlib.Path | None 
         w = smoothing_window(total)
         smooth = {k: np.convolve(v, np.ones(w) / w, mode="valid") for k, v in shown.items()}
         _plot_lines(a2, smooth, "update",
-                    f"training loss, median of {seeds} seeds"
-                    + (" (per update)" if w == 1 else f" ({w}-update moving mean)"), log=True,
+                    f"training loss, median of {seeds} seeds\n"  # one line ran off the figure
+                    + ("(per update)" if w == 1 else f"({w}-update moving mean)"), log=True,
                     first=w)  # the mean of updates 1..w belongs at update w
         a1.legend(fontsize=8)
         a1.set_title(f"schedules ({config['optimizer']}, {total} updates)")
@@ -469,14 +471,21 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
                    ) -> dict[str, Any]:
     """Each optimizer on the same MLP and data, ``seeds`` seeds vmapped per optimizer.
 
+    A seed *diverges* when its training-batch loss becomes non-finite or rises above
+    ``divergence_factor`` times its first loss (as in :func:`run_schedules`); ``diverged_at``
+    is the first such update (0-based) per seed, ``diverged`` how many seeds did.
+
     Returns:
       ``{"loss": {name: (seeds, updates)}, "final": {name: {"train_loss", "test_accuracy",
-      "test_accuracy_std"}}, "data": name}``; ``train_loss`` is the mean training-batch
-      loss of the last epoch, averaged over seeds.
+      "test_accuracy_std", "diverged", "diverged_at"}}, "data": name}``; ``train_loss`` is
+      the mean training-batch loss of the last epoch, averaged over seeds (+inf when a seed's
+      loss became non-finite: a nan would hide that).
     """
     seeds = _int(config, "seeds", 1, 64)
     epochs = _int(config, "epochs", 1)
     batch = _int(config, "batch_size", 1)
+    factor = _pos(config, "divergence_factor")
+    check(factor > 1, "divergence_factor", factor, "a number > 1 (x the first loss)")
     hidden = _hidden(config)
     table = config["optimizers"]
     check(isinstance(table, Mapping) and table, "optimizers", table, "a non-empty table")
@@ -497,8 +506,11 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         lo = np.asarray(c["loss"]).reshape(seeds, -1)
         acc = np.asarray(c["test_accuracy"])[:, -1]
         loss[name] = lo
-        final[name] = {"train_loss": float(np.asarray(c["loss"])[:, -1].mean()),
-                       "test_accuracy": float(acc.mean()), "test_accuracy_std": float(acc.std())}
+        at = [divergence_step(row, factor) for row in lo]
+        last = np.asarray(c["loss"], dtype=np.float64)[:, -1].mean(axis=-1)
+        final[name] = {"train_loss": float(np.where(np.isfinite(last), last, np.inf).mean()),
+                       "test_accuracy": float(acc.mean()), "test_accuracy_std": float(acc.std()),
+                       "diverged": sum(d is not None for d in at), "diverged_at": at}
     res = {"loss": loss, "final": final, "data": ds.name}
     out = _prepare(workdir)
     if out is not None:
@@ -507,7 +519,9 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         w = max(lo.shape[1] // 50, 1)
         for name, lo in loss.items():
             m = np.convolve(lo.mean(0), np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(w, w + len(m)), m, lw=1, label=name)  # mean of updates 1..w at w
+            k = final[name]["diverged"]
+            ax.plot(np.arange(w, w + len(m)), m, lw=1,  # mean of updates 1..w at w
+                    label=name + (f" (diverged {k}/{seeds})" if k else ""))
         ax.set(xlabel="update", ylabel=f"training loss ({w}-update mean, seed mean)",
                yscale="log", title=f"optimizers on {ds.name}, MLP {cfg.layer_sizes}")
         ax.grid(alpha=0.3)
@@ -515,11 +529,21 @@ def run_optimizers(config: Mapping[str, Any], workdir: str | pathlib.Path | None
         fig.tight_layout()
         save_figure(fig, out / "optimizers.png", dpi=110)
         plt.close(fig)
-        rows = [[k, table[k]["optimizer"], float(table[k]["learning_rate"]), v["train_loss"],
-                 v["test_accuracy"], v["test_accuracy_std"]] for k, v in final.items()]
+        def diverged(v: Mapping[str, Any]) -> str:
+            at = sorted(d for d in v["diverged_at"] if d is not None)
+            # diverged_at is 0-based; updates are counted from 1 here, as on the figure.
+            return f"{len(at)}/{seeds}" + (f" (first at update {at[0] + 1})" if at else "")
+
+        rows = [[k, table[k]["optimizer"], float(table[k]["learning_rate"]), diverged(v),
+                 v["train_loss"], v["test_accuracy"], v["test_accuracy_std"]]
+                for k, v in final.items()]
         body = (f"Data: {ds.name}; MLP {cfg.layer_sizes} (He init); batch {batch}; {epochs} "
-                f"epochs; {seeds} seeds vmapped per optimizer.\n\n"
-                + markdown_table(["name", "optimizer", "lr", "last-epoch train loss",
+                f"epochs; {seeds} seeds vmapped per optimizer (the same initializations and "
+                "data orders for every optimizer). Diverged: seeds whose training loss became "
+                f"non-finite or rose above {factor:g}x their first loss. Train loss: mean over "
+                "seeds of the last epoch's mean (inf when a seed's loss became non-finite); "
+                "test accuracy: mean over seeds.\n\n"
+                + markdown_table(["name", "optimizer", "lr", "diverged", "last-epoch train loss",
                                   "test acc", "± std"], rows)
                 + "\nFigure: `optimizers.png`.\n")
         write_summary(out, "Optimizers on a data set", body)
@@ -537,6 +561,21 @@ def _range(config: Mapping[str, Any], key: str) -> tuple[float, float]:
     return float(r[0]), float(r[1])
 
 
+def rank_trials(val_accuracy: Any, val_loss: Any) -> np.ndarray:
+    """Trial indices, best first: highest validation accuracy, ties broken by the lower
+    validation loss; a trial whose loss is not finite (it diverged) comes after every
+    finite one of the same accuracy, and remaining ties keep the order the trials were drawn.
+
+    Accuracy on a few hundred rows takes few values, so ties are common: without the loss
+    the "best" trial among equals would be whichever was drawn first.
+    """
+    acc = np.asarray(val_accuracy, dtype=np.float64)
+    loss = np.asarray(val_loss, dtype=np.float64)
+    loss = np.where(np.isfinite(loss), loss, np.inf)
+    acc = np.where(np.isnan(acc), -np.inf, acc)
+    return np.lexsort((np.arange(len(acc)), loss, -acc))
+
+
 def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = None
                ) -> dict[str, Any]:
     """Random search over SGD's learning rate and weight decay (both log-uniform).
@@ -546,8 +585,9 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
     The update is ``p <- p - lr * (g + wd * p)``.
 
     Returns:
-      ``{"trials": [{"learning_rate", "weight_decay", "val_accuracy", "train_accuracy"}],
-      "best": trial, "data": name}`` with trials sorted best first.
+      ``{"trials": [{"learning_rate", "weight_decay", "val_accuracy", "val_loss",
+      "train_accuracy"}], "best": trial, "data": name}`` with trials sorted best first
+      (:func:`rank_trials`: validation accuracy, ties by validation loss).
     """
     trials = _int(config, "trials", 1)
     per = _int(config, "trials_per_batch", 1)
@@ -576,6 +616,7 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
     run = jax.jit(jax.vmap(make_run(cfg, make_tx, batch_size=batch, epochs=epochs, x=x, y=y,
                                     eval_sets={"train": (x, y), "val": (xv, yv)})))
     val = np.zeros(trials)
+    val_loss = np.zeros(trials)
     tr = np.zeros(trials)
     keys = jax.random.split(k_init, trials)
     for start in range(0, trials, per):
@@ -585,10 +626,12 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
         _, c = run(params, state, jax.random.split(jax.random.fold_in(k_run, start), per), h)
         keep = idx[: min(per, trials - start)]
         val[keep] = np.asarray(c["val_accuracy"])[: len(keep), -1]
+        val_loss[keep] = np.asarray(c["val_loss"])[: len(keep), -1]
         tr[keep] = np.asarray(c["train_accuracy"])[: len(keep), -1]
-    order = np.argsort(-val, kind="stable")
+    order = rank_trials(val, val_loss)
     rows = [{"learning_rate": float(lrs[i]), "weight_decay": float(wds[i]),
-             "val_accuracy": float(val[i]), "train_accuracy": float(tr[i])} for i in order]
+             "val_accuracy": float(val[i]), "val_loss": float(val_loss[i]),
+             "train_accuracy": float(tr[i])} for i in order]
     res = {"trials": rows, "best": rows[0], "data": ds.name}
     out = _prepare(workdir)
     if out is not None:
@@ -605,13 +648,15 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
         save_figure(fig, out / "search.png", dpi=110)
         plt.close(fig)
         table = [[i + 1, r["learning_rate"], r["weight_decay"], r["val_accuracy"],
-                  r["train_accuracy"]] for i, r in enumerate(rows[:top])]
+                  r["val_loss"], r["train_accuracy"]] for i, r in enumerate(rows[:top])]
         body = (f"Data: {ds.name}, {n_train} training and {n_val} validation rows; MLP "
                 f"{cfg.layer_sizes}; SGD with weight decay, batch {batch}, {epochs} epochs; "
                 f"{trials} trials, {per} vmapped per batch; lr log-uniform in "
                 f"[{lr_lo:g}, {lr_hi:g}], weight decay log-uniform in [{wd_lo:g}, {wd_hi:g}]."
-                f" Top {min(top, trials)}:\n\n"
-                + markdown_table(["rank", "lr", "weight decay", "val acc", "train acc"], table)
+                " Ranked by validation accuracy, ties by validation loss. "
+                f"Top {min(top, trials)}:\n\n"
+                + markdown_table(["rank", "lr", "weight decay", "val acc", "val loss",
+                                  "train acc"], table)
                 + "\nFigure: `search.png`.\n")
         write_summary(out, "Random hyperparameter search", body)
     return res
