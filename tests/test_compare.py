@@ -799,3 +799,17 @@ def test_batchnorm_scales_reports_runs_that_diverge(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert re.search(rf"\| 1 \| [0-9.]+ \| [0-9.]+ \(diverged at update {at[0] + 1}\) \|",
                      summary), summary
+
+
+def test_init_reports_a_run_that_diverges(tmp_path):
+    # With a learning rate too large for He init the loss overflows; the summary showed nan
+    # losses and chance accuracy, which read like the std-0.01 net that never learns.
+    res = craft.run_init(_cfg("init", hidden=[64] * 5, batch_size=64, steps=50,
+                              learning_rate=5.0), tmp_path)
+    at = res["final"]["He"]["diverged_at"]
+    assert at is not None and not np.isfinite(res["loss"]["He"][at])
+    assert np.isfinite(res["loss"]["He"][:at]).all()
+    assert res["final"]["std 0.01"]["diverged_at"] is None  # tiny gradients: no blow-up
+    summary = (tmp_path / "summary.md").read_text()
+    assert re.search(rf"\| He \| at update {at + 1} \|", summary), summary
+    assert re.search(r"\| std 0.01 \| no \|", summary), summary

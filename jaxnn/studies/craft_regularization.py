@@ -314,8 +314,11 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
     All initializations are stacked and trained in one vmapped run (same data order).
 
     Returns:
-      ``{"final": {name: {"train_loss", "train_accuracy", "test_accuracy"}},
+      ``{"final": {name: {"train_loss", "train_accuracy", "test_accuracy", "diverged_at"}},
       "loss": {name: per-update batch losses}, "chance": 1/num_classes, "data": name}``.
+      ``diverged_at`` is the first update (0-based) whose training-batch loss is not finite
+      (None when none was): such a run's losses and accuracies are nan or chance, and the
+      summary says it diverged rather than that it did not learn.
     """
     steps = _int(config, "steps", 1)
     batch = _int(config, "batch_size", 1)
@@ -337,11 +340,14 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
                                                          jnp.asarray(ds.y_test))})
     keys = jnp.stack([k_run] * len(cfgs))
     _, c = jax.jit(jax.vmap(run))(params, state, keys, None)
-    loss = np.asarray(c["loss"]).reshape(len(cfgs), -1)[:, :steps]
+    all_loss = np.asarray(c["loss"]).reshape(len(cfgs), -1)
+    loss = all_loss[:, :steps]
+    finite = np.isfinite(all_loss)
     # The last epoch may run past ``steps``; report the epoch that contains it.
     final = {name: {"train_loss": float(np.asarray(c["train_loss"])[i, -1]),
                     "train_accuracy": float(np.asarray(c["train_accuracy"])[i, -1]),
-                    "test_accuracy": float(np.asarray(c["test_accuracy"])[i, -1])}
+                    "test_accuracy": float(np.asarray(c["test_accuracy"])[i, -1]),
+                    "diverged_at": None if finite[i].all() else int(np.argmax(~finite[i]))}
              for i, name in enumerate(cfgs)}
     result = {"final": final, "loss": dict(zip(cfgs, loss, strict=True)),
               "chance": 1.0 / ds.num_classes, "steps": epochs * per_epoch, "data": ds.name}
@@ -350,7 +356,9 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
         plt = pyplot()
         fig, ax = plt.subplots(figsize=(6.4, 4))
         for name, ls in result["loss"].items():
-            ax.plot(np.arange(1, len(ls) + 1), ls, lw=0.8, label=name)
+            at = final[name]["diverged_at"]  # 0-based; counted from 1 on the figure
+            ax.plot(np.arange(1, len(ls) + 1), ls, lw=0.8,
+                    label=name + ("" if at is None else f" (diverged at update {at + 1})"))
         ax.set_xlabel("update")
         ax.set_ylabel("training-batch loss")
         ax.set_title(f"Weight init, {len(hidden)}x{hidden[0]} ReLU, SGD lr {lr:g} ({ds.name})")
@@ -359,12 +367,14 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
         fig.tight_layout()
         save_figure(fig, out / "init.png", dpi=110)
         plt.close(fig)
-        rows = [[k, v["train_loss"], v["train_accuracy"], v["test_accuracy"]]
+        rows = [[k, "no" if v["diverged_at"] is None else f"at update {v['diverged_at'] + 1}",
+                 v["train_loss"], v["train_accuracy"], v["test_accuracy"]]
                 for k, v in final.items()]
         body = (f"Data: {ds.name}; MLP {sizes}; plain SGD lr {lr:g}, batch {batch}, "
                 f"{epochs * per_epoch} updates ({epochs} epochs); chance accuracy "
                 f"{1.0 / ds.num_classes:.3f}.\n\n"
-                + markdown_table(["init", "train loss", "train acc", "test acc"], rows)
+                + markdown_table(["init", "diverged", "train loss", "train acc", "test acc"],
+                                 rows)
                 + "\nFigure: `init.png`.\n")
         write_summary(out, "Weight initialization", body)
     return result

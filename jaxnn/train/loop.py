@@ -303,8 +303,8 @@ def training_bytes(mcfg: Any, tx: optax.GradientTransformation, batch_size: int)
 def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
                   batch_size: int) -> None:
     """Refuse a model that cannot fit in the device's memory before anything is allocated:
-    on a CPU, params past the RAM got the process killed by the system mid-allocation
-    instead of an out-of-memory error."""
+    on a CPU, an allocation past the RAM can get the process killed by the system without
+    a message (as the depth study's did) instead of raising out of memory."""
     limit = device_memory_limit()
     if limit is None:
         return
