@@ -508,6 +508,37 @@ def test_resume_restores_the_best_epoch_also_between_checkpoints(tmp_path, monke
         (tmp_path / "full/params.msgpack").read_bytes()
 
 
+def test_restore_best_after_a_resume_falls_back_to_the_numbered_checkpoint(
+        tmp_path, monkeypatch, capsys):
+    # best.jaxnn unreadable: the resumed run kept the last epoch's parameters although the
+    # numbered checkpoint of the best epoch was on disk.
+    cfg = _load(None, *ES_RUN, "training.checkpoint_every=1")
+    full = train_and_evaluate(cfg, tmp_path / "full")
+    assert full.stopped_early and full.best_epoch < len(full.rows)
+    part = tmp_path / "part"
+    _interrupted(monkeypatch, cfg, part, len(full.rows) - 1)
+    best = part / "checkpoints" / "best.jaxnn"
+    best.write_bytes(best.read_bytes()[:100])  # torn
+    capsys.readouterr()
+    resumed = train_and_evaluate(C.load(part / "config.yaml"), part, resume=True)
+    err = capsys.readouterr().err
+    numbered = part / "checkpoints" / f"ckpt_{full.best_epoch:06d}.jaxnn"
+    assert f"restored the best epoch from {numbered}" in err and str(best) in err
+    assert resumed.best_epoch == full.best_epoch and resumed.final == full.final
+    assert (part / "params.msgpack").read_bytes() == \
+        (tmp_path / "full/params.msgpack").read_bytes()
+    # Neither file: the last epoch's parameters, and one line saying so.
+    part2 = tmp_path / "part2"
+    _interrupted(monkeypatch, cfg, part2, len(full.rows) - 1)
+    (part2 / "checkpoints" / "best.jaxnn").write_bytes(b"junk")
+    (part2 / "checkpoints" / f"ckpt_{full.best_epoch:06d}.jaxnn").unlink()
+    capsys.readouterr()
+    again = train_and_evaluate(C.load(part2 / "config.yaml"), part2, resume=True)
+    err = capsys.readouterr().err
+    assert "keeping the last epoch's parameters" in err
+    assert again.final != full.final
+
+
 def test_resume_takes_the_new_early_stopping_patience(tmp_path, monkeypatch):
     longer = _load(None, *ES_RUN, "training.early_stopping.patience=5")
     full = train_and_evaluate(longer, tmp_path / "full")

@@ -543,6 +543,34 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
 # ----------------------------------------------------------------------------- the loop
 
 
+def _read_best(ckpts: CheckpointManager, target: Any, best_epoch: int) -> Any:
+    """The best epoch's saved state for ``restore_best`` after a resume: ``best.jaxnn``, or
+    else the numbered checkpoint of that epoch when one is kept (``best.jaxnn`` corrupt, or
+    rewritten by a later epoch of a run that crashed); None, with one warning line, when
+    neither holds it (the last epoch's parameters are kept)."""
+    problems = []
+    paths = [ckpts.best_path] + ([ckpts.path(best_epoch)] if best_epoch >= 0 else [])
+    for path in paths:
+        if not path.exists():
+            continue
+        try:
+            tree, meta = read_checkpoint(path, target)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if meta.get("epoch") == best_epoch:
+            if problems:
+                print(f"warning: {'; '.join(problems)}; restored the best epoch from {path}",
+                      file=sys.stderr)
+            return tree["state"]
+        problems.append(f"{path} holds epoch {meta.get('epoch')}, not the best epoch "
+                        f"{best_epoch}")
+    if problems:
+        print(f"warning: {'; '.join(problems)}; keeping the last epoch's parameters",
+              file=sys.stderr)
+    return None
+
+
 def train_and_evaluate(
     config: Config,
     workdir: str | os.PathLike,
@@ -858,18 +886,8 @@ def train_and_evaluate(
 
     final_state = state
     if es_cfg.enabled and es_cfg.restore_best and stopped_early:
-        if best_host is None and ckpts.best_path.exists():
-            try:
-                tree, best_meta = read_checkpoint(ckpts.best_path, payload())
-            except CheckpointError as e:
-                tree, best_meta = None, {}
-                print(f"warning: {e}; keeping the last epoch's parameters", file=sys.stderr)
-            if tree is not None and best_meta.get("epoch") == best_epoch:
-                best_host = tree["state"]
-            elif tree is not None:
-                print(f"warning: {ckpts.best_path} holds epoch {best_meta.get('epoch')}, not the "
-                      f"best epoch {best_epoch}; keeping the last epoch's parameters",
-                      file=sys.stderr)
+        if best_host is None:
+            best_host = _read_best(ckpts, payload(), best_epoch)
         if best_host is not None:
             final_state = put(jax.tree.map(jnp.asarray, best_host))
     final = {}
