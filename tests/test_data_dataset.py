@@ -329,6 +329,33 @@ def test_standardization_stats_shapes():
     assert mean.shape == ()
 
 
+@pytest.mark.parametrize("per_feature", [True, False])
+def test_standardization_stats_need_no_float64_copy_of_the_data(per_feature):
+    # A float64 copy of MNIST's training rows is 376 MB (and its centered square another):
+    # the statistics must accumulate in float64 without holding one.
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x = (rng.integers(0, 256, (20000, 100)) / 255).astype(np.float32)  # 8 MB
+    x[:, 0] = 0.5  # a constant feature: sigma -> 1
+    x64 = x.astype(np.float64)
+    tracemalloc.start()
+    try:
+        mean, std = standardization_stats(x, per_feature=per_feature)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < x.nbytes / 2, f"peak {peak} bytes for {x.nbytes} bytes of data"
+    axis = 0 if per_feature else None
+    want_std = x64.std(axis=axis)
+    want_std = np.where(want_std < 1e-6, 1.0, want_std)
+    assert mean.dtype == std.dtype == np.float32
+    np.testing.assert_allclose(mean, x64.mean(axis=axis), rtol=1e-6)
+    np.testing.assert_allclose(std, want_std, rtol=1e-6)
+    if per_feature:
+        assert std[0] == 1.0 and mean[0] == np.float32(0.5)
+
+
 def test_normalize_errors():
     ds = pixel_dataset()
     assert normalize(ds, "none") is ds

@@ -87,6 +87,31 @@ def test_a_bad_key_is_named_before_the_loader_runs():
         unregister("counting")
 
 
+@pytest.mark.parametrize("kwargs, fragment", [
+    (dict(n_train=0), "load: n_train must be an integer >= 1, got 0"),
+    (dict(n_test=-5), "load: n_test must be an integer >= 1, got -5"),
+    (dict(n_train=2.5), "load: n_train must be an integer >= 1, got 2.5"),
+    (dict(n_test=True), "load: n_test must be an integer >= 1, got True"),
+])
+def test_a_bad_count_is_named_before_the_loader_runs(kwargs, fragment):
+    # Before: the loader ran first (60000 MNIST images read, or a download attempted) and
+    # the error then named subsample, a function the user never called.
+    calls = []
+
+    def loader(key, **options):
+        calls.append(key)
+        return xor()
+
+    register("counting", loader)
+    try:
+        with pytest.raises(ValueError) as info:
+            load("counting", **kwargs)
+        assert fragment in str(info.value)
+        assert calls == []
+    finally:
+        unregister("counting")
+
+
 def test_an_empty_split_names_the_generator():
     with pytest.raises(ValueError, match=r"^spirals: test_fraction=0.1 of 4 rows leaves"):
         load("spirals", key=KEY, n_samples=4, test_fraction=0.1)

@@ -162,6 +162,15 @@ def test_incomplete_directory_is_skipped(tmp_path, monkeypatch):
     assert ds.num_train + ds.num_test == 10
 
 
+def test_a_jaxnn_data_that_is_a_file_is_reported_as_such(tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "data.tar"
+    not_a_dir.write_bytes(b"")
+    monkeypatch.setenv("JAXNN_DATA", str(not_a_dir))
+    with pytest.raises(DataError) as info:
+        load_mnist(download=False)
+    assert f"$JAXNN_DATA: {not_a_dir} (not a directory)" in str(info.value)
+
+
 def test_uncompressed_files_and_gz_preference(tmp_path):
     images, labels = write_set(tmp_path / "d", 10, compress=False)
     ds = load_mnist(data_dir=tmp_path / "d", download=False)
@@ -185,6 +194,26 @@ def test_file_names_with_a_dot_before_idx_are_found(tmp_path, compress):
     np.testing.assert_array_equal(ds.y_train, labels)
     paths = mn.locate_files("mnist", data_dir=tmp_path, download=False)
     assert paths["test_images"].name == "t10k-images.idx3-ubyte" + (".gz" if compress else "")
+
+
+@pytest.mark.parametrize("spelling", [str.upper, str.title])
+def test_file_names_are_matched_whatever_their_case(tmp_path, spelling):
+    images, labels = fake_arrays(10)
+    for role in ROLES:
+        name = spelling(mn.MNIST.files[role].name)
+        write_idx(tmp_path / name, images if role.endswith("images") else labels, compress=True)
+    ds = load_mnist(data_dir=tmp_path, download=False)
+    np.testing.assert_array_equal(ds.y_test, labels)
+    paths = mn.locate_files("mnist", data_dir=tmp_path, download=False)
+    assert paths["test_images"] == tmp_path / spelling("t10k-images-idx3-ubyte.gz")
+
+
+def test_the_exact_file_name_wins_over_another_case(tmp_path):
+    write_set(tmp_path, 10)
+    write_set(tmp_path / "upper", 11)
+    for path in (tmp_path / "upper").iterdir():
+        path.rename(tmp_path / path.name.upper())
+    assert load_mnist(data_dir=tmp_path, download=False).num_train == 10
 
 
 def test_real_files_with_a_dot_before_idx_verify(shared_data_dir, tmp_path):
@@ -323,6 +352,53 @@ def test_failed_download_names_urls_and_manual_steps(isolated):
         assert name in msg
     assert str(isolated / "fashion-mnist") in msg and "data_dir=" in msg
     assert leftovers(isolated / "fashion-mnist") == []
+
+
+def test_an_unwritable_cache_is_a_data_error(fake_source, tmp_path, monkeypatch):
+    not_a_dir = tmp_path / "cache-file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(not_a_dir))
+    with pytest.raises(DataError) as info:
+        load_mnist(fetch=FakeFetch(fake_source))
+    msg = str(info.value)
+    assert str(not_a_dir / "jaxnn" / "mnist") in msg and "cannot write" in msg
+    assert "data_dir" in msg
+
+
+@pytest.mark.parametrize("bad", ["truncated", "flipped_byte"])
+def test_a_bad_file_in_the_cache_is_downloaded_again(fake_source, isolated, bad):
+    # A partial download left by another tool (or a damaged disk) must not block every run.
+    cache = isolated / "mnist"
+    cache.mkdir(parents=True)
+    for name, data in fake_source.items():
+        (cache / name).write_bytes(data)
+    name = mn.MNIST.files["train_images"].name
+    good = fake_source[name]
+    damaged = good[:100] if bad == "truncated" else good[:-1] + bytes([good[-1] ^ 1])
+    (cache / name).write_bytes(damaged)
+    fetch = FakeFetch(fake_source)
+    assert load_mnist(fetch=fetch).num_train == 20
+    assert fetch.urls == [MIRRORS[0] + name]
+    assert (cache / name).read_bytes() == good
+    assert leftovers(cache) == sorted(fake_source)
+    # Without download, the bad file is reported, naming it.
+    (cache / name).write_bytes(good[:100])
+    with pytest.raises(DataError, match=f"{cache / name}: not the official MNIST"):
+        load_mnist(download=False)
+
+
+def test_a_bad_file_in_the_cache_that_cannot_be_replaced(fake_source, isolated):
+    cache = isolated / "mnist"
+    cache.mkdir(parents=True)
+    for name, data in fake_source.items():
+        (cache / name).write_bytes(data)
+    name = mn.MNIST.files["test_labels"].name
+    (cache / name).write_bytes(fake_source[name][:10])
+    with pytest.raises(DataError) as info:
+        load_mnist(fetch=FakeFetch({}, fail=("http",)))
+    msg = str(info.value)
+    assert f"{cache / name}: not the official MNIST" in msg
+    assert f"{MIRRORS[0] + name}: OSError: unreachable" in msg
 
 
 def test_fetch_returning_non_bytes(fake_source):
@@ -486,3 +562,42 @@ def test_other_data_sets_labels_are_refused_when_recompressed(shared_data_dir, t
     (wrong / labels).write_bytes(gzip.compress(raw, compresslevel=1, mtime=0))
     with pytest.raises(DataError, match="this is the MNIST t10k-labels-idx1-ubyte"):
         load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test", verify=False)
+
+
+def test_other_data_sets_labels_are_refused_when_decompressed_but_named_gz(
+        shared_data_dir, tmp_path):
+    # A browser that honours Content-Encoding: gzip saves the decompressed file under its .gz
+    # name; whether a file is compressed is read from its content, not its name.
+    wrong = _fashion_folder_with(shared_data_dir / "fashion-mnist", tmp_path)
+    labels = mn.FASHION_MNIST.files["test_labels"].name
+    (wrong / labels).write_bytes(gzip.decompress((shared_data_dir / "mnist" / labels).read_bytes()))
+    with pytest.raises(DataError, match="this is the MNIST t10k-labels-idx1-ubyte"):
+        load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test", verify=False)
+
+
+@pytest.mark.parametrize("stored", ["decompressed_as_gz", "gzipped_as_raw"])
+def test_official_files_verify_whatever_their_name_says(shared_data_dir, tmp_path, stored):
+    src = shared_data_dir / "fashion-mnist"
+    folder = tmp_path / "d"
+    folder.mkdir()
+    for role in TEST_ROLES:
+        spec = mn.FASHION_MNIST.files[role]
+        data = (src / spec.name).read_bytes()
+        if stored == "decompressed_as_gz":
+            (folder / spec.name).write_bytes(gzip.decompress(data))
+        else:
+            (folder / spec.raw_name).write_bytes(data)
+    ds = load_fashion_mnist(KEY, data_dir=folder, download=False, split="test", verify=True)
+    assert ds.num_train + ds.num_test == 10000
+
+
+def test_other_data_sets_images_are_refused(shared_data_dir, tmp_path):
+    # MNIST digits under Fashion-MNIST labels would be silently wrong data.
+    wrong = _fashion_folder_with(shared_data_dir / "fashion-mnist", tmp_path)
+    images = mn.FASHION_MNIST.files["test_images"].name
+    shutil.copy(shared_data_dir / "mnist" / images, wrong / images)
+    with pytest.raises(DataError, match="this is the MNIST t10k-images-idx3-ubyte, not "
+                       "Fashion-MNIST's") as info:
+        load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test", verify=False)
+    assert str(wrong / images) in str(info.value)
+

@@ -69,6 +69,7 @@ from jaxnn.data.dataset import (
     NORMALIZATIONS,
     TASKS,
     Dataset,
+    _check_count,
     _check_fraction,
     _require_key,
     batch_mask,
@@ -280,6 +281,12 @@ def load(
         raise ValueError(
             f"{fn}: normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
         )
+    # Counts are checked here, before the loader reads 60000 images or tries a download;
+    # whether they exceed the rows available is known only after it (subsample checks).
+    if n_train is not None:
+        n_train = _check_count(n_train, fn, "n_train")
+    if n_test is not None:
+        n_test = _check_count(n_test, fn, "n_test")
     if validation_fraction != 0.0:
         validation_fraction = _check_fraction(validation_fraction, fn, "validation_fraction")
         _require_key(key, fn, f"validation_fraction={validation_fraction}")

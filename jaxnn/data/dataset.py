@@ -564,15 +564,36 @@ def standardization_stats(
 
     Raises:
       ValueError: ``eps`` is not a finite number > 0 (with ``eps=0`` a constant feature
-        would be divided by 0).
+        would be divided by 0), or ``x`` has no rows.
     """
-    eps = _check_positive(eps, "standardization_stats", "eps")
-    x64 = np.asarray(x, dtype=np.float64)
+    fn = "standardization_stats"
+    eps = _check_positive(eps, fn, "eps")
+    x = np.asarray(x)
+    if x.ndim == 0:
+        x = x.reshape(1)
+    count = x.shape[0] if per_feature else x.size
+    if count == 0:
+        raise ValueError(f"{fn}: x of shape {x.shape} has no entries to take statistics of")
+    # Two passes over blocks of rows, each cast to float64 alone: a float64 copy of the whole
+    # array (376 MB for MNIST's training rows, and as much again for its centered square)
+    # is never held.
+    rows = max(1, _STATS_BLOCK // max(1, math.prod(x.shape[1:])))
+    blocks = [x[i:i + rows] for i in range(0, x.shape[0], rows)]
     axis = 0 if per_feature else None
-    mean = x64.mean(axis=axis)
-    std = x64.std(axis=axis)
+    mean = sum(b.sum(axis=axis, dtype=np.float64) for b in blocks) / count
+
+    def squared_deviations(b: np.ndarray) -> np.ndarray:
+        d = b - mean  # float64, one block
+        return np.square(d, out=d).sum(axis=axis)
+
+    var = sum(squared_deviations(b) for b in blocks) / count
+    std = np.sqrt(var)
     std = np.where(std < eps, 1.0, std)
     return np.asarray(mean, np.float32), np.asarray(std, np.float32)
+
+
+#: Entries per block in :func:`standardization_stats` (2 MB of float64).
+_STATS_BLOCK = 1 << 18
 
 
 def normalize(

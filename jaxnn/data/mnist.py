@@ -7,8 +7,8 @@ split). :func:`jaxnn.data.load` then divides by 255 (normalization ``"scale"``, 
 
 Where the four files (``train-images-idx3-ubyte.gz``, ``train-labels-idx1-ubyte.gz``,
 ``t10k-images-idx3-ubyte.gz``, ``t10k-labels-idx1-ubyte.gz``; gzipped or not, and also
-accepted with a dot before ``idx``, as in ``t10k-images.idx3-ubyte``) are looked for, in this
-order; the first directory holding every needed file wins:
+accepted with a dot before ``idx``, as in ``t10k-images.idx3-ubyte``, and in any letter case)
+are looked for, in this order; the first directory holding every needed file wins:
 
 1. ``data_dir`` (the argument; it must exist when given),
 2. ``$JAXNN_DATA``,
@@ -24,12 +24,15 @@ URLs tried and saying which files to put where.
 
 Verification: every file is parsed as IDX and checked for structure (28x28 uint8 images,
 uint8 labels in 0..9, as many labels as images). Checksums (sha256 and md5 of the ``.gz``,
-sha256 of the uncompressed file where known) are always checked on downloads and, by
-default, on files in the cache; files you place yourself (``data_dir``, ``$JAXNN_DATA``) are
+sha256 of the uncompressed file where known; a file counts as gzipped by its content, not
+its name) are always checked on downloads and, by default, on files in the cache, where a
+file that fails them (a partial download left by another tool) is downloaded again when
+``download=True``; files you place yourself (``data_dir``, ``$JAXNN_DATA``) are
 checked only with ``verify=True`` (you may have your own, differently compressed copy).
 ``verify=False`` skips checksums on files found (never on downloads). Whatever ``verify``
-says, a labels file that is recognisably the *other* data set's (MNIST files in a
-Fashion-MNIST folder or the reverse) is refused.
+says, a file that is recognisably the *other* data set's (MNIST files in a Fashion-MNIST
+folder or the reverse) is refused: any labels file, and an images file in its official
+gzipped form.
 
 Only the test files? ``split="test"`` builds both splits from the 10000 official test images
 alone (a keyed, stratified split, ``test_fraction`` of them for testing), for machines that
@@ -251,9 +254,17 @@ def search_dirs(
 
 
 def _find_in(directory: pathlib.Path, spec: FileSpec) -> pathlib.Path | None:
-    """The first of ``spec.accepted_names`` present (.gz before uncompressed), else None."""
+    """The first of ``spec.accepted_names`` present (.gz before uncompressed), else the first
+    present in another case (``T10K-IMAGES-IDX3-UBYTE.GZ``), else None."""
     for candidate in (directory / name for name in spec.accepted_names):
         if candidate.is_file():
+            return candidate
+    try:
+        entries = {entry.name.lower(): entry.name for entry in os.scandir(directory)}
+    except OSError:  # missing, not a directory, unreadable
+        return None
+    for name in spec.accepted_names:
+        if name in entries and (candidate := directory / entries[name]).is_file():
             return candidate
     return None
 
@@ -263,14 +274,32 @@ def _find_in(directory: pathlib.Path, spec: FileSpec) -> pathlib.Path | None:
 
 
 def file_digests(path: str | os.PathLike) -> dict[str, Any]:
-    """``{"size": bytes, "sha256": hex, "md5": hex}`` of a file (read in chunks)."""
+    """``{"size": bytes, "sha256": hex, "md5": hex}`` of a file (read in chunks).
+
+    Raises:
+      DataError: the file cannot be read (the message names it).
+    """
     sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
+    try:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                sha.update(chunk)
+                md5.update(chunk)
+                size += len(chunk)
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err})") from err
     return {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+
+
+def _is_gzip(path: pathlib.Path) -> bool:
+    """Whether the file starts with the gzip magic bytes. Its name is no guide: a browser
+    honouring ``Content-Encoding: gzip`` saves the decompressed file under the ``.gz`` name,
+    and some archives hold gzipped files without the suffix."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(2) == b"\x1f\x8b"
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err})") from err
 
 
 def bytes_digests(data: bytes) -> dict[str, Any]:
@@ -300,11 +329,18 @@ def _mismatch(digests: Mapping[str, Any], spec: FileSpec, compressed: bool) -> s
     return None
 
 
+class _NotOfficial(DataError):
+    """A file whose size or checksums differ from the official file's (as opposed to one
+    that cannot be checked because no checksum is known)."""
+
+
 def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
     """Check a file against the published size and checksums of ``name``'s file ``role``.
 
-    A ``.gz`` file is checked against every known value among size, sha256 and md5; an
-    uncompressed file against the sha256 of the uncompressed official file.
+    A gzipped file is checked against every known value among size, sha256 and md5 of the
+    official ``.gz``; an uncompressed one against the sha256 of the uncompressed official
+    file. Which of the two a file is comes from its content (the gzip magic bytes), not its
+    name.
 
     Args:
       path: the file.
@@ -318,7 +354,7 @@ def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
     source = _source(name)
     spec = source.files[role]
     path = pathlib.Path(path)
-    compressed = path.name.endswith(".gz")
+    compressed = _is_gzip(path)
     try:
         problem = _mismatch(file_digests(path), spec, compressed)
     except LookupError:
@@ -328,35 +364,45 @@ def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
             f"verified; pass verify=False to accept it on its structure alone"
         ) from None
     if problem:
-        raise DataError(
+        raise _NotOfficial(
             f"{path}: not the official {source.title} {spec.name if compressed else spec.raw_name}"
             f" ({problem}); replace the file, or pass verify=False to use your own copy"
         )
 
 
 def _check_not_other(path: pathlib.Path, source: Source, role: str) -> None:
-    """Refuse a labels file whose content is the other data set's.
+    """Refuse a file whose content is the other data set's.
 
-    Compared: the file's sha256 and md5 with the other ``.gz`` file's, and the sha256 of its
-    (decompressed) content with the other's uncompressed file, so a re-compressed copy is
-    caught too. Labels files are small (<= 60 kB uncompressed)."""
-    digests = file_digests(path)
-    if path.name.endswith(".gz"):
+    A labels file (small: <= 60 kB uncompressed) is compared in full: its sha256 and md5
+    with the other ``.gz`` file's, and the sha256 of its (decompressed) content with the
+    other's uncompressed file, so a re-compressed copy is caught too. An images file (up to
+    47 MB) is hashed only when it is gzipped and exactly as large as the other's ``.gz``, so
+    the usual case costs a ``stat``, not a read."""
+    others = [other for other in SOURCES.values() if other is not source]
+    if role.endswith("images"):
+        try:
+            size = path.stat().st_size
+        except OSError as err:
+            raise DataError(f"{path}: cannot read the file ({err})") from err
+        if not any(o.files[role].size == size for o in others) or not _is_gzip(path):
+            return
+        digests, raw_sha256 = file_digests(path), None
+    elif _is_gzip(path):
+        digests = file_digests(path)
         try:
             with gzip.open(path, "rb") as f:
                 raw_sha256 = hashlib.sha256(f.read()).hexdigest()
         except (OSError, EOFError, zlib.error):
             return  # not valid gzip: read_idx names the problem
     else:
+        digests = file_digests(path)
         raw_sha256 = digests["sha256"]
-    for other in SOURCES.values():
-        if other is source:
-            continue
+    for other in others:
         spec = other.files[role]
         if (
             digests["sha256"] == spec.sha256
             or digests["md5"] == spec.md5
-            or raw_sha256 == spec.raw_sha256
+            or (raw_sha256 is not None and raw_sha256 == spec.raw_sha256)
         ):
             raise DataError(
                 f"{path}: this is the {other.title} {spec.raw_name}, not {source.title}'s; "
@@ -398,7 +444,14 @@ def _download(
             failures.append(f"{url}: rejected, {problem}")
             continue
         path = target / spec.name
-        write_bytes(path, data)
+        try:
+            write_bytes(path, data)
+        except OSError as err:
+            raise DataError(
+                f"{source.title}: cannot write the downloaded {spec.name} into the cache "
+                f"{target} ({err}); point $XDG_CACHE_HOME at a writable directory, or put the "
+                f"files by hand in a directory you pass as data_dir=... or name in $JAXNN_DATA"
+            ) from err
         return path
     return None
 
@@ -426,15 +479,16 @@ def locate_files(
       fetch: ``url -> bytes`` used to download (default :func:`urllib_fetch`); tests pass a
         fake one.
       verify: checksums on files found: None (default) for the cache only, True everywhere,
-        False nowhere. Downloads are always verified.
+        False nowhere. Downloads are always verified; a cached file that fails its checksums
+        is downloaded again when ``download`` allows.
 
     Returns:
       ``{role: path}`` for the roles the split needs.
 
     Raises:
-      DataError: ``data_dir`` is not a directory, a checksum fails, or the files are found
-        nowhere and could not be downloaded (the message lists where it looked, the URLs
-        tried and where to put the files by hand).
+      DataError: ``data_dir`` is not a directory, a checksum fails, the cache is not
+        writable, or the files are found nowhere and could not be downloaded (the message
+        lists where it looked, the URLs tried and where to put the files by hand).
     """
     source = _source(name)
     if split not in SPLITS:
@@ -460,12 +514,13 @@ def locate_files(
             if split == "official" and {"test_images", "test_labels"} <= present.keys():
                 only_test.append(directory)
         else:
-            looked.append(f"  {origin}: {directory} (does not exist)")
+            what = "not a directory" if directory.exists() else "does not exist"
+            looked.append(f"  {origin}: {directory} ({what})")
 
     failures: list[str] = []
     target = cache_dir() / source.subdirs[0]
+    fetch = fetch if fetch is not None else urllib_fetch
     if found is None and download:
-        fetch = fetch if fetch is not None else urllib_fetch
         found = {}
         for role in roles:
             spec = source.files[role]
@@ -486,11 +541,24 @@ def locate_files(
 
     logger.info("%s: using %s", source.title, ", ".join(str(p) for p in found.values()))
     check = origin == "cache" if verify is None else verify
-    for role, path in found.items():
-        if role.endswith("labels"):
-            _check_not_other(path, source, role)
-        if check:
+    for role in sorted(found, key=lambda r: not r.endswith("labels")):  # the cheap ones first
+        _check_not_other(found[role], source, role)
+    for role, path in list(found.items()) if check else ():
+        try:
             verify_file(path, name, role)
+        except _NotOfficial as err:
+            if origin != "cache" or not download:
+                raise
+            # A partial or damaged file in the cache (left by an interrupted tool, a full
+            # disk): download it again next to it rather than fail on every run.
+            logger.warning("%s; downloading it again", err)
+            failures = []
+            fresh = _download(source, source.files[role], path.parent, fetch, failures)
+            if fresh is None:
+                tried = "\n".join(f"  {f}" for f in failures)
+                raise DataError(
+                    f"{err}\nDownloading it again failed; URLs tried:\n{tried}") from err
+            found[role] = fresh
     return found
 
 
