@@ -24,7 +24,7 @@ step() {  # step NAME LIMIT LOG COMMAND...
   local name=$1 limit=$2 log=$3
   shift 3
   local t0=$SECONDS
-  timeout "$limit" "$@" 2>&1 | tee "$log"
+  timeout -k 15 "$limit" "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   echo "$name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/status.txt"
 }

@@ -61,7 +61,9 @@ def test_train_memory_check_counts_the_optimizer_state(monkeypatch):
         sets += [f"optimizer.options.{k}={v}" for k, v in options.items()]
         cfg = config_lib.load(REPO / "configs" / "xor.yaml", sets)
         exp = loop.build_experiment(cfg)
-        batch = max(exp.batch_size, cfg.training.eval_batch_size)  # as the check sizes it
+        # as the check sizes it: an evaluation chunk holds at most its split's rows
+        batch = max(exp.batch_size,
+                    min(cfg.training.eval_batch_size, exp.dataset.x_test.shape[0]))
         return exp, loop.training_bytes(exp.mlp_config, exp.tx, batch)
 
     exp, sgd = build("sgd")
@@ -75,6 +77,30 @@ def test_train_memory_check_counts_the_optimizer_state(monkeypatch):
     build("sgd")
     with pytest.raises(config_lib.ConfigError, match=r"model.hidden_sizes: .*'adam' need"):
         build("adam")
+
+
+def test_train_memory_check_sizes_the_eval_batch_by_the_split_and_names_the_batch(
+        monkeypatch):
+    # eval_batch_size=10**9 (evaluate each split in one pass) on XOR's few hundred rows was
+    # sized as 10**9-row activations: a 2-8-2 model refused for "~89 GiB", told to shrink
+    # model.hidden_sizes. The evaluation chunks a split into at most its own rows.
+    from jaxnn import config as config_lib
+    from jaxnn.train import loop
+
+    cfg = config_lib.load(REPO / "configs" / "xor.yaml", ["training.eval_batch_size=1000000000"])
+    exp = loop.build_experiment(cfg)
+    rows = max(exp.dataset.x_test.shape[0], exp.batch_size)
+    need = loop.training_bytes(exp.mlp_config, exp.tx, rows)
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: need)
+    loop.build_experiment(cfg)  # exactly fits
+    # A batch, not the model, too big for the device: the message names the batch size.
+    weights = loop.training_bytes(exp.mlp_config, exp.tx, 0)
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: 2 * weights)
+    with pytest.raises(config_lib.ConfigError,
+                       match=r"^training.batch_size: .*batches of 100000 rows"):
+        loop.build_experiment(config_lib.load(REPO / "configs" / "xor.yaml",
+                                              ["training.batch_size=100000",
+                                               "data.options.repeats=25000"]))
 
 
 def test_depth_study_too_big_for_memory_is_refused_before_allocating(tmp_path, capsys):

@@ -58,13 +58,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run_processes(argvs: list[list[str]], envs: list[dict]) -> list[tuple[int, str, str]]:
+def _run_processes(argvs: list[list[str]], envs: list[dict],
+                   timeout_s: float = TIMEOUT_S) -> list[tuple[int, str, str]]:
     """Start every process, wait for all; kill all of them if any hangs or the test fails."""
     procs = [subprocess.Popen([sys.executable, str(TRAIN_SCRIPT), *a], env=e, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
              for a, e in zip(argvs, envs, strict=True)]
     try:
-        outs = [p.communicate(timeout=TIMEOUT_S) for p in procs]
+        outs = [p.communicate(timeout=timeout_s) for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:
@@ -129,11 +130,42 @@ def test_two_processes_match_one_process_on_four_devices_and_resume(tmp_path):
         np.testing.assert_allclose([r[k] for k in r], [q[k] for k in r], rtol=1e-5, atol=1e-6)
 
 
+@needs_gloo
+@pytest.mark.parametrize("extra, needles", [
+    # A different batch: the processes' collectives no longer match, and both waited forever.
+    (["--set", "training.batch_size=32"], ["training.batch_size", "16", "32"]),
+    (["--resume"], ["--resume"]),
+], ids=["batch size", "resume"])
+def test_processes_started_with_different_settings_stop_with_one_line(tmp_path, extra,
+                                                                       needles):
+    port = _free_port()
+    argvs = [JOB + (extra if i == 1 else []) + [
+        "--workdir", str(tmp_path / "run"), "--coordinator", f"127.0.0.1:{port}",
+        "--num-processes", "2", "--process-id", str(i)] for i in range(2)]
+    if "--resume" in extra:  # a resume of a run that is not there: a config error alone
+        argvs[1] = [a for a in argvs[1] if a not in ("--config", JOB[1])]
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "config.yaml").write_text((REPO / "configs" / "xor.yaml").read_text())
+    results = _run_processes(argvs, [_env(2), _env(2)], timeout_s=60)
+    for i, (rc, out, err) in enumerate(results):
+        assert rc == 2, f"process {i}: {err}"
+        assert err.strip().count("\n") == 0 and "Traceback" not in out, f"process {i}: {err}"
+        assert err.startswith("error: distributed: the 2 processes were not started with the "
+                              "same settings"), err
+        for needle in needles:
+            assert needle in err, (needle, err)
+    assert not (tmp_path / "run" / "params.msgpack").exists()
+
+
 BAD = {
     "process id out of range": (["--num-processes", "2", "--process-id", "2",
                                  "--coordinator", "127.0.0.1:1234"],
                                 ["distributed.process_id", "2", "[0, 1]"]),
     "negative process id": (["--process-id", "-1"], ["distributed.process_id", "-1"]),
+    # The process count was left at its default of 1: say so, not just "[0, 0]".
+    "process id without a process count": (
+        ["--process-id", "1", "--coordinator", "127.0.0.1:1234"],
+        ["distributed.process_id", "got 1", "distributed.num_processes is 1", "--num-processes"]),
     "zero processes": (["--num-processes", "0"], ["distributed.num_processes", "0"]),
     "coordinator without port": (["--coordinator", "localhost"],
                                  ["distributed.coordinator_address", "localhost"]),

@@ -2,6 +2,7 @@
 checkpoints and the divergence guard (``jaxnn.train``)."""
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import re
@@ -584,6 +585,32 @@ def test_early_stopping_turned_on_at_a_resume_counts_the_epochs_before_it(tmp_pa
             "training.epochs=4"]), xor, resume=True)
 
 
+def test_early_stopping_turned_on_at_a_resume_of_an_older_run_counts_the_epochs_before_it(
+        tmp_path):
+    # A run checkpointed by the code that counted patience only while early stopping was
+    # on holds a pristine counter (best None, wait 0) although its rows hold every epoch's
+    # metric: turned on at a resume, the counter started afresh and trained past the epoch
+    # where the uninterrupted run stopped.
+    full = train_and_evaluate(_load(None, *ES_RUN), tmp_path / "full")
+    stop = len(full.rows)
+    part = tmp_path / "part"
+    train_and_evaluate(_load(None, *ES_RUN, "training.early_stopping.enabled=false",
+                             f"training.epochs={stop - 1}"), part)
+    for ckpt in (part / "checkpoints").glob("*.jaxnn"):  # as the older code wrote them
+        raw = ckpt.read_bytes()
+        blob = flax.serialization.msgpack_restore(raw[checkpoint_lib._HEADER.size:])
+        meta = json.loads(blob["meta"])
+        meta["early_stopping"].update(best_value=None, best_epoch=-1, wait=0,
+                                      has_improved=False, should_stop=False)
+        payload = flax.serialization.msgpack_serialize({**blob, "meta": json.dumps(meta)})
+        ckpt.write_bytes(checkpoint_lib._HEADER.pack(
+            checkpoint_lib.MAGIC, hashlib.sha256(payload).digest(), len(payload)) + payload)
+    resumed = train_and_evaluate(C.load(part / "config.yaml", [
+        "training.early_stopping.enabled=true", "training.epochs=20"]), part, resume=True)
+    assert len(resumed.rows) == stop and resumed.stopped_early
+    assert resumed.best_epoch == full.best_epoch and resumed.final == full.final
+
+
 def test_resuming_a_run_that_stopped_early_with_more_epochs_says_why_it_trains_no_further(
         tmp_path, capsys):
     # It returned the same run without a word, as if the new epochs had been ignored.
@@ -596,14 +623,14 @@ def test_resuming_a_run_that_stopped_early_with_more_epochs_says_why_it_trains_n
                                run, resume=True)
     err = capsys.readouterr().err
     assert len(again.rows) == stop and again.stopped_early
-    assert (f"warning: the run stopped early at epoch {stop} (val_loss last improved at "
+    assert (f"warning: early stopping ends the run at epoch {stop} (val_loss last improved at "
             f"epoch {full.best_epoch}, patience 2)") in err
     assert "training.early_stopping.patience" in err
     # With patience raised it goes on (and says nothing).
     more = train_and_evaluate(C.load(run / "config.yaml", [
         f"training.epochs={stop + 1}", "training.early_stopping.patience=50"]), run,
         resume=True)
-    assert len(more.rows) == stop + 1 and "stopped early" not in capsys.readouterr().err
+    assert len(more.rows) == stop + 1 and "early stopping ends" not in capsys.readouterr().err
 
 
 def test_resume_refuses_another_experiment_and_keeps_config_yaml(tmp_path):

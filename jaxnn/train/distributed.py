@@ -25,6 +25,8 @@ here. On CPU the cross-process collectives are gloo (``jax_cpu_collectives_imple
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
 import sys
 import threading
@@ -36,7 +38,8 @@ import numpy as np
 
 from jaxnn.config import ConfigError, DistributedConfig, validate_distributed
 
-__all__ = ["EXIT_TIMEOUT", "initialize", "is_main_process", "resolve", "to_global"]
+__all__ = ["EXIT_TIMEOUT", "check_same_settings", "initialize", "is_main_process", "resolve",
+           "to_global"]
 
 #: Exit status of a process whose peers did not join within the initialization timeout.
 EXIT_TIMEOUT = 2
@@ -87,6 +90,16 @@ def resolve(
         values["process_id"] = 0
     out = dataclasses.replace(dist, **values)
     try:
+        n, pid = out.num_processes, out.process_id
+        if n >= 1 and pid >= n:  # name the count too: it may be the default of 1
+            hint = ""
+            if dist.num_processes is None and not env.get(_ENV["num_processes"], "").strip():
+                hint = (" (the default: pass --num-processes or set JAX_NUM_PROCESSES to the "
+                        "number of processes)")
+            raise ConfigError(
+                f"distributed.process_id: got {pid}, but distributed.num_processes is {n}"
+                f"{hint}, so it must be in [0, {n - 1}]"
+            )
         validate_distributed(out)
     except ConfigError as e:
         used = [f"{_ENV[f]}={env[_ENV[f]]}" for f in _ENV
@@ -172,6 +185,39 @@ def initialize(dist: DistributedConfig) -> bool:
         joined.set()
         watchdog.cancel()
     return True
+
+
+def check_same_settings(settings: Mapping[str, Any]) -> None:
+    """Raise on every process unless all processes hold the same ``settings``.
+
+    Processes started with different settings (a batch size, a model, ``--resume`` on one
+    of them) run different collectives, which wait on each other until gloo's deadline or
+    forever. Each process's ``settings`` (a flat mapping of JSON values) are gathered
+    first, so that every process stops at once with the same one-line error.
+
+    Raises:
+      ConfigError: naming the first setting that differs and the processes' values.
+    """
+    from jax.experimental import multihost_utils
+
+    text = json.dumps(dict(settings), sort_keys=True, default=str).encode()
+    head = np.concatenate([[len(text)], np.frombuffer(hashlib.sha256(text).digest(), np.uint8)])
+    heads = np.asarray(multihost_utils.process_allgather(head.astype(np.int64)))
+    if (heads == heads[0]).all():
+        return
+    width = int(heads[:, 0].max())
+    padded = np.frombuffer(text.ljust(width), np.uint8)
+    texts = np.asarray(multihost_utils.process_allgather(padded))
+    every = [json.loads(bytes(row.astype(np.uint8)).decode()) for row in texts]
+    other = next(i for i, s in enumerate(every) if s != every[0])
+    first, theirs = every[0], every[other]
+    key = min(k for k in first.keys() | theirs.keys() if first.get(k) != theirs.get(k))
+    raise ConfigError(
+        f"distributed: the {len(every)} processes were not started with the same settings: "
+        f"process 0 has {key}={json.dumps(first.get(key))}, process {other} has "
+        f"{json.dumps(theirs.get(key))}; run the same command on every process, changing only "
+        "--process-id"
+    )
 
 
 def is_main_process() -> bool:

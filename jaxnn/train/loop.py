@@ -283,7 +283,7 @@ def build_experiment(cfg: Config) -> Experiment:
               if cfg.training.grad == "manual" else None)
     except (TypeError, ValueError) as e:  # e.g. a softmax output with a cross-entropy loss
         raise ConfigError(f"model: {e}") from None
-    _check_memory(cfg, mcfg, tx, bs)
+    _check_memory(cfg, mcfg, tx, bs, dataset)
     return Experiment(cfg, dataset, mcfg, tx, loss_fn, vg, steps, bs)
 
 
@@ -301,21 +301,36 @@ def training_bytes(mcfg: Any, tx: optax.GradientTransformation, batch_size: int)
 
 
 def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
-                  batch_size: int) -> None:
+                  batch_size: int, dataset: Any) -> None:
     """Refuse a model that cannot fit in the device's memory before anything is allocated:
     on a CPU, an allocation past the RAM can get the process killed by the system without
     a message (as the depth study's did) instead of raising out of memory."""
     limit = device_memory_limit()
     if limit is None:
         return
-    need = training_bytes(mcfg, tx, max(batch_size, cfg.training.eval_batch_size))
-    if need > limit:
-        sizes = list(mcfg.layer_sizes)
+    # The evaluation takes a split in chunks of at most its own rows (make_eval_fn): a huge
+    # eval_batch_size, meaning "each split in one pass", is not that many rows.
+    eval_rows = max(int(np.shape(x)[0]) for x in (dataset.x_test, getattr(dataset, "x_val", None))
+                    if x is not None)
+    eval_batch = min(cfg.training.eval_batch_size, eval_rows)
+    batch = max(batch_size, eval_batch)
+    need = training_bytes(mcfg, tx, batch)
+    if need <= limit:
+        return
+    sizes = list(mcfg.layer_sizes)
+    model = training_bytes(mcfg, tx, 0)
+    if model > limit:
         raise ConfigError(
             f"model.hidden_sizes: layer sizes {sizes} with optimizer "
-            f"{cfg.optimizer.name!r} need ~{need / 2**30:.3g} GiB for the weights, "
+            f"{cfg.optimizer.name!r} need ~{model / 2**30:.3g} GiB for the weights, "
             f"gradients, update and optimizer state, more than the device's "
             f"{limit / 2**30:.3g} GiB; use smaller model.hidden_sizes")
+    key = "training.batch_size" if batch == batch_size else "training.eval_batch_size"
+    raise ConfigError(
+        f"{key}: layer sizes {sizes} with optimizer {cfg.optimizer.name!r} and batches of "
+        f"{batch} rows need ~{need / 2**30:.3g} GiB for the weights, gradients, update, "
+        f"optimizer state and one batch's activations, more than the device's "
+        f"{limit / 2**30:.3g} GiB; use a smaller {key} (or model.hidden_sizes)")
 
 
 def _logged_metric_names(cfg: Config, dataset: Any) -> list[str]:
@@ -347,6 +362,17 @@ def _check_monitors(cfg: Config, dataset: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- devices
+
+# What may differ between the processes of one run: where each host finds its data, and
+# what process 0 alone prints or writes. The rest must match, or their collectives do not.
+_PER_PROCESS = ("distributed.", "data.data_dir", "data.download", "logging.progress",
+                "logging.print_every", "logging.plots", "logging.tensorboard")
+
+
+def _launch_settings(cfg: Config, resume: bool) -> dict[str, Any]:
+    flat = _flatten(config_lib.to_dict(cfg))
+    return {"--resume": resume, **{k: v for k, v in flat.items() if not k.startswith(_PER_PROCESS)}}
+
 
 
 def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False,
@@ -543,11 +569,13 @@ def _is_better(value: float, best: float | None, mode: str) -> bool:
 # ----------------------------------------------------------------------------- the loop
 
 
-def _read_best(ckpts: CheckpointManager, target: Any, best_epoch: int) -> Any:
+def _read_best(ckpts: CheckpointManager, target: Any, best_epoch: int, warn: bool = True
+               ) -> Any:
     """The best epoch's saved state for ``restore_best`` after a resume: ``best.jaxnn``, or
     else the numbered checkpoint of that epoch when one is kept (``best.jaxnn`` corrupt, or
     rewritten by a later epoch of a run that crashed); None, with one warning line, when
-    neither holds it (the last epoch's parameters are kept)."""
+    neither holds it (the last epoch's parameters are kept). ``warn``: print the warnings
+    (process 0 only; every process reads the same files)."""
     problems = []
     paths = [ckpts.best_path] + ([ckpts.path(best_epoch)] if best_epoch >= 0 else [])
     for path in paths:
@@ -559,13 +587,13 @@ def _read_best(ckpts: CheckpointManager, target: Any, best_epoch: int) -> Any:
             problems.append(str(e))
             continue
         if meta.get("epoch") == best_epoch:
-            if problems:
+            if problems and warn:
                 print(f"warning: {'; '.join(problems)}; restored the best epoch from {path}",
                       file=sys.stderr)
             return tree["state"]
         problems.append(f"{path} holds epoch {meta.get('epoch')}, not the best epoch "
                         f"{best_epoch}")
-    if problems:
+    if problems and warn:
         print(f"warning: {'; '.join(problems)}; keeping the last epoch's parameters",
               file=sys.stderr)
     return None
@@ -607,6 +635,8 @@ def train_and_evaluate(
     print_every = 0 if quiet else cfg.logging.print_every
     # Before anything that could start a JAX backend.
     multi = distributed_lib.initialize(cfg.distributed)
+    if multi:  # before any collective: different settings would wait on each other
+        distributed_lib.check_same_settings(_launch_settings(cfg, resume))
     main = distributed_lib.is_main_process()
     workdir = pathlib.Path(workdir)
     ckpts = CheckpointManager(workdir / "checkpoints", keep=cfg.training.keep_checkpoints)
@@ -710,6 +740,12 @@ def train_and_evaluate(
         progress = {k: meta["early_stopping"][k]
                     for k in ("best_value", "best_epoch", "wait", "has_improved")}
         stopper = dataclasses.replace(stopper, **progress)
+        if progress["best_value"] is None:
+            # A run checkpointed by an older version while early stopping was off never
+            # counted: count its logged epochs now, so turning it on stops where it would.
+            for row in rows:
+                if monitor in row:
+                    stopper = stopper.update(row[monitor], int(row["epoch"]))
         stopper = dataclasses.replace(
             stopper, should_stop=stopper.wait >= max(stopper.patience, 1)
         )
@@ -724,7 +760,7 @@ def train_and_evaluate(
         if es_cfg.enabled and stopper.should_stop:
             stopped_early = True
             if main and t.epochs > start_epoch:  # asked for more epochs, gets none: say so
-                print(f"warning: the run stopped early at epoch {start_epoch} ({monitor} "
+                print(f"warning: early stopping ends the run at epoch {start_epoch} ({monitor} "
                       f"last improved at epoch {stopper.best_epoch}, patience "
                       f"{stopper.patience}), so it trains no further; raise "
                       "training.early_stopping.patience or set "
@@ -762,7 +798,9 @@ def train_and_evaluate(
     if getattr(ds, "x_val", None) is not None:
         splits = {"val": (ds.x_val, ds.y_val), **splits}
     splits = {k: (jnp.asarray(x), jnp.asarray(labels(y))) for k, (x, y) in splits.items()}
-    splits = put(splits)
+    # As a list: a dict comes back from put with its keys sorted (test before val), which
+    # reordered the logged columns on several devices.
+    splits = dict(zip(splits, put(list(splits.values())), strict=True))
 
     best_host = None
 
@@ -887,7 +925,7 @@ def train_and_evaluate(
     final_state = state
     if es_cfg.enabled and es_cfg.restore_best and stopped_early:
         if best_host is None:
-            best_host = _read_best(ckpts, payload(), best_epoch)
+            best_host = _read_best(ckpts, payload(), best_epoch, warn=main)
         if best_host is not None:
             final_state = put(jax.tree.map(jnp.asarray, best_host))
     final = {}
