@@ -3,6 +3,8 @@ normalization steps it adds to every loader."""
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import numpy as np
 import pytest
@@ -71,7 +73,9 @@ def test_file_options_are_ignored_by_synthetic_sets(tmp_path):
     assert ds.task == "regression"
 
 
-def test_a_bad_key_is_named_before_the_loader_runs():
+@contextlib.contextmanager
+def _counting_loader():
+    """A loader registered as "counting" that records each call; yields the calls."""
     calls = []
 
     def loader(key, **options):
@@ -80,11 +84,16 @@ def test_a_bad_key_is_named_before_the_loader_runs():
 
     register("counting", loader)
     try:
+        yield calls
+    finally:
+        unregister("counting")
+
+
+def test_a_bad_key_is_named_before_the_loader_runs():
+    with _counting_loader() as calls:
         with pytest.raises(ValueError, match="load: key=3 is a plain integer"):
             load("counting", key=3)
         assert calls == []
-    finally:
-        unregister("counting")
 
 
 @pytest.mark.parametrize("kwargs, fragment", [
@@ -96,20 +105,11 @@ def test_a_bad_key_is_named_before_the_loader_runs():
 def test_a_bad_count_is_named_before_the_loader_runs(kwargs, fragment):
     # Before: the loader ran first (60000 MNIST images read, or a download attempted) and
     # the error then named subsample, a function the user never called.
-    calls = []
-
-    def loader(key, **options):
-        calls.append(key)
-        return xor()
-
-    register("counting", loader)
-    try:
+    with _counting_loader() as calls:
         with pytest.raises(ValueError) as info:
             load("counting", **kwargs)
         assert fragment in str(info.value)
         assert calls == []
-    finally:
-        unregister("counting")
 
 
 def test_an_empty_split_names_the_generator():

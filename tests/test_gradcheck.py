@@ -651,6 +651,21 @@ def test_a_wrong_gradient_in_a_vanishing_first_layer_fails_by_default():
     assert report.atol == 0.0 and report.atol_fd == report.fd_resolution > 0
 
 
+def _sum_of_squares_with_wrong_jvp(scale):
+    """``sum(w**2)`` whose autodiff derivative is ``2 w * scale(w)`` (1 where it is right)."""
+
+    @jax.custom_jvp
+    def f(w):
+        return jnp.sum(w**2)
+
+    @f.defjvp
+    def _(primals, tangents):
+        (w,), (t,) = primals, tangents
+        return jnp.sum(w**2), jnp.sum(2 * w * scale(w) * t)
+
+    return f
+
+
 def test_the_report_points_at_the_worst_element_of_a_failed_leaf():
     # A researcher with one wrong entry in a weight gradient learned which leaf failed,
     # not where in it: the report now names the element farthest outside the tolerance.
@@ -669,16 +684,8 @@ def test_the_report_points_at_the_worst_element_of_a_failed_leaf():
     assert "head/v: worst" not in str(report)  # passed leaves are not listed
 
     # Without grad_fn the element is found against finite differences.
-    @jax.custom_jvp
-    def planted(w):
-        return jnp.sum(w**2)
-
-    @planted.defjvp
-    def _(primals, tangents):
-        (w,), (t,) = primals, tangents
-        scale = jnp.ones_like(w).at[1, 4].set(1.5)  # wrong derivative at [1, 4] only
-        return jnp.sum(w**2), jnp.sum(2 * w * scale * t)
-
+    planted = _sum_of_squares_with_wrong_jvp(
+        lambda w: jnp.ones_like(w).at[1, 4].set(1.5))  # wrong derivative at [1, 4] only
     w = jnp.arange(1.0, 13.0).reshape(2, 6)
     report = gradcheck.check_gradients(lambda p: planted(p["w"]), {"w": w})
     leaf = report.leaves[0]
@@ -690,16 +697,8 @@ def test_the_report_points_at_the_worst_element_of_a_failed_leaf():
 
     # A subsampled leaf: the worst of the sampled elements is mapped back to its place in
     # the leaf (the autodiff value and the true derivative there are the ones reported).
-    @jax.custom_jvp
-    def growing(w):
-        return jnp.sum(w**2)
-
-    @growing.defjvp
-    def _(primals, tangents):
-        (w,), (t,) = primals, tangents
-        scale = 1 + jnp.arange(w.size).reshape(w.shape) / w.size  # worse further along
-        return jnp.sum(w**2), jnp.sum(2 * w * scale * t)
-
+    growing = _sum_of_squares_with_wrong_jvp(
+        lambda w: 1 + jnp.arange(w.size).reshape(w.shape) / w.size)  # worse further along
     w = 1 + jnp.arange(1200.0).reshape(40, 30) / 1200
     report = gradcheck.check_gradients(lambda p: growing(p["w"]), {"w": w},
                                        max_fd_elements=50)
