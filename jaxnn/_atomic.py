@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import tempfile
 from collections.abc import Callable
 
-__all__ = ["replace_atomically", "write_bytes", "write_text"]
+__all__ = ["remove_temporaries", "replace_atomically", "write_bytes", "write_text"]
 
 
 def replace_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> pathlib.Path:
@@ -62,3 +63,29 @@ def write_text(path: str | os.PathLike, text: str, newline: str | None = None) -
     """Write ``text`` to ``path`` atomically; ``newline`` as for :func:`open`."""
     return replace_atomically(
         path, lambda tmp: pathlib.Path(tmp).write_text(text, newline=newline))
+
+
+def remove_temporaries(directory: str | os.PathLike,
+                       is_target: Callable[[str], bool]) -> list[pathlib.Path]:
+    """Delete, in ``directory``, the temporary files :func:`replace_atomically` left behind
+    for the final names that ``is_target`` accepts (a process killed mid-write leaves its
+    ``.NAME.XXXXXXXX.SUFFIX``, as big as the file it was writing); returns those removed.
+
+    Call it only while nothing is being written there. Other files are left alone.
+    """
+    directory = pathlib.Path(directory)
+    try:
+        entries = list(directory.iterdir())
+    except OSError:  # missing, not a directory, unreadable: nothing to tidy
+        return []
+    removed = []
+    for p in entries:
+        m = _TEMPORARY.match(p.name)
+        if m and m["name"].endswith(m["suffix"]) and is_target(m["name"]) and p.is_file():
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+# "." + final name + "." + mkstemp's random part (8 characters) + the final name's suffix.
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.[A-Za-z0-9_]{8}(?P<suffix>\.[^.]*)$")

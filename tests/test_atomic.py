@@ -78,3 +78,24 @@ def test_written_files_are_ordinary_and_complete(tmp_path):
     assert C.load(tmp_path / "config.yaml") == C.load(None, [])
     assert (tmp_path / "summary.md").read_text() == "# title\n\nbody\n"
     assert pathlib.Path(tmp_path / "x.idx").stat().st_size == 4 + 2 * 4 + 6
+
+
+def test_remove_temporaries_takes_what_a_killed_write_left_and_nothing_else(tmp_path,
+                                                                            monkeypatch):
+    # A write killed between mkstemp and the rename leaves the temporary file: make one the
+    # way replace_atomically does, by failing the rename (and the cleanup) of a real write.
+    from jaxnn import _atomic
+
+    monkeypatch.setattr(_atomic.os, "replace", lambda *a: (_ for _ in ()).throw(SystemExit))
+    monkeypatch.setattr(_atomic.pathlib.Path, "unlink", lambda self, missing_ok=False: None)
+    with pytest.raises(SystemExit):
+        _atomic.write_text(tmp_path / "history.json", "{}")
+    monkeypatch.undo()
+    (left,) = [p for p in tmp_path.iterdir()]
+    assert left.name.startswith(".history.json.") and left.name.endswith(".json")
+    (tmp_path / "history.json").write_text("{}")
+    (tmp_path / ".other.json.a1b2c3d4.json").write_text("x")  # not a target
+    assert _atomic.remove_temporaries(tmp_path / "missing", lambda n: True) == []
+    assert _atomic.remove_temporaries(tmp_path, lambda n: n == "history.json") == [left]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.json.a1b2c3d4.json",
+                                                          "history.json"]

@@ -782,20 +782,27 @@ def test_a_resume_rewrites_the_logs_of_epochs_past_its_checkpoint(tmp_path):
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 rows
 
 
-def test_a_resume_removes_the_temporary_files_of_a_killed_checkpoint_write(tmp_path):
-    # kill -9 during a checkpoint write leaves its temporary file (a model-sized copy);
-    # nothing removed them, so every kill in a write left one more for good.
+def test_a_resume_removes_the_temporary_files_of_a_killed_write(tmp_path):
+    # kill -9 during a checkpoint write (or of params.msgpack, a log, a plot) leaves its
+    # temporary file (a model-sized copy); nothing removed them, so every kill in a write
+    # left one more for good. Names as jaxnn._atomic makes them (mkstemp: 8 random chars).
     run = tmp_path / "run"
     cfg = _load("xor", "training.epochs=2", "training.checkpoint_every=1")
     train_and_evaluate(cfg, run)
     ckdir = run / "checkpoints"
     partial = (ckdir / "ckpt_000002.jaxnn").read_bytes()[:50]
-    leftovers = [ckdir / ".ckpt_000003.jaxnn.k1_x9q2.jaxnn", ckdir / ".best.jaxnn.ab3d_e.jaxnn"]
+    leftovers = [ckdir / ".ckpt_000003.jaxnn.k1_x9q2z.jaxnn", ckdir / ".best.jaxnn.ab3d_e1f.jaxnn",
+                 run / ".params.msgpack.gws7uh6g.msgpack", run / ".metrics.csv.a1b2c3d4.csv",
+                 run / ".loss.png.zz_9y8x7.png"]
     for f in leftovers:
         f.write_bytes(partial)
-    (ckdir / "notes.txt").write_text("mine")
+    mine = [ckdir / "notes.txt", run / ".notes.txt.a1b2c3d4.txt", run / ".params.msgpack.bak",
+            run / ".metrics.csv.short.csv"]  # not ours, or not a temporary name
+    for f in mine:
+        f.write_text("mine")
     train_and_evaluate(C.load(run / "config.yaml", ["training.epochs=3"]), run, resume=True)
     assert not any(f.exists() for f in leftovers)
+    assert all(f.read_text() == "mine" for f in mine)
     assert sorted(p.name for p in ckdir.iterdir()) == [
         "best.jaxnn", "ckpt_000002.jaxnn", "ckpt_000003.jaxnn", "notes.txt"]
 

@@ -23,7 +23,7 @@ import flax.serialization
 import jax
 import numpy as np
 
-from jaxnn._atomic import write_bytes
+from jaxnn._atomic import remove_temporaries, write_bytes
 
 __all__ = ["CheckpointError", "CheckpointManager", "read_checkpoint", "write_checkpoint"]
 
@@ -31,8 +31,6 @@ MAGIC = b"JAXNNCK1"
 _HEADER = struct.Struct(">8s32sQ")
 # At least six digits: an epoch (or step) number >= 10**6 simply has more.
 _NAME = re.compile(r"^ckpt_(\d{6,})\.jaxnn$")
-# jaxnn._atomic's temporary name for one of them: "." + name + "." + random + suffix.
-_TEMPORARY = re.compile(r"^\.(ckpt_\d{6,}|best)\.jaxnn\..+\.jaxnn$")
 
 
 class CheckpointError(ValueError):
@@ -202,14 +200,8 @@ class CheckpointManager:
 
         Call it only while no save runs in this directory (the start of a resume).
         """
-        if not self.directory.is_dir():
-            return []
-        removed = []
-        for p in self.directory.iterdir():
-            if _TEMPORARY.match(p.name) and p.is_file():
-                p.unlink(missing_ok=True)
-                removed.append(p)
-        return removed
+        return remove_temporaries(self.directory,
+                                  lambda name: name == "best.jaxnn" or bool(_NAME.match(name)))
 
     def restore_latest(self, target: Any) -> tuple[Any, dict, pathlib.Path, list[str]]:
         """The newest readable checkpoint: ``(tree, metadata, path, problems)``.

@@ -34,6 +34,7 @@ import json
 import math
 import os
 import pathlib
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -48,7 +49,7 @@ import optax
 from jaxnn import backprop, mlp, optim
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
-from jaxnn._atomic import write_bytes
+from jaxnn._atomic import remove_temporaries, write_bytes
 from jaxnn._memory import device_memory_limit, tree_bytes
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
@@ -438,6 +439,10 @@ def _epoch_line(row: dict, epochs: int) -> str:
     return "  ".join(parts)
 
 
+#: The files of a run directory written through jaxnn._atomic (besides the plots' *.png).
+_RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.csv", "history.json", "params.msgpack")
+
+
 def _write_logs(workdir: pathlib.Path, rows: list[dict]) -> None:
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     write_bytes(workdir / "metrics.jsonl", lines.encode())
@@ -755,6 +760,8 @@ def train_and_evaluate(
             # epochs that it trains again (or, with epochs lowered to these, never).
             _write_logs(workdir, rows)
             ckpts.remove_temporaries()  # of a save killed mid-write (kill -9)
+            remove_temporaries(workdir, lambda name: name in _RUN_FILES
+                               or bool(re.fullmatch(r"[a-z_]+\.png", name)))
             if print_every or show_progress:  # quiet: nothing
                 print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if es_cfg.enabled and stopper.should_stop:
