@@ -31,6 +31,7 @@ __all__ = [
     "ConfigError",
     "check",
     "check_distinct",
+    "divergence_step",
     "is_int",
     "is_number",
     "markdown_table",
@@ -290,3 +291,12 @@ def increase_fraction(losses: Any) -> float:
         return 0.0
     d = np.diff(a)
     return float(np.mean(~(d <= 0)))
+
+
+def divergence_step(losses: Any, factor: float = math.inf) -> int | None:
+    """First update (0-based) whose loss is non-finite or above ``factor`` x the first loss
+    (the default: non-finite only); None when there is none."""
+    a = np.asarray(losses, dtype=np.float64).ravel()
+    with np.errstate(invalid="ignore"):  # inf x a first loss of 0 is nan: never exceeded
+        bad = ~np.isfinite(a) | (a > factor * a[0])
+    return int(np.argmax(bad)) if bad.any() else None

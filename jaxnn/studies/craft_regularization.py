@@ -41,6 +41,7 @@ from jaxnn.studies.craft_common import (
     ConfigError,
     check,
     check_distinct,
+    divergence_step,
     is_int,
     is_number,
     markdown_table,
@@ -342,12 +343,11 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
     _, c = jax.jit(jax.vmap(run))(params, state, keys, None)
     all_loss = np.asarray(c["loss"]).reshape(len(cfgs), -1)
     loss = all_loss[:, :steps]
-    finite = np.isfinite(all_loss)
     # The last epoch may run past ``steps``; report the epoch that contains it.
     final = {name: {"train_loss": float(np.asarray(c["train_loss"])[i, -1]),
                     "train_accuracy": float(np.asarray(c["train_accuracy"])[i, -1]),
                     "test_accuracy": float(np.asarray(c["test_accuracy"])[i, -1]),
-                    "diverged_at": None if finite[i].all() else int(np.argmax(~finite[i]))}
+                    "diverged_at": divergence_step(all_loss[i])}
              for i, name in enumerate(cfgs)}
     result = {"final": final, "loss": dict(zip(cfgs, loss, strict=True)),
               "chance": 1.0 / ds.num_classes, "steps": epochs * per_epoch, "data": ds.name}
@@ -418,8 +418,7 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
         _, c = jax.jit(jax.vmap(run))(params, state, jnp.stack([k_run] * n), None)
         curves[name] = np.asarray(c["train_accuracy"])
         acc[name] = curves[name][:, -1]
-        finite = np.isfinite(np.asarray(c["loss"]).reshape(n, -1))
-        gone[name] = [None if f.all() else int(np.argmax(~f)) for f in finite]
+        gone[name] = [divergence_step(lo) for lo in np.asarray(c["loss"]).reshape(n, -1)]
     result = {"scales": scales, "train_accuracy": acc, "curves": curves, "diverged_at": gone,
               "data": ds.name}
     out = _prepare(workdir)

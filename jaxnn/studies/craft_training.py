@@ -45,6 +45,7 @@ from jaxnn.studies.craft_common import (
     ConfigError,
     check,
     check_distinct,
+    divergence_step,
     increase_fraction,
     is_int,
     is_number,
@@ -182,13 +183,6 @@ def smoothing_window(updates: int) -> int:
     length (a window as long as the run would leave a single point), down to 1 (no smoothing).
     """
     return min(20, max(1, updates // 5))
-
-
-def divergence_step(losses: Any, factor: float) -> int | None:
-    """First update (0-based) whose loss is non-finite or above ``factor`` x the first loss."""
-    a = np.asarray(losses, dtype=np.float64).ravel()
-    bad = ~np.isfinite(a) | (a > factor * a[0])
-    return int(np.argmax(bad)) if bad.any() else None
 
 
 def _plot_lines(ax, curves: Mapping[str, Any], xlabel: str, ylabel: str, log: bool = False,
