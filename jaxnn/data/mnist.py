@@ -60,7 +60,7 @@ import numpy as np
 
 from jaxnn._atomic import write_bytes
 from jaxnn.data.dataset import Dataset, _check_fraction, _require_key, _train_test_split
-from jaxnn.data.idx import DataError, read_idx
+from jaxnn.data.idx import _GZIP_MAGIC, DataError, read_idx
 
 __all__ = [
     "FASHION_MNIST",
@@ -297,7 +297,7 @@ def _is_gzip(path: pathlib.Path) -> bool:
     and some archives hold gzipped files without the suffix."""
     try:
         with open(path, "rb") as f:
-            return f.read(2) == b"\x1f\x8b"
+            return f.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
     except OSError as err:
         raise DataError(f"{path}: cannot read the file ({err})") from err
 
