@@ -135,6 +135,15 @@ def test_cache_dir_without_xdg(monkeypatch, tmp_path):
     assert mn.cache_dir() == tmp_path / ".cache" / "jaxnn"
 
 
+@pytest.mark.parametrize("value", ["relative/cache", "", "."])
+def test_cache_dir_ignores_a_relative_xdg(monkeypatch, tmp_path, value):
+    # The XDG base-directory rules: a relative $XDG_CACHE_HOME is invalid and ignored, so
+    # the cache does not depend on the folder the command runs in.
+    monkeypatch.setenv("XDG_CACHE_HOME", value)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert mn.cache_dir() == tmp_path / ".cache" / "jaxnn"
+
+
 @pytest.mark.parametrize("layout", ["fashion-mnist", "fashion_mnist", "."])
 def test_env_subfolder_layouts(tmp_path, monkeypatch, layout):
     root = tmp_path / "env"
@@ -333,10 +342,16 @@ def test_checksum_mismatch_is_rejected_and_not_cached(fake_source, isolated):
 
 
 def test_real_table_rejects_fake_download(isolated):
-    fetch = FakeFetch(fake_payloads())  # the true MNIST checksums: these bytes do not match
+    payloads = fake_payloads()  # the true MNIST sizes and checksums: these bytes do not match
+    with pytest.raises(DataError, match="rejected, size mismatch: expected 9912422, got "):
+        load_mnist(fetch=FakeFetch(payloads))
+    assert leftovers(isolated / "mnist") == []
+    # Bytes of the published size still have to match the published md5 sum.
+    name = mn.MNIST.files["train_images"].name
+    payloads[name] = payloads[name].ljust(9912422, b"\0")
     with pytest.raises(DataError, match="rejected, md5 mismatch: expected "
                        "f68b3c2dcbeaaa9fbdd348bbdeb94873"):
-        load_mnist(fetch=fetch)
+        load_mnist(fetch=FakeFetch(payloads))
     assert leftovers(isolated / "mnist") == []
 
 
@@ -425,7 +440,7 @@ def test_cache_files_are_checksummed_by_default(isolated):
 def test_user_files_are_checksummed_only_with_verify_true(tmp_path):
     write_set(tmp_path / "d", 10)
     assert load_mnist(data_dir=tmp_path / "d", download=False).num_train == 10
-    with pytest.raises(DataError, match="md5 mismatch") as info:
+    with pytest.raises(DataError, match="size mismatch: expected 9912422") as info:
         load_mnist(data_dir=tmp_path / "d", download=False, verify=True)
     assert str(tmp_path / "d" / "train-images-idx3-ubyte.gz") in str(info.value)
 
@@ -494,6 +509,16 @@ PUBLISHED_MD5 = {
 def test_table_holds_the_published_md5_sums():
     for name, published in PUBLISHED_MD5.items():
         assert {s.name: s.md5 for s in mn.SOURCES[name].files.values()} == published
+
+
+def test_every_file_has_a_size():
+    # A size lets a truncated download fail before hashing and lets the other-data-set
+    # check recognise official files; the MNIST train sizes are those the mirrors serve.
+    for source in mn.SOURCES.values():
+        for spec in source.files.values():
+            assert isinstance(spec.size, int) and spec.size > 0, spec.name
+    assert mn.MNIST.files["train_images"].size == 9912422
+    assert mn.MNIST.files["train_labels"].size == 28881
 
 
 @pytest.fixture(scope="module")
