@@ -62,9 +62,9 @@ def test_train_memory_check_counts_the_optimizer_state(monkeypatch):
         cfg = config_lib.load(REPO / "configs" / "xor.yaml", sets)
         exp = loop.build_experiment(cfg)
         # as the check sizes it: an evaluation chunk holds at most its split's rows
-        batch = max(exp.batch_size,
-                    min(cfg.training.eval_batch_size, exp.dataset.x_test.shape[0]))
-        return exp, loop.training_bytes(exp.mlp_config, exp.tx, batch)
+        chunk = min(cfg.training.eval_batch_size, exp.dataset.x_test.shape[0])
+        return exp, loop.training_bytes(exp.mlp_config, exp.tx, exp.batch_size, chunk,
+                                        loop._data_bytes(exp.dataset))
 
     exp, sgd = build("sgd")
     _, momentum = build("sgd", momentum=0.9)
@@ -89,18 +89,46 @@ def test_train_memory_check_sizes_the_eval_batch_by_the_split_and_names_the_batc
 
     cfg = config_lib.load(REPO / "configs" / "xor.yaml", ["training.eval_batch_size=1000000000"])
     exp = loop.build_experiment(cfg)
-    rows = max(exp.dataset.x_test.shape[0], exp.batch_size)
-    need = loop.training_bytes(exp.mlp_config, exp.tx, rows)
+    need = loop.training_bytes(exp.mlp_config, exp.tx, exp.batch_size,
+                               exp.dataset.x_test.shape[0], loop._data_bytes(exp.dataset))
     monkeypatch.setattr(loop, "device_memory_limit", lambda: need)
     loop.build_experiment(cfg)  # exactly fits
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: need - 1)
+    with pytest.raises(config_lib.ConfigError):
+        loop.build_experiment(cfg)
     # A batch, not the model, too big for the device: the message names the batch size.
+    big = config_lib.load(REPO / "configs" / "xor.yaml",
+                          ["training.batch_size=100000", "data.options.repeats=25000"])
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: None)
+    data = loop._data_bytes(loop.build_experiment(big).dataset)
     weights = loop.training_bytes(exp.mlp_config, exp.tx, 0)
-    monkeypatch.setattr(loop, "device_memory_limit", lambda: 2 * weights)
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: 2 * weights + data)
     with pytest.raises(config_lib.ConfigError,
                        match=r"^training.batch_size: .*batches of 100000 rows"):
-        loop.build_experiment(config_lib.load(REPO / "configs" / "xor.yaml",
-                                              ["training.batch_size=100000",
-                                               "data.options.repeats=25000"]))
+        loop.build_experiment(big)
+
+
+def test_train_memory_check_counts_the_data_and_eval_activations_once(monkeypatch):
+    # The training set and evaluation splits stay on the device for the whole run; an
+    # evaluation chunk is a forward pass (no activation gradients), a training batch is not.
+    from jaxnn import config as config_lib
+    from jaxnn.train import loop
+
+    cfg = config_lib.load(REPO / "configs" / "xor.yaml", ["data.options.repeats=2000"])
+    exp = loop.build_experiment(cfg)
+    mcfg, tx, ds = exp.mlp_config, exp.tx, exp.dataset
+    data = loop._data_bytes(ds)
+    assert data == sum(a.nbytes for a in (ds.x_train, ds.y_train, ds.x_test, ds.y_test))
+    units = 4 * sum(mcfg.layer_sizes)
+    base = loop.training_bytes(mcfg, tx, 0)
+    assert loop.training_bytes(mcfg, tx, 0, 0, data) == base + data
+    assert loop.training_bytes(mcfg, tx, 10, 0) == base + 2 * units * 10
+    assert loop.training_bytes(mcfg, tx, 10, 15) == base + 2 * units * 10  # train batch larger
+    assert loop.training_bytes(mcfg, tx, 10, 50) == base + units * 50
+    # A limit that holds the model but not the data names the data, not the layer sizes.
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: base + data // 2)
+    with pytest.raises(config_lib.ConfigError, match=r"^data.n_train: the .* GiB of data kept"):
+        loop.build_experiment(cfg)
 
 
 def test_depth_study_too_big_for_memory_is_refused_before_allocating(tmp_path, capsys):

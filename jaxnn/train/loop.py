@@ -288,17 +288,27 @@ def build_experiment(cfg: Config) -> Experiment:
     return Experiment(cfg, dataset, mcfg, tx, loss_fn, vg, steps, bs)
 
 
-def training_bytes(mcfg: Any, tx: optax.GradientTransformation, batch_size: int) -> int:
-    """An estimate, from shapes alone (nothing is allocated), of the device memory one
-    training step needs: the float32 params three times (weights, gradients, the update),
-    the optimizer's state, the model state (batch-norm statistics) twice, and one batch's
-    activations with their gradients."""
+def training_bytes(mcfg: Any, tx: optax.GradientTransformation, batch_size: int,
+                   eval_batch: int = 0, data_bytes: int = 0) -> int:
+    """An estimate, from shapes alone (nothing is allocated), of the device memory training
+    needs: the float32 params three times (weights, gradients, the update), the optimizer's
+    state, the model state (batch-norm statistics) twice, the data kept on the device
+    (``data_bytes``), and the larger of one training batch's activations with their
+    gradients and one evaluation chunk's activations (a forward pass: no gradients)."""
     key = jax.ShapeDtypeStruct((2,), jnp.uint32)
     params, model_state = jax.eval_shape(lambda k: mlp.init(mcfg, k), key)
     opt_state = jax.eval_shape(tx.init, params)
-    activations = 2 * 4 * batch_size * sum(mcfg.layer_sizes)
+    units = 4 * sum(mcfg.layer_sizes)
+    activations = max(2 * units * batch_size, units * eval_batch)
     return (3 * tree_bytes(params) + tree_bytes(opt_state) + 2 * tree_bytes(model_state)
-            + activations)
+            + data_bytes + activations)
+
+
+def _data_bytes(dataset: Any) -> int:
+    """The bytes of the splits that training keeps on each device."""
+    names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+    return sum(int(np.asarray(a).nbytes) for a in (getattr(dataset, n, None) for n in names)
+               if a is not None)
 
 
 def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
@@ -314,8 +324,8 @@ def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
     eval_rows = max(int(np.shape(x)[0]) for x in (dataset.x_test, getattr(dataset, "x_val", None))
                     if x is not None)
     eval_batch = min(cfg.training.eval_batch_size, eval_rows)
-    batch = max(batch_size, eval_batch)
-    need = training_bytes(mcfg, tx, batch)
+    data = _data_bytes(dataset)
+    need = training_bytes(mcfg, tx, batch_size, eval_batch, data)
     if need <= limit:
         return
     sizes = list(mcfg.layer_sizes)
@@ -326,12 +336,21 @@ def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
             f"{cfg.optimizer.name!r} need ~{model / 2**30:.3g} GiB for the weights, "
             f"gradients, update and optimizer state, more than the device's "
             f"{limit / 2**30:.3g} GiB; use smaller model.hidden_sizes")
-    key = "training.batch_size" if batch == batch_size else "training.eval_batch_size"
+    if training_bytes(mcfg, tx, 0, 0, data) > limit:
+        raise ConfigError(
+            f"data.n_train: the {data / 2**30:.3g} GiB of data kept on the device and the "
+            f"~{model / 2**30:.3g} GiB of weights, gradients, update and optimizer state of "
+            f"layer sizes {sizes} need more than the device's {limit / 2**30:.3g} GiB; use "
+            f"fewer rows (data.n_train, data.n_test) or smaller model.hidden_sizes")
+    train_side = 2 * batch_size >= eval_batch
+    key = "training.batch_size" if train_side else "training.eval_batch_size"
+    batch = batch_size if train_side else eval_batch
     raise ConfigError(
         f"{key}: layer sizes {sizes} with optimizer {cfg.optimizer.name!r} and batches of "
         f"{batch} rows need ~{need / 2**30:.3g} GiB for the weights, gradients, update, "
-        f"optimizer state and one batch's activations, more than the device's "
-        f"{limit / 2**30:.3g} GiB; use a smaller {key} (or model.hidden_sizes)")
+        f"optimizer state, the data kept on the device and one batch's activations, more "
+        f"than the device's {limit / 2**30:.3g} GiB; use a smaller {key} (or "
+        f"model.hidden_sizes)")
 
 
 def _logged_metric_names(cfg: Config, dataset: Any) -> list[str]:
