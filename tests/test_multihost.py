@@ -135,13 +135,18 @@ def test_two_processes_match_one_process_on_four_devices_and_resume(tmp_path):
     # A different batch: the processes' collectives no longer match, and both waited forever.
     (["--set", "training.batch_size=32"], ["training.batch_size", "16", "32"]),
     (["--resume"], ["--resume"]),
-], ids=["batch size", "resume"])
+    # A larger count on a non-zero process: it trained with process 0's count, silently.
+    (["--num-processes", "3"], ["distributed.num_processes", "2", "3"]),
+], ids=["batch size", "resume", "process count"])
 def test_processes_started_with_different_settings_stop_with_one_line(tmp_path, extra,
                                                                        needles):
     port = _free_port()
     argvs = [JOB + (extra if i == 1 else []) + [
         "--workdir", str(tmp_path / "run"), "--coordinator", f"127.0.0.1:{port}",
         "--num-processes", "2", "--process-id", str(i)] for i in range(2)]
+    if "--num-processes" in extra:  # the later flag wins: change process 1's own
+        argvs[1] = argvs[1][:len(JOB)] + argvs[1][len(JOB) + 2:]
+        argvs[1][argvs[1].index("--num-processes") + 1] = extra[1]
     if "--resume" in extra:  # a resume of a run that is not there: a config error alone
         argvs[1] = [a for a in argvs[1] if a not in ("--config", JOB[1])]
         (tmp_path / "run").mkdir()

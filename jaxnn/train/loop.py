@@ -391,7 +391,10 @@ _PER_PROCESS = ("distributed.", "data.data_dir", "data.download", "logging.progr
 
 def _launch_settings(cfg: Config, resume: bool) -> dict[str, Any]:
     flat = _flatten(config_lib.to_dict(cfg))
-    return {"--resume": resume, **{k: v for k, v in flat.items() if not k.startswith(_PER_PROCESS)}}
+    same = {k: v for k, v in flat.items() if not k.startswith(_PER_PROCESS)}
+    # The process count too: JAX joins a process asking for more to process 0's count.
+    count = distributed_lib.resolve(cfg.distributed).num_processes
+    return {"--resume": resume, "distributed.num_processes": count, **same}
 
 
 
