@@ -782,6 +782,57 @@ def test_a_resume_rewrites_the_logs_of_epochs_past_its_checkpoint(tmp_path):
     assert (run / "metrics.csv").read_text().count("\n") == 3  # header + 2 rows
 
 
+def _tensorboard_scalars(run: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+    """``tag -> [(step, value), ...]`` of every event file in ``run/tensorboard``, read with
+    tensorboardX's own protobuf (TFRecord framing: length, its crc, data, the data's crc)."""
+    from tensorboardX.proto import event_pb2
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted((run / "tensorboard").glob("events.out.tfevents.*")):
+        blob, i = path.read_bytes(), 0
+        while i < len(blob):
+            n = int.from_bytes(blob[i:i + 8], "little")
+            event = event_pb2.Event.FromString(blob[i + 12:i + 12 + n])
+            i += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def _tensorboard_curves(run: pathlib.Path) -> dict[str, list[tuple[int, float]]]:
+    """The scalars that two runs of one seed share (all but the wall time)."""
+    return {k: v for k, v in _tensorboard_scalars(run).items() if k != "time_s"}
+
+
+def test_tensorboard_logs_every_metric_of_every_epoch(tmp_path):
+    run = tmp_path / "run"
+    h = train_and_evaluate(_load("xor", "training.epochs=3", "logging.tensorboard=true"), run)
+    scalars = _tensorboard_scalars(run)
+    assert set(scalars) == set(h.rows[0]) - {"epoch", "step"}
+    for tag, points in scalars.items():
+        assert [s for s, _ in points] == [r["step"] for r in h.rows], tag
+        np.testing.assert_allclose([v for _, v in points], [r[tag] for r in h.rows],
+                                   rtol=1e-6, err_msg=tag)
+
+
+def test_a_resume_rewrites_the_tensorboard_events_from_its_checkpoint(tmp_path):
+    # Killed after epoch 3 with checkpoints every 2: TensorBoard held epoch 3's points, and
+    # the resumed run logged epoch 3 again beside them (two values at one step). Turning
+    # TensorBoard on at a resume logged only the epochs after it.
+    sets = ("training.checkpoint_every=2", "logging.tensorboard=true")
+    full = train_and_evaluate(_load("xor", "training.epochs=4", *sets), tmp_path / "full")
+    run = tmp_path / "run"
+    train_and_evaluate(_load("xor", "training.epochs=3", *sets), run)
+    (run / "checkpoints" / "ckpt_000003.jaxnn").unlink()  # as if killed before saving it
+    train_and_evaluate(_load("xor", "training.epochs=4", *sets), run, resume=True)
+    assert _tensorboard_curves(run) == _tensorboard_curves(tmp_path / "full")
+    assert len(_tensorboard_scalars(run)["time_s"]) == len(full.rows) == 4
+    off = tmp_path / "off"
+    train_and_evaluate(_load("xor", "training.epochs=2", "training.checkpoint_every=2"), off)
+    train_and_evaluate(_load("xor", "training.epochs=4", *sets), off, resume=True)
+    assert _tensorboard_curves(off) == _tensorboard_curves(tmp_path / "full")
+
+
 def test_a_resume_removes_the_temporary_files_of_a_killed_write(tmp_path):
     # kill -9 during a checkpoint write (or of params.msgpack, a log, a plot) leaves its
     # temporary file (a model-sized copy); nothing removed them, so every kill in a write

@@ -465,6 +465,27 @@ def _epoch_line(row: dict, epochs: int) -> str:
 _RUN_FILES = ("config.yaml", "metrics.jsonl", "metrics.csv", "history.json", "params.msgpack")
 
 
+def _tensorboard_add(tb: Any, row: dict) -> None:
+    for k, v in row.items():
+        if k not in ("epoch", "step"):
+            tb.add_scalar(k, v, global_step=row["step"])
+
+
+def _tensorboard_from(writer_cls: Any, folder: pathlib.Path, rows: list[dict]) -> Any:
+    """A TensorBoard writer on ``folder`` whose events are exactly ``rows`` (those of the
+    checkpoint a run resumes from, or none): the event files of earlier starts are removed,
+    as the logs are rewritten, so that epochs logged past the checkpoint (and trained again)
+    do not show twice, and a run that turns TensorBoard on at a resume shows every epoch."""
+    if folder.is_dir():
+        for old in folder.glob("events.out.tfevents.*"):
+            old.unlink(missing_ok=True)
+    tb = writer_cls(str(folder))
+    for row in rows:
+        _tensorboard_add(tb, row)
+    tb.flush()
+    return tb
+
+
 def _write_logs(workdir: pathlib.Path, rows: list[dict]) -> None:
     lines = "".join(json.dumps(r) + "\n" for r in rows)
     write_bytes(workdir / "metrics.jsonl", lines.encode())
@@ -843,7 +864,7 @@ def train_and_evaluate(
     )
     tb = None
     if tb_writer_cls is not None and main:
-        tb = tb_writer_cls(str(workdir / "tensorboard"))
+        tb = _tensorboard_from(tb_writer_cls, workdir / "tensorboard", rows)
     for epoch in bar:
         if stopped_early:
             break
@@ -914,9 +935,7 @@ def train_and_evaluate(
         if main:
             _write_logs(workdir, rows)
         if tb is not None:
-            for k, v in row.items():
-                if k not in ("epoch", "step"):
-                    tb.add_scalar(k, v, global_step=row["step"])
+            _tensorboard_add(tb, row)
             tb.flush()
         last_epoch = epoch + 1 == t.epochs or stopped_early
         numbered = bool(t.checkpoint_every) and (
