@@ -833,6 +833,22 @@ def test_a_resume_rewrites_the_tensorboard_events_from_its_checkpoint(tmp_path):
     assert _tensorboard_curves(off) == _tensorboard_curves(tmp_path / "full")
 
 
+def test_best_checkpoint_does_not_grow_with_the_epochs(tmp_path):
+    # best.jaxnn is rewritten at every improvement and only restore_best reads it; it
+    # carried every logged row, so a long run rewrote an ever longer file each epoch.
+    run = tmp_path / "run"
+    train_and_evaluate(_load("xor", "training.epochs=40", "training.checkpoint_every=20",
+                             "logging.grad_norms=true"), run)
+
+    def meta(name):
+        raw = (run / "checkpoints" / name).read_bytes()[checkpoint_lib._HEADER.size:]
+        return json.loads(flax.serialization.msgpack_restore(raw)["meta"])
+
+    best, last = meta("best.jaxnn"), meta("ckpt_000040.jaxnn")
+    assert "rows" not in best and len(last["rows"]) == 40
+    assert best.keys() == last.keys() - {"rows"} and best["epoch"] == best["best_epoch"]
+
+
 def test_a_resume_removes_the_temporary_files_of_a_killed_write(tmp_path):
     # kill -9 during a checkpoint write (or of params.msgpack, a log, a plot) leaves its
     # temporary file (a model-sized copy); nothing removed them, so every kill in a write

@@ -953,8 +953,8 @@ def train_and_evaluate(
             }
             # best.jaxnn on every improvement (also between numbered checkpoints, so that a
             # resumed run restores the epoch its meta names), and before the numbered file.
-            if improved:
-                ckpts.save_best(payload(), meta)
+            if improved:  # the logged rows serve a resume, which reads numbered files only
+                ckpts.save_best(payload(), {k: v for k, v in meta.items() if k != "rows"})
             if numbered:
                 ckpts.save(epoch + 1, payload(), meta)
         if t.checkpoint_every and numbered:  # every process: main has just written it
