@@ -18,7 +18,8 @@ Conventions.
 
 * Dtypes: floating inputs keep their dtype (float32 in, float32 out, also for the
   derivatives); scalar parameters are cast to the input's dtype. Integer or boolean
-  inputs are first converted to the default floating dtype.
+  inputs are first converted to the default floating dtype; complex inputs raise
+  ``TypeError`` (kinks, ``|x|`` and the sign tests are real-only).
 * Kinks: where a function is not differentiable the derivative takes a documented
   one-sided value, chosen so that ``jax.grad`` of the forward function as written here
   returns the same value (except for maxout ties, where ``jax.vjp`` splits the cotangent
@@ -172,9 +173,18 @@ _GELU_TANH_CLIP = 30.0
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_float(x: ArrayLike) -> Array:
-    """``x`` as an array of floating dtype (its own if floating, else the default)."""
+def _as_float(x: ArrayLike, fn: str) -> Array:
+    """``x`` as an array of floating dtype (its own if floating, else the default).
+
+    Complex inputs are refused: the kinks, ``|x|`` and the sign tests below are real-only
+    (``tanh_grad(1+1j)`` came back real, ``relu(1+1j)`` as ``1+1j``).
+    """
     x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise TypeError(
+            f"jaxnn.activations.{fn}: x must be real (floating, integer or bool), got dtype "
+            f"{x.dtype}; pass the real part or the modulus explicitly"
+        )
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
     return x
@@ -209,23 +219,23 @@ def linear(x: ArrayLike) -> Array:
     Returns:
       ``x`` as a floating array.
     """
-    return _as_float(x)
+    return _as_float(x, "linear")
 
 
 def linear_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`linear`: ones with the shape and dtype of ``x`` (NaN stays NaN)."""
-    x = _as_float(x)
+    x = _as_float(x, "linear_grad")
     return _keep_nan(jnp.ones_like(x), x)
 
 
 def identity(x: ArrayLike) -> Array:
     """Alias of :func:`linear`: ``identity(x) = x``."""
-    return linear(x)
+    return linear(_as_float(x, "identity"))
 
 
 def identity_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`identity` (alias of :func:`linear_grad`)."""
-    return linear_grad(x)
+    return linear_grad(_as_float(x, "identity_grad"))
 
 
 def step(x: ArrayLike) -> Array:
@@ -243,13 +253,13 @@ def step(x: ArrayLike) -> Array:
     Returns:
       An array of zeros and ones with the shape and dtype of ``x`` (NaN stays NaN).
     """
-    x = _as_float(x)
+    x = _as_float(x, "step")
     return jnp.where(x > 0, 1.0, jnp.where(x <= 0, 0.0, x))
 
 
 def step_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`step`: zeros (NaN where ``x`` is NaN)."""
-    x = _as_float(x)
+    x = _as_float(x, "step_grad")
     return _keep_nan(jnp.zeros_like(x), x)
 
 
@@ -271,7 +281,7 @@ def sigmoid(x: ArrayLike) -> Array:
     Returns:
       An array in ``[0, 1]`` with the shape and dtype of ``x``.
     """
-    return lax.logistic(_as_float(x))
+    return lax.logistic(_as_float(x, "sigmoid"))
 
 
 def sigmoid_grad(x: ArrayLike) -> Array:
@@ -280,7 +290,7 @@ def sigmoid_grad(x: ArrayLike) -> Array:
     The form ``sigmoid(x) * sigmoid(-x)`` keeps full relative precision for large
     positive ``x``, where ``1 - sigmoid(x)`` would round to 0.
     """
-    x = _as_float(x)
+    x = _as_float(x, "sigmoid_grad")
     return lax.logistic(x) * lax.logistic(-x)
 
 
@@ -301,13 +311,13 @@ def hard_sigmoid(x: ArrayLike) -> Array:
     Returns:
       An array in ``[0, 1]`` with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "hard_sigmoid")
     return relu6(x + 3.0) / 6.0
 
 
 def hard_sigmoid_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`hard_sigmoid`: ``1/6`` on ``(-3, 3)``, else 0 (0 at +-3)."""
-    x = _as_float(x)
+    x = _as_float(x, "hard_sigmoid_grad")
     return _indicator((x > -3.0) & (x < 3.0), x) / 6.0
 
 
@@ -322,7 +332,7 @@ def tanh(x: ArrayLike) -> Array:
     Returns:
       An array in ``[-1, 1]`` with the shape and dtype of ``x``.
     """
-    return jnp.tanh(_as_float(x))
+    return jnp.tanh(_as_float(x, "tanh"))
 
 
 def tanh_grad(x: ArrayLike) -> Array:
@@ -332,7 +342,7 @@ def tanh_grad(x: ArrayLike) -> Array:
     rounds to 1 (``1 - tanh(x)^2`` is exactly 0 in float32 from ``|x| ~ 9`` on, while the
     derivative is ``8.2e-9`` at ``|x| = 10``).
     """
-    e = jnp.exp(-2.0 * jnp.abs(_as_float(x)))
+    e = jnp.exp(-2.0 * jnp.abs(_as_float(x, "tanh_grad")))
     return 4.0 * e / ((1.0 + e) * (1.0 + e))
 
 
@@ -353,14 +363,14 @@ def relu(x: ArrayLike) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "relu")
     # `where(x <= 0, 0, x)` rather than `maximum`: NaN propagates and autodiff gives 0 at 0.
     return jnp.where(x <= 0, 0.0, x)
 
 
 def relu_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`relu`: ``1`` for ``x > 0``, else ``0`` (``relu'(0) = 0``)."""
-    x = _as_float(x)
+    x = _as_float(x, "relu_grad")
     return _indicator(x > 0, x)
 
 
@@ -378,13 +388,13 @@ def relu6(x: ArrayLike) -> Array:
     Returns:
       An array in ``[0, 6]`` with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "relu6")
     return jnp.where(x <= 0, 0.0, jnp.where(x >= 6.0, 6.0, x))
 
 
 def relu6_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`relu6`: ``1`` on ``(0, 6)``, else ``0`` (0 at 0 and 6)."""
-    x = _as_float(x)
+    x = _as_float(x, "relu6_grad")
     return _indicator((x > 0) & (x < 6.0), x)
 
 
@@ -404,13 +414,13 @@ def leaky_relu(x: ArrayLike, negative_slope: float = 0.01) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "leaky_relu")
     return jnp.where(x > 0, x, _cast(negative_slope, x) * x)
 
 
 def leaky_relu_grad(x: ArrayLike, negative_slope: float = 0.01) -> Array:
     """Derivative of :func:`leaky_relu`: ``1`` for ``x > 0``, else ``negative_slope``."""
-    x = _as_float(x)
+    x = _as_float(x, "leaky_relu_grad")
     return _keep_nan(jnp.where(x > 0, 1.0, _cast(negative_slope, x)), x)
 
 
@@ -447,7 +457,7 @@ def prelu(x: ArrayLike, alpha: ArrayLike) -> Array:
     Raises:
       ValueError: ``alpha`` does not broadcast to ``x.shape``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "prelu")
     a = _cast(alpha, x)
     _check_prelu(x, a, "prelu")
     return jnp.where(x > 0, x, jnp.broadcast_to(a, x.shape) * x)
@@ -455,7 +465,7 @@ def prelu(x: ArrayLike, alpha: ArrayLike) -> Array:
 
 def prelu_grad(x: ArrayLike, alpha: ArrayLike) -> Array:
     """``dy/dx`` of :func:`prelu`, elementwise with ``x``'s shape: 1 if ``x > 0`` else alpha."""
-    x = _as_float(x)
+    x = _as_float(x, "prelu_grad")
     a = _cast(alpha, x)
     _check_prelu(x, a, "prelu_grad")
     return _keep_nan(jnp.where(x > 0, 1.0, jnp.broadcast_to(a, x.shape)), x)
@@ -468,7 +478,7 @@ def prelu_grad_alpha(x: ArrayLike, alpha: ArrayLike) -> Array:
     ``alpha`` of shape ``(units,)`` and ``x`` of shape ``(batch, units)``, the gradient
     of a loss is ``sum(g * prelu_grad_alpha(x, alpha), axis=0)`` where ``g = dL/dy``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "prelu_grad_alpha")
     a = _cast(alpha, x)
     _check_prelu(x, a, "prelu_grad_alpha")
     return jnp.where(x > 0, 0.0, x)
@@ -496,7 +506,7 @@ def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "elu")
     # Clamp the unused branch to 0: exp(1000) = inf there would poison autodiff (inf * 0).
     neg = jnp.where(x > 0, 0.0, x)
     return jnp.where(x > 0, x, _cast(alpha, x) * jnp.expm1(neg))
@@ -504,7 +514,7 @@ def elu(x: ArrayLike, alpha: float = 1.0) -> Array:
 
 def elu_grad(x: ArrayLike, alpha: float = 1.0) -> Array:
     """Derivative of :func:`elu`: 1 for ``x > 0`` else ``alpha * exp(x)`` (``alpha`` at 0)."""
-    x = _as_float(x)
+    x = _as_float(x, "elu_grad")
     neg = jnp.where(x > 0, 0.0, x)
     return jnp.where(x > 0, 1.0, _cast(alpha, x) * jnp.exp(neg))
 
@@ -526,12 +536,12 @@ def selu(x: ArrayLike) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
-    return SELU_SCALE * elu(x, SELU_ALPHA)
+    return SELU_SCALE * elu(_as_float(x, "selu"), SELU_ALPHA)
 
 
 def selu_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`selu`: ``scale`` for ``x > 0`` else ``scale * alpha * exp(x)``."""
-    return SELU_SCALE * elu_grad(x, SELU_ALPHA)
+    return SELU_SCALE * elu_grad(_as_float(x, "selu_grad"), SELU_ALPHA)
 
 
 def exponential(x: ArrayLike) -> Array:
@@ -539,12 +549,12 @@ def exponential(x: ArrayLike) -> Array:
 
     Overflows to ``inf`` for large inputs (``x > ~88.7`` in float32), by nature.
     """
-    return jnp.exp(_as_float(x))
+    return jnp.exp(_as_float(x, "exponential"))
 
 
 def exponential_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`exponential`: ``exp(x)``."""
-    return jnp.exp(_as_float(x))
+    return jnp.exp(_as_float(x, "exponential_grad"))
 
 
 # ----------------------------------------------------------------------------- smooth rectifiers
@@ -564,7 +574,7 @@ def softplus(x: ArrayLike) -> Array:
     Returns:
       A non-negative array with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "softplus")
     # -|x| written as min(x, -x): autodiff splits the tie at 0 evenly (like the max), so
     # jax.grad of this expression gives the true derivative 1/2 at 0 (with -abs it gives 0).
     return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(jnp.minimum(x, -x)))
@@ -572,7 +582,7 @@ def softplus(x: ArrayLike) -> Array:
 
 def softplus_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`softplus`: ``sigmoid(x)``."""
-    return lax.logistic(_as_float(x))
+    return lax.logistic(_as_float(x, "softplus_grad"))
 
 
 def softsign(x: ArrayLike) -> Array:
@@ -581,13 +591,13 @@ def softsign(x: ArrayLike) -> Array:
     Differentiable everywhere (the derivative is 1 at 0 from both sides). At ``x = +-inf``
     it is the limit ``+-1`` (``inf / inf`` would be nan, as in ``jax.nn.soft_sign``).
     """
-    x = _as_float(x)
+    x = _as_float(x, "softsign")
     return jnp.where(jnp.isinf(x), jnp.sign(x), x / (1.0 + jnp.abs(x)))
 
 
 def softsign_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`softsign`: ``1 / (1 + |x|)^2``."""
-    x = _as_float(x)
+    x = _as_float(x, "softsign_grad")
     # (1 / d)^2, not 1 / d^2: d^2 overflows float16 from |x| = 255 on (the derivative then
     # read 0 while ~1e-5 is representable).
     r = 1.0 / (1.0 + jnp.abs(x))
@@ -612,7 +622,7 @@ def swish(x: ArrayLike, beta: float = 1.0) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "swish")
     s = lax.logistic(_swish_bx(x, _cast(beta, x)))
     y = x * s
     # inf * 0 at x = +-inf is NaN where the limit is s = 0; a NaN x stays NaN.
@@ -632,7 +642,7 @@ def swish_grad(x: ArrayLike, beta: float = 1.0) -> Array:
 
     At ``x = +-inf`` it is its limit ``s`` (1, 0, or 1/2 for ``beta = 0``), not
     ``inf * 0 = NaN``."""
-    x = _as_float(x)
+    x = _as_float(x, "swish_grad")
     b = _cast(beta, x)
     bx = _swish_bx(x, b)
     s = lax.logistic(bx)
@@ -650,12 +660,12 @@ def silu(x: ArrayLike) -> Array:
     The same function as :func:`swish` with ``beta = 1`` (an alias with no parameter).
     Derivative: ``sigmoid(x) * (1 + x * sigmoid(-x))``.
     """
-    return swish(x, 1.0)
+    return swish(_as_float(x, "silu"), 1.0)
 
 
 def silu_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`silu`: ``sigmoid(x) * (1 + x * sigmoid(-x))``."""
-    return swish_grad(x, 1.0)
+    return swish_grad(_as_float(x, "silu_grad"), 1.0)
 
 
 def mish(x: ArrayLike) -> Array:
@@ -673,14 +683,14 @@ def mish(x: ArrayLike) -> Array:
     Returns:
       An array with the shape and dtype of ``x``.
     """
-    x = _as_float(x)
+    x = _as_float(x, "mish")
     # mish(-inf) is -inf * 0 = NaN as written; its limit is 0.
     return jnp.where(x == -jnp.inf, 0.0, x * jnp.tanh(softplus(x)))
 
 
 def mish_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`mish`: ``t + x * (1 - t^2) * sigmoid(x)``, ``t = tanh(softplus(x))``."""
-    x = _as_float(x)
+    x = _as_float(x, "mish_grad")
     t = jnp.tanh(softplus(x))
     # At +-inf the second term is inf * 0 = NaN; the derivative tends to t (1 or 0).
     return jnp.where(jnp.isinf(x), t, t + x * (1.0 - t * t) * lax.logistic(x))
@@ -710,7 +720,7 @@ def gelu(x: ArrayLike, approximate: bool = False) -> Array:
       An array with the shape and dtype of ``x``.
     """
     _check_value("gelu", "approximate", approximate, "gelu")
-    x = _as_float(x)
+    x = _as_float(x, "gelu")
     # gelu(-inf) is -inf * 0 = NaN as written (both forms); its limit is 0.
     if approximate:
         y = x * lax.logistic(2.0 * _gelu_u(_gelu_clip(x)))
@@ -734,7 +744,7 @@ def _gelu_u(x: Array) -> Array:
 def gelu_grad(x: ArrayLike, approximate: bool = False) -> Array:
     """Derivative of :func:`gelu` (exact: ``Phi(x) + x phi(x)``; see :func:`gelu`)."""
     _check_value("gelu", "approximate", approximate, "gelu_grad")
-    x = _as_float(x)
+    x = _as_float(x, "gelu_grad")
     if approximate:
         xc = _gelu_clip(x)
         two_u = 2.0 * _gelu_u(xc)
@@ -751,12 +761,12 @@ def gelu_grad(x: ArrayLike, approximate: bool = False) -> Array:
 
 def gelu_tanh(x: ArrayLike) -> Array:
     """GELU with the tanh approximation: ``gelu(x, approximate=True)``."""
-    return gelu(x, approximate=True)
+    return gelu(_as_float(x, "gelu_tanh"), approximate=True)
 
 
 def gelu_tanh_grad(x: ArrayLike) -> Array:
     """Derivative of :func:`gelu_tanh`: ``gelu_grad(x, approximate=True)``."""
-    return gelu_grad(x, approximate=True)
+    return gelu_grad(_as_float(x, "gelu_tanh_grad"), approximate=True)
 
 
 # ----------------------------------------------------------------------------- maxout
@@ -808,7 +818,7 @@ def maxout(x: ArrayLike, num_pieces: int) -> Array:
       ValueError: ``num_pieces`` is not an int >= 1, or the last axis of ``x`` is not
         divisible by it.
     """
-    x = _as_float(x)
+    x = _as_float(x, "maxout")
     k = _check_maxout(x, num_pieces, "maxout")
     return jnp.max(x.reshape(*x.shape[:-1], x.shape[-1] // k, k), axis=-1)
 
@@ -834,7 +844,7 @@ def maxout_vjp(x: ArrayLike, cotangent: ArrayLike, num_pieces: int) -> Array:
     Raises:
       ValueError: bad ``num_pieces`` or ``cotangent`` of the wrong shape.
     """
-    x = _as_float(x)
+    x = _as_float(x, "maxout_vjp")
     k = _check_maxout(x, num_pieces, "maxout_vjp")
     g = _cast(cotangent, x)
     units = x.shape[-1] // k
@@ -890,7 +900,7 @@ def softmax(x: ArrayLike, axis: Axis = -1) -> Array:
       An array with the shape and dtype of ``x``, non-negative, summing to 1 over ``axis``.
     """
     _check_value("softmax", "axis", axis, "softmax")
-    z = _shifted(_as_float(x), axis)
+    z = _shifted(_as_float(x, "softmax"), axis)
     e = jnp.exp(z)
     return e / jnp.sum(e, axis=axis, keepdims=True)
 
@@ -910,7 +920,7 @@ def softmax_vjp(x: ArrayLike, cotangent: ArrayLike, axis: Axis = -1) -> Array:
       ``dL/dx`` with the shape and dtype of ``x``.
     """
     _check_value("softmax", "axis", axis, "softmax_vjp")
-    x = _as_float(x)
+    x = _as_float(x, "softmax_vjp")
     g = _check_cotangent(x, cotangent, "softmax_vjp")
     s = softmax(x, axis)
     return s * (g - jnp.sum(g * s, axis=axis, keepdims=True))
@@ -937,7 +947,7 @@ def log_softmax(x: ArrayLike, axis: Axis = -1) -> Array:
       An array with the shape and dtype of ``x``.
     """
     _check_value("log_softmax", "axis", axis, "log_softmax")
-    z = _shifted(_as_float(x), axis)
+    z = _shifted(_as_float(x, "log_softmax"), axis)
     return z - jnp.log(jnp.sum(jnp.exp(z), axis=axis, keepdims=True))
 
 
@@ -955,7 +965,7 @@ def log_softmax_vjp(x: ArrayLike, cotangent: ArrayLike, axis: Axis = -1) -> Arra
       ``dL/dx`` with the shape and dtype of ``x``.
     """
     _check_value("log_softmax", "axis", axis, "log_softmax_vjp")
-    x = _as_float(x)
+    x = _as_float(x, "log_softmax_vjp")
     g = _check_cotangent(x, cotangent, "log_softmax_vjp")
     return g - softmax(x, axis) * jnp.sum(g, axis=axis, keepdims=True)
 

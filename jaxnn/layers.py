@@ -136,6 +136,14 @@ def dense_init(
     return params
 
 
+def _check_dense_input(w: Array, x: Array, fn: str) -> None:
+    if w.ndim != 2 or jnp.ndim(x) < 1 or jnp.shape(x)[-1] != w.shape[0]:
+        raise ValueError(
+            f"{fn}: x must have shape (..., {w.shape[0] if w.ndim == 2 else 'in'}) to match "
+            f"params['w'] of shape {w.shape} (in, out), got {jnp.shape(x)}"
+        )
+
+
 def dense_forward(params: dict[str, Array], x: Array) -> Array:
     """Affine map ``y = x W + b`` over the last axis of ``x``.
 
@@ -145,6 +153,9 @@ def dense_forward(params: dict[str, Array], x: Array) -> Array:
 
     Returns:
       ``y`` of shape ``(..., out)``.
+
+    Raises:
+      ValueError: ``x`` is not ``(..., in)`` or ``params['b']`` is not ``(out,)``.
     """
     w = params["w"]
     if "b" in params and (w.ndim != 2 or params["b"].shape != w.shape[1:]):
@@ -152,6 +163,7 @@ def dense_forward(params: dict[str, Array], x: Array) -> Array:
             f"dense_forward: params['b'] must have shape (out,) = {w.shape[1:]} for "
             f"params['w'] of shape {w.shape}, got {params['b'].shape}"
         )
+    _check_dense_input(w, x, "dense_forward")
     y = x @ w
     if "b" in params:
         y = y + _per_unit(params["b"], y)
@@ -175,15 +187,28 @@ def dense_backward(
       grad_out: ``dL/dy``, shape ``(..., out)``.
 
     Returns:
-      ``(grads, grad_x)`` with ``grads`` shaped like ``params``.
+      ``(grads, grad_x)`` with ``grads`` shaped like ``params``; each in its primal's dtype
+      (``grads`` in the params' dtypes, ``grad_x`` in ``x``'s), as ``jax.vjp`` returns them.
+
+    Raises:
+      ValueError: ``x`` is not ``(..., in)`` or ``grad_out`` is not ``x.shape[:-1] + (out,)``.
     """
     w = params["w"]
+    _check_dense_input(w, x, "dense_backward")
+    expected = (*jnp.shape(x)[:-1], w.shape[1])
+    if jnp.shape(grad_out) != expected:
+        # Only the row count enters x^T G: another leading shape paired the wrong rows.
+        raise ValueError(
+            f"dense_backward: grad_out must have shape {expected} (x.shape[:-1] + (out,)), "
+            f"got {jnp.shape(grad_out)}"
+        )
     x2 = x.reshape(-1, x.shape[-1])
     g2 = grad_out.reshape(-1, grad_out.shape[-1])
-    grads = {"w": x2.T @ g2}
+    # Each cotangent in its primal's dtype, as jax.vjp (x^T G and G W^T promote).
+    grads = {"w": (x2.T @ g2).astype(w.dtype)}
     if "b" in params:
-        grads["b"] = jnp.sum(g2, axis=0)
-    grad_x = grad_out @ w.T
+        grads["b"] = jnp.sum(g2, axis=0).astype(params["b"].dtype)
+    grad_x = (grad_out @ w.T).astype(jnp.result_type(x))
     return grads, grad_x
 
 
@@ -315,7 +340,8 @@ def dropout_backward(
       ``dL/dx`` with ``grad_out``'s shape.
 
     Raises:
-      ValueError: as :func:`dropout_forward` for ``rate``.
+      ValueError: as :func:`dropout_forward` for ``rate``; in training with ``rate > 0``, a
+        ``mask`` whose shape is not ``grad_out``'s.
       TypeError: ``grad_out`` has an integer or boolean dtype.
     """
     r = _check_rate(rate, "dropout_backward")
@@ -324,6 +350,12 @@ def dropout_backward(
         if not train and not inverted and r > 0.0:
             return grad_out * (1.0 - r)
         return grad_out
+    if jnp.shape(mask) != jnp.shape(grad_out):
+        # A broadcastable mask, e.g. (1, units), would drop the same units in every row.
+        raise ValueError(
+            f"dropout_backward: mask must have the shape of grad_out {jnp.shape(grad_out)} "
+            f"(the mask dropout_forward returned), got {jnp.shape(mask)}"
+        )
     g = grad_out * mask
     if inverted:
         _check_scale(r, grad_out.dtype, "dropout_backward")

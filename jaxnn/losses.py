@@ -36,8 +36,9 @@ Conventions.
 
 * Dtypes: the result has the dtype of the predictions/logits (float32 in, float32 out);
   targets and soft labels are cast to it. Integer predictions are converted to the
-  default floating dtype. ``mse`` squares and averages float16/bfloat16 inputs in
-  float32 and rounds once, so a float16 mse is finite whenever its value fits.
+  default floating dtype; complex ones raise ``TypeError``. ``mse`` squares and averages
+  float16/bfloat16 inputs in float32 and rounds once, so a float16 mse is finite whenever
+  its value fits.
 * Cross-entropies are computed from logits in closed forms that never overflow
   (logits of +-1000, or -1e4, give finite values and gradients in float32).
 * Arguments are checked eagerly (also under ``jit``, where shapes are static): a shape
@@ -95,8 +96,14 @@ REDUCTIONS = ("mean", "sum", "none")
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_float(x: ArrayLike) -> Array:
+def _as_float(x: ArrayLike, argname: str, fn: str) -> Array:
     x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        # Real losses only: a complex mse summed (p - t)^2, not |p - t|^2.
+        raise TypeError(
+            f"jaxnn.losses.{fn}: {argname} must be real (floating, integer or bool), got "
+            f"dtype {x.dtype}"
+        )
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
     return x
@@ -157,7 +164,7 @@ def _grad_scale(batch: int, reduction: str) -> float:
 def _mse_args(predictions: ArrayLike, targets: ArrayLike, reduction: Any,
               fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
-    p = _as_float(predictions)
+    p = _as_float(predictions, "predictions", fn)
     t = jnp.asarray(targets)
     _check_batch(p, "predictions", 1, fn, "batch first")
     _same_shape(p, t, "predictions", "targets", fn)
@@ -210,7 +217,7 @@ def mse_grad(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "me
 def _bce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
               fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
-    z = _as_float(logits)
+    z = _as_float(logits, "logits", fn)
     y = jnp.asarray(labels)
     _check_batch(z, "logits", 1, fn, "batch first")
     _same_shape(z, y, "logits", "labels", fn)
@@ -272,7 +279,7 @@ def _positions(z: Array) -> int:
 def _ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
              fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
-    z = _as_float(logits)
+    z = _as_float(logits, "logits", fn)
     y = jnp.asarray(labels)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     _same_shape(z, y, "logits", "labels", fn)
@@ -341,7 +348,7 @@ def _concrete(x: Array) -> np.ndarray | None:
 def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
                  fn: str) -> tuple[Array, Array, Array]:
     _check_reduction(reduction, fn)
-    z = _as_float(logits)
+    z = _as_float(logits, "logits", fn)
     y = jnp.asarray(labels)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     if y.shape != z.shape[:-1]:

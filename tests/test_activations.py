@@ -852,3 +852,27 @@ def test_swish_keeps_nan_and_its_beta_derivative_at_zero(beta):
         s = 1.0 / (1.0 + np.exp(-beta * xv))
         got = float(jax.grad(A.swish, argnums=1)(jnp.float32(xv), jnp.float32(beta)))
         assert got == pytest.approx(xv * xv * s * (1 - s), rel=1e-5)
+
+
+COMPLEX_CALLS = [(n, lambda z, n=n: A.get(n)(z)) for n in ELEMENTWISE] + [
+    (f"{n}_grad", lambda z, n=n: A.get_grad(n)(z)) for n in ELEMENTWISE
+] + [
+    ("prelu", lambda z: A.prelu(z, 0.1)),
+    ("prelu_grad", lambda z: A.prelu_grad(z, 0.1)),
+    ("prelu_grad_alpha", lambda z: A.prelu_grad_alpha(z, 0.1)),
+    ("maxout", lambda z: A.maxout(z, 2)),
+    ("maxout_vjp", lambda z: A.maxout_vjp(z, jnp.ones(1), 2)),
+    ("softmax", A.softmax),
+    ("log_softmax", A.log_softmax),
+    ("softmax_vjp", lambda z: A.softmax_vjp(z, z)),
+    ("log_softmax_vjp", lambda z: A.log_softmax_vjp(z, z)),
+]
+
+
+@pytest.mark.parametrize("fn, call", COMPLEX_CALLS, ids=[c[0] for c in COMPLEX_CALLS])
+def test_complex_inputs_are_refused_by_name(fn, call):
+    # They used to give silently wrong numbers: tanh_grad(1+1j) a real array (|x| taken),
+    # relu(1+1j) = 1+1j, softmax a complex "distribution".
+    z = jnp.asarray([1 + 1j, -1 - 2j], jnp.complex64)
+    with pytest.raises(TypeError, match=rf"activations\.{fn}: x must be real.*complex64"):
+        call(z)

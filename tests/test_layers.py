@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,6 +79,47 @@ def test_dense_keeps_float32():
     y = layers.dense_forward(p, x)
     gp, gx = layers.dense_backward(p, x, jnp.ones_like(y))
     assert y.dtype == gx.dtype == gp["w"].dtype == gp["b"].dtype == jnp.float32
+
+
+@pytest.mark.parametrize(
+    "x_shape, g_shape, match",
+    [
+        ((4, 5), None, r"dense_forward: x must have shape \(\.\.\., 3\).*got \(4, 5\)"),
+        ((), None, r"dense_forward: x must have shape \(\.\.\., 3\).*got \(\)"),
+        # Same number of rows, other leading shape: x^T G silently paired wrong rows.
+        ((2, 3, 3), (3, 2, 2),
+         r"dense_backward: grad_out must have shape \(2, 3, 2\).*\(3, 2, 2\)"),
+        ((4, 3), (4, 5), r"dense_backward: grad_out must have shape \(4, 2\).*\(4, 5\)"),
+        ((4, 5), (4, 2), r"dense_backward: x must have shape \(\.\.\., 3\).*got \(4, 5\)"),
+    ],
+)
+def test_dense_rejects_inputs_of_the_wrong_shape(x_shape, g_shape, match):
+    p = layers.dense_init(KEY, 3, 2, kernel_init="he_normal")
+    x = jnp.ones(x_shape)
+    with pytest.raises(ValueError, match=match):
+        if g_shape is None:
+            layers.dense_forward(p, x)
+        else:
+            layers.dense_backward(p, x, jnp.ones(g_shape))
+
+
+@pytest.mark.parametrize("x_dtype, p_dtype", [(jnp.float16, jnp.float32),
+                                              (jnp.float32, jnp.bfloat16)])
+def test_dense_backward_dtypes_match_vjp_with_mixed_dtypes(x_dtype, p_dtype):
+    # jax.vjp gives each cotangent its primal's dtype; x^T G and G W^T promoted instead.
+    p = layers.dense_init(KEY, 4, 3, kernel_init="he_normal", dtype=p_dtype)
+    x = _normal(1, (5, 4), x_dtype)
+    y, vjp = jax.vjp(layers.dense_forward, p, x)
+    g = _normal(2, y.shape, y.dtype)
+    gp_ref, gx_ref = vjp(g)
+    gp, gx = layers.dense_backward(p, x, g)
+    assert gx.dtype == gx_ref.dtype == x_dtype
+    for k in p:
+        assert gp[k].dtype == gp_ref[k].dtype == p_dtype
+        np.testing.assert_allclose(np.asarray(gp[k], np.float32), np.asarray(gp_ref[k], np.float32),
+                                   rtol=1e-2, atol=1e-2)
+    np.testing.assert_allclose(np.asarray(gx, np.float32), np.asarray(gx_ref, np.float32),
+                               rtol=1e-2, atol=1e-2)
 
 
 # ----------------------------------------------------------------------------- dropout
@@ -177,6 +220,15 @@ def test_dropout_backward_matches_vjp(train, inverted):
     (gx_ref,) = vjp(g)
     gx = layers.dropout_backward(mask, g, 0.4, train=train, inverted=inverted)
     np.testing.assert_allclose(gx, gx_ref, rtol=1e-13)
+
+
+@pytest.mark.parametrize("mask_shape", [(1, 7), (7,), (6, 1)])
+def test_dropout_backward_rejects_a_mask_of_the_wrong_shape(mask_shape):
+    # A broadcastable mask of another shape silently dropped the same units in every row.
+    g = _normal(5, (6, 7))
+    with pytest.raises(ValueError, match=rf"dropout_backward: mask must have the shape of "
+                                         rf"grad_out \(6, 7\).*{re.escape(str(mask_shape))}"):
+        layers.dropout_backward(jnp.ones(mask_shape), g, 0.4, train=True)
 
 
 # ----------------------------------------------------------------------------- batch norm

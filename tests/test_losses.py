@@ -436,3 +436,16 @@ def test_mse_float16_squares_do_not_overflow_before_the_mean():
     grad = jax.grad(L.mse)(p, t)
     assert grad.dtype == jnp.float16
     np.testing.assert_allclose(np.asarray(grad, np.float32), L.mse_grad(p, t), rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", L.names())
+@pytest.mark.parametrize("grad", [False, True], ids=["loss", "grad"])
+def test_complex_predictions_are_refused_by_name(name, grad):
+    # mse of complex p summed (p - t)^2 (mse([1+1j], [0]) was 2j), not |p - t|^2.
+    z = jnp.asarray([[1 + 1j, -1 - 2j]], jnp.complex64)
+    t = jnp.asarray([0], jnp.int32) if name.endswith("integer_labels") else jnp.zeros_like(z)
+    fn = (L.get_grad if grad else L.get)(name)
+    argname = "predictions" if name == "mse" else "logits"
+    with pytest.raises(TypeError, match=rf"losses\.{fn.__name__}: {argname} must be real.*"
+                                        rf"complex64"):
+        fn(z, t)

@@ -343,3 +343,18 @@ def test_float16_penalty_does_not_overflow_before_weighting():
     for value in (R.l1(p, 1e-4), R.l2(p, 1e-4), 0.5 * R.elastic_net(p, 1e-4, 1e-4)):
         assert value.dtype == jnp.float16
         assert float(value) == pytest.approx(18.0, rel=1e-3)
+
+
+def test_float16_grads_round_once_like_autodiff():
+    # weight * W in float16 rounded the weight first: 1e-7 is the subnormal 1.19e-7 there,
+    # so l2_grad gave 1.19e-4 for W = 1000 (19% off) while jax.grad of l2 gives 1e-4.
+    p = {"w": jnp.array([[1000.0, -300.0], [2.0, 0.5]], jnp.float16)}
+    for weight in (1e-7, 3e-7, 1e-6):
+        auto = jax.grad(lambda q, w=weight: R.l2(q, w))(p)["w"]
+        hand = R.l2_grad(p, weight)["w"]
+        assert hand.dtype == jnp.float16
+        np.testing.assert_array_equal(hand, auto)
+        exact = np.float16(np.float64(weight) * np.asarray(p["w"], np.float64))
+        np.testing.assert_array_equal(hand, exact)
+        net = R.elastic_net_grad(p, 0.0, weight)["w"]
+        np.testing.assert_array_equal(net, exact)
