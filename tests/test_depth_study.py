@@ -456,11 +456,11 @@ def test_benchmark_function_runs(tiny):
     ({"depths": [0]}, "depths: got 0"),
     ({"depths": [2, 2]}, "no repeated"),
     ({"activations": ["sigmod"]}, "did you mean 'sigmoid'"),
-    ({"activations": ["maxout"]}, "unknown activation 'maxout'"),
+    ({"activations": ["maxout"]}, "'maxout' cannot be swept by the depth study"),
     ({"initializers": ["xavir"]}, "did you mean 'xavier'"),
     ({"initializers": ["normal(-1)"]}, "> 0"),
     ({"initializers": ["normal(abc)"]}, "must be a number"),
-    ({"initializers": ["orthogonal"]}, "unknown initializer"),
+    ({"initializers": ["orthogonal"]}, "'orthogonal' is a jaxnn initializer the depth study"),
     ({"dataset": "mnst"}, "did you mean 'mnist'"),
     ({"seeds": 0}, "seeds: got 0"),
     ({"learning_rate": -1}, "learning_rate"),
@@ -894,3 +894,136 @@ def test_norms_of_tiny_and_huge_float32_gradients_are_not_flushed_or_overflowed(
     assert np.all(np.isfinite(ref_w)) and ref_w[0] > 1e19
     np.testing.assert_allclose(s["weight_grad_norm"], ref_w, rtol=1e-5)
     assert np.all(np.isfinite(s["activation_std"])) and np.all(np.isfinite(s["pre_activation_std"]))
+
+
+# ----------------------------------------------------------------------------- review fixes
+
+
+def _fake_result(depths=(1, 3), activations_=("sigmoid",), initializers_=("xavier",),
+                 steps=40, ratio=lambda d: 0.5 ** d):
+    """A hand-made study result (no training): what the report and plots read."""
+    cfg = D.DepthStudyConfig(name="fake", depths=depths, widths=(4,),
+                             activations=activations_, initializers=initializers_, seeds=2,
+                             steps=steps)
+    records, curves = [], []
+    for d in cfg.depths:
+        for a in cfg.activations:
+            for i in cfg.initializers:
+                for s in range(cfg.seeds):
+                    wg = [ratio(d)] + [1.0] * d
+                    for phase in ("init", "trained"):
+                        records.append({
+                            "study": "fake", "dataset": "digits", "depth": d, "width": 4,
+                            "activation": a, "initializer": i, "batch_norm": False,
+                            "seed": s, "phase": phase, "probe_loss": 2.3, "train_loss": 2.3,
+                            "train_accuracy": 0.1, "test_loss": 2.3, "test_accuracy": 0.1,
+                            "grad_ratio": ratio(d), "delta_ratio": 1.0,
+                            "first_grad_norm": wg[0], "last_grad_norm": wg[d - 1],
+                            "mean_saturation": 0.1, "mean_dead_fraction": 0.0,
+                            "finite": True, "weight_grad_norm": wg,
+                            "grad_pre_activation_norm": [1.0] * (d + 1),
+                            "grad_activation_norm": [1.0] * d,
+                            "activation_mean": [0.5] * d, "activation_std": [0.2] * d,
+                            "pre_activation_std": [1.0] * d, "saturation_fraction": [0.1] * d,
+                            "dead_fraction": [0.0] * d, "nonfinite_fraction": [0.0] * d})
+                    curves.append({"depth": d, "width": 4, "activation": a, "initializer": i,
+                                   "batch_norm": False, "seed": s,
+                                   "losses": list(np.linspace(2.3, 1.0, steps))})
+    return D.DepthStudyResult(cfg, records, curves, [], 10,
+                              {"total_s": 1.0, "groups": [], "compiles": 1, "reused": 0})
+
+
+def test_unordered_depths_are_swept_in_ascending_order():
+    # depths=[4, 2] used to keep that order: the report then called the sigmoid ratio
+    # "not monotone in depth" while it shrank with depth, and plots/tables ran 4, 2.
+    cfg = D.DepthStudyConfig(depths=[4, 2, 8], widths=[16, 8])
+    assert cfg.depths == (2, 4, 8) and cfg.widths == (8, 16)
+    report = depth_report.render_report(_fake_result(depths=(3, 1)))
+    assert "D=1: 0.5; D=3: 0.125 (it shrinks with depth)" in report
+    assert "| sigmoid | xavier | 0.5 | 0.125 |" in report
+
+
+def test_unknown_override_keys_list_the_valid_ones():
+    with pytest.raises(ConfigError) as e:
+        D.load_config(None, ["foo=1"])
+    msg = str(e.value)
+    assert "unknown key 'foo'; valid keys: name, dataset, data_dir" in msg and "\n" not in msg
+    # a re-rendered report: only the verdict thresholds are valid keys
+    with pytest.raises(ConfigError, match=re.escape(
+            "unknown key 'foo'; a re-rendered report can change only vanish_ratio, "
+            "explode_ratio, saturation_threshold, train_threshold")):
+        depth_report.with_verdict_settings(_fake_result(), ["foo=1"])
+
+
+@pytest.mark.parametrize("data, needle", [
+    # jaxnn names the study cannot sweep are not "unknown" (nor "did you mean 'relu'")
+    ({"activations": ["maxout"]}, "'maxout' cannot be swept by the depth study"),
+    ({"activations": ["prelu"]}, "'prelu' cannot be swept by the depth study"),
+    ({"activations": ["leaky_relu(0.2)"]},
+     "'leaky_relu(0.2)': the study uses each activation with its default parameters"),
+    ({"initializers": ["orthogonal"]},
+     "'orthogonal' is a jaxnn initializer the depth study cannot sweep"),
+    ({"initializers": ["zeros"]}, "'zeros' is a jaxnn initializer the depth study cannot"),
+])
+def test_library_names_the_study_cannot_sweep_say_so(data, needle):
+    with pytest.raises(ConfigError) as e:
+        D.config_from_dict(data)
+    msg = str(e.value)
+    assert needle in msg and "; valid: " in msg and "\n" not in msg
+    assert "did you mean" not in msg
+
+
+def test_plot_axes_say_what_layer_and_step_they_show(tmp_path, monkeypatch):
+    figs = {}
+    save = depth_report._save
+
+    def spy(fig, path):
+        figs[path.name] = [ax for ax in fig.axes if ax.lines]
+        return save(fig, path)
+
+    monkeypatch.setattr(depth_report, "_save", spy)
+    depth_report.write_plots(_fake_result(depths=(1, 3), steps=3), tmp_path)
+    for ax in figs["grad_norms_init.png"]:
+        assert ax.get_yscale() == "log"
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(t == int(t) for t in ticks), ticks  # layer numbers, no 1.5
+        assert ax.lines[-1].get_xdata().tolist() == [1, 2, 3, 4]  # output layer = D + 1
+    assert "1: input side" in figs["grad_norms_init.png"][0].get_xlabel()
+    (ax,) = figs["training_curves.png"]
+    assert ax.get_xlabel() == "SGD step" and ax.get_ylabel() == "minibatch loss"
+    assert ax.lines[0].get_xdata().tolist() == [1, 2, 3]  # one point per step taken
+
+
+def test_one_hidden_layer_is_singular_in_the_report():
+    report = depth_report.render_report(_fake_result(depths=(1, 3)))
+    assert "## Per-layer activations at initialization, 1 hidden layer (width 4)" in report
+    assert "1 hidden layers" not in report
+
+
+def test_grad_norm_panels_keep_layer_ticks_and_the_title_clear_of_the_panels(tmp_path,
+                                                                              monkeypatch):
+    # A panel with one point (first layer's gradient 0: a gap) used to get ticks 2.84 ...
+    # 3.16, and with many activations the figure title ran over the top panels' titles.
+    figs = {}
+    save = depth_report._save
+
+    def spy(fig, path):
+        out = save(fig, path)
+        figs[path.name] = fig
+        return out
+
+    monkeypatch.setattr(depth_report, "_save", spy)
+    acts = ("sigmoid", "tanh", "relu", "elu", "selu", "gelu", "swish")
+    depth_report.write_plots(_fake_result(depths=(1,), activations_=acts, steps=0,
+                                          ratio=lambda d: 0.0), tmp_path)
+    fig = figs["grad_norms_init.png"]
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the figure was closed once saved
+    for ax in fig.axes:
+        lo, hi = ax.get_xlim()
+        assert lo <= 1 and hi >= 2  # every weight layer in view
+        assert all(t == int(t) for t in ax.get_xticks() if lo <= t <= hi)
+    title = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        assert not title.overlaps(ax.title.get_window_extent(renderer)), ax.get_title()

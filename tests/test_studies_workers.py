@@ -138,3 +138,47 @@ def test_a_clean_exit_still_waits_for_the_tasks():
 
 def _initialized_value_or_none(_):
     return globals().get("_INIT_VALUE")
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from jaxnn.studies import workers as W
+if __name__ == "__main__":
+    pool = W.CorePool(1)
+    print(pool.submit(os.getpid).result(), flush=True)
+    pool.submit(time.sleep, 300)
+    time.sleep(300)
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="kills a process with SIGKILL")
+def test_workers_exit_when_the_parent_process_is_killed(tmp_path):
+    # `kill` on a depth study (or the OOM killer) used to leave its workers computing the
+    # queued groups for minutes, orphaned, with nobody to receive the results.
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "orphan.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its parent by 30 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        parent.stdout.close()

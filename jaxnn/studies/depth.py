@@ -226,6 +226,12 @@ def parse_initializer(spec: str) -> InitSpec:
             raise ConfigError(f"initializers: {spec!r}: the scale must be a finite number > 0")
         return InitSpec(spec, "normal" if name == "normal" else "uniform", value, "fixed")
     canonical = _ALIASES.get(name, name)
+    if canonical not in _SCHEMES and name in initializers.names():
+        raise ConfigError(
+            f"initializers: {spec!r} is a jaxnn initializer the depth study cannot sweep (it "
+            "reduces each initializer to a per-layer standard deviation and a normal, "
+            f"truncated-normal or uniform draw); valid: {', '.join(_init_names())}"
+        )
     if canonical not in _SCHEMES:
         close = difflib.get_close_matches(name, [*_SCHEMES, *_ALIASES, *_FIXED], n=3, cutoff=0.5)
         hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
@@ -321,8 +327,8 @@ class DepthStudyConfig:
       n_train, n_test: keep only this many rows of the loaded splits (None: all).
       input_dim, num_classes, n_samples: shape of the synthetic ``"normal"`` data set
         (``n_samples`` training rows and ``n_samples // 4`` test rows).
-      depths: numbers of HIDDEN layers, each >= 1.
-      widths: hidden-layer widths, each in ``[1, 2**20]``.
+      depths: numbers of HIDDEN layers, each >= 1 (kept in ascending order).
+      widths: hidden-layer widths, each in ``[1, 2**20]`` (kept in ascending order).
       activations: hidden activations (names from :func:`jaxnn.activations.names`,
         elementwise ones).
       initializers: kernel initializers (see :func:`parse_initializer`).
@@ -385,6 +391,10 @@ class DepthStudyConfig:
         hints = typing.get_type_hints(DepthStudyConfig)
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name]))
+        # Ascending, whatever order they were given in: the report's "shrinks with depth",
+        # the heat maps' columns and the plots' colour scale read them in this order.
+        for key in ("depths", "widths"):
+            object.__setattr__(self, key, tuple(sorted(getattr(self, key))))
         _validate(self)
 
     @property
@@ -400,6 +410,23 @@ def _check(cond: bool, key: str, value: Any, allowed: str) -> None:
 
 def _study_activation_names() -> list[str]:
     return [n for n in activations.names() if n not in _STUDY_ACTIVATIONS_EXCLUDED]
+
+
+def _activation_problem(name: Any, valid: Sequence[str]) -> str:
+    """Why ``name`` is not a study activation: jaxnn activations that take parameters or
+    are not elementwise are named as such, not as unknown; ``leaky_relu(0.2)`` is told
+    that parameters cannot be set."""
+    if name in _STUDY_ACTIVATIONS_EXCLUDED:
+        return (f"{name!r} cannot be swept by the depth study (only elementwise activations "
+                "without trainable or shape parameters: prelu, maxout, softmax and "
+                "log_softmax are not)")
+    m = _SPEC_RE.match(str(name))
+    if m and m.group(2) is not None and m.group(1) in valid:
+        return (f"{name!r}: the study uses each activation with its default parameters "
+                f"(write {m.group(1)!r})")
+    close = difflib.get_close_matches(str(name), valid, n=3, cutoff=0.5)
+    hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
+    return f"unknown activation {name!r}{hint}"
 
 
 def _validate(c: DepthStudyConfig) -> None:
@@ -429,10 +456,9 @@ def _validate(c: DepthStudyConfig) -> None:
     _check(len(c.activations) > 0, "activations", list(c.activations), "a non-empty list")
     for a in c.activations:
         if a not in valid_acts:
-            close = difflib.get_close_matches(str(a), valid_acts, n=3, cutoff=0.5)
-            hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
             raise ConfigError(
-                f"activations: unknown activation {a!r}{hint}; valid: {', '.join(valid_acts)}"
+                f"activations: {_activation_problem(a, valid_acts)}; valid: "
+                f"{', '.join(valid_acts)}"
             )
     _check(len(set(c.activations)) == len(c.activations), "activations", list(c.activations),
            "no repeated names")
@@ -565,7 +591,8 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         if key not in names:
             close = difflib.get_close_matches(key, names, n=2, cutoff=0.5)
             hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
-            raise ConfigError(f"--set {item!r}: unknown key {key!r}{hint}")
+            raise ConfigError(f"--set {item!r}: unknown key {key!r}{hint}; valid keys: "
+                              f"{', '.join(names)}")
         out[key] = parse_override_value(item, raw)
     return out
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import io
 import json
 import math
@@ -199,13 +200,19 @@ def with_verdict_settings(result: DepthStudyResult,
       ConfigError: a malformed or unknown override, a field outside
         :data:`VERDICT_FIELDS`, or an invalid value.
     """
+    names = [f.name for f in dataclasses.fields(result.config)]
     for item in overrides:
         key = item.split("=", 1)[0].strip() if "=" in item else None
-        if key in {f.name for f in dataclasses.fields(result.config)} - set(VERDICT_FIELDS):
+        if key in set(names) - set(VERDICT_FIELDS):
             raise ConfigError(
                 f"--set {item!r}: {key} is fixed by the study that was run; a re-rendered "
                 f"report can change only {', '.join(VERDICT_FIELDS)} (run the study again "
                 f"to change {key})")
+        if key is not None and key not in names:  # not every key of a study: only these
+            close = difflib.get_close_matches(key, VERDICT_FIELDS, n=2, cutoff=0.5)
+            hint = f" (did you mean {' or '.join(repr(x) for x in close)}?)" if close else ""
+            raise ConfigError(f"--set {item!r}: unknown key {key!r}{hint}; a re-rendered "
+                              f"report can change only {', '.join(VERDICT_FIELDS)}")
     data = apply_overrides(config_to_dict(result.config), overrides)
     return dataclasses.replace(result, config=config_from_dict(data))
 
@@ -258,7 +265,8 @@ def _grid(n_rows: int, n_cols: int, scale: tuple[float, float] = (3.0, 2.4), **k
 def _save(fig: Any, path: pathlib.Path) -> pathlib.Path:
     import matplotlib.pyplot as plt
 
-    fig.tight_layout()
+    # tight_layout ignores the suptitle: keep ~0.35 inch above the panels for it
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     replace_atomically(path, lambda tmp: fig.savefig(tmp, dpi=80))
     plt.close(fig)
     return path
@@ -333,6 +341,7 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
+    from matplotlib.ticker import MaxNLocator
 
     c = result.config
     wd = pathlib.Path(workdir)
@@ -360,10 +369,15 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                             ax.plot(np.arange(1, len(med) + 1), y, marker=".", ms=3,
                                     color=cmap(k / max(len(c.depths) - 1, 1)), label=f"D={d}")
                         ax.set_yscale("log")
+                        # every weight layer in view (a gap at layer 1 is seen as one), and
+                        # whole layer numbers as ticks
+                        ax.set_xlim(0.7, max(c.depths) + 1.3)
+                        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
                         ax.set_title(f"{act} / {init}", fontsize=8)
                         ax.tick_params(labelsize=6)
                         if i == len(c.activations) - 1:
-                            ax.set_xlabel("weight layer", fontsize=7)
+                            ax.set_xlabel("weight layer (1: input side, D+1: output)",
+                                          fontsize=7)
                         if j == 0:
                             ax.set_ylabel("||dL/dW||", fontsize=7)
                 axes[0][0].legend(fontsize=5)
@@ -422,11 +436,17 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                             med = _nanmedian(np.where(np.isfinite(arr), arr, np.nan))
                             win = max(1, len(med) // 20)
                             smooth = np.convolve(med, np.ones(win) / win, mode="valid")
-                            ax.plot(smooth, color=cmap(k / max(len(c.depths) - 1, 1)),
+                            # at the step each trailing window of `win` steps ends
+                            ax.plot(np.arange(win, len(med) + 1), smooth,
+                                    color=cmap(k / max(len(c.depths) - 1, 1)),
                                     label=f"D={d}", lw=1)
                         ax.set_title(f"{act} / {init}", fontsize=8)
                         ax.tick_params(labelsize=6)
                         ax.set_ylim(0, max(3.0, math.log(result.num_classes) * 1.3))
+                        if i == len(c.activations) - 1:
+                            ax.set_xlabel("SGD step", fontsize=7)
+                        if j == 0:
+                            ax.set_ylabel("minibatch loss", fontsize=7)
                 axes[0][0].legend(fontsize=5)
                 fig.suptitle(f"training loss (SGD, lr {c.learning_rate}, width {width})")
                 out.append(_save(fig, wd / f"training_curves{sfx}.png"))
@@ -654,9 +674,13 @@ def _histogram_gaps(result: DepthStudyResult) -> list[str]:
             key = (h["activation"], h["initializer"], h["depth"], h["width"], h["batch_norm"])
             frac = bad / (bad + float(np.sum(h["counts"])))
             gaps.setdefault(key, []).append(f"layer {h['layer']} {_percent(frac)}")
-    return [f"- {act} + {init}, {d} hidden layers x {w}{', batch norm' if bn else ''}: "
+    return [f"- {act} + {init}, {_hidden(d)} x {w}{', batch norm' if bn else ''}: "
             + ", ".join(v) + " of the activations are NaN/inf and missing from the histogram."
             for (act, init, d, w, bn), v in gaps.items()]
+
+
+def _hidden(depth: int) -> str:
+    return f"{depth} hidden layer{'' if depth == 1 else 's'}"
 
 
 def _closest(values: Sequence[int], target: int) -> int:
@@ -699,7 +723,7 @@ def _findings(result: DepthStudyResult) -> list[str]:
             xav = ("keeps a spread" if float(np.min(sx)) > 2 * float(np.max(s))
                    else "has a similar spread")
             out.append(
-                f"- Sigmoid, {d5} hidden layers x {width}: with N(0, 1) weights {saturated}; "
+                f"- Sigmoid, {_hidden(d5)} x {width}: with N(0, 1) weights {saturated}; "
                 f"with N(0, 0.01^2) they {small} (std at most {_fmt(float(np.max(s)))}); "
                 f"Xavier {xav} (std {_fmt(float(np.min(sx)))}-{_fmt(float(np.max(sx)))}).")
     if "relu" in acts and std001 and xavier and he:
@@ -708,7 +732,7 @@ def _findings(result: DepthStudyResult) -> list[str]:
         sh = layers_of("activation_std", activation="relu", initializer=he, depth=d5)
         if s1 is not None and sx is not None and sh is not None:
             out.append(
-                f"- ReLU, {d5} hidden layers: with N(0, 0.01^2) the activations "
+                f"- ReLU, {_hidden(d5)}: with N(0, 0.01^2) the activations "
                 f"{_trend(s1)} (std {_fmt(float(s1[0]))} in layer 1, {_fmt(float(s1[-1]))} in "
                 f"layer {len(s1)}); with Xavier they {_trend(sx)} (std {_fmt(float(sx[0]))} -> "
                 f"{_fmt(float(sx[-1]))}); with He they {_trend(sh)} (std "
@@ -748,7 +772,7 @@ def _findings(result: DepthStudyResult) -> list[str]:
             return f"{cell}, train loss {_fmt(result.median('train_loss', initializer=init, **w))}"
 
         out.append(
-            f"- ReLU, {d} hidden layers, {c.steps} SGD steps at learning rate "
+            f"- ReLU, {_hidden(d)}, {c.steps} SGD steps at learning rate "
             f"{c.learning_rate}: {he} reaches test accuracy {outcome(he)}; {xavier} "
             f"{outcome(xavier)} (chance {1 / result.num_classes:.2f}).")
     if "selu" in acts and lecun:
@@ -757,7 +781,7 @@ def _findings(result: DepthStudyResult) -> list[str]:
         s = layers_of("activation_std", activation="selu", initializer=lecun, depth=d)
         if m is not None and s is not None:
             out.append(
-                f"- SELU + {lecun}, {d} hidden layers: activation means stay in "
+                f"- SELU + {lecun}, {_hidden(d)}: activation means stay in "
                 f"[{_fmt(float(np.min(m)))}, {_fmt(float(np.max(m)))}] and standard deviations "
                 f"in [{_fmt(float(np.min(s)))}, {_fmt(float(np.max(s)))}] across all layers "
                 "(self-normalizing).")
@@ -868,7 +892,7 @@ def render_report(result: DepthStudyResult) -> str:
                         L.append(f"| {act} | {init} | " + " | ".join(cells) + " |")
             if len(c.depths) <= 3 or c.histograms:
                 for d in c.depths[:1] if not c.histograms else c.depths:
-                    L += ["", f"## Per-layer activations at initialization, {d} hidden layers"
+                    L += ["", f"## Per-layer activations at initialization, {_hidden(d)}"
                           f"{tag}", ""] + _layer_table(result, d, width, bn)
     gaps = _histogram_gaps(result)
     if gaps:

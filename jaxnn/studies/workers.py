@@ -20,6 +20,8 @@ Contract::
   calling script must guard its entry point with ``if __name__ == "__main__":`` (the
   ``spawn`` start method re-imports it). ``fork`` is never used: JAX is multithreaded.
 * Where ``os.sched_setaffinity`` does not exist (macOS, Windows) the workers run unpinned.
+* A worker whose parent process is killed (``kill``, the OOM killer) exits within about a
+  second rather than computing the tasks still queued for nobody.
 * Only the CPU backend is supported: on an accelerator one process and ``vmap`` is the
   fast path, and several processes would compete for the device's memory.
 """
@@ -30,6 +32,8 @@ import concurrent.futures
 import multiprocessing
 import numbers
 import os
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -75,8 +79,18 @@ def core_shares(workers: int, cores: Sequence[int] | None = None) -> list[tuple[
     return shares
 
 
+def _exit_with(parent_pid: int, poll_s: float = 1.0) -> None:
+    """End this worker once ``parent_pid`` is no longer its parent (killed: ``kill``, the
+    OOM killer), instead of computing the queued tasks for nobody."""
+    while os.getppid() == parent_pid:
+        time.sleep(poll_s)
+    os._exit(1)
+
+
 def _worker_start(share_queue: Any, x64: bool, initializer: Callable[..., None] | None,
-                  initargs: tuple[Any, ...]) -> None:
+                  initargs: tuple[Any, ...], parent_pid: int | None = None) -> None:
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with, args=(parent_pid,), daemon=True).start()
     share = share_queue.get()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, share)
@@ -113,7 +127,8 @@ class CorePool(concurrent.futures.ProcessPoolExecutor):
         self._share_queue = queue
         super().__init__(
             max_workers=len(self.shares), mp_context=ctx, initializer=_worker_start,
-            initargs=(queue, bool(jax.config.jax_enable_x64), initializer, tuple(initargs)),
+            initargs=(queue, bool(jax.config.jax_enable_x64), initializer, tuple(initargs),
+                      os.getpid()),
         )
 
     @property
