@@ -187,6 +187,26 @@ def test_matches_optax_float32_eager(case):
 
 
 @pytest.mark.parametrize("case", ONE_PER_NAME)
+def test_python_float_leaves_work_as_in_optax(case):
+    # A parameter or gradient given as a Python float (a scalar hyperparameter trained
+    # alongside arrays, a hand-written gradient): optax takes it; ours raised
+    # AttributeError: 'float' object has no attribute 'dtype'.
+    ours, theirs = PARITY[case]
+    params = {"w": jnp.asarray([1.0, -2.0], jnp.float32), "t": 1.5}
+    grads = {"w": jnp.asarray([0.5, 0.25], jnp.float32), "t": -0.75}
+    results = []
+    # optax itself (its adagrad) may want arrays: its reference gets the same numbers as arrays.
+    for opt, as_given in ((ours(), True), (theirs(), False)):
+        p, g = (params, grads) if as_given else jax.tree.map(jnp.asarray, (params, grads))
+        state = opt.init(p)
+        for _ in range(3):
+            updates, state = opt.update(g, state, p)
+        results.append(updates)
+    assert jnp.result_type(results[0]["t"]) == jnp.result_type(results[1]["t"])
+    assert _rel_err(results[0], results[1]) <= 1e-6
+
+
+@pytest.mark.parametrize("case", ONE_PER_NAME)
 def test_matches_optax_bfloat16(case):
     ours, theirs = PARITY[case]
     params = _params(jnp.bfloat16)
@@ -581,6 +601,31 @@ def test_current_learning_rate_finds_nested_states_or_none():
     injected = optax.inject_hyperparams(optax.adam)(learning_rate=0.3)
     assert float(jo.current_learning_rate(injected.init(params))) == pytest.approx(0.3)
     assert jo.current_learning_rate(optax.adam(0.1).init(params)) is None
+
+
+def test_current_learning_rate_inside_inject_hyperparams_is_the_rate_used():
+    # Under inject_hyperparams the hyperparameter is the *base* rate: Keras' legacy decay
+    # and a reduce-on-plateau scale inside the wrapped optimizer change the rate used.
+    params = jnp.ones(2, jnp.float32)
+    tx = optax.inject_hyperparams(jo.get_factory("keras.sgd"))(learning_rate=0.1, decay=0.5)
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update(jnp.ones(2), state, params)
+    assert float(-updates[0]) == pytest.approx(0.05)  # 0.1 / (1 + 0.5 * 2)
+    assert float(jo.current_learning_rate(state)) == pytest.approx(0.05)
+
+    def sgd_on_plateau(learning_rate):
+        return optax.chain(jo.sgd(learning_rate), jo.schedules.reduce_on_plateau(0.5, 1))
+
+    tx = optax.inject_hyperparams(sgd_on_plateau)(learning_rate=0.1)
+    state = tx.init(params)
+    for _ in range(3):
+        updates, state = tx.update(jnp.ones(2), state, params, value=1.0)
+    assert float(-updates[0]) == pytest.approx(0.025)
+    assert float(jo.current_learning_rate(state)) == pytest.approx(0.025)
+    # An optax optimizer inside: the injected hyperparameter is the rate.
+    tx = optax.inject_hyperparams(optax.adam)(learning_rate=0.3)
+    assert float(jo.current_learning_rate(tx.init(params))) == pytest.approx(0.3)
 
 
 def test_get_and_names():

@@ -241,7 +241,10 @@ def current_learning_rate(opt_state: Any) -> jax.Array | None:
     ``partition``, ``inject_hyperparams``... states) depth-first for a
     :class:`~jaxnn.optim.transforms.ScaleByLearningRateState` (which every jaxnn optimizer
     ends with) or an ``optax.inject_hyperparams`` state with a ``"learning_rate"``
-    hyperparameter, and returns the first one found, times the ``scale`` of every
+    hyperparameter, and returns the first one found (inside an ``inject_hyperparams``
+    state, a jaxnn state it wraps comes first: it records the rate actually used, e.g.
+    after Keras' legacy ``decay``, where the hyperparameter is the base rate), times the
+    ``scale`` of every
     reduce-on-plateau state in ``opt_state`` (jaxnn's or ``optax.contrib``'s: chained
     after the optimizer, it scales the updates, so the rate in effect is the product).
     Before any update it is the rate the first update will use. With several learning
@@ -257,28 +260,30 @@ def current_learning_rate(opt_state: Any) -> jax.Array | None:
       a plain ``optax.adam`` state).
     """
     inject_types = _inject_types()
-
-    def records_rate(node: Any) -> bool:
-        if isinstance(node, ScaleByLearningRateState):
-            return True
-        return (
-            isinstance(node, inject_types)
-            and isinstance(node.hyperparams, dict)
-            and "learning_rate" in node.hyperparams
-        )
-
     plateau_types = (ReduceLROnPlateauState, optax.contrib.ReduceLROnPlateauState)
-    lr = scale = None
-    # Flattening is depth-first in tree order, so an outer inject_hyperparams state comes
-    # before the jaxnn state inside it (both hold the same rate).
-    for node in jax.tree_util.tree_leaves(
-            opt_state, is_leaf=lambda n: records_rate(n) or isinstance(n, plateau_types)):
-        if isinstance(node, plateau_types):
-            scale = node.scale if scale is None else scale * node.scale
-        elif lr is None and isinstance(node, ScaleByLearningRateState):
-            lr = node.learning_rate
-        elif lr is None and records_rate(node):
-            lr = node.hyperparams["learning_rate"]
+    stop = (ScaleByLearningRateState, *plateau_types, *inject_types)
+    found: dict[str, Any] = {"lr": None, "scale": None}
+
+    def visit(tree: Any) -> None:
+        # Depth-first in tree order. An inject_hyperparams state is searched inside first:
+        # its hyperparameter is the base rate, while a jaxnn state inside records the rate
+        # actually used (after Keras' legacy decay, say), and a plateau state inside scales it.
+        for node in jax.tree_util.tree_leaves(tree, is_leaf=lambda n: isinstance(n, stop)):
+            if isinstance(node, plateau_types):
+                scale = found["scale"]
+                found["scale"] = node.scale if scale is None else scale * node.scale
+            elif isinstance(node, ScaleByLearningRateState):
+                if found["lr"] is None:
+                    found["lr"] = node.learning_rate
+            elif isinstance(node, inject_types):
+                visit(node.inner_state)
+                hyperparams = node.hyperparams
+                if (found["lr"] is None and isinstance(hyperparams, dict)
+                        and "learning_rate" in hyperparams):
+                    found["lr"] = hyperparams["learning_rate"]
+
+    visit(opt_state)
+    lr, scale = found["lr"], found["scale"]
     if lr is None or scale is None:
         return lr
     return lr * scale

@@ -248,6 +248,15 @@ def _canonical_dtype(fn: str, name: str, dtype: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+def _dtype(x: jax.typing.ArrayLike) -> np.dtype:
+    """The dtype of a leaf; a Python scalar leaf gets the one ``jnp.asarray`` gives it.
+
+    ``x.dtype`` first: ``jnp.result_type`` widens a weakly typed array (float32 to
+    float64 under x64), which would promote the updates.
+    """
+    return x.dtype if hasattr(x, "dtype") else jnp.result_type(x)
+
+
 def _as(value: jax.typing.ArrayLike, x: jax.Array) -> jax.Array:
     """``value`` in the dtype of ``x``.
 
@@ -255,16 +264,20 @@ def _as(value: jax.typing.ArrayLike, x: jax.Array) -> jax.Array:
     for an array hyperparameter (``inject_hyperparams``) it stops a wider dtype from
     promoting the result, which would change the state's dtype.
 
+    ``x`` may be a Python scalar leaf (as optax allows): its dtype is the one
+    ``jnp.asarray`` gives it.
+
     Raises TypeError for a non-floating ``x``: cast to an integer dtype, a learning rate
     of 0.1 would become 0 and the update silently vanish (or turn into ``0 / 0``).
     """
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
+    dtype = _dtype(x)
+    if not jnp.issubdtype(dtype, jnp.inexact):
         raise TypeError(
             f"{_MODULE}: updates, params and optimizer states must have a floating dtype, "
-            f"got a leaf of dtype {x.dtype}; cast it to a float dtype or leave it out of the "
+            f"got a leaf of dtype {dtype}; cast it to a float dtype or leave it out of the "
             "optimizer (e.g. with optax.masked)."
         )
-    return jnp.asarray(value, dtype=x.dtype)
+    return jnp.asarray(value, dtype=dtype)
 
 
 def _abs_sq(g: jax.Array) -> jax.Array:
@@ -287,7 +300,7 @@ def _ema(updates: Any, moments: Any, decay: jax.typing.ArrayLike, *, square: boo
 def _debias(moments: Any, decay: jax.typing.ArrayLike, count: jax.Array) -> Any:
     """Divides by ``1 - decay**count``, computed wide and then cast to each leaf's dtype."""
     correction = 1 - decay**count
-    return jax.tree.map(lambda m: m / correction.astype(m.dtype), moments)
+    return jax.tree.map(lambda m: m / correction.astype(_dtype(m)), moments)
 
 
 def _cast_like(tree: Any, like: Any) -> Any:
