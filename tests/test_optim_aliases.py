@@ -479,6 +479,9 @@ BAD_ALIAS_ARGUMENTS = [
     # nesterov=True without momentum would silently be plain SGD / RMSProp.
     ("sgd", dict(nesterov=True), "nesterov", "momentum=None"),
     ("rmsprop", dict(nesterov=True), "nesterov", "momentum=None"),
+    # The momentum alias without momentum was plain SGD, silently.
+    ("momentum", dict(momentum=None), "momentum", "None"),
+    ("nesterov", dict(momentum=None), "momentum", "None"),
 ]
 
 

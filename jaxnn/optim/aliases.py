@@ -180,6 +180,11 @@ def momentum(
     References:
       Polyak, *Some methods of speeding up the convergence of iteration methods*, 1964.
     """
+    if momentum is None:  # sgd's "no momentum": this alias would be plain SGD, silently
+        raise ValueError(
+            f"{tr._MODULE}.momentum: momentum must be a number in [0, 1], got None; use "
+            f"{tr._MODULE}.sgd(learning_rate) for SGD without momentum"
+        )
     with _named("momentum"):
         return sgd(learning_rate, momentum=momentum, accumulator_dtype=accumulator_dtype)
 
