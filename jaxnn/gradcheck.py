@@ -32,6 +32,13 @@ Both references are compiled with ``jax.jit`` (``fn`` and ``args`` are closed ov
 
 ``grad_fn`` runs on params of ``dtype`` (default: the params' own dtype).
 
+An ``fn`` that computes its value in a narrower dtype whatever its params (a hard-coded
+``astype(jnp.float32)``) gives references only that accurate: its value's dtype at float64
+params (``report.value_dtype``) then sets the default tolerances too, the finite-difference
+step defaults to ``cbrt(eps(dtype))`` (4.9e-3 for float32; 1e-6 would be below the
+rounding of a float32 value) and the resolution below is taken in that dtype; the report
+says so.
+
 How agreement is judged (per leaf, elementwise, ``g`` the gradient under test and ``r`` the
 reference)::
 
@@ -108,6 +115,9 @@ __all__ = [
 
 Array = jax.Array
 _TINY = 1e-300
+_EPS64 = float(np.finfo(np.float64).eps)
+# A smaller step rounds to 0 (p +- eps max(1, |p|) == p): 0 / 0 finite differences.
+_EPS_SMALL = f"eps must be >= {_EPS64:.2g} (float64's epsilon; a smaller step rounds to 0)"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +144,10 @@ class LeafReport:
       worst_against: the reference it was worst against: ``"autodiff"`` or ``"fd"``.
       worst_value: the gradient under test at ``worst_index``.
       worst_reference: the reference's value there.
+      worst_one_sided: ``(forward, backward)`` one-sided differences there when the worst
+        element is against finite differences (else None). When the tested value lies
+        between them and they differ by more than it misses the central difference, ``fn``
+        has a kink there (relu at 0): the printed report says so.
     """
 
     path: str
@@ -151,6 +165,17 @@ class LeafReport:
     worst_against: str | None = None
     worst_value: float | None = None
     worst_reference: float | None = None
+    worst_one_sided: tuple[float, float] | None = None
+
+    @property
+    def at_kink(self) -> bool:
+        """The worst element sits at a kink of ``fn``: its one-sided differences disagree by
+        more than the tested value misses the central one, and it lies between them."""
+        if self.worst_one_sided is None or self.worst_value is None:
+            return False
+        lo, hi = sorted(self.worst_one_sided)
+        return (hi - lo > abs(self.worst_value - self.worst_reference)
+                and lo - 1e-3 * (hi - lo) <= self.worst_value <= hi + 1e-3 * (hi - lo))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,6 +197,9 @@ class GradCheckReport:
       fd_resolution: ``noise_factor * ulp(value) / eps``, the smallest difference a central
         difference resolves (its rounding error is ``~ulp(value) / eps``): differences from
         finite differences below it are not judged (part of :attr:`atol_fd`).
+      value_dtype: the dtype of ``fn``'s value at float64 params: ``"float64"`` unless
+        ``fn`` computes in a narrower dtype whatever its params, which then limits the
+        accuracy of both references (see the module docstring).
     """
 
     leaves: tuple[LeafReport, ...]
@@ -188,6 +216,7 @@ class GradCheckReport:
     value_passed: bool
     noise_factor: float = 0.0
     fd_resolution: float = 0.0
+    value_dtype: str = "float64"
 
     @property
     def rtol_fd(self) -> float:
@@ -214,12 +243,18 @@ class GradCheckReport:
         fd = any(leaf.fd_max_abs_error is not None for leaf in self.leaves)
         head = (
             f"gradient check of {self.checked} ({self.dtype}) against autodiff"
-            + (f" and central finite differences (float64, eps={self.eps:g})\n" if fd
-               else " (no finite differences)\n")
+            + (f" and central finite differences ({self.value_dtype}, eps={self.eps:g})\n"
+               if fd else " (no finite differences)\n")
             + "an element passes when |g - ref| <= max(rtol |ref|, rtol floor max|leaf|, atol), "
             f"floor={self.floor:g}\n"
             f"tolerances vs autodiff: rtol={self.rtol:g}, atol={self.atol:.2e}\n"
         )
+        if self.value_dtype != "float64":
+            head += (
+                f"note: fn computes its value in {self.value_dtype} for float64 params, so both "
+                f"references are only {self.value_dtype}-accurate: the default tolerances, "
+                f"eps and the FD resolution are those of {self.value_dtype}\n"
+            )
         if fd:
             head += (
                 f"tolerances vs FD: rtol={self.rtol_fd:g} (max of rtol and fd_rtol="
@@ -247,7 +282,12 @@ class GradCheckReport:
         worst = "".join(
             f"{leaf.path}: worst element {list(leaf.worst_index)}: "
             f"{f(leaf.worst_value)} against {f(leaf.worst_reference)} from "
-            f"{'autodiff' if leaf.worst_against == 'autodiff' else 'finite differences'}\n"
+            f"{'autodiff' if leaf.worst_against == 'autodiff' else 'finite differences'}"
+            + (f"; one-sided differences {f(leaf.worst_one_sided[0])} (forward) and "
+               f"{f(leaf.worst_one_sided[1])} (backward) disagree: fn has a kink there (not "
+               "differentiable; a one-sided gradient is a convention), move params off it"
+               if leaf.at_kink else "")
+            + "\n"
             for leaf in self.leaves if not leaf.passed and leaf.worst_index is not None
         )
         tail = notes + worst + f"value: {self.value:.10g}"
@@ -262,7 +302,7 @@ class GradCheckReport:
         return head + "\n".join(lines) + "\n" + tail + "\n" + verdict
 
 
-def default_tolerances(dtype: Any) -> dict[str, float]:
+def default_tolerances(dtype: Any, value_dtype: Any = "float64") -> dict[str, float]:
     """Default ``rtol``, ``fd_rtol``, ``eps`` and ``floor`` for a gradient computed in ``dtype``.
 
     float64: ``rtol=1e-7``; float32: ``rtol=1e-3`` (float32 rounding against a float64
@@ -270,9 +310,30 @@ def default_tolerances(dtype: Any) -> dict[str, float]:
     gradient of a multi-layer net usually misses (elementwise errors of 0.1-1 were measured):
     pass ``rtol`` for them. Always ``fd_rtol=1e-5`` (central differences in
     float64 with ``eps=1e-6``: truncation ~eps^2, cancellation ~1e-16/eps), ``floor=1e-3``.
+
+    ``value_dtype`` is the dtype ``fn`` computes its value in at float64 params: when it is
+    narrower than float64 the references are no more accurate than it, so ``rtol`` is that
+    of the less precise of ``dtype`` and ``value_dtype``, and ``eps = cbrt(eps(value_dtype))``
+    (4.9e-3 for float32: the step that balances truncation and rounding).
     """
     wide = jnp.dtype(dtype) == jnp.dtype("float64")
-    return {"rtol": 1e-7 if wide else 1e-3, "fd_rtol": 1e-5, "eps": 1e-6, "floor": 1e-3}
+    exact = jnp.dtype(value_dtype) == jnp.dtype("float64")
+    return {
+        "rtol": 1e-7 if wide and exact else 1e-3,
+        "fd_rtol": 1e-5,
+        "eps": 1e-6 if exact else float(jnp.finfo(value_dtype).eps) ** (1 / 3),
+        "floor": 1e-3,
+    }
+
+
+def _ulp(value: float, dtype: Any) -> float:
+    """Spacing of ``dtype``'s numbers at ``value`` (0 for a value that is not finite)."""
+    if not math.isfinite(value):
+        return 0.0
+    if jnp.dtype(dtype) == jnp.dtype("float64"):
+        return float(np.spacing(abs(value)))
+    info = jnp.finfo(dtype)
+    return float(info.eps) * 2.0 ** math.floor(math.log2(max(abs(value), float(info.tiny))))
 
 
 def _path_str(path: Sequence[Any]) -> str:
@@ -491,6 +552,16 @@ def check_gradients(
             "check_gradients: grad_fn=None with fd=False compares nothing; pass the gradient "
             "under test as grad_fn, or fd=True to check autodiff against finite differences"
         )
+    for name, v in (("rtol", rtol), ("fd_rtol", fd_rtol), ("eps", eps)):
+        if v is not None and not 0 < v < math.inf:
+            raise ValueError(f"check_gradients: {name} must be finite and > 0, got {v!r}")
+    if eps is not None and eps < _EPS64:
+        raise ValueError(f"check_gradients: {_EPS_SMALL}, got {eps!r}")
+    if atol is not None and not 0 <= atol < math.inf:
+        raise ValueError(f"check_gradients: atol must be finite and >= 0, got {atol!r}")
+    if not 0 <= noise_factor < math.inf:
+        raise ValueError(
+            f"check_gradients: noise_factor must be finite and >= 0, got {noise_factor!r}")
     paths = [_path_str(p) for p, _ in leaves_with_path]
 
     # The gradient under test.
@@ -538,19 +609,6 @@ def check_gradients(
                 )
     else:
         test_dtype = jnp.dtype("float64")
-    defaults = default_tolerances(test_dtype)
-    rtol = defaults["rtol"] if rtol is None else float(rtol)
-    fd_rtol = defaults["fd_rtol"] if fd_rtol is None else float(fd_rtol)
-    eps = defaults["eps"] if eps is None else float(eps)
-    floor = defaults["floor"] if floor is None else float(floor)
-    for name, v in (("rtol", rtol), ("fd_rtol", fd_rtol), ("eps", eps)):
-        if not 0 < v < math.inf:
-            raise ValueError(f"check_gradients: {name} must be finite and > 0, got {v!r}")
-    if atol is not None and not 0 <= atol < math.inf:
-        raise ValueError(f"check_gradients: atol must be finite and >= 0, got {atol!r}")
-    if not 0 <= noise_factor < math.inf:
-        raise ValueError(
-            f"check_gradients: noise_factor must be finite and >= 0, got {noise_factor!r}")
 
     with jax.enable_x64(True):
         p64 = _cast(jax.tree.map(jnp.asarray, params), jnp.float64)
@@ -567,10 +625,18 @@ def check_gradients(
         except jax.errors.ConcretizationTypeError:  # ... runs eagerly instead
             value, g_ad = jax.value_and_grad(scalar_fn)(p64)
             traceable = False
+        # An fn that casts to a narrower dtype inside: the references are only that exact.
+        value_dtype = jnp.dtype(jnp.result_type(value))
         value = float(value)
+        defaults = default_tolerances(test_dtype, value_dtype)
+        rtol = defaults["rtol"] if rtol is None else float(rtol)
+        fd_rtol = defaults["fd_rtol"] if fd_rtol is None else float(fd_rtol)
+        eps = defaults["eps"] if eps is None else float(eps)
+        floor = defaults["floor"] if floor is None else float(floor)
         g_ad = [np.asarray(x, np.float64) for x in jax.tree.leaves(g_ad)]
 
         fd_vals: list[np.ndarray | None] = [None] * len(g_ad)
+        fd_sides: list[np.ndarray | None] = [None] * len(g_ad)  # forward, backward
         fd_idx: list[np.ndarray | None] = [None] * len(g_ad)
         if fd:
             flat, unravel = ravel_pytree(p64)
@@ -586,26 +652,34 @@ def check_gradients(
                 offset += g.size
             all_idx = jnp.asarray(np.concatenate(chosen), jnp.int32)
 
-            def one(v, i):
+            def one(v, f0, i):
                 # A step relative to |p_i| beyond 1 (as scipy's approx_derivative): a fixed
                 # 1e-6 is below the rounding of p_i +- eps once |p_i| >~ 1e4. Dividing by the
-                # step actually taken removes the rounding of p_i +- h as well.
+                # step actually taken removes the rounding of p_i +- h as well. The one-sided
+                # differences (f0 = fn(params)) tell a kink from a wrong gradient.
                 h = eps * jnp.maximum(1.0, jnp.abs(v[i]))
                 up, down = v.at[i].add(h), v.at[i].add(-h)
-                return (scalar_fn(unravel(up)) - scalar_fn(unravel(down))) / (up[i] - down[i])
+                f_up, f_down = scalar_fn(unravel(up)), scalar_fn(unravel(down))
+                return jnp.stack([(f_up - f_down) / (up[i] - down[i]),
+                                  (f_up - f0) / (up[i] - v[i]), (f0 - f_down) / (v[i] - down[i])])
 
             if all_idx.size == 0:  # only empty leaves: nothing to difference
-                fd_all = np.zeros(0)
+                fd_all = np.zeros((0, 3))
             elif traceable:
-                central = jax.jit(
-                    lambda v, idx: jax.lax.map(lambda i: one(v, i), idx, batch_size=fd_batch_size)
-                )
+                def differences(v, idx):
+                    f0 = scalar_fn(unravel(v))  # once, outside the loop over elements
+                    return jax.lax.map(lambda i: one(v, f0, i), idx, batch_size=fd_batch_size)
+
+                central = jax.jit(differences)
                 fd_all = np.asarray(central(flat, all_idx), np.float64)
             else:
-                fd_all = np.array([float(one(flat, i)) for i in np.asarray(all_idx)])
+                f0 = scalar_fn(unravel(flat))
+                fd_all = np.array([np.asarray(one(flat, f0, i), np.float64)
+                                   for i in np.asarray(all_idx)])
             start = 0
             for i, idx in enumerate(fd_idx):
-                fd_vals[i] = fd_all[start:start + idx.size]
+                fd_vals[i] = fd_all[start:start + idx.size, 0]
+                fd_sides[i] = fd_all[start:start + idx.size, 1:]
                 start += idx.size
 
     if atol is None:
@@ -614,7 +688,7 @@ def check_gradients(
     # A central difference of fn in float64 is off by ~ulp(value) / eps from rounding alone:
     # smaller differences from it say nothing (vanishing gradients of 1e-9 failed against
     # their own finite differences with atol=0, while autodiff agreed to 1e-6).
-    fd_floor = float(np.spacing(abs(value))) / eps if math.isfinite(value) else 0.0
+    fd_floor = _ulp(value, value_dtype) / eps
     fd_resolution = noise_factor * fd_floor if fd else 0.0
     atol_fd = max(atol * tol_fd / rtol, fd_resolution)
     checked = g_test if grad_fn is not None else g_ad
@@ -626,14 +700,15 @@ def check_gradients(
         passed = True
         abs_ad = rel_ad = abs_fd = rel_fd = None
         n_noise = n_fd = 0
-        # (rel / tolerance, flat index, against, reference value) of the worst element.
-        worst: tuple[float, int, str, float] | None = None
+        # (rel / tolerance, flat index, against, reference value, one-sided differences)
+        # of the worst element.
+        worst: tuple[float, int, str, float, tuple[float, float] | None] | None = None
         if grad_fn is not None:
             abs_ad, rel_ad, n_noise, w = _errors(g, ref, leaf_max, floor, atol, rtol,
                                                  noise or 0.0)
             passed &= rel_ad <= rtol
             if w >= 0:
-                worst = (rel_ad / rtol, w, "autodiff", float(ref.reshape(-1)[w]))
+                worst = (rel_ad / rtol, w, "autodiff", float(ref.reshape(-1)[w]), None)
         if fd:
             idx = fd_idx[i]
             n_fd = int(idx.size)
@@ -644,13 +719,14 @@ def check_gradients(
             n_noise = max(n_noise, n_noise_fd)
             passed &= rel_fd <= tol_fd
             if w >= 0 and (worst is None or rel_fd / tol_fd > worst[0]):
-                worst = (rel_fd / tol_fd, int(idx[w]), "fd", float(fd_vals[i][w]))
+                worst = (rel_fd / tol_fd, int(idx[w]), "fd", float(fd_vals[i][w]),
+                         tuple(float(d) for d in fd_sides[i][w]))
         where = {}
         if worst is not None:
-            _, flat, against, ref_value = worst
+            _, flat, against, ref_value, one_sided = worst
             where = dict(worst_index=tuple(int(k) for k in np.unravel_index(flat, ref.shape)),
                          worst_against=against, worst_value=float(g.reshape(-1)[flat]),
-                         worst_reference=ref_value)
+                         worst_reference=ref_value, worst_one_sided=one_sided)
         return LeafReport(
             path=paths[i], shape=tuple(ref.shape), max_abs_error=abs_ad, max_rel_error=rel_ad,
             fd_max_abs_error=abs_fd, fd_max_rel_error=rel_fd, fd_elements=n_fd,
@@ -692,6 +768,7 @@ def check_gradients(
         value_passed=bool(value_passed),
         noise_factor=float(noise_factor),
         fd_resolution=float(fd_resolution),
+        value_dtype=str(value_dtype),
     )
 
 
@@ -936,6 +1013,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             v = getattr(ns, name)
             if v is not None and not 0 < v < math.inf:
                 raise ValueError(f"--{name} must be finite and > 0, got {v}")
+        if ns.eps is not None and ns.eps < _EPS64:
+            raise ValueError(f"--{_EPS_SMALL}, got {ns.eps}")
         if ns.atol is not None and not 0 <= ns.atol < math.inf:
             raise ValueError(f"--atol must be finite and >= 0, got {ns.atol}")
     except (_UsageError, ValueError, TypeError) as e:

@@ -186,6 +186,8 @@ def test_argument_errors():
         (dict(max_fd_elements=2.5), "max_fd_elements must be an int >= 1, got 2.5"),
         (dict(fd_batch_size=0), "fd_batch_size must be an int >= 1, got 0"),
         (dict(seed=-1), "seed must be an int >= 0, got -1"),
+        # a step below float64's epsilon rounds to 0: 0/0 finite differences "FAILED"
+        (dict(eps=1e-20), "eps must be >= 2.2e-16 .*got 1e-20"),
     ],
 )
 def test_bad_dtype_and_integer_arguments_are_named_value_errors(kwargs, message):
@@ -344,6 +346,7 @@ def test_main_returns_1_when_the_check_fails(capsys):
         ["--set", "model.l2=0.1"],
         ["--seed", "99999999999999999999"],  # jax.random.key takes int64
         ["--eps", "inf"],
+        ["--eps", "1e-20"],  # the step rounds to 0: NaN finite differences, exit 1
         ["--rtol", "inf"],
         ["--atol", "inf"],
         # A batch of one normalizes to 0: kinked activations sit at their kink.
@@ -709,3 +712,53 @@ def test_the_report_points_at_the_worst_element_of_a_failed_leaf():
     np.testing.assert_allclose(leaf.worst_value, 2 * float(w[i, j]) * (1 + flat / 1200))
     np.testing.assert_allclose(leaf.worst_reference, 2 * float(w[i, j]), rtol=1e-6)
     assert flat > 1000  # the sample's worst is late in the leaf (50 of 1200 drawn)
+
+
+def test_fn_computing_in_float32_is_checked_at_its_own_precision():
+    # Research code that casts to float32 inside (a hard-coded dtype) gives float32 values
+    # for the float64 params of the references: central differences with eps=1e-6 were off
+    # by ~0.2 (ulp32(value) / eps), a correct gradient FAILED against "float64" finite
+    # differences, and the report said nothing of fn's precision.
+    def fn(p):
+        q = p.astype(jnp.float32)
+        return jnp.sum(jnp.sin(q) * q**2)
+
+    def grad(p, rel=0.0):
+        g = jnp.cos(p) * p**2 + 2 * p * jnp.sin(p)
+        return g.at[2].multiply(1 + rel)
+
+    p = jnp.linspace(0.5, 2.0, 5, dtype=jnp.float32)
+    for params, grad_fn in ((p, jax.grad(fn)), (p, None), (p.astype(jnp.float64), grad)):
+        report = gradcheck.check_gradients(fn, params, grad_fn=grad_fn)
+        assert report.passed, str(report)
+        assert report.value_dtype == "float32" and report.rtol == 1e-3, str(report)
+        assert report.eps == pytest.approx(float(jnp.finfo(jnp.float32).eps) ** (1 / 3))
+        assert "fn computes its value in float32" in str(report)
+    bad = gradcheck.check_gradients(fn, p, grad_fn=lambda q: grad(q, 1e-2))
+    assert bad.failed_leaves == ("<root>",) and bad.leaves[0].worst_index == (2,), str(bad)
+    # a float64 fn keeps the float64 defaults and says nothing of it
+    report = gradcheck.check_gradients(lambda q: jnp.sum(jnp.sin(q) * q**2),
+                                       p.astype(jnp.float64))
+    assert report.value_dtype == "float64" and report.eps == 1e-6
+    assert "fn computes" not in str(report)
+
+
+def test_a_failure_at_a_kink_is_named_as_a_kink():
+    # relu at exactly 0: autodiff's 0 (a one-sided derivative) FAILED against the central
+    # difference 0.5 with nothing but "0.00e+00 against 5.00e-01": the researcher was left
+    # to guess whether the gradient or the point was wrong. The report now gives the two
+    # one-sided differences and says the function is not differentiable there.
+    def fn(p):
+        return jnp.sum(jax.nn.relu(p["w"]) * jnp.arange(1.0, 5.0))
+
+    report = gradcheck.check_gradients(fn, {"w": jnp.array([1.0, 0.0, -1.0, 2.0])})
+    leaf = report.leaves[0]
+    assert not leaf.passed and leaf.worst_index == (1,) and leaf.worst_against == "fd"
+    np.testing.assert_allclose(leaf.worst_one_sided, (2.0, 0.0), atol=1e-6)
+    assert "one-sided differences 2.00e+00 (forward) and 0.00e+00 (backward)" in str(report)
+    assert "a kink" in str(report)
+    # a wrong gradient at a smooth point gets no such note
+    bad = gradcheck.check_gradients(
+        _fn, _params(), X, 1.5,
+        grad_fn=lambda p, x, s: {**_grad(p, x, s), "s": -_grad(p, x, s)["s"]})
+    assert bad.failed_leaves == ("s",) and "kink" not in str(bad), str(bad)
