@@ -188,7 +188,8 @@ def dense_backward(
 
     Returns:
       ``(grads, grad_x)`` with ``grads`` shaped like ``params``; each in its primal's dtype
-      (``grads`` in the params' dtypes, ``grad_x`` in ``x``'s), as ``jax.vjp`` returns them.
+      (``grads`` in the params' dtypes, ``grad_x`` in ``x``'s), as ``jax.vjp`` returns them;
+      for an integer ``x`` (raw pixels) ``grad_x`` stays in the floating result dtype.
 
     Raises:
       ValueError: ``x`` is not ``(..., in)`` or ``grad_out`` is not ``x.shape[:-1] + (out,)``.
@@ -208,7 +209,9 @@ def dense_backward(
     grads = {"w": (x2.T @ g2).astype(w.dtype)}
     if "b" in params:
         grads["b"] = jnp.sum(g2, axis=0).astype(params["b"].dtype)
-    grad_x = (grad_out @ w.T).astype(jnp.result_type(x))
+    grad_x = grad_out @ w.T
+    if jnp.issubdtype(jnp.result_type(x), jnp.inexact):  # integer pixels: keep the float
+        grad_x = grad_x.astype(jnp.result_type(x))
     return grads, grad_x
 
 
@@ -341,7 +344,8 @@ def dropout_backward(
 
     Raises:
       ValueError: as :func:`dropout_forward` for ``rate``; in training with ``rate > 0``, a
-        ``mask`` whose shape is not ``grad_out``'s.
+        ``mask`` whose shape is not ``grad_out``'s (a broadcast mask, as variational
+        dropout's ``(1, units)``, is refused: pass it broadcast to ``grad_out``'s shape).
       TypeError: ``grad_out`` has an integer or boolean dtype.
     """
     r = _check_rate(rate, "dropout_backward")

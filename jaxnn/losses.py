@@ -36,9 +36,9 @@ Conventions.
 
 * Dtypes: the result has the dtype of the predictions/logits (float32 in, float32 out);
   targets and soft labels are cast to it. Integer predictions are converted to the
-  default floating dtype; complex ones raise ``TypeError``. ``mse`` squares and averages
-  float16/bfloat16 inputs in float32 and rounds once, so a float16 mse is finite whenever
-  its value fits.
+  default floating dtype; complex predictions, targets or labels raise ``TypeError``.
+  ``mse`` squares and averages float16/bfloat16 inputs in float32 and rounds once, so a
+  float16 mse is finite whenever its value fits.
 * Cross-entropies are computed from logits in closed forms that never overflow
   (logits of +-1000, or -1e4, give finite values and gradients in float32).
 * Arguments are checked eagerly (also under ``jit``, where shapes are static): a shape
@@ -96,14 +96,21 @@ REDUCTIONS = ("mean", "sum", "none")
 # ----------------------------------------------------------------------------- helpers
 
 
-def _as_float(x: ArrayLike, argname: str, fn: str) -> Array:
+def _real(x: ArrayLike, argname: str, fn: str) -> Array:
+    """``x`` as an array, refused when complex: the losses are real, and a complex mse
+    summed (p - t)^2, not |p - t|^2 (complex targets were cast to real, dropping their
+    imaginary part)."""
     x = jnp.asarray(x)
     if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        # Real losses only: a complex mse summed (p - t)^2, not |p - t|^2.
         raise TypeError(
             f"jaxnn.losses.{fn}: {argname} must be real (floating, integer or bool), got "
             f"dtype {x.dtype}"
         )
+    return x
+
+
+def _as_float(x: ArrayLike, argname: str, fn: str) -> Array:
+    x = _real(x, argname, fn)
     if not jnp.issubdtype(x.dtype, jnp.inexact):
         x = x.astype(jnp.result_type(float))
     return x
@@ -165,7 +172,7 @@ def _mse_args(predictions: ArrayLike, targets: ArrayLike, reduction: Any,
               fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
     p = _as_float(predictions, "predictions", fn)
-    t = jnp.asarray(targets)
+    t = _real(targets, "targets", fn)
     _check_batch(p, "predictions", 1, fn, "batch first")
     _same_shape(p, t, "predictions", "targets", fn)
     return p, t.astype(p.dtype)
@@ -218,7 +225,7 @@ def _bce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
               fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
     z = _as_float(logits, "logits", fn)
-    y = jnp.asarray(labels)
+    y = _real(labels, "labels", fn)
     _check_batch(z, "logits", 1, fn, "batch first")
     _same_shape(z, y, "logits", "labels", fn)
     return z, y.astype(z.dtype)
@@ -280,7 +287,7 @@ def _ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
              fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
     z = _as_float(logits, "logits", fn)
-    y = jnp.asarray(labels)
+    y = _real(labels, "labels", fn)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     _same_shape(z, y, "logits", "labels", fn)
     return z, y.astype(z.dtype)
@@ -349,7 +356,7 @@ def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
                  fn: str) -> tuple[Array, Array, Array]:
     _check_reduction(reduction, fn)
     z = _as_float(logits, "logits", fn)
-    y = jnp.asarray(labels)
+    y = _real(labels, "labels", fn)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     if y.shape != z.shape[:-1]:
         raise ValueError(

@@ -346,7 +346,7 @@ def test_main_returns_1_when_the_check_fails(capsys):
         ["--set", "model.l2=0.1"],
         ["--seed", "99999999999999999999"],  # jax.random.key takes int64
         ["--eps", "inf"],
-        ["--eps", "1e-20"],  # the step rounds to 0: NaN finite differences, exit 1
+        ["--eps", "1e-20"],  # the step would round to 0 (NaN finite differences): bad input
         ["--rtol", "inf"],
         ["--atol", "inf"],
         # A batch of one normalizes to 0: kinked activations sit at their kink.
@@ -728,19 +728,39 @@ def test_fn_computing_in_float32_is_checked_at_its_own_precision():
         return g.at[2].multiply(1 + rel)
 
     p = jnp.linspace(0.5, 2.0, 5, dtype=jnp.float32)
-    for params, grad_fn in ((p, jax.grad(fn)), (p, None), (p.astype(jnp.float64), grad)):
-        report = gradcheck.check_gradients(fn, params, grad_fn=grad_fn)
+    p64 = p.astype(jnp.float64)
+    for params, grad_fn, rtol in ((p, jax.grad(fn), None), (p, None, None),
+                                  (p64, grad, 1e-3)):
+        report = gradcheck.check_gradients(fn, params, grad_fn=grad_fn, rtol=rtol)
         assert report.passed, str(report)
-        assert report.value_dtype == "float32" and report.rtol == 1e-3, str(report)
+        assert report.value_dtype == "float32" and report.rtol_fd == 1e-3, str(report)
         assert report.eps == pytest.approx(float(jnp.finfo(jnp.float32).eps) ** (1 / 3))
-        assert "fn computes its value in float32" in str(report)
+        assert "fn returns a float32 value" in str(report)
+    # Autodiff of this fn is float32-accurate too, which only the user knows: a float64
+    # gradient keeps float64's rtol unless told, and the note says what to pass.
+    strict = gradcheck.check_gradients(fn, p64, grad_fn=grad)
+    assert strict.rtol == 1e-7 and "pass rtol=1e-3" in str(strict)
     bad = gradcheck.check_gradients(fn, p, grad_fn=lambda q: grad(q, 1e-2))
     assert bad.failed_leaves == ("<root>",) and bad.leaves[0].worst_index == (2,), str(bad)
+    assert not bad.leaves[0].at_kink and "kink" not in str(bad), str(bad)
+    # A smooth fn with a slightly wrong gradient: the one-sided differences differ by
+    # ~h f'' at float32's step, more than the miss, but the gap halves with the step.
+    near = gradcheck.check_gradients(fn, p, grad_fn=lambda q: grad(q, 1.5e-3))
+    assert not near.passed and not near.leaves[0].at_kink and "kink" not in str(near)
+    # Only the value cast to float32: its float64 gradient is judged at float64's rtol,
+    # so a gradient 2e-4 off fails (it passed at a float32 rtol of 1e-3).
+    def cast_last(q):
+        return jnp.sum(jnp.sin(q) * q**2).astype(jnp.float32)
+
+    for fd in (False, True):
+        off = gradcheck.check_gradients(cast_last, p64, grad_fn=lambda q: grad(q) * (1 + 2e-4),
+                                        fd=fd)
+        assert not off.passed and off.rtol == 1e-7, str(off)
     # a float64 fn keeps the float64 defaults and says nothing of it
     report = gradcheck.check_gradients(lambda q: jnp.sum(jnp.sin(q) * q**2),
                                        p.astype(jnp.float64))
     assert report.value_dtype == "float64" and report.eps == 1e-6
-    assert "fn computes" not in str(report)
+    assert "fn returns" not in str(report)
 
 
 def test_a_failure_at_a_kink_is_named_as_a_kink():

@@ -122,6 +122,17 @@ def test_dense_backward_dtypes_match_vjp_with_mixed_dtypes(x_dtype, p_dtype):
                                rtol=1e-2, atol=1e-2)
 
 
+def test_dense_backward_of_integer_inputs_keeps_a_float_input_gradient():
+    # Raw uint8 pixels: grad_x cast to x's dtype came back as zeros in uint8.
+    p = layers.dense_init(KEY, 4, 3, kernel_init="he_normal")
+    x = jnp.arange(20, dtype=jnp.uint8).reshape(5, 4)
+    g = _normal(2, (5, 3), jnp.float32)
+    gp, gx = layers.dense_backward(p, x, g)
+    assert gx.dtype == jnp.float32
+    np.testing.assert_allclose(gx, g @ p["w"].T, rtol=1e-6)
+    np.testing.assert_allclose(gp["w"], x.astype(jnp.float32).T @ g, rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- dropout
 
 

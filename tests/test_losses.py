@@ -449,3 +449,7 @@ def test_complex_predictions_are_refused_by_name(name, grad):
     with pytest.raises(TypeError, match=rf"losses\.{fn.__name__}: {argname} must be real.*"
                                         rf"complex64"):
         fn(z, t)
+    if not name.endswith("integer_labels"):  # complex targets were cast to real, silently
+        target = "targets" if name == "mse" else "labels"
+        with pytest.raises(TypeError, match=rf"losses\.{fn.__name__}: {target} must be real"):
+            fn(jnp.real(z), z)

@@ -307,7 +307,7 @@ def training_bytes(mcfg: Any, tx: optax.GradientTransformation, batch_size: int,
 def _data_bytes(dataset: Any) -> int:
     """The bytes of the splits that training keeps on each device."""
     names = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
-    return sum(int(np.asarray(a).nbytes) for a in (getattr(dataset, n, None) for n in names)
+    return sum(int(a.nbytes) for a in (getattr(dataset, n, None) for n in names)
                if a is not None)
 
 
