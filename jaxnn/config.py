@@ -549,6 +549,16 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
 def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``overrides``."""
     data = read_yaml(path) if path is not None else {}
+    sections = [f.name for f in dataclasses.fields(Config)]
+    # No section, and mostly keys that are not misspelled sections either: a depth-study or
+    # compare.py config, say (a lone 'trainnig' gets the unknown-key message below).
+    foreign = [k for k in data if not difflib.get_close_matches(str(k), sections, cutoff=0.7)]
+    if data and not set(data) & set(sections) and 2 * len(foreign) >= len(data):
+        keys = ", ".join(map(str, list(data)[:4])) + (", ..." if len(data) > 4 else "")
+        raise ConfigError(
+            f"config file {str(path)!r} is not a training config: none of its keys ({keys}) is "
+            f"one of its sections ({', '.join(sections)}); depth-study configs run with "
+            "scripts/depth_study.py, compare_*.yaml with scripts/compare.py")
     return from_dict(apply_overrides(data, overrides))
 
 

@@ -218,3 +218,25 @@ def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_pa
     assert C.read_yaml(path) == C.read_yaml(path)  # a fresh loader each time
     import yaml
     assert yaml.safe_load("x: 1e-8") == {"x": "1e-8"}  # PyYAML's own loader is unchanged
+
+
+@pytest.mark.parametrize("name, script", [("depth_smoke", "depth_study.py"),
+                                          ("compare_surface", "compare.py"),
+                                          ("activation_histograms", "depth_study.py")])
+def test_a_config_of_another_kind_is_named_as_such(name, script):
+    # train.py / gradcheck.py given a depth-study or compare.py config said only
+    # "unknown key 'surfaces'" (or 'name'), as if a training config held a typo.
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml"
+    with pytest.raises(C.ConfigError) as info:
+        C.load(path)
+    message = str(info.value)
+    assert "is not a training config" in message and str(path) in message
+    assert script in message and "\n" not in message
+
+
+
+def test_a_file_with_only_a_misspelled_section_gets_the_key_message(tmp_path):
+    path = tmp_path / "typo.yaml"
+    path.write_text("trainnig:\n  epochs: 3\n")
+    with pytest.raises(C.ConfigError, match="unknown key 'trainnig' .*did you mean 'training'"):
+        C.load(path)
