@@ -8,6 +8,9 @@ checkpoint), but not as traced values: under ``jax.jit``, ``vmap`` or ``grad`` t
 value is unknown, and ``float(tracer)`` would fail with an error that names neither the
 function nor the argument. :func:`static_scalar` reads such an argument once, the same
 way for every caller, and leaves the range checks (and their messages) to the caller.
+
+:func:`real_array` and :func:`float_array` read the array arguments of the real-valued
+building blocks (activations, losses) the same way: complex input refused by name.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["static_scalar"]
+__all__ = ["float_array", "real_array", "static_scalar"]
 
 
 def static_scalar(
@@ -84,3 +87,24 @@ def static_scalar(
     if jnp.issubdtype(dtype, jnp.complexfloating):
         return complex(arr)
     return value
+
+
+def real_array(x: Any, where: str, arg: str, hint: str = "") -> jax.Array:
+    """``x`` as an array; a complex one raises ``TypeError`` naming ``where`` and ``arg``
+    (kinks, ``|x|``, sign tests and squared errors are real-only: ``tanh_grad(1+1j)`` came
+    back real, a complex mse summed ``(p - t)^2``, complex targets lost their imaginary
+    part)."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise TypeError(f"{where}: {arg} must be real (floating, integer or bool), got dtype "
+                        f"{x.dtype}{hint}")
+    return x
+
+
+def float_array(x: Any, where: str, arg: str, hint: str = "") -> jax.Array:
+    """:func:`real_array`, with integer or boolean input converted to the default floating
+    dtype (floating input keeps its own)."""
+    x = real_array(x, where, arg, hint)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jnp.result_type(float))
+    return x

@@ -96,7 +96,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from jaxnn._static import static_scalar
+from jaxnn._static import float_array, static_scalar
 
 __all__ = [
     "SELU_ALPHA",
@@ -179,15 +179,8 @@ def _as_float(x: ArrayLike, fn: str) -> Array:
     Complex inputs are refused: the kinks, ``|x|`` and the sign tests below are real-only
     (``tanh_grad(1+1j)`` came back real, ``relu(1+1j)`` as ``1+1j``).
     """
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise TypeError(
-            f"jaxnn.activations.{fn}: x must be real (floating, integer or bool), got dtype "
-            f"{x.dtype}; pass the real part or the modulus explicitly"
-        )
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
+    return float_array(x, f"jaxnn.activations.{fn}", "x",
+                       "; pass the real part or the modulus explicitly")
 
 
 def _cast(value: ArrayLike, x: Array) -> Array:

@@ -70,6 +70,7 @@ import numpy as np
 from jax import lax
 
 from jaxnn import activations
+from jaxnn._static import float_array, real_array
 
 __all__ = [
     "REDUCTIONS",
@@ -97,23 +98,11 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def _real(x: ArrayLike, argname: str, fn: str) -> Array:
-    """``x`` as an array, refused when complex: the losses are real, and a complex mse
-    summed (p - t)^2, not |p - t|^2 (complex targets were cast to real, dropping their
-    imaginary part)."""
-    x = jnp.asarray(x)
-    if jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise TypeError(
-            f"jaxnn.losses.{fn}: {argname} must be real (floating, integer or bool), got "
-            f"dtype {x.dtype}"
-        )
-    return x
+    return real_array(x, f"jaxnn.losses.{fn}", argname)
 
 
 def _as_float(x: ArrayLike, argname: str, fn: str) -> Array:
-    x = _real(x, argname, fn)
-    if not jnp.issubdtype(x.dtype, jnp.inexact):
-        x = x.astype(jnp.result_type(float))
-    return x
+    return float_array(x, f"jaxnn.losses.{fn}", argname)
 
 
 def _check_reduction(reduction: Any, fn: str) -> None:
