@@ -31,6 +31,21 @@ def test_reads_uint8_file(tmp_path, compress):
     assert out.flags.writeable
 
 
+# gzip streams whose trailer does not give the content's size: read by a second pass.
+ODD_GZIP = {
+    "two_members": gzip.compress(IMAGES_BYTES[:7]) + gzip.compress(IMAGES_BYTES[7:]),
+    "zero_padded": gzip.compress(IMAGES_BYTES) + b"\x00" * 5,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ODD_GZIP))
+def test_reads_gzip_without_a_size_trailer(tmp_path, name):
+    path = tmp_path / "images.gz"
+    path.write_bytes(ODD_GZIP[name])
+    np.testing.assert_array_equal(read_idx(path), IMAGES)
+    np.testing.assert_array_equal(parse_idx(bytearray(ODD_GZIP[name])), IMAGES)
+
+
 def test_gzip_detected_by_content_not_name(tmp_path):
     path = tmp_path / "labels-idx1-ubyte"  # no .gz suffix, but gzip content
     path.write_bytes(gzip.compress(idx_bytes(0x08, (3,), bytes([7, 0, 9]))))
@@ -106,6 +121,14 @@ CORRUPT = [
     ("corrupt_gzip", b"\x1f\x8b" + b"\x00" * 30, "corrupt or truncated gzip"),
     ("truncated_gzip", gzip.compress(IMAGES_BYTES)[:-6], "corrupt or truncated gzip"),
     ("truncated_inside_gzip", gzip.compress(IMAGES_BYTES[:-3]), "truncated data"),
+    ("trailing_inside_gzip", gzip.compress(IMAGES_BYTES + b"\x00"), "1 trailing"),
+    ("bad_gzip_crc", (lambda gz: gz[:-8] + bytes([gz[-8] ^ 1]) + gz[-7:])(
+        gzip.compress(IMAGES_BYTES)), "corrupt or truncated gzip"),
+    ("garbage_after_gzip", gzip.compress(IMAGES_BYTES) + b"junk", "corrupt or truncated gzip"),
+    # A header declaring ~2**96 items: reported, never allocated.
+    ("huge_claim", idx_bytes(0x08, (2**32 - 1,) * 3, b"\x00" * 5), "only 5 bytes"),
+    ("huge_claim_gzip", gzip.compress(idx_bytes(0x08, (2**32 - 1,) * 3, b"\x00" * 5)),
+     "only 5 bytes"),
 ]
 
 
@@ -130,3 +153,35 @@ def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="cannot read IDX file") as info:
         read_idx(path)
     assert str(path) in str(info.value)
+
+
+# ------------------------------------------------------------------------------ memory
+
+# (stored form, dtype): the peak must stay near the array's own size whatever the form.
+PEAK_CASES = [("gz", np.uint8), ("gz", np.int16), ("raw", np.float32)]
+
+
+@pytest.mark.parametrize("form, dtype", PEAK_CASES, ids=[f"{f}-{np.dtype(d).name}"
+                                                           for f, d in PEAK_CASES])
+def test_read_peak_memory_stays_near_the_array_size(tmp_path, form, dtype):
+    # A user's own IDX file may be large: reading it must not hold the compressed bytes,
+    # the decompressed bytes and a converted copy at once (about 3x the array before).
+    import tracemalloc
+
+    itemsize = np.dtype(dtype).itemsize
+    rows = (24 << 20) // (1000 * itemsize)  # a 24 MiB array
+    array = (np.arange(rows * 1000) % 251).astype(dtype).reshape(rows, 1000)
+    path = tmp_path / f"big-idx2-ubyte{'.gz' if form == 'gz' else ''}"
+    write_idx(path, array)
+    nbytes = array.nbytes
+    del array
+    tracemalloc.start()
+    try:
+        out = read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (rows, 1000) and out.dtype == np.dtype(dtype)
+    assert out[1, 2] == dtype(1002 % 251) and out[-1, -1] == dtype((rows * 1000 - 1) % 251)
+    assert out.flags.writeable and out.flags.owndata
+    assert peak < 1.5 * nbytes, f"peak {peak / nbytes:.2f}x the array's {nbytes} bytes"

@@ -201,6 +201,13 @@ def test_register_a_custom_loader():
         unregister("mnist")
 
 
+@pytest.mark.parametrize("fn", [register, unregister])
+def test_register_names_a_non_string_name(fn):
+    args = (123, lambda key: None) if fn is register else (123,)
+    with pytest.raises(TypeError, match=f"{fn.__name__}: name must be a string, got 123"):
+        fn(*args)
+
+
 @pytest.mark.parametrize("method", ["standardize", "standardize_global"])
 def test_standardize_pixels_in_units_of_their_maximum(method):
     # A pixel constant over the training rows keeps sigma = 1; standardized in raw units

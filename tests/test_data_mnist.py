@@ -7,6 +7,7 @@ import dataclasses
 import gzip
 import os
 import pathlib
+import re
 import shutil
 
 import jax
@@ -247,6 +248,34 @@ def test_an_empty_data_dir_is_not_the_current_directory(tmp_path, monkeypatch):
     for empty in ("", "  "):
         with pytest.raises(DataError, match=f"data_dir={empty!r} is empty; give a directory"):
             load_mnist(data_dir=empty, download=False)
+
+
+# (argument, bad value, error type, message fragment)
+BAD_LOOKUP_ARGS = [
+    ("data_dir", 5, TypeError, "data_dir must be a path (str or os.PathLike), got 5"),
+    # A truthy string read as "yes": "no" would have downloaded into the cache.
+    ("download", "no", TypeError, "download must be True or False, got 'no'"),
+    ("verify", "yes", TypeError, "verify must be True, False or None, got 'yes'"),
+    ("fetch", 3, TypeError, "fetch must be a callable url -> bytes or None, got 3"),
+]
+
+
+@pytest.mark.parametrize("arg, value, error, fragment", BAD_LOOKUP_ARGS,
+                         ids=[b[0] for b in BAD_LOOKUP_ARGS])
+def test_bad_lookup_arguments_are_named(tmp_path, arg, value, error, fragment):
+    write_set(tmp_path, 10, roles=TEST_ROLES)
+    kwargs = {"data_dir": tmp_path, "download": False, "split": "test", arg: value}
+    with pytest.raises(error, match=re.escape(f"load_mnist: {fragment}")):
+        load_mnist(KEY, **kwargs)
+    with pytest.raises(error, match=re.escape(f"locate_files: {fragment}")):
+        mn.locate_files("mnist", **kwargs)
+
+
+def test_verify_file_names_an_unknown_role(tmp_path):
+    write_set(tmp_path, 3, roles=("test_labels",))
+    with pytest.raises(ValueError, match="verify_file: role must be one of .*'test_labels'.*"
+                       "got 'test_lables'"):
+        mn.verify_file(tmp_path / "t10k-labels-idx1-ubyte.gz", "mnist", "test_lables")
 
 
 def test_test_fraction_belongs_to_the_test_split(tmp_path):
@@ -626,3 +655,69 @@ def test_other_data_sets_images_are_refused(shared_data_dir, tmp_path):
         load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test", verify=False)
     assert str(wrong / images) in str(info.value)
 
+
+
+def _recompress(path: pathlib.Path, target: pathlib.Path, form: str) -> None:
+    """Write ``path``'s IDX content to ``target`` gzipped again (other bytes than the
+    official .gz: no file name, another mtime and level) or uncompressed."""
+    raw = gzip.decompress(path.read_bytes())
+    data = gzip.compress(raw, compresslevel=1, mtime=0) if form == "regzipped" else raw
+    assert data != path.read_bytes()
+    target.write_bytes(data)
+
+
+@pytest.mark.parametrize("where", ["data_dir", "cache"])
+def test_recompressed_official_files_verify_by_content(shared_data_dir, tmp_path, isolated,
+                                                       where):
+    # gunzip; gzip -9 changes every byte of the .gz but none of the data: a file whose
+    # content is the official one is accepted, with verify=True and in the cache (where a
+    # mismatch would be downloaded again).
+    folder = (isolated if where == "cache" else tmp_path / "d") / "fashion-mnist"
+    folder.mkdir(parents=True)
+    for role in TEST_ROLES:
+        name = mn.FASHION_MNIST.files[role].name
+        _recompress(shared_data_dir / "fashion-mnist" / name, folder / name, "regzipped")
+        mn.verify_file(folder / name, "fashion_mnist", role)
+    verify = True if where == "data_dir" else None
+    ds = load_fashion_mnist(KEY, data_dir=folder if where == "data_dir" else None,
+                            download=False, split="test", verify=verify)
+    assert ds.num_train + ds.num_test == 10000
+
+
+@pytest.mark.parametrize("verify", [False, True])
+@pytest.mark.parametrize("form", ["regzipped", "decompressed"])
+def test_other_data_sets_images_are_refused_when_recompressed(shared_data_dir, tmp_path,
+                                                              form, verify):
+    wrong = _fashion_folder_with(shared_data_dir / "fashion-mnist", tmp_path)
+    images = mn.FASHION_MNIST.files["test_images"].name
+    _recompress(shared_data_dir / "mnist" / images, wrong / images, form)
+    with pytest.raises(DataError, match="this is the MNIST t10k-images-idx3-ubyte, not "
+                       "Fashion-MNIST's") as info:
+        load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test",
+                           verify=verify)
+    assert str(wrong / images) in str(info.value)
+
+
+def test_fashion_images_recompressed_in_an_mnist_folder_are_refused(shared_data_dir, tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    for role in TEST_ROLES:
+        name = mn.MNIST.files[role].name
+        shutil.copy(shared_data_dir / "mnist" / name, folder / name)
+    images = mn.MNIST.files["test_images"].name
+    _recompress(shared_data_dir / "fashion-mnist" / images, folder / images, "regzipped")
+    with pytest.raises(DataError, match="this is the Fashion-MNIST t10k-images-idx3-ubyte, "
+                       "not MNIST's"):
+        load_mnist(KEY, data_dir=tmp_path, download=False, split="test")
+
+
+def test_verify_names_the_other_data_set_when_its_own_checksum_is_unknown(
+        shared_data_dir, tmp_path):
+    # No checksum is known for the uncompressed MNIST train images, but Fashion-MNIST's
+    # content is: the file is named for what it is, not "cannot be verified".
+    path = tmp_path / "train-images-idx3-ubyte"
+    _recompress(shared_data_dir / "fashion-mnist" / "train-images-idx3-ubyte.gz", path,
+                "decompressed")
+    with pytest.raises(DataError, match="this is the Fashion-MNIST train-images-idx3-ubyte, "
+                       "not MNIST's"):
+        mn.verify_file(path, "mnist", "train_images")

@@ -192,8 +192,11 @@ def register(
       overwrite: allow replacing an existing name.
 
     Raises:
+      TypeError: ``name`` is not a string.
       ValueError: the name exists and ``overwrite`` is False, or ``loader`` is not callable.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"register: name must be a string, got {name!r}")
     key = _canonical(name)
     if not key:
         raise ValueError(f"register: name must be a non-empty string, got {name!r}")
@@ -208,8 +211,11 @@ def unregister(name: str) -> None:
     """Remove a name added with :func:`register` (built-in names cannot be removed).
 
     Raises:
+      TypeError: ``name`` is not a string.
       ValueError: the name is unknown or built in.
     """
+    if not isinstance(name, str):
+        raise TypeError(f"unregister: name must be a string, got {name!r}")
     key = _canonical(name)
     if key in _BUILTIN:
         raise ValueError(f"unregister: {key!r} is a built-in data set and cannot be removed")

@@ -26,10 +26,13 @@ A file is rejected when its magic is wrong (first two bytes not zero, unknown dt
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import pathlib
 import struct
 import zlib
+from typing import BinaryIO
 
 import numpy as np
 
@@ -57,13 +60,137 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Bytes per read: the one temporary buffer, whatever the size of the file.
+_CHUNK = 1 << 20
+#: No deflate stream expands more than this (zlib's technical notes): a size from a gzip
+#: trailer above it cannot be true, and no array is allocated for it.
+_MAX_DEFLATE_RATIO = 1032
+# What a corrupt or cut-short gzip stream raises while it is read (BadGzipFile: OSError).
+_GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
 
 
-def _decompress(data: bytes, source: str) -> bytes:
+def _read_exactly(stream: BinaryIO, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream."""
+    parts, left = [], size
+    while left:
+        part = stream.read(left)
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+def _count_rest(stream: BinaryIO) -> int:
+    """Read ``stream`` to its end (which checks a gzip trailer) and return the bytes left."""
+    count = 0
+    while part := stream.read(_CHUNK):
+        count += len(part)
+    return count
+
+
+def _fill(stream: BinaryIO, array: np.ndarray) -> int:
+    """Read into ``array``'s memory in chunks (a gzip reader given one large buffer would
+    decompress into a temporary of the same size); return the bytes read."""
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    done = 0
+    while done < len(view):
+        n = stream.readinto(view[done:done + _CHUNK])
+        if not n:
+            break
+        done += n
+    return done
+
+
+def _read_header(stream: BinaryIO, source: str) -> tuple[np.dtype, tuple[int, ...], int]:
+    """Check the magic and read the dimensions: ``(stored dtype, dims, header size)``."""
+    data = _read_exactly(stream, 4)
+    if len(data) < 4:
+        raise DataError(
+            f"{source}: not an IDX file: {len(data)} bytes, shorter than the 4-byte magic number"
+        )
+    zero, code, ndim = struct.unpack(">HBB", data)
+    magic = int.from_bytes(data, "big")
+    if zero != 0:
+        raise DataError(
+            f"{source}: bad magic number 0x{magic:08x}: an IDX file starts with two zero bytes"
+        )
+    if code not in IDX_DTYPES:
+        known = ", ".join(f"0x{c:02x}" for c in IDX_DTYPES)
+        raise DataError(
+            f"{source}: bad magic number 0x{magic:08x}: unknown IDX dtype code 0x{code:02x} "
+            f"(known: {known})"
+        )
+    if ndim == 0:
+        raise DataError(f"{source}: bad magic number 0x{magic:08x}: zero dimensions")
+    header_size = 4 + 4 * ndim
+    data += _read_exactly(stream, header_size - 4)
+    if len(data) < header_size:
+        raise DataError(
+            f"{source}: truncated header: {ndim} dimensions need {header_size} header bytes, "
+            f"the file has {len(data)}"
+        )
+    return IDX_DTYPES[code], struct.unpack(f">{ndim}I", data[4:]), header_size
+
+
+def _count_error(source: str, dims: tuple[int, ...], count: int, expected: int,
+                 got: int) -> DataError:
+    if got < expected:
+        return DataError(
+            f"{source}: truncated data: header declares shape {dims} ({count} items, "
+            f"{expected} bytes) but only {got} bytes follow the header"
+        )
+    return DataError(
+        f"{source}: wrong item count: header declares shape {dims} ({count} items, "
+        f"{expected} bytes) but {got} bytes follow the header ({got - expected} trailing)"
+    )
+
+
+def _read_idx_stream(raw: BinaryIO, source: str) -> np.ndarray:
+    """The array in ``raw``, a seekable binary stream of an IDX file, raw or gzipped.
+
+    The data are read straight into the result (allocated from the header's dims), so the
+    peak memory is the array plus a chunk, not the file, its decompressed copy and a
+    converted copy. The array is allocated only once the data's size is known to match the
+    header: a raw file's size, or a gzip trailer's size field (the content's size mod 2**32
+    for a one-member file); when the trailer does not tell (several members, zero padding,
+    a damaged or forged header), the content is first counted, then read again.
+    """
+    compressed = raw.read(len(_GZIP_MAGIC)) == _GZIP_MAGIC
+    stored = raw.seek(0, os.SEEK_END)
+    if compressed:
+        raw.seek(max(stored - 4, 0))
+        trailer_size = int.from_bytes(raw.read(4), "little")
+    raw.seek(0)
+    stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
     try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as err:  # BadGzipFile is an OSError
+        dtype, dims, header_size = _read_header(stream, source)
+        count = math.prod(dims)
+        expected = count * dtype.itemsize
+        if not compressed:
+            if stored - header_size != expected:
+                raise _count_error(source, dims, count, expected, stored - header_size)
+        elif ((header_size + expected) % 2**32 != trailer_size
+              or expected > _MAX_DEFLATE_RATIO * stored):
+            got = _count_rest(stream)
+            if got != expected:
+                raise _count_error(source, dims, count, expected, got)
+            raw.seek(0)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")
+            _read_exactly(stream, header_size)
+        array = np.empty(dims, dtype.newbyteorder("="))
+        got = _fill(stream, array)
+        if got == expected:
+            got += _count_rest(stream)
+        if got != expected:
+            raise _count_error(source, dims, count, expected, got)
+    except _GZIP_ERRORS as err:
+        if not compressed:
+            raise
         raise DataError(f"{source}: corrupt or truncated gzip stream ({err})") from err
+    if not dtype.isnative:
+        array.byteswap(inplace=True)
+    return array
 
 
 def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
@@ -82,67 +209,24 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
       DataError: bad magic, unknown dtype code, header cut short, data truncated or followed
         by trailing bytes, or a corrupt gzip stream; the message names ``source``.
     """
-    data = bytes(data)
-    if data[:2] == _GZIP_MAGIC:
-        data = _decompress(data, source)
-    if len(data) < 4:
-        raise DataError(
-            f"{source}: not an IDX file: {len(data)} bytes, shorter than the 4-byte magic number"
-        )
-    zero, code, ndim = struct.unpack(">HBB", data[:4])
-    magic = int.from_bytes(data[:4], "big")
-    if zero != 0:
-        raise DataError(
-            f"{source}: bad magic number 0x{magic:08x}: an IDX file starts with two zero bytes"
-        )
-    if code not in IDX_DTYPES:
-        known = ", ".join(f"0x{c:02x}" for c in IDX_DTYPES)
-        raise DataError(
-            f"{source}: bad magic number 0x{magic:08x}: unknown IDX dtype code 0x{code:02x} "
-            f"(known: {known})"
-        )
-    if ndim == 0:
-        raise DataError(f"{source}: bad magic number 0x{magic:08x}: zero dimensions")
-    header_size = 4 + 4 * ndim
-    if len(data) < header_size:
-        raise DataError(
-            f"{source}: truncated header: {ndim} dimensions need {header_size} header bytes, "
-            f"the file has {len(data)}"
-        )
-    dims = struct.unpack(f">{ndim}I", data[4:header_size])
-    dtype = IDX_DTYPES[code]
-    count = 1
-    for d in dims:
-        count *= d
-    expected = count * dtype.itemsize
-    got = len(data) - header_size
-    if got < expected:
-        raise DataError(
-            f"{source}: truncated data: header declares shape {dims} ({count} items, "
-            f"{expected} bytes) but only {got} bytes follow the header"
-        )
-    if got > expected:
-        raise DataError(
-            f"{source}: wrong item count: header declares shape {dims} ({count} items, "
-            f"{expected} bytes) but {got} bytes follow the header ({got - expected} trailing)"
-        )
-    array = np.frombuffer(data, dtype=dtype, count=count, offset=header_size).reshape(dims)
-    # astype to native order; always copies, so the result is writable and owns its memory.
-    return array.astype(dtype.newbyteorder("="))
+    return _read_idx_stream(io.BytesIO(bytes(data)), source)
 
 
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (``.gz`` or raw) into a numpy array; see :func:`parse_idx`.
+
+    The data are decompressed straight into the result, so reading needs about the array's
+    own size in memory (plus 1 MiB), not the file's bytes and a decompressed copy besides.
 
     Raises:
       DataError: the file cannot be read or is not a valid IDX file (the message names it).
     """
     path = pathlib.Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as err:
+        with open(path, "rb") as f:
+            return _read_idx_stream(f, str(path))
+    except OSError as err:  # a corrupt gzip stream is a DataError already
         raise DataError(f"{path}: cannot read IDX file ({err})") from err
-    return parse_idx(data, source=str(path))
 
 
 def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | None = None) -> None:

@@ -25,14 +25,17 @@ URLs tried and saying which files to put where.
 Verification: every file is parsed as IDX and checked for structure (28x28 uint8 images,
 uint8 labels in 0..9, as many labels as images). Checksums (sha256 and md5 of the ``.gz``,
 sha256 of the uncompressed file where known; a file counts as gzipped by its content, not
-its name) are always checked on downloads and, by default, on files in the cache, where a
-file that fails them (a partial download left by another tool) is downloaded again when
-``download=True``; files you place yourself (``data_dir``, ``$JAXNN_DATA``) are
-checked only with ``verify=True`` (you may have your own, differently compressed copy).
+its name; a re-gzipped file whose ``.gz`` checksums differ passes when its decompressed
+content's sha256 is the official one) are always checked on downloads and, by default, on
+files in the cache, where a file that fails them (a partial download left by another tool)
+is downloaded again when ``download=True``; files you place yourself (``data_dir``,
+``$JAXNN_DATA``) are checked only with ``verify=True`` (you may have your own copy, whose
+content checksum is not known: the MNIST train files are known by their ``.gz`` only).
 ``verify=False`` skips checksums on files found (never on downloads). Whatever ``verify``
 says, a file that is recognisably the *other* data set's (MNIST files in a Fashion-MNIST
-folder or the reverse) is refused: any labels file, and an images file in its official
-gzipped form.
+folder or the reverse) is refused: any labels file, and an images file in any form whose
+content checksum is known (the MNIST train images only in their official gzipped form,
+the one form of them we could checksum).
 
 Only the test files? ``split="test"`` builds both splits from the 10000 official test images
 alone (a keyed, stratified split, ``test_fraction`` of them for testing), for machines that
@@ -260,6 +263,19 @@ def search_dirs(
     return out
 
 
+def _check_lookup_args(fn: str, data_dir: Any, download: Any, fetch: Any, verify: Any) -> None:
+    """Types of the lookup arguments: a truthy string such as ``download="no"`` would
+    otherwise be read as True."""
+    if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+        raise TypeError(f"{fn}: data_dir must be a path (str or os.PathLike), got {data_dir!r}")
+    if not isinstance(download, (bool, np.bool_)):
+        raise TypeError(f"{fn}: download must be True or False, got {download!r}")
+    if verify is not None and not isinstance(verify, (bool, np.bool_)):
+        raise TypeError(f"{fn}: verify must be True, False or None, got {verify!r}")
+    if fetch is not None and not callable(fetch):
+        raise TypeError(f"{fn}: fetch must be a callable url -> bytes or None, got {fetch!r}")
+
+
 def _find_in(directory: pathlib.Path, spec: FileSpec) -> pathlib.Path | None:
     """The first of ``spec.accepted_names`` present (.gz before uncompressed), else the first
     present in another case (``T10K-IMAGES-IDX3-UBYTE.GZ``), else None."""
@@ -345,9 +361,10 @@ def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
     """Check a file against the published size and checksums of ``name``'s file ``role``.
 
     A gzipped file is checked against every known value among size, sha256 and md5 of the
-    official ``.gz``; an uncompressed one against the sha256 of the uncompressed official
-    file. Which of the two a file is comes from its content (the gzip magic bytes), not its
-    name.
+    official ``.gz`` and, when they differ (a re-gzipped copy), by the sha256 of its
+    decompressed content; an uncompressed one against the sha256 of the uncompressed
+    official file. Which of the two a file is comes from its content (the gzip magic bytes),
+    not its name. A file whose content is the other data set's is named as such.
 
     Args:
       path: the file.
@@ -359,22 +376,77 @@ def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
         names the file.
     """
     source = _source(name)
+    if role not in ROLES:
+        raise ValueError(f"verify_file: role must be one of {ROLES}, got {role!r}")
     spec = source.files[role]
     path = pathlib.Path(path)
     compressed = _is_gzip(path)
+    digests = file_digests(path)
     try:
-        problem = _mismatch(file_digests(path), spec, compressed)
+        problem = _mismatch(digests, spec, compressed)
     except LookupError:
+        if not compressed:
+            _refuse_other_content(path, source, role, digests["sha256"])
         raise DataError(
             f"{path}: no checksum is known for the {'gzipped' if compressed else 'uncompressed'} "
             f"{source.title} file {spec.name if compressed else spec.raw_name}, so it cannot be "
             f"verified; pass verify=False to accept it on its structure alone"
         ) from None
-    if problem:
-        raise _NotOfficial(
-            f"{path}: not the official {source.title} {spec.name if compressed else spec.raw_name}"
-            f" ({problem}); replace the file, or pass verify=False to use your own copy"
-        )
+    if not problem:
+        return
+    # Re-gzipped (gunzip; gzip -9) the .gz differs but the content may be the official one;
+    # decompressing again costs a fraction of a load, and only for such files.
+    content = _content_sha256(path) if compressed else digests["sha256"]
+    if content is not None and content == spec.raw_sha256:
+        return
+    if content is not None:
+        _refuse_other_content(path, source, role, content)
+    raise _NotOfficial(
+        f"{path}: not the official {source.title} {spec.name if compressed else spec.raw_name}"
+        f" ({problem}); replace the file, or pass verify=False to use your own copy"
+    )
+
+
+def _content_sha256(path: pathlib.Path) -> str | None:
+    """sha256 of a gzipped file's decompressed content (streamed); None if the gzip stream
+    is corrupt (reading the file names that problem)."""
+    sha = hashlib.sha256()
+    try:
+        with gzip.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                sha.update(chunk)
+    except (gzip.BadGzipFile, EOFError, zlib.error):
+        return None
+    except OSError as err:
+        raise DataError(f"{path}: cannot read the file ({err})") from err
+    return sha.hexdigest()
+
+
+def _other_error(path: pathlib.Path, source: Source, other: Source, role: str) -> DataError:
+    return DataError(
+        f"{path}: this is the {other.title} {other.files[role].raw_name}, not "
+        f"{source.title}'s; keep each data set in its own subfolder ({source.subdirs[0]}/ "
+        f"and {other.subdirs[0]}/)"
+    )
+
+
+def _refuse_other_content(path: pathlib.Path, source: Source, role: str, content: str) -> None:
+    """Raise when ``content`` (sha256 of the IDX content) is another data set's file."""
+    for other in SOURCES.values():
+        if other is not source and content == other.files[role].raw_sha256:
+            raise _other_error(path, source, other, role)
+
+
+def _check_images_content(path: pathlib.Path, images: np.ndarray, source: Source,
+                          role: str) -> None:
+    """Refuse images (as read, uint8) whose IDX content is another data set's file,
+    whatever its compression. Hashing the array costs ~2% of a load, while hashing the
+    file before reading would decompress it twice."""
+    header = bytes([0, 0, 0x08, images.ndim]) + b"".join(
+        d.to_bytes(4, "big") for d in images.shape)
+    sha = hashlib.sha256(header)
+    sha.update(np.ascontiguousarray(images))
+    _refuse_other_content(path, source, role, sha.hexdigest())
 
 
 def _check_not_other(path: pathlib.Path, source: Source, role: str) -> None:
@@ -383,8 +455,10 @@ def _check_not_other(path: pathlib.Path, source: Source, role: str) -> None:
     A labels file (small: <= 60 kB uncompressed) is compared in full: its sha256 and md5
     with the other ``.gz`` file's, and the sha256 of its (decompressed) content with the
     other's uncompressed file, so a re-compressed copy is caught too. An images file (up to
-    47 MB) is hashed only when it is gzipped and exactly as large as the other's ``.gz``, so
-    the usual case costs a ``stat``, not a read."""
+    47 MB) is hashed here only when it is gzipped and exactly as large as the other's
+    ``.gz`` (the official file, also one whose content hash is unknown), so the usual case
+    costs a ``stat``, not a read; any other form is recognised by its content once read
+    (:func:`_check_images_content`)."""
     others = [other for other in SOURCES.values() if other is not source]
     if role.endswith("images"):
         try:
@@ -411,11 +485,7 @@ def _check_not_other(path: pathlib.Path, source: Source, role: str) -> None:
             or digests["md5"] == spec.md5
             or (raw_sha256 is not None and raw_sha256 == spec.raw_sha256)
         ):
-            raise DataError(
-                f"{path}: this is the {other.title} {spec.raw_name}, not {source.title}'s; "
-                f"keep each data set in its own subfolder ({source.subdirs[0]}/ and "
-                f"{other.subdirs[0]}/)"
-            )
+            raise _other_error(path, source, other, role)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,6 +563,7 @@ def locate_files(
       ``{role: path}`` for the roles the split needs.
 
     Raises:
+      TypeError: ``data_dir``, ``download``, ``fetch`` or ``verify`` of the wrong type.
       DataError: ``data_dir`` is not a directory, a checksum fails, the cache is not
         writable, or the files are found nowhere and could not be downloaded (the message
         lists where it looked, the URLs tried and where to put the files by hand).
@@ -500,6 +571,7 @@ def locate_files(
     source = _source(name)
     if split not in SPLITS:
         raise ValueError(f"locate_files: split must be one of {SPLITS}, got {split!r}")
+    _check_lookup_args("locate_files", data_dir, download, fetch, verify)
     if data_dir is not None and not str(data_dir).strip():
         # pathlib.Path("") is the current directory: an empty setting would search it.
         raise DataError(f"{source.title}: data_dir={str(data_dir)!r} is empty; give a "
@@ -617,6 +689,20 @@ def read_images_and_labels(
         ``(n, 28, 28)`` with ``n >= 1``, the labels not ``uint8`` of shape ``(n,)`` with
         values 0..9, or the two counts differ; the message names the file(s).
     """
+    images, labels = _read_pair(images_path, labels_path)
+    return _as_rows(images, labels)
+
+
+def _as_rows(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``float32`` ``(n, 784)`` rows of raw pixel values and ``int32`` labels."""
+    return images.reshape(images.shape[0], -1).astype(np.float32), labels.astype(np.int32)
+
+
+def _read_pair(
+    images_path: str | os.PathLike, labels_path: str | os.PathLike
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`read_images_and_labels` before conversion: ``uint8`` ``(n, 28, 28)`` images
+    and ``uint8`` ``(n,)`` labels, checked."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3 or images.shape[1:] != (28, 28):
         raise DataError(
@@ -638,7 +724,7 @@ def read_images_and_labels(
     if labels.size and labels.max() > 9:
         i = int(np.argmax(labels > 9))
         raise DataError(f"{labels_path}: label {int(labels[i])} at index {i} is not in 0..9")
-    return images.reshape(images.shape[0], -1).astype(np.float32), labels.astype(np.int32)
+    return images, labels
 
 
 def _load_source(
@@ -656,6 +742,7 @@ def _load_source(
     fn = f"load_{name}"
     if split not in SPLITS:
         raise ValueError(f"{fn}: split must be one of {SPLITS}, got {split!r}")
+    _check_lookup_args(fn, data_dir, download, fetch, verify)
     if split == "test":
         _require_key(key, fn, "split='test' (a random split of the official test set)")
         if test_fraction is not None:
@@ -667,9 +754,15 @@ def _load_source(
             f"official split keeps its own 10000 test rows")
     paths = locate_files(name, data_dir=data_dir, split=split, download=download,
                          fetch=fetch, verify=verify)
-    x_test, y_test = read_images_and_labels(paths["test_images"], paths["test_labels"])
+
+    def read(part: str) -> tuple[np.ndarray, np.ndarray]:
+        images, labels = _read_pair(paths[f"{part}_images"], paths[f"{part}_labels"])
+        _check_images_content(paths[f"{part}_images"], images, source, f"{part}_images")
+        return _as_rows(images, labels)
+
+    x_test, y_test = read("test")
     if split == "official":
-        x_train, y_train = read_images_and_labels(paths["train_images"], paths["train_labels"])
+        x_train, y_train = read("train")
     else:
         x_train, y_train, x_test, y_test = _train_test_split(
             fn, key, x_test, y_test, 0.2 if test_fraction is None else test_fraction)
