@@ -472,10 +472,6 @@ BAD_ALIAS_ARGUMENTS = [
     ("keras.rmsprop", dict(rho=1.0), "rho", "1.0"),
     ("keras.adam", dict(beta_1=1.0), "beta_1", "1.0"),
     ("keras.adagrad", dict(epsilon=-1.0), "epsilon", "-1.0"),
-    # 1 - 1e-8 is below 1 but rounds to 1 in float32: 1 - b**t = 0 gives 0 or inf updates.
-    ("adam", dict(b2=0.99999999), "b2", "0.99999999"),
-    ("adam", dict(b1=0.99999999), "b1", "0.99999999"),
-    ("keras.adam", dict(beta_2=0.99999999), "beta_2", "0.99999999"),
     # nesterov=True without momentum would silently be plain SGD / RMSProp.
     ("sgd", dict(nesterov=True), "nesterov", "momentum=None"),
     ("rmsprop", dict(nesterov=True), "nesterov", "momentum=None"),
@@ -492,6 +488,88 @@ def test_bad_arguments_name_the_optimizer(name, kwargs, arg, shown):
     message = str(info.value)
     assert message.startswith(f"jaxnn.optim.{name}: ")
     assert arg in message and shown in message
+
+
+# 1 - 1e-8 is below 1 but rounds to 1 in float32 (the tests run with x64 on).
+ROUNDING_RATES = [
+    ("adam", dict(b2=0.99999999), "b2"),
+    ("nadam", dict(b1=0.99999999), "b1"),
+    ("adamw", dict(b2=0.99999999), "b2"),
+    ("nadamw", dict(b2=0.99999999), "b2"),
+    ("amsgrad", dict(b2=0.99999999), "b2"),
+    ("adamax", dict(b1=0.99999999), "b1"),
+    ("rmsprop", dict(decay=0.99999999, centered=True), "decay"),
+    ("adadelta", dict(rho=0.99999999), "rho"),
+    ("keras.adam", dict(beta_2=0.99999999, amsgrad=True), "beta_2"),
+    ("keras.rmsprop", dict(rho=0.99999999), "rho"),
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs", "arg"), ROUNDING_RATES)
+def test_a_rate_that_rounds_to_one_in_float32_is_checked_against_the_params(name, kwargs, arg):
+    # float64 params (x64): accepted, finite updates; float32 (or narrower) params: init
+    # refuses it, naming the optimizer, the argument, the value and the way out.
+    opt = _factory(name)(0.1, **kwargs)
+    params64 = _params(jnp.float64)
+    updates, _ = opt.update(_first(_gradients(params64, 1)), opt.init(params64), params64)
+    assert all(u.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(u)))
+               for u in jax.tree.leaves(updates))
+    for dtype in (jnp.float32, jnp.bfloat16):
+        with pytest.raises(ValueError) as info:
+            opt.init(_params(dtype))
+        message = str(info.value)
+        assert message.startswith(f"jaxnn.optim.{name}: {arg} must be in [0, 1) and below 1 "
+                                  "in float32 (at most 0.9999999403953552), got 0.99999999: "
+                                  f"for {jnp.dtype(dtype).name} parameters"), message
+        assert "float64 parameters accept it under jax_enable_x64" in message
+    # A mixed tree: the float32 leaf decides.
+    with pytest.raises(ValueError, match="for float32 parameters"):
+        opt.init({"a": jnp.ones(2, jnp.float64), "b": jnp.ones(2, jnp.float32)})
+    # Without x64 no parameter can be float64: refused when the optimizer is built.
+    with jax.enable_x64(False), pytest.raises(ValueError) as info:
+        _factory(name)(0.1, **kwargs)
+    message = str(info.value)
+    assert message.startswith(f"jaxnn.optim.{name}: {arg} must be in [0, 1) and below 1 in "
+                              "float32"), message
+    assert "without jax_enable_x64" in message
+
+
+def test_a_rate_that_rounds_to_one_in_float32_matches_optax_on_float64_params():
+    params = _params(jnp.float64)
+    grads = _gradients(params, 20, seed=5)
+    for ours, theirs in [
+        (jo.adam(0.01, b2=0.99999999), optax.adam(0.01, b2=0.99999999)),
+        (jo.amsgrad(0.01, b1=0.99999999), optax.amsgrad(0.01, b1=0.99999999)),
+        (jo.rmsprop(0.01, decay=0.99999999, bias_correction=True),
+         optax.rmsprop(0.01, decay=0.99999999, bias_correction=True)),
+    ]:
+        u1, p1 = _trajectory(ours, params, grads)
+        u2, p2 = _trajectory(theirs, params, grads)
+        assert _rel_err(u1, u2) <= 1e-12 and _rel_err(p1, p2) <= 1e-12
+
+
+def test_a_rate_check_at_init_composes_with_optax_wrappers():
+    # inject_hyperparams builds the optimizer inside its init (hyperparameters cast to the
+    # params' dtype: 1.0 in float32, refused as such), MultiSteps calls the inner init, and
+    # jax.eval_shape traces init: all see the check. (Under jit, inject_hyperparams' cast
+    # hyperparameters are traced, and then no value check can run.)
+    params64, params32 = _params(jnp.float64), _params(jnp.float32)
+    injected = optax.inject_hyperparams(jo.adam)(learning_rate=0.01, b2=0.99999999)
+    multi = optax.MultiSteps(jo.adam(0.01, b2=0.99999999), 2)
+    for opt, init in ((injected, injected.init), (multi, jax.jit(multi.init))):
+        state = init(params64)
+        updates, _ = jax.jit(opt.update)(_first(_gradients(params64, 1)), state, params64)
+        assert all(bool(jnp.all(jnp.isfinite(u))) for u in jax.tree.leaves(updates))
+    with pytest.raises(ValueError, match=r"^jaxnn.optim.adam: b2 must be in \[0, 1\)"):
+        injected.init(params32)
+    for init in (multi.init, jax.jit(multi.init), functools.partial(jax.eval_shape, multi.init)):
+        with pytest.raises(ValueError, match=r"^jaxnn.optim.adam: b2 .* float32 parameters"):
+            init(params32)
+    # A mu_dtype narrower than the params keeps b1's moment in float32.
+    opt = jo.adam(0.01, b1=0.99999999, mu_dtype=jnp.float32)
+    with pytest.raises(ValueError, match=r"b1 .* for a float32 moment \(mu_dtype\)"):
+        opt.init(params64)
+    assert jax.tree.leaves(jo.adam(0.01, b1=0.99999999, mu_dtype=jnp.float64).init(params64))
 
 
 def test_flags_must_be_booleans():
@@ -651,6 +729,21 @@ def test_get_and_names():
         jo.get("adam")
     with pytest.raises(TypeError, match=r"takes no argument.*beta_1"):
         jo.get("adam", 0.1, beta_1=0.9)
+
+
+def test_get_takes_the_learning_rate_positionally_or_by_keyword():
+    # A config's mapping of every argument, learning rate included, can be splatted in.
+    params = jnp.array([1.0, -1.0], jnp.float32)
+    g = jnp.array([0.5, 0.25], jnp.float32)
+    direct = jo.adam(0.1, b2=0.99)
+    expected = direct.update(g, direct.init(params))[0]
+    for opt in (jo.get("adam", learning_rate=0.1, b2=0.99),
+                jo.get("adam", **{"learning_rate": 0.1, "b2": 0.99})):
+        np.testing.assert_array_equal(opt.update(g, opt.init(params))[0], expected)
+    keras_sgd = jo.get("keras.sgd", learning_rate=0.5)
+    assert jo.current_learning_rate(keras_sgd.init(params)) == pytest.approx(0.5)
+    with pytest.raises(TypeError, match="multiple values for argument 'learning_rate'"):
+        jo.get("adam", 0.1, **{"learning_rate": 0.2})
 
 
 def test_inject_hyperparams_on_bfloat16_params_names_the_rounding_and_the_way_out():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import inspect
 import math
 
 import jax
@@ -598,6 +599,76 @@ def test_every_registered_name_builds_a_schedule():
     for sched in built.values():
         out = jax.jit(sched)(steps)
         assert out.dtype == jnp.float32 and np.all(np.isfinite(np.asarray(out)))
+
+
+def _numeric_arguments():
+    """(factory, valid kwargs, name) for every numeric argument of every factory, given or
+    defaulted in MINIMAL_KWARGS, plus the optional end_value of exponential_decay."""
+    cases = []
+    for fname, kwargs in MINIMAL_KWARGS.items():
+        factory = getattr(S, fname)
+        for name, param in inspect.signature(factory).parameters.items():
+            value = kwargs.get(name, param.default)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                cases.append((factory, kwargs, name))
+    cases.append((S.exponential_decay, dict(init_value=0.1, transition_steps=10,
+                                            decay_rate=0.5), "end_value"))
+    return cases
+
+
+NUMERIC_ARGUMENTS = _numeric_arguments()
+
+
+@pytest.mark.parametrize("factory,kwargs,name", NUMERIC_ARGUMENTS,
+                         ids=[f"{f.__name__}-{n}" for f, _, n in NUMERIC_ARGUMENTS])
+@pytest.mark.parametrize("flag", [True, False, np.bool_(True), jnp.asarray(False)], ids=repr)
+def test_a_bool_is_refused_where_a_number_is_expected(factory, kwargs, name, flag):
+    # True read as 1.0 (a YAML "yes", a swapped argument) is refused by every value, rate
+    # and step argument alike, in one line naming the schedule, the argument and the value.
+    with pytest.raises(ValueError) as info:
+        factory(**dict(kwargs, **{name: flag}))
+    message = str(info.value)
+    assert message.startswith(f"{factory.__name__}: {name} must be "), message
+    # Shape arguments show the Python bool they read from a NumPy or JAX one.
+    got = (f" (not a bool), got {flag!r}", f" (not a bool), got {bool(flag)!r}")
+    assert message.endswith(got) and "\n" not in message, message
+
+
+def test_a_bool_or_complex_value_is_refused_traced_or_nested():
+    def build(value):
+        return S.linear_schedule(value, 0.0, 10)(3)
+
+    with pytest.raises(ValueError, match=r"^linear_schedule: init_value must be a finite real "
+                                         r"number \(not a bool\), got "):
+        jax.vmap(build)(jnp.asarray([True, False]))
+    np.testing.assert_allclose(jax.vmap(build)(jnp.asarray([1.0, 2.0])), [0.7, 1.4], rtol=1e-6)
+    for value in (1 + 1j, jnp.asarray(1 + 1j)):
+        with pytest.raises(ValueError, match=r"^linear_schedule: init_value must be a finite "
+                                             r"real number, got "):
+            S.linear_schedule(value, 0.0, 10)
+    cycle = dict(init_value=0.0, peak_value=True, warmup_steps=0, decay_steps=10)
+    with pytest.raises(ValueError, match=r"^sgdr_schedule: cosine_kwargs\[0\]: "
+                                         r"warmup_cosine_decay_schedule: peak_value .* got True"):
+        S.sgdr_schedule([cycle])
+
+
+def test_sgdr_restarts_past_int32_are_refused_when_built():
+    # Cycles summing past 2**31 - 1 raised OverflowError only when called (x64 off), or
+    # restarted at the wrong step. The last cycle may run past it: it has no restart.
+    cycle = dict(init_value=0.0, peak_value=0.1, warmup_steps=0, decay_steps=2**30)
+    with pytest.raises(ValueError) as info:
+        S.sgdr_schedule([cycle, cycle, cycle])
+    message = str(info.value)
+    assert message.startswith("sgdr_schedule: cosine_kwargs[2] would start at step "
+                              "2147483648, past 2**31 - 1 = 2147483647"), message
+    assert "int32" in message and "\n" not in message
+    last = dict(cycle, decay_steps=2**31 - 1)
+    sched = S.sgdr_schedule([cycle, dict(cycle, decay_steps=2**30 - 1), last])
+    restart = jnp.asarray(2**31 - 1, jnp.int32)  # the last cycle starts at the last step
+    assert float(sched(restart - 1)) == pytest.approx(0.0, abs=1e-6)
+    assert float(sched(restart)) == pytest.approx(0.1)
+    with jax.enable_x64(False):
+        assert float(jax.jit(sched)(restart)) == pytest.approx(0.1)
 
 
 def test_registry_aliases_and_normalisation():

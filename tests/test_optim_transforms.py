@@ -430,7 +430,6 @@ BAD_ARGUMENTS = [
     (tr.scale_by_learning_rate, dict(learning_rate=-0.1), "learning_rate", "-0.1"),
     (tr.scale_by_learning_rate, dict(learning_rate=float("inf")), "learning_rate", "inf"),
     (tr.scale_by_adam, dict(b1=jnp.array([0.9, 0.9])), "b1", "scalar"),
-    (tr.scale_by_adam, dict(b2=1 - 1e-9), "b2", "below 1 in float32"),
 ]
 
 
@@ -441,6 +440,35 @@ def test_bad_arguments_raise_value_error_naming_them(factory, kwargs, arg, shown
     message = str(info.value)
     assert f"jaxnn.optim.{factory.__name__}" in message
     assert arg in message and shown in message
+
+
+@pytest.mark.parametrize(
+    ("factory", "kwargs", "arg"),
+    [
+        (tr.scale_by_adam, dict(b2=1 - 1e-9), "b2"),
+        (tr.scale_by_amsgrad, dict(b1=1 - 1e-9), "b1"),
+        (tr.scale_by_adamax, dict(b2=1 - 1e-9), "b2"),
+        (tr.scale_by_rms, dict(decay=1 - 1e-9, bias_correction=True), "decay"),
+        (tr.scale_by_stddev, dict(decay=1 - 1e-9), "decay"),
+        (tr.scale_by_adadelta, dict(rho=1 - 1e-9), "rho"),
+    ],
+)
+def test_a_rate_below_one_that_rounds_to_one_in_float32(factory, kwargs, arg):
+    # Below 1, but 1 in float32. The tests run with x64: float64 params take it (finite
+    # updates, the rate applied in float64); init refuses it for float32 params.
+    tx = factory(**kwargs)
+    params = {"w": jnp.linspace(-1.0, 1.0, 4, dtype=jnp.float64)}
+    updates, _ = tx.update(params, tx.init(params), params)
+    assert updates["w"].dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(updates["w"])))
+    with pytest.raises(ValueError) as info:
+        tx.init({"w": jnp.ones(4, jnp.float32)})
+    message = str(info.value)
+    assert message.startswith(f"jaxnn.optim.{factory.__name__}: {arg} must be in [0, 1) and "
+                              "below 1 in float32 (at most 0.9999999403953552), got "
+                              f"{1 - 1e-9!r}: for float32 parameters it rounds to 1"), message
+    # Without x64 every parameter is float32 at most: refused at once.
+    with jax.enable_x64(False), pytest.raises(ValueError, match="without jax_enable_x64"):
+        factory(**kwargs)
 
 
 @pytest.mark.parametrize(

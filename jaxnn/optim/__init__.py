@@ -191,8 +191,10 @@ def get(
 
     Args:
       name: an optimizer name such as ``"adam"`` or ``"keras.rmsprop"``.
-      learning_rate: a number >= 0 or a schedule; ``None`` keeps the optimizer's default
-        (an error for the optax-style optimizers, which have none, except ``adadelta``).
+      learning_rate: a number >= 0 or a schedule, positionally or by keyword (so a
+        mapping of all the arguments, ``get("adam", **{"learning_rate": 1e-3, "b1":
+        0.8})``, works too); ``None`` keeps the optimizer's default (an error for the
+        optax-style optimizers, which have none, except ``adadelta``).
       **kwargs: the optimizer's other arguments, by the names of its signature.
 
     Returns:
@@ -208,8 +210,6 @@ def get(
     key = name.strip().lower().replace("-", "_")
     parameters = inspect.signature(factory).parameters
     unknown = sorted(set(kwargs) - set(parameters))
-    if "learning_rate" in kwargs:
-        raise TypeError("jaxnn.optim.get: pass learning_rate positionally, not in kwargs.")
     if unknown:
         valid = [p for p in parameters if p != "learning_rate"]
         raise TypeError(

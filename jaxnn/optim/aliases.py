@@ -136,6 +136,12 @@ def sgd(
         return optax.chain(first, _lr("sgd", learning_rate))
 
 
+def _adam_rates(b1: Any, b2: Any, mu_dtype: Any) -> dict[str, tuple[Any, Any]]:
+    """The decay rates of the Adam family, for :func:`jaxnn.optim.transforms._with_rate_check`
+    (run again under the optimizer's own name, so that an error at ``init`` names it)."""
+    return {"b1": (b1, mu_dtype), "b2": (b2, None)}
+
+
 def _check_nesterov_needs_momentum(fn: str, nesterov: bool, momentum: Any) -> None:
     """``nesterov=True`` without momentum would be ignored: say so instead."""
     if nesterov and momentum is None:
@@ -339,7 +345,7 @@ def rmsprop(
         if momentum is not None:
             tr._check_unit_interval("rmsprop", "momentum", momentum, include_one=True)
         scaling = tr.scale_by_stddev if centered else tr.scale_by_rms
-        return optax.chain(
+        chain = optax.chain(
             scaling(
                 decay=decay,
                 eps=eps,
@@ -350,6 +356,7 @@ def rmsprop(
             _lr("rmsprop", learning_rate),
             optax.identity() if momentum is None else tr.trace(momentum, nesterov=nesterov),
         )
+        return tr._with_rate_check("rmsprop", chain, {"decay": (decay, None)})
 
 
 def adam(
@@ -403,12 +410,13 @@ def adam(
       Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015.
     """
     with _named("adam"):
-        return optax.chain(
+        chain = optax.chain(
             tr.scale_by_adam(
                 b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
             ),
             _lr("adam", learning_rate),
         )
+        return tr._with_rate_check("adam", chain, _adam_rates(b1, b2, mu_dtype))
 
 
 def nadam(
@@ -460,7 +468,8 @@ def nadam(
       Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
     """
     with _named("nadam"):
-        return adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
+        opt = adam(learning_rate, b1, b2, eps, eps_root, mu_dtype, nesterov=nesterov)
+        return tr._with_rate_check("nadam", opt, _adam_rates(b1, b2, mu_dtype))
 
 
 def adamw(
@@ -516,13 +525,14 @@ def adamw(
       Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
     with _named("adamw"):
-        return optax.chain(
+        chain = optax.chain(
             tr.scale_by_adam(
                 b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nesterov=nesterov
             ),
             tr.add_decayed_weights(weight_decay, mask),
             _lr("adamw", learning_rate),
         )
+        return tr._with_rate_check("adamw", chain, _adam_rates(b1, b2, mu_dtype))
 
 
 def nadamw(
@@ -576,10 +586,11 @@ def nadamw(
       Dozat, 2016; Loshchilov & Hutter, ICLR 2019.
     """
     with _named("nadamw"):
-        return adamw(
+        opt = adamw(
             learning_rate, b1, b2, eps, eps_root, mu_dtype, weight_decay, mask,
             nesterov=nesterov,
         )
+        return tr._with_rate_check("nadamw", opt, _adam_rates(b1, b2, mu_dtype))
 
 
 def adadelta(
@@ -633,11 +644,12 @@ def adadelta(
     """
     with _named("adadelta"):
         tr._check_mask("adadelta", "weight_decay_mask", weight_decay_mask)
-        return optax.chain(
+        chain = optax.chain(
             tr.add_decayed_weights(weight_decay, mask=weight_decay_mask),
             tr.scale_by_adadelta(rho=rho, eps=eps),
             _lr("adadelta", 1.0 if learning_rate is None else learning_rate),
         )
+        return tr._with_rate_check("adadelta", chain, {"rho": (rho, None)})
 
 
 def amsgrad(
@@ -689,7 +701,7 @@ def amsgrad(
       Reddi, Kale & Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
     """
     with _named("amsgrad"):
-        return optax.chain(
+        chain = optax.chain(
             tr.scale_by_amsgrad(
                 b1=b1,
                 b2=b2,
@@ -701,6 +713,7 @@ def amsgrad(
             ),
             _lr("amsgrad", learning_rate),
         )
+        return tr._with_rate_check("amsgrad", chain, _adam_rates(b1, b2, mu_dtype))
 
 
 def adamax(
@@ -742,7 +755,8 @@ def adamax(
       Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 7.1.
     """
     with _named("adamax"):
-        return optax.chain(tr.scale_by_adamax(b1=b1, b2=b2, eps=eps), _lr("adamax", learning_rate))
+        chain = optax.chain(tr.scale_by_adamax(b1=b1, b2=b2, eps=eps), _lr("adamax", learning_rate))
+        return tr._with_rate_check("adamax", chain, _adam_rates(b1, b2, None))
 
 
 def lion(

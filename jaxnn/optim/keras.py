@@ -211,7 +211,13 @@ def scale_by_adam(
         )
         return updates, new_state
 
-    return optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    transformation = optax.GradientTransformationExtraArgs(init_fn, update_fn)
+    return tr._with_rate_check(fn, transformation, _rates(beta_1, beta_2))
+
+
+def _rates(beta_1: Any, beta_2: Any) -> dict[str, tuple[Any, Any]]:
+    """Adam's decay rates, for :func:`jaxnn.optim.transforms._with_rate_check`."""
+    return {"beta_1": (beta_1, None), "beta_2": (beta_2, None)}
 
 
 def _rate(fn: str, learning_rate: ScalarOrSchedule, decay: float) -> Any:
@@ -348,11 +354,12 @@ def rmsprop(
     tr._check_nonnegative(fn, "epsilon", epsilon)
     tr._check_bool(fn, "centered", centered)
     scaling = tr.scale_by_stddev if centered else tr.scale_by_rms
-    return optax.chain(
+    chain = optax.chain(
         scaling(decay=rho, eps=epsilon, eps_in_sqrt=True),
         _rate(fn, learning_rate, decay),
         tr.trace(momentum),
     )
+    return tr._with_rate_check(fn, chain, {"rho": (rho, None)})
 
 
 def adam(
@@ -397,7 +404,8 @@ def adam(
     tr._check_unit_interval(fn, "beta_2", beta_2)
     tr._check_nonnegative(fn, "epsilon", epsilon)
     tr._check_bool(fn, "amsgrad", amsgrad)
-    return optax.chain(
+    chain = optax.chain(
         scale_by_adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad),
         _rate(fn, learning_rate, decay),
     )
+    return tr._with_rate_check(fn, chain, _rates(beta_1, beta_2))

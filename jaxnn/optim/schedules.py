@@ -29,6 +29,9 @@ Two kinds of arguments:
   curve and must be concrete: Python numbers or concrete 0-d arrays (a traced one raises
   :class:`ValueError` saying so).
 
+Neither kind takes a bool: ``True`` would read as 1 (a YAML ``yes``, a swapped argument),
+so it raises :class:`ValueError`, as does a complex value.
+
 The formulas are arranged to avoid cancellation in float32 (e.g. ``1 + cos(pi t/T)`` is
 evaluated as ``2 sin^2(pi (T - t) / 2T)``), so values stay accurate to a few ulps even
 where a schedule approaches its end value.
@@ -99,7 +102,13 @@ _MAX_TABLE_STEP = 2**31 - 1
 
 
 def _fail(fn: str, arg: str, value: Any, allowed: str) -> None:
+    if _is_bool(value):  # a number was expected: say why True (1.0 in arithmetic) is wrong
+        allowed += " (not a bool)"
     raise ValueError(f"{fn}: {arg} must be {allowed}, got {value!r}")
+
+
+def _is_bool(value: Any) -> bool:
+    return isinstance(value, bool | np.bool_) or getattr(value, "dtype", None) == np.bool_
 
 
 def _python_scalar(fn: str, arg: str, value: Any, expected: str) -> Any:
@@ -167,23 +176,35 @@ def _real_arg(
 
 
 def _concrete(value: Any) -> float | None:
-    """The float value of a concrete scalar, or None for a traced value."""
+    """The float value of a concrete real scalar, or None for a traced value.
+
+    Anything but a 0-d integer or floating value (a bool, a complex number, a string, an
+    array of another shape) reads as NaN, which the caller reports as invalid; a traced
+    bool or complex value too, since its dtype is known.
+    """
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None and not (jnp.issubdtype(dtype, jnp.integer)
+                                  or jnp.issubdtype(dtype, jnp.floating)):
+        return float("nan")
     try:
         arr = np.asarray(value)
     except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
         return None
-    if arr.ndim != 0 or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
-        return float("nan")  # reported as invalid by the caller
+    if arr.ndim != 0 or not (np.issubdtype(arr.dtype, np.integer)
+                             or np.issubdtype(arr.dtype, np.floating)):
+        return float("nan")
     return float(arr)
 
 
 def _value_arg(fn: str, arg: str, value: Any, *, nonnegative: bool = False) -> Any:
-    """A value argument: checked when concrete (finite scalar, optionally >= 0)."""
+    """A value argument: checked when concrete (a finite real scalar, optionally >= 0).
+
+    A bool (``True``, ``np.True_``, a bool array, traced or not) is refused, as by the
+    shape arguments: ``True`` read as 1.0 is almost always a mistake.
+    """
     v = _concrete(value)
-    if v is not None:
-        if not math.isfinite(v) or (nonnegative and v < 0):
-            allowed = "a finite non-negative scalar" if nonnegative else "a finite scalar"
-            _fail(fn, arg, value, allowed)
+    if v is not None and (not math.isfinite(v) or (nonnegative and v < 0)):
+        _fail(fn, arg, value, "a finite real number" + (" >= 0" if nonnegative else ""))
     return value
 
 
@@ -1178,6 +1199,11 @@ def sgdr_schedule(cosine_kwargs: Iterable[Mapping[str, Any]]) -> Schedule:
     Returns:
       A schedule ``step -> value``.
 
+    Raises:
+      ValueError: an invalid cycle (named by its index), or restarts past step
+        :math:`2^{31}-1` (the cycles before the last longer than that in all): steps are
+        int32, so such a restart would never come.
+
     Example:
       >>> cycle = dict(init_value=1.0, peak_value=1.0, warmup_steps=0, decay_steps=10)
       >>> sched = sgdr_schedule([cycle, cycle])
@@ -1202,9 +1228,17 @@ def sgdr_schedule(cosine_kwargs: Iterable[Mapping[str, Any]]) -> Schedule:
             pieces.append(warmup_cosine_decay_schedule(**kw))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{fn}: cosine_kwargs[{i}]: {e}") from None
-        total += int(kw["decay_steps"])
+        if i and total > _MAX_TABLE_STEP:
+            # Steps are int32 (optax's counter stops at 2**31 - 1): this restart would never
+            # come, and the boundary would not even fit the comparison with an int32 step.
+            raise ValueError(
+                f"{fn}: cosine_kwargs[{i}] would start at step {total}, past 2**31 - 1 = "
+                f"{_MAX_TABLE_STEP}, the last step an int32 step counter reaches; the "
+                "decay_steps of the cycles before the last must sum to at most 2**31 - 1"
+            )
         boundaries.append(total)
-    return _join(pieces, boundaries[:-1])
+        total += int(kw["decay_steps"])
+    return _join(pieces, boundaries[1:])
 
 
 def cosine_warm_restarts(
@@ -1382,7 +1416,7 @@ def get_factory(name: str) -> Callable[..., Schedule]:
     factory = _FACTORIES.get(key)
     if factory is None:
         close = difflib.get_close_matches(name.strip().lower(), names(), n=3, cutoff=0.5)
-        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+        hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
         raise ValueError(f"schedules.get: unknown schedule {name!r}{hint} "
                          f"Valid names: {', '.join(names())}")
     return factory

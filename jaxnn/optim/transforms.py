@@ -43,7 +43,11 @@ gradient), ``t`` the step count *after* the increment (1 on the first update), a
 operations are element-wise.
 
 Errors: a bad argument raises ``ValueError`` (or ``TypeError`` for a wrong type) naming
-the function, the argument, the value received and what is allowed.
+the function, the argument, the value received and what is allowed. One check waits for
+``init``: a decay rate in [0, 1) that rounds to 1 in float32 (``b2=1 - 1e-8``) works on
+float64 parameters under ``jax_enable_x64`` and is refused by ``init`` for float32 (or
+narrower) parameters, where the moving average would never decay; without x64 no
+parameter can be float64 and the factory refuses it at once.
 """
 
 from __future__ import annotations
@@ -137,7 +141,11 @@ def _check_nonnegative(fn: str, name: str, value: Any) -> None:
 
 
 def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = False) -> None:
-    """Checks that a decay rate lies in [0, 1) (or [0, 1] with ``include_one``)."""
+    """Checks that a decay rate lies in [0, 1) (or [0, 1] with ``include_one``).
+
+    A rate in [0, 1) that rounds to 1 in float32 is refused here only without x64; with
+    x64 the parameters' dtypes decide, at ``init`` (:func:`_with_rate_check`).
+    """
     x = _concrete(fn, name, value)
     if x is None:
         return
@@ -152,12 +160,71 @@ def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = 
             hint = (f" (a rate below 1 rounds to 1 in {jnp.dtype(dtype).name}: with "
                     "optax.inject_hyperparams pass hyperparam_dtype=jnp.float32)")
         raise ValueError(f"{_MODULE}.{fn}: {name} must be in {allowed}, got {value!r}{hint}.")
-    if not include_one and np.float32(x) == 1.0:
-        # The float32 value the update uses would be 1: 1 - b**t = 0, updates 0 or inf.
-        raise ValueError(
-            f"{_MODULE}.{fn}: {name} must be in [0, 1) and below 1 in float32 "
-            f"(at most {float(np.nextafter(np.float32(1), np.float32(0)))!r}), got {value!r}."
+    if not include_one and np.float32(x) == 1.0 and not _x64_enabled():
+        # Without x64 the update computes in float32 (no parameter can be wider), where the
+        # rate is 1: 1 - b**t = 0, updates 0 or inf. With x64 the parameters' dtype decides,
+        # so the check waits for init (_with_rate_check).
+        raise _rounds_to_one(
+            fn, name, value, "without jax_enable_x64 the update computes in float32, where "
+            f"it is 1 and 1 - {name}**t is 0 (float64 parameters under jax_enable_x64 accept it)"
         )
+
+
+def _x64_enabled() -> bool:
+    """Whether float64 arrays exist (``jax_enable_x64``)."""
+    return jax.dtypes.canonicalize_dtype(np.float64) == np.float64
+
+
+def _rounds_to_one(fn: str, name: str, value: Any, why: str) -> ValueError:
+    top = float(np.nextafter(np.float32(1), np.float32(0)))
+    return ValueError(
+        f"{_MODULE}.{fn}: {name} must be in [0, 1) and below 1 in float32 (at most {top!r}), "
+        f"got {value!r}: {why}."
+    )
+
+
+def _with_rate_check(
+    fn: str, transformation: optax.GradientTransformation, rates: dict[str, tuple[Any, Any]]
+) -> optax.GradientTransformationExtraArgs:
+    """``transformation`` whose ``init`` first checks that decay rates in [0, 1) stay below 1
+    in the precision they are applied in.
+
+    ``rates`` maps an argument name to ``(value, moment_dtype)``; ``moment_dtype`` is the
+    dtype of the moment the rate decays (``mu_dtype``), ``None`` for the parameters'. A rate
+    such as ``1 - 1e-8`` rounds to 1 in float32 (and bfloat16, float16): a float32 moment
+    would never decay. Only the parameters' dtypes, known at ``init``, say whether that
+    happens, so the check waits for them (without x64, :func:`_check_unit_interval` has
+    already refused such a rate when the factory was called). A traced rate (from
+    ``optax.inject_hyperparams`` under ``jit``) is not looked at.
+    """
+
+    def check(params: Any) -> None:
+        leaf_dtypes = []
+        for leaf in jax.tree.leaves(params):
+            if hasattr(leaf, "dtype") or isinstance(leaf, int | float | complex):
+                leaf_dtypes.append(jax.dtypes.canonicalize_dtype(_dtype(leaf)))
+        for name, (value, moment_dtype) in rates.items():
+            x = _concrete(fn, name, value)
+            if x is None or not 0.0 <= x < 1.0 or np.float32(x) != 1.0:
+                continue
+            if moment_dtype is not None:
+                dtypes = [jax.dtypes.canonicalize_dtype(moment_dtype)]
+                where, way_out = "a {} moment (mu_dtype)", "a float64 mu_dtype accepts"
+            else:
+                dtypes = [d for d in leaf_dtypes if jnp.issubdtype(d, jnp.inexact)]
+                where, way_out = "{} parameters", "float64 parameters accept"
+            narrow = [d for d in dtypes if jnp.finfo(d).bits <= 32]
+            if narrow:
+                raise _rounds_to_one(
+                    fn, name, value, f"for {where.format(narrow[0].name)} it rounds to 1 and "
+                    f"the moving average never decays ({way_out} it under jax_enable_x64)"
+                )
+
+    def init_fn(params):
+        check(params)
+        return transformation.init(params)
+
+    return optax.GradientTransformationExtraArgs(init_fn, transformation.update)
 
 
 def _check_bool(fn: str, name: str, value: Any) -> None:
@@ -529,7 +596,8 @@ def scale_by_rms(
         )
         return updates, ScaleByRmsState(count=count, nu=_cast_like(nu, state.nu))
 
-    return _transformation(init_fn, update_fn)
+    transformation = _transformation(init_fn, update_fn)
+    return _with_rate_check(fn, transformation, {"decay": (decay, None)})
 
 
 class ScaleByStddevState(NamedTuple):
@@ -612,7 +680,8 @@ def scale_by_stddev(
         )
         return updates, new_state
 
-    return _transformation(init_fn, update_fn)
+    transformation = _transformation(init_fn, update_fn)
+    return _with_rate_check(fn, transformation, {"decay": (decay, None)})
 
 
 # --------------------------------------------------------------------------------------
@@ -721,7 +790,8 @@ def scale_by_adam(
         )
         return updates, new_state
 
-    return _transformation(init_fn, update_fn)
+    transformation = _transformation(init_fn, update_fn)
+    return _with_rate_check(fn, transformation, {"b1": (b1, mu_dtype), "b2": (b2, None)})
 
 
 class ScaleByAmsgradState(NamedTuple):
@@ -801,7 +871,8 @@ def scale_by_amsgrad(
         )
         return updates, new_state
 
-    return _transformation(init_fn, update_fn)
+    transformation = _transformation(init_fn, update_fn)
+    return _with_rate_check(fn, transformation, {"b1": (b1, mu_dtype), "b2": (b2, None)})
 
 
 class ScaleByAdamaxState(NamedTuple):
@@ -868,7 +939,8 @@ def scale_by_adamax(
         )
         return updates, new_state
 
-    return _transformation(init_fn, update_fn)
+    transformation = _transformation(init_fn, update_fn)
+    return _with_rate_check(fn, transformation, {"b1": (b1, None), "b2": (b2, None)})
 
 
 class ScaleByAdaDeltaState(NamedTuple):
@@ -929,7 +1001,8 @@ def scale_by_adadelta(
         )
         return updates, new_state
 
-    return _transformation(init_fn, update_fn)
+    transformation = _transformation(init_fn, update_fn)
+    return _with_rate_check(fn, transformation, {"rho": (rho, None)})
 
 
 class ScaleByLionState(NamedTuple):
