@@ -4,6 +4,7 @@ study's report (``depth_study.py --report-from DIR``) without running it again."
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import pathlib
 import re
@@ -114,7 +115,7 @@ def test_report_from_in_place_keeps_table_and_plots_and_rewrites_thresholds(
     assert "report re-rendered" in capsys.readouterr().err
     after = _files(wd)
     changed = {n for n in after if after[n] != before[n]}
-    assert changed == {"config.yaml", "report.md"}
+    assert changed == {"config.yaml", "report.md", "manifest.json"}  # their new hashes
     back = depth_report.load_result(wd)
     assert (back.config.train_threshold, back.config.vanish_ratio) == (0.9, 0.5)
     # the re-rendered report is the one the study would have written with those settings
@@ -158,6 +159,14 @@ def test_report_from_bad_input_is_one_line_and_exit_2(study, capsys, extra, mess
     assert _files(wd) == before
 
 
+def _resign(wd):
+    """Rewrite the hashes of ``wd``'s manifest.json for the files as they are now."""
+    manifest = json.loads((wd / "manifest.json").read_text())
+    manifest["files"] = {n: hashlib.sha256((wd / n).read_bytes()).hexdigest()
+                         for n in manifest["files"]}
+    (wd / "manifest.json").write_text(json.dumps(manifest))
+
+
 def test_report_from_a_folder_without_a_readable_study(study, tmp_path, capsys):
     _, wd = study
     cases = {"missing": tmp_path / "absent", "empty": tmp_path / "empty"}
@@ -170,6 +179,7 @@ def test_report_from_a_folder_without_a_readable_study(study, tmp_path, capsys):
         for n, data in _files(wd).items():
             (bad / n).write_bytes(data)
         edit(bad)
+        _resign(bad)  # a complete set whose files are unreadable, not a mixed one
         cases[name] = bad
     expected = {"missing": "is not a directory", "empty": "table.json",
                 "columns": "lacks the column(s)", "json": "cannot read the depth study",
@@ -229,3 +239,167 @@ def test_per_layer_medians_are_nan_where_most_seeds_overflowed():
     np.testing.assert_array_equal(got, [5.0, nan, 3.0])
     got = depth_report._median_layers(_Rows(rows), "activation_std", overflow_as_inf=True)
     np.testing.assert_array_equal(got, [5.0, inf, 5.0])
+
+
+# ----------------------------------------------------------------------------- atomic set
+
+
+class _Killed(BaseException):
+    """A kill -9 stand-in: raised by the n-th atomic file replacement."""
+
+
+def _kill_at(monkeypatch, n):
+    """Let the first ``n - 1`` atomic file replacements happen, kill the process at the
+    ``n``-th (before its rename); returns the list of paths replaced so far."""
+    from jaxnn import _atomic
+
+    real, done = _atomic.replace_atomically, []
+
+    def replace(path, write):
+        if len(done) + 1 == n:
+            raise _Killed(str(path))
+        done.append(pathlib.Path(path).name)
+        return real(path, write)
+
+    monkeypatch.setattr(_atomic, "replace_atomically", replace)
+    monkeypatch.setattr(depth_report, "replace_atomically", replace)
+    return done
+
+
+def _other_study(result):
+    """Another study of the same shapes: another name and learning rate, other numbers."""
+    cfg = dataclasses.replace(result.config, name="other", learning_rate=0.05)
+    records = [{**r, "study": "other", "test_accuracy": 0.5 * r["test_accuracy"]}
+               for r in result.records]
+    return dataclasses.replace(result, config=cfg, records=records)
+
+
+def _same_study(back, expected):
+    return (back.config == expected.config
+            and [r["study"] for r in back.records] == [r["study"] for r in expected.records]
+            and [r["test_accuracy"] for r in back.records]
+            == pytest.approx([r["test_accuracy"] for r in expected.records], nan_ok=True))
+
+
+def test_a_study_killed_while_writing_its_outputs_is_refused_never_mixed(
+        study, tmp_path, monkeypatch, capsys):
+    # A kill after config.yaml but before table.json left the new config beside the old
+    # tables: --report-from then reported the old numbers under the new study's settings.
+    result, original = study
+    new = _other_study(result)
+    kills = 0
+    for n in range(1, 30):
+        wd = tmp_path / f"kill{n}"
+        wd.mkdir()
+        for name, data in _files(original).items():
+            (wd / name).write_bytes(data)
+        done = _kill_at(monkeypatch, n)
+        try:
+            depth_report.write_outputs(new, wd, plots=n % 2 == 0)
+        except _Killed:
+            kills += 1
+        else:
+            monkeypatch.undo()
+            assert _same_study(depth_report.load_result(wd), new)
+            break
+        finally:
+            monkeypatch.undo()
+        # every state a kill can leave: the old study whole, or a refusal -- never a mix
+        try:
+            back = depth_report.load_result(wd)
+        except ConfigError as e:
+            assert "incomplete or mixed" in str(e) and "\n" not in str(e), e
+            assert depth_cli.main(["--report-from", str(wd)]) == depth_cli.EXIT_USAGE
+            err = capsys.readouterr().err
+            assert err.startswith("error: ") and err.count("\n") == 1, err
+        else:
+            assert not done and _same_study(back, result), (n, done)
+    assert kills >= 6  # the table files, the report (and plots) were each a kill point
+
+
+def test_a_killed_report_from_into_another_study_is_refused(study, tmp_path, monkeypatch):
+    result, original = study
+    target = tmp_path / "target"
+    depth_report.write_outputs(_other_study(result), target, plots=False)
+    done = _kill_at(monkeypatch, 3)  # after the open manifest and the first table file
+    with pytest.raises(_Killed):
+        depth_report.rerender(original, target, plots=False)
+    monkeypatch.undo()
+    assert done == ["manifest.json", "table.csv"]
+    with pytest.raises(ConfigError, match="incomplete or mixed"):
+        depth_report.load_result(target)
+
+
+def test_a_killed_report_from_in_place_keeps_the_study_readable(study, tmp_path, monkeypatch):
+    # Only the thresholds and the report change in place: a kill there must not cost the
+    # study (the table files are untouched), and running it again completes the set.
+    result, original = study
+    wd = tmp_path / "copy"
+    wd.mkdir()
+    for name, data in _files(original).items():
+        (wd / name).write_bytes(data)
+    _kill_at(monkeypatch, 2)  # config.yaml written, report.md not
+    with pytest.raises(_Killed):
+        depth_report.rerender(wd, None, ["vanish_ratio=0.5"], plots=False)
+    monkeypatch.undo()
+    back = depth_report.load_result(wd)  # with the old thresholds or the new ones
+    assert back.config.vanish_ratio in (0.5, result.config.vanish_ratio)
+    assert _same_study(dataclasses.replace(back, config=result.config), result)
+    depth_report.rerender(wd, None, ["vanish_ratio=0.5"], plots=False)
+    assert depth_report.load_result(wd).config.vanish_ratio == 0.5
+    manifest = json.loads((wd / "manifest.json").read_text())
+    assert {"config.yaml", "report.md", "table.json"} <= set(manifest["files"])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda wd: (wd / "manifest.json").write_text('{"format": 1, "open": true}'),
+     "still being written"),
+    (lambda wd: (wd / "table.csv").write_text("study\n"), "table.csv"),
+    (lambda wd: (wd / "config.yaml").write_text(
+        (wd / "config.yaml").read_text().replace("learning_rate: 0.1", "learning_rate: 0.2")),
+     "config.yaml"),
+])
+def test_a_folder_whose_files_are_not_one_set_is_refused(study, tmp_path, capsys, edit,
+                                                          message):
+    _, original = study
+    wd = tmp_path / "edited"
+    wd.mkdir()
+    for name, data in _files(original).items():
+        (wd / name).write_bytes(data)
+    depth_report.load_result(wd)  # a complete set reads back
+    edit(wd)
+    assert depth_cli.main(["--report-from", str(wd)]) == depth_cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert "incomplete or mixed" in err and message in err, err
+
+
+def test_a_study_written_before_manifests_is_read_with_a_warning(study, tmp_path, capsys):
+    # A folder without manifest.json (a study from before manifests existed) was refused:
+    # its 22-minute study had to be run again to re-render a plot. It reads back, warned.
+    _, original = study
+    wd = tmp_path / "older"
+    wd.mkdir()
+    for name, data in _files(original).items():
+        if name != "manifest.json":
+            (wd / name).write_bytes(data)
+    back = depth_report.load_result(wd)
+    assert _same_study(back, depth_report.load_result(original))
+    assert "has no manifest.json (a study written before 2026-12-04)" in capsys.readouterr().err
+    assert depth_cli.main(["--report-from", str(wd), "--no-plots"]) == 0
+    assert not (wd / "manifest.json").exists() or json.loads(
+        (wd / "manifest.json").read_text()).get("files")
+
+
+def test_report_from_interrupted_by_ctrl_c_says_so_without_a_traceback(study, monkeypatch,
+                                                                        capsys):
+    # A study run answered Ctrl-C with "interrupted" and status 130; --report-from (a minute
+    # of plots for the full study) showed a traceback.
+    _, wd = study
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(depth_report, "rerender", interrupted)
+    assert depth_cli.main(["--report-from", str(wd)]) == 130
+    assert capsys.readouterr().err == "interrupted\n"

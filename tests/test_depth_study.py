@@ -1027,3 +1027,93 @@ def test_grad_norm_panels_keep_layer_ticks_and_the_title_clear_of_the_panels(tmp
     title = fig._suptitle.get_window_extent(renderer)
     for ax in fig.axes:
         assert not title.overlaps(ax.title.get_window_extent(renderer)), ax.get_title()
+
+
+@pytest.mark.parametrize("act, dead, pre_std, cause", [
+    # step's derivative is 0 everywhere: its zero gradients are exact, not an underflow
+    ("step", 0.0, 1.0, "step's derivative is 0 at every input: a true zero, not an underflow"),
+    # a ReLU layer that is 0 for every input (all units dead) passes no gradient back
+    ("relu", 1.0, 1.0, "hidden layer 1 is 0 for every probe input (every unit dead), where "
+     "relu's derivative is 0: a true zero, not an underflow"),
+    # ... but all its pre-activations exactly 0 is the forward signal flushed to 0
+    ("relu", 1.0, 0.0, "the signal underflowed to 0 by hidden layer 1 (below the float32 "
+     "range), where relu's derivative is 0"),
+    ("relu", 0.5, 1.0, "below the float32 range, or relu units on their flat region"),
+    ("sigmoid", 0.0, 1.0, "(below the float32 range)"),
+])
+def test_an_exactly_zero_first_layer_gradient_is_explained_per_activation(act, dead, pre_std,
+                                                                           cause):
+    fake = _fake_result(depths=(3,), activations_=(act,), ratio=lambda d: 0.0)
+    records = [{**r, "dead_fraction": [dead] * r["depth"],
+                "pre_activation_std": [pre_std] * r["depth"]} for r in fake.records]
+    report = depth_report.render_report(dataclasses.replace(fake, records=records))
+    vanishing = report.split("## Vanishing")[1].split("\n## ")[0]
+    assert "first-layer gradient exactly 0 in most seeds" in vanishing
+    assert cause in vanishing, vanishing
+    if act == "step" or (dead == 1.0 and pre_std > 0):
+        assert "float32" not in vanishing, vanishing
+
+
+def _curve_panels(result, tmp_path, monkeypatch):
+    figs = {}
+    save = depth_report._save
+
+    def spy(fig, path):
+        figs[path.name] = fig
+        return save(fig, path)
+
+    monkeypatch.setattr(depth_report, "_save", spy)
+    depth_report.write_plots(result, tmp_path)
+    return figs
+
+
+def test_training_curve_limits_show_curves_that_start_high(tmp_path, monkeypatch):
+    # The y-axis was fixed to [0, max(3, 1.3 ln C)]: a loss starting at 12 (N(0, 1) weights)
+    # was cut off. A diverged curve (inf, then NaN) must not make the limits non-finite.
+    fake = _fake_result(depths=(1, 3), steps=40)
+    curves = [dict(c, losses=list(np.linspace(12.0, 1.0, 40))) if c["depth"] == 1 else
+              dict(c, losses=[5.0, 1e30, float("inf")] + [float("nan")] * 37)
+              for c in fake.curves]
+    figs = _curve_panels(dataclasses.replace(fake, curves=curves), tmp_path, monkeypatch)
+    (ax,) = [a for a in figs["training_curves.png"].axes if a.lines]
+    lo, hi = ax.get_ylim()
+    shown = np.concatenate([np.asarray(line.get_ydata(), float) for line in ax.lines])
+    shown = shown[np.isfinite(shown) & (shown < 1e29)]
+    assert lo == 0 and np.isfinite(hi) and shown.max() <= hi <= 10.5 * 12.0, (lo, hi)
+    assert hi >= 11.0  # the start of the high curve (smoothed over 2 steps) is in view
+
+
+@pytest.mark.parametrize("lines, expected", [
+    ([[2.0, 1.0]], (0.0, 3.0)),                          # the default range
+    ([[np.nan, np.nan]], (0.0, 3.0)),                     # nothing finite: the default
+    ([[12.0, 1.0]], (0.0, 12.0 * 1.05)),                  # the whole curve in view
+    ([[2.0, 1e30, np.inf, np.nan]], (0.0, 30.0)),         # a diverging one runs off the top
+    ([[2.0, 1.0], [8.0, 20.0, np.nan]], (0.0, 20 * 1.05)),  # a climb within 10x its start
+])
+def test_loss_ylim(lines, expected):
+    got = depth_report._loss_ylim([np.asarray(x, float) for x in lines], num_classes=2)
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("depth, shown", [
+    (3, [1, 2, 3]),
+    (10, list(range(1, 11))),
+    (50, [1, 6, 12, 17, 23, 28, 34, 39, 45, 50]),
+])
+def test_histogram_figures_stay_readable_at_depth(depth, shown, tmp_path, monkeypatch):
+    # One panel per layer in a row made a depth-50 figure 100 inches (8000 px) wide.
+    fake = _fake_result(depths=(depth,), initializers_=("xavier", "he"), steps=0)
+    hists = [{"depth": depth, "width": 4, "activation": "sigmoid", "initializer": i,
+              "batch_norm": False, "layer": layer, "edges": [0.0, 0.5, 1.0],
+              "counts": [1.0, 2.0], "nonfinite": 0.0}
+             for i in ("xavier", "he") for layer in range(1, depth + 1)]
+    figs = _curve_panels(dataclasses.replace(fake, histograms=hists), tmp_path, monkeypatch)
+    fig = figs[f"activation_histograms_sigmoid_d{depth}.png"]
+    panels = [ax for ax in fig.axes if ax.patches]
+    assert len(panels) == 2 * len(shown)
+    assert [ax.get_title() for ax in panels[:len(shown)]] == [
+        f"xavier: layer {k}" for k in shown]
+    width, height = fig.get_size_inches()
+    assert width <= 20.5 and height <= 2 * 1.7 + 0.5
+    if len(shown) < depth:
+        assert f"{len(shown)} of {depth} layers" in fig._suptitle.get_text()

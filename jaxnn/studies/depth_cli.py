@@ -154,6 +154,9 @@ def _report_from(args: argparse.Namespace) -> int:
     except OSError as e:  # e.g. a full disk or a read-only directory
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # as a study run: no traceback
+        print("interrupted", file=sys.stderr)
+        return 130
     if not args.quiet:
         print(f"report re-rendered from {source}: {paths['report']}"
               + (f" and {len(paths['plots'])} plots" if paths["plots"] else ""),

@@ -19,13 +19,16 @@ Files written in ``workdir``:
   activation x initializer, one line per depth (median over seeds).
 * ``ratio_heatmap_<phase>.png`` -- log10 of the median first/last hidden-layer gradient
   ratio, depth x activation, one panel per initializer. A cell without a ratio in any
-  seed is labelled (and hatched) ``0/0`` when both gradients were flushed to 0 (a full
+  seed is labelled (and hatched) ``0/0`` when both gradients were exactly 0 (a full
   vanish) and ``overflow`` when they were inf/NaN (see :func:`ratio_cell`).
 * ``activation_histograms_<activation>_d<depth>.png`` -- per-layer activation histograms at
-  initialization, one row per initializer (the classic 5 x 100 figure). They count finite
-  activations only; a panel whose layer had NaN/inf activations says what share in its
-  title (:func:`histogram_title`), and the report lists those layers.
-* ``training_curves.png`` -- training loss (median over seeds) per depth.
+  initialization, one row per initializer (the classic 5 x 100 figure); at most
+  :data:`HISTOGRAM_PANELS` layers, evenly spaced, of a deeper net
+  (:func:`histogram_layers`). They count finite activations only; a panel whose layer
+  had NaN/inf activations says what share in its title (:func:`histogram_title`), and the
+  report lists those layers.
+* ``training_curves.png`` -- training loss (median over seeds) per depth; the y-axis
+  shows every curve that stays finite (a diverged one may run off the top).
 * ``report.md`` -- plain sentences, backed by the table, on which combinations vanish,
   explode, saturate or train (thresholds from the config).
 
@@ -36,7 +39,10 @@ Every file is written atomically (a temporary file renamed over the old one), so
 interrupted write leaves the previous file, never a truncated one. Writing into the
 ``workdir`` of an earlier study replaces its outputs: :func:`write_outputs` removes the
 plots of the patterns above that this study did not write (all of them with
-``plots=False``), so no figure contradicts the new table.
+``plots=False``), so no figure contradicts the new table. The files are one set:
+``manifest.json`` (:data:`MANIFEST`), written last and removed before a new study's first
+file replaces one, lists each with its SHA-256, and :func:`load_result` refuses a folder
+without it or whose files are not the ones it lists (a write killed midway, two studies).
 """
 
 from __future__ import annotations
@@ -44,10 +50,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import difflib
+import hashlib
 import io
 import json
 import math
 import pathlib
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -70,7 +78,10 @@ __all__ = [
     "accuracy_spread",
     "classify",
     "compile_summary",
+    "HISTOGRAM_PANELS",
+    "histogram_layers",
     "histogram_title",
+    "MANIFEST",
     "ratio_cell",
     "load_result",
     "render_report",
@@ -107,27 +118,122 @@ def _csv_cell(v: Any) -> Any:
 
 def write_table(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
     """Write ``table.csv``, ``table.json``, ``curves.json``, ``histograms.json``,
-    ``timing.json`` and ``config.yaml`` (each atomically); returns their paths."""
+    ``timing.json``, ``config.yaml`` and last ``manifest.json`` (each atomically, the set
+    as :func:`write_outputs` does); returns their paths."""
     wd = pathlib.Path(workdir)
+    contents = _table_contents(result)  # a failure here leaves the folder as it was
     wd.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "config": wd / "config.yaml", "table_csv": wd / "table.csv",
-        "table_json": wd / "table.json", "curves": wd / "curves.json",
-        "histograms": wd / "histograms.json", "timing": wd / "timing.json",
-    }
-    _write_config(result, wd)
+    _open_set(wd)
+    paths = _write_contents(wd, contents)
+    paths["manifest"] = _close_set(wd, result.config, [p.name for p in paths.values()])
+    return paths
+
+
+#: ``write_table``'s keys of the files it writes, in the order they are written.
+_TABLE_KEYS = {"table_csv": "table.csv", "table_json": "table.json", "curves": "curves.json",
+               "histograms": "histograms.json", "timing": "timing.json",
+               "config": "config.yaml"}
+
+
+def _table_contents(result: DepthStudyResult) -> dict[str, tuple[str, str | None]]:
+    """``{key: (text, newline)}`` of the table files and ``config.yaml``, built in memory
+    before any file of the folder is replaced."""
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=list(COLUMNS))
     w.writeheader()
     for r in result.records:
         w.writerow({k: _csv_cell(r[k]) for k in COLUMNS})
-    write_text(paths["table_csv"], buf.getvalue(), newline="")  # csv's own line ends
-    write_text(paths["table_json"], json.dumps(_json_safe(result.records)))
-    write_text(paths["curves"], json.dumps(_json_safe(result.curves)))
-    write_text(paths["histograms"], json.dumps(_json_safe(result.histograms)))
-    write_text(paths["timing"], json.dumps({**result.timing,
-                                             "num_classes": result.num_classes}, indent=1))
-    return paths
+    return {
+        "table_csv": (buf.getvalue(), ""),  # csv's own line ends
+        "table_json": (json.dumps(_json_safe(result.records)), None),
+        "curves": (json.dumps(_json_safe(result.curves)), None),
+        "histograms": (json.dumps(_json_safe(result.histograms)), None),
+        "timing": (json.dumps({**result.timing, "num_classes": result.num_classes},
+                              indent=1), None),
+        "config": (_config_text(result), None),
+    }
+
+
+def _write_contents(wd: pathlib.Path,
+                    contents: dict[str, tuple[str, str | None]]) -> dict[str, pathlib.Path]:
+    return {key: write_text(wd / _TABLE_KEYS[key], text, newline=newline)
+            for key, (text, newline) in contents.items()}
+
+
+# ----------------------------------------------------------------------------- the set
+
+#: Written last into a study's folder and removed before a new study's first file
+#: replaces one there: ``{"format": 1, "measured": digest, "files": {name: sha256}}``, the
+#: files of the set (config, tables, report, plots) and the digest of the config fields
+#: other than :data:`VERDICT_FIELDS` (see :func:`load_result`).
+MANIFEST = "manifest.json"
+
+
+def _sha256(path: pathlib.Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _measured(config: Any) -> str:
+    """Digest of what a study measured: its config without :data:`VERDICT_FIELDS` (which a
+    re-render may change)."""
+    data = {k: v for k, v in config_to_dict(config).items() if k not in VERDICT_FIELDS}
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _open_set(wd: pathlib.Path) -> None:
+    """Mark ``wd``'s set as being written (an "open" manifest, durably) before the first
+    file of a new set goes there: until :func:`_close_set`, the folder reads as incomplete,
+    never as the old study. (A folder without any manifest is a study written before
+    manifests existed, read with a warning.)"""
+    write_text(wd / MANIFEST, json.dumps({"format": 1, "open": True}) + "\n")
+
+
+def _close_set(wd: pathlib.Path, config: Any, names: Sequence[str]) -> pathlib.Path:
+    """Write the manifest of the set ``names`` (every one already in place)."""
+    return _write_manifest(wd, _measured(config), {n: _sha256(wd / n) for n in names})
+
+
+def _write_manifest(wd: pathlib.Path, measured: str, files: dict[str, str]) -> pathlib.Path:
+    return write_text(wd / MANIFEST, json.dumps(
+        {"format": 1, "measured": measured, "files": dict(sorted(files.items()))},
+        indent=1) + "\n")
+
+
+def _read_manifest(wd: pathlib.Path) -> dict[str, Any] | None:
+    """``wd``'s manifest, None when there is none; ValueError when it is not one."""
+    if not (wd / MANIFEST).is_file():
+        return None
+    manifest = json.loads((wd / MANIFEST).read_text())
+    if not (isinstance(manifest, dict) and (manifest.get("open") is True
+                                            or isinstance(manifest.get("files"), dict))):
+        raise ValueError(f"{MANIFEST} is not a manifest")
+    return manifest
+
+
+def _check_set(wd: pathlib.Path) -> dict[str, Any] | None:
+    """The manifest of ``wd``, once every table file is the one it lists (ConfigError, one
+    line, otherwise); None for a folder written before manifests existed (with a warning
+    on stderr: its files cannot be checked as one set)."""
+    bad = f"{str(wd)!r} holds an incomplete or mixed set of depth-study files"
+    again = "run the study again"
+    try:
+        manifest = _read_manifest(wd)
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{bad}: {MANIFEST} is unreadable ({type(e).__name__}); "
+                          f"{again}") from None
+    if manifest is None:
+        print(f"warning: {str(wd)!r} has no {MANIFEST} (a study written before 2026-12-04): "
+              "its files are read without checking that they are one study's",
+              file=sys.stderr)
+        return None
+    if manifest.get("open"):
+        raise ConfigError(f"{bad}: its outputs were still being written when the run "
+                          f"stopped ({MANIFEST} is written last); {again}")
+    for name in _DATA_FILES:
+        if manifest["files"].get(name) != _sha256(wd / name):
+            raise ConfigError(f"{bad}: {name} is not the one {MANIFEST} lists (a write into "
+                              f"the folder was interrupted, or the file was changed); {again}")
+    return manifest
 
 
 def _json_restore(v: Any) -> Any:
@@ -151,10 +257,16 @@ def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
     re-render plots or the report without running the study again). Non-finite values come
     back as nan (their sign is not kept).
 
+    The files must be one set: ``manifest.json`` (written last) present, every table file
+    the one whose SHA-256 it lists, and ``config.yaml`` the config it lists up to the
+    :data:`VERDICT_FIELDS`. A folder whose writing was interrupted (``kill``, a full disk)
+    or that holds files of two studies is refused rather than read as a mix.
+
     Raises:
       ConfigError: (one line) ``workdir`` is not a directory, lacks one of the table files,
-        or holds files that cannot be read back as a study (corrupt JSON/YAML, a table
-        without a column of :data:`jaxnn.studies.depth.COLUMNS`, an invalid config).
+        is an incomplete or mixed set (see above), or holds files that cannot be read back
+        as a study (corrupt JSON/YAML, a table without a column of
+        :data:`jaxnn.studies.depth.COLUMNS`, an invalid config).
     """
     wd = pathlib.Path(workdir)
     if not wd.is_dir():
@@ -164,6 +276,7 @@ def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
     if missing:
         raise ConfigError(f"{str(wd)!r} holds no finished depth study: {', '.join(missing)} "
                           f"missing (a study's --workdir has {', '.join(_TABLE_FILES)})")
+    manifest = _check_set(wd)
     try:
         config = config_from_dict(yaml.safe_load((wd / "config.yaml").read_text()))
         table = json.loads((wd / "table.json").read_text())
@@ -186,6 +299,10 @@ def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
         msg = " ".join(str(e).split())
         raise ConfigError(f"cannot read the depth study in {str(wd)!r} "
                           f"({type(e).__name__}: {msg}); run the study again") from None
+    if manifest is not None and manifest.get("measured") != _measured(config):
+        raise ConfigError(f"{str(wd)!r} holds an incomplete or mixed set of depth-study "
+                          f"files: config.yaml is not the study of the table files (only "
+                          f"{', '.join(VERDICT_FIELDS)} may differ); run the study again")
     return DepthStudyResult(config, records, curves, hists, num_classes, timing)
 
 
@@ -281,12 +398,13 @@ def ratio_cell(rows: Sequence[dict[str, Any]]) -> tuple[float, str, str]:
 
     ``rows`` are the records of its seeds (one phase). The median runs over the seeds that
     have a ratio (``grad_ratio`` not nan). A seed has none either because both gradient
-    norms were flushed to 0 (``0/0``: a full vanish) or because its gradients overflowed
+    norms were exactly 0 (``0/0``: a full vanish -- flushed below the float32 range, or a
+    zero derivative as ``step``'s) or because its gradients overflowed
     (inf/NaN norms); the two mean opposite things, so when no seed has a ratio the cell
     says which:
 
     * ``kind="ratio"``: label ``log10(median)`` to one decimal, ``"0"`` for a ratio of 0
-      (first layer flushed to 0), ``"inf"`` for an infinite one;
+      (first layer's gradient exactly 0), ``"inf"`` for an infinite one;
     * ``kind="0/0"``, label ``"0/0"``: every seed's first and last gradients are exactly 0;
     * ``kind="overflow"``, label ``"overflow"``: every seed's norms are inf/NaN;
     * ``kind="0/0+overflow"``, label ``"0/0|ovf"``: some of each;
@@ -311,6 +429,37 @@ def ratio_cell(rows: Sequence[dict[str, Any]]) -> tuple[float, str, str]:
     if not any(vanished):
         return float("nan"), "overflow", "overflow"
     return float("nan"), "0/0+overflow", "0/0|ovf"
+
+
+#: Most layers (panels in a row) of one activation-histogram figure.
+HISTOGRAM_PANELS = 10
+
+
+def histogram_layers(depth: int, most: int = HISTOGRAM_PANELS) -> list[int]:
+    """The hidden layers (1-based) an activation-histogram figure shows: all of them up to
+    ``most``, else ``most`` evenly spaced ones from the first to the last (a figure with a
+    panel per layer of a 50-layer net was 100 inches wide); ``histograms.json`` keeps
+    every layer."""
+    if depth <= most:
+        return list(range(1, depth + 1))
+    return [int(x) for x in np.round(np.linspace(1, depth, most))]
+
+
+def _loss_ylim(lines: Sequence[np.ndarray], num_classes: int) -> tuple[float, float]:
+    """y-limits of a training-curve panel: from 0 to at least ``max(3, 1.3 ln C)``, raised
+    to show every curve that stays finite (+5 %). A curve with NaN/inf points (diverged)
+    counts only up to 10x that top, so a blow-up to 1e30 runs off the panel instead of
+    flattening the others."""
+    top = max(3.0, math.log(num_classes) * 1.3)
+    finite = [x[np.isfinite(x)] for x in map(np.asarray, lines)]
+    healthy = [f for f, x in zip(finite, lines, strict=True) if f.size == np.size(x) and f.size]
+    if healthy:
+        top = max(top, 1.05 * max(float(f.max()) for f in healthy))
+    ceiling = 10.0 * top
+    for f, x in zip(finite, lines, strict=True):
+        if f.size and f.size < np.size(x):
+            top = max(top, min(ceiling, 1.05 * float(f.max())))
+    return 0.0, top
 
 
 def histogram_title(h: dict[str, Any]) -> str:
@@ -392,7 +541,7 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                                                        initializer=init, depth=d, **base))
                               for d in c.depths] for a in c.activations]
                     with np.errstate(all="ignore"):
-                        # ratio 0 (first-layer gradient flushed to 0) -> -inf -> darkest
+                        # ratio 0 (first-layer gradient exactly 0) -> -inf -> darkest
                         logm = np.log10(np.array([[cell[0] for cell in row] for row in cells]))
                     ax = axes[0][j]
                     im = ax.imshow(np.clip(logm, -8, 8), cmap="RdBu", vmin=-8, vmax=8,
@@ -411,7 +560,7 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                     ax.set_title(init, fontsize=8)
                 fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8,
                              label="log10 first/last grad norm")
-                fig.supxlabel("0/0 (dotted): both gradients flushed to 0, a full vanish; "
+                fig.supxlabel("0/0 (dotted): both gradients exactly 0, a full vanish; "
                               "overflow (crossed): inf/NaN gradients", fontsize=6)
                 fig.suptitle(f"first/last hidden-layer gradient ratio ({phase})", fontsize=9)
                 replace_atomically(wd / f"ratio_heatmap_{phase}{sfx}.png",
@@ -424,6 +573,7 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                 for i, act in enumerate(c.activations):
                     for j, init in enumerate(c.initializers):
                         ax = axes[i][j]
+                        shown = []
                         for k, d in enumerate(c.depths):
                             rows = [r["losses"] for r in result.curves
                                     if r["activation"] == act and r["initializer"] == init
@@ -436,13 +586,14 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
                             med = _nanmedian(np.where(np.isfinite(arr), arr, np.nan))
                             win = max(1, len(med) // 20)
                             smooth = np.convolve(med, np.ones(win) / win, mode="valid")
+                            shown.append(smooth)
                             # at the step each trailing window of `win` steps ends
                             ax.plot(np.arange(win, len(med) + 1), smooth,
                                     color=cmap(k / max(len(c.depths) - 1, 1)),
                                     label=f"D={d}", lw=1)
                         ax.set_title(f"{act} / {init}", fontsize=8)
                         ax.tick_params(labelsize=6)
-                        ax.set_ylim(0, max(3.0, math.log(result.num_classes) * 1.3))
+                        ax.set_ylim(*_loss_ylim(shown, result.num_classes))
                         if i == len(c.activations) - 1:
                             ax.set_xlabel("SGD step", fontsize=7)
                         if j == 0:
@@ -455,20 +606,24 @@ def write_plots(result: DepthStudyResult, workdir: str | pathlib.Path) -> list[p
         keys = sorted({(h["activation"], h["depth"], h["width"], h["batch_norm"])
                        for h in result.histograms}, key=str)
         for act, d, width, bn in keys:
-            fig, axes = _grid(len(c.initializers), d, (2.0, 1.7))
+            layers = histogram_layers(d)
+            fig, axes = _grid(len(c.initializers), len(layers), (2.0, 1.7))
             for i, init in enumerate(c.initializers):
                 for h in result.histograms:
                     if (h["activation"], h["depth"], h["width"], h["batch_norm"],
-                            h["initializer"]) != (act, d, width, bn, init):
+                            h["initializer"]) != (act, d, width, bn, init) or (
+                            h["layer"] not in layers):
                         continue
-                    ax = axes[i][h["layer"] - 1]
+                    ax = axes[i][layers.index(h["layer"])]
                     edges = np.asarray(h["edges"])
                     ax.bar(edges[:-1], h["counts"], width=np.diff(edges), align="edge")
                     ax.set_title(histogram_title(h), fontsize=7,
                                  color="C3" if h.get("nonfinite") else "black")
                     ax.tick_params(labelsize=5)
                     ax.set_yticks([])
-            fig.suptitle(f"{act} activations at initialization ({d} x {width})", fontsize=9)
+            some = "" if len(layers) == d else f"; {len(layers)} of {d} layers shown"
+            fig.suptitle(f"{act} activations at initialization ({d} x {width}{some})",
+                         fontsize=9)
             out.append(_save(fig, wd / f"activation_histograms_{act}_d{d}"
                                       f"{_suffix(result, width, bn)}.png"))
     return out
@@ -547,7 +702,8 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
     depth) and booleans ``explodes`` (ratio > explode_ratio, growth > explode_ratio, or a
     non-finite statistic in most seeds), ``vanishes`` (not ``explodes``, and ratio <
     vanish_ratio, growth < vanish_ratio, or the first-layer gradient exactly 0 in most
-    seeds), ``saturates``, ``trains``, ``stalls``.
+    seeds), ``saturates``, ``trains``, ``stalls``; ``zero_gradient`` says why that first
+    gradient is exactly 0 (:func:`_zero_gradient_cause`; ``""`` when it is not).
 
     The growth tests catch what the ratio cannot: with N(0, 1) weights a ReLU network's
     activations and every layer's gradient grow by ~sqrt(width / 2) per layer, and with
@@ -576,6 +732,8 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
                                         or growth > c.explode_ratio or nonfinite)
                         out.append({
                             **w, "ratio": ratio, "first_grad_norm": first, "saturation": sat,
+                            "zero_gradient": (_zero_gradient_cause(act, rows)
+                                              if first == 0.0 else ""),
                             "growth": growth, "test_accuracy": acc, "nonfinite": nonfinite,
                             "explodes": explodes,
                             "vanishes": not explodes and bool(
@@ -586,6 +744,33 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
                             "stalls": bool(c.steps > 0 and not acc >= chance + 0.1 * (1 - chance)),
                         })
     return out
+
+
+#: Activations whose derivative is exactly 0 where they output 0 (``dead_fraction``
+#: counts those outputs): a hidden layer all 0 passes no gradient back.
+_ZERO_SLOPE_AT_ZERO = ("relu", "relu6", "hard_sigmoid")
+
+
+def _zero_gradient_cause(act: str, rows: Sequence[dict[str, Any]]) -> str:
+    """Why the first hidden layer's gradient is exactly 0: an underflow below the float32
+    range (flushed to 0), or a true zero -- ``step``'s derivative is 0 at every input, and a
+    ReLU-like hidden layer that is 0 for every probe input (median over ``rows``' seeds)
+    passes nothing back: all its units dead (pre-activations <= 0, their std > 0), or the
+    forward signal itself flushed to 0 (pre-activations all exactly 0, std 0)."""
+    if act == "step":
+        return "step's derivative is 0 at every input: a true zero, not an underflow"
+    if act in _ZERO_SLOPE_AT_ZERO:
+        med = lambda k: np.atleast_1d(np.median(np.asarray([r[k] for r in rows], float), axis=0))
+        full = [i for i, v in enumerate(med("dead_fraction")) if v >= 1.0]
+        if full and med("pre_activation_std")[full[0]] > 0:
+            return (f"hidden layer {full[0] + 1} is 0 for every probe input (every unit "
+                    f"dead), where {act}'s derivative is 0: a true zero, not an underflow")
+        if full:
+            return (f"the signal underflowed to 0 by hidden layer {full[0] + 1} (below the "
+                    f"float32 range), where {act}'s derivative is 0")
+        return (f"below the float32 range, or {act} units on their flat region (derivative "
+                "0) blocking every path")
+    return "below the float32 range"
 
 
 def _growth(rows: Sequence[dict[str, Any]]) -> float:
@@ -606,7 +791,7 @@ def _show(v: dict[str, Any], value: str) -> str:
         if v["nonfinite"]:
             return "overflow (inf/nan statistics)"
         if v["first_grad_norm"] == 0.0:
-            return "first-layer gradient exactly 0 in most seeds (below float32 range)"
+            return f"first-layer gradient exactly 0 in most seeds ({v['zero_gradient']})"
     if value == "ratio_growth":
         return f"ratio {_fmt(v['ratio'])}, growth {_fmt(v['growth'])}"
     if value == "test_accuracy" and math.isnan(v[value]):
@@ -837,7 +1022,7 @@ def render_report(result: DepthStudyResult) -> str:
           f"{c.vanish_ratio:g} (or the first layer's gradient is exactly 0 in most seeds), "
           f"**explodes** when ratio > {c.explode_ratio:g}, growth > {c.explode_ratio:g} or "
           "its statistics overflow (explodes wins over vanishes) "
-          "(in the ratio tables, *0/0* = both gradients flushed to 0 in every seed, a full "
+          "(in the ratio tables, *0/0* = both gradients exactly 0 in every seed, a full "
           "vanish; *overflow* = inf/NaN gradients), "
           f"**saturates** when more than {c.saturation_threshold:.0%} of hidden units sit in the "
           "flat region of the activation (sigmoid |a-1/2|>0.45, tanh |a|>0.9, ReLU a=0, "
@@ -916,13 +1101,24 @@ def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
     """Write the table files, the plots (unless ``plots=False``) and ``report.md``, and
     remove plots an earlier study left in ``workdir`` that this one did not write.
 
+    The files are one set: an earlier study's ``manifest.json`` is removed before the
+    first file is replaced, and the new one written last (:data:`MANIFEST`), so a run killed
+    while writing leaves a folder :func:`load_result` refuses, never a mix of two studies.
+
     Returns:
-      ``{name: path}`` for the table files, ``"report"`` and ``"plots"`` (a list).
+      ``{name: path}`` for the table files, ``"report"``, ``"plots"`` (a list) and
+      ``"manifest"``.
     """
     wd = pathlib.Path(workdir)
-    paths: dict[str, Any] = dict(write_table(result, wd))
+    contents = _table_contents(result)  # a failure here leaves the folder as it was
+    report = render_report(result)
+    wd.mkdir(parents=True, exist_ok=True)
+    _open_set(wd)
+    paths: dict[str, Any] = _write_contents(wd, contents)
     paths["plots"] = _replace_plots(result, wd, plots)
-    paths["report"] = write_text(wd / "report.md", render_report(result))
+    paths["report"] = write_text(wd / "report.md", report)
+    paths["manifest"] = _close_set(wd, result.config, [
+        *(p.name for k, p in paths.items() if k != "plots"), *(p.name for p in paths["plots"])])
     return paths
 
 
@@ -955,9 +1151,13 @@ def rerender(source: str | pathlib.Path, workdir: str | pathlib.Path | None = No
     the loaded result (``-inf`` would come back as ``nan``): into another ``workdir`` they
     are copied byte for byte. With ``plots=False`` the plots in ``source`` are kept (they
     depend on the table only); another ``workdir`` loses those of an earlier study.
+    ``manifest.json`` is written last (into another ``workdir``, its old one is removed
+    first), as by :func:`write_outputs`; a re-render killed in place leaves the study
+    readable (only the thresholds and the report may then disagree: run it again).
 
     Returns:
-      ``{"config", "report", "plots"}`` paths (and the copied table files' names).
+      ``{"config", "report", "plots", "manifest"}`` paths (and the copied table files'
+      names).
 
     Raises:
       ConfigError: as :func:`load_result` and :func:`with_verdict_settings`.
@@ -967,13 +1167,20 @@ def rerender(source: str | pathlib.Path, workdir: str | pathlib.Path | None = No
     wd = src if workdir is None else pathlib.Path(workdir)
     in_place = wd.exists() and src.resolve() == wd.resolve()
     paths: dict[str, Any] = {}
+    kept: list[str] = []
     if not in_place:
         wd.mkdir(parents=True, exist_ok=True)
+        _open_set(wd)
         for name in _DATA_FILES:
             paths[name] = write_bytes(wd / name, (src / name).read_bytes())
+    elif not plots:  # the plots stay, and stay in the set
+        kept = [n for n in ((_read_manifest(wd) or {}).get("files") or {})
+                if n.endswith(".png") and (wd / n).is_file()]
     paths.update(write_report(result, wd))
     if plots or not in_place:
         paths["plots"] = _replace_plots(result, wd, plots)
+    paths["manifest"] = _close_set(wd, result.config, [
+        *_DATA_FILES, "config.yaml", "report.md", *kept, *(p.name for p in paths["plots"])])
     return paths
 
 
@@ -982,15 +1189,29 @@ def write_report(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[
     the table files and plots as they are: a re-render of the study already in
     ``workdir`` with other :data:`VERDICT_FIELDS` (the plots do not depend on them).
 
+    When ``workdir``'s ``manifest.json`` is of the same study (up to the thresholds), its
+    entries for the two files are updated; otherwise it is left as it was (and the folder,
+    if it holds another study's tables, is refused by :func:`load_result`).
+
     Returns:
       ``{"config": path, "report": path, "plots": []}``.
     """
     wd = pathlib.Path(workdir)
-    return {"config": _write_config(result, wd),
-            "report": write_text(wd / "report.md", render_report(result)), "plots": []}
+    report = render_report(result)
+    paths = {"config": write_text(wd / "config.yaml", _config_text(result)),
+             "report": write_text(wd / "report.md", report), "plots": []}
+    try:
+        manifest = _read_manifest(wd)
+    except (OSError, ValueError):
+        manifest = None
+    if (manifest is not None and not manifest.get("open")
+            and manifest.get("measured") == _measured(result.config)):
+        # only these two entries: the others stay as written with their files
+        _write_manifest(wd, manifest["measured"], {
+            **manifest["files"], **{n: _sha256(wd / n) for n in ("config.yaml", "report.md")}})
+    return paths
 
 
-def _write_config(result: DepthStudyResult, wd: pathlib.Path) -> pathlib.Path:
+def _config_text(result: DepthStudyResult) -> str:
     """``config.yaml``: the resolved study config (what :func:`load_result` reads back)."""
-    return write_text(wd / "config.yaml",
-                      yaml.safe_dump(config_to_dict(result.config), sort_keys=False))
+    return yaml.safe_dump(config_to_dict(result.config), sort_keys=False)
