@@ -1,5 +1,5 @@
 """Training-craft experiments: ``python scripts/compare.py EXPERIMENT [--config F] [--set a.b=v]
-[--workdir D]``.
+[--workdir D] [--overwrite]``.
 
 EXPERIMENT is one of surface, optimizers, batch_size, schedules, overfitting, init,
 batchnorm_scales, search. All logic lives in :func:`jaxnn.studies.craft.main`.

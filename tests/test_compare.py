@@ -813,3 +813,123 @@ def test_init_reports_a_run_that_diverges(tmp_path):
     summary = (tmp_path / "summary.md").read_text()
     assert re.search(rf"\| He \| at update {at + 1} \|", summary), summary
     assert re.search(r"\| std 0.01 \| no \|", summary), summary
+
+
+# ----------------------------------------------------------------------------- outputs
+
+#: The smallest config of each experiment that still writes its figure and summary.
+_TINY = {
+    "surface": {"surfaces": {s: {**v, "steps": 2} for s, v in
+                             craft.SURFACE_DEFAULTS["surfaces"].items()}},
+    "optimizers": {"seeds": 1, "hidden": [8], "epochs": 1,
+                   "optimizers": {"SGD": {"optimizer": "sgd", "learning_rate": 0.01,
+                                          "kwargs": {}}}},
+    "batch_size": {"n_train": 40, "hidden": [8], "epochs": 1, "batch_sizes": [0, 20]},
+    "schedules": {"seeds": 1, "hidden": [8], "epochs": 1, "schedules": ["constant"]},
+    "overfitting": {"seeds": 1, "n_train": 20, "n_val": 20, "hidden": [8], "epochs": 2,
+                    "batch_size": 10, "average_last": 1, "patience": 1},
+    "init": {"hidden": [8], "steps": 2, "batch_size": 64},
+    "batchnorm_scales": {"scales": 2, "n_train": 40, "hidden": [8], "epochs": 1,
+                         "batch_size": 20},
+    "search": {"trials": 2, "trials_per_batch": 2, "n_train": 40, "n_val": 20,
+               "hidden": [8], "epochs": 1, "batch_size": 20, "top": 2},
+}
+
+
+@pytest.mark.parametrize("name", [  # one experiment per module by default; -m slow: all
+    n if n in ("surface", "init", "schedules") else pytest.param(n, marks=pytest.mark.slow)
+    for n in craft.EXPERIMENTS])
+def test_a_run_stopped_before_its_summary_leaves_no_old_summary_beside_its_figure(
+        name, tmp_path, monkeypatch):
+    # The figure was written first and summary.md last: a crash or Ctrl-C between the two
+    # left the new figure beside the previous run's summary, which no longer described it.
+    from jaxnn.studies import craft_common
+
+    figure = tmp_path / craft.EXPERIMENTS[name][2]
+    figure.write_bytes(b"the previous run's figure")
+    (tmp_path / "summary.md").write_text("# the previous run's summary\n")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(craft_common, "write_text", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        craft.run_experiment(name, _cfg(name, **_TINY[name]), tmp_path)
+    assert figure.read_bytes() != b"the previous run's figure"  # the new figure is written
+    assert sorted(p.name for p in tmp_path.iterdir()) == [figure.name]  # and no summary
+
+
+def test_a_run_that_fails_before_writing_keeps_the_previous_outputs(tmp_path, monkeypatch):
+    from jaxnn.studies import craft_surface
+
+    craft.run_experiment("surface", _cfg("surface", **_TINY["surface"]), tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    monkeypatch.setattr(craft_surface, "optimize_surface",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        craft.run_experiment("surface", _cfg("surface", **_TINY["surface"]), tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_cli_refuses_a_workdir_holding_another_experiments_outputs(tmp_path, capsys,
+                                                                   monkeypatch):
+    # Two experiments in one --workdir left the first one's figure beside the second one's
+    # summary.md.
+    from jaxnn.studies import craft_regularization
+
+    surface = ["surface", "--workdir", str(tmp_path)]
+    for s in craft.SURFACE_DEFAULTS["surfaces"]:
+        surface += ["--set", f"surfaces.{s}.steps=2"]
+    init = ["init", "--set", "data.name=digits", "--set", "hidden=[8]", "--set", "steps=2",
+            "--workdir", str(tmp_path)]
+    assert craft.main(surface) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with monkeypatch.context() as m:  # refused before any data is loaded or trained on
+        m.setattr(craft_regularization, "load_data", lambda *a: pytest.fail("trained"))
+        assert craft.main(init) == 2
+    err = capsys.readouterr().err
+    assert err == (f"error: --workdir {str(tmp_path)!r} holds the outputs of the surface "
+                   "experiment (surface.png); choose another --workdir, or pass --overwrite "
+                   "to replace them\n")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # --overwrite replaces them: only the new experiment's outputs are left
+    assert craft.main([*init, "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["init.png", "summary.md"]
+    assert "Weight initialization" in (tmp_path / "summary.md").read_text()
+    # running the same experiment again needs no flag; a direct call is refused as well
+    assert craft.main(init) == 0
+    with pytest.raises(ConfigError, match=r"holds the outputs of the init experiment "
+                                          r"\(init\.png\).*overwrite=True"):
+        craft.run_experiment("surface", _cfg("surface", **_TINY["surface"]), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["init.png", "summary.md"]
+
+
+def test_cli_help_shows_each_experiments_default_workdir(capsys):
+    # It read "default: runs/compare/compare.py surface" (argparse's prog, not the name).
+    with pytest.raises(SystemExit):
+        craft._parser().parse_args(["surface", "--help"])
+    assert "(default: runs/compare/surface)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_cli_missing_data_files_are_one_line(tmp_path, capsys):
+    # The data loader's message lists where it looked, one place a line: printed as is, the
+    # CLI's error ran over eight lines.
+    assert craft.main(["init", "--set", "data.name=mnist", "--set",
+                       f"data.data_dir={tmp_path}", "--workdir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data: could not load 'mnist'") and err.count("\n") == 1
+
+
+def test_cli_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+    # It ended in a traceback; train.py and depth_study.py print one line and exit 130.
+    from jaxnn.studies import craft_surface
+
+    monkeypatch.setattr(craft_surface, "optimize_surface",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        code = craft.main(["surface", "--workdir", str(tmp_path)])
+    except KeyboardInterrupt:  # would stop pytest itself
+        pytest.fail("KeyboardInterrupt escaped main()")
+    assert code == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted") and str(tmp_path) in err and err.count("\n") == 1

@@ -3,10 +3,16 @@
 Each experiment is one function ``run_<name>(config, workdir) -> result`` taking a plain
 config mapping (defaults in ``<NAME>_DEFAULTS``; a YAML file and ``a.b=value`` overrides
 are laid over them by :func:`load_config`) and writing a PNG figure and ``summary.md`` into
-the workdir. :func:`main` is the command line of ``scripts/compare.py``::
+the workdir (the summary last: one that exists describes the figure beside it). :func:`main`
+is the command line of ``scripts/compare.py``::
 
     python scripts/compare.py surface [--config configs/compare_surface.yaml]
-        [--set surfaces.bowl.steps=50] [--workdir runs/compare/surface]
+        [--set surfaces.bowl.steps=50] [--workdir runs/compare/surface] [--overwrite]
+
+Every experiment writes ``summary.md``, so one workdir holds one experiment: running an
+experiment where another one's figure lies is refused before any training, unless
+``--overwrite`` (``run_experiment(..., overwrite=True)``), which removes the other figure
+once the new outputs are written. Running the same experiment again replaces its outputs.
 
 Subcommands (:data:`EXPERIMENTS`): ``surface``, ``optimizers``, ``batch_size``,
 ``schedules``, ``overfitting``, ``init``, ``batchnorm_scales``, ``search``. Bad input
@@ -130,12 +136,45 @@ def load_config(name: str, path: str | pathlib.Path | None = None,
     return merge_config(EXPERIMENTS[name][0], path, overrides)
 
 
+def _other_outputs(name: str, workdir: str | pathlib.Path) -> tuple[list[str], list[str]]:
+    """``(experiments, figures)``: the other experiments whose figure lies in ``workdir``."""
+    found = [(other, figure) for other, (_, _, figure, _) in EXPERIMENTS.items()
+             if other != name and (pathlib.Path(workdir) / figure).is_file()]
+    return [o for o, _ in found], [f for _, f in found]
+
+
+def _describe(experiments: Sequence[str], figures: Sequence[str]) -> str:
+    which = " and ".join(experiments)
+    return (f"the outputs of the {which} experiment{'s' if len(experiments) > 1 else ''} "
+            f"({', '.join(figures)})")
+
+
 def run_experiment(name: str, config: Mapping[str, Any],
-                   workdir: str | pathlib.Path | None = None) -> Any:
-    """Run experiment ``name`` with a (merged) config; writes into ``workdir`` when given."""
+                   workdir: str | pathlib.Path | None = None, *,
+                   overwrite: bool = False) -> Any:
+    """Run experiment ``name`` with a (merged) config; writes into ``workdir`` when given.
+
+    Every experiment writes ``summary.md``, so a workdir holding another experiment's
+    figure is refused (before any training) unless ``overwrite``; with it, the other
+    figures are removed once this experiment's outputs are written.
+
+    Raises:
+      ConfigError: unknown experiment, bad config, or a workdir holding another
+        experiment's outputs without ``overwrite``.
+    """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name][1](config, workdir)
+    others: list[str] = []
+    if workdir is not None:
+        experiments, others = _other_outputs(name, workdir)
+        if others and not overwrite:
+            raise ConfigError(f"workdir {str(workdir)!r} holds "
+                              f"{_describe(experiments, others)}; choose another workdir, "
+                              "or pass overwrite=True to replace them")
+    result = EXPERIMENTS[name][1](config, workdir)
+    for figure in others:  # only now: a failed run leaves the other outputs as they were
+        (pathlib.Path(workdir) / figure).unlink(missing_ok=True)
+    return result
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,7 +196,10 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[],
                        metavar="KEY=VALUE", help="override a config key (repeatable)")
         p.add_argument("--workdir", default=f"runs/compare/{name}",
-                       help="output folder (default: runs/compare/%(prog)s)")
+                       help="output folder (default: %(default)s)")
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace another experiment's outputs in --workdir (without "
+                            "it, such a workdir is refused)")
     return parser
 
 
@@ -179,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """The ``scripts/compare.py`` command line; returns the exit status.
 
     Prints the summary path and figure path on success; on bad input prints one line
-    ``error: <message>`` to stderr and returns 2.
+    ``error: <message>`` to stderr and returns 2 (1 when writing fails, 130 on Ctrl-C).
     """
     parser = _parser()
     try:
@@ -192,13 +234,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         # experiment's own checks have passed: the runners make it when they write, so bad
         # input leaves no empty folder behind.
         workdir = _check_workdir(args.workdir)
-        run_experiment(args.experiment, config, workdir)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        experiments, others = _other_outputs(args.experiment, workdir)
+        if others and not args.overwrite:
+            raise ConfigError(f"--workdir {str(workdir)!r} holds "
+                              f"{_describe(experiments, others)}; choose another --workdir, "
+                              "or pass --overwrite to replace them")
+        run_experiment(args.experiment, config, workdir, overwrite=args.overwrite)
+    except ConfigError as e:  # one line: a missing data set's message lists where it looked
+        print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except OSError as e:  # e.g. a full disk while writing the figure
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # as train.py and depth_study.py: no traceback
+        print(f"interrupted: a figure in {args.workdir!r} with no summary.md beside it is "
+              "from this unfinished run; run the command again", file=sys.stderr)
+        return 130
     figure = EXPERIMENTS[args.experiment][2]
     print(f"wrote {workdir / figure} and {workdir / 'summary.md'}")
     return 0

@@ -9,7 +9,11 @@ Contract:
   fails before anything is compiled. Every problem is a :class:`jaxnn.config.ConfigError`
   (one line naming the key, the value and what is allowed).
 * Figures are written with matplotlib's ``Agg`` backend (no display needed); summaries are
-  short Markdown files. Both land in the experiment's workdir.
+  short Markdown files. Both land in the experiment's workdir: once the run is done,
+  :func:`begin_outputs` removes the previous ``summary.md``, the figure is written, and
+  :func:`write_summary` comes last. So a ``summary.md`` always describes the figure beside
+  it; a run stopped between the two leaves a figure without a summary, and one stopped
+  before (while training) leaves the previous outputs as they were.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from jaxnn.config import ConfigError, parse_override_value, read_yaml
 
 __all__ = [
     "ConfigError",
+    "begin_outputs",
     "check",
     "check_distinct",
     "divergence_step",
@@ -271,9 +276,25 @@ def save_figure(fig: Any, path: str | pathlib.Path, **kwargs: Any) -> pathlib.Pa
     return replace_atomically(path, lambda tmp: fig.savefig(tmp, **kwargs))
 
 
+def begin_outputs(workdir: str | pathlib.Path | None) -> pathlib.Path | None:
+    """Make ``workdir`` ready for an experiment's outputs and return it (None: None).
+
+    Creates the folder and removes its ``summary.md``: an experiment calls this once its
+    results are computed, then writes its figure, then :func:`write_summary` last, so a
+    ``summary.md`` is never left beside a figure from another run.
+    """
+    if workdir is None:
+        return None
+    path = pathlib.Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "summary.md").unlink(missing_ok=True)
+    return path
+
+
 def write_summary(workdir: pathlib.Path, title: str, body: str) -> pathlib.Path:
     """Write ``summary.md`` (``# title`` then ``body``) into ``workdir``, atomically, and
-    return its path. Experiments write it after their figures."""
+    return its path. Experiments write it last, after :func:`begin_outputs` and their
+    figures."""
     path = pathlib.Path(workdir) / "summary.md"
     text = f"# {title}\n\n{body.rstrip()}\n"
     return write_text(path, text)

@@ -39,6 +39,7 @@ import numpy as np
 from jaxnn import mlp, optim
 from jaxnn.studies.craft_common import (
     ConfigError,
+    begin_outputs,
     check,
     check_distinct,
     divergence_step,
@@ -138,11 +139,9 @@ def _hidden(cfg: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _prepare(workdir: str | pathlib.Path | None) -> pathlib.Path | None:
-    if workdir is None:
-        return None
-    path = pathlib.Path(workdir)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The workdir, ready for this run's figure and then its summary (see
+    :func:`~jaxnn.studies.craft_common.begin_outputs`); None writes nothing."""
+    return begin_outputs(workdir)
 
 
 def early_stopping_epoch(val_loss: Any, patience: int) -> tuple[int, int]:

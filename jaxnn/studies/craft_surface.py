@@ -35,6 +35,7 @@ import optax
 
 from jaxnn import optim
 from jaxnn.studies.craft_common import (
+    begin_outputs,
     check,
     check_distinct,
     is_int,
@@ -273,9 +274,8 @@ def run_surface(
     fig_path = summary_path = None
     lengths = {s: {o: path_length(p) for o, p in ps.items()} for s, ps in traj.items()}
     revs = {s: {o: reversals(p) for o, p in ps.items()} for s, ps in traj.items()}
+    workdir = begin_outputs(workdir)  # the summary goes last: it describes this figure
     if workdir is not None:
-        workdir = pathlib.Path(workdir)
-        workdir.mkdir(parents=True, exist_ok=True)
         fig_path = _plot(traj, gone, workdir / "surface.png")
         summary_path = _summarize(config, traj, final, dist, lengths, revs, gone, workdir)
     return SurfaceResult(traj, final, dist, lengths, revs, gone, fig_path, summary_path)
