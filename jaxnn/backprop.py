@@ -26,7 +26,8 @@ so a train step switches between the two by one argument. Underneath:
       dL/dW_l     = h_{l-1}^T dL/dz_l,  dL/db_l = sum_batch dL/dz_l
       dL/dh_{l-1} = dL/dz_l W_l^T
 
-  The output layer starts from ``dL/doutputs = losses.<loss>_grad(outputs, y)``. The
+  The output layer starts from ``dL/doutputs = losses.<loss>_grad(outputs, y)`` (with
+  ``label_smoothing=a`` when given: the smoothed labels replace ``y`` below). The
   cross-entropy losses take logits (``output_activation="linear"``), so their gradient is
   the fused ``(softmax(z) - y) / N`` (resp. ``(sigmoid(z) - y) / size``) directly; nothing
   is differentiated through an explicit softmax.
@@ -252,11 +253,13 @@ def penalty_grad(config: MLPConfig, params: Params) -> Params | None:
 
 
 def _value_and_grad_impl(
-    config: MLPConfig, loss: str, fn_name: str
+    config: MLPConfig, loss: str, fn_name: str, label_smoothing: float
 ) -> Callable[..., tuple[tuple[Array, dict[str, Any]], Params, dict[str, Any]]]:
-    mlp.check_loss(config, loss, fn_name)
-    loss_value = losses.get(loss)
-    loss_grad = losses.get_grad(loss)
+    mlp.check_loss(config, loss, fn_name, label_smoothing)
+    # As mlp.make_loss_fn: 0 binds nothing, so the unsmoothed path is the same code.
+    kw = {"label_smoothing": label_smoothing} if label_smoothing else {}
+    loss_value = losses.get(loss, **kw)
+    loss_grad = losses.get_grad(loss, **kw)
 
     def impl(params, state, x, y, key=None, train=True):
         outputs, cache, new_state = forward(config, params, state, x, train=train, key=key)
@@ -287,12 +290,13 @@ def _value_and_grad_impl(
 
 
 def value_and_grad(
-    config: MLPConfig, loss: str
+    config: MLPConfig, loss: str, *, label_smoothing: float = 0.0
 ) -> Callable[..., tuple[tuple[Array, dict[str, Any]], Params]]:
     """Loss and hand-written gradient, a drop-in for autodiff.
 
-    ``value_and_grad(config, loss)`` has exactly the signature and outputs of
-    ``jax.value_and_grad(mlp.make_loss_fn(config, loss), has_aux=True)``::
+    ``value_and_grad(config, loss, label_smoothing=a)`` has exactly the signature and
+    outputs of ``jax.value_and_grad(mlp.make_loss_fn(config, loss, label_smoothing=a),
+    has_aux=True)``::
 
         fn(params, state, x, y, key=None, train=True) -> ((loss, aux), grads)
 
@@ -302,8 +306,10 @@ def value_and_grad(
     Args:
       config: the architecture.
       loss: a name from :func:`jaxnn.losses.names` matching ``config.output_activation``.
+      label_smoothing: in ``[0, 1)``, for the cross-entropy losses: the output layer then
+        starts from ``losses.<loss>_grad(outputs, y, label_smoothing=a)``.
     """
-    impl = _value_and_grad_impl(config, loss, "value_and_grad")
+    impl = _value_and_grad_impl(config, loss, "value_and_grad", label_smoothing)
 
     def fn(params, state, x, y, key=None, train=True):
         value, grads, _ = impl(params, state, x, y, key, train)
@@ -313,7 +319,7 @@ def value_and_grad(
 
 
 def value_and_grad_with_stats(
-    config: MLPConfig, loss: str
+    config: MLPConfig, loss: str, *, label_smoothing: float = 0.0
 ) -> Callable[..., tuple[tuple[Array, dict[str, Any]], Params, dict[str, Any]]]:
     """Like :func:`value_and_grad`, plus every layer's signals from the same pass.
 
@@ -322,8 +328,9 @@ def value_and_grad_with_stats(
     dL/dh_{l-1}, "grad_pre_activation": dL/dz_l, "grad_activation": dL/da_l}, ...]}``
     (full arrays, batch first; ``a`` of the last layer is the outputs). Reduce them with
     :func:`layer_statistics` or your own function inside the same ``jit``.
+    ``label_smoothing`` as for :func:`value_and_grad`.
     """
-    return _value_and_grad_impl(config, loss, "value_and_grad_with_stats")
+    return _value_and_grad_impl(config, loss, "value_and_grad_with_stats", label_smoothing)
 
 
 def _scaled(x: Array) -> tuple[Array, Array, Array]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import itertools
 import math
 import pathlib
@@ -167,6 +168,10 @@ class TrainingConfig:
     # every row is used once per epoch (ceil(n / batch_size) steps).
     drop_remainder: bool = True
     loss: str = "softmax_cross_entropy_with_integer_labels"  # any name in jaxnn.losses.names()
+    # In [0, 1): train on smoothed labels y (1 - a) + a / C (optax.smooth_labels; a / 2 per
+    # entry for sigmoid_binary_cross_entropy); cross-entropy losses only. The logged `loss`
+    # is the smoothed objective; val_loss and test_loss stay the unsmoothed cross-entropy.
+    label_smoothing: float = 0.0
     grad: str = "autodiff"  # "autodiff" (jax.grad) or "manual" (jaxnn.backprop)
     eval_batch_size: int = 1024
     checkpoint_every: int = 1  # epochs between checkpoints; 0 disables checkpoints
@@ -671,6 +676,14 @@ def _validate(cfg: Config) -> None:
     _check(t.batch_size >= 1, "training.batch_size", t.batch_size, "an integer >= 1")
     _check(t.eval_batch_size >= 1, "training.eval_batch_size", t.eval_batch_size, "an integer >= 1")
     _check_name("training.loss", t.loss, losses.names())
+    _check(_finite(t.label_smoothing) and 0.0 <= t.label_smoothing < 1.0,
+           "training.label_smoothing", t.label_smoothing, "a number in [0, 1)")
+    if t.label_smoothing:
+        smoothable = [n for n in losses.names()
+                      if "label_smoothing" in inspect.signature(losses.get(n)).parameters]
+        _check(t.loss in smoothable, "training.label_smoothing", t.label_smoothing,
+               f"0 with training.loss={t.loss!r} (label smoothing needs one of "
+               f"{', '.join(smoothable)})")
     _check(t.grad in ("autodiff", "manual"), "training.grad", t.grad, "'autodiff' or 'manual'")
     _check(t.checkpoint_every >= 0, "training.checkpoint_every", t.checkpoint_every,
            "an integer >= 0")

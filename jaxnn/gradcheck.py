@@ -813,6 +813,7 @@ def check_mlp(
     seed: int = 0,
     dtype: Any = jnp.float64,
     train: bool = True,
+    label_smoothing: float = 0.0,
     **kwargs: Any,
 ) -> GradCheckReport:
     """Check :func:`jaxnn.backprop.value_and_grad` for ``config`` on a random problem.
@@ -829,12 +830,13 @@ def check_mlp(
       seed: seed of everything random.
       dtype: dtype the hand-written gradient runs in.
       train: training mode (dropout, batch statistics) or evaluation mode.
+      label_smoothing: of a cross-entropy ``loss`` (``training.label_smoothing``).
       **kwargs: passed to :func:`check_gradients` (``rtol``, ``atol``, ``eps``, ``fd``, ...).
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"check_mlp: batch_size must be an int >= 1, got {batch_size!r}")
-    loss_fn = mlp.make_loss_fn(config, loss)
-    vg = backprop.value_and_grad(config, loss)
+    loss_fn = mlp.make_loss_fn(config, loss, label_smoothing=label_smoothing)
+    vg = backprop.value_and_grad(config, loss, label_smoothing=label_smoothing)
     with jax.enable_x64(True):
         params, state, x, y, key = jax.jit(_mlp_problem, static_argnums=(0, 1, 2, 3))(
             config, loss, batch_size, seed
@@ -964,7 +966,7 @@ def _from_flags(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
     return mlp.MLPConfig(**fields), ns.loss or "softmax_cross_entropy_with_integer_labels"
 
 
-def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
+def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str, float]:
     """The model and loss of a training config; its data set fixes the in/out sizes."""
     given = [attr for attr in _MODEL_FLAGS if getattr(ns, attr) is not None]
     if given or ns.loss is not None:
@@ -991,7 +993,7 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str]:
         in_dim = int(np.prod(np.asarray(dataset.x_train).shape[1:]))
         sizes = (in_dim, *m.hidden_sizes, loop._output_size(dataset, loss))
     config = loop.mlp_config(m, sizes)
-    return config, loss
+    return config, loss, cfg.training.label_smoothing
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1003,12 +1005,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         ns = _parser().parse_args(argv)
         if ns.config is not None:
-            config, loss = _from_training_config(ns)
+            config, loss, smoothing = _from_training_config(ns)
         else:
             if ns.overrides or ns.data_dir is not None:
                 raise ValueError("--set and --data-dir need --config")
             config, loss = _from_flags(ns)
-        mlp.check_loss(config, loss, "gradcheck")
+            smoothing = 0.0
+        mlp.check_loss(config, loss, "gradcheck", label_smoothing=smoothing)
         if ns.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {ns.batch_size}")
         if ns.batch_size == 1 and config.batch_norm and not ns.eval:
@@ -1034,7 +1037,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {msg}", file=sys.stderr)
         return 2
     print(f"model: {' -> '.join(map(str, config.layer_sizes))}, hidden "
-          f"{config.hidden_activation}, output {config.output_activation}, loss {loss}")
+          f"{config.hidden_activation}, output {config.output_activation}, loss {loss}"
+          + (f" (label smoothing {smoothing})" if smoothing else ""))
     report = check_mlp(
         config,
         loss,
@@ -1042,6 +1046,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=ns.seed,
         dtype=ns.dtype,
         train=not ns.eval,
+        label_smoothing=smoothing,
         rtol=ns.rtol,
         atol=ns.atol,
         eps=ns.eps,

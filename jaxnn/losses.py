@@ -32,6 +32,23 @@ softmax_cross_entropy                       ``-sum_c y_c log_softmax(z)_c`` (las
 softmax_cross_entropy_with_integer_labels   same with ``y = one_hot(labels)``
 ==========================================  ===============================================
 
+Label smoothing. The three cross-entropies take ``label_smoothing=a`` (a Python number in
+``[0, 1)``, default 0) and replace the labels by smoothed ones before the formulas above;
+their ``_grad`` take it too and differentiate the smoothed loss:
+
+* softmax, ``C`` classes: ``y_s = (1 - a) y + a sum_c(y_c) / C``, which for labels that sum
+  to 1 (one-hot rows, probabilities, integer labels) is ``optax.smooth_labels(y, a)`` and
+  the targets of PyTorch's ``CrossEntropyLoss(label_smoothing=a)``; an all-zero row
+  (padding) stays all zero. With integer labels the loss is
+  ``(1 - a) (-log_softmax(z)[y]) + a mean_c(-log_softmax(z)_c)``.
+* sigmoid: ``y_s = (1 - a) y + a / 2`` per entry (Keras' ``BinaryCrossentropy``).
+* mse has no ``label_smoothing`` (its targets are not labels): passing one is a
+  ``TypeError``, and ``get("mse", label_smoothing=...)`` a ``ValueError``.
+
+``a = 0`` runs the unsmoothed code, so it is bit-identical to omitting the argument. With
+``a > 0`` every class gets some target mass, so a ``-inf`` (masked) logit makes the loss
+``inf``: mask such classes out of the logits before, not with ``-inf`` here.
+
 Conventions.
 
 * Dtypes: the result has the dtype of the predictions/logits (float32 in, float32 out);
@@ -42,7 +59,8 @@ Conventions.
 * Cross-entropies are computed from logits in closed forms that never overflow
   (logits of +-1000, or -1e4, give finite values and gradients in float32).
 * Arguments are checked eagerly (also under ``jit``, where shapes are static): a shape
-  mismatch, a bad ``reduction``, an empty batch, non-integer labels, or integer labels
+  mismatch, a bad ``reduction`` or ``label_smoothing``, an empty batch, non-integer labels,
+  or integer labels
   out of ``[0, num_classes)`` when their values are concrete raise ``ValueError``
   naming the function, the argument, what was received and what is allowed. Traced
   out-of-range labels (inside ``jit``/``vmap``) cannot be checked; they give NaN losses
@@ -54,6 +72,9 @@ References:
   * J. S. Bridle, "Probabilistic interpretation of feedforward classification network
     outputs, with relationships to statistical pattern recognition", Neurocomputing 1990
     (softmax with cross-entropy).
+  * C. Szegedy et al., "Rethinking the Inception architecture for computer vision", CVPR
+    2016, section 7 (label smoothing); R. Muller, S. Kornblith, G. Hinton, "When does
+    label smoothing help?", NeurIPS 2019.
 """
 
 from __future__ import annotations
@@ -61,6 +82,7 @@ from __future__ import annotations
 import difflib
 import inspect
 import math
+import numbers
 from collections.abc import Callable
 from typing import Any
 
@@ -70,7 +92,7 @@ import numpy as np
 from jax import lax
 
 from jaxnn import activations
-from jaxnn._static import float_array, real_array
+from jaxnn._static import float_array, real_array, static_scalar
 
 __all__ = [
     "REDUCTIONS",
@@ -111,6 +133,18 @@ def _check_reduction(reduction: Any, fn: str) -> None:
             f"jaxnn.losses.{fn}: reduction must be one of {', '.join(map(repr, REDUCTIONS))}, "
             f"got {reduction!r}"
         )
+
+
+def _label_smoothing(value: Any, fn: str) -> float:
+    """``label_smoothing`` as a Python float in ``[0, 1)``; static, as a ``reduction`` is:
+    ``0`` must select the unsmoothed code, and the range is checked before tracing."""
+    where = f"jaxnn.losses.{fn}"
+    v = static_scalar(value, where, "label_smoothing", expected="real number in [0, 1)")
+    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= v < 1.0:
+        raise ValueError(
+            f"{where}: label_smoothing must be a real number in [0, 1), got {value!r}"
+        )
+    return float(v)
 
 
 def _check_batch(x: Array, argname: str, min_ndim: int, fn: str, what: str) -> None:
@@ -210,18 +244,23 @@ def mse_grad(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "me
 # ----------------------------------------------------------------------------- binary
 
 
-def _bce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
+def _bce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any, label_smoothing: Any,
               fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
+    a = _label_smoothing(label_smoothing, fn)
     z = _as_float(logits, "logits", fn)
     y = _real(labels, "labels", fn)
     _check_batch(z, "logits", 1, fn, "batch first")
     _same_shape(z, y, "logits", "labels", fn)
-    return z, y.astype(z.dtype)
+    y = y.astype(z.dtype)
+    if a:  # Keras' binary smoothing: each entry is a two-class distribution (y, 1 - y)
+        y = y * (1.0 - a) + 0.5 * a
+    return z, y
 
 
 def sigmoid_binary_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Array:
     """Binary cross-entropy of independent sigmoid outputs, from logits.
 
@@ -234,32 +273,39 @@ def sigmoid_binary_cross_entropy(
     ``dL/dz = (sigmoid(z) - y) / (N D)`` for ``"mean"``, ``(sigmoid(z) - y) / D`` for
     ``"sum"`` and ``"none"``.
 
+    With ``label_smoothing=a`` the labels are first replaced by ``y (1 - a) + a / 2`` (as
+    Keras' ``BinaryCrossentropy(label_smoothing=a)``), in the loss and in its gradient.
+
     Args:
       logits: array of shape ``(N, ...)`` (pre-sigmoid scores).
       labels: array of the same shape with values in ``[0, 1]`` (not checked); cast to
         the logits' dtype.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      label_smoothing: ``a``, a Python number in ``[0, 1)``; 0 (default) is no smoothing.
 
     Returns:
       A scalar, or shape ``(N,)`` for ``"none"``, in the logits' dtype.
 
     Raises:
-      ValueError: shape mismatch, empty logits or a bad ``reduction``.
+      ValueError: shape mismatch, empty logits, a bad ``reduction`` or ``label_smoothing``.
     """
-    z, y = _bce_args(logits, labels, reduction, "sigmoid_binary_cross_entropy")
+    z, y = _bce_args(logits, labels, reduction, label_smoothing, "sigmoid_binary_cross_entropy")
     # -|z| as min(z, -z) so that jax.grad of this expression is exact at z = 0 too.
     per_entry = jnp.maximum(z, 0.0) - z * y + jnp.log1p(jnp.exp(jnp.minimum(z, -z)))
     return _reduce(_per_example(per_entry), reduction)
 
 
 def sigmoid_binary_cross_entropy_grad(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Array:
     """Gradient of :func:`sigmoid_binary_cross_entropy`: ``(sigmoid(z) - y) / D``, /N for "mean".
 
-    For ``reduction="none"`` it is the gradient of the sum of the per-example losses.
+    ``y`` is the smoothed label ``y (1 - a) + a / 2`` for ``label_smoothing=a``. For
+    ``reduction="none"`` it is the gradient of the sum of the per-example losses.
     """
-    z, y = _bce_args(logits, labels, reduction, "sigmoid_binary_cross_entropy_grad")
+    z, y = _bce_args(logits, labels, reduction, label_smoothing,
+                     "sigmoid_binary_cross_entropy_grad")
     per_entry = z.size // z.shape[0]
     return (lax.logistic(z) - y) * (_grad_scale(z.shape[0], reduction) / per_entry)
 
@@ -272,18 +318,26 @@ def _positions(z: Array) -> int:
     return math.prod(z.shape[1:-1])
 
 
-def _ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
+def _ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any, label_smoothing: Any,
              fn: str) -> tuple[Array, Array]:
     _check_reduction(reduction, fn)
+    a = _label_smoothing(label_smoothing, fn)
     z = _as_float(logits, "logits", fn)
     y = _real(labels, "labels", fn)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     _same_shape(z, y, "logits", "labels", fn)
-    return z, y.astype(z.dtype)
+    y = y.astype(z.dtype)
+    if a:
+        # optax.smooth_labels spreads a / C; spreading a * sum(y) / C is the same for rows
+        # that sum to 1 and keeps an all-zero (padding) row at zero instead of making it
+        # a / C everywhere, which would give a masked position an infinite loss.
+        y = y * (1.0 - a) + jnp.sum(y, axis=-1, keepdims=True) * (a / z.shape[-1])
+    return z, y
 
 
 def softmax_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Array:
     """Softmax cross-entropy from logits, with one-hot or soft labels.
 
@@ -299,32 +353,41 @@ def softmax_cross_entropy(
     ``"sum"`` and ``"none"``), which is ``(softmax(z) - y) / N`` for rank-2 logits and
     labels that sum to 1.
 
+    With ``label_smoothing=a`` the labels are first replaced by
+    ``y_s = (1 - a) y + a sum_c(y_c) / C``, in the loss and in its gradient: for labels
+    that sum to 1 that is ``optax.smooth_labels(y, a) = (1 - a) y + a / C``, the targets
+    of PyTorch's ``CrossEntropyLoss(label_smoothing=a)``; an all-zero row stays zero.
+
     Args:
       logits: array of shape ``(N, ..., C)``.
       labels: array of the same shape (rows of one-hot vectors or probabilities; not
         checked); cast to the logits' dtype.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      label_smoothing: ``a``, a Python number in ``[0, 1)``; 0 (default) is no smoothing.
 
     Returns:
       A scalar, or shape ``(N,)`` for ``"none"``, in the logits' dtype.
 
     Raises:
-      ValueError: shape mismatch, logits of rank < 2 or empty, or a bad ``reduction``.
+      ValueError: shape mismatch, logits of rank < 2 or empty, a bad ``reduction`` or
+        ``label_smoothing``.
     """
-    z, y = _ce_args(logits, labels, reduction, "softmax_cross_entropy")
+    z, y = _ce_args(logits, labels, reduction, label_smoothing, "softmax_cross_entropy")
     log_p = activations.log_softmax(z, axis=-1)
     terms = jnp.where(y != 0, y * log_p, 0.0)
     return _reduce(_per_example(-jnp.sum(terms, axis=-1)), reduction)
 
 
 def softmax_cross_entropy_grad(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Array:
     """Gradient of :func:`softmax_cross_entropy`: ``(softmax(z) * sum(y) - y) / M``, /N for "mean".
 
+    ``y`` is the smoothed label ``y_s`` for ``label_smoothing=a`` (``sum(y_s) = sum(y)``).
     For ``reduction="none"`` it is the gradient of the sum of the per-example losses.
     """
-    z, y = _ce_args(logits, labels, reduction, "softmax_cross_entropy_grad")
+    z, y = _ce_args(logits, labels, reduction, label_smoothing, "softmax_cross_entropy_grad")
     scale = _grad_scale(z.shape[0], reduction) / _positions(z)
     p = activations.softmax(z, axis=-1)
     y_sum = jnp.sum(y, axis=-1, keepdims=True)
@@ -341,9 +404,10 @@ def _concrete(x: Array) -> np.ndarray | None:
         return None
 
 
-def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
-                 fn: str) -> tuple[Array, Array, Array]:
+def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any, label_smoothing: Any,
+                 fn: str) -> tuple[Array, Array, Array, float]:
     _check_reduction(reduction, fn)
+    a = _label_smoothing(label_smoothing, fn)
     z = _as_float(logits, "logits", fn)
     y = _real(labels, "labels", fn)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
@@ -371,11 +435,12 @@ def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any,
             f"{num_classes} classes, got values {sorted(set(bad.tolist()))[:5]}"
         )
     valid = (y >= 0) & (y < num_classes)
-    return z, jnp.clip(y, 0, num_classes - 1), valid
+    return z, jnp.clip(y, 0, num_classes - 1), valid, a
 
 
 def softmax_cross_entropy_with_integer_labels(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Array:
     """Softmax cross-entropy from logits and integer class labels.
 
@@ -389,43 +454,56 @@ def softmax_cross_entropy_with_integer_labels(
     ``dL/dz = (softmax(z) - one_hot(y)) / (N M)`` for ``"mean"``, ``/ M`` for ``"sum"``
     and ``"none"`` (``M = 1`` for rank-2 logits).
 
+    With ``label_smoothing=a`` the target is ``y_s = (1 - a) one_hot(y) + a / C``
+    (``optax.smooth_labels``; PyTorch's ``CrossEntropyLoss(label_smoothing=a)``):
+    ``l = (1 - a) (-log_softmax(z)[y]) + a mean_c(-log_softmax(z)_c)``, with gradient
+    ``(softmax(z) - y_s) / (N M)`` for ``"mean"``.
+
     Args:
       logits: array of shape ``(N, ..., C)``.
       labels: integer array of shape ``logits.shape[:-1]`` with values in ``[0, C)``.
         Checked when concrete; traced out-of-range labels give NaN losses.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+      label_smoothing: ``a``, a Python number in ``[0, 1)``; 0 (default) is no smoothing.
 
     Returns:
       A scalar, or shape ``(N,)`` for ``"none"``, in the logits' dtype.
 
     Raises:
       ValueError: labels of the wrong shape or dtype, concrete labels out of range,
-        logits of rank < 2 or empty, or a bad ``reduction``.
+        logits of rank < 2 or empty, a bad ``reduction`` or ``label_smoothing``.
     """
-    z, y, valid = _int_ce_args(
-        logits, labels, reduction, "softmax_cross_entropy_with_integer_labels"
+    z, y, valid, a = _int_ce_args(
+        logits, labels, reduction, label_smoothing, "softmax_cross_entropy_with_integer_labels"
     )
     log_p = activations.log_softmax(z, axis=-1)
-    picked = jnp.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
-    per_position = jnp.where(valid, -picked, jnp.nan)
+    nll = -jnp.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
+    if a:
+        nll = (1.0 - a) * nll - a * jnp.mean(log_p, axis=-1)
+    per_position = jnp.where(valid, nll, jnp.nan)
     return _reduce(_per_example(per_position), reduction)
 
 
 def softmax_cross_entropy_with_integer_labels_grad(
-    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean"
+    logits: ArrayLike, labels: ArrayLike, *, reduction: str = "mean",
+    label_smoothing: float = 0.0,
 ) -> Array:
     """Gradient of :func:`softmax_cross_entropy_with_integer_labels`.
 
-    ``(softmax(z) - one_hot(y)) / M``, times 1/N for ``"mean"``; for ``reduction="none"``
+    ``(softmax(z) - y_s) / M``, times 1/N for ``"mean"``, with ``y_s = one_hot(y)``, or
+    ``(1 - a) one_hot(y) + a / C`` for ``label_smoothing=a``; for ``reduction="none"``
     the gradient of the sum of the per-example losses. Rows with traced out-of-range labels
     are NaN.
     """
-    z, y, valid = _int_ce_args(
-        logits, labels, reduction, "softmax_cross_entropy_with_integer_labels_grad"
+    z, y, valid, a = _int_ce_args(
+        logits, labels, reduction, label_smoothing,
+        "softmax_cross_entropy_with_integer_labels_grad",
     )
     scale = _grad_scale(z.shape[0], reduction) / _positions(z)
-    one_hot = jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
-    g = (activations.softmax(z, axis=-1) - one_hot) * scale
+    target = jax.nn.one_hot(y, z.shape[-1], dtype=z.dtype)
+    if a:
+        target = target * (1.0 - a) + a / z.shape[-1]
+    g = (activations.softmax(z, axis=-1) - target) * scale
     return jnp.where(valid[..., None], g, jnp.nan)
 
 
@@ -446,7 +524,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Array], Callable[..., Array]]] = {
 
 
 class _Bound:
-    """A loss (or its gradient) with ``reduction`` bound; made by get/get_grad."""
+    """A loss (or its gradient) with keyword arguments bound; made by get/get_grad."""
 
     __slots__ = ("name", "func", "keywords", "is_grad", "__weakref__")  # jit needs weakrefs
 
@@ -509,6 +587,8 @@ def _bind(name: str, func: Callable[..., Array], kwargs: dict[str, Any], fn: str
             )
         if key == "reduction":
             _check_reduction(value, fn)
+        if key == "label_smoothing":  # a plain float: hashable, so a jit static argument
+            kwargs = {**kwargs, key: _label_smoothing(value, fn)}
     return _Bound(name, func, kwargs, is_grad) if kwargs else func
 
 
@@ -516,13 +596,15 @@ def get(name: str, **kwargs: Any) -> Callable[..., Array]:
     """The loss registered as ``name``.
 
     Without keyword arguments the module function itself is returned
-    (``get("mse") is mse``); ``get(name, reduction="sum")`` returns a function of
-    ``(predictions, targets)`` with the reduction bound.
+    (``get("mse") is mse``); ``get(name, reduction="sum")`` (or ``label_smoothing=0.1``
+    for a cross-entropy) returns a function of ``(predictions, targets)`` with those
+    keyword arguments bound.
 
     Raises:
       TypeError: ``name`` is not a string.
       ValueError: unknown name (the message suggests the closest valid names), an
-        unexpected keyword argument or a bad ``reduction``.
+        unexpected keyword argument (``label_smoothing`` for ``mse``), a bad ``reduction``
+        or ``label_smoothing``.
     """
     forward, _ = _lookup(name, "get")
     return _bind(name, forward, kwargs, "get", is_grad=False)
@@ -537,8 +619,8 @@ def get_grad(name: str, **kwargs: Any) -> Callable[..., Array]:
 def serialize(fn: Callable[..., Array]) -> str:
     """The registry name of a loss or of a function returned by :func:`get`.
 
-    ``serialize(get(name)) == name``; a bound ``reduction`` is not part of the string (it
-    is available as ``fn.keywords``).
+    ``serialize(get(name)) == name``; a bound ``reduction`` or ``label_smoothing`` is not
+    part of the string (they are available as ``fn.keywords``).
 
     Raises:
       ValueError: ``fn`` is not a registered loss (gradients are rejected with a hint).

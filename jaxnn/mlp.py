@@ -6,6 +6,7 @@ Contract::
     params, state = init(config, key)                    # plain pytrees
     outputs, new_state = apply(config, params, state, x, train=True, key=dropout_key)
     loss_fn = make_loss_fn(config, "softmax_cross_entropy_with_integer_labels")
+    # or make_loss_fn(config, ..., label_smoothing=0.1): the smoothed cross-entropy
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, state, x, y, key)
 
 Layer ``l`` (``l = 0 .. L-1`` with ``L = len(layer_sizes) - 1`` weight layers) computes::
@@ -39,6 +40,7 @@ masks from the same ``key``.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -450,8 +452,13 @@ def penalty(config: MLPConfig, params: Params) -> Array:
     return total.astype(dtype)
 
 
-def check_loss(config: MLPConfig, loss: str, fn: str) -> None:
-    """Raise ValueError if ``loss`` is unknown or does not fit ``config.output_activation``."""
+def _takes_label_smoothing(loss: str) -> bool:
+    return "label_smoothing" in inspect.signature(losses.get(loss)).parameters
+
+
+def check_loss(config: MLPConfig, loss: str, fn: str, label_smoothing: float = 0.0) -> None:
+    """Raise ValueError if ``loss`` is unknown or does not fit ``config.output_activation``,
+    or if ``label_smoothing`` is not in ``[0, 1)`` or is nonzero for a loss without it."""
     if not isinstance(loss, str):
         raise ValueError(f"{fn}: loss must be a name from jaxnn.losses.names(), got {loss!r}")
     try:
@@ -468,22 +475,42 @@ def check_loss(config: MLPConfig, loss: str, fn: str) -> None:
             f"{fn}: loss={loss!r} takes logits, so output_activation must be 'linear', "
             f"got {config.output_activation!r}"
         )
+    if not _takes_label_smoothing(loss):
+        a = label_smoothing
+        if isinstance(a, bool) or not isinstance(a, numbers.Real) or a != 0:
+            valid = [n for n in losses.names() if _takes_label_smoothing(n)]
+            raise ValueError(
+                f"{fn}: label_smoothing={a!r} needs a cross-entropy loss ({', '.join(valid)}), "
+                f"got loss={loss!r}; use label_smoothing=0"
+            )
+        return
+    try:
+        losses.get(loss, label_smoothing=label_smoothing)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{fn}: {e}") from None
 
 
-def make_loss_fn(config: MLPConfig, loss: str) -> Callable[..., tuple[Array, dict[str, Any]]]:
+def make_loss_fn(
+    config: MLPConfig, loss: str, *, label_smoothing: float = 0.0
+) -> Callable[..., tuple[Array, dict[str, Any]]]:
     """The training objective as a function of the params, for ``jax.value_and_grad``.
 
     ``loss_fn(params, state, x, y, key=None, train=True) -> (loss, aux)`` with
     ``loss = losses.<loss>(outputs, y) (mean over the batch) + penalty(config, params)`` and
-    ``aux = {"state": new_state, "outputs": outputs, "data_loss": data_loss}``.
+    ``aux = {"state": new_state, "outputs": outputs, "data_loss": data_loss}``; with
+    ``label_smoothing=a`` the data loss is ``losses.<loss>(outputs, y, label_smoothing=a)``.
 
     Args:
       config: the architecture.
       loss: a name from :func:`jaxnn.losses.names`. The cross-entropy losses take logits and
         need ``output_activation="linear"``; mse works with any output activation.
+      label_smoothing: in ``[0, 1)``, for the cross-entropy losses (see
+        :mod:`jaxnn.losses`); 0 (default) is the unsmoothed loss, bit for bit. A nonzero
+        value with ``mse`` is a ``ValueError``.
     """
-    check_loss(config, loss, "make_loss_fn")
-    data_loss_fn = losses.get(loss)
+    check_loss(config, loss, "make_loss_fn", label_smoothing)
+    data_loss_fn = (losses.get(loss, label_smoothing=label_smoothing) if label_smoothing
+                    else losses.get(loss))
 
     def loss_fn(
         params: Params,

@@ -78,13 +78,14 @@ def _rel_errors(g_manual, g_auto, dtype):
 
 
 def _compare(config, loss=INT_CE, dtype=jnp.float64, train=True, batch=6, seed=0,
-             x_scale=None):
+             x_scale=None, label_smoothing=0.0):
     params, state, x, y, key = _problem(config, loss, dtype, batch, seed, x_scale)
     if not train and config.batch_norm:
         # Evaluation with non-trivial running statistics (after one training pass).
         _, state = mlp.apply(config, params, state, x * 2.0 + 1.0, train=True, key=key)
-    vg = backprop.value_and_grad(config, loss)
-    ag = jax.value_and_grad(mlp.make_loss_fn(config, loss), has_aux=True)
+    vg = backprop.value_and_grad(config, loss, label_smoothing=label_smoothing)
+    ag = jax.value_and_grad(mlp.make_loss_fn(config, loss, label_smoothing=label_smoothing),
+                            has_aux=True)
     both = jax.jit(lambda p, s, x, y, k: (vg(p, s, x, y, k, train), ag(p, s, x, y, k, train)))
     ((loss_m, aux_m), g_m), ((loss_a, aux_a), g_a) = both(params, state, x, y, key)
 
@@ -168,6 +169,32 @@ def test_every_loss(loss, output_activation):
     config = mlp.MLPConfig(layer_sizes=(5, 7, 4), hidden_activation="tanh",
                            output_activation=output_activation)
     _compare(config, loss)
+
+
+@pytest.mark.parametrize("dtype, alpha", [(jnp.float64, 0.1), (jnp.float32, 0.7)],
+                         ids=["f64", "f32"])
+@pytest.mark.parametrize("loss", [n for n in losses.names() if losses.get(n) in _LOGIT_LOSSES])
+def test_label_smoothing_manual_equals_autodiff(loss, dtype, alpha):
+    config = mlp.MLPConfig(layer_sizes=(5, 7, 4), hidden_activation="tanh", l2=0.1,
+                           dropout_rate=0.2)
+    g_m, _ = _compare(config, loss, dtype, label_smoothing=alpha)
+    plain, _ = _compare(config, loss, dtype)
+    # Not vacuous: the smoothed gradient is another one.
+    assert not np.allclose(g_m["layers"][-1]["w"], plain["layers"][-1]["w"])
+    # value_and_grad_with_stats takes it too, and agrees.
+    params, state, x, y, key = _problem(config, loss, dtype)
+    (_, _), g_s, _ = backprop.value_and_grad_with_stats(config, loss, label_smoothing=alpha)(
+        params, state, x, y, key, True)
+    for a, b in zip(jax.tree.leaves(g_s), jax.tree.leaves(g_m), strict=True):
+        np.testing.assert_allclose(a, b, rtol=TOL[dtype])
+
+
+def test_value_and_grad_refuses_label_smoothing_for_mse_and_out_of_range():
+    config = mlp.MLPConfig(layer_sizes=(5, 3))
+    with pytest.raises(ValueError, match=r"value_and_grad: label_smoothing=0\.1 .*loss='mse'"):
+        backprop.value_and_grad(config, "mse", label_smoothing=0.1)
+    with pytest.raises(ValueError, match=r"value_and_grad_with_stats: .*label_smoothing must be"):
+        backprop.value_and_grad_with_stats(config, INT_CE, label_smoothing=1.0)
 
 
 # ----------------------------------------------------------------------------- options

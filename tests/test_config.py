@@ -57,6 +57,19 @@ def test_overrides_are_parsed_to_the_field_type():
     assert cfg.optimizer.options == {"momentum": 0.9}
 
 
+def test_label_smoothing_defaults_to_off_and_reads_numbers():
+    assert C.load().training.label_smoothing == 0.0
+    cfg = C.load(None, ["training.label_smoothing=0.1"])
+    assert cfg.training.label_smoothing == 0.1
+    assert C.from_dict(C.to_dict(cfg)) == cfg
+    zero = C.load(None, ["training.label_smoothing=0"]).training.label_smoothing
+    assert isinstance(zero, float) and zero == 0.0
+    # 0 is no smoothing, so mse keeps its default; any cross-entropy accepts a value.
+    assert C.load(None, ["training.loss=mse"]).training.label_smoothing == 0.0
+    for loss in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
+        C.load(None, [f"training.loss={loss}", "training.label_smoothing=0.2"])
+
+
 def test_configs_are_frozen():
     cfg = C.load()
     with pytest.raises(dataclasses.FrozenInstanceError):
@@ -116,6 +129,14 @@ BAD = [
     # The rate has its own key; in options it was "get() got multiple values" mid-run.
     (["optimizer.options.learning_rate=0.1"], "optimizer.options.learning_rate",
      "optimizer.learning_rate"),
+    # Label smoothing: a probability mass in [0, 1), for a cross-entropy loss only.
+    (["training.label_smoothing=1.0"], "training.label_smoothing", "[0, 1)"),
+    (["training.label_smoothing=-0.1"], "training.label_smoothing", "[0, 1)"),
+    (["training.label_smoothing=.nan"], "training.label_smoothing", "[0, 1)"),
+    (["training.label_smoothing=true"], "training.label_smoothing", "a number"),
+    (["training.label_smoothing=[0.1]"], "training.label_smoothing", "a number"),
+    (["training.loss=mse", "training.label_smoothing=0.1"], "training.label_smoothing",
+     "training.loss='mse'"),
 ]
 
 

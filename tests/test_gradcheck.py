@@ -298,6 +298,26 @@ def test_main_checks_the_model_of_a_training_config(capsys):
     assert "layers/1/bn/gamma" in out and "layers/2/w" in out and "PASSED" in out
 
 
+def test_main_checks_the_label_smoothed_loss_of_a_training_config(capsys):
+    # training.label_smoothing was ignored: the check passed on the plain loss's gradient,
+    # not the one training uses.
+    sets = ["--set", "model.hidden_sizes=[6]", "--set", "training.label_smoothing=0.3"]
+    code = gradcheck.main(["--config", str(CONFIGS / "default.yaml"), *sets, "--no-fd"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "loss softmax_cross_entropy_with_integer_labels (label smoothing 0.3)" in out
+    cfg = mlp.MLPConfig(layer_sizes=(64, 6, 10))
+    loss = "softmax_cross_entropy_with_integer_labels"
+    plain = gradcheck.check_mlp(cfg, loss, fd=False)
+    smooth = gradcheck.check_mlp(cfg, loss, label_smoothing=0.3, fd=False)
+    assert smooth.passed and plain.passed
+    # the smoothed cross-entropy is 0.7 NLL + 0.3 (mean over classes of -log p)
+    assert abs(smooth.value - plain.value) > 1e-3
+    code = gradcheck.main(["--config", str(CONFIGS / "default.yaml"), "--set",
+                           "training.label_smoothing=1.5"])
+    assert code == 2 and "label_smoothing" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flags", "bias_leaves"),
     [

@@ -17,6 +17,7 @@ Each comparison runs inside one jitted function per case, compiled once.
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -453,3 +454,157 @@ def test_complex_predictions_are_refused_by_name(name, grad):
         target = "targets" if name == "mse" else "labels"
         with pytest.raises(TypeError, match=rf"losses\.{fn.__name__}: {target} must be real"):
             fn(jnp.real(z), z)
+
+
+# ----------------------------------------------------------------------------- label smoothing
+
+SMOOTHABLE = ("sigmoid_binary_cross_entropy", "softmax_cross_entropy", INT_CE)
+ALPHAS = [0.1, 0.9]
+
+
+def _smoothed_reference(name, z, t, alpha):
+    """Per-example reference from optax: its losses on optax.smooth_labels targets
+    (Keras' ``y (1 - a) + a / 2`` for the binary loss), averaged over middle axes."""
+    if name == "sigmoid_binary_cross_entropy":
+        per_entry = optax.sigmoid_binary_cross_entropy(z, t * (1 - alpha) + alpha / 2)
+        return per_entry.reshape(per_entry.shape[0], -1).mean(1)
+    if name == INT_CE:
+        t = jax.nn.one_hot(t, z.shape[-1], dtype=z.dtype)
+    per_position = optax.softmax_cross_entropy(z, optax.smooth_labels(t, alpha))
+    return per_position.reshape(per_position.shape[0], -1).mean(1)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
+def smoothed_values_and_grads(p, t, name, reduction, alpha):
+    loss, grad = L.get(name), L.get_grad(name)
+    kw = dict(reduction=reduction, label_smoothing=alpha)
+    auto = jax.grad(lambda p: jnp.sum(loss(p, t, **kw)))(p)
+    return loss(p, t, **kw), grad(p, t, **kw), auto
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("alpha", ALPHAS)
+@pytest.mark.parametrize("name, shape", [c for c in CASES if c[0] in SMOOTHABLE],
+                         ids=[i for c, i in zip(CASES, CASE_IDS, strict=True)
+                              if c[0] in SMOOTHABLE])
+def test_label_smoothing_values_match_optax_and_grads_match_autodiff(name, shape, alpha, dtype):
+    p, t = make_problem(name, shape, dtype)
+    if name == "softmax_cross_entropy":  # one-hot rows, the usual case, plus soft rows below
+        t = jax.nn.one_hot(jnp.argmax(t, -1), shape[-1], dtype=dtype)
+    ref = _smoothed_reference(name, p, t, alpha)
+    for reduction in REDUCTIONS:
+        value, hand, auto = smoothed_values_and_grads(p, t, name, reduction, alpha)
+        want = {"mean": jnp.mean, "sum": jnp.sum, "none": lambda v: v}[reduction](ref)
+        np.testing.assert_allclose(value, want, **TOL[dtype])
+        assert hand.dtype == dtype and hand.shape == p.shape
+        np.testing.assert_allclose(hand, auto, **TOL[dtype])
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_label_smoothing_soft_labels_and_integer_labels_agree(alpha):
+    z, y = make_problem("softmax_cross_entropy", (5, 4), F64)
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy(z, y, reduction="none", label_smoothing=alpha),
+        optax.softmax_cross_entropy(z, optax.smooth_labels(y, alpha)), rtol=1e-12,
+    )
+    z, labels = make_problem(INT_CE, (3, 2, 4), F64)
+    one_hot = jax.nn.one_hot(labels, 4, dtype=F64)
+    for reduction in REDUCTIONS:
+        kw = dict(reduction=reduction, label_smoothing=alpha)
+        np.testing.assert_allclose(L.softmax_cross_entropy_with_integer_labels(z, labels, **kw),
+                                   L.softmax_cross_entropy(z, one_hot, **kw), rtol=1e-12)
+        np.testing.assert_allclose(
+            L.softmax_cross_entropy_with_integer_labels_grad(z, labels, **kw),
+            L.softmax_cross_entropy_grad(z, one_hot, **kw), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("alpha", [0.05, 0.3])
+def test_label_smoothing_matches_torch_cross_entropy(alpha):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    z, labels = make_problem(INT_CE, (6, 5), F64)
+    zt = torch.tensor(np.asarray(z), requires_grad=True)
+    ref = F.cross_entropy(zt, torch.tensor(np.asarray(labels)), label_smoothing=alpha)
+    ref.backward()
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy_with_integer_labels(z, labels, label_smoothing=alpha),
+        ref.item(), rtol=1e-12)
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy_with_integer_labels_grad(z, labels, label_smoothing=alpha),
+        zt.grad.numpy(), rtol=1e-10, atol=1e-15)
+    _, y = make_problem("softmax_cross_entropy", (6, 5), F64)  # probabilities as targets
+    ref = F.cross_entropy(torch.tensor(np.asarray(z)), torch.tensor(np.asarray(y)),
+                          label_smoothing=alpha, reduction="none")
+    np.testing.assert_allclose(
+        L.softmax_cross_entropy(z, y, reduction="none", label_smoothing=alpha), ref.numpy(),
+        rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", SMOOTHABLE)
+def test_label_smoothing_zero_is_the_unsmoothed_loss_bit_for_bit(name):
+    p, t = make_problem(name, (4, 2, 3), F32)
+    for fn in (L.get(name), L.get_grad(name)):
+        for reduction in REDUCTIONS:
+            np.testing.assert_array_equal(fn(p, t, reduction=reduction, label_smoothing=0.0),
+                                          fn(p, t, reduction=reduction))
+            np.testing.assert_array_equal(fn(p, t, reduction=reduction, label_smoothing=0),
+                                          fn(p, t, reduction=reduction))
+
+
+def test_label_smoothing_keeps_a_fully_masked_position_at_zero():
+    # Padding (all logits -inf, all labels 0) stays padding: the smoothed mass is
+    # alpha * sum(y) / C, which is optax.smooth_labels for labels summing to 1 and 0 here.
+    z = jnp.asarray([[[0.0, 1.0, 2.0], [-jnp.inf] * 3]], F32)
+    y = jnp.asarray([[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]], F32)
+    value = L.softmax_cross_entropy(z, y, label_smoothing=0.3)
+    grad = L.softmax_cross_entropy_grad(z, y, label_smoothing=0.3)
+    ref = optax.softmax_cross_entropy(z[:, 0], optax.smooth_labels(y[:, 0], 0.3))
+    np.testing.assert_allclose(value, ref[0] / 2, rtol=1e-6)
+    np.testing.assert_array_equal(grad[0, 1], np.zeros(3, F32))
+    assert np.all(np.isfinite(grad))
+
+
+@pytest.mark.parametrize("name", SMOOTHABLE)
+@pytest.mark.parametrize("alpha", [1.0, -0.1, 1.5, float("nan"), True, "0.1", None,
+                                   jnp.asarray([0.1])],
+                         ids=["1", "-0.1", "1.5", "nan", "True", "str", "None", "vector"])
+def test_label_smoothing_out_of_range_or_not_a_number_is_refused_by_name(name, alpha):
+    p, t = make_problem(name, (4, 3), F32)
+    for fn in (L.get(name), L.get_grad(name)):
+        with pytest.raises(ValueError, match=rf"losses\.{fn.__name__}: label_smoothing must be "
+                                             rf"a real number in \[0, 1\), got "
+                                             rf"{re.escape(repr(alpha))}"):
+            fn(p, t, label_smoothing=alpha)
+    with pytest.raises(ValueError, match=r"losses\.get: label_smoothing must be a real number"):
+        L.get(name, label_smoothing=alpha)
+
+
+@pytest.mark.parametrize("name", SMOOTHABLE)
+def test_label_smoothing_is_static_concrete_scalars_read_and_traced_refused(name):
+    p, t = make_problem(name, (4, 3), F32)
+    fn = L.get(name)
+    np.testing.assert_array_equal(fn(p, t, label_smoothing=jnp.float32(0.25)),
+                                  fn(p, t, label_smoothing=0.25))
+    np.testing.assert_array_equal(fn(p, t, label_smoothing=np.asarray(0.25)),
+                                  fn(p, t, label_smoothing=0.25))
+    with pytest.raises(ValueError, match=r"label_smoothing must be a static .*traced"):
+        jax.jit(lambda a: fn(p, t, label_smoothing=a))(0.1)
+
+
+def test_label_smoothing_is_not_defined_for_mse():
+    p, t = make_problem("mse", (4, 3), F32)
+    with pytest.raises(TypeError):
+        L.mse(p, t, label_smoothing=0.1)
+    with pytest.raises(ValueError, match=r"'label_smoothing' for loss 'mse'.*allowed: reduction"):
+        L.get("mse", label_smoothing=0.1)
+
+
+def test_get_binds_label_smoothing():
+    z, labels = make_problem(INT_CE, (5, 4), F32)
+    fn = L.get(INT_CE, label_smoothing=0.2)
+    grad = L.get_grad(INT_CE, label_smoothing=0.2, reduction="sum")
+    np.testing.assert_array_equal(
+        fn(z, labels), L.softmax_cross_entropy_with_integer_labels(z, labels, label_smoothing=0.2))
+    np.testing.assert_array_equal(grad(z, labels), L.softmax_cross_entropy_with_integer_labels_grad(
+        z, labels, label_smoothing=0.2, reduction="sum"))
+    assert L.serialize(fn) == INT_CE and fn != L.get(INT_CE, label_smoothing=0.1)

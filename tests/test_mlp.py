@@ -395,6 +395,40 @@ def test_make_loss_fn_rejects_bad_losses():
     mlp.make_loss_fn(c, "mse")  # any output activation works with mse
 
 
+@pytest.mark.parametrize("loss, y", [
+    ("softmax_cross_entropy_with_integer_labels", jnp.array([0, 1, 2, 0, 1, 2])),
+    ("softmax_cross_entropy", jax.nn.one_hot(jnp.array([2, 1, 0, 0, 1, 2]), 3)),
+    ("sigmoid_binary_cross_entropy", jnp.array([[1.0, 0.0, 1.0]] * 6)),
+])
+def test_make_loss_fn_label_smoothing_is_the_smoothed_data_loss(loss, y):
+    c = mlp.MLPConfig(layer_sizes=(4, 8, 3), l2=0.1)
+    params, state = mlp.init(c, KEY)
+    x = _x()
+    plain = mlp.make_loss_fn(c, loss)
+    smooth = mlp.make_loss_fn(c, loss, label_smoothing=0.2)
+    total, aux = smooth(params, state, x, y)
+    want = losses.get(loss)(aux["outputs"], y, label_smoothing=0.2)
+    np.testing.assert_allclose(aux["data_loss"], want, rtol=1e-6)
+    np.testing.assert_allclose(total, want + mlp.penalty(c, params), rtol=1e-6)
+    assert not np.isclose(aux["data_loss"], plain(params, state, x, y)[1]["data_loss"])
+    # 0 is the unsmoothed objective, bit for bit.
+    np.testing.assert_array_equal(
+        mlp.make_loss_fn(c, loss, label_smoothing=0.0)(params, state, x, y)[0],
+        plain(params, state, x, y)[0])
+
+
+def test_make_loss_fn_refuses_label_smoothing_it_cannot_apply():
+    c = mlp.MLPConfig(layer_sizes=(4, 3))
+    with pytest.raises(ValueError, match=r"make_loss_fn: label_smoothing=0\.1 needs a "
+                                         r"cross-entropy loss.*got loss='mse'"):
+        mlp.make_loss_fn(c, "mse", label_smoothing=0.1)
+    mlp.make_loss_fn(c, "mse", label_smoothing=0.0)  # 0 is no smoothing: fine for any loss
+    for bad in (1.0, -0.5, True, "0.1"):
+        with pytest.raises(ValueError, match=r"make_loss_fn: .*label_smoothing must be a real "
+                                             r"number in \[0, 1\)"):
+            mlp.make_loss_fn(c, "softmax_cross_entropy", label_smoothing=bad)
+
+
 def test_kwargs_pairs_are_canonical_and_a_repeated_name_is_refused():
     # Pairs in another order are the same config (equal, same hash: a jitted step keyed on
     # it does not compile again); a name given twice kept its last value silently.

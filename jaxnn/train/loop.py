@@ -278,9 +278,17 @@ def build_experiment(cfg: Config) -> Experiment:
         raise ConfigError(f"optimizer: {e}") from None
     if o.clip_global_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(o.clip_global_norm), tx)
+    params = jax.eval_shape(lambda k: mlp.init(mcfg, k)[0], jax.ShapeDtypeStruct((2,), jnp.uint32))
+    try:  # the checks an optimizer's init makes on the parameters (a b2 that rounds to 1
+        jax.eval_shape(tx.init, params)  # in their float32 under x64), before training
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"optimizer: {e}") from None
     try:
-        loss_fn = mlp.make_loss_fn(mcfg, cfg.training.loss)
-        vg = (backprop.value_and_grad(mcfg, cfg.training.loss)
+        # The smoothed objective trains; evaluation (make_eval_fn, by loss name) reports
+        # the unsmoothed cross-entropy as val_loss / test_loss.
+        smoothing = cfg.training.label_smoothing
+        loss_fn = mlp.make_loss_fn(mcfg, cfg.training.loss, label_smoothing=smoothing)
+        vg = (backprop.value_and_grad(mcfg, cfg.training.loss, label_smoothing=smoothing)
               if cfg.training.grad == "manual" else None)
     except (TypeError, ValueError) as e:  # e.g. a softmax output with a cross-entropy loss
         raise ConfigError(f"model: {e}") from None
@@ -510,9 +518,9 @@ def _to_float(v: Any) -> float:
 # logging... may change.
 _FIXED_ON_RESUME = (
     "data.", "model.", "training.seed", "training.batch_size", "training.drop_remainder",
-    "training.loss", "optimizer.name", "training.early_stopping.monitor",
-    "training.early_stopping.mode", "training.reduce_on_plateau.monitor",
-    "training.reduce_on_plateau.mode",
+    "training.loss", "training.label_smoothing", "optimizer.name",
+    "training.early_stopping.monitor", "training.early_stopping.mode",
+    "training.reduce_on_plateau.monitor", "training.reduce_on_plateau.mode",
 )
 # Where the data files are found, not which data (downloads are verified by their sha256).
 _FREE_ON_RESUME = ("data.data_dir", "data.download")
