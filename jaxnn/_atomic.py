@@ -2,8 +2,9 @@
 
 ``os.replace`` is atomic on POSIX, so a crash, a full disk or an exception in the writer
 leaves either the previous file or the complete new one, never a truncated one. Every file
-jaxnn writes for a user (checkpoints, logs, configs, downloads, tables, reports, figures)
-goes through :func:`replace_atomically`.
+jaxnn writes for a user (checkpoints, configs, downloads, tables, reports, figures) goes
+through :func:`replace_atomically`; a training run's metric logs are written through it at
+the start and at a resume and appended to in between (see :mod:`jaxnn.train.metrics_log`).
 """
 
 from __future__ import annotations

@@ -26,10 +26,8 @@ the same path on a file system all processes share.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import inspect
-import io
 import json
 import math
 import os
@@ -60,6 +58,7 @@ from jaxnn.train.checkpoint import (
     read_checkpoint,
 )
 from jaxnn.train.early_stopping import EarlyStopping
+from jaxnn.train.metrics_log import Mark, MetricsLog, read_marked_rows
 from jaxnn.train.state import TrainState
 from jaxnn.train.step import (
     make_eval_fn,
@@ -494,17 +493,36 @@ def _tensorboard_from(writer_cls: Any, folder: pathlib.Path, rows: list[dict]) -
     return tb
 
 
-def _write_logs(workdir: pathlib.Path, rows: list[dict]) -> None:
-    lines = "".join(json.dumps(r) + "\n" for r in rows)
-    write_bytes(workdir / "metrics.jsonl", lines.encode())
-    cols: list[str] = []
-    for r in rows:
-        cols += [k for k in r if k not in cols]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, restval="")
-    w.writeheader()
-    w.writerows(rows)
-    write_bytes(workdir / "metrics.csv", buf.getvalue().encode())
+def _set_aside(path: pathlib.Path) -> pathlib.Path | None:
+    """Rename ``path`` (if it exists) to a free ``<stem>.unmatched[-N]<suffix>`` beside it."""
+    if not path.exists():
+        return None
+    for n in range(1, 1000):
+        new = path.with_name(f"{path.stem}.unmatched{'' if n == 1 else f'-{n}'}{path.suffix}")
+        if not new.exists():
+            return path.rename(new)
+    return None  # pragma: no cover - a thousand set-aside logs
+
+
+def _resumed_rows(meta: dict, workdir: pathlib.Path, main: bool, start_epoch: int
+                  ) -> tuple[list[dict], bytes | None]:
+    """The logged rows up to a checkpoint, and their bytes in metrics.jsonl when read there.
+
+    Checkpoints written before 2026-12-04 carry the rows; later ones a mark of the log.
+    """
+    if "rows" in meta:
+        return list(meta["rows"]), None
+    try:
+        return read_marked_rows(workdir, Mark.from_dict(meta.get("log")))
+    except ValueError as e:
+        if main:
+            moved = [m.name for m in map(_set_aside, (workdir / "metrics.jsonl",
+                                                      workdir / "metrics.csv")) if m]
+            kept = f" (set aside as {' and '.join(moved)})" if moved else ""
+            print(f"warning: the logged epochs up to the checkpoint (epoch {start_epoch}) are "
+                  f"lost: {e}{kept}; training resumes exactly, and the logs, history and "
+                  f"plots start at epoch {start_epoch + 1}", file=sys.stderr)
+        return [], None
 
 
 def _to_float(v: Any) -> float:
@@ -757,6 +775,7 @@ def train_and_evaluate(
         monitor, mode = "loss", "min"
     stopper = EarlyStopping(patience=es_cfg.patience, min_delta=es_cfg.min_delta, mode=mode)
     rows: list[dict] = []
+    log = MetricsLog(workdir)
     start_epoch = 0
     best_value: float | None = None
     best_epoch = -1
@@ -784,8 +803,8 @@ def train_and_evaluate(
             plateau_state = jax.tree.map(jnp.asarray, plateau_state)
         if "config" in meta:
             _check_resume_config(meta["config"], config_lib.to_dict(saved_cfg), logged=logged)
-        rows = list(meta["rows"])
         start_epoch = int(meta["epoch"])
+        rows, rows_bytes = _resumed_rows(meta, workdir, main, start_epoch)
         if t.epochs < start_epoch:  # epochs cannot be untrained: say so, not a longer run
             raise ConfigError(
                 f"training.epochs: got {t.epochs}, but the run in {str(workdir)!r} has trained "
@@ -809,7 +828,7 @@ def train_and_evaluate(
             config_lib.dump(saved_cfg, workdir / "config.yaml")
             # The logs end at the checkpoint too: a run killed between checkpoints logged
             # epochs that it trains again (or, with epochs lowered to these, never).
-            _write_logs(workdir, rows)
+            log.reset(rows, rows_bytes)
             ckpts.remove_temporaries()  # of a save killed mid-write (kill -9)
             remove_temporaries(workdir, lambda name: name in _RUN_FILES
                                or bool(re.fullmatch(r"[a-z_]+\.png", name)))
@@ -823,6 +842,9 @@ def train_and_evaluate(
                       f"{stopper.patience}), so it trains no further; raise "
                       "training.early_stopping.patience or set "
                       "training.early_stopping.enabled=false to continue it", file=sys.stderr)
+
+    if main and not resume:
+        log.reset([])  # a fresh run's logs (a folder's leftovers of an unfinished run go)
 
     def labels(y: Any) -> Any:
         # Sigmoid binary cross-entropy has one logit per example: 0/1 labels as a column.
@@ -941,7 +963,7 @@ def train_and_evaluate(
             stopped_early = es_cfg.enabled and stopper.should_stop
 
         if main:
-            _write_logs(workdir, rows)
+            log.append(row)
         if tb is not None:
             _tensorboard_add(tb, row)
             tb.flush()
@@ -953,7 +975,7 @@ def train_and_evaluate(
             meta = {
                 "epoch": epoch + 1,
                 "step": int(state.step),
-                "rows": rows,
+                "log": log.mark().to_dict(),  # the rows stay in metrics.jsonl
                 "best_value": best_value,
                 "best_epoch": best_epoch,
                 "early_stopping": dataclasses.asdict(stopper),
@@ -961,8 +983,8 @@ def train_and_evaluate(
             }
             # best.jaxnn on every improvement (also between numbered checkpoints, so that a
             # resumed run restores the epoch its meta names), and before the numbered file.
-            if improved:  # the logged rows serve a resume, which reads numbered files only
-                ckpts.save_best(payload(), {k: v for k, v in meta.items() if k != "rows"})
+            if improved:
+                ckpts.save_best(payload(), meta)
             if numbered:
                 ckpts.save(epoch + 1, payload(), meta)
         if t.checkpoint_every and numbered:  # every process: main has just written it
@@ -992,6 +1014,7 @@ def train_and_evaluate(
     history = History(tuple(rows), final, best_epoch, stopped_early, str(workdir))
     if not main:
         return history
+    log.mark()  # the last epochs' rows on disk before the files that summarize them
     # history.json summarizes params.msgpack: a crash between the two writes must not leave
     # the summary of a resumed run's earlier end beside its new parameters.
     (workdir / "history.json").unlink(missing_ok=True)
