@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import inspect
 import itertools
 import math
 import pathlib
@@ -679,8 +678,7 @@ def _validate(cfg: Config) -> None:
     _check(_finite(t.label_smoothing) and 0.0 <= t.label_smoothing < 1.0,
            "training.label_smoothing", t.label_smoothing, "a number in [0, 1)")
     if t.label_smoothing:
-        smoothable = [n for n in losses.names()
-                      if "label_smoothing" in inspect.signature(losses.get(n)).parameters]
+        smoothable = losses.smoothable_names()
         _check(t.loss in smoothable, "training.label_smoothing", t.label_smoothing,
                f"0 with training.loss={t.loss!r} (label smoothing needs one of "
                f"{', '.join(smoothable)})")

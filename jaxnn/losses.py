@@ -98,6 +98,7 @@ __all__ = [
     "REDUCTIONS",
     "get",
     "get_grad",
+    "smoothable_names",
     "mse",
     "mse_grad",
     "names",
@@ -556,6 +557,12 @@ class _Bound:
 def names() -> tuple[str, ...]:
     """All registered loss names."""
     return tuple(_REGISTRY)
+
+
+def smoothable_names() -> tuple[str, ...]:
+    """The registered losses that take ``label_smoothing`` (the cross-entropies)."""
+    return tuple(n for n in _REGISTRY
+                 if "label_smoothing" in inspect.signature(_REGISTRY[n][0]).parameters)
 
 
 def _lookup(name: Any, fn: str) -> tuple[Callable[..., Array], Callable[..., Array]]:

@@ -40,7 +40,6 @@ masks from the same ``key``.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
@@ -452,10 +451,6 @@ def penalty(config: MLPConfig, params: Params) -> Array:
     return total.astype(dtype)
 
 
-def _takes_label_smoothing(loss: str) -> bool:
-    return "label_smoothing" in inspect.signature(losses.get(loss)).parameters
-
-
 def check_loss(config: MLPConfig, loss: str, fn: str, label_smoothing: float = 0.0) -> None:
     """Raise ValueError if ``loss`` is unknown or does not fit ``config.output_activation``,
     or if ``label_smoothing`` is not in ``[0, 1)`` or is nonzero for a loss without it."""
@@ -475,10 +470,10 @@ def check_loss(config: MLPConfig, loss: str, fn: str, label_smoothing: float = 0
             f"{fn}: loss={loss!r} takes logits, so output_activation must be 'linear', "
             f"got {config.output_activation!r}"
         )
-    if not _takes_label_smoothing(loss):
+    if loss not in losses.smoothable_names():
         a = label_smoothing
         if isinstance(a, bool) or not isinstance(a, numbers.Real) or a != 0:
-            valid = [n for n in losses.names() if _takes_label_smoothing(n)]
+            valid = losses.smoothable_names()
             raise ValueError(
                 f"{fn}: label_smoothing={a!r} needs a cross-entropy loss ({', '.join(valid)}), "
                 f"got loss={loss!r}; use label_smoothing=0"

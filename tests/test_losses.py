@@ -608,3 +608,16 @@ def test_get_binds_label_smoothing():
     np.testing.assert_array_equal(grad(z, labels), L.softmax_cross_entropy_with_integer_labels_grad(
         z, labels, label_smoothing=0.2, reduction="sum"))
     assert L.serialize(fn) == INT_CE and fn != L.get(INT_CE, label_smoothing=0.1)
+
+
+def test_smoothable_names_are_the_losses_that_take_label_smoothing():
+    # config validation and mlp.check_loss both read this one list
+    assert set(L.smoothable_names()) == {
+        "sigmoid_binary_cross_entropy", "softmax_cross_entropy",
+        "softmax_cross_entropy_with_integer_labels"}
+    for name in L.names():
+        if name in L.smoothable_names():
+            L.get(name, label_smoothing=0.1)
+        else:
+            with pytest.raises(ValueError):
+                L.get(name, label_smoothing=0.1)

@@ -912,8 +912,9 @@ def test_a_resume_reads_the_rows_before_its_checkpoint_back_from_the_log(tmp_pat
 def test_a_resume_whose_log_was_changed_warns_and_keeps_the_changed_file(tmp_path, capsys,
                                                                         damage):
     # The training state is the checkpoint's whatever the log holds; only the logged
-    # history before it is lost, and the user's changed file is set aside, not overwritten.
-    sets = ("training.checkpoint_every=2",)
+    # history before it is lost, and the user's changed file is set aside, not overwritten
+    # (with the TensorBoard events, which are rewritten from the rows: they were deleted).
+    sets = ("training.checkpoint_every=2", "logging.tensorboard=true")
     full = train_and_evaluate(_load("xor", *sets, "training.epochs=4"), tmp_path / "full")
     run = tmp_path / "run"
     train_and_evaluate(_load("xor", *sets, "training.epochs=2"), run)
@@ -924,6 +925,8 @@ def test_a_resume_whose_log_was_changed_warns_and_keeps_the_changed_file(tmp_pat
         log.unlink()
     else:
         log.write_text(changed)
+    events = {p.name: p.read_bytes() for p in (run / "tensorboard").iterdir()}
+    assert events
     capsys.readouterr()
     h = train_and_evaluate(_load("xor", *sets, "training.epochs=4"), run, resume=True)
     err = capsys.readouterr().err
@@ -931,10 +934,14 @@ def test_a_resume_whose_log_was_changed_warns_and_keeps_the_changed_file(tmp_pat
     assert "start at epoch 3" in err and str(log) in err
     assert _same_rows(h.rows, full.rows[2:])
     assert (run / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
+    assert {p.name: p.read_bytes() for p in (run / "tensorboard.unmatched").iterdir()} == events
     if changed is not None:
-        assert "set aside as metrics.unmatched.jsonl and metrics.unmatched.csv" in err
+        assert ("set aside as metrics.unmatched.jsonl, metrics.unmatched.csv, "
+                "tensorboard.unmatched") in err
         assert (run / "metrics.unmatched.jsonl").read_text() == changed
     assert [json.loads(x)["epoch"] for x in log.read_text().splitlines()] == [3, 4]
+    # four epochs were trained, two of them logged (epochs_run said 2)
+    assert json.loads((run / "history.json").read_text())["epochs_run"] == 4
 
 
 def test_a_checkpoint_that_carries_its_rows_still_resumes_with_them(tmp_path):

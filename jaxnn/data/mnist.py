@@ -63,7 +63,7 @@ import numpy as np
 
 from jaxnn._atomic import write_bytes
 from jaxnn.data.dataset import Dataset, _check_fraction, _require_key, _train_test_split
-from jaxnn.data.idx import _GZIP_MAGIC, DataError, read_idx
+from jaxnn.data.idx import _GZIP_ERRORS, _GZIP_MAGIC, DataError, read_idx
 
 __all__ = [
     "FASHION_MNIST",
@@ -415,7 +415,7 @@ def _content_sha256(path: pathlib.Path) -> str | None:
         with gzip.open(path, "rb") as f:
             while chunk := f.read(1 << 20):
                 sha.update(chunk)
-    except (gzip.BadGzipFile, EOFError, zlib.error):
+    except _GZIP_ERRORS:
         return None
     except OSError as err:
         raise DataError(f"{path}: cannot read the file ({err})") from err

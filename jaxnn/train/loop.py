@@ -87,7 +87,9 @@ class History:
     """What a run measured.
 
     Attributes:
-      rows: one dict of metrics per completed epoch (``epoch`` counts from 1).
+      rows: one dict of metrics per completed epoch (``epoch`` counts from 1); they start
+        after epoch 1 when a resume found ``metrics.jsonl`` changed (the rows logged up to
+        its checkpoint were lost; the run warned).
       final: the metrics of the returned parameters on validation/test splits.
       best_epoch: the epoch whose parameters were best by the monitored metric (or -1).
       stopped_early: whether early stopping ended the run.
@@ -516,9 +518,11 @@ def _resumed_rows(meta: dict, workdir: pathlib.Path, main: bool, start_epoch: in
         return read_marked_rows(workdir, Mark.from_dict(meta.get("log")))
     except ValueError as e:
         if main:
+            # TensorBoard's events are rewritten from the rows: set aside with the logs
             moved = [m.name for m in map(_set_aside, (workdir / "metrics.jsonl",
-                                                      workdir / "metrics.csv")) if m]
-            kept = f" (set aside as {' and '.join(moved)})" if moved else ""
+                                                      workdir / "metrics.csv",
+                                                      workdir / "tensorboard")) if m]
+            kept = f" (set aside as {', '.join(moved)})" if moved else ""
             print(f"warning: the logged epochs up to the checkpoint (epoch {start_epoch}) are "
                   f"lost: {e}{kept}; training resumes exactly, and the logs, history and "
                   f"plots start at epoch {start_epoch + 1}", file=sys.stderr)
@@ -1020,7 +1024,7 @@ def train_and_evaluate(
     (workdir / "history.json").unlink(missing_ok=True)
     write_bytes(workdir / "params.msgpack", flax.serialization.to_bytes(params_host))
     summary = {"final": final, "best_epoch": best_epoch, "stopped_early": stopped_early,
-               "epochs_run": len(rows)}
+               "epochs_run": int(rows[-1]["epoch"]) if rows else start_epoch}
     write_bytes(workdir / "history.json", json.dumps(summary, indent=2).encode())
     if cfg.logging.plots:
         from jaxnn.train.plots import plot_history
