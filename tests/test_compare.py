@@ -122,6 +122,24 @@ def test_merge_config_overrides_and_errors(tmp_path):
         merge_config(craft.OPTIMIZERS_DEFAULTS, None, ["optimizers.AdamW.learnig_rate=0.1"])
 
 
+def test_set_reaches_a_row_whose_name_holds_a_dot_by_quoting_it():
+    # The init study's default row "std 0.01" could not be changed with --set: the key was
+    # split at every dot (inits / std 0 / 01 ...), which added a row "std 0" or failed
+    # with "inits.std 0: got ...".
+    quoted = 'inits."std 0.01".kwargs.stddev=0.02'
+    assert merge_config(craft.INIT_DEFAULTS, None, [quoted])["inits"]["std 0.01"] == {
+        "initializer": "normal", "kwargs": {"stddev": 0.02}}
+    single = merge_config(craft.INIT_DEFAULTS, None, ["inits.'std 0.01'=null"])
+    assert "std 0.01" not in single["inits"] and len(single["inits"]) == 2
+    with pytest.raises(ConfigError, match=re.escape(
+            "'std 0.01' holds a dot, so quote it: --set "
+            "'inits.\"std 0.01\".kwargs.stddev=0.02'")):
+        merge_config(craft.INIT_DEFAULTS, None, ["inits.std 0.01.kwargs.stddev=0.02"])
+    for bad in ['inits."std 0.01"x.kwargs=1', 'inits."std 0.01=1', "a..b=1"]:
+        with pytest.raises(ConfigError, match="--set"):
+            merge_config(craft.INIT_DEFAULTS, None, [bad])
+
+
 def test_set_reads_numbers_with_an_exponent_as_the_config_file_does(tmp_path):
     # --set used the plain YAML 1.1 reader, for which 1e1 (no dot) is the string '1e1':
     # integer keys refused it ("expected an integer, got '1e1'") although the same value

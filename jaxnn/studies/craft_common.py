@@ -175,14 +175,54 @@ def _is_table(section: dict) -> bool:
     return bool(section) and all(isinstance(v, dict) for v in section.values())
 
 
+# One part of a dotted key: a quoted name (which may hold dots: inits."std 0.01") or a
+# plain one.
+_KEY_PART = re.compile(r'"([^"]+)"|\'([^\']+)\'|([^.\'"]+)')
+
+
+def _split_key(item: str, key: str) -> list[str]:
+    """``a."b.c".d`` -> ``["a", "b.c", "d"]``."""
+    parts: list[str] = []
+    pos = 0
+    while True:
+        m = _KEY_PART.match(key, pos)
+        if m is None:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b "
+                              "(quote a name that holds a dot: inits.\"std 0.01\".kwargs)")
+        parts.append(next(g for g in m.groups() if g is not None))
+        pos = m.end()
+        if pos == len(key):
+            return parts
+        if key[pos] != ".":
+            raise ConfigError(f"--set {item!r}: expected a dot after {key[:pos]!r}")
+        pos += 1
+
+
 def _parse_override(item: str) -> tuple[list[str], Any]:
     if not isinstance(item, str) or "=" not in item:
         raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. training.steps=100")
     key, raw = item.split("=", 1)
-    parts = key.strip().split(".")
-    if not all(parts):
-        raise ConfigError(f"--set {item!r}: expected KEY=VALUE with a dotted key like a.b")
-    return parts, parse_override_value(item, raw)
+    return _split_key(item, key.strip()), parse_override_value(item, raw)
+
+
+def _check_dotted_names(item: str, data: Mapping[str, Any], parts: list[str]) -> None:
+    """An unquoted part that starts a name holding a dot (``inits.std 0.01.kwargs``): say
+    how to quote it, instead of adding a row named ``std 0`` (or a confusing type error)."""
+    level: Any = data
+    for i, part in enumerate(parts):
+        if not isinstance(level, Mapping):
+            return
+        if part not in level:
+            rest = ".".join(parts[i:])
+            names = [str(k) for k in level
+                     if "." in str(k) and (rest == str(k) or rest.startswith(f"{k}."))]
+            if names:
+                quoted = ".".join([*parts[:i], f'"{names[0]}"',
+                                   *([rest[len(names[0]) + 1:]] if rest != names[0] else [])])
+                raise ConfigError(f"--set {item!r}: {names[0]!r} holds a dot, so quote it: "
+                                  f"--set '{quoted}={item.split('=', 1)[1]}'")
+            return
+        level = level[part]
 
 
 def merge_config(
@@ -213,6 +253,7 @@ def merge_config(
         data = _merge(data, read_yaml(path), "", open_keys=False, reference=defaults)
     for item in overrides:
         parts, value = _parse_override(item)
+        _check_dotted_names(item, data, parts)
         nested: Any = value
         for part in reversed(parts):
             nested = {part: nested}
