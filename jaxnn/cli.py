@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["EXIT_DIVERGED", "EXIT_USAGE", "train_main", "warn_unused_data_dir"]
+__all__ = ["EXIT_DIVERGED", "EXIT_INTERRUPTED", "EXIT_USAGE", "exit_with", "train_entry",
+           "train_main", "warn_unused_data_dir"]
 
 EXIT_USAGE = 2
 EXIT_DIVERGED = 3
@@ -52,6 +54,33 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
     return p
+
+
+#: The status of a run stopped by Ctrl-C (128 + SIGINT), as a shell reports it.
+EXIT_INTERRUPTED = 130
+
+
+def exit_with(status: int) -> None:
+    """End a command-line script with ``status``.
+
+    After Ctrl-C (``status`` 130) the process ends at once, once its output is flushed:
+    interrupted during a compile, the interpreter's normal shutdown could crash in XLA
+    (a segmentation fault, exit 139, after the one-line message). The run's files are
+    whole by then (every write is atomic). Other statuses exit normally.
+    """
+    if status == EXIT_INTERRUPTED:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # a closed pipe: nothing more to say
+                pass
+        os._exit(EXIT_INTERRUPTED)
+    sys.exit(status)
+
+
+def train_entry() -> None:
+    """The ``jaxnn-train`` console command: :func:`train_main`, then :func:`exit_with`."""
+    exit_with(train_main())
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

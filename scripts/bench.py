@@ -79,6 +79,7 @@ import optax
 import jaxnn
 from jaxnn import backprop, mlp, optim
 from jaxnn._atomic import write_text
+from jaxnn.cli import exit_with
 from jaxnn.train import TrainState, make_train_epoch, make_train_step
 
 __all__ = ["Impl", "Result", "main", "measure", "run"]
@@ -1348,4 +1349,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

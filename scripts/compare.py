@@ -5,9 +5,9 @@ EXPERIMENT is one of surface, optimizers, batch_size, schedules, overfitting, in
 batchnorm_scales, search. All logic lives in :func:`jaxnn.studies.craft.main`.
 """
 
-import sys
 
+from jaxnn.cli import exit_with
 from jaxnn.studies.craft import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

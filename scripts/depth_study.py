@@ -4,9 +4,9 @@ configs/depth_study.yaml [--set key=value] --workdir runs/depth``.
 All logic lives in :func:`jaxnn.studies.depth_cli.main` (see :mod:`jaxnn.studies.depth`).
 """
 
-import sys
 
+from jaxnn.cli import exit_with
 from jaxnn.studies.depth_cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -3,9 +3,9 @@
 Example: python scripts/gradcheck.py --sizes 4,16,16,3 --activation tanh --batch-norm --l2 1e-3
 """
 
-import sys
 
+from jaxnn.cli import exit_with
 from jaxnn.gradcheck import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -3,9 +3,8 @@
 All logic lives in :func:`jaxnn.cli.train_main` (and :func:`jaxnn.train.train_and_evaluate`).
 """
 
-import sys
 
-from jaxnn.cli import train_main
+from jaxnn.cli import exit_with, train_main
 
 if __name__ == "__main__":
-    sys.exit(train_main())
+    exit_with(train_main())
