@@ -554,14 +554,16 @@ def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) 
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``overrides``."""
     data = read_yaml(path) if path is not None else {}
     sections = [f.name for f in dataclasses.fields(Config)]
-    # No section, and mostly keys that are not misspelled sections either: a depth-study or
-    # compare.py config, say (a lone 'trainnig' gets the unknown-key message below).
+    # Mostly keys that are neither sections nor misspelled sections: a depth-study or
+    # compare.py config, say (compare_*.yaml have a 'data' section too). A lone 'trainnig',
+    # or one stray key beside the sections, gets the unknown-key message below.
     foreign = [k for k in data if not difflib.get_close_matches(str(k), sections, cutoff=0.7)]
-    if data and not set(data) & set(sections) and 2 * len(foreign) >= len(data):
-        keys = ", ".join(map(str, list(data)[:4])) + (", ..." if len(data) > 4 else "")
+    ours = set(data) & set(sections)
+    if data and 2 * len(foreign) >= len(data) and (not ours or len(foreign) >= 2):
+        keys = ", ".join(map(str, foreign[:4])) + (", ..." if len(foreign) > 4 else "")
         raise ConfigError(
-            f"config file {str(path)!r} is not a training config: none of its keys ({keys}) is "
-            f"one of its sections ({', '.join(sections)}); depth-study configs run with "
+            f"config file {str(path)!r} is not a training config: its keys {keys} are not "
+            f"sections of one ({', '.join(sections)}); depth-study configs run with "
             "scripts/depth_study.py, compare_*.yaml with scripts/compare.py")
     return from_dict(apply_overrides(data, overrides))
 

@@ -241,9 +241,13 @@ def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_pa
     assert yaml.safe_load("x: 1e-8") == {"x": "1e-8"}  # PyYAML's own loader is unchanged
 
 
-@pytest.mark.parametrize("name, script", [("depth_smoke", "depth_study.py"),
-                                          ("compare_surface", "compare.py"),
-                                          ("activation_histograms", "depth_study.py")])
+@pytest.mark.parametrize("name, script", [
+    ("depth_smoke", "depth_study.py"), ("compare_surface", "compare.py"),
+    ("activation_histograms", "depth_study.py"),
+    # these have a 'data' section, which hid them ("unknown key 'seed'")
+    *[(f"compare_{n}", "compare.py") for n in ("optimizers", "batch_size", "schedules",
+                                                "overfitting", "init", "batchnorm_scales",
+                                                "search")]])
 def test_a_config_of_another_kind_is_named_as_such(name, script):
     # train.py / gradcheck.py given a depth-study or compare.py config said only
     # "unknown key 'surfaces'" (or 'name'), as if a training config held a typo.
@@ -260,4 +264,8 @@ def test_a_file_with_only_a_misspelled_section_gets_the_key_message(tmp_path):
     path = tmp_path / "typo.yaml"
     path.write_text("trainnig:\n  epochs: 3\n")
     with pytest.raises(C.ConfigError, match="unknown key 'trainnig' .*did you mean 'training'"):
+        C.load(path)
+    # one stray key beside the sections is a typo too, not another kind of config
+    path.write_text("data: {name: xor}\nseed: 3\n")
+    with pytest.raises(C.ConfigError, match="unknown key 'seed'"):
         C.load(path)

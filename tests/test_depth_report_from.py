@@ -385,7 +385,8 @@ def test_a_study_written_before_manifests_is_read_with_a_warning(study, tmp_path
             (wd / name).write_bytes(data)
     back = depth_report.load_result(wd)
     assert _same_study(back, depth_report.load_result(original))
-    assert "has no manifest.json (a study written before 2026-12-04)" in capsys.readouterr().err
+    assert ("has no manifest.json (a study written by a jaxnn before manifests, 2026-12-03)"
+            in capsys.readouterr().err)
     assert depth_cli.main(["--report-from", str(wd), "--no-plots"]) == 0
     assert not (wd / "manifest.json").exists() or json.loads(
         (wd / "manifest.json").read_text()).get("files")
@@ -403,3 +404,18 @@ def test_report_from_interrupted_by_ctrl_c_says_so_without_a_traceback(study, mo
     monkeypatch.setattr(depth_report, "rerender", interrupted)
     assert depth_cli.main(["--report-from", str(wd)]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_a_folder_without_table_csv_is_one_line_exit_2(study, tmp_path, capsys):
+    # --report-from into another folder copies table.csv: a folder without it (and without
+    # a manifest) ended with "error: [Errno 2] No such file or directory", exit 1.
+    _, original = study
+    wd = tmp_path / "partial"
+    wd.mkdir()
+    for name, data in _files(original).items():
+        if name not in ("manifest.json", "table.csv"):
+            (wd / name).write_bytes(data)
+    assert depth_cli.main(["--report-from", str(wd), "--workdir", str(tmp_path / "out"),
+                           "--no-plots"]) == depth_cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "table.csv missing" in err

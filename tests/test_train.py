@@ -945,7 +945,7 @@ def test_a_resume_whose_log_was_changed_warns_and_keeps_the_changed_file(tmp_pat
 
 
 def test_a_checkpoint_that_carries_its_rows_still_resumes_with_them(tmp_path):
-    # Checkpoints written before 2026-12-04 hold the logged rows in their metadata.
+    # Checkpoints of a jaxnn before metrics_log (2026-12-03) hold the logged rows.
     sets = ("training.checkpoint_every=2",)
     full = train_and_evaluate(_load("xor", *sets, "training.epochs=4"), tmp_path / "full")
     run = tmp_path / "run"

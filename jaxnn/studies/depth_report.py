@@ -222,8 +222,9 @@ def _check_set(wd: pathlib.Path) -> dict[str, Any] | None:
         raise ConfigError(f"{bad}: {MANIFEST} is unreadable ({type(e).__name__}); "
                           f"{again}") from None
     if manifest is None:
-        print(f"warning: {str(wd)!r} has no {MANIFEST} (a study written before 2026-12-04): "
-              "its files are read without checking that they are one study's",
+        print(f"warning: {str(wd)!r} has no {MANIFEST} (a study written by a jaxnn before "
+              "manifests, 2026-12-03): its files are read without checking that they "
+              "are one study's",
               file=sys.stderr)
         return None
     if manifest.get("open"):
@@ -245,7 +246,8 @@ def _json_restore(v: Any) -> Any:
 
 
 #: The files :func:`write_table` writes and :func:`load_result` reads back.
-_TABLE_FILES = ("config.yaml", "table.json", "curves.json", "histograms.json", "timing.json")
+_TABLE_FILES = ("config.yaml", "table.csv", "table.json", "curves.json", "histograms.json",
+                "timing.json")
 
 #: The study fields that decide only the report's verdicts, not what was measured: the
 #: ones :func:`with_verdict_settings` (``depth_study.py --report-from``) may change.

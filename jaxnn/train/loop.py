@@ -510,7 +510,8 @@ def _resumed_rows(meta: dict, workdir: pathlib.Path, main: bool, start_epoch: in
                   ) -> tuple[list[dict], bytes | None]:
     """The logged rows up to a checkpoint, and their bytes in metrics.jsonl when read there.
 
-    Checkpoints written before 2026-12-04 carry the rows; later ones a mark of the log.
+    Checkpoints of a jaxnn before metrics_log (2026-12-03) carry the rows; later ones a
+    mark of the log.
     """
     if "rows" in meta:
         return list(meta["rows"]), None
