@@ -15,7 +15,17 @@ import re
 import tempfile
 from collections.abc import Callable
 
-__all__ = ["remove_temporaries", "replace_atomically", "write_bytes", "write_text"]
+__all__ = ["fsync_file", "remove_temporaries", "replace_atomically", "write_bytes",
+           "write_text"]
+
+
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flush ``path``'s data to disk (``fsync``)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def replace_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> pathlib.Path:
@@ -33,11 +43,7 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[str], object]) 
     try:
         write(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; a user's outputs are ordinary files
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException as e:
         pathlib.Path(tmp).unlink(missing_ok=True)

@@ -25,7 +25,7 @@ import os
 import pathlib
 from typing import Any
 
-from jaxnn._atomic import write_bytes
+from jaxnn._atomic import fsync_file, write_bytes
 
 __all__ = ["JSONL", "CSV", "Mark", "MetricsLog", "read_marked_rows"]
 
@@ -78,14 +78,6 @@ def _columns(rows: list[dict]) -> list[str]:
 def _append(path: pathlib.Path, data: bytes) -> None:
     with open(path, "ab") as f:
         f.write(data)
-
-
-def _fsync(path: pathlib.Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class MetricsLog:
@@ -147,7 +139,7 @@ class MetricsLog:
         """Flush both files to disk; where ``metrics.jsonl`` stands now."""
         for path in (self.jsonl, self.csv):
             if path.exists():
-                _fsync(path)
+                fsync_file(path)
         return Mark(len(self._rows), self._bytes, self._hash.hexdigest())
 
 
