@@ -248,6 +248,69 @@ def test_a_missing_peer_ends_with_one_line_after_the_initialization_timeout(tmp_
     assert not (tmp_path / "run" / "params.msgpack").exists()
 
 
+
+def _wait_listening(port: int, proc: subprocess.Popen, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on port {port} after {timeout_s} s")
+
+
+@needs_gloo
+def test_a_second_process_0_is_refused_at_once_with_one_line(tmp_path):
+    # The same command twice (the --process-id forgotten): gRPC binds the coordinator
+    # port with SO_REUSEPORT, so the second coordinator started too and both processes
+    # waited for the initialization deadline (or JAX aborted). Now the second one stops
+    # at once; the first is left waiting for its real process 1.
+    port = _free_port()
+    argv = [sys.executable, str(TRAIN_SCRIPT), *JOB, "--num-processes", "2",
+            "--process-id", "0", "--coordinator", f"127.0.0.1:{port}",
+            "--set", "distributed.initialization_timeout_s=60"]
+    first = subprocess.Popen([*argv, "--workdir", str(tmp_path / "a")], env=_env(2),
+                             text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        _wait_listening(port, first)
+        [(rc, out, err)] = _run_processes([argv[2:] + ["--workdir", str(tmp_path / "b")]],
+                                          [_env(2)], timeout_s=50)
+        assert first.poll() is None  # the first coordinator is not disturbed
+    finally:
+        first.kill()
+        first.communicate()
+    assert rc == 2, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err + out, err
+    assert err.startswith(f"error: distributed: process 0 cannot host the coordinator at "
+                          f"127.0.0.1:{port}: port {port} is already in use"), err
+    assert "--process-id" in err
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").iterdir())
+
+
+def test_the_port_check_passes_a_port_left_in_time_wait():
+    # A run that just ended leaves its coordinator's connections in TIME_WAIT on the port;
+    # a new run on the same port must not be refused (SO_REUSEADDR in the test bind; gRPC
+    # sets it on its listener, and Linux frees a TIME_WAIT port when both ends set it).
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+        listener.listen()
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = listener.accept()
+        conn.close()  # the server side closes first: its end goes to TIME_WAIT
+        client.close()
+    dist = C.DistributedConfig(f"127.0.0.1:{port}", 2, 0)
+    distributed._check_coordinator_port_free(dist)  # does not raise
+    with socket.socket() as holder:  # a listener on it is refused
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        with pytest.raises(C.ConfigError, match=f"port {port} is already in use"):
+            distributed._check_coordinator_port_free(dist)
+
+
 ENV_CASES = {
     "all from the environment": (
         C.DistributedConfig(),

@@ -25,9 +25,11 @@ here. On CPU the cross-process collectives are gloo (``jax_cpu_collectives_imple
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
+import socket
 import sys
 import threading
 from collections.abc import Mapping
@@ -146,6 +148,8 @@ def initialize(dist: DistributedConfig) -> bool:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     who = (f"distributed: cannot start process {d.process_id} of {d.num_processes} with "
            f"coordinator {d.coordinator_address}")
+    if d.process_id == 0:
+        _check_coordinator_port_free(d)
     # When the peers do not all join in time, JAX's coordination client aborts the whole
     # process from C++ (SIGABRT and a stack dump), which Python cannot catch. The process
     # cannot survive that deadline either way, so a watchdog ends it first, with one line.
@@ -185,6 +189,40 @@ def initialize(dist: DistributedConfig) -> bool:
         joined.set()
         watchdog.cancel()
     return True
+
+
+def _check_coordinator_port_free(d: DistributedConfig) -> None:
+    """Refuse to start process 0 when its coordinator port is already listened on here.
+
+    Process 0 hosts the coordinator service on every interface of its host at the port of
+    ``coordinator_address``. gRPC binds it with ``SO_REUSEPORT``, so a second process
+    started with ``--process-id 0`` (the same command twice, the id forgotten) binds the
+    same port as well: connections are then shared between two coordinators and every
+    process waits until the initialization deadline, or JAX aborts. A plain socket cannot
+    share a port with a listening one, whichever options either has, so a test bind tells.
+    """
+    port = int(d.coordinator_address.rpartition(":")[2])
+    holder = None
+    for family, address in ((socket.AF_INET6, ("::", port)), (socket.AF_INET, ("", port))):
+        try:
+            s = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:  # no IPv6 on this host: the IPv4 bind tells
+            continue
+        with s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is free
+            try:
+                s.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    holder = e
+                    break
+    if holder is not None:
+        raise ConfigError(
+            f"distributed: process 0 cannot host the coordinator at {d.coordinator_address}: "
+            f"port {port} is already in use on this host (another process started with "
+            "--process-id 0, or another program); give every process its own --process-id, "
+            "or choose a free port for --coordinator"
+        )
 
 
 def check_same_settings(settings: Mapping[str, Any]) -> None:
