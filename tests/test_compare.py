@@ -474,6 +474,23 @@ def test_std_001_init_stays_at_chance_while_xavier_and_he_learn(tmp_path):
     assert (tmp_path / "init.png").exists() and "std 0.01" in (tmp_path / "summary.md").read_text()
 
 
+def test_init_figure_and_loss_cover_every_update_the_table_reports(tmp_path, monkeypatch):
+    # The run trains whole epochs (digits, batch 64: 22 updates each), so steps=30 runs 44
+    # updates and the table reports the net after update 44; the figure and result["loss"]
+    # stopped at update 30 (and a divergence after it was named but not drawn).
+    from jaxnn.studies import craft_regularization
+
+    figures = []
+    real_save = craft_regularization.save_figure
+    monkeypatch.setattr(craft_regularization, "save_figure",
+                        lambda fig, path, **kw: (figures.append(fig), real_save(fig, path, **kw)))
+    res = craft.run_init(_cfg("init", hidden=[8], steps=30, batch_size=64), tmp_path)
+    assert res["steps"] == 44
+    assert all(v.shape == (44,) for v in res["loss"].values())
+    assert all(line.get_xdata()[-1] == 44 for line in figures[0].axes[0].lines)
+    assert "44 updates (2 epochs)" in (tmp_path / "summary.md").read_text()
+
+
 def test_batch_norm_learns_across_weight_scales(tmp_path):
     res = craft.run_batchnorm_scales(
         _cfg("batchnorm_scales", scales=6, epochs=15), tmp_path)
@@ -798,6 +815,22 @@ def test_cli_empty_workdir_is_refused(tmp_path, capsys, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_search_trials_do_not_depend_on_how_many_run_per_batch():
+    # A trial's run key was drawn per batch (fold_in(key, batch start)): changing
+    # trials_per_batch, a speed setting, trained each trial on other data orders and
+    # changed the results and the best trial.
+    cfg = _cfg("search", trials=3, epochs=3, hidden=[16], n_train=60, n_val=40,
+               batch_size=20, lr_range=[0.1, 0.5])
+    by_lr = [{t["learning_rate"]: t for t in craft.run_search(
+        {**cfg, "trials_per_batch": per})["trials"]} for per in (1, 2, 3)]
+    for trials in by_lr[1:]:
+        assert trials.keys() == by_lr[0].keys()
+        for lr, t in trials.items():
+            np.testing.assert_allclose(t["val_loss"], by_lr[0][lr]["val_loss"], rtol=1e-4)
+            np.testing.assert_allclose(t["train_accuracy"], by_lr[0][lr]["train_accuracy"],
+                                       atol=1e-6)
+
+
 def test_search_ranks_ties_by_validation_loss_and_diverged_trials_last():
     acc = np.array([0.5, 0.8, 0.5, 0.8, 0.5])
     loss = np.array([1.0, 0.7, np.nan, 0.6, 0.9])
@@ -929,6 +962,24 @@ def test_cli_help_shows_each_experiments_default_workdir(capsys):
     assert "(default: runs/compare/surface)" in " ".join(capsys.readouterr().out.split())
 
 
+def test_auto_data_with_a_data_dir_holding_no_files_is_refused(tmp_path, capsys):
+    # data.name auto with a data_dir that holds no IDX files (a wrong folder) silently
+    # trained on the 8x8 digits instead; only "Data: digits" in summary.md told.
+    (tmp_path / "data").mkdir()
+    with pytest.raises(ConfigError, match=re.escape(
+            f"data.data_dir: {str(tmp_path / 'data')!r} holds no Fashion-MNIST or MNIST")):
+        craft.load_data({"name": "auto", "data_dir": str(tmp_path / "data")},
+                        jax.random.key(0))
+    assert craft.main(["init", "--set", f"data.data_dir={tmp_path / 'data'}",
+                       "--workdir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data.data_dir:") and err.count("\n") == 1
+    assert "allowed: a folder holding them, or '' for scikit-learn's digits" in err
+    assert not (tmp_path / "out").exists()
+    # no data_dir: the digits, as before
+    assert craft.load_data({"name": "auto", "data_dir": ""}, jax.random.key(0)).name == "digits"
+
+
 def test_cli_missing_data_files_are_one_line(tmp_path, capsys):
     # The data loader's message lists where it looked, one place a line: printed as is, the
     # CLI's error ran over eight lines.
@@ -938,16 +989,102 @@ def test_cli_missing_data_files_are_one_line(tmp_path, capsys):
     assert err.startswith("error: data: could not load 'mnist'") and err.count("\n") == 1
 
 
-def test_cli_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch):
+def _tiny_surface_args(workdir) -> list[str]:
+    args = ["surface", "--workdir", str(workdir)]
+    for s in craft.SURFACE_DEFAULTS["surfaces"]:
+        args += ["--set", f"surfaces.{s}.steps=2"]
+    return args
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_cli_ctrl_c_is_one_line_and_exit_130(tmp_path, capsys, monkeypatch, existing):
     # It ended in a traceback; train.py and depth_study.py print one line and exit 130.
+    # Stopped before writing anything, the line named the workdir and "a figure with no
+    # summary.md beside it" there, in a folder that was never created (or whose outputs
+    # were all from an earlier, complete run).
     from jaxnn.studies import craft_surface
 
+    workdir = tmp_path / "out"
+    if existing:
+        assert craft.main(_tiny_surface_args(workdir)) == 0
+    before = {p.name: p.read_bytes() for p in workdir.iterdir()} if existing else None
+    capsys.readouterr()
     monkeypatch.setattr(craft_surface, "optimize_surface",
                         lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
-        code = craft.main(["surface", "--workdir", str(tmp_path)])
+        code = craft.main(_tiny_surface_args(workdir))
     except KeyboardInterrupt:  # would stop pytest itself
         pytest.fail("KeyboardInterrupt escaped main()")
     assert code == 130
     err = capsys.readouterr().err
-    assert err.startswith("interrupted") and str(tmp_path) in err and err.count("\n") == 1
+    assert err == "interrupted before any output was written; run the command again\n"
+    if existing:
+        assert {p.name: p.read_bytes() for p in workdir.iterdir()} == before
+    else:
+        assert not workdir.exists()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_cli_ctrl_c_after_the_figure_names_it_and_the_workdir(tmp_path, capsys, monkeypatch,
+                                                              existing):
+    from jaxnn.studies import craft_common
+
+    workdir = tmp_path / "out"
+    if existing:  # an earlier complete run: its figure is replaced, its summary removed
+        assert craft.main(_tiny_surface_args(workdir)) == 0
+    capsys.readouterr()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(craft_common, "write_text", interrupted)
+    assert craft.main(_tiny_surface_args(workdir)) == 130
+    err = capsys.readouterr().err
+    assert err == (f"interrupted: surface.png in {str(workdir)!r} has no summary.md beside "
+                   "it: it is from this unfinished run; run the command again\n")
+    assert sorted(p.name for p in workdir.iterdir()) == ["surface.png"]
+
+
+def test_cli_ctrl_c_after_only_creating_the_workdir_names_it(tmp_path, capsys, monkeypatch):
+    from jaxnn.studies import craft_surface
+
+    workdir = tmp_path / "out"
+    monkeypatch.setattr(craft_surface, "_plot",
+                        lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert craft.main(_tiny_surface_args(workdir)) == 130
+    err = capsys.readouterr().err
+    assert err == f"interrupted while writing into {str(workdir)!r}; run the command again\n"
+    assert workdir.is_dir() and list(workdir.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["surface", "init"])
+def test_temporaries_of_a_killed_write_are_removed_by_the_next_run(name, tmp_path):
+    # replace_atomically writes ".NAME.XXXXXXXX.SUFFIX" and renames it; a run killed with
+    # kill -9 mid-write left that hidden file (as big as the figure) for good.
+    stale = [".summary.md.a1b2c3d4.md", ".surface.png.k9_x8y7z.png", ".init.png.zzzzzzzz.png"]
+    mine = [".my.txt.a1b2c3d4.txt", ".summary.md.short.md", "notes.png", "summary.md.bak"]
+    tmp_path.mkdir(exist_ok=True)
+    for f in stale + mine:
+        (tmp_path / f).write_bytes(b"x" * 100)
+    craft.run_experiment(name, _cfg(name, **_TINY[name]), tmp_path, overwrite=True)
+    figure = craft.EXPERIMENTS[name][2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*mine, figure, "summary.md"])
+
+
+def test_the_other_outputs_check_words_itself_for_the_cli_and_for_a_direct_call(tmp_path,
+                                                                                capsys):
+    # One check serves both: the command line names --workdir/--overwrite, a direct call
+    # workdir/overwrite=True; both list every other experiment found.
+    for figure in ("init.png", "surface.png"):
+        (tmp_path / figure).write_bytes(b"png")
+    args = ["schedules", "--set", "seeds=0", "--workdir", str(tmp_path)]
+    assert craft.main(args) == 2
+    assert capsys.readouterr().err == (
+        f"error: --workdir {str(tmp_path)!r} holds the outputs of the surface and init "
+        "experiments (surface.png, init.png); choose another --workdir, or pass --overwrite "
+        "to replace them\n")
+    with pytest.raises(ConfigError, match="^" + re.escape(
+            f"workdir {str(tmp_path)!r} holds the outputs of the surface and init experiments "
+            "(surface.png, init.png); choose another workdir, or pass overwrite=True to "
+            "replace them") + "$"):
+        craft.run_experiment("schedules", _cfg("schedules", seeds=0), tmp_path)

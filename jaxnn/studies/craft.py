@@ -12,7 +12,10 @@ is the command line of ``scripts/compare.py``::
 Every experiment writes ``summary.md``, so one workdir holds one experiment: running an
 experiment where another one's figure lies is refused before any training, unless
 ``--overwrite`` (``run_experiment(..., overwrite=True)``), which removes the other figure
-once the new outputs are written. Running the same experiment again replaces its outputs.
+once the new outputs are written. Running the same experiment again replaces its outputs
+(and deletes the hidden temporaries that a run killed while writing them left there). Ctrl-C
+exits with status 130 and one line, which names the workdir only when the run had written
+there.
 
 Subcommands (:data:`EXPERIMENTS`): ``surface``, ``optimizers``, ``batch_size``,
 ``schedules``, ``overfitting``, ``init``, ``batchnorm_scales``, ``search``. Bad input
@@ -136,17 +139,24 @@ def load_config(name: str, path: str | pathlib.Path | None = None,
     return merge_config(EXPERIMENTS[name][0], path, overrides)
 
 
-def _other_outputs(name: str, workdir: str | pathlib.Path) -> tuple[list[str], list[str]]:
-    """``(experiments, figures)``: the other experiments whose figure lies in ``workdir``."""
+def _check_other_outputs(name: str, workdir: str | pathlib.Path, overwrite: bool, *,
+                         cli: bool = False) -> list[str]:
+    """The figures of other experiments in ``workdir`` (removed after an ``overwrite`` run).
+
+    Raises :class:`ConfigError` when there are some and not ``overwrite``, worded for the
+    command line (``--workdir``, ``--overwrite``) when ``cli``, else for a direct call.
+    """
     found = [(other, figure) for other, (_, _, figure, _) in EXPERIMENTS.items()
              if other != name and (pathlib.Path(workdir) / figure).is_file()]
-    return [o for o, _ in found], [f for _, f in found]
-
-
-def _describe(experiments: Sequence[str], figures: Sequence[str]) -> str:
-    which = " and ".join(experiments)
-    return (f"the outputs of the {which} experiment{'s' if len(experiments) > 1 else ''} "
-            f"({', '.join(figures)})")
+    figures = [f for _, f in found]
+    if figures and not overwrite:
+        which = " and ".join(o for o, _ in found)
+        flag, arg = ("--overwrite", "--workdir") if cli else ("overwrite=True", "workdir")
+        raise ConfigError(
+            f"{arg} {str(workdir)!r} holds the outputs of the {which} "
+            f"experiment{'s' if len(found) > 1 else ''} ({', '.join(figures)}); "
+            f"choose another {arg}, or pass {flag} to replace them")
+    return figures
 
 
 def run_experiment(name: str, config: Mapping[str, Any],
@@ -164,13 +174,7 @@ def run_experiment(name: str, config: Mapping[str, Any],
     """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
-    others: list[str] = []
-    if workdir is not None:
-        experiments, others = _other_outputs(name, workdir)
-        if others and not overwrite:
-            raise ConfigError(f"workdir {str(workdir)!r} holds "
-                              f"{_describe(experiments, others)}; choose another workdir, "
-                              "or pass overwrite=True to replace them")
+    others = [] if workdir is None else _check_other_outputs(name, workdir, overwrite)
     result = EXPERIMENTS[name][1](config, workdir)
     for figure in others:  # only now: a failed run leaves the other outputs as they were
         (pathlib.Path(workdir) / figure).unlink(missing_ok=True)
@@ -217,28 +221,59 @@ def _check_workdir(workdir: str) -> pathlib.Path:
     return path
 
 
+def _outputs_state(workdir: pathlib.Path | None) -> dict[str, tuple[int, int]] | None:
+    """``name -> (inode, mtime_ns)`` of every experiment's output in ``workdir`` (figures
+    and ``summary.md``); None when ``workdir`` is not (yet) a folder. An atomic write
+    renames a new file over the old one, so a rewritten output changes its inode."""
+    if workdir is None or not workdir.is_dir():
+        return None
+    names = ["summary.md", *(figure for _, _, figure, _ in EXPERIMENTS.values())]
+    state = {}
+    for name in names:
+        try:
+            st = (workdir / name).stat()
+        except OSError:  # absent (or unreadable): not an output of this run
+            continue
+        state[name] = (st.st_ino, st.st_mtime_ns)
+    return state
+
+
+def _interrupted_message(name: str, workdir: pathlib.Path | None,
+                         before: dict[str, tuple[int, int]] | None) -> str:
+    """The Ctrl-C line: it names the workdir only when the run wrote something there."""
+    after = _outputs_state(workdir)
+    if workdir is None or after == before:
+        return "interrupted before any output was written; run the command again"
+    figure = EXPERIMENTS[name][2]
+    if (figure in after and after[figure] != (before or {}).get(figure)
+            and "summary.md" not in after):
+        return (f"interrupted: {figure} in {str(workdir)!r} has no summary.md beside it: it "
+                "is from this unfinished run; run the command again")
+    return f"interrupted while writing into {str(workdir)!r}; run the command again"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``scripts/compare.py`` command line; returns the exit status.
 
     Prints the summary path and figure path on success; on bad input prints one line
-    ``error: <message>`` to stderr and returns 2 (1 when writing fails, 130 on Ctrl-C).
+    ``error: <message>`` to stderr and returns 2 (1 when writing fails, 130 on Ctrl-C: one
+    line that names the workdir only when the run had written there).
     """
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed its usage line
         return int(e.code or 0)
+    workdir: pathlib.Path | None = None
+    before: dict[str, tuple[int, int]] | None = None
     try:
         config = load_config(args.experiment, args.config, args.overrides)
         # An unusable workdir fails before the training, but it is only created once the
         # experiment's own checks have passed: the runners make it when they write, so bad
         # input leaves no empty folder behind.
-        workdir = _check_workdir(args.workdir)
-        experiments, others = _other_outputs(args.experiment, workdir)
-        if others and not args.overwrite:
-            raise ConfigError(f"--workdir {str(workdir)!r} holds "
-                              f"{_describe(experiments, others)}; choose another --workdir, "
-                              "or pass --overwrite to replace them")
+        checked = _check_workdir(args.workdir)
+        _check_other_outputs(args.experiment, checked, args.overwrite, cli=True)
+        workdir, before = checked, _outputs_state(checked)
         run_experiment(args.experiment, config, workdir, overwrite=args.overwrite)
     except ConfigError as e:  # one line: a missing data set's message lists where it looked
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
@@ -247,8 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:  # as train.py and depth_study.py: no traceback
-        print(f"interrupted: a figure in {args.workdir!r} with no summary.md beside it is "
-              "from this unfinished run; run the command again", file=sys.stderr)
+        print(_interrupted_message(args.experiment, workdir, before), file=sys.stderr)
         return 130
     figure = EXPERIMENTS[args.experiment][2]
     print(f"wrote {workdir / figure} and {workdir / 'summary.md'}")

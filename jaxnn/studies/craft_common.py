@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxnn._atomic import replace_atomically, write_text
+from jaxnn._atomic import remove_temporaries, replace_atomically, write_text
 from jaxnn.config import ConfigError, parse_override_value, read_yaml
 
 __all__ = [
@@ -322,14 +322,24 @@ def begin_outputs(workdir: str | pathlib.Path | None) -> pathlib.Path | None:
 
     Creates the folder and removes its ``summary.md``: an experiment calls this once its
     results are computed, then writes its figure, then :func:`write_summary` last, so a
-    ``summary.md`` is never left beside a figure from another run.
+    ``summary.md`` is never left beside a figure from another run. It also deletes the
+    temporaries of ``summary.md`` and of ``*.png`` figures that a run killed while writing
+    them (``kill -9``: no cleanup) left there, hidden files as big as the output they
+    were to become (:func:`jaxnn._atomic.remove_temporaries`).
     """
     if workdir is None:
         return None
     path = pathlib.Path(workdir)
     path.mkdir(parents=True, exist_ok=True)
+    remove_temporaries(path, _is_output)
     (path / "summary.md").unlink(missing_ok=True)
     return path
+
+
+def _is_output(name: str) -> bool:
+    """True for a file name an experiment writes into its workdir: ``summary.md`` or a
+    lower-case ``<name>.png`` figure."""
+    return name == "summary.md" or re.fullmatch(r"[a-z_]+\.png", name) is not None
 
 
 def write_summary(workdir: pathlib.Path, title: str, body: str) -> pathlib.Path:

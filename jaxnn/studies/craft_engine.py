@@ -22,7 +22,8 @@ pytree of arrays handed to ``make_tx``), then jitted once. ``curves`` holds
   batch-norm statistics).
 
 :func:`load_data` resolves the ``data`` section of a config (``"auto"`` picks
-Fashion-MNIST / MNIST from ``data_dir`` when present, scikit-learn's digits otherwise).
+Fashion-MNIST / MNIST from ``data_dir`` when one is given, and refuses a ``data_dir`` that
+holds neither; scikit-learn's digits when ``data_dir`` is empty).
 """
 
 from __future__ import annotations
@@ -64,7 +65,9 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
       A classification :class:`jaxnn.data.Dataset` (features scaled to [0, 1]).
 
     Raises:
-      ConfigError: unknown name, a non-classification set, or missing files.
+      ConfigError: unknown name, a non-classification set, or missing files (also for
+        ``"auto"`` with a ``data_dir`` holding no Fashion-MNIST or MNIST files: digits
+        only stand in when no ``data_dir`` is given).
     """
     name = section.get("name", "auto")
     data_dir = section.get("data_dir") or None
@@ -77,9 +80,10 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
         raise ConfigError(f"data.data_dir: got {data_dir!r}; allowed: an existing directory")
     tries: list[tuple[str, dict]] = []
     if name == "auto":
-        if data_dir is not None:
-            tries = [("fashion_mnist", {}), ("mnist", {}), ("mnist", {"split": "test"})]
-        tries.append(("digits", {}))
+        # A data_dir is a request for its files: without them, digits would stand in for
+        # them with no more than a name in summary.md.
+        tries = ([("fashion_mnist", {}), ("mnist", {}), ("mnist", {"split": "test"})]
+                 if data_dir is not None else [("digits", {})])
     else:
         check(name in jdata.names(), "data.name", name, "auto, " + ", ".join(jdata.names()))
         tries = [(name, {})]
@@ -95,6 +99,10 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
             continue
         check(ds.task == "classification", "data.name", name, "a classification data set")
         return ds
+    if name == "auto":
+        raise ConfigError(f"data.data_dir: {data_dir!r} holds no Fashion-MNIST or MNIST IDX "
+                          "files (data.name=fashion_mnist or mnist says where it looked); "
+                          "allowed: a folder holding them, or '' for scikit-learn's digits")
     raise ConfigError(f"data: could not load {name!r}: {last}")
 
 

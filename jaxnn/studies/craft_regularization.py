@@ -315,7 +315,9 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
 
     Returns:
       ``{"final": {name: {"train_loss", "train_accuracy", "test_accuracy", "diverged_at"}},
-      "loss": {name: per-update batch losses}, "chance": 1/num_classes, "data": name}``.
+      "loss": {name: (updates,) batch losses}, "chance": 1/num_classes, "steps": updates,
+      "data": name}``. The run trains whole epochs, so ``updates`` is ``steps`` rounded up
+      to a whole number of epochs; ``final`` is measured after the last one.
       ``diverged_at`` is the first update (0-based) whose training-batch loss is not finite
       (None when none was): such a run's losses and accuracies are nan or chance, and the
       summary says it diverged rather than that it did not learn.
@@ -340,13 +342,13 @@ def run_init(config: Mapping[str, Any], workdir: str | pathlib.Path | None = Non
                                                          jnp.asarray(ds.y_test))})
     keys = jnp.stack([k_run] * len(cfgs))
     _, c = jax.jit(jax.vmap(run))(params, state, keys, None)
-    all_loss = np.asarray(c["loss"]).reshape(len(cfgs), -1)
-    loss = all_loss[:, :steps]
-    # The last epoch may run past ``steps``; report the epoch that contains it.
+    # Whole epochs run: the last one may run past ``steps``. Its end is what the table
+    # reports, so the figure draws (and ``loss`` holds) every update up to there.
+    loss = np.asarray(c["loss"]).reshape(len(cfgs), -1)
     final = {name: {"train_loss": float(np.asarray(c["train_loss"])[i, -1]),
                     "train_accuracy": float(np.asarray(c["train_accuracy"])[i, -1]),
                     "test_accuracy": float(np.asarray(c["test_accuracy"])[i, -1]),
-                    "diverged_at": divergence_step(all_loss[i])}
+                    "diverged_at": divergence_step(loss[i])}
              for i, name in enumerate(cfgs)}
     result = {"final": final, "loss": dict(zip(cfgs, loss, strict=True)),
               "chance": 1.0 / ds.num_classes, "steps": epochs * per_epoch, "data": ds.name}

@@ -576,6 +576,8 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
 
     Trials are drawn from one key, then trained ``trials_per_batch`` at a time in one
     ``jit(vmap(...))`` (the rates are traced; the compiled run is reused by every batch).
+    Each trial draws its initial weights and its data order from keys of its own, so its
+    result does not depend on ``trials_per_batch``.
     The update is ``p <- p - lr * (g + wd * p)``.
 
     Returns:
@@ -612,12 +614,15 @@ def run_search(config: Mapping[str, Any], workdir: str | pathlib.Path | None = N
     val = np.zeros(trials)
     val_loss = np.zeros(trials)
     tr = np.zeros(trials)
-    keys = jax.random.split(k_init, trials)
+    # Trial i's weights and data order come from keys of its own, whatever batch it is
+    # trained in: trials_per_batch changes the speed, not the results.
+    init_keys = jax.random.split(k_init, trials)
+    run_keys = jax.random.split(k_run, trials)
     for start in range(0, trials, per):
         idx = np.arange(start, start + per) % trials  # pad the last batch: same shape
-        params, state = init_stacked([cfg] * per, keys[idx])
+        params, state = init_stacked([cfg] * per, init_keys[idx])
         h = {"lr": jnp.asarray(lrs[idx], jnp.float32), "wd": jnp.asarray(wds[idx], jnp.float32)}
-        _, c = run(params, state, jax.random.split(jax.random.fold_in(k_run, start), per), h)
+        _, c = run(params, state, run_keys[idx], h)
         keep = idx[: min(per, trials - start)]
         val[keep] = np.asarray(c["val_accuracy"])[: len(keep), -1]
         val_loss[keep] = np.asarray(c["val_loss"])[: len(keep), -1]
