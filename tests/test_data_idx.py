@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 
 import numpy as np
@@ -185,3 +186,86 @@ def test_read_peak_memory_stays_near_the_array_size(tmp_path, form, dtype):
     assert out[1, 2] == dtype(1002 % 251) and out[-1, -1] == dtype((rows * 1000 - 1) % 251)
     assert out.flags.writeable and out.flags.owndata
     assert peak < 1.5 * nbytes, f"peak {peak / nbytes:.2f}x the array's {nbytes} bytes"
+
+
+@pytest.mark.parametrize("form, dtype", PEAK_CASES, ids=[f"{f}-{np.dtype(d).name}"
+                                                           for f, d in PEAK_CASES])
+def test_write_streams_without_copying_the_array(tmp_path, form, dtype):
+    # The header and the items go to the file a chunk at a time: before, the bytes of the
+    # array, the header joined to them and their gzipped copy were all in memory at once
+    # (2x the array besides the array itself, 3x with compression of random data).
+    import tracemalloc
+
+    itemsize = np.dtype(dtype).itemsize
+    rows = (24 << 20) // (1000 * itemsize)  # a 24 MiB array
+    array = (np.arange(rows * 1000) % 251).astype(dtype).reshape(rows, 1000)
+    path = tmp_path / f"big-idx2-ubyte{'.gz' if form == 'gz' else ''}"
+    tracemalloc.start()
+    try:
+        write_idx(path, array)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.5 * array.nbytes, f"peak {peak / array.nbytes:.2f}x the array's size"
+    np.testing.assert_array_equal(read_idx(path), array)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_write_strided_and_byte_swapped_arrays(tmp_path, suffix):
+    # Written item by item in row-major order whatever the memory layout of the array.
+    base = (np.arange(4 * 6 * 5) * 37).astype(">i4").reshape(4, 6, 5)
+    for i, array in enumerate([base, base[:, ::2, 1:], np.asfortranarray(base), base.T]):
+        path = tmp_path / f"a{i}{suffix}"
+        write_idx(path, array)
+        expected = idx_bytes(0x0C, array.shape, np.ascontiguousarray(array, ">i4").tobytes())
+        data = path.read_bytes()
+        assert (gzip.decompress(data) if suffix else data) == expected
+        if suffix:  # no temporary file name in the gzip header (FNAME flag, byte 3)
+            assert data[3] & 0x08 == 0
+
+
+def test_empty_path_is_named_as_such():
+    # pathlib.Path("") is ".": the error named the current directory ("Is a directory: '.'").
+    with pytest.raises(DataError, match=r"empty path ''"):
+        read_idx("")
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+@pytest.mark.parametrize("compress", [False, True], ids=["raw", "gz"])
+def test_reads_a_named_pipe(tmp_path, compress):
+    # A pipe cannot seek (to a gzip trailer, back to the start): it failed with "cannot read
+    # IDX file (File or stream is not seekable.)"; it is now read whole, then parsed.
+    import threading
+
+    path = tmp_path / "images-idx3-ubyte"
+    os.mkfifo(path)
+    data = gzip.compress(IMAGES_BYTES) if compress else IMAGES_BYTES
+
+    def feed() -> None:
+        try:
+            with open(path, "wb") as f:
+                f.write(data)
+        except BrokenPipeError:  # the reader gave up early
+            pass
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    try:
+        np.testing.assert_array_equal(read_idx(path), IMAGES)
+    finally:
+        writer.join(timeout=10)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs os.mkfifo (POSIX)")
+def test_a_truncated_named_pipe_is_reported_like_a_file(tmp_path):
+    import threading
+
+    path = tmp_path / "images-idx3-ubyte"
+    os.mkfifo(path)
+    writer = threading.Thread(target=lambda: path.write_bytes(IMAGES_BYTES[:-1]), daemon=True)
+    writer.start()
+    try:
+        with pytest.raises(DataError, match=rf"{path}: truncated data"):
+            read_idx(path)
+    finally:
+        writer.join(timeout=10)

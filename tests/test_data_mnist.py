@@ -130,6 +130,17 @@ def test_search_dirs_order(tmp_path, monkeypatch, isolated):
     ]
 
 
+@pytest.mark.parametrize("value", ["", "  "])
+def test_a_blank_jaxnn_data_is_unset(tmp_path, monkeypatch, isolated, value):
+    # A blank setting (JAXNN_DATA=" ") searched a folder named " " in the current directory.
+    monkeypatch.chdir(tmp_path)
+    write_set(tmp_path / "  ", 10)
+    monkeypatch.setenv("JAXNN_DATA", value)
+    assert [origin for origin, _ in mn.search_dirs("mnist")] == ["cache"] * 2
+    with pytest.raises(DataError, match="cannot find the files"):
+        load_mnist(download=False)
+
+
 def test_cache_dir_without_xdg(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path))
@@ -721,3 +732,103 @@ def test_verify_names_the_other_data_set_when_its_own_checksum_is_unknown(
     with pytest.raises(DataError, match="this is the Fashion-MNIST train-images-idx3-ubyte, "
                        "not MNIST's"):
         mn.verify_file(path, "mnist", "train_images")
+
+
+def _values_with_moments(moments: tuple[int, int, int]) -> np.ndarray:
+    """``uint8`` values (zeros, 255s, 200s and a few small ones to make up the rest) with the
+    given ``(count, sum, sum of squares)``: data other than the MNIST train images that have
+    their moments, which is all the check can see of them."""
+    n, s, q = moments
+    # a 255s and b 200s leave a little to make up: residuals (ds, dq), with values v
+    # contributing v*(v-1) (even) to dq - ds each and 1s nothing.
+    assert (q - s) % 2 == 0, "v*v and v have the same parity: no data has these moments"
+    a = (q - 200 * s) // (255 * 55)
+    b = (255 * s - q) // (200 * 55) - 10  # leaves enough ds for the small values
+    ds, dq = s - 255 * a - 200 * b, q - 65025 * a - 40000 * b
+    small, rest = [], dq - ds
+    while rest:
+        v = max(v for v in range(2, 256) if v * (v - 1) <= rest)
+        small.append(v)
+        rest -= v * (v - 1)
+    ones = ds - sum(small)
+    values = np.concatenate([np.full(a, 255), np.full(b, 200), small, np.ones(ones)])
+    assert ones >= 0 and values.size <= n
+    return np.concatenate([values, np.zeros(n - values.size)]).astype(np.uint8)
+
+
+# The MNIST train images' published pixel statistics (mean and standard deviation of the
+# values / 255), which give the exact sum and sum of squares of the 47040000 values.
+MNIST_TRAIN_MEAN, MNIST_TRAIN_STD, MNIST_TRAIN_VALUES = (
+    0.1306604762738429, 0.3081078038564622, 60000 * 28 * 28)
+MNIST_TRAIN_MOMENTS = (
+    MNIST_TRAIN_VALUES,
+    round(MNIST_TRAIN_MEAN * MNIST_TRAIN_VALUES * 255),
+    round((MNIST_TRAIN_STD**2 + MNIST_TRAIN_MEAN**2) * MNIST_TRAIN_VALUES * 255**2),
+)
+
+
+def test_moments_helper_builds_what_it_says():
+    values = _values_with_moments((10000, 333_000, 72_800_000))
+    v = values.astype(np.int64)
+    assert (v.size, v.sum(), (v * v).sum()) == (10000, 333_000, 72_800_000)
+
+
+@pytest.mark.parametrize("form", ["gz", "raw"])
+def test_mnist_train_images_recompressed_in_a_fashion_folder_are_refused(tmp_path, form):
+    # Only the .gz checksums of the MNIST train files are known, so re-gzipped or
+    # uncompressed they used to load as Fashion-MNIST; they are known by their values'
+    # count, sum and sum of squares (from the published statistics) as well.
+    folder = tmp_path / "fashion-mnist"
+    write_set(folder, 20, roles=TEST_ROLES)
+    compress = form == "gz"
+    spec = mn.FASHION_MNIST.files
+    images = _values_with_moments(MNIST_TRAIN_MOMENTS).reshape(60000, 28, 28)
+    fashion_labels = (np.arange(60000) % 10).astype(np.uint8)  # 6000 of each, as Fashion's
+    name = spec["train_images"].name if compress else spec["train_images"].raw_name
+    write_idx(folder / name, images, compress=compress)
+    labels_name = spec["train_labels"].name if compress else spec["train_labels"].raw_name
+    write_idx(folder / labels_name, fashion_labels, compress=compress)
+    with pytest.raises(DataError, match=rf"{folder / name}: this is the MNIST "
+                       r"train-images-idx3-ubyte \(recognised by the count, sum and sum of "
+                       r"squares of its values\), not Fashion-MNIST's"):
+        load_fashion_mnist(data_dir=folder, download=False, verify=False)
+
+
+@pytest.mark.parametrize("form", ["gz", "raw"])
+def test_mnist_train_labels_recompressed_in_a_fashion_folder_are_refused(tmp_path, form):
+    # MNIST's train labels, known by their published class counts, with other images.
+    folder = tmp_path / "fashion-mnist"
+    write_set(folder, 20, roles=TEST_ROLES)
+    compress = form == "gz"
+    spec = mn.FASHION_MNIST.files
+    name = spec["train_images"].name if compress else spec["train_images"].raw_name
+    labels_name = spec["train_labels"].name if compress else spec["train_labels"].raw_name
+    counts = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    mnist_labels = np.random.default_rng(0).permutation(np.repeat(np.arange(10), counts))
+    write_idx(folder / labels_name, mnist_labels.astype(np.uint8), compress=compress)
+    write_idx(folder / name, np.zeros((60000, 28, 28), np.uint8), compress=compress)
+    for verify in (False, True):
+        with pytest.raises(DataError, match=rf"{folder / labels_name}: this is the MNIST "
+                           "train-labels-idx1-ubyte"):
+            load_fashion_mnist(data_dir=folder, download=False, verify=verify)
+
+
+def test_mnist_train_images_recompressed_fail_verification_by_name(tmp_path):
+    # verify=True on a Fashion-MNIST folder names what the file is, not only "sha256 mismatch".
+    path = tmp_path / "train-images-idx3-ubyte"
+    write_idx(path, _values_with_moments(MNIST_TRAIN_MOMENTS).reshape(60000, 28, 28))
+    with pytest.raises(DataError, match="this is the MNIST train-images-idx3-ubyte"):
+        mn.verify_file(path, "fashion_mnist", "train_images")
+
+
+def test_images_with_another_sum_of_squares_are_not_refused(tmp_path):
+    # The sum alone (the cheap first test) does not decide: same count and sum as MNIST's
+    # train images, other squares, loads as Fashion-MNIST data.
+    n, s, q = MNIST_TRAIN_MOMENTS
+    folder = tmp_path / "fashion-mnist"
+    write_set(folder, 20, roles=TEST_ROLES)
+    images = _values_with_moments((n, s, q + 2)).reshape(60000, 28, 28)
+    write_idx(folder / "train-images-idx3-ubyte", images)
+    write_idx(folder / "train-labels-idx1-ubyte", (np.arange(60000) % 10).astype(np.uint8))
+    ds = load_fashion_mnist(data_dir=folder, download=False, verify=False)
+    assert ds.num_train == 60000

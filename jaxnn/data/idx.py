@@ -25,6 +25,7 @@ A file is rejected when its magic is wrong (first two bytes not zero, unknown dt
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import math
@@ -32,11 +33,12 @@ import os
 import pathlib
 import struct
 import zlib
+from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
 
-from jaxnn._atomic import write_bytes
+from jaxnn._atomic import replace_atomically
 
 __all__ = ["DataError", "IDX_DTYPES", "parse_idx", "read_idx", "write_idx"]
 
@@ -215,15 +217,25 @@ def parse_idx(data: bytes, *, source: str = "<bytes>") -> np.ndarray:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """Read one IDX file (``.gz`` or raw) into a numpy array; see :func:`parse_idx`.
 
-    The data are decompressed straight into the result, so reading needs about the array's
-    own size in memory (plus 1 MiB), not the file's bytes and a decompressed copy besides.
+    The data are decompressed straight into the result, so reading a regular file needs
+    about the array's own size in memory (plus 1 MiB), not the file's bytes and a
+    decompressed copy besides. A stream that cannot seek (a named pipe, ``/dev/stdin``) is
+    read whole first, which needs its bytes besides.
 
     Raises:
-      DataError: the file cannot be read or is not a valid IDX file (the message names it).
+      DataError: the path is empty, the file cannot be read or is not a valid IDX file (the
+        message names it).
     """
+    if not os.fspath(path):
+        # pathlib.Path("") is the current directory: the error would name ".".
+        raise DataError("read_idx: empty path ''; give the path of an IDX file")
     path = pathlib.Path(path)
     try:
         with open(path, "rb") as f:
+            if not f.seekable():
+                # The reader seeks (to a gzip trailer, back to the start); the bytes read
+                # are at most what the writer sent, whatever the header claims.
+                return _read_idx_stream(io.BytesIO(f.read()), str(path))
             return _read_idx_stream(f, str(path))
     except OSError as err:  # a corrupt gzip stream is a DataError already
         raise DataError(f"{path}: cannot read IDX file ({err})") from err
@@ -238,6 +250,11 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
       array: an array of one of the IDX element types (uint8, int8, int16, int32, float32,
         float64) with at least one dimension.
       compress: force (True) or prevent (False) gzip compression.
+
+    The file is written a chunk at a time (converted to big-endian and, if asked,
+    compressed as it goes), so writing needs about 1 MiB besides the array, into a
+    temporary file renamed over ``path`` once complete: a failed write leaves any previous
+    file whole.
 
     Raises:
       ValueError: the dtype has no IDX code, the array is 0-dimensional or a dimension
@@ -261,10 +278,29 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool | No
         )
     code = codes[native]
     header = struct.pack(">HBB", 0, code, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    payload = header + np.ascontiguousarray(array, dtype=IDX_DTYPES[code]).tobytes()
     path = pathlib.Path(path)
     if compress is None:
         compress = path.suffix == ".gz"
-    if compress:
-        payload = gzip.compress(payload, mtime=0)
-    write_bytes(path, payload)
+
+    def write(tmp: str) -> None:
+        # filename="": no temporary name in the gzip header; mtime=0: reproducible bytes.
+        with open(tmp, "wb") as f, (
+            gzip.GzipFile(filename="", fileobj=f, mode="wb", mtime=0) if compress
+            else contextlib.nullcontext(f)
+        ) as out:
+            out.write(header)
+            for chunk in _big_endian_chunks(array, IDX_DTYPES[code]):
+                out.write(chunk)
+
+    replace_atomically(path, write)
+
+
+def _big_endian_chunks(array: np.ndarray, dtype: np.dtype) -> Iterator[memoryview]:
+    """``array``'s items as ``dtype`` in row-major order, a chunk at a time: converting (or
+    gathering a strided array) whole would hold a second copy of it, and compressing that
+    a third."""
+    iterator = np.nditer(array, flags=["external_loop", "buffered", "zerosize_ok"],
+                         op_dtypes=[dtype], casting="equiv", order="C",
+                         buffersize=max(1, _CHUNK // dtype.itemsize))
+    for chunk in iterator:
+        yield memoryview(np.ascontiguousarray(chunk).view(np.uint8))
