@@ -6,7 +6,8 @@ string. Files are written to a temporary name in the same directory, flushed, fs
 renamed over the final name (``os.replace`` is atomic on POSIX), so a crash leaves either
 the old file or the new one, never half of one. Reading checks the magic, the length and
 the hash: a truncated or corrupted file raises :class:`CheckpointError` naming the file,
-and :class:`CheckpointManager` falls back to the newest good one.
+and :class:`CheckpointManager` falls back to the newest good one (and can set the damaged
+one aside as ``*.unreadable``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,17 @@ _NAME = re.compile(r"^ckpt_(\d{6,})\.jaxnn$")
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be read (missing, truncated, corrupted or mismatched)."""
+    """A checkpoint that cannot be read (missing, truncated, corrupted or mismatched).
+
+    Attributes:
+      damaged: whether the file's own bytes are broken (truncated, corrupted, not a jaxnn
+        checkpoint), so that no run can ever read it; False when it is missing, cannot be
+        opened, or is whole but holds a state other than the one asked for.
+    """
+
+    def __init__(self, message: str, *, damaged: bool = False):
+        super().__init__(message)
+        self.damaged = damaged
 
 
 def _plain(value: Any) -> Any:
@@ -68,35 +79,43 @@ def write_checkpoint(path: str | os.PathLike, tree: Any, metadata: dict | None =
     write_bytes(path, header + payload)
 
 
-def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
-    """Read a checkpoint into the structure of ``target``; returns ``(tree, metadata)``.
-
-    Raises:
-      CheckpointError: naming the file, when it is missing, truncated, corrupted, or holds a
-        tree whose structure or shapes differ from ``target``.
-    """
-    path = pathlib.Path(path)
+def _payload(path: pathlib.Path) -> bytes:
+    """The payload of the checkpoint file ``path``, its length and hash checked."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"checkpoint {str(path)!r} cannot be read: {e.strerror}") from None
     if len(raw) < _HEADER.size:
-        raise CheckpointError(f"checkpoint {str(path)!r} is truncated ({len(raw)} bytes)")
+        raise CheckpointError(f"checkpoint {str(path)!r} is truncated ({len(raw)} bytes)",
+                              damaged=True)
     magic, digest, length = _HEADER.unpack_from(raw)
     if magic != MAGIC:
-        raise CheckpointError(f"checkpoint {str(path)!r} is not a jaxnn checkpoint (bad magic)")
+        raise CheckpointError(f"checkpoint {str(path)!r} is not a jaxnn checkpoint (bad magic)",
+                              damaged=True)
     payload = raw[_HEADER.size:]
     if len(payload) < length:
         raise CheckpointError(
-            f"checkpoint {str(path)!r} is truncated: {len(payload)} of {length} payload bytes"
-        )
+            f"checkpoint {str(path)!r} is truncated: {len(payload)} of {length} payload bytes",
+            damaged=True)
     if len(payload) > length:
         raise CheckpointError(
             f"checkpoint {str(path)!r} is corrupted: {len(payload)} payload bytes, its header "
-            f"says {length}"
-        )
+            f"says {length}", damaged=True)
     if hashlib.sha256(payload).digest() != digest:
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted (checksum mismatch)")
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted (checksum mismatch)",
+                              damaged=True)
+    return payload
+
+
+def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
+    """Read a checkpoint into the structure of ``target``; returns ``(tree, metadata)``.
+
+    Raises:
+      CheckpointError: naming the file, when it is missing, truncated, corrupted, or holds a
+        tree whose structure or shapes differ from ``target`` (``damaged`` says which).
+    """
+    path = pathlib.Path(path)
+    payload = _payload(path)
     try:
         blob = flax.serialization.msgpack_restore(payload)
         host_target = jax.tree.map(np.asarray, jax.device_get(target))
@@ -220,3 +239,40 @@ class CheckpointManager:
                 problems.append(str(e))
         detail = ("; ".join(problems)) if problems else "none found"
         raise CheckpointError(f"no usable checkpoint in {str(self.directory)!r}: {detail}")
+
+    def set_aside_unreadable(self, after: int) -> list[tuple[pathlib.Path, pathlib.Path]]:
+        """Rename each numbered checkpoint above epoch ``after`` whose bytes are damaged
+        (truncated or corrupted: no run can read it) to ``ckpt_NNNNNN.jaxnn.unreadable``
+        beside it, a name no listing or pruning matches; returns ``(old, new)`` pairs.
+
+        Call it once a resume has restored epoch ``after`` (the files above it are those
+        :meth:`restore_latest` skipped), while no save runs here. Left under its name, a
+        damaged file was skipped and warned about again at every later resume, and
+        pruning counted it as one of the ``keep`` checkpoints, deleting a good one in its
+        place. A whole file (one of another state, or one that cannot be opened) is kept.
+        """
+        moved = []
+        for epoch in self.epochs():
+            if epoch <= after:
+                continue
+            path = self.path(epoch)
+            try:
+                _payload(path)
+            except CheckpointError as e:
+                if e.damaged and (new := _set_aside(path)) is not None:
+                    moved.append((path, new))
+        return moved
+
+
+def _set_aside(path: pathlib.Path) -> pathlib.Path | None:
+    """Rename ``path`` to a free ``<name>.unreadable[-N]`` beside it; None when it cannot
+    be renamed (gone meanwhile, a read-only folder: it is skipped again next time)."""
+    for n in range(1, 1000):
+        new = path.with_name(f"{path.name}.unreadable{'' if n == 1 else f'-{n}'}")
+        if new.exists():
+            continue
+        try:
+            return path.rename(new)
+        except OSError:
+            return None
+    return None  # pragma: no cover - a thousand set-aside files of one epoch

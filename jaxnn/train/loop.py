@@ -27,6 +27,7 @@ the same path on a file system all processes share.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import inspect
 import json
 import math
@@ -221,6 +222,33 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Any:
         raise ConfigError(f"schedule: {e}") from None
 
 
+def _schedule_stretch(cfg: Config, saved_epochs: int, steps_per_epoch: int, step: int
+                      ) -> str | None:
+    """The warning for a resume that changes ``training.epochs`` under a schedule whose
+    length follows it (a ``decay_steps`` left to default to the run's steps): the schedule
+    is stretched or shrunk from the resumed step on, so the learning rate jumps; None when
+    the learning rate at ``step`` stays the same."""
+    if saved_epochs == cfg.training.epochs:
+        return None
+    old_cfg = config_lib.replace(cfg, "training.epochs", saved_epochs)
+    new, old = build_schedule(cfg, steps_per_epoch), build_schedule(old_cfg, steps_per_epoch)
+    if not callable(new):
+        return None
+    new_lr, old_lr = float(new(step)), float(old(step))
+    if new_lr == old_lr:
+        return None
+    s = cfg.schedule
+    params = inspect.signature(schedules_lib.get_factory(s.name)).parameters
+    name = next((n for n in _STEP_ARGS if n in params and n not in s.options
+                 and n not in s.epoch_options
+                 and params[n].default is inspect.Parameter.empty), _STEP_ARGS[0])
+    return (f"warning: the {s.name} schedule's {name} follows training.epochs, which this "
+            f"resume changes from {saved_epochs} to {cfg.training.epochs}, so the learning "
+            f"rate at step {step} jumps from {old_lr:.4g} to {new_lr:.4g}; to continue the "
+            f"run's own schedule, resume with --set schedule.epoch_options.{name}="
+            f"{saved_epochs}")
+
+
 def mlp_config(model: config_lib.ModelConfig, layer_sizes: Sequence[int]) -> mlp.MLPConfig:
     """The :class:`jaxnn.mlp.MLPConfig` of a config's ``model`` section with these layer sizes.
 
@@ -381,8 +409,10 @@ def _check_monitors(cfg: Config, dataset: Any) -> None:
         ("training.reduce_on_plateau.monitor", cfg.training.reduce_on_plateau),
     ):
         if section.enabled and section.monitor not in logged:
-            hint = ""
-            if section.monitor.startswith("val_"):
+            # The validation hint only where no split is made: 'val_los' is a typo there.
+            close = difflib.get_close_matches(section.monitor, logged, n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            if section.monitor.startswith("val_") and getattr(dataset, "x_val", None) is None:
                 hint = " (set data.validation_fraction > 0 to log validation metrics)"
             raise ConfigError(
                 f"{key}: {section.monitor!r} is not a logged metric{hint}; "
@@ -809,12 +839,13 @@ def train_and_evaluate(
         if "config" in meta:
             _check_resume_config(meta["config"], config_lib.to_dict(saved_cfg), logged=logged)
         start_epoch = int(meta["epoch"])
-        rows, rows_bytes = _resumed_rows(meta, workdir, main, start_epoch)
         if t.epochs < start_epoch:  # epochs cannot be untrained: say so, not a longer run
             raise ConfigError(
                 f"training.epochs: got {t.epochs}, but the run in {str(workdir)!r} has trained "
                 f"{start_epoch} epochs already; resume with training.epochs >= {start_epoch}"
             )
+        # After every check that can refuse the resume: it may set the logs aside.
+        rows, rows_bytes = _resumed_rows(meta, workdir, main, start_epoch)
         best_value, best_epoch = meta["best_value"], int(meta["best_epoch"])
         # The run's progress; patience and min_delta are this config's (they may change).
         progress = {k: meta["early_stopping"][k]
@@ -835,6 +866,11 @@ def train_and_evaluate(
             # epochs that it trains again (or, with epochs lowered to these, never).
             log.reset(rows, rows_bytes)
             ckpts.remove_temporaries()  # of a save killed mid-write (kill -9)
+            # A damaged file skipped above: set aside, or every later resume would skip it
+            # again (and warn), and pruning would count it as one of the kept checkpoints.
+            for old, new in ckpts.set_aside_unreadable(after=start_epoch):
+                print(f"warning: set the unreadable {old.name} aside as {new.name}",
+                      file=sys.stderr)
             remove_temporaries(workdir, lambda name: name in _RUN_FILES
                                or bool(re.fullmatch(r"[a-z_]+\.png", name)))
             if print_every or show_progress:  # quiet: nothing
@@ -847,6 +883,12 @@ def train_and_evaluate(
                       f"{stopper.patience}), so it trains no further; raise "
                       "training.early_stopping.patience or set "
                       "training.early_stopping.enabled=false to continue it", file=sys.stderr)
+        saved_epochs = meta.get("config", {}).get("training", {}).get("epochs")
+        if main and saved_epochs is not None and t.epochs > start_epoch and not stopped_early:
+            stretch = _schedule_stretch(cfg, int(saved_epochs), exp.steps_per_epoch,
+                                        int(state.step))
+            if stretch:
+                print(stretch, file=sys.stderr)
 
     if main and not resume:
         log.reset([])  # a fresh run's logs (a folder's leftovers of an unfinished run go)
