@@ -11,8 +11,9 @@ Sections (``--workloads``, comma separated; default all):
 * ``matmul``   -- best float32 matrix-multiply rate (GFLOP/s) over a few large square sizes
   with ``jnp.dot`` (jitted), NumPy and PyTorch (when installed). The best of them is the
   machine's reference rate; every other row reports the fraction of it that it reaches,
-  counting ``6 * sum(fan_in * fan_out)`` FLOPs per training sample (forward 2, backward 4;
-  elementwise work is not counted).
+  counting the matmul FLOPs a training sample performs: ``6 * sum(fan_in * fan_out)``
+  (forward 2, backward 4) less ``2 * fan_in * fan_out`` of the first layer, whose input
+  gradient no implementation computes (elementwise work is not counted).
 * ``backprop`` -- the hand-written backward pass (:func:`jaxnn.backprop.value_and_grad`)
   against ``jax.value_and_grad`` on the same MLPs (784-256-256-10 ReLU and a deep tanh
   one, batch 128): gradient alone (jitted), a jitted train step in a Python loop, and a
@@ -30,13 +31,19 @@ Sections (``--workloads``, comma separated; default all):
   linen loop (and PyTorch eager when installed).
 
 Method: synthetic MNIST-shaped data made from a key (60,000 x 784 float32 in [0, 1),
-10 classes) resident on the default device; every implementation shuffles with a keyed
+10 classes, labels ``argmax((x - 0.5) @ W)`` of a random ``W``, so that they can be
+learnt) resident on the default device; every implementation shuffles with a keyed
 permutation on the device each epoch (PyTorch with ``torch.randperm``). Implementations
 of one workload are built and warmed up first (the warm-up run is excluded, and its wall
 time minus the median timed run is reported as the compile time), then timed
 alternately -- ``repeats`` rounds, each round running every implementation once, the
-starting implementation rotating -- and the median is reported. Peak memory is the
-largest device ``bytes_in_use`` (GPU) or process RSS (CPU, worker processes included)
+starting implementation rotating -- and the median is reported. The training rows (W1,
+W2 and backprop's scan epochs) must also train (:func:`check_training`): each model's loss
+on the first 8,192 examples, measured outside the timed region before the warm-up and
+after the last timed epoch, must fall, and a peer's must end at most at the worst jaxnn
+row's plus half the jaxnn rows' smallest loss reduction; a peer that does not is left out
+of the ratios (shown as failed), a jaxnn row that does not stops the bench. Peak memory is
+the largest device ``bytes_in_use`` (GPU) or process RSS (CPU, worker processes included)
 sampled during the implementation's compile and warm-up, minus the value just before it:
 an estimate of what that implementation adds, not an exact high-water mark.
 
@@ -69,7 +76,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -82,7 +89,7 @@ from jaxnn._atomic import write_text
 from jaxnn.cli import exit_with
 from jaxnn.train import TrainState, make_train_epoch, make_train_step
 
-__all__ = ["Impl", "Result", "main", "measure", "run"]
+__all__ = ["Impl", "Result", "Training", "check_training", "main", "measure", "run"]
 
 WORKLOADS = ("matmul", "backprop", "w1", "w2", "w3")
 LOSS = "softmax_cross_entropy_with_integer_labels"
@@ -149,11 +156,14 @@ def environment() -> dict[str, Any]:
         "optax": optax.__version__,
         "numpy": np.__version__,
         "jaxnn": getattr(jaxnn, "__version__", _version("jaxnn")),
+        "jax_enable_x64": bool(jax.config.jax_enable_x64),  # float64 could leak in
         "torch": None,
+        "torch_threads": None,
     }
     torch = _torch()
     if torch is not None:
         env["torch"] = torch.__version__
+        env["torch_threads"] = torch.get_num_threads()  # XLA:CPU uses every usable core
     return env
 
 
@@ -265,7 +275,8 @@ class Impl:
     Attributes:
       name: the row label.
       setup: builds everything (models, optimizer state, jitted functions) and returns
-        ``run``, a callable doing ONE timed unit of work and blocking until it is done.
+        ``run``, a callable doing ONE timed unit of work and blocking until it is done, or a
+        :class:`Training` (``run`` and the model's loss, to check that it trains).
       family: ``"jaxnn"``, ``"flax"``, ``"torch"`` (for the peer ratios) or ``"ref"``.
       processes: the operating-system processes doing the work (1 for every peer; more
         for the jaxnn rows that spread independent models over pinned worker processes).
@@ -277,9 +288,19 @@ class Impl:
     processes: int = 1
 
 
+class Training(NamedTuple):
+    """What a training row's ``setup`` returns: ``run`` (one timed epoch, blocking) and
+    ``loss()``, the current model's mean loss on the evaluation rows -- called outside the
+    timed region, before the warm-up and after the last timed run (:func:`check_training`)."""
+
+    run: Callable[[], Any]
+    loss: Callable[[], float]
+
+
 @dataclasses.dataclass
 class Result:
-    """Timings of one implementation (seconds per timed unit)."""
+    """Timings of one implementation (seconds per timed unit); for a training row also its
+    loss before the warm-up and after the last timed run (NaN when not measured)."""
 
     workload: str
     name: str
@@ -292,6 +313,8 @@ class Result:
     unit: str = "samples/s"
     skipped: str | None = None
     processes: int = 1
+    loss_start: float = float("nan")
+    loss_end: float = float("nan")
 
     @property
     def median_s(self) -> float:
@@ -315,7 +338,8 @@ class Result:
             "unit": self.unit, "median_s": self.median_s, "times_s": self.times,
             "throughput": self.throughput, "compile_s": self.compile_s,
             "peak_mb": self.peak_bytes / 2**20, "gflops": self.gflops, "skipped": self.skipped,
-            "processes": self.processes,
+            "processes": self.processes, "loss_start": self.loss_start,
+            "loss_end": self.loss_end,
         }
 
 
@@ -329,11 +353,14 @@ def measure(
     unit: str = "samples/s",
     log: Callable[[str], None] = print,
 ) -> list[Result]:
-    """Build and warm up every implementation, then time them alternately.
+    """Build and warm up every implementation, then time them alternately, then check that
+    the training rows trained (:func:`check_training`).
 
     Args:
       workload: the section name (labels only).
-      impls: the implementations; each ``setup()`` returns a blocking ``run()``.
+      impls: the implementations; each ``setup()`` returns a blocking ``run()`` or a
+        :class:`Training`, whose ``loss()`` is measured before the warm-up and after the
+        last timed run, outside the times (and outside the compile time).
       repeats: timed rounds; each round runs every implementation once, starting with a
         different one each round (so no implementation always runs first).
       samples: samples (or steps) in one ``run()``.
@@ -342,7 +369,7 @@ def measure(
     Returns:
       One :class:`Result` per implementation (the median of ``repeats`` times).
     """
-    runs, results, failed = [], [], []
+    runs, losses, results, failed = [], [], [], []
     for impl in impls:
         log(f"  [{workload}] compile + warm-up: {impl.name}")
         torch_cuda = _torch_cuda() if impl.family in ("torch", "ref") else None
@@ -353,9 +380,13 @@ def measure(
         try:
             with MemorySampler() as mem:
                 t0 = time.perf_counter()
-                run = impl.setup()
+                built = impl.setup()
+                built_s = time.perf_counter() - t0
+                run, loss = built if isinstance(built, Training) else (built, None)
+                loss_start = float(loss()) if loss is not None else float("nan")
+                t0 = time.perf_counter()
                 run()
-                first = time.perf_counter() - t0
+                first = built_s + time.perf_counter() - t0
         except Exception as e:  # an optional peer (e.g. torch.compile) failing is reported
             if impl.family == "jaxnn":
                 raise
@@ -368,8 +399,10 @@ def measure(
         if torch_cuda is not None:  # torch's CUDA allocator is invisible to JAX's stats
             peak = max(peak, float(torch_cuda.max_memory_allocated() - torch_base))
         runs.append(run)
+        losses.append(loss)
         results.append(Result(workload, impl.name, impl.family, [], first, peak,
-                              samples, flops, unit, processes=impl.processes))
+                              samples, flops, unit, processes=impl.processes,
+                              loss_start=loss_start))
     active = list(range(len(runs)))
     for r in range(repeats):
         order = [active[(r + k) % len(active)] for k in range(len(active))] if active else []
@@ -387,11 +420,59 @@ def measure(
                 active.remove(i)
                 continue
             results[i].times.append(time.perf_counter() - t0)
+    for i in active:  # untimed: the loss each model reached
+        if losses[i] is not None:
+            results[i].loss_end = float(losses[i]())
+    results = check_training(workload, results, log)
     for res in results:
         if res.skipped is None:
+            trained = ("" if math.isnan(res.loss_start)
+                       else f"; loss {res.loss_start:.4g} -> {res.loss_end:.4g}")
             log(f"  [{workload}] {res.name}: median {res.median_s * 1e3:.1f} ms "
-                f"({res.throughput:,.0f} {unit})")
+                f"({res.throughput:,.0f} {unit}{trained})")
     return results + failed
+
+
+# A peer's final loss may exceed the worst jaxnn row's by this fraction of the smallest
+# loss reduction of the jaxnn rows: the seeds and shuffles differ, so the losses do (W2 after
+# 3 epochs: 0.48 and 0.39 for two seeds of the same jaxnn row), but a model that barely
+# trains ends near where it started.
+TRAIN_SLACK = 0.5
+
+
+def check_training(workload: str, results: Sequence[Result],
+                   log: Callable[[str], None] = print) -> list[Result]:
+    """The training rows that trained, so that no broken implementation can win a ratio.
+
+    A row with a measured loss (a :class:`Training`) must end finite and below its own
+    loss before the warm-up; a peer must also end at most ``TRAIN_SLACK`` times the
+    smallest loss reduction of the jaxnn rows above their highest final loss (same data,
+    architecture, optimizer and number of epochs; only the initial weights and the
+    shuffles differ). A peer that fails is left out like a peer that raised (no times,
+    ``skipped`` says why); a jaxnn row that fails is a ``RuntimeError``.
+    """
+    def trained(r: Result) -> bool:
+        return math.isfinite(r.loss_end) and r.loss_end < r.loss_start
+
+    def measured(r: Result) -> bool:
+        return bool(r.times) and not math.isnan(r.loss_start)
+
+    mine = [r for r in results if measured(r) and r.family == "jaxnn"]
+    for r in mine:
+        if not trained(r):
+            raise RuntimeError(f"bench: {workload} {r.name} did not train: loss "
+                               f"{r.loss_start:.4g} before, {r.loss_end:.4g} after")
+    bound = (max(r.loss_end for r in mine)
+             + TRAIN_SLACK * min(r.loss_start - r.loss_end for r in mine)) if mine else math.inf
+    out = []
+    for r in results:
+        if measured(r) and r.family != "jaxnn" and not (trained(r) and r.loss_end <= bound):
+            why = (f"did not train: loss {r.loss_start:.4g} before, {r.loss_end:.4g} after"
+                   + (f" (allowed: < loss before, <= {bound:.4g})" if mine else ""))
+            log(f"  [{workload}] {r.name} FAILED the training check, left out: {why}")
+            r = dataclasses.replace(r, times=[], skipped=why)
+        out.append(r)
+    return out
 
 
 def _failure(e: BaseException) -> str:
@@ -404,8 +485,12 @@ def _block(tree: Any) -> Any:
 
 
 def train_flops(layer_sizes: Sequence[int]) -> float:
-    """FLOPs of one training sample through a dense MLP: ``6 * sum(fan_in * fan_out)``."""
-    return 6.0 * sum(a * b for a, b in zip(layer_sizes[:-1], layer_sizes[1:], strict=False))
+    """Matmul FLOPs of one training sample through a dense MLP, as every implementation
+    performs them: ``2 * fan_in * fan_out`` per layer forward, ``4 *`` backward (weight and
+    input gradients), less the first layer's input gradient, which no implementation
+    computes (the data needs none): ``6 * sum(fan_in * fan_out) - 2 * in * first``."""
+    pairs = list(zip(layer_sizes[:-1], layer_sizes[1:], strict=False))
+    return 6.0 * sum(a * b for a, b in pairs) - (2.0 * pairs[0][0] * pairs[0][1] if pairs else 0.0)
 
 
 # ----------------------------------------------------------------------------- data
@@ -438,10 +523,16 @@ QUICK = Sizes(n_train=2048, w1_hidden=(32,) * 5, w2_hidden=(64, 64), w3_depth=4,
 
 
 def synthetic_mnist(key: jax.Array, n: int, in_dim: int = 784, classes: int = 10):
-    """MNIST-shaped data from a key: ``x`` uniform in [0, 1) float32, ``y`` int32 labels."""
-    kx, ky = jax.random.split(key)
+    """MNIST-shaped data from a key: ``x`` uniform in [0, 1) float32, ``y`` int32 labels.
+
+    The labels are learnable, ``y = argmax((x - 0.5) @ W)`` for a random ``W``: a model that
+    trains takes its loss below chance (``log(classes)``) and on, so :func:`check_training`
+    can tell it from one that does not (on random labels every loss ends near chance).
+    """
+    kx, kw = jax.random.split(key)
     x = jax.random.uniform(kx, (n, in_dim), jnp.float32)
-    y = jax.random.randint(ky, (n,), 0, classes, jnp.int32)
+    w = jax.random.normal(kw, (in_dim, classes), jnp.float32)
+    y = jnp.argmax((x - 0.5) @ w, axis=1).astype(jnp.int32)
     return _block(x), _block(y)
 
 
@@ -455,6 +546,14 @@ def _epoch_batches(key: jax.Array, n: int, batch: int) -> jax.Array:
     a 2-core CPU, ~15% of a W1 linen step) that the fused jaxnn epoch does not pay."""
     nb = n // batch
     return jax.random.permutation(key, n)[: nb * batch].reshape(nb, batch)
+
+
+EVAL_ROWS = 8192  # the rows every training row's loss is measured on (the first ones)
+
+
+def _eval_rows(x, y):
+    """The first ``EVAL_ROWS`` examples: where :class:`Training` losses are measured."""
+    return x[:EVAL_ROWS], y[:EVAL_ROWS]
 
 
 # ----------------------------------------------------------------------------- jaxnn
@@ -482,6 +581,9 @@ def jaxnn_epoch_impl(name: str, cfg: mlp.MLPConfig, tx_fn: Callable[[], Any], gr
         box = {"state": TrainState.create(params=params, tx=tx, key=jax.random.key(seed + 1),
                                           model_state=model_state), "epoch": 0}
         root = jax.random.key(seed + 2)
+        loss_fn = mlp.make_loss_fn(cfg, LOSS)
+        evaluate = jax.jit(lambda p, s, xe, ye: loss_fn(p, s, xe, ye, None, False)[0])
+        xe, ye = _eval_rows(x, y)
 
         def run():
             box["epoch"] += 1
@@ -490,7 +592,10 @@ def jaxnn_epoch_impl(name: str, cfg: mlp.MLPConfig, tx_fn: Callable[[], Any], gr
             _block((box["state"].params, metrics["loss"]))
             return box["state"]
 
-        return run
+        def loss():
+            return float(evaluate(box["state"].params, box["state"].model_state, xe, ye))
+
+        return Training(run, loss)
 
     return Impl(name, setup, "jaxnn")
 
@@ -597,7 +702,9 @@ def flax_linen_impl(hidden: Sequence[int], classes: int, activation: str, kernel
             box["state"] = st
             _block((st.params, loss))
 
-        return run
+        evaluate = jax.jit(lambda p, xe, ye: _xent(model.apply({"params": p}, xe), ye))
+        xe, ye = _eval_rows(x, y)
+        return Training(run, lambda: float(evaluate(box["state"].params, xe, ye)))
 
     return Impl("flax linen loop", setup, "flax")
 
@@ -648,7 +755,9 @@ def flax_nnx_impl(hidden: Sequence[int], classes: int, activation: str, kernel_i
                 loss = train_step(model, optimizer, x, y, idx)
             _block((nnx.state(model, nnx.Param), loss))
 
-        return run
+        evaluate = nnx.jit(lambda m, xe, ye: _xent(m(xe), ye))
+        xe, ye = _eval_rows(x, y)
+        return Training(run, lambda: float(evaluate(model, xe, ye)))
 
     return Impl("flax nnx loop", setup, "flax")
 
@@ -719,7 +828,13 @@ def torch_impls(hidden: Sequence[int], classes: int, activation: str, init: str,
                 float(loss.detach())
                 sync()
 
-            return run
+            xe, ye = _eval_rows(xt, yt)
+
+            def loss():
+                with torch.no_grad():  # the eager module: the weights the step updates
+                    return float(loss_f(model(xe), ye))
+
+            return Training(run, loss)
 
         return Impl("pytorch compile" if compiled else "pytorch eager", setup, "torch")
 
@@ -1029,11 +1144,13 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log) -> list[Result]:
 
 def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
     device, use_cuda = _torch_device(torch)
+    # Converted before the implementations are set up, as for W1/W2 and as the JAX rows'
+    # data exists before theirs: a copy of the data inside setup counted in its peak MB.
+    xt = torch.from_numpy(np.array(x)).to(device)
+    yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
 
     def setup():
         torch.set_flush_denormal(True)
-        xt = torch.from_numpy(np.array(x)).to(device)
-        yt = torch.from_numpy(np.asarray(y).astype(np.int64)).to(device)
         loss_f = torch.nn.CrossEntropyLoss()
 
         def run():
@@ -1197,6 +1314,8 @@ def _ratio_line(wl: str, label: str, e: dict[str, Any]) -> str:
         frac = e["fraction_of_best_matmul"]
         extra = f" (target >= 70%: {'met' if frac >= 0.7 else 'MISSED'})" if wl == "w2" else ""
         parts.append(f"{100 * frac:.0f}% of best matmul{extra}")
+    elif wl == "w2":  # the rate comes from the matmul section of the same run
+        parts.append("no matmul section in this run (target >= 70%: not measured)")
     return "; ".join(parts)
 
 
@@ -1258,9 +1377,15 @@ def header(env: dict[str, Any]) -> str:
         f"# device {env['device']} x{env['device_count']} (backend {env['backend']}); "
         f"CPU {env['cpu_model']}, {env['cpu_count']} cores ({env['cpu_affinity']} usable)\n"
         f"# jax {env['jax']}, jaxlib {env['jaxlib']}, flax {env['flax']}, "
-        f"optax {env['optax']}, numpy {env['numpy']}, torch {env['torch'] or 'not installed'}\n"
+        f"optax {env['optax']}, numpy {env['numpy']}, torch {env['torch'] or 'not installed'}"
+        f"{_threads(env)}; x64 {'ON' if env.get('jax_enable_x64') else 'off'}\n"
         f"# quick={env['quick']}, repeats={env['repeats']} (median after one warm-up run)"
     )
+
+
+def _threads(env: dict[str, Any]) -> str:
+    t = env.get("torch_threads")
+    return f" ({t} threads)" if t else ""
 
 
 def _json_safe(v: Any) -> Any:
