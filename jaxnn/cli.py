@@ -101,6 +101,13 @@ def train_main(argv: Sequence[str] | None = None) -> int:
 
     workdir = args.workdir
     try:
+        # An empty path (an unset shell variable: --workdir "$RUN") was read as "not given":
+        # the run went to runs/<config name> and --config '' became the folder '.'.
+        for flag, value, instead in (("--config", args.config, "the default job"),
+                                     ("--workdir", args.workdir, "runs/<config name>")):
+            if value is not None and not value.strip():
+                raise ConfigError(f"{flag} {value!r}: an empty path; give one, or leave "
+                                  f"{flag} out for {instead}")
         overrides = list(args.overrides)
         if args.devices is not None:
             overrides.append(f"training.devices={args.devices}")

@@ -239,6 +239,30 @@ def _suggest(name: str, choices: Sequence[str]) -> str:
     return ""
 
 
+def _schema_paths(cls: Any = None, prefix: str = "") -> list[str]:
+    """Every dotted key of the config schema, sections included: ``training.early_stopping``,
+    ``training.early_stopping.patience``..."""
+    paths = []
+    for name, hint in typing.get_type_hints(cls or Config).items():
+        paths.append(prefix + name)
+        if dataclasses.is_dataclass(hint):
+            paths += _schema_paths(hint, f"{prefix}{name}.")
+    return paths
+
+
+def _suggest_key(key: str, names: Sequence[str]) -> str:
+    """The suggestion for the unknown dotted ``key`` (``names``: the valid keys beside it).
+
+    A key of another section is named with its place (``training.learning_rate``: did you
+    mean 'optimizer.learning_rate'?), before close matches here, which would be misleading
+    ('drop_remainder' for ``training.dropout_rate``)."""
+    name = key.rpartition(".")[2]
+    elsewhere = [p for p in _schema_paths() if p.rpartition(".")[2] == name and p != key]
+    if elsewhere:
+        return " (did you mean " + " or ".join(repr(p) for p in elsewhere) + "?)"
+    return _suggest(name, names)
+
+
 def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
@@ -314,10 +338,16 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     if tp is float:
         if isinstance(value, bool):
             raise ConfigError(f"{key}: got {value!r}, expected a number")
-        if isinstance(value, (int, float)):
-            return float(value)
+        if isinstance(value, float):
+            return value
+        if isinstance(value, int):
+            try:
+                return float(value)
+            except OverflowError:  # a raw traceback from the CLI
+                raise ConfigError(f"{key}: got {value!r}, expected a number within the "
+                                  "float range (about +-1.8e308)") from None
         if isinstance(value, str):
-            try:  # YAML 1.1 reads "3e-4" as a string
+            try:  # a quoted number: "3e-4"
                 return float(value)
             except ValueError:
                 pass
@@ -337,7 +367,8 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
         key = f"{prefix}.{k}" if prefix else str(k)
         if k not in names:
             raise ConfigError(
-                f"unknown key {key!r}{_suggest(k, names)}; valid keys here: {', '.join(names)}"
+                f"unknown key {key!r}{_suggest_key(key, names)}; "
+                f"valid keys here: {', '.join(names)}"
             )
         kwargs[k] = _coerce(key, v, hints[k])
     return cls(**kwargs)
@@ -369,7 +400,7 @@ def to_dict(config: Any) -> dict[str, Any]:
 
 def dump(config: Config, path: str | pathlib.Path) -> None:
     """Write the resolved config as YAML (loadable again with :func:`load`), atomically."""
-    write_text(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+    write_text(path, yaml.dump(to_dict(config), Dumper=_Dumper, sort_keys=False))
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
@@ -423,7 +454,7 @@ def _set_path(out: dict[str, Any], parts: list[str], value: Any, where: str) -> 
             if part not in names:
                 key = ".".join(parts[: depth + 1])
                 raise ConfigError(
-                    f"{where}: unknown key {key!r}{_suggest(part, names)}; "
+                    f"{where}: unknown key {key!r}{_suggest_key(key, names)}; "
                     f"valid keys here: {', '.join(names)}"
                 )
             hint = typing.get_type_hints(cls)[part]
@@ -434,8 +465,9 @@ def _set_path(out: dict[str, Any], parts: list[str], value: Any, where: str) -> 
             child = node.get(part)
             if child is None:
                 child = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(f"{where}: {'.'.join(parts[:depth + 1])} is a value")
+            elif not isinstance(child, dict):  # named with its value: it may be the file's
+                raise ConfigError(f"{where}: {'.'.join(parts[:depth + 1])} is a value "
+                                  f"({child!r}), not a mapping of keys")
             node[part] = child
             node = child
 
@@ -506,14 +538,52 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-# YAML 1.1 (PyYAML) needs a dot in a float, so ``1e-8`` is the string "1e-8": typed fields
-# convert it, but free-form mappings (``optimizer.options`` and the like) passed it on as a
-# string. Read numbers with an exponent and no dot as floats, as YAML 1.2 does.
+# Numbers are read as YAML 1.2 reads them, not as PyYAML's YAML 1.1:
+# - 1.1 needs a dot in a float, so ``1e-8`` was the string "1e-8": typed fields converted it,
+#   but free-form mappings (``optimizer.options`` and the like) passed it on as a string;
+# - 1.1 reads a leading 0 as octal and colons as base 60, so ``batch_size: 016`` was 14,
+#   ``seed: 0123`` 83 (but ``019`` 19) and ``epochs: 1:30`` 90, without a word. Decimal
+#   digits are decimal, and ``1:30`` is text (an integer field names it as not a number).
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_UniqueKeyLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 _UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
-    list("-+0123456789"),
+    _FLOAT,
+    re.compile(r"""^(?:[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+
+                   |[-+]?[0-9][0-9_]*\.[0-9_]*
+                   |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."),
 )
+_UniqueKeyLoader.add_implicit_resolver(
+    _INT, re.compile(r"^[-+]?(?:0b[01_]+|0x[0-9a-fA-F_]+|[0-9][0-9_]*)$"), list("-+0123456789"))
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    """An integer scalar (as matched above): ``0b`` binary, ``0x`` hex, else decimal."""
+    text = loader.construct_scalar(node).replace("_", "")
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("+-")
+    base = {"0b": 2, "0x": 16}.get(digits[:2], 10)
+    return sign * int(digits[2:] if base != 10 else digits, base)
+
+
+_UniqueKeyLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+class _Dumper(yaml.SafeDumper):
+    """``yaml.SafeDumper`` that quotes a string either YAML version would read as something
+    else: ``'019'`` (a number to :func:`load`) as well as ``'1:30'`` (one to PyYAML)."""
+
+
+_Dumper.yaml_implicit_resolvers = {
+    first: _UniqueKeyLoader.yaml_implicit_resolvers.get(first, [])
+    + yaml.SafeDumper.yaml_implicit_resolvers.get(first, [])
+    for first in {*_UniqueKeyLoader.yaml_implicit_resolvers,
+                  *yaml.SafeDumper.yaml_implicit_resolvers}
+}
 
 
 def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
@@ -522,13 +592,20 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
     A key given twice in one mapping is an error (plain YAML keeps the last value silently).
     """
     path = pathlib.Path(path)
-    try:
-        text = path.read_text()
+    try:  # UTF-8 whatever the locale: an ASCII (C) locale refused a "×" in a comment
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {str(path)!r} does not exist") from None
-    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+    except IsADirectoryError:
+        raise ConfigError(f"config file {str(path)!r} is a directory; give a YAML file") from None
+    except UnicodeDecodeError as e:
+        line = e.object.count(b"\n", 0, e.start) + 1
         raise ConfigError(
-            f"config file {str(path)!r} cannot be read: {e.__class__.__name__}"
+            f"config file {str(path)!r} is not UTF-8 text (byte 0x{e.object[e.start]:02x} on "
+            f"line {line}); give a YAML file saved as UTF-8") from None
+    except OSError as e:  # no permission, a file named as a folder ("x.yaml/y")...
+        raise ConfigError(
+            f"config file {str(path)!r} cannot be read: {e.strerror or e.__class__.__name__}"
         ) from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
@@ -553,6 +630,12 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
 def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``overrides``."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None and not data:
+        # An empty file (a failed copy, the wrong one) is a mistake far more often than a
+        # wish for the defaults, and it would train the default digits job without a word.
+        raise ConfigError(
+            f"config file {str(path)!r} holds no settings (it is empty, only comments or {{}}); "
+            "give a training config with at least one section, or no file for the defaults")
     sections = [f.name for f in dataclasses.fields(Config)]
     # Mostly keys that are neither sections nor misspelled sections: a depth-study or
     # compare.py config, say (compare_*.yaml have a 'data' section too). A lone 'trainnig',
@@ -592,7 +675,10 @@ def _check_name(key: str, value: str, valid: Sequence[str]) -> None:
 
 
 def _finite(x: float) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
+    try:
+        return isinstance(x, (int, float)) and math.isfinite(x)
+    except OverflowError:  # an int past the float range
+        return False
 
 
 # The range of a normal float32: a learning rate outside it becomes 0 or inf on the device.
@@ -630,8 +716,12 @@ def _validate(cfg: Config) -> None:
         widest = max(m.hidden_sizes, default=1)
         _check(widest * m.maxout_pieces < 2**31, "model.maxout_pieces", m.maxout_pieces,
                f"an integer >= 1 with {widest} units * pieces < 2**31")
-    _check(_finite(m.l1) and m.l1 >= 0, "model.l1", m.l1, "a number >= 0")
-    _check(_finite(m.l2) and m.l2 >= 0, "model.l2", m.l2, "a number >= 0")
+    # float32 on the device: past its range a weight becomes inf, and so does the loss (the
+    # run "diverged" before its first update, blamed on the initialization).
+    _check(_finite(m.l1) and 0 <= m.l1 <= _F32_MAX, "model.l1", m.l1,
+           "a number >= 0 in the float32 range (at most 3.4e38)")
+    _check(_finite(m.l2) and 0 <= m.l2 <= _F32_MAX, "model.l2", m.l2,
+           "a number >= 0 in the float32 range (at most 3.4e38)")
 
     d = cfg.data
     from jaxnn import data as data_lib
@@ -658,8 +748,11 @@ def _validate(cfg: Config) -> None:
             f"optimizer.options.learning_rate: got {o.options['learning_rate']!r}; the rate "
             "is optimizer.learning_rate, not an option (set that instead)")
     if o.clip_global_norm is not None:
-        _check(_finite(o.clip_global_norm) and o.clip_global_norm > 0,
-               "optimizer.clip_global_norm", o.clip_global_norm, "a positive number or null")
+        # float32 on the device: below its range the norm becomes 0 and every update 0 (a
+        # run that silently never moved); above it, inf.
+        _check(_finite(o.clip_global_norm) and _F32_TINY <= o.clip_global_norm <= _F32_MAX,
+               "optimizer.clip_global_norm", o.clip_global_norm,
+               "a positive number in the float32 range [1.2e-38, 3.4e38], or null")
 
     s = cfg.schedule
     _check_name("schedule.name", s.name, optim.schedules.names())
@@ -669,8 +762,11 @@ def _validate(cfg: Config) -> None:
     for k in ("init_value", "peak_value", "base_lr", "max_lr", "value", "end_value"):
         if k in s.options:  # learning rates: a negative one ascends the loss
             v = s.options[k]
-            _check(not isinstance(v, bool) and _finite(v) and v >= 0, f"schedule.options.{k}",
-                   v, "a finite learning rate >= 0")
+            # float32 on the device, as optimizer.learning_rate: 1e-320 became a rate of 0
+            # (a run that never moved), 1e300 inf (a "divergence" at step 2).
+            _check(not isinstance(v, bool) and _finite(v)
+                   and (v == 0 or _F32_TINY <= v <= _F32_MAX), f"schedule.options.{k}", v,
+                   "a learning rate >= 0: 0 or in the float32 range [1.2e-38, 3.4e38]")
 
     t = cfg.training
     _check(t.epochs >= 1, "training.epochs", t.epochs, "an integer >= 1")
@@ -701,6 +797,16 @@ def _validate(cfg: Config) -> None:
     rp = t.reduce_on_plateau
     _check(rp.mode in ("min", "max"), "training.reduce_on_plateau.mode", rp.mode,
            "'min' or 'max'")
+    # monitor: val_accuracy with the default mode: min stopped while the accuracy still rose
+    # and restored the epoch with the worst one, without a word. (Checked also while early
+    # stopping is off: its monitor and mode still choose the best epoch, best.jaxnn.)
+    for section, name in ((es, "early_stopping"), (rp, "reduce_on_plateau")):
+        metric = section.monitor.removeprefix("val_").removeprefix("test_")
+        best = {"accuracy": ("max", "higher"), "loss": ("min", "lower")}.get(metric)
+        if best is not None and section.mode != best[0]:
+            raise ConfigError(
+                f"training.{name}.mode: got {section.mode!r} with monitor "
+                f"{section.monitor!r}, expected {best[0]!r} (a {best[1]} {metric} is better)")
     _check(0.0 < rp.factor < 1.0, "training.reduce_on_plateau.factor", rp.factor,
            "a number in (0, 1)")
     # Counted in int32 by jaxnn.optim.reduce_on_plateau.

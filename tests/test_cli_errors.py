@@ -176,6 +176,17 @@ def test_a_workdir_that_is_a_file_is_named(cli, tmp_path, capsys):
         [str(afile / "sub"), f"{str(afile)!r} is a file"])
 
 
+@pytest.mark.parametrize("flag", ["--workdir", "--config"])
+def test_an_empty_path_is_refused_not_read_as_not_given(flag, tmp_path, capsys, monkeypatch):
+    # --workdir "" (an unset shell variable) trained into runs/xor instead; --config ""
+    # was "config file '.' cannot be read: IsADirectoryError".
+    monkeypatch.chdir(tmp_path)
+    args = XOR + ["--workdir", str(tmp_path / "w")] + [flag, ""]
+    line = train_cli_usage_error(args, capsys, [f"{flag} '': an empty path", f"leave {flag} out"])
+    assert "'.'" not in line
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "w").exists()
+
+
 @pytest.mark.parametrize("status", [0, 2, 130])
 def test_exit_with_ends_an_interrupted_script_at_once(tmp_path, status):
     # Ctrl-C during a compile exited 139: after the one-line message, the interpreter's

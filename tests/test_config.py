@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 
 import pytest
@@ -68,6 +69,16 @@ def test_label_smoothing_defaults_to_off_and_reads_numbers():
     assert C.load(None, ["training.loss=mse"]).training.label_smoothing == 0.0
     for loss in ("softmax_cross_entropy", "sigmoid_binary_cross_entropy"):
         C.load(None, [f"training.loss={loss}", "training.label_smoothing=0.2"])
+
+
+def test_a_monitor_and_a_mode_that_fit_are_accepted():
+    for monitor, mode in [("val_accuracy", "max"), ("test_loss", "min"), ("accuracy", "max"),
+                          ("grad_norm", "max"), ("learning_rate", "min")]:
+        cfg = C.load(None, [f"training.early_stopping.monitor={monitor}",
+                            f"training.early_stopping.mode={mode}",
+                            f"training.reduce_on_plateau.monitor={monitor}",
+                            f"training.reduce_on_plateau.mode={mode}"])
+        assert cfg.training.early_stopping.mode == cfg.training.reduce_on_plateau.mode == mode
 
 
 def test_configs_are_frozen():
@@ -137,10 +148,46 @@ BAD = [
     (["training.label_smoothing=[0.1]"], "training.label_smoothing", "a number"),
     (["training.loss=mse", "training.label_smoothing=0.1"], "training.label_smoothing",
      "training.loss='mse'"),
+    # Penalty weights are float32 on the device: past its range the loss was inf at step 1,
+    # a "diverged" exit 3 that blamed the initializer.
+    (["model.l2=1e39"], "model.l2", "float32"),
+    (["model.l1=1e300"], "model.l1", "float32"),
+    # Below float32's range the clip norm became 0, every update 0: a run that never moved.
+    (["optimizer.clip_global_norm=1e-320"], "optimizer.clip_global_norm", "float32"),
+    (["optimizer.clip_global_norm=1e300"], "optimizer.clip_global_norm", "float32"),
+    # An integer past the float range was a raw OverflowError (a traceback from train.py).
+    (["optimizer.learning_rate=1" + "0" * 400], "optimizer.learning_rate", "float range"),
+    (["model.dropout_rate=-1" + "0" * 400], "model.dropout_rate", "float range"),
+    (["schedule.name=cosine", "schedule.options={init_value: 1" + "0" * 400 + "}"],
+     "schedule.options.init_value", ">= 0"),
+    # A key of another section is named with its place; close matches in the section it
+    # was put in misled ('drop_remainder' for dropout_rate) or said nothing.
+    (["training.learning_rate=0.1"], "unknown key 'training.learning_rate'",
+     "did you mean 'optimizer.learning_rate'?"),
+    (["training.dropout_rate=0.5"], "unknown key 'training.dropout_rate'",
+     "did you mean 'model.dropout_rate'?"),
+    (["training.patience=3"], "unknown key 'training.patience'",
+     "'training.early_stopping.patience' or 'training.reduce_on_plateau.patience'"),
+    # Schedule learning rates are float32 too: 1e-320 trained nothing, 1e300 "diverged".
+    (["schedule.name=cosine", "schedule.options={init_value: 1e-320}"],
+     "schedule.options.init_value", "float32"),
+    (["schedule.name=cosine", "schedule.options={init_value: 1e300}"],
+     "schedule.options.init_value", "float32"),
+    # The mode must fit the monitored metric: val_accuracy with the default mode min stopped
+    # while the accuracy rose and restored the worst epoch.
+    (["training.early_stopping.monitor=val_accuracy"], "training.early_stopping.mode: got "
+     "'min' with monitor 'val_accuracy'", "expected 'max'"),
+    (["training.early_stopping.monitor=loss", "training.early_stopping.mode=max"],
+     "training.early_stopping.mode: got 'max'", "expected 'min'"),
+    (["training.reduce_on_plateau.monitor=test_accuracy"], "training.reduce_on_plateau.mode",
+     "expected 'max'"),
+    # YAML 1.1 read these as base-60 numbers (90 epochs, a 90.5 learning rate).
+    (["training.epochs=1:30"], "training.epochs: got '1:30'", "integer"),
+    (["optimizer.learning_rate=1:30.5"], "optimizer.learning_rate: got '1:30.5'", "number"),
 ]
 
 
-@pytest.mark.parametrize("overrides,where,hint", BAD, ids=[b[0][0] for b in BAD])
+@pytest.mark.parametrize("overrides,where,hint", BAD, ids=[b[0][0][:50] for b in BAD])
 def test_bad_values_give_one_line_naming_key_and_value(overrides, where, hint):
     with pytest.raises(C.ConfigError) as info:
         C.load(None, overrides)
@@ -162,6 +209,73 @@ def test_bad_files(tmp_path):
     scalar.write_text("42\n")
     with pytest.raises(C.ConfigError, match="mapping"):
         C.load(scalar)
+
+
+def test_unreadable_and_empty_config_files_are_named(tmp_path):
+    # A folder and a non-UTF-8 file said only "cannot be read: IsADirectoryError" (or
+    # UnicodeDecodeError); a file named as a folder was a raw "[Errno 20] Not a directory".
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    binary = tmp_path / "params.yaml"
+    binary.write_bytes(b"training:\n  epochs: 2\n# \xff\xfe\n")
+    for path, needle in [(folder, "is a directory; give a YAML file"),
+                         (binary, "is not UTF-8 text (byte 0xff on line 3)"),
+                         (binary / "x.yaml", "cannot be read: Not a directory")]:
+        with pytest.raises(C.ConfigError) as info:
+            C.load(path)
+        assert str(info.value).startswith(f"config file {str(path)!r} ")
+        assert needle in str(info.value) and "\n" not in str(info.value)
+    # An empty or all-comment file trained the default digits job without a word.
+    for text in ("", "# model:\n#   hidden_sizes: [8]\n", "{}\n"):
+        empty = tmp_path / "empty.yaml"
+        empty.write_text(text)
+        with pytest.raises(C.ConfigError, match=r"empty\.yaml' holds no settings"):
+            C.load(empty, ["training.epochs=1"])
+    assert C.load(None) == C.Config()  # no file at all is still the defaults
+
+
+def test_config_files_are_read_as_utf8_whatever_the_locale(tmp_path):
+    # Read in the locale's encoding, a UTF-8 config failed under an ASCII locale (LANG=C
+    # without Python's UTF-8 mode) at the first non-ASCII byte, even in a comment.
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.yaml"
+    path.write_text("# 2 \u00d7 8 units\ndata:\n  data_dir: /data/donn\u00e9es\n",
+                    encoding="utf-8")
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0",
+           "PYTHONCOERCECLOCALE": "0", "PYTHONIOENCODING": "utf-8"}
+    code = ("import locale, sys; from jaxnn import config\n"
+            "assert locale.getpreferredencoding(False).lower() != 'utf-8'\n"
+            "print(config.read_yaml(sys.argv[1])['data']['data_dir'])\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, encoding="utf-8", env=env, timeout=120,
+                          cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "/data/donn\u00e9es\n"
+
+
+def test_integers_are_read_as_decimal_not_octal(tmp_path):
+    # YAML 1.1 reads a leading 0 as octal: batch_size 016 trained with 14, seed 0123 was
+    # 83 (while 019 was 19), silently. YAML 1.2 reads decimal digits as decimal.
+    cfg = C.load(None, ["training.batch_size=016", "training.seed=0123",
+                        "model.hidden_sizes=[010, 08]", "data.options.x=-0017"])
+    assert cfg.training.batch_size == 16 and cfg.training.seed == 123
+    assert cfg.model.hidden_sizes == (10, 8) and cfg.data.options == {"x": -17}
+    path = tmp_path / "c.yaml"
+    path.write_text("training:\n  epochs: 012\n  seed: 1_000\n"
+                    "data:\n  data_dir: '019'\n"
+                    "  options: {a: 0x1F, b: 0b101, c: -.5, d: .5e1, e: '012', f: '1:30'}\n")
+    cfg = C.load(path)
+    assert cfg.training.epochs == 12 and cfg.training.seed == 1000
+    assert cfg.data.data_dir == "019"
+    assert cfg.data.options == {"a": 31, "b": 5, "c": -0.5, "d": 5.0, "e": "012", "f": "1:30"}
+    # Quoted text stays text through a dump (config.yaml, read again by --resume), for
+    # this reader and for PyYAML's.
+    C.dump(cfg, tmp_path / "d.yaml")
+    assert C.load(tmp_path / "d.yaml") == cfg
+    import yaml
+    assert yaml.safe_load((tmp_path / "d.yaml").read_text())["data"] == C.to_dict(cfg)["data"]
 
 
 def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
@@ -221,6 +335,17 @@ def test_an_empty_section_means_its_defaults(tmp_path):
         C.load(None, ["training=3"])
 
 
+def test_an_override_under_a_section_the_file_gives_as_a_value_names_that_value(tmp_path):
+    # The file's "training: [1, 2]" was reported as "--set 'training.epochs=1': training is
+    # a value", as if the override were wrong; the file's value is now shown.
+    path = tmp_path / "c.yaml"
+    path.write_text("training: [1, 2]\n")
+    with pytest.raises(C.ConfigError,
+                       match=r"^--set 'training.epochs=1': training is a value \(\[1, 2\]\), "
+                             r"not a mapping"):
+        C.load(path, ["training.epochs=1"])
+
+
 def test_exponent_floats_without_a_dot_are_numbers_in_files_and_overrides(tmp_path):
     # YAML 1.1 reads 1e-8 (no dot) as a string: typed fields coped, but free-form options
     # did not, so "eps: 1e-8" for Adam failed mid-run with "eps must be a real number,
@@ -268,4 +393,9 @@ def test_a_file_with_only_a_misspelled_section_gets_the_key_message(tmp_path):
     # one stray key beside the sections is a typo too, not another kind of config
     path.write_text("data: {name: xor}\nseed: 3\n")
     with pytest.raises(C.ConfigError, match="unknown key 'seed'"):
+        C.load(path)
+    # ... and one that belongs in a section is named with its place
+    path.write_text("model:\n  hidden_sizes: [8]\nepochs: 3\n")
+    with pytest.raises(C.ConfigError, match=r"^unknown key 'epochs' \(did you mean "
+                                            r"'training.epochs'\?\)"):
         C.load(path)
