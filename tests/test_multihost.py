@@ -350,3 +350,24 @@ def test_single_process_default_initializes_nothing(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     assert distributed.initialize(C.DistributedConfig()) is False
     assert not jax.distributed.is_initialized()
+
+
+@pytest.mark.parametrize("from_env", [False, True])
+def test_local_device_ids_of_a_single_process_run_are_named_as_ignored(monkeypatch, capsys,
+                                                                      from_env):
+    # Only jax.distributed.initialize reads them, and a single process does not call it:
+    # the run used every device without a word.
+    for name in ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID",
+                 "JAX_LOCAL_DEVICE_IDS"):
+        monkeypatch.delenv(name, raising=False)
+    if from_env:
+        monkeypatch.setenv("JAX_LOCAL_DEVICE_IDS", "0,1")
+    dist = C.DistributedConfig() if from_env else C.DistributedConfig(local_device_ids=(0, 1))
+    assert distributed.initialize(dist) is False
+    err = capsys.readouterr().err
+    source = "JAX_LOCAL_DEVICE_IDS" if from_env else "distributed.local_device_ids"
+    assert err.startswith(f"warning: {source}=0,1 is ignored by a single-process run"), err
+    assert err.count("\n") == 1 and "--devices N" in err
+    monkeypatch.delenv("JAX_LOCAL_DEVICE_IDS", raising=False)
+    assert distributed.initialize(C.DistributedConfig()) is False
+    assert capsys.readouterr().err == ""

@@ -135,6 +135,12 @@ def initialize(dist: DistributedConfig) -> bool:
     """
     d = resolve(dist)
     if d.coordinator_address is None and d.num_processes == 1:
+        if d.local_device_ids:  # only jax.distributed.initialize reads them
+            source = ("distributed.local_device_ids" if dist.local_device_ids
+                      else _ENV["local_device_ids"])
+            print(f"warning: {source}={','.join(map(str, d.local_device_ids))} is ignored by a "
+                  "single-process run (it applies to multi-process runs); to use fewer "
+                  "devices, pass --devices N or set CUDA_VISIBLE_DEVICES", file=sys.stderr)
         return False
     if jax.distributed.is_initialized():
         if (jax.process_count(), jax.process_index()) != (d.num_processes, d.process_id):
