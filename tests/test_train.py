@@ -1049,6 +1049,17 @@ def test_a_model_that_overflows_at_initialization_is_not_blamed_on_the_learning_
         train_and_evaluate(cfg, tmp_path / "run")
 
 
+def test_a_penalty_that_overflows_at_initialization_is_named(tmp_path):
+    # l2 = 1e38 is a valid float32, but l2 * sum(w^2) is inf at step 1: the message blamed
+    # only the initializer, the layers and the data.
+    cfg = _load(None, "data.n_train=300", "model.l2=1e38")
+    with pytest.raises(DivergenceError) as info:
+        train_and_evaluate(cfg, tmp_path / "run")
+    msg = str(info.value)
+    assert "at step 1, before any update" in msg and "\n" not in msg
+    assert msg.endswith("or a smaller model.l2=1e+38 (the penalty is part of the loss)"), msg
+
+
 def test_bad_values_fail_before_compiling(tmp_path):
     bad = [
         ("training.loss=mse", "needs a regression data set"),

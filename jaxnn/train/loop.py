@@ -964,11 +964,15 @@ def train_and_evaluate(
             if step_before + first == 0:
                 # Step 1 is computed with the initial parameters: no update (and so no
                 # learning rate) has touched them yet.
+                penalties = [f"model.{k}={v:g}" for k, v in
+                             (("l1", cfg.model.l1), ("l2", cfg.model.l2)) if v]
+                also = (f", or a smaller {' / '.join(penalties)} (the penalty is part of the "
+                        "loss)" if penalties else "")
                 raise DivergenceError(
                     f"training diverged: the {what} is {value} at step 1, before any update, "
                     "so the initial model overflows, not the learning rate: use a smaller "
                     "model.initializer scale (e.g. he_normal), fewer or narrower layers, or "
-                    "normalized data (data.normalization)")
+                    f"normalized data (data.normalization){also}")
             raise DivergenceError(
                 f"training diverged: the {what} became {value} at step "
                 f"{step_before + first + 1} (epoch {epoch + 1}){lr_txt}; the learning rate is the "
