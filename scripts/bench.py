@@ -421,8 +421,16 @@ def measure(
                 continue
             results[i].times.append(time.perf_counter() - t0)
     for i in active:  # untimed: the loss each model reached
-        if losses[i] is not None:
+        if losses[i] is None:
+            continue
+        try:
             results[i].loss_end = float(losses[i]())
+        except Exception as e:  # as in its runs: a peer failing here is reported, left out
+            if results[i].family == "jaxnn":
+                raise
+            msg = _failure(e)
+            log(f"  [{workload}] {results[i].name} FAILED measuring its loss, left out: {msg}")
+            results[i] = dataclasses.replace(results[i], times=[], skipped=msg)
     results = check_training(workload, results, log)
     for res in results:
         if res.skipped is None:

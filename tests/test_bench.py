@@ -672,3 +672,34 @@ def test_the_header_names_pytorchs_threads_and_x64():
     assert f"; x64 {'ON' if env['jax_enable_x64'] else 'off'}" in head
     if torch is not None:
         assert f"torch {torch.__version__} ({torch.get_num_threads()} threads)" in head
+
+
+def test_a_peer_whose_loss_cannot_be_measured_after_timing_is_left_out():
+    # The loss after the timed runs was measured outside any try: a peer failing there (its
+    # evaluation out of memory, say) ended the whole bench with a traceback, where a peer
+    # failing in its runs is reported and left out.
+    calls = {"jaxnn": 0, "peer": 0}
+
+    def make(name, family, fail_at):
+        def setup():
+            def loss():
+                calls[name] += 1
+                if calls[name] == fail_at:
+                    raise MemoryError("out of memory evaluating")
+                return 2.0 / calls[name]
+
+            return bench.Training(lambda: None, loss)
+
+        return bench.Impl(name, setup, family)
+
+    logs: list[str] = []
+    res = bench.measure("w1", [make("jaxnn", "jaxnn", None), make("peer", "torch", 2)],
+                        repeats=2, samples=1, log=logs.append)
+    by = {r.name: r for r in res}
+    assert len(by["jaxnn"].times) == 2 and by["jaxnn"].loss_end == 1.0
+    assert by["peer"].times == [] and by["peer"].skipped == "MemoryError: out of memory evaluating"
+    assert any("peer FAILED measuring its loss, left out" in m for m in logs)
+    calls.update(jaxnn=0)
+    with pytest.raises(MemoryError):  # a jaxnn row failing is the bench's own failure
+        bench.measure("w1", [make("jaxnn", "jaxnn", 2)], repeats=1, samples=1,
+                      log=lambda s: None)

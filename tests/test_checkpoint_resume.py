@@ -168,3 +168,30 @@ def test_more_epochs_at_a_resume_warns_when_the_schedule_length_follows_them(tmp
     capsys.readouterr()
     _resume(plain, "training.epochs=12")
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_resume_lengthening_the_warm_up_past_the_old_length_is_not_refused(tmp_path, capsys):
+    # The stretch warning built the schedule at the run's old length too: with a warm-up
+    # now longer than that (decay_steps must exceed warmup_steps), the valid resume stopped
+    # with "decay_steps=16 and warmup_steps=24", the lengths of a schedule no run had.
+    run = tmp_path / "run"
+    sched = ("schedule.name=warmup_cosine_decay_schedule", "schedule.options.init_value=0.0",
+             "schedule.epoch_options.warmup_steps=1")
+    train_and_evaluate(_xor("training.epochs=4", *sched), run)
+    capsys.readouterr()
+    h = _resume(run, "training.epochs=12", "schedule.epoch_options.warmup_steps=6")
+    assert len(h.metric("learning_rate")) == 12
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_schedule_new_at_a_resume_gets_no_stretch_warning(tmp_path, capsys):
+    # A constant-rate run resumed with more epochs under a cosine was told its cosine's
+    # decay_steps "follows training.epochs" and that "--set schedule.epoch_options.
+    # decay_steps=10" continued "the run's own schedule": a rate of 0 from there on.
+    run = tmp_path / "run"
+    train_and_evaluate(_xor(), run)
+    capsys.readouterr()
+    h = _resume(run, "training.epochs=12", "schedule.name=cosine_decay_schedule")
+    assert "warning" not in capsys.readouterr().err
+    lrs = h.metric("learning_rate")
+    assert lrs[9] == lrs[0] and 0 < lrs[10] < lrs[9]  # constant, then the new cosine

@@ -980,6 +980,32 @@ def test_auto_data_with_a_data_dir_holding_no_files_is_refused(tmp_path, capsys)
     assert craft.load_data({"name": "auto", "data_dir": ""}, jax.random.key(0)).name == "digits"
 
 
+def test_auto_data_says_why_the_files_in_its_data_dir_did_not_load(tmp_path):
+    # The files are there, but a torn one (or an n_train above their rows) failed every
+    # choice, and the refusal said the folder "holds no Fashion-MNIST or MNIST IDX files".
+    from jaxnn.data import write_idx
+    from jaxnn.data.mnist import FASHION_MNIST
+
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    for role, spec in FASHION_MNIST.files.items():
+        n = 20 if role.startswith("train") else 10
+        array = (rng.integers(0, 256, (n, 28, 28), dtype=np.uint8) if role.endswith("images")
+                 else (np.arange(n) % 10).astype(np.uint8))
+        write_idx(data / spec.name, array)
+    key = jax.random.key(0)
+    assert craft.load_data({"name": "auto", "data_dir": str(data)}, key).name == \
+        "fashion_mnist"
+    with pytest.raises(ConfigError, match=r"could not load 'fashion_mnist': .*n_train=50 "
+                                          r"but the train split .* has only 20 rows"):
+        craft.load_data({"name": "auto", "data_dir": str(data), "n_train": 50}, key)
+    labels = data / FASHION_MNIST.files["train_labels"].name
+    labels.write_bytes(labels.read_bytes()[:-8])  # the gzip trailer lost
+    with pytest.raises(ConfigError, match=re.escape(f"{labels}: corrupt or truncated")):
+        craft.load_data({"name": "auto", "data_dir": str(data)}, key)
+
+
 def test_cli_missing_data_files_are_one_line(tmp_path, capsys):
     # The data loader's message lists where it looked, one place a line: printed as is, the
     # CLI's error ran over eight lines.

@@ -369,6 +369,13 @@ class _NotOfficial(DataError):
     that cannot be checked because no checksum is known)."""
 
 
+class _Absent(DataError):
+    """The data set's files are not there: found nowhere, or those found are the other data
+    set's. A caller trying one data set after another (``data.name: auto`` of
+    scripts/compare.py) goes on to the next on this one only: any other problem (a
+    truncated file, too large an ``n_train``) is the data set's, and is reported."""
+
+
 def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
     """Check a file against the published size and checksums of ``name``'s file ``role``.
 
@@ -437,7 +444,7 @@ def _content_sha256(path: pathlib.Path) -> str | None:
 
 def _other_error(path: pathlib.Path, source: Source, other: Source, role: str,
                  how: str = "") -> DataError:
-    return DataError(
+    return _Absent(
         f"{path}: this is the {other.title} {other.files[role].raw_name}{how}, not "
         f"{source.title}'s; keep each data set in its own subfolder ({source.subdirs[0]}/ "
         f"and {other.subdirs[0]}/)"
@@ -673,8 +680,8 @@ def locate_files(
         origin = "cache"
 
     if found is None:
-        raise DataError(_not_found_message(source, roles, looked, only_test, download,
-                                           failures, target))
+        raise _Absent(_not_found_message(source, roles, looked, only_test, download,
+                                         failures, target))
 
     logger.info("%s: using %s", source.title, ", ".join(str(p) for p in found.values()))
     check = origin == "cache" if verify is None else verify

@@ -39,6 +39,7 @@ import optax
 
 from jaxnn import data as jdata
 from jaxnn import mlp
+from jaxnn.data.mnist import _Absent
 from jaxnn.studies.craft_common import ConfigError, check, is_int
 from jaxnn.train import (
     TrainState,
@@ -94,8 +95,10 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
         try:
             ds = jdata.load(dname, key=key, data_dir=data_dir, download=False,
                             n_train=n_train, n_test=n_test, **opts)
-        except ValueError as e:  # DataError is a ValueError: files missing -> next choice
-            last = e
+        except ValueError as e:  # DataError is a ValueError
+            if not isinstance(e, _Absent):  # a truncated file, too large an n_train...
+                raise ConfigError(f"data: could not load {dname!r}: {e}") from None
+            last = e  # its files are not there: the next choice
             continue
         check(ds.task == "classification", "data.name", name, "a classification data set")
         return ds

@@ -36,7 +36,7 @@ import pathlib
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import flax.serialization
@@ -222,26 +222,46 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Any:
         raise ConfigError(f"schedule: {e}") from None
 
 
-def _schedule_stretch(cfg: Config, saved_epochs: int, steps_per_epoch: int, step: int
+def _schedule_stretch(cfg: Config, saved: Mapping[str, Any], steps_per_epoch: int, step: int
                       ) -> str | None:
     """The warning for a resume that changes ``training.epochs`` under a schedule whose
     length follows it (a ``decay_steps`` left to default to the run's steps): the schedule
     is stretched or shrunk from the resumed step on, so the learning rate jumps; None when
-    the learning rate at ``step`` stays the same."""
-    if saved_epochs == cfg.training.epochs:
+    the learning rate at ``step`` stays the same. ``saved``: the run's config (as saved in
+    its checkpoint)."""
+    saved_epochs = saved.get("training", {}).get("epochs")
+    if saved_epochs is None or int(saved_epochs) == cfg.training.epochs:
+        return None
+    saved_epochs = int(saved_epochs)
+    s = cfg.schedule
+    if s.name in ("constant", "constant_schedule") and not s.options and not s.epoch_options:
+        return None
+    params = inspect.signature(schedules_lib.get_factory(s.name)).parameters
+    name = next((n for n in _STEP_ARGS if n in params and n not in s.options
+                 and n not in s.epoch_options
+                 and params[n].default is inspect.Parameter.empty), None)
+    run_schedule = saved.get("schedule", {})
+    if (name is None or run_schedule.get("name") != s.name
+            or name in run_schedule.get("options", {})
+            or name in run_schedule.get("epoch_options", {})):
+        # No length follows the epochs now, or none did in the run's own schedule (another
+        # schedule, or one given this length at this resume): a jump is the change asked
+        # for, and the "run's own schedule" offered below would not be the run's (a
+        # constant rate resumed under a cosine was told to set decay_steps to the old
+        # length: a rate of 0 from there on).
         return None
     old_cfg = config_lib.replace(cfg, "training.epochs", saved_epochs)
-    new, old = build_schedule(cfg, steps_per_epoch), build_schedule(old_cfg, steps_per_epoch)
-    if not callable(new):
+    new = build_schedule(cfg, steps_per_epoch)
+    try:
+        old = build_schedule(old_cfg, steps_per_epoch)
+    except ConfigError:
+        # This schedule cannot be as long as the run was (a warm-up lengthened past its end
+        # at this resume): no run had it, so there is no jump to warn of, and the valid
+        # resume must not stop on the lengths of one that never was.
         return None
     new_lr, old_lr = float(new(step)), float(old(step))
     if new_lr == old_lr:
         return None
-    s = cfg.schedule
-    params = inspect.signature(schedules_lib.get_factory(s.name)).parameters
-    name = next((n for n in _STEP_ARGS if n in params and n not in s.options
-                 and n not in s.epoch_options
-                 and params[n].default is inspect.Parameter.empty), _STEP_ARGS[0])
     return (f"warning: the {s.name} schedule's {name} follows training.epochs, which this "
             f"resume changes from {saved_epochs} to {cfg.training.epochs}, so the learning "
             f"rate at step {step} jumps from {old_lr:.4g} to {new_lr:.4g}; to continue the "
@@ -883,9 +903,8 @@ def train_and_evaluate(
                       f"{stopper.patience}), so it trains no further; raise "
                       "training.early_stopping.patience or set "
                       "training.early_stopping.enabled=false to continue it", file=sys.stderr)
-        saved_epochs = meta.get("config", {}).get("training", {}).get("epochs")
-        if main and saved_epochs is not None and t.epochs > start_epoch and not stopped_early:
-            stretch = _schedule_stretch(cfg, int(saved_epochs), exp.steps_per_epoch,
+        if main and "config" in meta and t.epochs > start_epoch and not stopped_early:
+            stretch = _schedule_stretch(cfg, meta["config"], exp.steps_per_epoch,
                                         int(state.step))
             if stretch:
                 print(stretch, file=sys.stderr)
