@@ -103,7 +103,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from jaxnn import _compat, backprop, losses, mlp
+from jaxnn import backprop, losses, mlp
 
 __all__ = [
     "GradCheckReport",
@@ -446,7 +446,7 @@ def _autodiff_noise(
     grad = jax.grad(scalar)
     rng = np.random.default_rng([seed, 1])
     noise = [0.0] * len(reference)
-    with _compat.enable_x64(True) if wide else contextlib.nullcontext():
+    with jax.enable_x64(True) if wide else contextlib.nullcontext():
         dtype = jnp.result_type(*jax.tree.leaves(params))
         grad = jax.jit(grad) if traceable else grad
         copies = [params] + [_perturbed(params, dtype, rng) for _ in range(_NOISE_COPIES)]
@@ -576,7 +576,7 @@ def check_gradients(
             leaf_dtypes, key=lambda d: jnp.finfo(d).eps
         )
         wide = jnp.dtype("float64") in ([test_dtype] if dtype is not None else leaf_dtypes)
-        with _compat.enable_x64(True) if wide else contextlib.nullcontext():
+        with jax.enable_x64(True) if wide else contextlib.nullcontext():
             p_test = _cast(params, test_dtype) if dtype is not None else params
             a_test = _cast(args, test_dtype) if dtype is not None else args
             out = grad_fn(p_test, *a_test)
@@ -606,7 +606,7 @@ def check_gradients(
     else:
         test_dtype = jnp.dtype("float64")
 
-    with _compat.enable_x64(True):
+    with jax.enable_x64(True):
         p64 = _cast(jax.tree.map(jnp.asarray, params), jnp.float64)
         a64 = _cast(args, jnp.float64)
 
@@ -676,7 +676,7 @@ def check_gradients(
         """Forward and backward differences at flat element ``k`` of the params, and whether
         their gap stays as the step halves (a kink) rather than halving (a smooth fn)."""
         if k not in one_sided_cache:
-            with _compat.enable_x64(True):
+            with jax.enable_x64(True):
                 f0 = float(scalar_fn(unravel(flat)))
                 h = eps * max(1.0, abs(float(flat[k])))
                 sides = []
@@ -837,7 +837,7 @@ def check_mlp(
         raise ValueError(f"check_mlp: batch_size must be an int >= 1, got {batch_size!r}")
     loss_fn = mlp.make_loss_fn(config, loss, label_smoothing=label_smoothing)
     vg = backprop.value_and_grad(config, loss, label_smoothing=label_smoothing)
-    with _compat.enable_x64(True):
+    with jax.enable_x64(True):
         params, state, x, y, key = jax.jit(_mlp_problem, static_argnums=(0, 1, 2, 3))(
             config, loss, batch_size, seed
         )

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import _compat, backprop, gradcheck, mlp
+from jaxnn import backprop, gradcheck, mlp
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -144,7 +144,7 @@ def test_large_leaves_are_subsampled_with_a_fixed_seed():
 
 def test_float32_gradient_with_64_bit_mode_off():
     # Reference is computed in float64 inside jax.enable_x64 even when x64 is off.
-    with _compat.enable_x64(False):
+    with jax.enable_x64(False):
         p32 = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), _params(jnp.float32))
         x32 = jnp.asarray(np.asarray(X), jnp.float32)
         report = gradcheck.check_gradients(_fn, p32, x32, 1.5, grad_fn=_grad)
@@ -590,7 +590,7 @@ def test_numpy_float64_params_keep_float64_tolerances_with_64_bit_mode_off():
         g[1, 2] *= 1 + rel
         return {"w": g}
 
-    with _compat.enable_x64(False):
+    with jax.enable_x64(False):
         good = gradcheck.check_gradients(fn, {"w": w}, x, grad_fn=np_grad)
         bad = gradcheck.check_gradients(fn, {"w": w}, x,
                                          grad_fn=lambda p, xb: np_grad(p, xb, 1e-5))
@@ -614,7 +614,7 @@ def test_python_float_leaf_does_not_lower_float64_tolerances():
         g[2] *= 1 + rel
         return {"a": 3 * p["a"] ** 2 + float(np.sum(np.sin(p["v"]))), "v": g}
 
-    with _compat.enable_x64(False):
+    with jax.enable_x64(False):
         good = gradcheck.check_gradients(fn, params, grad_fn=grad)
         bad = gradcheck.check_gradients(fn, params, grad_fn=lambda p: grad(p, 1e-5))
     assert good.passed and good.dtype == "float64" and good.rtol == 1e-7, str(good)

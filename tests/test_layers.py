@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnn import _compat, initializers, layers
+from jaxnn import initializers, layers
 
 KEY = jax.random.PRNGKey(0)
 
@@ -195,7 +195,7 @@ def test_dropout_mask_depends_on_the_key_only():
     x64 = _normal(3, (50, 40), jnp.float64)
     _, m64 = layers.dropout_forward(KEY, x64, 0.3, train=True)
     _, m32 = layers.dropout_forward(KEY, x64.astype(jnp.float32), 0.3, train=True)
-    with _compat.enable_x64(False):
+    with jax.enable_x64(False):
         _, m_off = layers.dropout_forward(KEY, jnp.ones((50, 40), jnp.float32), 0.3, train=True)
     np.testing.assert_array_equal(m64, m32)
     np.testing.assert_array_equal(m64, np.asarray(m_off))

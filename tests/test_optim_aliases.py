@@ -27,7 +27,6 @@ import optax
 import pytest
 
 import jaxnn.optim as jo
-from jaxnn import _compat
 
 # ------------------------------------------------------------------------------ helpers
 
@@ -527,7 +526,7 @@ def test_a_rate_that_rounds_to_one_in_float32_is_checked_against_the_params(name
     with pytest.raises(ValueError, match="for float32 parameters"):
         opt.init({"a": jnp.ones(2, jnp.float64), "b": jnp.ones(2, jnp.float32)})
     # Without x64 no parameter can be float64: refused when the optimizer is built.
-    with _compat.enable_x64(False), pytest.raises(ValueError) as info:
+    with jax.enable_x64(False), pytest.raises(ValueError) as info:
         _factory(name)(0.1, **kwargs)
     message = str(info.value)
     assert message.startswith(f"jaxnn.optim.{name}: {arg} must be in [0, 1) and below 1 in "

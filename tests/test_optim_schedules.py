@@ -12,7 +12,6 @@ import numpy as np
 import optax
 import pytest
 
-from jaxnn import _compat
 from jaxnn.optim import schedules as S
 
 F32_TINY = float(np.finfo(np.float32).tiny)
@@ -668,7 +667,7 @@ def test_sgdr_restarts_past_int32_are_refused_when_built():
     restart = jnp.asarray(2**31 - 1, jnp.int32)  # the last cycle starts at the last step
     assert float(sched(restart - 1)) == pytest.approx(0.0, abs=1e-6)
     assert float(sched(restart)) == pytest.approx(0.1)
-    with _compat.enable_x64(False):
+    with jax.enable_x64(False):
         assert float(jax.jit(sched)(restart)) == pytest.approx(0.1)
 
 
