@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import pathlib
 import struct
 
 import numpy as np
@@ -162,6 +163,14 @@ def test_missing_file(tmp_path):
 PEAK_CASES = [("gz", np.uint8), ("gz", np.int16), ("raw", np.float32)]
 
 
+def _big_case(tmp_path, form, dtype) -> tuple[int, np.ndarray, pathlib.Path]:
+    """``(rows, array, path)``: a 24 MiB ``(rows, 1000)`` array of known values and the path
+    of its IDX file in ``form`` (``"gz"`` or ``"raw"``)."""
+    rows = (24 << 20) // (1000 * np.dtype(dtype).itemsize)
+    array = (np.arange(rows * 1000) % 251).astype(dtype).reshape(rows, 1000)
+    return rows, array, tmp_path / f"big-idx2-ubyte{'.gz' if form == 'gz' else ''}"
+
+
 @pytest.mark.parametrize("form, dtype", PEAK_CASES, ids=[f"{f}-{np.dtype(d).name}"
                                                            for f, d in PEAK_CASES])
 def test_read_peak_memory_stays_near_the_array_size(tmp_path, form, dtype):
@@ -169,10 +178,7 @@ def test_read_peak_memory_stays_near_the_array_size(tmp_path, form, dtype):
     # the decompressed bytes and a converted copy at once (about 3x the array before).
     import tracemalloc
 
-    itemsize = np.dtype(dtype).itemsize
-    rows = (24 << 20) // (1000 * itemsize)  # a 24 MiB array
-    array = (np.arange(rows * 1000) % 251).astype(dtype).reshape(rows, 1000)
-    path = tmp_path / f"big-idx2-ubyte{'.gz' if form == 'gz' else ''}"
+    rows, array, path = _big_case(tmp_path, form, dtype)
     write_idx(path, array)
     nbytes = array.nbytes
     del array
@@ -196,10 +202,7 @@ def test_write_streams_without_copying_the_array(tmp_path, form, dtype):
     # (2x the array besides the array itself, 3x with compression of random data).
     import tracemalloc
 
-    itemsize = np.dtype(dtype).itemsize
-    rows = (24 << 20) // (1000 * itemsize)  # a 24 MiB array
-    array = (np.arange(rows * 1000) % 251).astype(dtype).reshape(rows, 1000)
-    path = tmp_path / f"big-idx2-ubyte{'.gz' if form == 'gz' else ''}"
+    rows, array, path = _big_case(tmp_path, form, dtype)
     tracemalloc.start()
     try:
         write_idx(path, array)
