@@ -211,15 +211,21 @@ def build_schedule(cfg: Config, steps_per_epoch: int) -> Any:
         if name in params:
             opts.setdefault(name, lr)
             break
-    total = steps_per_epoch * cfg.training.epochs
-    for name in _STEP_ARGS:
-        p = params.get(name)
-        if p is not None and p.default is inspect.Parameter.empty:
-            opts.setdefault(name, total)
+    for name in _lengths_from_epochs(s, params):
+        opts[name] = steps_per_epoch * cfg.training.epochs
     try:
         return schedules_lib.get(s.name, **opts)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"schedule: {e}") from None
+
+
+def _lengths_from_epochs(s: config_lib.ScheduleConfig, params: Mapping[str, Any]
+                         ) -> list[str]:
+    """The length arguments (:data:`_STEP_ARGS`) of the schedule ``s`` that the config
+    leaves to follow the run (its steps, ``steps_per_epoch * training.epochs``): required by
+    the factory whose ``params`` these are, given neither in steps nor in epochs."""
+    return [n for n in _STEP_ARGS if n in params and n not in s.options
+            and n not in s.epoch_options and params[n].default is inspect.Parameter.empty]
 
 
 def _schedule_stretch(cfg: Config, saved: Mapping[str, Any], steps_per_epoch: int, step: int
@@ -237,9 +243,7 @@ def _schedule_stretch(cfg: Config, saved: Mapping[str, Any], steps_per_epoch: in
     if s.name in ("constant", "constant_schedule") and not s.options and not s.epoch_options:
         return None
     params = inspect.signature(schedules_lib.get_factory(s.name)).parameters
-    name = next((n for n in _STEP_ARGS if n in params and n not in s.options
-                 and n not in s.epoch_options
-                 and params[n].default is inspect.Parameter.empty), None)
+    name = next(iter(_lengths_from_epochs(s, params)), None)
     run_schedule = saved.get("schedule", {})
     if (name is None or run_schedule.get("name") != s.name
             or name in run_schedule.get("options", {})
