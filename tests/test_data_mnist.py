@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxnn.data import DataError, load_fashion_mnist, load_mnist, write_idx
+from jaxnn.data import DataError, DataNotFoundError, load_fashion_mnist, load_mnist, write_idx
 from jaxnn.data import mnist as mn
 
 KEY = jax.random.key(0)
@@ -525,6 +525,18 @@ def test_corrupt_files_raise_data_error(tmp_path, how, fragments):
         load_mnist(KEY, data_dir=d, download=False, split="test")
     for fragment in fragments:
         assert fragment in str(info.value)
+    # files that are there but broken are not "not found": a caller trying one data set
+    # after another (compare.py's data.name: auto) must report them, not move on
+    assert not isinstance(info.value, DataNotFoundError)
+
+
+def test_missing_files_raise_data_not_found(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataNotFoundError, match="cannot find the files"):
+        load_mnist(KEY, data_dir=tmp_path / "empty", download=False, split="test")
+    with pytest.raises(DataNotFoundError, match="cannot find the files"):
+        load_fashion_mnist(KEY, data_dir=tmp_path / "empty", download=False)
+    assert issubclass(DataNotFoundError, DataError) and issubclass(DataError, ValueError)
 
 
 # ------------------------------------------------------------------------------ real files
@@ -612,8 +624,8 @@ def _fashion_folder_with(src: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.P
 
 def test_other_data_sets_files_are_refused(shared_data_dir, tmp_path):
     wrong = _fashion_folder_with(shared_data_dir / "mnist", tmp_path)
-    with pytest.raises(DataError, match="this is the MNIST t10k-labels-idx1-ubyte, not "
-                       "Fashion-MNIST's") as info:
+    with pytest.raises(DataNotFoundError, match="this is the MNIST t10k-labels-idx1-ubyte, "
+                       "not Fashion-MNIST's") as info:
         load_fashion_mnist(KEY, data_dir=tmp_path, download=False, split="test")
     assert str(wrong) in str(info.value)
 

@@ -85,7 +85,7 @@ from jaxnn.data.dataset import (
 )
 from jaxnn.data.digits import load_digits
 from jaxnn.data.idx import DataError, parse_idx, read_idx, write_idx
-from jaxnn.data.mnist import cache_dir, load_fashion_mnist, load_mnist
+from jaxnn.data.mnist import DataNotFoundError, cache_dir, load_fashion_mnist, load_mnist
 from jaxnn.data.synthetic import blobs, circles, moons, sine, spirals, xor
 
 __all__ = [
@@ -93,6 +93,7 @@ __all__ = [
     "NORMALIZATIONS",
     "TASKS",
     "DataError",
+    "DataNotFoundError",
     "Dataset",
     "batch_mask",
     "blobs",
@@ -270,6 +271,8 @@ def load(
     Raises:
       ValueError: unknown name (with close matches), an option the loader does not take,
         missing key, or a bad argument value.
+      DataNotFoundError: (a DataError) the data set's files are not there (or those found
+        are the other data set's), and were not downloaded.
       DataError: (a ValueError) data files missing, corrupt or failing verification.
     """
     fn = "load"

@@ -73,6 +73,7 @@ __all__ = [
     "ROLES",
     "SOURCES",
     "SPLITS",
+    "DataNotFoundError",
     "FileSpec",
     "Source",
     "bytes_digests",
@@ -369,11 +370,13 @@ class _NotOfficial(DataError):
     that cannot be checked because no checksum is known)."""
 
 
-class _Absent(DataError):
-    """The data set's files are not there: found nowhere, or those found are the other data
-    set's. A caller trying one data set after another (``data.name: auto`` of
-    scripts/compare.py) goes on to the next on this one only: any other problem (a
-    truncated file, too large an ``n_train``) is the data set's, and is reported."""
+class DataNotFoundError(DataError):
+    """The data set's files are not there: found nowhere (and not downloaded), or the files
+    found are the other data set's (MNIST's in place of Fashion-MNIST's, or the reverse).
+
+    A caller trying one data set after another (``data.name: auto`` of scripts/compare.py)
+    goes on to the next on this error only: any other :class:`DataError` (a truncated file,
+    too large an ``n_train``) is a problem of the files that are there, and is reported."""
 
 
 def verify_file(path: str | os.PathLike, name: str, role: str) -> None:
@@ -444,7 +447,7 @@ def _content_sha256(path: pathlib.Path) -> str | None:
 
 def _other_error(path: pathlib.Path, source: Source, other: Source, role: str,
                  how: str = "") -> DataError:
-    return _Absent(
+    return DataNotFoundError(
         f"{path}: this is the {other.title} {other.files[role].raw_name}{how}, not "
         f"{source.title}'s; keep each data set in its own subfolder ({source.subdirs[0]}/ "
         f"and {other.subdirs[0]}/)"
@@ -680,7 +683,7 @@ def locate_files(
         origin = "cache"
 
     if found is None:
-        raise _Absent(_not_found_message(source, roles, looked, only_test, download,
+        raise DataNotFoundError(_not_found_message(source, roles, looked, only_test, download,
                                          failures, target))
 
     logger.info("%s: using %s", source.title, ", ".join(str(p) for p in found.values()))

@@ -39,7 +39,7 @@ import optax
 
 from jaxnn import data as jdata
 from jaxnn import mlp
-from jaxnn.data.mnist import _Absent
+from jaxnn.data import DataNotFoundError
 from jaxnn.studies.craft_common import ConfigError, check, is_int
 from jaxnn.train import (
     TrainState,
@@ -96,7 +96,7 @@ def load_data(section: Mapping[str, Any], key: jax.Array) -> jdata.Dataset:
             ds = jdata.load(dname, key=key, data_dir=data_dir, download=False,
                             n_train=n_train, n_test=n_test, **opts)
         except ValueError as e:  # DataError is a ValueError
-            if not isinstance(e, _Absent):  # a truncated file, too large an n_train...
+            if not isinstance(e, DataNotFoundError):  # a truncated file, too large an n_train...
                 raise ConfigError(f"data: could not load {dname!r}: {e}") from None
             last = e  # its files are not there: the next choice
             continue
