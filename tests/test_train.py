@@ -333,6 +333,32 @@ def test_min_delta_decides_the_patience_and_the_best_value_decides_the_restored_
     assert json.loads((tmp_path / "md/history.json").read_text())["best_epoch"] == argmin
 
 
+def test_early_stopping_on_a_monitor_never_finite_says_so(tmp_path, monkeypatch, capsys):
+    # A monitored value that is NaN from the first epoch on never improves: the run stops
+    # after `patience` epochs. The epoch line formatted the best value (None) and raised
+    # TypeError after the training; it says there was no finite value, and the last
+    # epoch's parameters are kept (there is no best epoch to restore).
+    real = loop_lib.make_eval_fn
+
+    def nan_val_loss(*args, **kwargs):
+        fn = real(*args, **kwargs)
+
+        def wrapped(state, xs, ys):
+            out = dict(fn(state, xs, ys))
+            if xs.shape[0] == 45:  # the validation split (30% of 150 rows)
+                out["loss"] = jnp.float32(jnp.nan)
+            return out
+        return wrapped
+
+    monkeypatch.setattr(loop_lib, "make_eval_fn", nan_val_loss)
+    cfg = _load(None, *ES_RUN, "logging.print_every=1")
+    h = train_and_evaluate(cfg, tmp_path / "nan", stream=None)
+    assert h.stopped_early and len(h.rows) == 2 and h.best_epoch == -1
+    out = capsys.readouterr().out
+    assert "early stop (no finite val_loss in 2 epochs)" in out
+    assert not (tmp_path / "nan/checkpoints/best.jaxnn").exists()
+
+
 def test_early_stopping_monitor_must_be_logged(tmp_path):
     cfg = _load(None, "training.early_stopping.enabled=true")  # val_loss, but no validation split
     with pytest.raises(ConfigError, match=r"val_loss.*validation_fraction"):

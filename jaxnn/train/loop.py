@@ -1067,7 +1067,9 @@ def train_and_evaluate(
             (epoch + 1) % print_every == 0 or last_epoch
         ):
             line = _epoch_line(row, t.epochs)
-            if stopped_early:
+            if stopped_early and best_value is None:  # NaN/inf from the first epoch on
+                line += f"  early stop (no finite {monitor} in {stopper.wait} epochs)"
+            elif stopped_early:
                 line += f"  early stop (best {monitor} {best_value:.4g} at epoch {best_epoch})"
             bar.write(line, file=out)
     bar.close()
