@@ -301,6 +301,18 @@ def test_bools_are_not_numbers_in_direct_calls(name, over, message):
         craft.run_experiment(name, _cfg(name, **over))
 
 
+@pytest.mark.parametrize("name, over", [
+    ("batch_size", {"epochs": 1, "batch_sizes": [0]}),
+    ("batchnorm_scales", {"epochs": 1, "scales": 2}),
+])
+def test_more_training_rows_than_the_data_set_has_are_refused(name, over):
+    # batch_size and batchnorm_scales trained silently on the 1438 rows digits has when
+    # asked for 5000 (overfitting and search refused); each names the rows there are.
+    with pytest.raises(ConfigError, match=r"^n_train: got 5000; allowed: at most the "
+                       r"1438 training rows of digits"):
+        craft.run_experiment(name, _cfg(name, n_train=5000, **over))
+
+
 @pytest.mark.parametrize("section, message", [
     ({"name": "digits", "n_train": True}, "data.n_train: got True"),
     ({"name": "digits", "n_test": 2.5}, "data.n_test: got 2.5"),

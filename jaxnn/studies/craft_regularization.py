@@ -405,7 +405,9 @@ def run_batchnorm_scales(config: Mapping[str, Any], workdir: str | pathlib.Path 
     key = jax.random.key(_int(config, "seed", 0))
     k_data, k_sub, k_init, k_run = jax.random.split(key, 4)
     ds = load_data(config["data"], k_data)
-    n_train = min(_int(config, "n_train", 1), len(ds.x_train))
+    n_train = _int(config, "n_train", 1)
+    check(n_train <= len(ds.x_train), "n_train", n_train,
+          f"at most the {len(ds.x_train)} training rows of {ds.name}")
     x, y = subset(ds.x_train, ds.y_train, n_train, k_sub)
     sizes = (x.shape[1], *hidden, ds.num_classes)
     scales = np.geomspace(hi, lo, n)

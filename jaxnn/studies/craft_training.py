@@ -360,7 +360,9 @@ def run_batch_size(config: Mapping[str, Any], workdir: str | pathlib.Path | None
     key = jax.random.key(_int(config, "seed", 0))
     k_data, k_sub, k_init, k_run = jax.random.split(key, 4)
     ds = load_data(config["data"], k_data)
-    n = min(_int(config, "n_train", 1), len(ds.x_train))
+    n = _int(config, "n_train", 1)
+    check(n <= len(ds.x_train), "n_train", n,
+          f"at most the {len(ds.x_train)} training rows of {ds.name}")
     check_distinct("batch_sizes", [(_batch_label(b, n), b) for b in sizes],
                    f"sizes giving distinct runs (0 and every size >= {n}, the training rows, "
                    "are the full batch)")
