@@ -726,6 +726,37 @@ _tag(zeros, "zeros", {})
 _tag(ones, "ones", {})
 
 
+def _check_representable(fn: str, value: Any, dtype: np.dtype) -> None:
+    """Refuse a concrete ``value`` that casting to ``dtype`` would change, not just round:
+    a fraction or an out-of-range number for an integer dtype (0.5 became 0, -1 in uint8
+    255), a finite number beyond a float dtype's range (1e5 became inf in float16)."""
+    try:
+        values = np.asarray(value)
+    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+        return  # a traced value cannot be inspected
+    if values.size == 0 or values.dtype.kind not in "biuf" or dtype.kind not in "iuf":
+        return
+    v = values.astype(np.float64) if values.dtype.kind in "bf" else values
+    if jnp.issubdtype(dtype, jnp.integer):
+        info = jnp.iinfo(dtype)
+        bad = (v < info.min) | (v > info.max)
+        if v.dtype.kind == "f":
+            bad |= ~np.isfinite(v) | (v != np.trunc(v))
+    else:
+        if dtype.itemsize >= 8:
+            return
+        fi = jnp.finfo(dtype)
+        # The smallest magnitude that rounds to inf: the largest finite value plus half
+        # its spacing.
+        overflow = (2.0 - 2.0 ** -(fi.nmant + 1)) * 2.0 ** (fi.maxexp - 1)
+        bad = np.isfinite(v) & (np.abs(v.astype(np.float64)) >= overflow)
+    if np.any(bad):
+        raise ValueError(
+            f"{fn}: value {values[bad].flat[0].item()!r} is not representable in "
+            f"{dtype.name}; pass a value that fits the dtype or another dtype"
+        )
+
+
 def constant(value: Any) -> Initializer:
     """Initializer returning ``value`` broadcast to the requested shape and dtype.
 
@@ -737,7 +768,9 @@ def constant(value: Any) -> Initializer:
 
     Returns:
       An initializer ``(key, shape, dtype=jnp.float32) -> Array`` (``key`` ignored);
-      it raises ValueError when ``value`` does not broadcast to ``shape``.
+      it raises ValueError when ``value`` does not broadcast to ``shape``, or when casting
+      it to ``dtype`` would change it rather than round it (a fraction or an out-of-range
+      number for an integer dtype, a finite number beyond a float dtype's range).
 
     Raises:
       ValueError: ``value`` is not numeric.
@@ -762,6 +795,7 @@ def constant(value: Any) -> Initializer:
             raise ValueError(
                 f"{fn}: value of shape {value_shape} does not broadcast to shape {shape}"
             )
+        _check_representable(fn, value, jnp.dtype(dtype))
         return jnp.broadcast_to(jnp.asarray(value, dtype), shape)
 
     return _tag(init, "constant", dict(value=value))

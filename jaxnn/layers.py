@@ -567,8 +567,18 @@ def batch_norm_backward(
 
     Returns:
       ``({"gamma", "beta"}, dL/dx)``.
+
+    Raises:
+      ValueError: ``grad_out`` does not have the forward input's shape.
     """
     x_hat, inv_std = cache.x_hat, cache.inv_std
+    if jnp.shape(grad_out) != x_hat.shape:
+        # A (1, F) or (F,) grad_out broadcast against x_hat and gave a wrong dL/dx (with the
+        # batch size read from grad_out) instead of an error.
+        raise ValueError(
+            f"batch_norm_backward: grad_out must have the shape of the forward input "
+            f"{x_hat.shape}, got {jnp.shape(grad_out)}"
+        )
     cdt = _stats_dtype(x_hat, inv_std, grad_out, cache.gamma)
     x_hat, inv_std = x_hat.astype(cdt), inv_std.astype(cdt)
     g = grad_out.astype(cdt)

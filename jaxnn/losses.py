@@ -54,8 +54,8 @@ Conventions.
 * Dtypes: the result has the dtype of the predictions/logits (float32 in, float32 out);
   targets and soft labels are cast to it. Integer predictions are converted to the
   default floating dtype; complex predictions, targets or labels raise ``TypeError``.
-  ``mse`` squares and averages float16/bfloat16 inputs in float32 and rounds once, so a
-  float16 mse is finite whenever its value fits.
+  ``mse`` and ``mse_grad`` compute float16/bfloat16 inputs in float32 and round once, so a
+  float16 mse (or its gradient) is finite and accurate whenever its value fits.
 * Cross-entropies are computed from logits in closed forms that never overflow
   (logits of +-1000, or -1e4, give finite values and gradients in float32).
 * Arguments are checked eagerly (also under ``jit``, where shapes are static): a shape
@@ -239,7 +239,12 @@ def mse_grad(predictions: ArrayLike, targets: ArrayLike, *, reduction: str = "me
     """
     p, t = _mse_args(predictions, targets, reduction, "mse_grad")
     per_entry = p.size // p.shape[0]
-    return (p - t) * (2.0 * _grad_scale(p.shape[0], reduction) / per_entry)
+    # In at least float32, rounded once (as mse, and so as jax.grad of it): in float16 the
+    # factor 2 / (N D) is a subnormal with few bits from N D ~ 3e4 on (2e-7 read 1.79e-7)
+    # and 0 from ~7e7 on, and p - t overflows beyond 65504.
+    acc = jnp.promote_types(p.dtype, jnp.float32)
+    d = p.astype(acc) - t.astype(acc)
+    return (d * (2.0 * _grad_scale(p.shape[0], reduction) / per_entry)).astype(p.dtype)
 
 
 # ----------------------------------------------------------------------------- binary
@@ -410,7 +415,10 @@ def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any, label_smo
     _check_reduction(reduction, fn)
     a = _label_smoothing(label_smoothing, fn)
     z = _as_float(logits, "logits", fn)
-    y = _real(labels, "labels", fn)
+    # NumPy (or list) labels are read as they are before jnp.asarray: without x64 it turns
+    # int64 into int32, wrapping 2**32 + 1 around to the valid class 1.
+    raw = None if isinstance(labels, jax.Array) else _concrete(labels)
+    y = _real(labels if raw is None else raw, "labels", fn)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     if y.shape != z.shape[:-1]:
         raise ValueError(
@@ -426,7 +434,7 @@ def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any, label_smo
     if jnp.iinfo(y.dtype).max < num_classes:
         # Compare in a type that holds num_classes: in int8, `y < 200` would wrap around.
         y = y.astype(jnp.int32)
-    values = _concrete(y)
+    values = raw if raw is not None and raw.dtype.kind in "iu" else _concrete(y)
     if values is not None and values.size and (
         values.min() < 0 or values.max() >= num_classes
     ):

@@ -424,6 +424,26 @@ def test_constant_broadcasts_to_the_requested_shape(value_shape, shape):
     assert I.constant(jnp.ones(value_shape))(KEY, shape).shape == shape
 
 
+@pytest.mark.parametrize(
+    "value, dtype, what",
+    [(0.5, jnp.int32, "0.5"), ([1.0, 2.7], jnp.int8, "2.7"), (1e5, jnp.float16, "100000.0"),
+     (np.asarray([-1, 2]), jnp.uint8, "-1"), (300, jnp.int8, "300")],
+    ids=["half-to-int32", "fraction-to-int8", "overflow-float16", "negative-to-uint8",
+         "overflow-int8"],
+)
+def test_constant_value_not_representable_in_the_dtype_is_refused(value, dtype, what):
+    # constant(0.5) in int32 came back as zeros, 1e5 in float16 as inf, -1 in uint8 as 255
+    # (NumPy arrays wrap): silently another value than the one asked for.
+    init = I.constant(value)
+    with pytest.raises(ValueError, match=rf"constant: value {re.escape(what)} is not "
+                                         rf"representable in {jnp.dtype(dtype).name}"):
+        init(KEY, (2,), dtype)
+    # Rounding to the nearest representable float is not a change of value.
+    assert float(I.constant(0.1)(KEY, (2,), jnp.float16)[0]) == float(np.float16(0.1))
+    assert I.constant(3.0)(KEY, (2,), jnp.int8).tolist() == [3, 3]
+    assert I.constant(True)(KEY, (2,), jnp.float32).tolist() == [1.0, 1.0]
+
+
 # --------------------------------------------------------------------------------------
 # Shapes, dtypes, determinism, transformations
 # --------------------------------------------------------------------------------------

@@ -325,6 +325,21 @@ def test_batch_norm_backward_matches_vjp(train):
         assert np.abs(np.asarray(gx_simplified).sum(0)).max() > 1e-3
 
 
+@pytest.mark.parametrize("train", [True, False])
+@pytest.mark.parametrize("g_shape", [(1, 5), (5,), (8, 1), (9, 5)])
+def test_batch_norm_backward_rejects_grad_out_of_the_wrong_shape(train, g_shape):
+    # A (1, 5) or (5,) grad_out used to broadcast against x_hat (8, 5) and come back as a
+    # wrong (8, 5) dL/dx (in training the batch size was read from grad_out: N = 1);
+    # (8, 1) and (9, 5) failed inside jax with messages naming neither the function nor
+    # the argument.
+    params, state, x = _bn_problem()
+    _, cache, _ = layers.batch_norm_forward(params, state, x, train=train)
+    with pytest.raises(ValueError, match=re.escape(
+            f"batch_norm_backward: grad_out must have the shape of the forward input "
+            f"(8, 5), got {g_shape}")):
+        layers.batch_norm_backward(cache, jnp.ones(g_shape))
+
+
 def test_batch_norm_cache_is_a_pytree_usable_across_jit():
     params, state, x = _bn_problem()
     fwd = jax.jit(lambda p, s, x: layers.batch_norm_forward(p, s, x, train=True))

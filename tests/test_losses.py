@@ -323,6 +323,24 @@ def test_integer_label_errors():
             fn(z, jnp.zeros((3, 1), jnp.int32))
 
 
+@pytest.mark.parametrize("labels", [
+    np.asarray([0, 2**32 + 1, 1]),  # int64: 2**32 + 1 read as the valid class 1
+    np.asarray([0, -(2**32) + 2, 1]),  # read as the valid class 2
+    np.asarray([0, 2**32 + 1, 1], np.uint64),
+    [0, 2**32 + 1, 1],  # a Python list: OverflowError naming neither function nor argument
+], ids=["int64", "negative-int64", "uint64", "list"])
+def test_integer_labels_too_large_for_int32_are_refused_without_x64(labels):
+    # Without jax_enable_x64 (the default) NumPy int64 labels become int32: out-of-range
+    # values wrapped around into valid classes and gave a finite, wrong loss.
+    z = jnp.zeros((3, 4), F32)
+    with jax.enable_x64(False):
+        for fn in (L.softmax_cross_entropy_with_integer_labels,
+                   L.softmax_cross_entropy_with_integer_labels_grad):
+            with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\).*got values \[-?4"):
+                fn(z, labels)
+            fn(z, np.asarray([0, 3, 1]))  # in range: accepted
+
+
 def test_rank_and_empty_errors():
     with pytest.raises(ValueError, match=r"logits.*rank >= 2.*\(4,\)"):
         L.softmax_cross_entropy(jnp.zeros(4), jnp.zeros(4))
@@ -437,6 +455,24 @@ def test_mse_float16_squares_do_not_overflow_before_the_mean():
     grad = jax.grad(L.mse)(p, t)
     assert grad.dtype == jnp.float16
     np.testing.assert_allclose(np.asarray(grad, np.float32), L.mse_grad(p, t), rtol=1e-3)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_mse_grad_float16_scale_is_not_rounded_to_a_subnormal(reduction):
+    # With N * D = 1e7 entries the factor 2 / (N D) = 2e-7 is a float16 subnormal (3
+    # significant bits: 1.79e-7); multiplying p - t = 1000 by it gave 1.79e-4 for the
+    # representable 2e-4 (-11%, and exactly 0 from N D ~ 7e7 on), while jax.grad of mse,
+    # computed in float32, is right. The factor for "sum" (2 / D = 2e-6) was 1.3% off.
+    p = jnp.full((10, 10**6), 1000.0, jnp.float16)
+    t = jnp.zeros_like(p)
+    got = L.mse_grad(p, t, reduction=reduction)
+    want = jax.grad(lambda q: L.mse(q, t, reduction=reduction))(p)
+    assert got.dtype == want.dtype == jnp.float16
+    np.testing.assert_allclose(np.asarray(got[0, :3], np.float32),
+                               np.asarray(want[0, :3], np.float32), rtol=1e-3)
+    expected = 2000.0 / (p.size if reduction == "mean" else p.shape[1])
+    np.testing.assert_allclose(np.asarray(got, np.float32).min(), expected, rtol=1e-3)
+    np.testing.assert_allclose(np.asarray(got, np.float32).max(), expected, rtol=1e-3)
 
 
 @pytest.mark.parametrize("name", L.names())
