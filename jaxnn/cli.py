@@ -8,6 +8,7 @@ diverged run exits with status 3, an interrupted one with 130.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import os
 import pathlib
@@ -40,7 +41,8 @@ def _train_parser() -> argparse.ArgumentParser:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a config value, e.g. --set optimizer.learning_rate=3e-4 (repeatable)",
     )
-    p.add_argument("--workdir", help="run directory (default: runs/<config name>)")
+    p.add_argument("--workdir", help="run directory (default: runs/<config name>, or "
+                   "runs/<config name>-2... when that holds a run)")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --workdir from its newest good checkpoint")
     p.add_argument("--devices", type=int,
@@ -85,7 +87,10 @@ def train_entry() -> None:
 
 def train_main(argv: Sequence[str] | None = None) -> int:
     """``scripts/train.py``: parse arguments, run :func:`jaxnn.train.train_and_evaluate`."""
-    args = _train_parser().parse_args(argv)
+    parser = _train_parser()
+    args, stray = parser.parse_known_args(argv)
+    if stray:
+        parser.error(f"unrecognized arguments: {' '.join(stray)}{_split_set_hint(args, stray)}")
     import jax
 
     from jaxnn import config as config_lib
@@ -135,6 +140,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             cfg = config_lib.load(saved, overrides)
             workdir = args.workdir
         else:
+            if args.config is not None and not pathlib.Path(args.config).exists():
+                raise ConfigError(f"config file {args.config!r} does not exist"
+                                  f"{_config_suggestion(args.config)}")
             cfg = config_lib.load(args.config, overrides)
             stem = pathlib.Path(args.config).stem if args.config else "default"
             workdir = args.workdir or str(config_lib.fresh_workdir(
@@ -173,6 +181,34 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet and is_main_process():
         print(f"run directory: {workdir}", file=sys.stderr)
     return 0
+
+
+def _config_suggestion(given: str) -> str:
+    """`` (did you mean 'configs/xor.yaml'?)`` for a misspelled ``--config`` path, a name
+    without its ``.yaml`` or one without ``configs/``; empty when nothing is close."""
+    path = pathlib.Path(given)
+    folders = [path.parent] + ([pathlib.Path("configs")] if path.parent == pathlib.Path(".")
+                               else [])
+    for folder in folders:
+        try:
+            files = {f.stem.lower(): f.name for f in folder.iterdir()
+                     if f.suffix in (".yaml", ".yml") and f.is_file()}
+        except OSError:  # no such folder, or unreadable
+            continue
+        stem = path.stem if path.suffix in (".yaml", ".yml") else path.name
+        match = difflib.get_close_matches(stem.lower(), sorted(files), n=1, cutoff=0.6)
+        if match:
+            return f" (did you mean {str(folder / files[match[0]])!r}?)"
+    return ""
+
+
+def _split_set_hint(args: argparse.Namespace, stray: Sequence[str]) -> str:
+    """For ``--set training.epochs 5`` (a space for the "="): the one-word form to use."""
+    bare = [o for o in args.overrides if "=" not in o]
+    if not bare or stray[0].startswith("-"):
+        return ""
+    value = stray[1] if stray[0] == "=" and len(stray) > 1 else stray[0]
+    return f"; --set takes KEY=VALUE as one word: --set {bare[-1]}={value}"
 
 
 def _main_process(cfg: Any) -> bool:

@@ -139,6 +139,9 @@ BAD = {
     "batch size 0": (lambda t: ["--set", "training.batch_size=0"], ["training.batch_size", "0"]),
     "wrong type": (lambda t: ["--set", "training.epochs=many"], ["training.epochs", "many"]),
     "override without =": (lambda t: ["--set", "training.epochs"], ["training.epochs"]),
+    # a space for the "=": argparse took "5" for a stray argument and said only that
+    "override split at a space": (lambda t: ["--set", "training.epochs", "5"],
+                                  ["unrecognized arguments: 5", "--set training.epochs=5"]),
     "missing data dir": (lambda t: ["--config", str(CONFIGS / "fashion_mnist.yaml"),
                                     "--data-dir", str(t / "no-such-dir")], ["no-such-dir"]),
     "missing config file": (lambda t: ["--config", str(t / "nope.yaml")], ["nope.yaml"]),
@@ -164,6 +167,23 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys, monkeypatch):
         argv += ["--workdir", str(tmp_path / "w")]
     train_cli_usage_error(argv, capsys, words)
     assert not (tmp_path / "w" / "checkpoints").exists()  # failed before any training
+
+
+@pytest.mark.parametrize("given, suggested", [
+    ("configs/xorr.yaml", "configs/xor.yaml"),   # a typo
+    ("xor", "configs/xor.yaml"),                 # the name alone
+    ("configs/spirals", "configs/spirals.yaml"),  # no suffix
+])
+def test_a_misspelled_config_name_suggests_the_file(given, suggested, tmp_path, capsys,
+                                                    monkeypatch):
+    # "config file 'xor' does not exist" named no file that does.
+    (tmp_path / "configs").mkdir()
+    for name in ("xor", "spirals", "default"):
+        shutil.copy(CONFIGS / f"{name}.yaml", tmp_path / "configs")
+    monkeypatch.chdir(tmp_path)
+    train_cli_usage_error(["--config", given], capsys,
+                          [repr(given), "does not exist", f"did you mean {suggested!r}?"])
+    assert not (tmp_path / "runs").exists()
 
 
 def test_bad_input_in_a_real_process_has_no_traceback(tmp_path):
