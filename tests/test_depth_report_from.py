@@ -419,3 +419,35 @@ def test_a_folder_without_table_csv_is_one_line_exit_2(study, tmp_path, capsys):
                            "--no-plots"]) == depth_cli.EXIT_USAGE
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and "table.csv missing" in err
+
+
+def test_an_infinite_ratio_is_read_back_as_infinite_not_nan(study, tmp_path):
+    # A seed whose first-layer gradient overflowed while the last hidden layer's did not
+    # has grad_ratio = +inf: it counts in the median ratio (and can make it +inf). The
+    # JSON table stores it as null; read back as nan it dropped out of the median, and the
+    # re-rendered ratio table and verdicts were not the report the study wrote.
+    result, _ = study
+    records = [dict(r) for r in result.records]
+    where = dict(activation="tanh", initializer="normal(1)", depth=3, phase="init")
+    rows = [r for r in records if all(r[k] == v for k, v in where.items())]
+    assert len(rows) == 3 and len({r["grad_ratio"] for r in rows}) == 3
+    worst = max(rows, key=lambda r: r["grad_ratio"])
+    rows[0].update(grad_ratio=float("inf"), first_grad_norm=float("inf"), finite=False)
+    rows[0]["weight_grad_norm"] = [float("inf")] + rows[0]["weight_grad_norm"][1:]
+    rows[1].update(activation_mean=[-float("inf")] * 3)
+    edited = dataclasses.replace(result, records=records)
+    assert D.DepthStudyResult.median(edited, "grad_ratio", **where) >= worst["grad_ratio"]
+    depth_report.write_outputs(edited, tmp_path, plots=False)
+    back = depth_report.load_result(tmp_path)
+    got = back.select(**where)
+    assert got[0]["grad_ratio"] == got[0]["first_grad_norm"] == float("inf")
+    assert got[0]["weight_grad_norm"][0] == float("inf")
+    assert got[1]["activation_mean"] == [-float("inf")] * 3
+    for r, b in zip(records, back.records, strict=True):  # every value as written
+        for k in D.COLUMNS:
+            if isinstance(r[k], str):
+                assert b[k] == r[k], k
+            else:
+                assert np.array_equal(np.asarray(b[k], float), np.asarray(r[k], float),
+                                      equal_nan=True), k
+    assert depth_report.render_report(back) == depth_report.render_report(edited)

@@ -245,6 +245,25 @@ def _json_restore(v: Any) -> Any:
     return v
 
 
+def _restore_infinities(records: list[dict[str, Any]], table: list[dict[str, Any]],
+                        csv_text: str) -> None:
+    """Give back the values ``table.json`` stores as null their ``inf``/``-inf``/``nan``
+    from ``table.csv`` (same rows, same order; the JSON keeps every other value at full
+    precision). Read back as nan, a +inf ``grad_ratio`` (a first-layer gradient that
+    overflowed where the last hidden layer's did not) dropped out of the median ratio,
+    and a re-rendered report was not the one the study wrote."""
+    rows = list(csv.DictReader(io.StringIO(csv_text, newline="")))
+    if len(rows) != len(table):
+        raise ValueError(f"table.csv has {len(rows)} rows, table.json {len(table)}")
+    for rec, raw, row in zip(records, table, rows, strict=True):
+        for k, v in raw.items():
+            if v is None:
+                rec[k] = float(row[k])
+            elif isinstance(v, list) and None in v:
+                cells = row[k].split(";")
+                rec[k] = [float(c) if x is None else x for x, c in zip(v, cells, strict=True)]
+
+
 #: The files :func:`write_table` writes and :func:`load_result` reads back.
 _TABLE_FILES = ("config.yaml", "table.csv", "table.json", "curves.json", "histograms.json",
                 "timing.json")
@@ -256,8 +275,8 @@ VERDICT_FIELDS = ("vanish_ratio", "explode_ratio", "saturation_threshold", "trai
 
 def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
     """Rebuild a :class:`DepthStudyResult` from the files :func:`write_table` wrote (to
-    re-render plots or the report without running the study again). Non-finite values come
-    back as nan (their sign is not kept).
+    re-render plots or the report without running the study again). Non-finite values
+    (null in ``table.json``) come back as the ``inf``, ``-inf`` or ``nan`` of ``table.csv``.
 
     The files must be one set: ``manifest.json`` (written last) present, every table file
     the one whose SHA-256 it lists, and ``config.yaml`` the config it lists up to the
@@ -290,6 +309,7 @@ def load_result(workdir: str | pathlib.Path) -> DepthStudyResult:
         records = [{k: _json_restore(v) if k not in ("study", "dataset", "activation",
                                                      "initializer", "phase") else v
                     for k, v in r.items()} for r in table]
+        _restore_infinities(records, table, (wd / "table.csv").read_text())
         curves = [{**r, "losses": _json_restore(r["losses"])}
                   for r in json.loads((wd / "curves.json").read_text())]
         hists = json.loads((wd / "histograms.json").read_text())
