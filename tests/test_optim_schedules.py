@@ -249,6 +249,16 @@ def test_cyclic_half_cycle_beyond_int32_range(mode):
     np.testing.assert_allclose(S.cyclic_schedule(0.0, 1.0, 2**31 - 1, mode)(2**31 - 1), 1.0)
 
 
+def test_cyclic_triangular2_past_2_to_31_cycles_stays_at_base_lr():
+    # int64 steps (x64): the cycle index was cast to int32 before halving the amplitude
+    # 2**cycle times, so past 2**31 cycles it wrapped around: an infinite rate at
+    # 2**40 + 5, the full max_lr at cycle 2**33.
+    sched = S.cyclic_schedule(0.1, 1.0, 10, "triangular2")
+    steps = jnp.asarray([2**40 + 5, 2**33 * 20 + 10, 2**62 + 10], jnp.int64)
+    np.testing.assert_allclose(np.asarray(sched(steps)), 0.1, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(sched)(steps)), 0.1, rtol=1e-6)
+
+
 # --------------------------------------------------------------------------- monotonicity
 
 DECREASING = [
@@ -734,6 +744,20 @@ def test_narrow_integer_steps_give_the_int32_values(name, schedule, dtype):
     np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-6, err_msg=name)
     traced = jax.jit(schedule)(jnp.asarray(steps))
     np.testing.assert_allclose(np.asarray(traced), expected, rtol=1e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("name,schedule", NARROW_STEP_SCHEDULES,
+                         ids=[n for n, _ in NARROW_STEP_SCHEDULES])
+def test_uint32_steps_past_int32_saturate_without_x64(name, schedule):
+    # Without x64 a uint32 step was cast to int32 and wrapped around: 3e9 read as a
+    # negative step, i.e. step 0. It saturates at 2**31 - 1, as optax's counters do.
+    with jax.enable_x64(False):
+        expected = np.asarray(schedule(jnp.asarray(2**31 - 1, jnp.int32)))
+        steps = jnp.asarray([2**31, 3_000_000_000, 2**32 - 1], jnp.uint32)
+        got = np.asarray(jax.jit(schedule)(steps))
+        eager = np.asarray(schedule(np.uint32(3_000_000_000)))
+    np.testing.assert_allclose(got, np.broadcast_to(expected, (3,)), rtol=1e-6, err_msg=name)
+    np.testing.assert_allclose(eager, expected, rtol=1e-6, err_msg=name)
 
 
 # Shape arguments given as concrete 0-d arrays (``jnp.float32(0.5)``, a value read back

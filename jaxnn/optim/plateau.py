@@ -150,7 +150,8 @@ def reduce_on_plateau(
 
     Differences from ``optax.contrib.reduce_on_plateau``: the sign-aware tolerance above
     (identical for non-negative values), ``patience=0`` reduces at every non-improving
-    evaluation (optax never reduces), and updates keep their own dtype.
+    evaluation (optax 0.2.8 instead reduces at every *improving* one and never at a
+    non-improving one), and updates keep their own dtype.
 
     Reference: Keras ``ReduceLROnPlateau`` / PyTorch ``ReduceLROnPlateau`` callbacks.
     """

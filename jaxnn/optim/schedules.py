@@ -217,12 +217,20 @@ def _f32(x: Any) -> jax.Array:
 
 def _step(step: ArrayLike) -> jax.Array:
     """The step as a JAX array: integers stay integers (exact arithmetic; narrower than 32
-    bits widen to int32), floats -> f32."""
+    bits widen to int32), floats -> f32. An unsigned step too large for the signed
+    integer it becomes (uint32 past 2**31 - 1 without x64) saturates at its largest value,
+    as optax's int32 counters do, instead of wrapping around to a negative step."""
     t = jnp.asarray(step)
     # Boundaries and lengths are compared and subtracted in the step's dtype: int8/int16
     # (or uint8/uint16) would wrap them around (int8(300) is 44), so narrow integers widen.
-    if t.dtype == jnp.bool_ or jnp.issubdtype(t.dtype, jnp.unsignedinteger):
-        return t.astype(jnp.int32 if t.dtype.itemsize < 4 else jnp.int_)
+    if t.dtype == jnp.bool_:
+        return t.astype(jnp.int32)
+    if jnp.issubdtype(t.dtype, jnp.unsignedinteger):
+        signed = jnp.dtype(jnp.int32 if t.dtype.itemsize < 4 else jax.dtypes.canonicalize_dtype(
+            np.int64))
+        if t.dtype.itemsize >= signed.itemsize:
+            t = jnp.minimum(t, jnp.asarray(jnp.iinfo(signed).max, t.dtype))
+        return t.astype(signed)
     if jnp.issubdtype(t.dtype, jnp.integer):
         return t.astype(jnp.int32) if t.dtype.itemsize < 4 else t
     if jnp.issubdtype(t.dtype, jnp.floating):
@@ -1037,7 +1045,9 @@ def cyclic_schedule(
         base = _f32(base_lr)
         amplitude = _f32(max_lr) - base
         if mode == "triangular2":
-            amplitude = jnp.ldexp(amplitude, -cycle.astype(jnp.int32))
+            # Halved 1024 times, any float32 amplitude is 0: clipping first keeps an int64
+            # cycle count (x64) past 2**31 from wrapping around in the int32 exponent.
+            amplitude = jnp.ldexp(amplitude, -jnp.minimum(cycle, 1024).astype(jnp.int32))
         elif mode == "exp_range":
             amplitude = amplitude * jnp.exp(t.astype(_F32) * _f32(log_gamma))
         return (base + amplitude * tri).astype(_F32)

@@ -1175,7 +1175,9 @@ def scale_by_learning_rate(
     it at any step (:func:`jaxnn.optim.current_learning_rate`).
 
     Args:
-      learning_rate: a finite number >= 0, or a schedule ``step -> rate``.
+      learning_rate: a finite number >= 0, or a schedule ``step -> rate``. Required:
+        optax's default ``None`` means no scaling at all, which also skips the sign flip
+        (the updates would ascend); here ``None`` raises ``TypeError``.
       flip_sign: negate (the default), so that ``optax.apply_updates`` descends.
 
     Returns:
