@@ -116,6 +116,7 @@ def forward(
             f"forward: key is required when train=True and dropout_rate={config.dropout_rate} "
             "> 0, got key=None"
         )
+    mlp._check_params(config, params, "forward")
     n = config.num_layers
     hidden_act = mlp._activation(config, config.hidden_activation, True)
     out_act = mlp._activation(config, config.output_activation, False)
@@ -262,6 +263,7 @@ def _value_and_grad_impl(
     loss_grad = losses.get_grad(loss, **kw)
 
     def impl(params, state, x, y, key=None, train=True):
+        mlp._check_params(config, params, fn_name)
         outputs, cache, new_state = forward(config, params, state, x, train=train, key=key)
         data_loss = loss_value(outputs, y)
         total = data_loss + mlp.penalty(config, params)

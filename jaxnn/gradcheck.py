@@ -66,7 +66,8 @@ normalization cancels it) has no scale of its own: autodiff and a hand-written g
 return rounding noise there (or an exact 0), ``~eps(dtype)`` times the size of the terms that
 cancel, and with ``atol=0`` (the default) no relative rule can accept that. So when a leaf
 fails the rule above, it is judged again with a per-leaf noise floor ``N``, and elements
-where BOTH compared values are at most ``N`` count as "zero to within rounding" and pass:
+whose compared values differ by at most ``N`` (``|g_i - r_i| <= N``) count as "equal to
+within rounding" and pass:
 
 * against autodiff, ``N = noise_factor * max_i |a_i - r_i|``, the largest deviation from the
   float64 reference shown on that leaf by ``jax.grad(fn)`` itself run like ``grad_fn`` (in
@@ -79,9 +80,23 @@ where BOTH compared values are at most ``N`` count as "zero to within rounding" 
 
 A genuinely small gradient (vanishing gradients are products of small factors, computed to
 full relative precision) sits far above its own noise and is still judged by the relative
-rule; a wrong value above ``N`` fails. ``noise_factor=0`` turns the floor off. The report
-gives, per leaf, ``max |g - r|`` and ``max rel_i`` against both references (over the
-elements not excused by the noise floor), and lists the leaves that needed the floor.
+rule; an error larger than ``N`` fails, whatever the size of the values (a sign error in an
+element smaller than ``N`` too, once the element is above ``N / 2``). The same floor lets a
+leaf pass whose small entries come from a cancellation (a confident softmax's ``p - 1``)
+that no gradient in ``dtype`` resolves to ``rtol``, and a float16/bfloat16 gradient whose
+rounding errors exceed ``rtol``: ``N`` is then the resolution of the check in that dtype.
+(Before 2026-12-04 an element was excused when both ``|g_i|`` and ``|r_i|`` were at most
+``N``: a sign error of up to ``N`` passed, and a correct value just above ``N`` failed.)
+``noise_factor=0`` turns the floor off. The report gives, per leaf, ``max |g - r|`` and
+``max rel_i`` against both references (over the elements not excused by the noise floor),
+and lists the leaves that needed the floor.
+
+**The value.** When ``grad_fn`` returns a value, it passes when ``|value_g - value| <=
+max(rtol |value|, N_v)`` with ``N_v = noise_factor * max |v_j - value|``, the deviation of
+``fn`` itself run in ``dtype`` at the same 4 points (measured only when the relative rule
+fails): a loss near 0 from cancelling terms is judged at its rounding, a badly scaled one
+(values ~1e-6) on its own scale. (Before 2026-12-04 the rule was ``rtol * max(|value|,
+1)``: a value of 1e-5 returned twice too large passed in float32.)
 
 :func:`check_mlp` builds a random MLP problem and checks :func:`jaxnn.backprop.value_and_grad`
 with it; :func:`main` is the command line of ``scripts/gradcheck.py``.
@@ -137,8 +152,8 @@ class LeafReport:
       noise_floor: the noise floor ``N`` the leaf was judged with against autodiff (None
         when it passed without one; see the module docstring).
       fd_noise_floor: the same against finite differences.
-      noise_elements: elements excused because both compared values were at most the noise
-        floor (against either reference).
+      noise_elements: elements excused because the compared values differed by at most the
+        noise floor (against either reference).
       worst_index: index (into the leaf's shape) of the element farthest outside the
         tolerance -- the largest ``rel_i / tolerance`` over both references; None for an
         empty leaf. For a failed leaf this is where to look first.
@@ -186,7 +201,8 @@ class GradCheckReport:
         and :attr:`atol_fd`).
       value: ``fn(params, *args)`` in float64.
       value_error: ``|value from grad_fn - value|`` when ``grad_fn`` returned a value.
-      value_passed: whether ``value_error <= rtol * max(|value|, 1)`` (True without one).
+      value_passed: whether ``value_error <= max(rtol * |value|, value_noise_floor)`` (True
+        without one).
       noise_factor: the multiplier of the noise floor (0: none; see the module docstring).
       fd_resolution: ``noise_factor * ulp(value) / eps``, the smallest difference a central
         difference resolves (its rounding error is ``~ulp(value) / eps``): differences from
@@ -194,6 +210,9 @@ class GradCheckReport:
       value_dtype: the dtype of ``fn``'s value at float64 params: ``"float64"`` unless
         ``fn`` computes in a narrower dtype whatever its params, which then limits the
         accuracy of both references (see the module docstring).
+      value_noise_floor: ``N_v``, the rounding of ``fn``'s value in ``dtype`` (times
+        ``noise_factor``) the value was judged with, when ``rtol * |value|`` alone failed it
+        (else None; see the module docstring).
     """
 
     leaves: tuple[LeafReport, ...]
@@ -211,6 +230,7 @@ class GradCheckReport:
     noise_factor: float = 0.0
     fd_resolution: float = 0.0
     value_dtype: str = "float64"
+    value_noise_floor: float | None = None
 
     @property
     def rtol_fd(self) -> float:
@@ -269,8 +289,8 @@ class GradCheckReport:
                  for r in rows]
         noisy = [leaf for leaf in self.leaves if leaf.noise_elements]
         notes = "".join(
-            f"{leaf.path}: {leaf.noise_elements} element(s) zero to within rounding (|g| and "
-            f"|ref| <= noise floor {f(leaf.noise_floor)} vs autodiff, "
+            f"{leaf.path}: {leaf.noise_elements} element(s) equal to within rounding (|g - ref| "
+            f"<= noise floor {f(leaf.noise_floor)} vs autodiff, "
             f"{f(leaf.fd_noise_floor)} vs FD; noise_factor={self.noise_factor:g})\n"
             for leaf in noisy
         )
@@ -288,6 +308,8 @@ class GradCheckReport:
         tail = notes + worst + f"value: {self.value:.10g}"
         if self.value_error is not None:
             tail += f" (|error| of grad_fn's value: {self.value_error:.2e}"
+            if self.value_noise_floor is not None:
+                tail += f", noise floor {self.value_noise_floor:.2e}"
             tail += ", ok)" if self.value_passed else ", FAIL)"
         if self.passed:
             verdict = "PASSED"
@@ -302,9 +324,12 @@ def default_tolerances(dtype: Any, value_dtype: Any = "float64") -> dict[str, fl
 
     float64: ``rtol=1e-7``; float32: ``rtol=1e-3`` (float32 rounding against a float64
     reference). Narrower dtypes get the float32 value too, which a correct float16/bfloat16
-    gradient of a multi-layer net usually misses (elementwise errors of 0.1-1 were measured):
-    pass ``rtol`` for them. Always ``fd_rtol=1e-5`` (central differences in
-    float64 with ``eps=1e-6``: truncation ~eps^2, cancellation ~1e-16/eps), ``floor=1e-3``.
+    gradient misses (bfloat16 rounds to 2**-9 ~ 2e-3 alone): such a gradient passes
+    through the noise floor instead (the rounding error of autodiff in that dtype, measured;
+    see the module docstring), which is then the resolution of the check -- errors below it
+    (a 1% error in bfloat16) cannot be told from rounding. Always ``fd_rtol=1e-5`` (central
+    differences in float64 with ``eps=1e-6``: truncation ~eps^2, cancellation ~1e-16/eps),
+    ``floor=1e-3``.
 
     ``value_dtype`` is the dtype of ``fn``'s value at float64 params: when it is narrower
     than float64, finite differences of it are no more accurate than it, so ``fd_rtol`` is
@@ -372,8 +397,8 @@ def _errors(
     g: np.ndarray, r: np.ndarray, leaf_max: float, floor: float, atol: float, rtol: float,
     noise: float = 0.0,
 ) -> tuple[float, float, int, int]:
-    """``(max |g - r|, max rel_i, n, i)`` over a leaf; the ``n`` elements where both
-    ``|g_i|`` and ``|r_i|`` are at most ``noise`` (zero to within rounding) are left out of
+    """``(max |g - r|, max rel_i, n, i)`` over a leaf; the ``n`` elements where
+    ``|g_i - r_i|`` is at most ``noise`` (equal to within rounding) are left out of
     ``max rel_i``; ``i`` is the flat index of the largest ``rel_i`` (a NaN one first)."""
     if g.size == 0:
         return 0.0, 0.0, 0, -1
@@ -383,7 +408,9 @@ def _errors(
     n_noise = 0
     if noise > 0:
         # NaN compares False: a NaN element is never excused.
-        quiet = (np.abs(g) <= noise) & (np.abs(r) <= noise)
+        # Not "both |g|, |r| <= noise": that excused a sign error of up to noise, and
+        # failed a correct element just above it in a leaf with cancellations.
+        quiet = err <= noise
         n_noise = int(np.sum(quiet))
         rel = np.where(quiet, 0.0, rel)
     # NaN anywhere counts as a failure (np.max propagates it; report inf).
@@ -434,29 +461,33 @@ def _check_scalar_output(scalar_fn: Callable[[Any], Any], params: Any, has_aux: 
 
 def _autodiff_noise(
     fn: Callable[..., Any], params: Any, args: tuple[Any, ...], reference: list[np.ndarray],
-    *, has_aux: bool, wide: bool, traceable: bool, seed: int,
-) -> list[float]:
+    value: float, *, has_aux: bool, wide: bool, traceable: bool, seed: int,
+) -> tuple[list[float], float]:
     """Per leaf, ``max_i |a_i - r_i|`` over ``jax.grad(fn)`` run on ``params``/``args`` as
     given (the gradient under test's dtype) at ``params`` and at perturbed copies, against
-    the float64 reference ``r``."""
+    the float64 reference ``r``; and the same for ``fn``'s value against ``value``."""
     def scalar(p):
         out = fn(p, *args)
         return out[0] if has_aux else out
 
-    grad = jax.grad(scalar)
+    value_and_grad = jax.value_and_grad(scalar)
     rng = np.random.default_rng([seed, 1])
     noise = [0.0] * len(reference)
+    value_noise = 0.0
     with jax.enable_x64(True) if wide else contextlib.nullcontext():
         dtype = jnp.result_type(*jax.tree.leaves(params))
-        grad = jax.jit(grad) if traceable else grad
+        value_and_grad = jax.jit(value_and_grad) if traceable else value_and_grad
         copies = [params] + [_perturbed(params, dtype, rng) for _ in range(_NOISE_COPIES)]
         for p in copies:
-            for i, (a, r) in enumerate(zip(jax.tree.leaves(grad(p)), reference, strict=True)):
+            v, g = value_and_grad(p)
+            dev = abs(float(np.asarray(v, np.float64)) - value)
+            value_noise = max(value_noise, dev if math.isfinite(dev) else 0.0)
+            for i, (a, r) in enumerate(zip(jax.tree.leaves(g), reference, strict=True)):
                 dev = np.abs(np.asarray(a, np.float64).reshape(r.shape) - r)
                 if dev.size:
                     noise[i] = max(noise[i], float(np.nan_to_num(np.max(dev), nan=0.0,
                                                                  posinf=0.0)))
-    return noise
+    return noise, value_noise
 
 
 def check_gradients(
@@ -504,9 +535,10 @@ def check_gradients(
       has_aux: ``fn`` returns ``(value, aux)``.
       seed: seed of the element subsets.
       fd_batch_size: perturbations evaluated together under ``vmap``.
-      noise_factor: multiplier of the per-leaf noise floor below which two values both
-        count as zero (default 8; 0 turns it off). It is only measured (``jax.grad(fn)`` in
-        ``dtype`` at 4 points) for leaves that fail without it; see the module docstring.
+      noise_factor: multiplier of the per-leaf noise floor: two values that differ by at
+        most it count as equal to within rounding (default 8; 0 turns it off). It is only
+        measured (``jax.value_and_grad(fn)`` in ``dtype`` at 4 points) for leaves, or a
+        value, that fail without it; see the module docstring.
 
     Returns:
       A :class:`GradCheckReport`.
@@ -751,20 +783,24 @@ def check_gradients(
 
     reports = [judge(i) for i in range(len(paths))]
     failing = [i for i, r in enumerate(reports) if not r.passed]
-    if failing and noise_factor > 0:
-        # Only now measure the rounding noise (extra gradient evaluations): judged again,
-        # elements where both values are below it count as zero (see the module docstring).
+    value_error = None if value_test is None else abs(value_test - value)
+    value_passed = value_error is None or value_error <= rtol * abs(value)
+    value_noise = None
+    if (failing or not value_passed) and noise_factor > 0:
+        # Only now measure the rounding noise (extra evaluations of fn and its gradient):
+        # judged again, values that differ by less than it agree (see the module docstring).
         if grad_fn is not None:
-            noise = _autodiff_noise(fn, p_test, a_test, g_ad, has_aux=has_aux, wide=wide,
-                                    traceable=traceable, seed=seed)
+            noise, v_noise = _autodiff_noise(fn, p_test, a_test, g_ad, value, has_aux=has_aux,
+                                             wide=wide, traceable=traceable, seed=seed)
         else:
-            noise = _autodiff_noise(fn, p64, a64, g_ad, has_aux=has_aux, wide=True,
-                                    traceable=traceable, seed=seed)
+            noise, v_noise = _autodiff_noise(fn, p64, a64, g_ad, value, has_aux=has_aux,
+                                             wide=True, traceable=traceable, seed=seed)
         for i in failing:
             n = noise_factor * noise[i]
             reports[i] = judge(i, n, max(n, noise_factor * fd_floor))
-    value_error = None if value_test is None else abs(value_test - value)
-    value_passed = value_error is None or value_error <= rtol * max(abs(value), 1.0)
+        if not value_passed:
+            value_noise = noise_factor * v_noise
+            value_passed = value_error <= value_noise
     return GradCheckReport(
         leaves=tuple(reports),
         passed=all(r.passed for r in reports) and value_passed,
@@ -781,6 +817,7 @@ def check_gradients(
         noise_factor=float(noise_factor),
         fd_resolution=float(fd_resolution),
         value_dtype=str(value_dtype),
+        value_noise_floor=value_noise,
     )
 
 

@@ -357,6 +357,27 @@ def _activation(config: MLPConfig, name: str, hidden: bool) -> Callable[..., Arr
     return lambda u, p: f(u)
 
 
+def _check_params(config: MLPConfig, params: Params, fn: str) -> None:
+    """Raise ValueError unless ``params`` has ``config``'s layers and kernel shapes (static
+    shapes: checked once, at trace time). Without it, params with an extra layer ran the
+    config's layers and ignored the rest, and a last layer of another width gave outputs of
+    that width, silently."""
+    expected = [(config.layer_sizes[l], config.dense_width(l)) for l in range(config.num_layers)]
+    try:
+        got = [tuple(layer["w"].shape) for layer in params["layers"]]
+    except (KeyError, TypeError, AttributeError):
+        raise ValueError(
+            f"{fn}: params must be {{'layers': [{{'w', 'b'?, ...}}, ...]}} as made by "
+            f"jaxnn.mlp.init, got {jax.tree.structure(params)}"
+        ) from None
+    if got != expected:
+        raise ValueError(
+            f"{fn}: params do not fit config.layer_sizes={config.layer_sizes}: their kernels "
+            f"have shapes {got}, the config's are {expected}; use the config the params were "
+            "made with (jaxnn.mlp.init)"
+        )
+
+
 def _flatten_input(x: Array) -> Array:
     return x.reshape(x.shape[0], -1) if x.ndim > 2 else x
 
@@ -394,6 +415,7 @@ def apply(
             f"apply: key is required when train=True and dropout_rate={config.dropout_rate} > 0, "
             "got key=None"
         )
+    _check_params(config, params, "apply")
     probes = probes or {}
 
     def probe(kind: str, l: int, v: Array) -> Array:

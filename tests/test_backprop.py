@@ -412,3 +412,14 @@ def test_penalty_grad():
     for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(ref), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-12)
     assert backprop.penalty_grad(mlp.MLPConfig(layer_sizes=(5, 3)), params) is None
+
+
+@pytest.mark.parametrize("params_sizes", [(3, 4, 4, 2), (3, 4, 5)])
+def test_forward_refuses_params_of_another_architecture(params_sizes):
+    config = mlp.MLPConfig(layer_sizes=(3, 4, 2))
+    params, state = mlp.init(mlp.MLPConfig(layer_sizes=params_sizes), jax.random.PRNGKey(0))
+    with pytest.raises(ValueError, match=r"forward: params do not fit config\.layer_sizes="):
+        backprop.forward(config, params, state, jnp.ones((2, 3), jnp.float32), train=False)
+    with pytest.raises(ValueError, match=r"value_and_grad: params do not fit"):
+        backprop.value_and_grad(config, "mse")(params, state, jnp.ones((2, 3), jnp.float32),
+                                                jnp.ones((2, 2), jnp.float32), None, False)

@@ -338,10 +338,24 @@ def test_main_bias_flags_set_the_bias_layout(flags, bias_leaves, capsys):
     assert "layers/1/bn/gamma" in leaves
 
 
-def test_main_returns_1_when_the_check_fails(capsys):
-    code = gradcheck.main(["--sizes", "3,4,2", "--rtol", "1e-300", "--atol", "0", "--no-fd"])
+def test_main_returns_1_when_the_check_fails(capsys, monkeypatch):
+    # A hand-written gradient 1% off (rtol=1e-300 no longer forces a failure: differences
+    # within the measured rounding of autodiff pass, see the noise floor).
+    right = backprop.value_and_grad
+
+    def off_by_one_percent(*args, **kwargs):
+        vg = right(*args, **kwargs)
+
+        def fn(*a, **k):
+            value, grads = vg(*a, **k)
+            return value, jax.tree.map(lambda g: 1.01 * g, grads)
+
+        return fn
+
+    monkeypatch.setattr(gradcheck.backprop, "value_and_grad", off_by_one_percent)
+    code = gradcheck.main(["--sizes", "3,4,2", "--no-fd"])
     assert code == 1
-    assert "FAILED" in capsys.readouterr().out
+    assert "FAILED: layers/0/b, layers/0/w, layers/1/b, layers/1/w" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -495,7 +509,7 @@ def test_zero_gradient_leaf_passes_with_atol_0_within_the_noise_floor(dtype, bia
     assert report.passed, str(report)
     b = {leaf.path: leaf for leaf in report.leaves}["b"]
     assert b.noise_elements == 6 and 0 < b.noise_floor < 1e-4
-    assert "b: 6 element(s) zero to within rounding" in str(report)
+    assert "b: 6 element(s) equal to within rounding" in str(report)
     w = {leaf.path: leaf for leaf in report.leaves}["w"]
     assert w.noise_floor is None and w.noise_elements == 0  # passed on its own scale
     # without the floor, a leaf that is zero up to rounding cannot pass with atol=0
@@ -802,3 +816,72 @@ def test_a_failure_at_a_kink_is_named_as_a_kink():
         _fn, _params(), X, 1.5,
         grad_fn=lambda p, x, s: {**_grad(p, x, s), "s": -_grad(p, x, s)["s"]})
     assert bad.failed_leaves == ("s",) and "kink" not in str(bad), str(bad)
+
+
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_a_wrong_value_fails_at_any_scale_of_fn(scale, dtype):
+    # The value of a badly scaled fn (~1e-6) returned twice too large passed before: it was
+    # judged against rtol * max(|value|, 1), an absolute 1e-3 in float32.
+    w = jax.random.normal(jax.random.PRNGKey(3), (3, 4), jnp.dtype(dtype))
+    x = X.astype(dtype)
+    fn = lambda p, x: scale * jnp.sum(jnp.tanh(x @ p["w"]) ** 2)
+    vg = jax.value_and_grad(fn)
+    assert gradcheck.check_gradients(fn, {"w": w}, x, grad_fn=vg).passed
+    for wrong in (2.0, 1.01):
+        report = gradcheck.check_gradients(
+            fn, {"w": w}, x, grad_fn=lambda p, x, c=wrong: (c * vg(p, x)[0], vg(p, x)[1]))
+        assert not report.passed and not report.value_passed, str(report)
+        assert report.failed_leaves == () and "FAILED: value" in str(report)
+
+
+def test_a_value_that_cancels_in_float32_passes_within_its_rounding():
+    # A confident cross-entropy: logsumexp(z) - z_max ~ 1e-3 from terms ~60, so float32
+    # rounding alone is ~1e-5 of it -- far above rtol * |value|, and still correct.
+    w = jax.random.normal(jax.random.PRNGKey(4), (3, 4), jnp.float32)
+    x = X.astype(jnp.float32)
+
+    def ce(p, x):
+        z = 30.0 * x @ p["w"]
+        return jnp.mean(jax.nn.logsumexp(z, axis=-1) - jnp.max(z, axis=-1))
+
+    report = gradcheck.check_gradients(ce, {"w": w}, x, grad_fn=jax.value_and_grad(ce))
+    assert report.passed and report.value_passed, str(report)
+    assert report.value < 1e-2
+
+
+def _tanh_fn(p, x):
+    return jnp.sum(jnp.tanh(x @ p["w"] + p["b"][None, :]) ** 2)
+
+
+_TANH_X = jax.random.normal(jax.random.PRNGKey(1), (5, 3), jnp.float32)
+
+
+def _tanh_params(dtype):
+    w = jax.random.normal(jax.random.PRNGKey(0), (3, 4), jnp.float32)
+    return {"w": w.astype(dtype), "b": jnp.full((4,), 0.1, dtype)}
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16", "float32"])
+def test_a_correct_narrow_float_gradient_passes_by_default(dtype):
+    # bfloat16 rounds to 2**-9 = 0.2%: with rtol 1e-3 (the float32 default) even the exact
+    # gradient rounded to bfloat16 failed; its accuracy is now what autodiff reaches in it.
+    params, x = _tanh_params(jnp.dtype(dtype)), _TANH_X
+    report = gradcheck.check_gradients(_tanh_fn, params, x, grad_fn=jax.grad(_tanh_fn))
+    assert report.passed, str(report)
+
+
+def test_a_sign_error_smaller_than_the_noise_floor_is_not_excused():
+    # The bfloat16 noise floor here is ~0.2 (8 x autodiff's own error of ~0.025); w[1, 2] is
+    # 0.164, so -0.164 passed as "both values at most the floor" -- with the rtol the
+    # docs advise for bfloat16.
+    params, x = _tanh_params(jnp.bfloat16), _TANH_X
+
+    def flipped(p, x):
+        g = jax.grad(_tanh_fn)(p, x)
+        return {**g, "w": g["w"].at[1, 2].multiply(-1)}
+
+    report = gradcheck.check_gradients(_tanh_fn, params, x, grad_fn=flipped, rtol=5e-2)
+    assert report.failed_leaves == ("w",), str(report)
+    (w,) = [leaf for leaf in report.leaves if leaf.path == "w"]
+    assert w.worst_index == (1, 2) and 0.1 < w.noise_floor < 0.33

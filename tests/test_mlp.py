@@ -444,3 +444,15 @@ def test_kwargs_pairs_are_canonical_and_a_repeated_name_is_refused():
     with pytest.raises(ValueError, match=r"activation_kwargs names 'negative_slope' more than"):
         mlp.MLPConfig(layer_sizes=(3, 4, 2), hidden_activation="leaky_relu",
                       activation_kwargs=(("negative_slope", 0.1), ("negative_slope", 0.3)))
+
+
+@pytest.mark.parametrize("params_sizes", [(3, 4, 4, 2), (3, 4, 5), (3, 5, 2)])
+def test_apply_refuses_params_of_another_architecture(params_sizes):
+    # params with an extra layer ran the config's layers and ignored the rest, and a last
+    # layer of another width gave outputs of that width: both silently.
+    config = mlp.MLPConfig(layer_sizes=(3, 4, 2))
+    params, state = mlp.init(mlp.MLPConfig(layer_sizes=params_sizes), jax.random.PRNGKey(0))
+    x = jnp.ones((2, 3), jnp.float32)
+    with pytest.raises(ValueError, match=r"apply: params do not fit config\.layer_sizes="
+                                         r"\(3, 4, 2\): "):
+        mlp.apply(config, params, state, x, train=False)
