@@ -623,7 +623,14 @@ def check_gradients(
                     )
             g_test = [np.asarray(x, np.float64) for x in g_test]
             if value_test is not None:
-                value_test = float(np.asarray(value_test, np.float64))
+                v = np.asarray(value_test)
+                if v.size != 1 or v.dtype.kind not in "biuf":
+                    # float() of a vector was a bare numpy TypeError.
+                    raise TypeError(
+                        "check_gradients: the value grad_fn returns beside the grads must be "
+                        f"one real number (fn's value), got shape {v.shape} dtype {v.dtype}"
+                    )
+                value_test = float(v.astype(np.float64).reshape(()))
         for path, (_, leaf), g in zip(paths, leaves_with_path, g_test, strict=True):
             expected = tuple(np.shape(leaf))
             if g.shape != expected:
@@ -1033,6 +1040,21 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str, f
     return config, loss, cfg.training.label_smoothing
 
 
+def _join_sizes(argv: Sequence[str]) -> list[str]:
+    """``--sizes -1,3`` as ``--sizes=-1,3``: argparse takes ``-1,3`` (not a plain negative
+    number) for an option and said only "expected one argument"; joined, ``_sizes`` names
+    the bad size."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        if (argv[i] == "--sizes" and i + 1 < len(argv) and argv[i + 1].startswith("-")
+                and argv[i + 1][1:2].isdigit()):
+            out.append(f"--sizes={argv[i + 1]}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``scripts/gradcheck.py``; returns the exit status.
 
@@ -1040,7 +1062,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     input (after a one-line ``error: ...`` on stderr, as the other CLIs, no traceback).
     """
     try:
-        ns = _parser().parse_args(argv)
+        ns = _parser().parse_args(_join_sizes(sys.argv[1:] if argv is None else argv))
         if ns.config is not None:
             config, loss, smoothing = _from_training_config(ns)
         else:

@@ -117,6 +117,14 @@ def test_grad_fn_output_forms_and_value_check():
     assert "FAILED: value" in str(report)
     with pytest.raises(TypeError, match="grad_fn must return"):
         gradcheck.check_gradients(_fn, p, X, 1.5, grad_fn=lambda p, x, s: [1.0, 2.0, 3.0])
+    # A value that is not one real number (a per-example loss vector): named, not a numpy
+    # TypeError from float().
+    per_example = lambda p, x, s: (jnp.full(5, _fn(p, x, s) / 5), _grad(p, x, s))
+    with pytest.raises(TypeError, match=r"must be one real number .*shape \(5,\)"):
+        gradcheck.check_gradients(_fn, p, X, 1.5, grad_fn=per_example)
+    complex_value = lambda p, x, s: (_fn(p, x, s) + 0j, _grad(p, x, s))
+    with pytest.raises(TypeError, match="one real number.*complex"):
+        gradcheck.check_gradients(_fn, p, X, 1.5, grad_fn=complex_value)
 
 
 def test_function_with_value_dependent_control_flow_runs_eagerly():
@@ -397,6 +405,14 @@ def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
     err = captured.err.strip()
     assert captured.out == ""
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["--sizes", "-1,3"], ["--no-fd", "--sizes", "-4,3"]])
+def test_main_a_negative_first_size_is_named(argv, capsys):
+    # argparse took "-1,3" for an option and said only "expected one argument".
+    assert gradcheck.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "layer_sizes entries must be ints >= 1" in err and "\n" not in err
 
 
 @pytest.mark.parametrize("data_dir", ["2024", "null", "idx #1", "a: b"])
