@@ -398,9 +398,14 @@ def to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+def dumps(config: Config) -> str:
+    """The resolved config as the YAML text :func:`dump` writes."""
+    return yaml.dump(to_dict(config), Dumper=_Dumper, sort_keys=False)
+
+
 def dump(config: Config, path: str | pathlib.Path) -> None:
     """Write the resolved config as YAML (loadable again with :func:`load`), atomically."""
-    write_text(path, yaml.dump(to_dict(config), Dumper=_Dumper, sort_keys=False))
+    write_text(path, dumps(config))
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:

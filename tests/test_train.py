@@ -456,6 +456,34 @@ def test_manager_keeps_last_n_plus_best_and_falls_back_past_a_corrupt_file(tmp_p
     assert len(problems) == 1 and "ckpt_000005" in problems[0]
 
 
+def test_a_new_run_sets_aside_files_not_written_by_a_run_of_its_config(tmp_path, capsys):
+    # The user's own config (comments and all) in the folder the run writes to, and the logs
+    # of a killed run of another config: set aside, not overwritten without a word.
+    cfg = _load(None, "data.n_train=200", "training.epochs=1")
+    wd = tmp_path / "mine"
+    wd.mkdir()
+    mine = "# my notes on this experiment\ntraining:\n  epochs: 1\n"
+    (wd / "config.yaml").write_text(mine)
+    (wd / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    train_and_evaluate(cfg, wd)
+    assert (wd / "config.unmatched.yaml").read_text() == mine
+    assert (wd / "metrics.unmatched.csv").read_text() == "epoch,loss\n1,0.5\n"
+    saved = dataclasses.replace(cfg, distributed=C.DistributedConfig())
+    assert (wd / "config.yaml").read_text() == C.dumps(saved)
+    err = capsys.readouterr().err
+    assert ("set aside: config.yaml -> config.unmatched.yaml, "
+            "metrics.csv -> metrics.unmatched.csv") in err
+    # A killed run of this very config (its config.yaml, no checkpoint yet) is simply
+    # started again: nothing set aside.
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    C.dump(saved, killed / "config.yaml")
+    (killed / "metrics.jsonl").write_text('{"epoch": 1}\n{"ep')
+    train_and_evaluate(cfg, killed)
+    assert sorted(p.name for p in killed.iterdir() if "unmatched" in p.name) == []
+    assert "set aside" not in capsys.readouterr().err
+
+
 def test_resume_continues_to_the_same_parameters(tmp_path):
     base = ("data.n_train=300", "model.dropout_rate=0.2", "model.batch_norm=true")
     full = train_and_evaluate(_load(None, *base, "training.epochs=4"), tmp_path / "full")

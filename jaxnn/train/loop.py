@@ -560,6 +560,23 @@ def _set_aside(path: pathlib.Path) -> pathlib.Path | None:
     return None  # pragma: no cover - a thousand set-aside logs
 
 
+def _set_aside_foreign_files(workdir: pathlib.Path, saved_cfg: Config) -> None:
+    """Before a new run writes ``config.yaml`` and its logs into ``workdir`` (which holds no
+    checkpoint and no history.json: checked before), set aside the ones already there unless
+    they are a killed run's of this very config (its ``config.yaml`` byte for byte): a user's
+    own ``config.yaml`` (``--config runs/x/config.yaml --workdir runs/x``, with comments) or
+    another config's logs were overwritten without a word."""
+    own = workdir / "config.yaml"
+    if own.is_file() and own.read_bytes() == config_lib.dumps(saved_cfg).encode():
+        return
+    moved = [f"{m.name} -> {n.name}" for m in (own, workdir / "metrics.jsonl",
+                                             workdir / "metrics.csv", workdir / "tensorboard")
+             if (n := _set_aside(m)) is not None]
+    if moved:
+        print(f"warning: {str(workdir)!r} held files this run writes, not from a run of this "
+              f"config; set aside: {', '.join(moved)}", file=sys.stderr)
+
+
 def _resumed_rows(meta: dict, workdir: pathlib.Path, main: bool, start_epoch: int
                   ) -> tuple[list[dict], bytes | None]:
     """The logged rows up to a checkpoint, and their bytes in metrics.jsonl when read there.
@@ -808,6 +825,7 @@ def train_and_evaluate(
     saved_cfg = dataclasses.replace(cfg, distributed=config_lib.DistributedConfig())
     if main and not resume:  # a resumed run's config.yaml is rewritten once it is restored
         workdir.mkdir(parents=True, exist_ok=True)
+        _set_aside_foreign_files(workdir, saved_cfg)
         config_lib.dump(saved_cfg, workdir / "config.yaml")
 
     t = cfg.training
