@@ -608,7 +608,7 @@ def test_real_mnist_test_files(shared_data_dir, isolated):
     assert set(np.unique(ds.y_train)) == set(range(10))
     assert ds.x_train.max() == 255
     if not (shared_data_dir / "mnist" / "train-images-idx3-ubyte.gz").exists():
-        with pytest.raises(DataError, match="split='test'"):
+        with pytest.raises(DataError, match=r"split='test'.*--set data.options.split=test"):
             load_mnist(data_dir=shared_data_dir, download=False)
 
 

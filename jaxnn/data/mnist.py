@@ -734,7 +734,8 @@ def _not_found_message(
     if only_test:
         lines.append(
             f"{', '.join(str(d) for d in only_test)} holds only the test files: "
-            f"split='test' builds train and test splits from those alone."
+            f"split='test' builds train and test splits from those alone (in a training "
+            f"config: data.options.split: test, or --set data.options.split=test)."
         )
     return "\n".join(lines)
 
