@@ -612,6 +612,28 @@ def test_real_mnist_test_files(shared_data_dir, isolated):
             load_mnist(data_dir=shared_data_dir, download=False)
 
 
+@pytest.mark.parametrize("have, want", [("mnist", load_fashion_mnist),
+                                         ("fashion-mnist", load_mnist)])
+def test_only_the_other_data_sets_test_files_are_named_not_offered_as_split_test(
+        shared_data_dir, tmp_path, have, want):
+    # The two sets share file names: a folder of MNIST's t10k files, searched for
+    # Fashion-MNIST, counted "2 of 4 files" and suggested split='test', which then refused
+    # them as MNIST's.
+    src = [shared_data_dir / have / f for f in ("t10k-images-idx3-ubyte.gz",
+                                                "t10k-labels-idx1-ubyte.gz")]
+    if not all(f.exists() for f in src):
+        pytest.skip(f"the {have} test files are not in {shared_data_dir / have}")
+    folder = tmp_path / "only-test"
+    folder.mkdir()
+    for f in src:
+        shutil.copy(f, folder / f.name)
+    other = "MNIST" if have == "mnist" else "Fashion-MNIST"
+    with pytest.raises(DataNotFoundError) as err:
+        want(data_dir=folder, download=False)
+    assert f"{folder} (2 of 4 files, the test files of {other})" in str(err.value)
+    assert "split='test'" not in str(err.value)
+
+
 def _fashion_folder_with(src: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
     """A ``fashion-mnist/`` folder under ``tmp_path`` holding the test files found in ``src``."""
     folder = tmp_path / "fashion-mnist"

@@ -657,9 +657,13 @@ def locate_files(
             found = present
             break
         if directory.is_dir():
-            looked.append(f"  {origin}: {directory} ({len(present)} of {len(roles)} files)")
+            whose = ""
             if split == "official" and {"test_images", "test_labels"} <= present.keys():
-                only_test.append(directory)
+                whose = _whose_test_files(present["test_labels"], source)
+                if not whose:
+                    only_test.append(directory)
+            looked.append(f"  {origin}: {directory} ({len(present)} of {len(roles)} files"
+                          f"{whose})")
         else:
             what = "not a directory" if directory.exists() else "does not exist"
             looked.append(f"  {origin}: {directory} ({what})")
@@ -707,6 +711,20 @@ def locate_files(
                     f"{err}\nDownloading it again failed; URLs tried:\n{tried}") from err
             found[role] = fresh
     return found
+
+
+def _whose_test_files(labels: pathlib.Path, source: Source) -> str:
+    """``", the test files of MNIST"`` when the test labels found for ``source`` are another
+    data set's (the two share file names): the folder then holds nothing of ``source``, and
+    its split='test' hint would only lead to that refusal. Empty otherwise (60 kB read)."""
+    try:
+        _check_not_other(labels, source, "test_labels")
+    except DataNotFoundError:
+        others = [o.title for o in SOURCES.values() if o is not source]
+        return f", the test files of {others[0] if len(others) == 1 else 'another data set'}"
+    except DataError:  # unreadable: reported when it is read
+        pass
+    return ""
 
 
 def _not_found_message(
