@@ -119,6 +119,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnn import backprop, losses, mlp
+from jaxnn._memory import device_memory_limit
 
 __all__ = [
     "GradCheckReport",
@@ -1040,6 +1041,23 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str, f
     return config, loss, cfg.training.label_smoothing
 
 
+def _check_fits_memory(config: mlp.MLPConfig, batch_size: int) -> None:
+    """Refuse a check whose float64 arrays alone exceed the device's memory (``--sizes
+    99999999999,3`` sat allocating until the system killed it): four copies of the params
+    (the params, both gradients, a finite-difference copy) and a few of each layer's
+    activations for the batch, a lower bound of what the check holds."""
+    sizes = config.layer_sizes
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    need = 8 * (4 * n_params + 4 * batch_size * sum(sizes))
+    limit = device_memory_limit()
+    if limit is not None and need > limit:
+        raise ValueError(
+            f"layer sizes {','.join(map(str, sizes))} with --batch-size {batch_size} need at "
+            f"least {need / 2**30:.3g} GiB of float64 arrays, more than the device's "
+            f"{limit / 2**30:.3g} GiB: use smaller --sizes or --batch-size"
+        )
+
+
 def _join_sizes(argv: Sequence[str]) -> list[str]:
     """``--sizes -1,3`` as ``--sizes=-1,3``: argparse takes ``-1,3`` (not a plain negative
     number) for an option and said only "expected one argument"; joined, ``_sizes`` names
@@ -1091,6 +1109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError(f"--{_EPS_SMALL}, got {ns.eps}")
         if ns.atol is not None and not 0 <= ns.atol < math.inf:
             raise ValueError(f"--atol must be finite and >= 0, got {ns.atol}")
+        _check_fits_memory(config, ns.batch_size)
     except (_UsageError, ValueError, TypeError) as e:
         msg = " ".join(str(e).split())
         print(f"error: {msg}", file=sys.stderr)

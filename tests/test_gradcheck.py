@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -405,6 +406,17 @@ def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
     err = captured.err.strip()
     assert captured.out == ""
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv", [["--sizes", "99999999999,3"],
+                                  ["--sizes", "4,1000000,3", "--batch-size", "10000000"]])
+def test_main_a_check_bigger_than_memory_is_refused(argv, capsys):
+    # It sat allocating float64 params until the system killed it.
+    assert gradcheck.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r"error: layer sizes \S+ with --batch-size \d+ need at least [\d.e+]+ "
+                        r"GiB of float64 arrays, more than the device's [\d.]+ GiB: use "
+                        r"smaller --sizes or --batch-size", err), err
 
 
 @pytest.mark.parametrize("argv", [["--sizes", "-1,3"], ["--no-fd", "--sizes", "-4,3"]])
