@@ -648,6 +648,31 @@ def test_cli_warns_that_data_dir_is_unused_by_a_data_set_without_files(dataset, 
                        "reads no files (only fashion_mnist and mnist do)")
 
 
+@pytest.mark.parametrize("sets, warning", [
+    (["dataset=digits", "num_classes=2", "n_samples=64"],
+     "warning: num_classes=2, n_samples=64 ignored: only the 'normal' data set takes its "
+     "shape from the config; 'digits' has its own"),
+    (["dataset=normal", "histograms=false", "histogram_bins=50"],
+     "warning: histogram_bins=50 ignored: histograms is false (set histograms=true to record "
+     "them)"),
+])
+def test_cli_warns_of_settings_the_study_ignores(sets, warning, tmp_path, capsys):
+    # --workers 10000 stops the run right after the config is read (the warning comes first)
+    argv = ["--workdir", str(tmp_path / "w"), "--quiet", "--workers", "10000"]
+    for item in sets:
+        argv += ["--set", item]
+    assert depth_cli.main(argv) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0] == warning and lines[1].startswith("error: ") and len(lines) == 2
+
+
+def test_settings_the_study_uses_get_no_warning():
+    for name in ("depth_study", "depth_smoke", "activation_histograms"):
+        assert D.ignored_settings(D.load_config(REPO / "configs" / f"{name}.yaml")) == []
+    assert D.ignored_settings(D.config_from_dict(
+        {"dataset": "normal", "num_classes": 3, "histograms": True, "histogram_bins": 9})) == []
+
+
 def test_cli_bad_input_exits_2_with_one_line(tmp_path):
     cases = [["--set", "depths=[0]"], ["--config", str(tmp_path / "missing.yaml")],
              ["--set", "activations=[sigmod]"], ["--workers", "-2"], ["--workers", "two"],

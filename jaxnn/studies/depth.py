@@ -569,6 +569,24 @@ def config_from_dict(data: Mapping[str, Any] | None) -> DepthStudyConfig:
     return DepthStudyConfig(**kwargs)
 
 
+def ignored_settings(config: DepthStudyConfig) -> list[str]:
+    """Warning lines for settings that ``config`` gives but that do nothing in it: the
+    ``"normal"`` data set's shape (input_dim, num_classes, n_samples) with another data set,
+    ``histogram_bins`` with histograms off. Each was ignored without a word (a user who set
+    ``num_classes: 2`` for digits would read a 10-class study)."""
+    defaults = DepthStudyConfig()
+    lines = []
+    shape = [f"{k}={getattr(config, k)}" for k in ("input_dim", "num_classes", "n_samples")
+             if getattr(config, k) != getattr(defaults, k)]
+    if shape and config.dataset != "normal":
+        lines.append(f"warning: {', '.join(shape)} ignored: only the 'normal' data set takes "
+                     f"its shape from the config; {config.dataset!r} has its own")
+    if config.histogram_bins != defaults.histogram_bins and not config.histograms:
+        lines.append(f"warning: histogram_bins={config.histogram_bins} ignored: histograms "
+                     "is false (set histograms=true to record them)")
+    return lines
+
+
 def config_to_dict(config: DepthStudyConfig) -> dict[str, Any]:
     """The config as plain Python (tuples become lists), for YAML/JSON."""
     return {

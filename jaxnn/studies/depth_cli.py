@@ -88,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
         # ("normal" is the study's own generated set: it reads no files either)
         warn_unused_data_dir(cfg.dataset, cfg.data_dir, "data_dir")
+        for line in depth.ignored_settings(cfg):
+            print(line, file=sys.stderr)
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
