@@ -311,7 +311,12 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: got {value!r}, expected a list of {_type_name(args[0])}")
+            hint = ""
+            if isinstance(value, str) and value.strip():
+                # "256,128" (a YAML string): show the list it was meant to be.
+                hint = f" such as [{', '.join(value.replace(',', ' ').split())}]"
+            raise ConfigError(f"{key}: got {value!r}, expected a list of "
+                              f"{_type_name(args[0])}{hint}")
         return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, Mapping):
