@@ -313,8 +313,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, (list, tuple)):
             hint = ""
             if isinstance(value, str) and value.strip():
-                # "256,128" (a YAML string): show the list it was meant to be.
-                hint = f" such as [{', '.join(value.replace(',', ' ').split())}]"
+                # "256,128" or "(256, 128)" (a YAML string): show the list it was meant to be.
+                items = value.translate(str.maketrans(",()[]", "     ")).split()
+                hint = f" such as [{', '.join(items)}]" if items else ""
             raise ConfigError(f"{key}: got {value!r}, expected a list of "
                               f"{_type_name(args[0])}{hint}")
         return tuple(_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value))

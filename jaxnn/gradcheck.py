@@ -625,7 +625,9 @@ def check_gradients(
             g_test = [np.asarray(x, np.float64) for x in g_test]
             if value_test is not None:
                 v = np.asarray(value_test)
-                if v.size != 1 or v.dtype.kind not in "biuf":
+                # bfloat16 and the other ml_dtypes floats have kind "V", not "f".
+                if v.size != 1 or not (v.dtype.kind in "biu"
+                                       or jnp.issubdtype(v.dtype, jnp.floating)):
                     # float() of a vector was a bare numpy TypeError.
                     raise TypeError(
                         "check_gradients: the value grad_fn returns beside the grads must be "
@@ -1073,6 +1075,8 @@ def _join_sizes(argv: Sequence[str]) -> list[str]:
             out.append(argv[i])
             i += 1
     return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``scripts/gradcheck.py``; returns the exit status.
 

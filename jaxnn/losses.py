@@ -418,6 +418,14 @@ def _int_ce_args(logits: ArrayLike, labels: ArrayLike, reduction: Any, label_smo
     # NumPy (or list) labels are read as they are before jnp.asarray: without x64 it turns
     # int64 into int32, wrapping 2**32 + 1 around to the valid class 1.
     raw = None if isinstance(labels, jax.Array) else _concrete(labels)
+    if raw is not None and raw.dtype.kind in "OSU":
+        # Python ints beyond int64 (an object array) or strings: name the first such value
+        # (jnp.asarray gave "Error interpreting argument to stage as a JAX value").
+        first = next((v for v in raw.flat if not isinstance(v, (int, np.integer))
+                      or not -(2**63) <= v < 2**63), raw.flat[0])
+        first = first.item() if isinstance(first, np.generic) else first
+        raise ValueError(f"jaxnn.losses.{fn}: labels must be integer class indices, got "
+                         f"{first!r}")
     y = _real(labels if raw is None else raw, "labels", fn)
     _check_batch(z, "logits", 2, fn, "batch first, classes last")
     if y.shape != z.shape[:-1]:

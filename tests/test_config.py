@@ -125,6 +125,8 @@ BAD = [
     (["model.hidden_sizes=[99999999999999999999999]"], "model.hidden_sizes[0]", "< 2**31"),
     # "256,128" is one YAML string: the message shows the list it was meant to be.
     (["model.hidden_sizes=256,128"], "model.hidden_sizes", "list of int such as [256, 128]"),
+    # a Python tuple is a YAML string too: the hint is not "[(256, 128)]"
+    (["model.hidden_sizes=(256, 128)"], "model.hidden_sizes", "list of int such as [256, 128]"),
     # Two wide hidden layers: XLA aborted the whole process (a C++ terminate, no message).
     (["model.hidden_sizes=[2000000000, 2000000000]"], "model.hidden_sizes", "2**40"),
     # A maxout layer has units * pieces outputs: this was a raw MLIR TypeError mid-run.

@@ -899,6 +899,17 @@ def test_a_correct_narrow_float_gradient_passes_by_default(dtype):
     assert report.passed, str(report)
 
 
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_a_narrow_float_value_from_grad_fn_is_a_real_number(dtype):
+    # jax.value_and_grad of a bfloat16 fn returns a bfloat16 value, whose numpy dtype kind is
+    # "V" (not "f"): it was refused as "not one real number".
+    params, x = _tanh_params(jnp.dtype(dtype)), _TANH_X.astype(dtype)
+    vg = jax.value_and_grad(_tanh_fn)
+    assert vg(params, x)[0].dtype == jnp.dtype(dtype)
+    report = gradcheck.check_gradients(_tanh_fn, params, x, grad_fn=vg)
+    assert report.value_error is not None and report.passed, str(report)
+
+
 def test_a_sign_error_smaller_than_the_noise_floor_is_not_excused():
     # The bfloat16 noise floor here is ~0.2 (8 x autodiff's own error of ~0.025); w[1, 2] is
     # 0.164, so -0.164 passed as "both values at most the floor" -- with the rtol the

@@ -444,6 +444,21 @@ def test_constant_value_not_representable_in_the_dtype_is_refused(value, dtype, 
     assert I.constant(True)(KEY, (2,), jnp.float32).tolist() == [1.0, 1.0]
 
 
+@pytest.mark.parametrize(
+    "value, dtype, what",
+    [(1e39, jnp.bfloat16, "1e+39"), (jnp.bfloat16(1e38), jnp.float16, "9.969209968386869e+37"),
+     (jnp.bfloat16(0.5), jnp.int32, "0.5")],
+    ids=["overflow-bfloat16", "bfloat16-to-float16", "bfloat16-fraction-to-int32"],
+)
+def test_constant_bfloat16_is_checked_as_a_float(value, dtype, what):
+    # bfloat16's numpy dtype kind is "V", not "f": a bfloat16 target or value was not
+    # checked at all (1e39 came back as inf in bfloat16, bfloat16(0.5) as 0 in int32).
+    with pytest.raises(ValueError, match=rf"constant: value {re.escape(what)} is not "
+                                         rf"representable in {jnp.dtype(dtype).name}"):
+        I.constant(value)(KEY, (2,), dtype)
+    assert float(I.constant(3e38)(KEY, (2,), jnp.bfloat16)[0]) == float(jnp.bfloat16(3e38))
+
+
 # --------------------------------------------------------------------------------------
 # Shapes, dtypes, determinism, transformations
 # --------------------------------------------------------------------------------------

@@ -341,6 +341,22 @@ def test_integer_labels_too_large_for_int32_are_refused_without_x64(labels):
             fn(z, np.asarray([0, 3, 1]))  # in range: accepted
 
 
+@pytest.mark.parametrize("labels, what", [
+    ([0, 2**70, 1], "1180591620717411303424"),  # beyond int64: a NumPy object array
+    (["0", "1", "2"], "'0'"),
+    (np.asarray(["0", "1", "2"]), "'0'"),
+], ids=["huge-int", "str-list", "str-array"])
+def test_integer_labels_that_are_not_numbers_are_named(labels, what):
+    # Read as NumPy first (to range-check int64 labels), these became "Error interpreting
+    # argument to stage as a JAX value", naming neither the function nor the labels.
+    z = jnp.zeros((3, 4), F32)
+    for fn in (L.softmax_cross_entropy_with_integer_labels,
+               L.softmax_cross_entropy_with_integer_labels_grad):
+        with pytest.raises(ValueError, match=rf"{fn.__name__}: labels must be integer class "
+                                             rf"indices, got {re.escape(what)}$"):
+            fn(z, labels)
+
+
 def test_rank_and_empty_errors():
     with pytest.raises(ValueError, match=r"logits.*rank >= 2.*\(4,\)"):
         L.softmax_cross_entropy(jnp.zeros(4), jnp.zeros(4))
