@@ -5,9 +5,7 @@ EXPERIMENT is one of surface, optimizers, batch_size, schedules, overfitting, in
 batchnorm_scales, search. All logic lives in :func:`jaxnn.studies.craft.main`.
 """
 
-
-from jaxnn.cli import exit_with
-from jaxnn.studies.craft import main
+from _start import run  # this folder's launcher: a Ctrl-C while importing is one line
 
 if __name__ == "__main__":
-    exit_with(main())
+    run("jaxnn.studies.craft", "main")

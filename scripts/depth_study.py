@@ -4,9 +4,7 @@ configs/depth_study.yaml [--set key=value] --workdir runs/depth``.
 All logic lives in :func:`jaxnn.studies.depth_cli.main` (see :mod:`jaxnn.studies.depth`).
 """
 
-
-from jaxnn.cli import exit_with
-from jaxnn.studies.depth_cli import main
+from _start import run  # this folder's launcher: a Ctrl-C while importing is one line
 
 if __name__ == "__main__":
-    exit_with(main())
+    run("jaxnn.studies.depth_cli", "main")

@@ -3,9 +3,7 @@
 Example: python scripts/gradcheck.py --sizes 4,16,16,3 --activation tanh --batch-norm --l2 1e-3
 """
 
-
-from jaxnn.cli import exit_with
-from jaxnn.gradcheck import main
+from _start import run  # this folder's launcher: a Ctrl-C while importing is one line
 
 if __name__ == "__main__":
-    exit_with(main())
+    run("jaxnn.gradcheck", "main")

@@ -3,8 +3,7 @@
 All logic lives in :func:`jaxnn.cli.train_main` (and :func:`jaxnn.train.train_and_evaluate`).
 """
 
-
-from jaxnn.cli import exit_with, train_main
+from _start import run  # this folder's launcher: a Ctrl-C while importing is one line
 
 if __name__ == "__main__":
-    exit_with(train_main())
+    run("jaxnn.cli", "train_main")

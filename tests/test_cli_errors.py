@@ -4,6 +4,8 @@ status 2 from the command lines (``scripts/train.py``, ``scripts/depth_study.py`
 from __future__ import annotations
 
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from conftest import train_cli_usage_error
@@ -204,3 +206,43 @@ def test_exit_with_ends_an_interrupted_script_at_once(tmp_path, status):
                           timeout=120)
     assert done.returncode == status and done.stderr == "message"
     assert done.stdout == ("out" if status == 130 else "outshutdown ran\n")
+
+
+_INTERRUPT_IMPORT = """
+import os, runpy, signal, sys
+sys.path.insert(0, {scripts!r})
+sys.argv = [{script!r}, '--help']
+
+class CtrlC:  # Ctrl-C arrives while Python imports {target!r}
+    def find_spec(self, name, path=None, target=None):
+        if name == {target!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+runpy.run_path({script!r}, run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize("script", ["train.py", "compare.py", "depth_study.py", "gradcheck.py"])
+@pytest.mark.parametrize("target", ["numpy", "jax", "jaxnn.cli"])
+def test_ctrl_c_while_a_script_imports_is_one_line_and_status_130(script, target):
+    # Importing jaxnn and JAX takes seconds; Ctrl-C then printed a traceback, often two
+    # (numpy or jaxlib interrupted in a C extension's initialization raise an ImportError).
+    path = REPO / "scripts" / script
+    code = _INTERRUPT_IMPORT.format(scripts=str(path.parent), script=str(path), target=target)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    # Nothing was run: not even --help's usage text.
+    assert done.stderr == "interrupted while starting: nothing was run\n" and done.stdout == ""
+
+
+def test_a_script_that_fails_to_import_still_shows_the_error():
+    # Only a Ctrl-C is turned into the one line: a real import failure keeps its traceback.
+    code = ("import runpy, sys; sys.path.insert(0, {d!r}); sys.modules['jaxnn.gradcheck'] = None;"
+            " sys.argv = ['gradcheck.py']; runpy.run_path({s!r}, run_name='__main__')").format(
+        d=str(REPO / "scripts"), s=str(REPO / "scripts" / "gradcheck.py"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1 and "ModuleNotFoundError" in done.stderr
