@@ -119,7 +119,7 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from jaxnn import backprop, losses, mlp
-from jaxnn._memory import device_memory_limit
+from jaxnn._memory import device_memory_limit, tree_bytes
 
 __all__ = [
     "GradCheckReport",
@@ -1046,11 +1046,14 @@ def _from_training_config(ns: argparse.Namespace) -> tuple[mlp.MLPConfig, str, f
 def _check_fits_memory(config: mlp.MLPConfig, batch_size: int) -> None:
     """Refuse a check whose float64 arrays alone exceed the device's memory (``--sizes
     99999999999,3`` sat allocating until the system killed it): four copies of the params
-    (the params, both gradients, a finite-difference copy) and a few of each layer's
-    activations for the batch, a lower bound of what the check holds."""
+    (the params, both gradients, a finite-difference copy; shapes from ``jax.eval_shape`` of
+    ``mlp.init``, so maxout pieces and batch norm count), the model state, and a few of
+    each layer's activations for the batch -- a lower bound of what the check holds."""
     sizes = config.layer_sizes
-    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
-    need = 8 * (4 * n_params + 4 * batch_size * sum(sizes))
+    key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+    params, state = jax.eval_shape(lambda k: mlp.init(config, k), key)
+    to64 = 8 // jnp.dtype(jax.tree.leaves(params)[0].dtype).itemsize  # init's float32 -> 64
+    need = to64 * (4 * tree_bytes(params) + tree_bytes(state)) + 8 * 4 * batch_size * sum(sizes)
     limit = device_memory_limit()
     if limit is not None and need > limit:
         raise ValueError(

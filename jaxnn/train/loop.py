@@ -48,7 +48,7 @@ import optax
 from jaxnn import backprop, mlp, optim
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
-from jaxnn._atomic import remove_temporaries, write_bytes
+from jaxnn._atomic import remove_temporaries, write_bytes, write_text
 from jaxnn._memory import device_memory_limit, tree_bytes
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
@@ -560,15 +560,18 @@ def _set_aside(path: pathlib.Path) -> pathlib.Path | None:
     return None  # pragma: no cover - a thousand set-aside logs
 
 
-def _set_aside_foreign_files(workdir: pathlib.Path, saved_cfg: Config) -> None:
+def _set_aside_foreign_files(workdir: pathlib.Path, config_text: str) -> None:
     """Before a new run writes ``config.yaml`` and its logs into ``workdir`` (which holds no
     checkpoint and no history.json: checked before), set aside the ones already there unless
     they are a killed run's of this very config (its ``config.yaml`` byte for byte): a user's
     own ``config.yaml`` (``--config runs/x/config.yaml --workdir runs/x``, with comments) or
     another config's logs were overwritten without a word."""
     own = workdir / "config.yaml"
-    if own.is_file() and own.read_bytes() == config_lib.dumps(saved_cfg).encode():
-        return
+    try:
+        if own.is_file() and own.read_text() == config_text:  # as write_text encodes it
+            return
+    except (OSError, UnicodeDecodeError):  # unreadable or not text: not this run's
+        pass
     moved = [f"{m.name} -> {n.name}" for m in (own, workdir / "metrics.jsonl",
                                              workdir / "metrics.csv", workdir / "tensorboard")
              if (n := _set_aside(m)) is not None]
@@ -825,8 +828,9 @@ def train_and_evaluate(
     saved_cfg = dataclasses.replace(cfg, distributed=config_lib.DistributedConfig())
     if main and not resume:  # a resumed run's config.yaml is rewritten once it is restored
         workdir.mkdir(parents=True, exist_ok=True)
-        _set_aside_foreign_files(workdir, saved_cfg)
-        config_lib.dump(saved_cfg, workdir / "config.yaml")
+        config_text = config_lib.dumps(saved_cfg)  # config_lib.dump's text, made once
+        _set_aside_foreign_files(workdir, config_text)
+        write_text(workdir / "config.yaml", config_text)
 
     t = cfg.training
     root = jax.random.PRNGKey(t.seed)
