@@ -8,7 +8,6 @@ diverged run exits with status 3, an interrupted one with 130.
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import os
 import pathlib
@@ -140,9 +139,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
             cfg = config_lib.load(saved, overrides)
             workdir = args.workdir
         else:
-            if args.config is not None and not pathlib.Path(args.config).exists():
-                raise ConfigError(f"config file {args.config!r} does not exist"
-                                  f"{_config_suggestion(args.config)}")
             cfg = config_lib.load(args.config, overrides)
             stem = pathlib.Path(args.config).stem if args.config else "default"
             workdir = args.workdir or str(config_lib.fresh_workdir(
@@ -181,25 +177,6 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     if not args.quiet and is_main_process():
         print(f"run directory: {workdir}", file=sys.stderr)
     return 0
-
-
-def _config_suggestion(given: str) -> str:
-    """`` (did you mean 'configs/xor.yaml'?)`` for a misspelled ``--config`` path, a name
-    without its ``.yaml`` or one without ``configs/``; empty when nothing is close."""
-    path = pathlib.Path(given)
-    folders = [path.parent] + ([pathlib.Path("configs")] if path.parent == pathlib.Path(".")
-                               else [])
-    for folder in folders:
-        try:
-            files = {f.stem.lower(): f.name for f in folder.iterdir()
-                     if f.suffix in (".yaml", ".yml") and f.is_file()}
-        except OSError:  # no such folder, or unreadable
-            continue
-        stem = path.stem if path.suffix in (".yaml", ".yml") else path.name
-        match = difflib.get_close_matches(stem.lower(), sorted(files), n=1, cutoff=0.6)
-        if match:
-            return f" (did you mean {str(folder / files[match[0]])!r}?)"
-    return ""
 
 
 def _split_set_hint(args: argparse.Namespace, stray: Sequence[str]) -> str:

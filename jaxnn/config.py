@@ -597,6 +597,26 @@ _Dumper.yaml_implicit_resolvers = {
 }
 
 
+def _config_suggestion(given: str | pathlib.Path) -> str:
+    """`` (did you mean 'configs/xor.yaml'?)`` for a misspelled config path (a typo, a name
+    without its ``.yaml`` or one without ``configs/``), for every command line's
+    ``--config``; empty when nothing is close."""
+    path = pathlib.Path(given)
+    folders = [path.parent] + ([pathlib.Path("configs")] if path.parent == pathlib.Path(".")
+                               else [])
+    for folder in folders:
+        try:
+            files = {f.stem.lower(): f.name for f in folder.iterdir()
+                     if f.suffix in (".yaml", ".yml") and f.is_file()}
+        except OSError:  # no such folder, or unreadable
+            continue
+        stem = path.stem if path.suffix in (".yaml", ".yml") else path.name
+        match = difflib.get_close_matches(stem.lower(), sorted(files), n=1, cutoff=0.6)
+        if match:
+            return f" (did you mean {str(folder / files[match[0]])!r}?)"
+    return ""
+
+
 def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
     """Read a YAML mapping, with one-line errors for missing, malformed or ambiguous files.
 
@@ -606,7 +626,8 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
     try:  # UTF-8 whatever the locale: an ASCII (C) locale refused a "×" in a comment
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+        raise ConfigError(f"config file {str(path)!r} does not exist"
+                          f"{_config_suggestion(path)}") from None
     except IsADirectoryError:
         raise ConfigError(f"config file {str(path)!r} is a directory; give a YAML file") from None
     except UnicodeDecodeError as e:

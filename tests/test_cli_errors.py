@@ -246,3 +246,12 @@ def test_a_script_that_fails_to_import_still_shows_the_error():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 1 and "ModuleNotFoundError" in done.stderr
+
+
+def test_every_command_line_suggests_the_config_file_meant(tmp_path, capsys):
+    # The suggestion lives in config.read_yaml, which the depth study (and gradcheck,
+    # compare.py) read their --config with, not only train.py.
+    (tmp_path / "depth_smoke.yaml").write_text((REPO / "configs" / "depth_smoke.yaml").read_text())
+    line = _depth_usage_error(["--config", str(tmp_path / "depth_smok.yaml")], capsys,
+                              ["does not exist"])
+    assert line.endswith(f"(did you mean {str(tmp_path / 'depth_smoke.yaml')!r}?)")
