@@ -142,6 +142,36 @@ _SPEC_ATTR = "_jaxnn_initializer_spec"
 # --------------------------------------------------------------------------------------
 
 
+def _is_prng_key(value: Any, raw: bool) -> bool:
+    """A typed PRNG key (``jax.random.key``), or with ``raw`` also a raw one
+    (``jax.random.PRNGKey``: a uint32 jax array of shape ``(2,)``)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None or isinstance(value, jax.core.Tracer):
+        return False
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return True
+    return (raw and isinstance(value, jax.Array) and dtype == jnp.uint32
+            and np.shape(value) == (2,))
+
+
+def _refuse_key(fn: str, argname: str, value: Any, raw: bool = True) -> None:
+    """A factory called as if it were the initializer (``glorot_normal(key, shape)``, the
+    PyTorch habit) gets the call that works, not a complaint about ``argname``. ``raw``:
+    also a raw uint32 key (not where such an array is a valid argument: constant's value)."""
+    if _is_prng_key(value, raw):
+        name = fn.rsplit(".", 1)[-1]
+        factory = globals().get(name)
+        required = [
+            p.name for p in inspect.signature(factory).parameters.values()
+            if p.default is inspect.Parameter.empty
+        ] if callable(factory) else []
+        raise TypeError(
+            f"{fn}: got a PRNG key for {argname}: {name}(...) makes an initializer and "
+            f"takes no key; call what it returns with the key: "
+            f"{fn}({', '.join(required)})(key, shape)"
+        )
+
+
 def _check_positive(fn: str, argname: str, value: Any) -> Any:
     """``value`` as a Python float after checking it is a finite real > 0.
 
@@ -150,6 +180,7 @@ def _check_positive(fn: str, argname: str, value: Any) -> Any:
     """
     if isinstance(value, jax.core.Tracer):
         return value
+    _refuse_key(fn, argname, value)
     if isinstance(value, (bool, str, bytes)) or np.ndim(value) != 0:
         raise ValueError(f"{fn}: {argname} must be a real scalar > 0, got {value!r}")
     try:
@@ -179,6 +210,7 @@ def _check_axis_arg(fn: str, argname: str, axis: Any) -> int | tuple[int, ...]:
 
     if is_int(axis):
         return int(axis)
+    _refuse_key(fn, argname, axis)
     if isinstance(axis, Sequence) and not isinstance(axis, str) and all(map(is_int, axis)):
         return tuple(int(a) for a in axis)
     raise ValueError(f"{fn}: {argname} must be an int or a sequence of ints, got {axis!r}")
@@ -431,9 +463,16 @@ def _variance_scaling(
 
 
 def _scheme(
-    name: str, scale: float, mode: str, distribution: str, axes: tuple[Axis, Axis, Axis]
+    name: str,
+    scale: float,
+    mode: str,
+    distribution: str,
+    axes: tuple[Axis, Axis, Axis],
+    called: str | None = None,
 ) -> Initializer:
-    init = _variance_scaling(name, scale, mode, distribution, *axes)
+    """The named scheme ``name``; its errors name ``called``, the alias the user called
+    (``xavier_normal``), when it is not ``name`` itself."""
+    init = _variance_scaling(called or name, scale, mode, distribution, *axes)
     in_axis, out_axis, batch_axis = axes
     return _tag(init, name, dict(in_axis=in_axis, out_axis=out_axis, batch_axis=batch_axis))
 
@@ -569,10 +608,33 @@ def lecun_uniform(in_axis: Axis = -2, out_axis: Axis = -1, batch_axis: Axis = ()
     return _scheme("lecun_uniform", 1.0, "fan_in", "uniform", (in_axis, out_axis, batch_axis))
 
 
-xavier_normal = glorot_normal
-xavier_uniform = glorot_uniform
-kaiming_normal = he_normal
-kaiming_uniform = he_uniform
+def xavier_normal(in_axis: Axis = -2, out_axis: Axis = -1, batch_axis: Axis = ()) -> Initializer:
+    """:func:`glorot_normal` under PyTorch's name (same initializer, same serialized name
+    ``glorot_normal``; its errors name ``xavier_normal``)."""
+    return _scheme("glorot_normal", 1.0, "fan_avg", "truncated_normal",
+                   (in_axis, out_axis, batch_axis), called="xavier_normal")
+
+
+def xavier_uniform(in_axis: Axis = -2, out_axis: Axis = -1, batch_axis: Axis = ()) -> Initializer:
+    """:func:`glorot_uniform` under PyTorch's name (same initializer, same serialized name
+    ``glorot_uniform``; its errors name ``xavier_uniform``)."""
+    return _scheme("glorot_uniform", 1.0, "fan_avg", "uniform",
+                   (in_axis, out_axis, batch_axis), called="xavier_uniform")
+
+
+def kaiming_normal(in_axis: Axis = -2, out_axis: Axis = -1, batch_axis: Axis = ()) -> Initializer:
+    """:func:`he_normal` under PyTorch's name (same initializer -- jax's truncated normal,
+    not PyTorch's untruncated one -- and serialized name ``he_normal``; its errors name
+    ``kaiming_normal``)."""
+    return _scheme("he_normal", 2.0, "fan_in", "truncated_normal",
+                   (in_axis, out_axis, batch_axis), called="kaiming_normal")
+
+
+def kaiming_uniform(in_axis: Axis = -2, out_axis: Axis = -1, batch_axis: Axis = ()) -> Initializer:
+    """:func:`he_uniform` under PyTorch's name (same initializer, same serialized name
+    ``he_uniform``; its errors name ``kaiming_uniform``)."""
+    return _scheme("he_uniform", 2.0, "fan_in", "uniform",
+                   (in_axis, out_axis, batch_axis), called="kaiming_uniform")
 
 
 # --------------------------------------------------------------------------------------
@@ -777,6 +839,7 @@ def constant(value: Any) -> Initializer:
       ValueError: ``value`` is not numeric.
     """
     fn = "jaxnn.initializers.constant"
+    _refuse_key(fn, "value", value, raw=False)
     if isinstance(value, (str, bytes)) or value is None:
         raise ValueError(f"{fn}: value must be a number or an array, got {value!r}")
     try:

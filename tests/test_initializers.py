@@ -706,12 +706,6 @@ def test_errors_name_the_function_the_user_called(name, factory):
         factory(batch_axis="0")
 
 
-def test_aliases_report_their_canonical_name():
-    # xavier_uniform *is* glorot_uniform (serialize gives the canonical name too).
-    with pytest.raises(ValueError, match=r"^jaxnn\.initializers\.glorot_uniform: dtype"):
-        I.xavier_uniform()(KEY, (3, 3), jnp.int32)
-
-
 def test_compute_fans_called_directly_names_itself():
     with pytest.raises(ValueError, match=r"^jaxnn\.initializers\.compute_fans: in_axis=2"):
         I.compute_fans((4, 5), in_axis=2)
@@ -763,3 +757,63 @@ def test_gain_errors():
         I.gain("leaky_relu", negative_slope=float("nan"))
     with pytest.raises(ValueError, match="gain"):
         I.gain(None)
+
+
+# ---------------------------------------------------------------- aliases and misuse
+
+ALIASES = {"xavier_normal": "glorot_normal", "xavier_uniform": "glorot_uniform",
+           "kaiming_normal": "he_normal", "kaiming_uniform": "he_uniform"}
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_alias_is_its_scheme_but_its_errors_name_the_alias(alias):
+    canonical = ALIASES[alias]
+    a, c = getattr(I, alias), getattr(I, canonical)
+    np.testing.assert_array_equal(a()(KEY, (5, 7)), c()(KEY, (5, 7)))
+    np.testing.assert_array_equal(a(in_axis=0, out_axis=1)(KEY, (4, 3, 2)),
+                                  c(in_axis=0, out_axis=1)(KEY, (4, 3, 2)))
+    assert I.serialize(a()) == I.serialize(c())  # serialized under the canonical name
+    assert I.serialize(I.get(alias))[0] == canonical
+    # The user called the alias: the error must not send them looking for another name.
+    with pytest.raises(ValueError, match=rf"jaxnn\.initializers\.{alias}: dtype") as e:
+        a()(KEY, (3, 3), jnp.int32)
+    assert canonical not in str(e.value)
+    with pytest.raises(ValueError, match=rf"jaxnn\.initializers\.{alias}: in_axis"):
+        a(in_axis="rows")
+
+
+@pytest.mark.parametrize("name,call", [
+    ("glorot_normal", "glorot_normal()"),
+    ("xavier_uniform", "xavier_uniform()"),
+    ("he_normal", "he_normal()"),
+    ("lecun_uniform", "lecun_uniform()"),
+    ("normal", "normal()"),
+    ("uniform", "uniform()"),
+    ("orthogonal", "orthogonal()"),
+    ("variance_scaling", "variance_scaling(scale, mode, distribution)"),
+    ("constant", "constant(value)"),
+])
+@pytest.mark.parametrize("key", [jax.random.key(3), jax.random.PRNGKey(3)],
+                         ids=["typed_key", "raw_key"])
+def test_a_factory_called_with_a_key_says_how_to_call_it(name, call, key):
+    """PyTorch's initializers take the tensor; ours are factories (as jax.nn's). A key
+    passed to the factory used to be judged as its first argument ("in_axis must be an
+    int ..., got Array(key<fry>)"); it now names the call that works."""
+    if name == "constant" and key.dtype == jnp.uint32:
+        return  # a uint32 array of 2 is a valid constant (next test)
+    rest = ("fan_in", "normal") if name == "variance_scaling" else ()
+    with pytest.raises(TypeError) as e:
+        getattr(I, name)(key, *rest)
+    msg = str(e.value)
+    assert f"jaxnn.initializers.{name}: got a PRNG key for" in msg
+    assert f"jaxnn.initializers.{call}(key, shape)" in msg and "\n" not in msg
+    if name.endswith(("_normal", "_uniform")):
+        with pytest.raises(TypeError, match="makes an initializer and takes no key"):
+            getattr(I, name)(key, (3, 4))
+
+
+def test_a_uint32_pair_is_still_a_constant_and_an_axis_pair_still_an_axis():
+    value = jnp.array([7, 9], jnp.uint32)
+    np.testing.assert_array_equal(I.constant(value)(None, (3, 2), jnp.uint32),
+                                  np.array([[7, 9]] * 3, np.uint32))
+    assert I.compute_fans((2, 3, 4), in_axis=(0, 1), out_axis=2) == (6, 4)
