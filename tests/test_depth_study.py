@@ -482,6 +482,23 @@ def test_config_errors_are_one_line(data, needle):
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+def test_an_initializer_split_at_its_comma_by_yaml_is_named_as_such(tmp_path):
+    """[normal(1, 2), he] unquoted is the list 'normal(1', '2)', 'he': the error named
+    only the first piece ("cannot parse 'normal(1'"), as if the parenthesis were missing."""
+    path = tmp_path / "study.yaml"
+    path.write_text("initializers: [normal(1, 2), he]\n")
+    with pytest.raises(ConfigError) as e:
+        D.load_config(path)
+    msg = str(e.value)
+    assert "'normal(1' and '2)' are one entry split at its comma" in msg, msg
+    assert "e.g. 'normal(0.01)'" in msg and "\n" not in msg
+    # a lone unbalanced entry still gets the parse error, and balanced ones parse
+    with pytest.raises(ConfigError, match=re.escape("cannot parse 'normal(1'")):
+        D.config_from_dict({"initializers": ["normal(1", "he"]})
+    assert D.config_from_dict({"initializers": ["normal(1)", "he"]}).initializers == (
+        "normal(1)", "he")
+
+
 def test_python_config_is_coerced_like_yaml():
     # used to be a TypeError (depths=5, learning_rate="0.1"), a sweep over the letters of
     # "relu" ("unknown activation 'r'"), or histograms recorded for histograms="no"

@@ -463,7 +463,17 @@ def _validate(c: DepthStudyConfig) -> None:
     _check(len(set(c.activations)) == len(c.activations), "activations", list(c.activations),
            "no repeated names")
     _check(len(c.initializers) > 0, "initializers", list(c.initializers), "a non-empty list")
-    for s in c.initializers:
+    for i, s in enumerate(c.initializers):
+        following = c.initializers[i + 1] if i + 1 < len(c.initializers) else None
+        if (isinstance(s, str) and isinstance(following, str) and s.count("(") > s.count(")")
+                and following.count(")") > following.count("(")):
+            # [normal(1, 2), he] is split by YAML at the comma into 'normal(1' and '2)'.
+            raise ConfigError(
+                f"initializers: {s!r} and {following!r} are one entry split at its comma "
+                f"(YAML reads a comma in [...] as the end of an item); a study initializer "
+                f"takes one number (normal's standard deviation or uniform's half-width), "
+                f"e.g. 'normal(0.01)'"
+            )
         parse_initializer(s)
     _check(len(set(c.initializers)) == len(c.initializers), "initializers",
            list(c.initializers), "no repeated names")
