@@ -191,13 +191,13 @@ class MLPConfig:
         if self.hidden_activation in _HIDDEN_ONLY and kwargs:
             raise ValueError(
                 f"MLPConfig: activation_kwargs must be empty for hidden_activation="
-                f"{self.hidden_activation!r} (use maxout_pieces / prelu_init), got {kwargs!r}"
+                f"{self.hidden_activation!r} (use maxout_pieces / prelu_init), got {dict(kwargs)!r}"
             )
         if self.hidden_activation not in _HIDDEN_ONLY:
             try:
                 activations.get(self.hidden_activation, **dict(kwargs))
             except (ValueError, TypeError) as e:
-                raise ValueError(f"MLPConfig: activation_kwargs={kwargs!r}: {e}") from None
+                raise ValueError(f"MLPConfig: activation_kwargs={dict(kwargs)!r}: {e}") from None
 
         # initializers
         init = self.initializer

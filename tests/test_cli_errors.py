@@ -255,3 +255,19 @@ def test_every_command_line_suggests_the_config_file_meant(tmp_path, capsys):
     line = _depth_usage_error(["--config", str(tmp_path / "depth_smok.yaml")], capsys,
                               ["does not exist"])
     assert line.endswith(f"(did you mean {str(tmp_path / 'depth_smoke.yaml')!r}?)")
+
+
+def test_activation_kwargs_errors_show_the_setting_as_written(tmp_path, capsys):
+    """model.activation_kwargs is a mapping in the config; errors showed the internal
+    tuple form (activation_kwargs=(('bogus', 1.0),))."""
+    for sets, needles in (
+        (["model.hidden_activation=elu", "model.activation_kwargs.bogus=1"],
+         ["activation_kwargs={'bogus': 1.0}", "allowed: alpha"]),
+        (["model.hidden_activation=maxout", "model.activation_kwargs.alpha=1"],
+         ["must be empty for hidden_activation='maxout'", "got {'alpha': 1.0}"]),
+    ):
+        argv = XOR + ["--workdir", str(tmp_path / "w")]
+        for s in sets:
+            argv += ["--set", s]
+        line = train_cli_usage_error(argv, capsys, needles)
+        assert "((" not in line, line
