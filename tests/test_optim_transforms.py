@@ -246,6 +246,31 @@ def test_learning_rate_is_recorded_in_float64_for_float64_params():
     assert float(updates[0]) == -0.1
 
 
+@pytest.mark.parametrize("learning_rate", ["array", "schedule of a captured array"])
+def test_state_never_holds_the_callers_learning_rate_array(learning_rate):
+    """Donating the state (``donate_argnums``) must not delete the caller's rate array.
+
+    The rate used to be stored with ``jnp.asarray``, which hands back a float32 array as
+    it is: the state's leaf *was* the caller's array, so donating the state deleted it,
+    and every later update (which multiplies by that array) failed.
+    """
+    rate = jnp.float32(0.1)
+    lr = rate if learning_rate == "array" else (lambda count: rate)
+    tx = jo.adam(lr)
+    params = jnp.ones(3, jnp.float32)
+    state = tx.init(params)
+    _, eager_state = tx.update(params, state, params)  # eager update: same rule
+    for s in (state, eager_state):
+        assert not any(leaf is rate for leaf in jax.tree.leaves(s))
+    donate = jax.jit(lambda s: jax.tree.map(lambda x: x + 0, s), donate_argnums=0)
+    state = donate(donate(state))
+    eager_state = donate(eager_state)
+    assert not rate.is_deleted()
+    updates, state = tx.update(params, state, params)
+    np.testing.assert_allclose(updates, -0.1, rtol=1e-6)
+    np.testing.assert_allclose(jo.current_learning_rate(state), 0.1, rtol=1e-6)
+
+
 def test_trace_before_constant_rate_is_textbook_momentum():
     """chain(trace(b), lr) == v <- b v - lr g; p <- p + v (Goodfellow et al., alg. 8.2)."""
     lr, b = 0.05, 0.9

@@ -30,6 +30,9 @@ Properties every transformation here keeps:
   values (it already happened when the concrete value was first seen). The one branch
   on a value: :func:`add_decayed_weights` with a Python or NumPy constant 0 adds
   nothing, as in optax.
+* **Own buffers.** A state never holds one of the caller's arrays (a learning rate given
+  as a jax array is copied into it), so it may be donated (``donate_argnums``) without
+  deleting an array the optimizer or the caller still uses.
 * **Saturating counters.** Step counts are ``int32`` and advance with
   :func:`optax.safe_increment`, which stops at the largest ``int32`` instead of
   wrapping around.
@@ -965,6 +968,10 @@ def scale_by_adadelta(
 
         E[\Delta^2]_t = \rho\, E[\Delta^2]_{t-1} + (1-\rho)\, \Delta_t^2, \qquad u_t = \Delta_t.
 
+    For complex gradients the squares are :math:`|g_t|^2` and :math:`|\Delta_t|^2`, as in
+    every other transform here; optax 0.2.8 squares the complex numbers themselves (its
+    averages become complex), so the two differ for complex parameters only.
+
     Args:
       rho: EMA rate of both averages, in [0, 1).
       eps: constant inside both square roots, >= 0 (it also sets the size of the first
@@ -1160,6 +1167,18 @@ def _record_dtype(params: Any) -> jnp.dtype:
     return jnp.promote_types(widest, jnp.float32)
 
 
+def _fresh_scalar(value: jax.typing.ArrayLike, dtype: Any) -> jax.Array:
+    """``value`` as a new array of ``dtype``, never the caller's own array.
+
+    ``jnp.asarray`` returns a jax array of the right dtype as it is, so a learning rate
+    given as ``jnp.float32(0.1)`` (or a schedule returning a captured array) would become
+    a leaf of the state: donating the state to a jitted function
+    (``donate_argnums``) would then delete the caller's array, and with it the rate the
+    optimizer multiplies by, failing every later update with "Array has been deleted".
+    """
+    return jnp.array(value, dtype=dtype, copy=True)
+
+
 def scale_by_learning_rate(
     learning_rate: ScalarOrSchedule,
     *,
@@ -1209,7 +1228,7 @@ def scale_by_learning_rate(
     def init_fn(params):
         count = _zero_count()
         return ScaleByLearningRateState(
-            count=count, learning_rate=jnp.asarray(rate_at(count), _record_dtype(params))
+            count=count, learning_rate=_fresh_scalar(rate_at(count), _record_dtype(params))
         )
 
     def update_fn(updates, state, params=None, **extra_args):
@@ -1219,7 +1238,7 @@ def scale_by_learning_rate(
         updates = jax.tree.map(lambda g: _as(step, g) * g, updates)
         new_state = ScaleByLearningRateState(
             count=optax.safe_increment(state.count),
-            learning_rate=jnp.asarray(rate, state.learning_rate.dtype),
+            learning_rate=_fresh_scalar(rate, state.learning_rate.dtype),
         )
         return updates, new_state
 
