@@ -26,7 +26,8 @@ import numpy as np
 
 from jaxnn._atomic import remove_temporaries, write_bytes
 
-__all__ = ["CheckpointError", "CheckpointManager", "read_checkpoint", "write_checkpoint"]
+__all__ = ["CheckpointError", "CheckpointManager", "read_checkpoint", "read_metadata",
+           "write_checkpoint"]
 
 MAGIC = b"JAXNNCK1"
 _HEADER = struct.Struct(">8s32sQ")
@@ -105,6 +106,25 @@ def _payload(path: pathlib.Path) -> bytes:
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted (checksum mismatch)",
                               damaged=True)
     return payload
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata of the checkpoint file ``path`` (its length and hash checked).
+
+    Raises:
+      CheckpointError: naming the file, when it is missing, truncated or corrupted.
+    """
+    path = pathlib.Path(path)
+    payload = _payload(path)
+    try:
+        meta = json.loads(flax.serialization.msgpack_restore(payload)["meta"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no readable metadata: {e}",
+                              damaged=True) from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {str(path)!r} holds no readable metadata",
+                              damaged=True)
+    return meta
 
 
 def read_checkpoint(path: str | os.PathLike, target: Any) -> tuple[Any, dict]:
@@ -210,6 +230,32 @@ class CheckpointManager:
     def save_best(self, tree: Any, metadata: dict) -> pathlib.Path:
         """Write ``best.jaxnn`` (atomically, like every checkpoint)."""
         write_checkpoint(self.best_path, tree, metadata)
+        return self.best_path
+
+    def keep_best_epoch(self, epoch: int) -> pathlib.Path | None:
+        """Make ``best.jaxnn`` hold ``epoch`` again, from the numbered checkpoint of that
+        epoch, when it is whole but holds another epoch; returns it when rewritten.
+
+        Call it at a resume, with the best epoch of the checkpoint restored, while no save
+        runs here. A run killed between numbered checkpoints may have rewritten
+        ``best.jaxnn`` for a later epoch that the resumed run trains again; should that
+        epoch no longer be better (a resume that changes the learning rate), the best
+        epoch's state was only in its numbered checkpoint, which pruning then deleted, and
+        ``restore_best`` kept the last epoch instead. An unreadable ``best.jaxnn`` is left
+        as it is (the end of the run names it and falls back to the numbered checkpoint).
+        """
+        if epoch < 0:
+            return None
+        try:
+            if read_metadata(self.best_path).get("epoch") == epoch:
+                return None
+            numbered = self.path(epoch)
+            if read_metadata(numbered).get("epoch") != epoch:
+                return None
+            data = numbered.read_bytes()
+        except (CheckpointError, OSError):
+            return None
+        write_bytes(self.best_path, data)
         return self.best_path
 
     def remove_temporaries(self) -> list[pathlib.Path]:

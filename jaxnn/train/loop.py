@@ -919,6 +919,9 @@ def train_and_evaluate(
                       file=sys.stderr)
             remove_temporaries(workdir, lambda name: name in _RUN_FILES
                                or bool(re.fullmatch(r"[a-z_]+\.png", name)))
+            # best.jaxnn of a later epoch (written before a kill) no longer holds the best
+            # epoch: from its numbered checkpoint, before pruning can delete that one.
+            ckpts.keep_best_epoch(best_epoch)
             if print_every or show_progress:  # quiet: nothing
                 print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if es_cfg.enabled and stopper.should_stop:
