@@ -1,7 +1,9 @@
 """Checkpoints as resumes use them: damaged files set aside once, and resumes that are
 refused leaving the run directory as it was (``jaxnn.train.checkpoint``, ``jaxnn.train.loop``)."""
 
+import math
 import pathlib
+import re
 
 import flax.serialization
 import numpy as np
@@ -171,6 +173,30 @@ def test_more_epochs_at_a_resume_warns_when_the_schedule_length_follows_them(tmp
     capsys.readouterr()
     _resume(plain, "training.epochs=12")
     assert "warning" not in capsys.readouterr().err
+
+
+def test_the_stretch_warning_tells_the_runs_own_rate_when_the_resume_changes_it_too(
+        tmp_path, capsys):
+    # With the learning rate changed as well, the warning's "jumps from X" was the new
+    # rate on the old length, a rate the run never had.
+    run = tmp_path / "run"  # alpha: a cosine that ends at half its rate, not at 0
+    train_and_evaluate(_xor("schedule.name=cosine_decay_schedule",
+                            "schedule.options.alpha=0.5"), run)
+    lr = C.load(run / "config.yaml").optimizer.learning_rate
+    capsys.readouterr()
+    h = _resume(run, "training.epochs=12", f"optimizer.learning_rate={lr / 2}")
+    err = capsys.readouterr().err
+    line = next(x for x in err.splitlines() if "follows training.epochs" in x)
+    step = int(re.search(r"at step (\d+)", line).group(1))
+    steps_per_epoch = step // 10
+    cosine = lambda base, total: base * (
+        0.5 + 0.5 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+    run_rate, new_rate = cosine(lr, 10 * steps_per_epoch), cosine(lr / 2, 12 * steps_per_epoch)
+    assert f"is {new_rate:.4g} instead of {cosine(lr / 2, 10 * steps_per_epoch):.4g}" in line
+    assert f"(the run itself was at {run_rate:.4g}: this resume changes the learning rate too)" \
+        in line
+    assert "--set schedule.epoch_options.decay_steps=10" in line
+    assert len(h.metric("learning_rate")) == 12
 
 
 def test_a_resume_lengthening_the_warm_up_past_the_old_length_is_not_refused(tmp_path, capsys):

@@ -266,11 +266,19 @@ def _schedule_stretch(cfg: Config, saved: Mapping[str, Any], steps_per_epoch: in
     new_lr, old_lr = float(new(step)), float(old(step))
     if new_lr == old_lr:
         return None
+    try:  # the rate the run itself had there (this resume may change the rate's settings)
+        run_lr = float(build_schedule(config_lib.from_dict(saved), steps_per_epoch)(step))
+    except (ConfigError, TypeError, ValueError):
+        run_lr = old_lr
+    if run_lr == old_lr:
+        jump = f"jumps from {old_lr:.4g} to {new_lr:.4g}"
+    else:  # "from" the old_lr, which the run never had, read as the run's own rate
+        jump = (f"is {new_lr:.4g} instead of {old_lr:.4g} (the run itself was at {run_lr:.4g}: "
+                f"this resume changes the learning rate too)")
     return (f"warning: the {s.name} schedule's {name} follows training.epochs, which this "
             f"resume changes from {saved_epochs} to {cfg.training.epochs}, so the learning "
-            f"rate at step {step} jumps from {old_lr:.4g} to {new_lr:.4g}; to continue the "
-            f"run's own schedule, resume with --set schedule.epoch_options.{name}="
-            f"{saved_epochs}")
+            f"rate at step {step} {jump}; to continue the run's own schedule, resume with "
+            f"--set schedule.epoch_options.{name}={saved_epochs}")
 
 
 def mlp_config(model: config_lib.ModelConfig, layer_sizes: Sequence[int]) -> mlp.MLPConfig:
