@@ -653,6 +653,16 @@ def test_cli_unusable_workdir_and_literal_data_dir(tmp_path, capsys):
     assert rc == 2 and "fm #2" in err and err.count("\n") == 1
 
 
+def test_cli_missing_data_dir_is_one_line_and_creates_no_workdir(tmp_path, capsys):
+    # not --quiet: no "output directory: ..." line before the error, and no empty folder left
+    workdir = tmp_path / "w"
+    rc = depth_cli.main(["--workdir", str(workdir), "--set", "depths=[1]", "--set",
+                         "dataset=fashion_mnist", "--data-dir", str(tmp_path / "absent")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert "absent" in err and not workdir.exists()
+
+
 @pytest.mark.parametrize("dataset", ["digits", "normal"])
 def test_cli_warns_that_data_dir_is_unused_by_a_data_set_without_files(dataset, tmp_path,
                                                                        capsys):

@@ -93,13 +93,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
-        # created before the study, not after it; the default never replaces a finished study
+        # the default never replaces a finished study; an unusable --workdir is named before
+        # the data is loaded, and a data error leaves no empty --workdir (nor a line naming it)
         workdir = ensure_workdir(args.workdir or fresh_workdir(pathlib.Path("runs") / stem,
-                                                               ("table.csv", "report.md")))
+                                                               ("table.csv", "report.md")),
+                                 create=False)
+        data = depth.load_study_data(cfg)
+        # created before the study, not after it
+        workdir = ensure_workdir(workdir)
         log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
         if log:
             log(f"output directory: {workdir}")
-        data = depth.load_study_data(cfg)
         result = depth.run_study(cfg, data=data, progress=log, workers=args.workers)
         paths = depth_report.write_outputs(result, workdir, plots=not args.no_plots)
     except (ConfigError, DataError) as e:
