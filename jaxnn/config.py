@@ -683,6 +683,32 @@ def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) 
     return from_dict(apply_overrides(data, overrides))
 
 
+def training_sections() -> tuple[str, ...]:
+    """The top-level sections of a training config (``model``, ``data``, ``training``...)."""
+    return tuple(f.name for f in dataclasses.fields(Config))
+
+
+def refuse_other_kind(path: str | pathlib.Path, data: Mapping[str, Any], own: Sequence[str],
+                      expected: str, kinds: Mapping[str, tuple[Sequence[str], str]]) -> None:
+    """Name the kind of config a file is when it is not the ``expected`` kind.
+
+    When all of ``data``'s top-level keys are keys of one of ``kinds`` (``{"a training
+    config": (its keys, the command that runs it)}``) and at least two of them, or most,
+    are not ``own`` keys (most: nor close to one), raise a :class:`ConfigError` saying which
+    kind it is and how to run it, rather than "unknown key" for its first key. A file of
+    its own keys with one misspelled is left to the unknown-key message.
+    """
+    keys = [str(k) for k in data]
+    foreign = [k for k in keys if k not in own
+               and not difflib.get_close_matches(k, list(own), n=1, cutoff=0.7)]
+    if not keys or (2 * len(foreign) < len(keys) and len(set(keys) - set(own)) < 2):
+        return
+    for what, (their_keys, command) in kinds.items():
+        if set(keys) <= set(their_keys):
+            raise ConfigError(
+                f"config file {str(path)!r} is {what}, not {expected}: run it with {command}")
+
+
 def replace(config: Config, key: str, value: Any) -> Config:
     """A new config with the dotted ``key`` set to ``value`` (validated like an override)."""
     data = to_dict(config)

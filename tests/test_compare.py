@@ -405,6 +405,40 @@ def test_each_experiment_has_a_config_matching_its_defaults(name):
     assert craft.load_config(name, path) == craft.load_config(name)
 
 
+@pytest.mark.parametrize("name", list(craft.EXPERIMENTS))
+def test_another_kind_of_config_is_named_with_the_command_that_runs_it(name):
+    """Another experiment's, a training or a depth-study config given to compare.py said
+    only "unknown key 'surfaces'" (or 'model', 'depths', ...)."""
+    others = [o for o in craft.EXPERIMENTS if o != name]
+    for other in others:
+        path = ROOT / "configs" / f"compare_{other}.yaml"
+        own = set(craft.EXPERIMENTS[name][0])
+        theirs = set(craft.load_config(other, path))
+        if len(theirs - own) < 2 and 2 * len(theirs - own) < len(theirs):
+            continue  # close enough to this one's keys: the unknown-key message names it
+        with pytest.raises(ConfigError) as e:
+            craft.load_config(name, path)
+        assert str(e.value) == (
+            f"config file {str(path)!r} is a config of the {other} experiment, not a config "
+            f"of the {name} experiment: run it with scripts/compare.py {other} --config {path}")
+    for kind, file, script in (("a training config", "default.yaml", "train.py"),
+                               ("a training config", "xor.yaml", "train.py"),
+                               ("a depth-study config", "depth_study.yaml", "depth_study.py")):
+        path = ROOT / "configs" / file
+        with pytest.raises(ConfigError, match=re.escape(
+                f"is {kind}, not a config of the {name} experiment: run it with "
+                f"scripts/{script} --config {path}")):
+            craft.load_config(name, path)
+
+
+def test_a_misspelled_key_still_gets_the_unknown_key_message(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("seeds: 2\nepochs: 3\nbatch_sise: 32\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'batch_sise' \(did you mean "
+                                          r"'batch_size'\?\)"):
+        craft.load_config("optimizers", path)
+
+
 # ----------------------------------------------------------------------------- engine
 
 

@@ -482,6 +482,28 @@ def test_config_errors_are_one_line(data, needle):
     assert needle in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.parametrize("file, kind, command", [
+    ("default.yaml", "a training config", "scripts/train.py"),
+    ("fashion_mnist.yaml", "a training config", "scripts/train.py"),
+    ("compare_surface.yaml", "a config of the surface experiment", "scripts/compare.py surface"),
+    ("compare_init.yaml", "a config of the init experiment", "scripts/compare.py init"),
+])
+def test_another_kind_of_config_is_named_with_the_command_that_runs_it(file, kind, command):
+    # It said only "unknown key 'model'" (train.py already named a study config as such).
+    path = REPO / "configs" / file
+    with pytest.raises(ConfigError) as e:
+        D.load_config(path)
+    assert str(e.value) == (f"config file {str(path)!r} is {kind}, not a depth-study config: "
+                            f"run it with {command} --config {path}")
+
+
+def test_a_study_config_with_a_stray_training_key_gets_the_unknown_key_message(tmp_path):
+    path = tmp_path / "study.yaml"
+    path.write_text("depths: [2]\nwidths: [8]\nmodel: {hidden_sizes: [8]}\n")
+    with pytest.raises(ConfigError, match="unknown key 'model'"):
+        D.load_config(path)
+
+
 def test_an_initializer_split_at_its_comma_by_yaml_is_named_as_such(tmp_path):
     """[normal(1, 2), he] unquoted is the list 'normal(1', '2)', 'he': the error named
     only the first piece ("cannot parse 'normal(1'"), as if the parenthesis were missing."""

@@ -32,13 +32,14 @@ random search); all are re-exported here.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import pathlib
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from jaxnn.config import ensure_workdir
+from jaxnn.config import ensure_workdir, read_yaml, refuse_other_kind, training_sections
 from jaxnn.studies.craft_common import ConfigError, merge_config
 from jaxnn.studies.craft_engine import load_data, make_run
 from jaxnn.studies.craft_regularization import (
@@ -136,7 +137,27 @@ def load_config(name: str, path: str | pathlib.Path | None = None,
     """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    if path is not None:
+        from jaxnn.studies import depth  # noqa: PLC0415 (depth imports this module lazily too)
+
+        kinds = {
+            "a training config": (training_sections(), f"scripts/train.py --config {path}"),
+            "a depth-study config": ([f.name for f in dataclasses.fields(depth.DepthStudyConfig)],
+                                     f"scripts/depth_study.py --config {path}"),
+        }
+        kinds.update(config_kinds(path, but=name))
+        refuse_other_kind(path, read_yaml(path), list(EXPERIMENTS[name][0]),
+                          f"a config of the {name} experiment", kinds)
     return merge_config(EXPERIMENTS[name][0], path, overrides)
+
+
+def config_kinds(path: str | pathlib.Path, but: str | None = None
+                 ) -> dict[str, tuple[list[str], str]]:
+    """``{"a config of the <name> experiment": (its keys, the command that runs it)}`` for
+    every experiment but ``but`` (for :func:`jaxnn.config.refuse_other_kind`)."""
+    return {f"a config of the {other} experiment": (
+                list(defaults), f"scripts/compare.py {other} --config {path}")
+            for other, (defaults, *_) in EXPERIMENTS.items() if other != but}
 
 
 def _check_other_outputs(name: str, workdir: str | pathlib.Path, overwrite: bool, *,

@@ -98,7 +98,13 @@ import numpy as np
 
 from jaxnn import activations, backprop, initializers, layers, losses
 from jaxnn._memory import device_memory_limit
-from jaxnn.config import ConfigError, parse_override_value, read_yaml
+from jaxnn.config import (
+    ConfigError,
+    parse_override_value,
+    read_yaml,
+    refuse_other_kind,
+    training_sections,
+)
 from jaxnn.mlp import MLPConfig
 from jaxnn.studies.workers import CorePool, core_shares
 
@@ -631,6 +637,13 @@ def load_config(
     """Read a study YAML (a flat mapping of :class:`DepthStudyConfig` fields), apply
     ``overrides`` and validate. Raises :class:`jaxnn.config.ConfigError` (one line)."""
     data = read_yaml(path) if path is not None else {}
+    if path is not None:
+        from jaxnn.studies import craft  # noqa: PLC0415 (craft's loaders; no cycle at import)
+
+        kinds = {"a training config": (training_sections(), f"scripts/train.py --config {path}")}
+        kinds.update(craft.config_kinds(path))
+        refuse_other_kind(path, data, [f.name for f in dataclasses.fields(DepthStudyConfig)],
+                          "a depth-study config", kinds)
     return config_from_dict(apply_overrides(data, overrides))
 
 
