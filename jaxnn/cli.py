@@ -53,7 +53,10 @@ def _train_parser() -> argparse.ArgumentParser:
     p.add_argument("--process-id", type=int, metavar="I",
                    help="multi-process run: this process's id in [0, N); 0 writes the files")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar and no epoch lines")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only errors and warnings: no progress bar, epoch lines, final "
+                        "metrics or 'run directory:' line (give --workdir to know where the "
+                        "run goes; its history.json holds the final metrics)")
     return p
 
 
