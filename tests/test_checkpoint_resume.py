@@ -253,3 +253,26 @@ def test_restore_best_survives_a_best_jaxnn_rewritten_for_a_later_epoch_before_a
     assert "not the best epoch" not in capsys.readouterr().err
     assert resumed.stopped_early and resumed.best_epoch == b and resumed.final == full.final
     assert (part / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
+
+
+def test_restore_best_survives_a_damaged_best_jaxnn_at_a_resume(tmp_path, capsys):
+    # A damaged best.jaxnn was left as it was at a resume, "the end of the run falls back to
+    # the numbered checkpoint": but keep_checkpoints=1 pruned ckpt_b at the next save, so
+    # restore_best warned and kept the last epoch's parameters. It is rewritten from ckpt_b.
+    es = ("data.n_train=150", "data.validation_fraction=0.3", "training.epochs=20",
+          "optimizer.learning_rate=0.05", "training.batch_size=16", "model.hidden_sizes=[32]",
+          "model.dropout_rate=0.3", "model.batch_norm=true", "training.keep_checkpoints=1",
+          "training.early_stopping.enabled=true", "training.early_stopping.patience=2")
+    full = train_and_evaluate(C.load(None, [*QUIET, *es]), tmp_path / "full")
+    b = full.best_epoch
+    assert full.stopped_early and len(full.rows) == b + 2  # the case under test
+    part = tmp_path / "part"
+    train_and_evaluate(C.load(None, [*QUIET, *es, f"training.epochs={b}"]), part)
+    _truncate(part / "checkpoints" / "best.jaxnn")
+    capsys.readouterr()
+    resumed = _resume(part, "training.epochs=20")
+    err = capsys.readouterr().err
+    assert "keeping the last epoch's parameters" not in err
+    assert f"restored the best epoch from {part / 'checkpoints' / f'ckpt_{b:06d}.jaxnn'}" in err
+    assert resumed.stopped_early and resumed.best_epoch == b and resumed.final == full.final
+    assert read_metadata(part / "checkpoints" / "best.jaxnn")["epoch"] == b

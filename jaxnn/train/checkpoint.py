@@ -232,23 +232,32 @@ class CheckpointManager:
         write_checkpoint(self.best_path, tree, metadata)
         return self.best_path
 
-    def keep_best_epoch(self, epoch: int) -> pathlib.Path | None:
+    def keep_best_epoch(self, epoch: int, problems: list[str] | None = None
+                        ) -> pathlib.Path | None:
         """Make ``best.jaxnn`` hold ``epoch`` again, from the numbered checkpoint of that
-        epoch, when it is whole but holds another epoch; returns it when rewritten.
+        epoch, when it holds another epoch or is damaged; returns it when rewritten.
 
         Call it at a resume, with the best epoch of the checkpoint restored, while no save
         runs here. A run killed between numbered checkpoints may have rewritten
         ``best.jaxnn`` for a later epoch that the resumed run trains again; should that
         epoch no longer be better (a resume that changes the learning rate), the best
         epoch's state was only in its numbered checkpoint, which pruning then deleted, and
-        ``restore_best`` kept the last epoch instead. An unreadable ``best.jaxnn`` is left
-        as it is (the end of the run names it and falls back to the numbered checkpoint).
+        ``restore_best`` kept the last epoch instead. A damaged or missing ``best.jaxnn`` is
+        rewritten too (its fallback at the end of the run, the numbered checkpoint, may be
+        pruned by then; its message is appended to ``problems`` when rewritten); one that
+        cannot be opened is left as it is.
         """
         if epoch < 0:
             return None
+        damage = None
         try:
-            if read_metadata(self.best_path).get("epoch") == epoch:
-                return None
+            try:
+                if read_metadata(self.best_path).get("epoch") == epoch:
+                    return None
+            except CheckpointError as e:
+                if not e.damaged and self.best_path.exists():
+                    return None
+                damage = str(e)
             numbered = self.path(epoch)
             if read_metadata(numbered).get("epoch") != epoch:
                 return None
@@ -256,6 +265,8 @@ class CheckpointManager:
         except (CheckpointError, OSError):
             return None
         write_bytes(self.best_path, data)
+        if damage is not None and problems is not None:
+            problems.append(f"{damage}; restored the best epoch from {numbered}")
         return self.best_path
 
     def remove_temporaries(self) -> list[pathlib.Path]:

@@ -929,7 +929,11 @@ def train_and_evaluate(
                                or bool(re.fullmatch(r"[a-z_]+\.png", name)))
             # best.jaxnn of a later epoch (written before a kill) no longer holds the best
             # epoch: from its numbered checkpoint, before pruning can delete that one.
-            ckpts.keep_best_epoch(best_epoch)
+            # A damaged one too: the numbered fallback of restore_best may be pruned by then.
+            damaged: list[str] = []
+            ckpts.keep_best_epoch(best_epoch, damaged)
+            for line in damaged:
+                print(f"warning: {line}", file=sys.stderr)
             if print_every or show_progress:  # quiet: nothing
                 print(f"resumed from {path} (epoch {start_epoch})", file=out)
         if es_cfg.enabled and stopper.should_stop:
