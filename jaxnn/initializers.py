@@ -148,8 +148,11 @@ def _is_prng_key(value: Any, raw: bool) -> bool:
     dtype = getattr(value, "dtype", None)
     if dtype is None or isinstance(value, jax.core.Tracer):
         return False
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return True
+    try:
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            return True
+    except TypeError:  # a dtype numpy cannot read (another library's scalar): no key
+        return False
     return (raw and isinstance(value, jax.Array) and dtype == jnp.uint32
             and np.shape(value) == (2,))
 

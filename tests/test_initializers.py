@@ -812,8 +812,23 @@ def test_a_factory_called_with_a_key_says_how_to_call_it(name, call, key):
             getattr(I, name)(key, (3, 4))
 
 
-def test_a_uint32_pair_is_still_a_constant_and_an_axis_pair_still_an_axis():
+def test_a_uint32_pair_is_still_a_constant():
+    # A raw key is a uint32 jax array of shape (2,): constant() must not take one for a key.
     value = jnp.array([7, 9], jnp.uint32)
     np.testing.assert_array_equal(I.constant(value)(None, (3, 2), jnp.uint32),
                                   np.array([[7, 9]] * 3, np.uint32))
-    assert I.compute_fans((2, 3, 4), in_axis=(0, 1), out_axis=2) == (6, 4)
+
+
+def test_a_scale_whose_dtype_numpy_cannot_read_is_not_taken_for_a_key():
+    # _is_prng_key asked jax.dtypes.issubdtype about any .dtype: a scalar of another
+    # library (a torch tensor's torch.float32) raised "Cannot interpret ... as a data type"
+    # where it was accepted as the number it holds before.
+    class Scalar:
+        dtype = object()
+
+        def __float__(self):
+            return 2.0
+
+    np.testing.assert_array_equal(I.orthogonal(Scalar())(KEY, (3, 3)),
+                                  I.orthogonal(2.0)(KEY, (3, 3)))
+    assert I.normal(Scalar()) is not None
