@@ -696,17 +696,20 @@ def refuse_other_kind(path: str | pathlib.Path, data: Mapping[str, Any], own: Se
     config": (its keys, the command that runs it)}``) and at least two of them, or most,
     are not ``own`` keys (most: nor close to one), raise a :class:`ConfigError` saying which
     kind it is and how to run it, rather than "unknown key" for its first key. A file of
-    its own keys with one misspelled is left to the unknown-key message.
+    its own keys with one misspelled is left to the unknown-key message, and so is one
+    whose keys fit several kinds (``learning_rate`` alone: which one it is, is a guess).
     """
     keys = [str(k) for k in data]
     foreign = [k for k in keys if k not in own
                and not difflib.get_close_matches(k, list(own), n=1, cutoff=0.7)]
     if not keys or (2 * len(foreign) < len(keys) and len(set(keys) - set(own)) < 2):
         return
-    for what, (their_keys, command) in kinds.items():
-        if set(keys) <= set(their_keys):
-            raise ConfigError(
-                f"config file {str(path)!r} is {what}, not {expected}: run it with {command}")
+    fits = [(what, command) for what, (their_keys, command) in kinds.items()
+            if set(keys) <= set(their_keys)]
+    if len(fits) == 1:
+        what, command = fits[0]
+        raise ConfigError(
+            f"config file {str(path)!r} is {what}, not {expected}: run it with {command}")
 
 
 def replace(config: Config, key: str, value: Any) -> Config:

@@ -1160,3 +1160,17 @@ def test_the_other_outputs_check_words_itself_for_the_cli_and_for_a_direct_call(
             "(surface.png, init.png); choose another workdir, or pass overwrite=True to "
             "replace them") + "$"):
         craft.run_experiment("schedules", _cfg("schedules", seeds=0), tmp_path)
+
+
+def test_keys_that_fit_several_kinds_name_none_of_them(tmp_path):
+    # "learning_rate: 0.1" given to the optimizers experiment was "a depth-study config ...
+    # run it with scripts/depth_study.py" (the first of the seven kinds that have the key).
+    path = tmp_path / "mine.yaml"
+    path.write_text("learning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"^unknown key 'learning_rate'"):
+        craft.load_config("optimizers", path)
+    from jaxnn.studies import depth
+
+    path.write_text("seed: 1\nepochs: 5\n")  # a depth study counts steps, not epochs
+    with pytest.raises(ConfigError, match=r"^unknown key 'epochs'"):
+        depth.load_config(path)

@@ -93,8 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.workers != 1:
             core_shares(args.workers)  # a bad count fails here, before the data is loaded
         stem = pathlib.Path(args.config).stem if args.config else "depth_study"
-        # the default never replaces a finished study; an unusable --workdir is named before
-        # the data is loaded, and a data error leaves no empty --workdir (nor a line naming it)
+        # the default never replaces a finished study; a --workdir that is a file is named
+        # before the data is loaded, and a data error leaves no empty --workdir (nor a line
+        # naming it)
         workdir = ensure_workdir(args.workdir or fresh_workdir(pathlib.Path("runs") / stem,
                                                                ("table.csv", "report.md")),
                                  create=False)
