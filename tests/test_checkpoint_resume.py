@@ -226,13 +226,16 @@ def test_a_schedule_new_at_a_resume_gets_no_stretch_warning(tmp_path, capsys):
     assert lrs[9] == lrs[0] and 0 < lrs[10] < lrs[9]  # constant, then the new cosine
 
 
-def test_restore_best_survives_a_best_jaxnn_rewritten_for_a_later_epoch_before_a_kill(
-        tmp_path, capsys):
-    # A run killed between numbered checkpoints may leave best.jaxnn holding a later epoch
-    # than the checkpoint it resumes from (the run improved at epoch b + 1, then a resume
-    # changed the learning rate, so that epoch is no longer better). The best epoch b was
-    # then only in ckpt_b, which keep_checkpoints=1 pruned at the next save: restore_best
-    # warned "holds epoch b + 1, not the best epoch b" and kept the last epoch's parameters.
+@pytest.mark.parametrize("left", ["a later epoch", "damaged"])
+def test_restore_best_survives_a_best_jaxnn_not_of_the_best_epoch_at_a_resume(
+        tmp_path, capsys, left):
+    # "a later epoch": a run killed between numbered checkpoints may leave best.jaxnn
+    # holding a later epoch than the checkpoint it resumes from (the run improved at epoch
+    # b + 1, then a resume changed the learning rate, so that epoch is no longer better).
+    # "damaged": a truncated best.jaxnn was left as it was ("the end of the run falls back
+    # to the numbered checkpoint"). Either way the best epoch b was then only in ckpt_b,
+    # which keep_checkpoints=1 pruned at the next save: restore_best warned and kept the
+    # last epoch's parameters. best.jaxnn is now rewritten from ckpt_b at the resume.
     es = ("data.n_train=150", "data.validation_fraction=0.3", "training.epochs=20",
           "optimizer.learning_rate=0.05", "training.batch_size=16", "model.hidden_sizes=[32]",
           "model.dropout_rate=0.3", "model.batch_norm=true", "training.keep_checkpoints=1",
@@ -244,35 +247,19 @@ def test_restore_best_survives_a_best_jaxnn_rewritten_for_a_later_epoch_before_a
     train_and_evaluate(C.load(None, [*QUIET, *es, f"training.epochs={b}"]), part)
     ckpts = part / "checkpoints"
     assert _names(ckpts) == ["best.jaxnn", f"ckpt_{b:06d}.jaxnn"]
-    # best.jaxnn as the killed run left it: another epoch's (b + 1).
     best = ckpts / "best.jaxnn"
-    tree = flax.serialization.msgpack_restore(best.read_bytes()[checkpoint_lib._HEADER.size:])
-    write_checkpoint(best, tree["tree"], {**read_metadata(best), "epoch": b + 1})
-    capsys.readouterr()
-    resumed = _resume(part, "training.epochs=20")
-    assert "not the best epoch" not in capsys.readouterr().err
-    assert resumed.stopped_early and resumed.best_epoch == b and resumed.final == full.final
-    assert (part / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
-
-
-def test_restore_best_survives_a_damaged_best_jaxnn_at_a_resume(tmp_path, capsys):
-    # A damaged best.jaxnn was left as it was at a resume, "the end of the run falls back to
-    # the numbered checkpoint": but keep_checkpoints=1 pruned ckpt_b at the next save, so
-    # restore_best warned and kept the last epoch's parameters. It is rewritten from ckpt_b.
-    es = ("data.n_train=150", "data.validation_fraction=0.3", "training.epochs=20",
-          "optimizer.learning_rate=0.05", "training.batch_size=16", "model.hidden_sizes=[32]",
-          "model.dropout_rate=0.3", "model.batch_norm=true", "training.keep_checkpoints=1",
-          "training.early_stopping.enabled=true", "training.early_stopping.patience=2")
-    full = train_and_evaluate(C.load(None, [*QUIET, *es]), tmp_path / "full")
-    b = full.best_epoch
-    assert full.stopped_early and len(full.rows) == b + 2  # the case under test
-    part = tmp_path / "part"
-    train_and_evaluate(C.load(None, [*QUIET, *es, f"training.epochs={b}"]), part)
-    _truncate(part / "checkpoints" / "best.jaxnn")
+    if left == "damaged":
+        _truncate(best)
+    else:  # best.jaxnn as the killed run left it: another epoch's (b + 1)
+        tree = flax.serialization.msgpack_restore(
+            best.read_bytes()[checkpoint_lib._HEADER.size:])
+        write_checkpoint(best, tree["tree"], {**read_metadata(best), "epoch": b + 1})
     capsys.readouterr()
     resumed = _resume(part, "training.epochs=20")
     err = capsys.readouterr().err
-    assert "keeping the last epoch's parameters" not in err
-    assert f"restored the best epoch from {part / 'checkpoints' / f'ckpt_{b:06d}.jaxnn'}" in err
+    assert "not the best epoch" not in err and "keeping the last epoch's parameters" not in err
+    if left == "damaged":
+        assert f"restored the best epoch from {ckpts / f'ckpt_{b:06d}.jaxnn'}" in err
     assert resumed.stopped_early and resumed.best_epoch == b and resumed.final == full.final
-    assert read_metadata(part / "checkpoints" / "best.jaxnn")["epoch"] == b
+    assert (part / "params.msgpack").read_bytes() == (tmp_path / "full/params.msgpack").read_bytes()
+    assert read_metadata(best)["epoch"] == b
