@@ -512,8 +512,13 @@ def test_an_initializer_split_at_its_comma_by_yaml_is_named_as_such(tmp_path):
     with pytest.raises(ConfigError) as e:
         D.load_config(path)
     msg = str(e.value)
-    assert "'normal(1' and '2)' are one entry split at its comma" in msg, msg
+    assert "'normal(1' and '2)' are one entry split at its commas" in msg, msg
     assert "e.g. 'normal(0.01)'" in msg and "\n" not in msg
+    # three pieces are named too (the two-piece check gave the plain parse error)
+    path.write_text("initializers: [he, normal(1, 2, 3), xavier]\n")
+    with pytest.raises(ConfigError, match=re.escape(
+            "'normal(1' and '2' and '3)' are one entry split at its commas")):
+        D.load_config(path)
     # a lone unbalanced entry still gets the parse error, and balanced ones parse
     with pytest.raises(ConfigError, match=re.escape("cannot parse 'normal(1'")):
         D.config_from_dict({"initializers": ["normal(1", "he"]})

@@ -84,6 +84,7 @@ import concurrent.futures
 import dataclasses
 import difflib
 import functools
+import itertools
 import math
 import pathlib
 import re
@@ -470,16 +471,19 @@ def _validate(c: DepthStudyConfig) -> None:
            "no repeated names")
     _check(len(c.initializers) > 0, "initializers", list(c.initializers), "a non-empty list")
     for i, s in enumerate(c.initializers):
-        following = c.initializers[i + 1] if i + 1 < len(c.initializers) else None
-        if (isinstance(s, str) and isinstance(following, str) and s.count("(") > s.count(")")
-                and following.count(")") > following.count("(")):
-            # [normal(1, 2), he] is split by YAML at the comma into 'normal(1' and '2)'.
-            raise ConfigError(
-                f"initializers: {s!r} and {following!r} are one entry split at its comma "
-                f"(YAML reads a comma in [...] as the end of an item); a study initializer "
-                f"takes one number (normal's standard deviation or uniform's half-width), "
-                f"e.g. 'normal(0.01)'"
-            )
+        if isinstance(s, str) and s.count("(") > s.count(")"):
+            # [normal(1, 2), he] is split by YAML at its commas: 'normal(1', '2)', 'he'.
+            rest = list(itertools.takewhile(lambda p: isinstance(p, str) and "(" not in p,
+                                            c.initializers[i + 1:]))
+            closing = next((j for j, p in enumerate(rest) if ")" in p), None)
+            if closing is not None:
+                pieces = " and ".join(repr(p) for p in [s, *rest[:closing + 1]])
+                raise ConfigError(
+                    f"initializers: {pieces} are one entry split at its commas (YAML reads a "
+                    f"comma in [...] as the end of an item); a study initializer takes one "
+                    f"number (normal's standard deviation or uniform's half-width), e.g. "
+                    f"'normal(0.01)'"
+                )
         parse_initializer(s)
     _check(len(set(c.initializers)) == len(c.initializers), "initializers",
            list(c.initializers), "no repeated names")
