@@ -137,27 +137,30 @@ def load_config(name: str, path: str | pathlib.Path | None = None,
     """
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
+    data = None
     if path is not None:
-        from jaxnn.studies import depth  # noqa: PLC0415 (depth imports this module lazily too)
-
-        kinds = {
-            "a training config": (training_sections(), f"scripts/train.py --config {path}"),
-            "a depth-study config": ([f.name for f in dataclasses.fields(depth.DepthStudyConfig)],
-                                     f"scripts/depth_study.py --config {path}"),
-        }
-        kinds.update(config_kinds(path, but=name))
-        refuse_other_kind(path, read_yaml(path), list(EXPERIMENTS[name][0]),
-                          f"a config of the {name} experiment", kinds)
-    return merge_config(EXPERIMENTS[name][0], path, overrides)
+        data = read_yaml(path)
+        refuse_other_kind(path, data, list(EXPERIMENTS[name][0]),
+                          f"a config of the {name} experiment", config_kinds(path, but=name))
+    return merge_config(EXPERIMENTS[name][0], path, overrides, data=data)
 
 
-def config_kinds(path: str | pathlib.Path, but: str | None = None
-                 ) -> dict[str, tuple[list[str], str]]:
-    """``{"a config of the <name> experiment": (its keys, the command that runs it)}`` for
-    every experiment but ``but`` (for :func:`jaxnn.config.refuse_other_kind`)."""
-    return {f"a config of the {other} experiment": (
-                list(defaults), f"scripts/compare.py {other} --config {path}")
-            for other, (defaults, *_) in EXPERIMENTS.items() if other != but}
+def config_kinds(path: str | pathlib.Path, but: str) -> dict[str, tuple[list[str], str]]:
+    """Every kind of config the command lines read but ``but`` (an experiment's name, or
+    ``"depth study"``): ``{"a training config": (its top-level keys, the command that runs
+    the file at path)}``, for :func:`jaxnn.config.refuse_other_kind`."""
+    from jaxnn.studies import depth  # noqa: PLC0415 (depth imports this module lazily too)
+
+    kinds = {"a training config": (list(training_sections()),
+                                   f"scripts/train.py --config {path}")}
+    if but != "depth study":
+        kinds["a depth-study config"] = (
+            [f.name for f in dataclasses.fields(depth.DepthStudyConfig)],
+            f"scripts/depth_study.py --config {path}")
+    kinds.update({f"a config of the {other} experiment": (
+                      list(defaults), f"scripts/compare.py {other} --config {path}")
+                  for other, (defaults, *_) in EXPERIMENTS.items() if other != but})
+    return kinds
 
 
 def _check_other_outputs(name: str, workdir: str | pathlib.Path, overwrite: bool, *,

@@ -229,6 +229,8 @@ def merge_config(
     defaults: Mapping[str, Any],
     path: str | pathlib.Path | None = None,
     overrides: Sequence[str] = (),
+    *,
+    data: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The defaults overlaid with a YAML file and ``a.b=value`` override strings.
 
@@ -240,6 +242,8 @@ def merge_config(
       defaults: the experiment's default mapping (not modified).
       path: a YAML file holding a (partial) mapping of the same shape, or None.
       overrides: strings ``"a.b=value"``; the value is parsed as a YAML scalar or list.
+      data: the file's mapping when the caller has read it already (``path`` then only
+        names it); None reads ``path``.
 
     Returns:
       A new nested dict.
@@ -248,17 +252,18 @@ def merge_config(
       ConfigError: unreadable file, unknown key (with a suggestion) or a value of the
         wrong type.
     """
-    data = dict(copy.deepcopy(defaults))
+    out = dict(copy.deepcopy(defaults))
     if path is not None:
-        data = _merge(data, read_yaml(path), "", open_keys=False, reference=defaults)
+        given = read_yaml(path) if data is None else data
+        out = _merge(out, given, "", open_keys=False, reference=defaults)
     for item in overrides:
         parts, value = _parse_override(item)
-        _check_dotted_names(item, data, parts)
+        _check_dotted_names(item, out, parts)
         nested: Any = value
         for part in reversed(parts):
             nested = {part: nested}
-        data = _merge(data, nested, "", open_keys=False, reference=defaults)
-    return data
+        out = _merge(out, nested, "", open_keys=False, reference=defaults)
+    return out
 
 
 def check(cond: bool, key: str, value: Any, allowed: str) -> None:

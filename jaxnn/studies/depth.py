@@ -104,7 +104,6 @@ from jaxnn.config import (
     parse_override_value,
     read_yaml,
     refuse_other_kind,
-    training_sections,
 )
 from jaxnn.mlp import MLPConfig
 from jaxnn.studies.workers import CorePool, core_shares
@@ -644,10 +643,8 @@ def load_config(
     if path is not None:
         from jaxnn.studies import craft  # noqa: PLC0415 (craft's loaders; no cycle at import)
 
-        kinds = {"a training config": (training_sections(), f"scripts/train.py --config {path}")}
-        kinds.update(craft.config_kinds(path))
         refuse_other_kind(path, data, [f.name for f in dataclasses.fields(DepthStudyConfig)],
-                          "a depth-study config", kinds)
+                          "a depth-study config", craft.config_kinds(path, but="depth study"))
     return config_from_dict(apply_overrides(data, overrides))
 
 
