@@ -703,3 +703,81 @@ def test_a_peer_whose_loss_cannot_be_measured_after_timing_is_left_out():
     with pytest.raises(MemoryError):  # a jaxnn row failing is the bench's own failure
         bench.measure("w1", [make("jaxnn", "jaxnn", 2)], repeats=1, samples=1,
                       log=lambda s: None)
+
+
+def test_measure_logs_each_rows_build_and_first_run_times():
+    # On a lent GPU a run is cut off by its time limit; each row's build / first-run times
+    # are printed as soon as they are known, so a row that takes minutes is named.
+    calls, lines = [], []
+    bench.measure("w1", [_fake_impl("a", calls), _fake_impl("b", calls)], repeats=1,
+                  samples=1, log=lines.append)
+    built = [ln for ln in lines if "built in" in ln]
+    assert [ln.split(":")[0].strip() for ln in built] == ["[w1] a", "[w1] b"], lines
+    assert all(" s, first run " in ln for ln in built)
+    # the build line of a row comes before the next row starts compiling
+    assert lines.index(built[0]) < lines.index("  [w1] compile + warm-up: b")
+
+
+def test_skip_leaves_rows_out_and_names_a_pattern_that_matched_nothing():
+    lines = []
+    out = bench.run(["w1"], repeats=1, sizes=TINY, log=lines.append,
+                    skip=["NNX loop", "floor", "no such row", " "])
+    names = {r["name"] for r in out["results"]}
+    assert "flax nnx loop" not in names and not any("floor" in n for n in names)
+    assert {"jaxnn autodiff (scan epoch)", "flax linen loop"} <= names
+    assert "  [w1] flax nnx loop: left out (--skip 'nnx loop')" in lines
+    assert out["environment"]["skip"] == ["nnx loop", "floor", "no such row"]
+    warnings = [ln for ln in lines if ln.startswith("warning:")]
+    assert warnings == ["warning: --skip 'no such row' matched no implementation of this run"]
+    assert "floor" not in out["summary"]["w1"]
+
+
+def test_skipping_every_jaxnn_row_gives_no_ratio_rather_than_failing():
+    out = bench.run(["w1"], repeats=1, sizes=TINY, log=lambda s: None,
+                    skip=["jaxnn", "pytorch", "floor", "nnx"])
+    assert [r["name"] for r in out["results"]] == ["flax linen loop"]  # (trained or not)
+    assert "w1" not in out["summary"]
+
+
+def test_json_keeps_the_finished_sections_of_a_run_cut_off(monkeypatch, tmp_path, capsys):
+    # A run stopped in a later section (a time limit on a lent GPU, Ctrl-C, a crash) has
+    # written the sections it finished: --json is rewritten after each one.
+    def cut_off(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, "section_w3", cut_off)
+    monkeypatch.setattr(bench, "QUICK", TINY)
+    path = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench.main(["--quick", "--workloads", "w1,w3", "--repeats", "1", "--skip", "pytorch",
+                    "--json", str(path)])
+    data = json.loads(path.read_text())
+    assert {r["workload"] for r in data["results"]} == {"w1"}
+    assert "w1" in data["summary"] and "| w1 | jaxnn manual (scan epoch) |" in data["table"]
+    out = capsys.readouterr().out
+    assert "| w1 | jaxnn manual (scan epoch) |" in out and "w1: best jaxnn = " in out
+
+
+def _w3_rows(vmap_s, loop_s):
+    def row(name, t):
+        return bench.Result("w3", name, "jaxnn", [t], t, 0.0, 1000, 0.0)
+
+    return [row("jaxnn manual vmap over seeds", vmap_s),
+            row("jaxnn manual loop over seeds", loop_s),
+            row("jaxnn autodiff vmap over seeds", vmap_s / 2)]
+
+
+def test_w3_summary_gives_vmap_over_loop_with_the_accelerator_target():
+    s = bench.summary(_w3_rows(0.5, 2.0), None)
+    # the engine's row against its own loop, not the fastest jaxnn row
+    assert s["w3"]["vmap_over_loop"] == pytest.approx(4.0)
+    s["backend"] = "gpu"
+    assert "w3: vmap over seeds = 4.00x the loop over seeds (jaxnn manual; target >= 3 on a " \
+           "GPU/TPU: met)" in bench.summary_text(s)
+    s = bench.summary(_w3_rows(1.0, 2.0), None)
+    s["backend"] = "gpu"
+    assert "2.00x the loop over seeds (jaxnn manual; target >= 3 on a GPU/TPU: MISSED)" \
+        in bench.summary_text(s)
+    s["backend"] = "cpu"
+    assert "(jaxnn manual; the target >= 3 is for a GPU/TPU)" in bench.summary_text(s)
+    assert "vmap_over_loop" not in bench.summary(_w3_rows(1.0, 2.0)[:1], None)["w3"]
