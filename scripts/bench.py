@@ -5,6 +5,7 @@ Usage::
     python scripts/bench.py                                  # every section, full size
     python scripts/bench.py --quick                          # CI-sized smoke run
     python scripts/bench.py --workloads backprop,matmul --repeats 7 --json bench.json
+    python scripts/bench.py --workloads w3 --skip "autodiff vmap,pytorch"   # rows left out
 
 Sections (``--workloads``, comma separated; default all):
 
