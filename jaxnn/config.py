@@ -20,8 +20,10 @@ import dataclasses
 import difflib
 import itertools
 import math
+import os
 import pathlib
 import re
+import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -492,13 +494,26 @@ def ensure_workdir(workdir: str | pathlib.Path, create: bool = True) -> pathlib.
     first, as a :class:`ConfigError` naming it, not after the work is done. With
     ``create=False`` only check that it is, or can become, a directory."""
     path = pathlib.Path(workdir)
+    nearest = None
     for p in (path, *path.parents):  # mkdir would only say "File exists" / "Not a directory"
         if p.exists():
             if p.is_dir():
+                nearest = p
                 break
             where = "" if p == path else f": {str(p)!r} is a file"
             raise ConfigError(f"--workdir {str(path)!r} is not a directory{where}; "
                               "choose another --workdir")
+    if nearest is not None:
+        # Creating something there is the only sure test (permission bits do not tell root
+        # about a read-only file system): without it, a folder that cannot be written was
+        # named only once the data had loaded, or after the work (an existing one).
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".jaxnn-probe.", dir=nearest))
+        except OSError as e:
+            what = ("cannot write into it" if nearest == path
+                    else f"cannot create it in {str(nearest)!r}")
+            raise ConfigError(f"--workdir {str(path)!r}: {what} ({e.strerror}); "
+                              "choose another --workdir") from None
     if not create:
         return path
     try:

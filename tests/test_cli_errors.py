@@ -178,6 +178,45 @@ def test_a_workdir_that_is_a_file_is_named(cli, tmp_path, capsys):
         [str(afile / "sub"), f"{str(afile)!r} is a file"])
 
 
+def _unwritable_dir(tmp_path: pathlib.Path) -> pathlib.Path:
+    """A directory this process cannot create anything in (a read-only file system for
+    root, whom permission bits do not stop)."""
+    import os
+    import tempfile
+
+    if os.geteuid() != 0:
+        d = tmp_path / "read-only"
+        d.mkdir()
+        d.chmod(0o500)
+        return d
+    for d in (pathlib.Path("/sys"), pathlib.Path("/proc")):
+        try:
+            os.rmdir(tempfile.mkdtemp(dir=d))
+        except OSError:
+            return d
+    pytest.skip("no directory this user cannot write to")
+
+
+@pytest.mark.parametrize("cli", ["train", "depth_study"])
+@pytest.mark.parametrize("where", ["inside", "itself"])
+def test_a_workdir_that_cannot_be_written_is_named_before_any_work(cli, where, tmp_path,
+                                                                     capsys, monkeypatch):
+    # depth_study.py named a --workdir it could not create only once its data had loaded,
+    # and one that existed but could not be written into only after the whole study.
+    from jaxnn.studies import depth
+
+    ro = _unwritable_dir(tmp_path)
+    workdir = ro / "run" if where == "inside" else ro
+    monkeypatch.setattr(depth, "load_study_data",
+                        lambda *a, **k: pytest.fail("the data was loaded first"))
+    run, args = ((train_cli_usage_error, XOR) if cli == "train"
+                 else (_depth_usage_error, DEPTH_SMOKE))
+    what = f"cannot create it in {str(ro)!r}" if where == "inside" else "cannot write into it"
+    run(args + ["--workdir", str(workdir)], capsys, [f"--workdir {str(workdir)!r}", what,
+                                                      "choose another --workdir"])
+    assert not (ro / "run").exists()
+
+
 @pytest.mark.parametrize("flag", ["--workdir", "--config"])
 def test_an_empty_path_is_refused_not_read_as_not_given(flag, tmp_path, capsys, monkeypatch):
     # --workdir "" (an unset shell variable) trained into runs/xor instead; --config ""
