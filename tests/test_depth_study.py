@@ -338,6 +338,80 @@ def test_one_compilation_per_shape_group(tiny):
     assert D.trace_count((1,) + group[1:]) == 1
 
 
+def _phase_config(**kw):
+    return D.DepthStudyConfig(**{**dict(
+        name="phases", dataset="digits", depths=(3,), widths=(8,), activations=("tanh",),
+        initializers=("xavier", "normal(1)"), seeds=2, probe_size=32, steps=4,
+        batch_size=8, eval_size=64, learning_rate=0.5, histograms=True), **kw})
+
+
+def test_a_zero_learning_rate_gives_trained_statistics_equal_to_the_initial_ones():
+    # The initial and the trained model are measured and evaluated by one traced copy
+    # vmapped over the two: with nothing learned, the two phases must read the same.
+    cfg = _phase_config()
+    object.__setattr__(cfg, "learning_rate", 0.0)  # the config refuses 0; run_group takes it
+    out = D.run_group(cfg, D.load_study_data(cfg), 3, 8, "tanh")
+    assert set(out["init"]) - set(out["trained"]) == {"histogram", "histogram_nonfinite"}
+    for k, v in out["trained"].items():
+        np.testing.assert_array_equal(v, out["init"][k], err_msg=k)
+    np.testing.assert_array_equal(out["trained_eval"], out["init_eval"])
+    assert out["init_eval"].shape == (2, 2, 4) and out["curve"].shape == (2, 2, 4)
+
+
+def test_initial_statistics_evaluation_and_histograms_do_not_depend_on_training():
+    # steps=0 measures the initial model alone (no SGD step compiled); with steps the
+    # initial phase must still be the untrained model (not the trained one), its
+    # histograms included, and the trained phase the trained one.
+    cfg0, cfg4 = _phase_config(steps=0), _phase_config()
+    data = D.load_study_data(cfg0)
+    zero = D.run_group(cfg0, data, 3, 8, "tanh")
+    four = D.run_group(cfg4, data, 3, 8, "tanh")
+    assert set(zero) == {"init", "init_eval"} and "histogram" in zero["init"]
+    assert zero["init"].keys() == four["init"].keys()
+    for k, v in four["init"].items():
+        tol = {"atol": 1e-6 * np.max(zero["init"]["activation_std"])} if k == "activation_mean" \
+            else {"atol": 0}
+        np.testing.assert_allclose(v, zero["init"][k], rtol=1e-5, err_msg=k, **tol)
+    np.testing.assert_allclose(four["init_eval"], zero["init_eval"], rtol=1e-5)
+    # the trained model differs, and its statistics are not the initial ones
+    assert np.all(np.abs(four["trained_eval"][..., 0] - four["init_eval"][..., 0]) > 1e-3)
+    assert not np.allclose(four["trained"]["weight_grad_norm"], four["init"]["weight_grad_norm"])
+    assert not np.allclose(four["trained"]["activation_std"], four["init"]["activation_std"])
+
+
+def test_per_layer_traces_once_per_shape_and_keeps_the_layer_order():
+    items = [jnp.arange(n * 3, dtype=jnp.float32).reshape(n, 3) + l
+             for l, n in enumerate([2, 4, 4, 2, 5, 4])]
+    traced = []
+
+    def f(x):
+        traced.append(x.shape)
+        return {"sum": jnp.sum(x), "first": x[0]}
+
+    out = D._per_layer(f, items)
+    assert len(traced) == 3  # shapes (2, 3), (4, 3), (5, 3)
+    np.testing.assert_array_equal(out["sum"], [float(jnp.sum(x)) for x in items])
+    np.testing.assert_array_equal(out["first"], np.stack([x[0] for x in items]))
+
+
+@pytest.mark.parametrize("code", [0, 1, 2])
+def test_init_model_draws_each_layer_from_its_own_key(code):
+    cfg = mlp.MLPConfig(layer_sizes=(5, 7, 7, 7, 3), hidden_activation="tanh")
+    key = jax.random.key(11)
+    stds = jnp.asarray([0.5, 2.0, 3.0, 4.0], jnp.float32)
+    params, _ = D._init_model(cfg, key, stds, jnp.asarray(code))
+    keys = jax.random.split(key, 4)
+    draw = [initializers.normal(1.0),
+            initializers.variance_scaling(1.0, "fan_in", "truncated_normal"),
+            initializers.variance_scaling(1.0, "fan_in", "uniform")][code]
+    for l, p in enumerate(params["layers"]):
+        shape = cfg.layer_sizes[l], cfg.layer_sizes[l + 1]
+        root = 1.0 if code == 0 else np.sqrt(shape[0])
+        np.testing.assert_allclose(p["w"], draw(keys[l], shape, jnp.float32) * root * stds[l],
+                                   rtol=1e-6, err_msg=str(l))
+        np.testing.assert_array_equal(p["b"], np.zeros(shape[1]))
+
+
 def test_result_records_and_helpers(tiny):
     cfg, data = tiny
     r = D.run_study(cfg, data=data)

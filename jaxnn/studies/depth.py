@@ -13,13 +13,19 @@ feeding softmax cross-entropy) x ``widths`` x ``activations`` (hidden layers) x
 ``initializers`` (kernels; biases start at zero) x ``batch_norm`` x ``seeds``.
 
 How it runs: one ``jax.jit`` per (depth, width, activation, batch_norm) *shape group*. Inside
-it a function of ONE model (init -> statistics -> ``lax.scan`` of SGD steps -> statistics ->
-evaluation) is ``jax.vmap``-ed over seeds and, around that, over initializers: every
+it a function of ONE model (init -> ``lax.scan`` of SGD steps -> statistics and evaluation of
+the initial and the trained model, one traced copy ``jax.vmap``-ed over the two) is
+``jax.vmap``-ed over seeds and, around that, over initializers: every
 initializer is reduced to a per-layer standard deviation and a distribution code (normal,
 truncated normal, uniform), which are vmapped inputs, so ``normal(0.01)``, ``normal(1)``,
 Xavier, He and LeCun of one shape are one compiled program. There is no Python loop over
 seeds or initializers. :func:`trace_count` counts how often each group was traced
-(= compiled), which the tests use to prove "one compile per shape".
+(= compiled), which the tests use to prove "one compile per shape". Compilation is most of a
+group's time and grows with the program's copies of per-layer work (the forward and backward
+passes are Python loops over the layers), so it holds one copy of each pass: one statistics
+pass (forward + backward) for both phases, one evaluation forward over the rows of both
+splits, one SGD step (none when ``steps = 0``); the per-layer weight draws and statistics
+summaries are vmapped over the layers of one shape (:func:`_per_layer`).
 
 Statistics (all inside the jit, from :func:`jaxnn.backprop.forward` and the hand-written
 :func:`jaxnn.backprop.backward`, summarised with :func:`jaxnn.backprop.layer_statistics`) on
@@ -724,36 +730,71 @@ def _mlp_config(depth: int, width: int, activation: str, batch_norm: bool,
     )
 
 
+def _per_layer(f, items: Sequence[Any]) -> Any:
+    """``[f(item) for item in items]`` stacked along a new leading axis, with ``f`` traced
+    once per distinct shape of its argument (``jax.vmap``-ed over the layers of that shape)
+    instead of once per layer: an MLP's hidden layers of one width share their shapes, so
+    a deep model's per-layer work compiles about as fast as a shallow one's. ``items`` are
+    pytrees of arrays; a shape met once is traced as is."""
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        leaves, treedef = jax.tree.flatten(item)
+        groups.setdefault((treedef, tuple((x.shape, x.dtype) for x in leaves)), []).append(i)
+    results: list[Any] = [None] * len(items)
+    for idx in groups.values():
+        if len(idx) == 1:
+            results[idx[0]] = f(items[idx[0]])
+            continue
+        out = jax.vmap(f)(jax.tree.map(lambda *xs: jnp.stack(xs), *[items[i] for i in idx]))
+        for j, i in enumerate(idx):
+            results[i] = jax.tree.map(lambda x, j=j: x[j], out)
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
+
+
 def _init_model(cfg: MLPConfig, key: Array, stds: Array, code: Array):
     """Params/state with kernel ``l`` = ``stds[l] * base_l``, ``base_l`` a unit-variance sample
     of distribution ``code`` (0 normal, 1 truncated normal, 2 uniform), drawn with
-    :mod:`jaxnn.initializers` from the same key for every initializer."""
+    :mod:`jaxnn.initializers` from the same key for every initializer. The draws of the
+    layers of one shape are one ``jax.vmap``-ed draw over their keys (the same numbers as
+    layer by layer: a key's samples do not depend on batching)."""
     n = cfg.num_layers
     keys = jax.random.split(key, n)
     unit_normal = initializers.normal(1.0)
     trunc = initializers.variance_scaling(1.0, "fan_in", "truncated_normal")
     unif = initializers.variance_scaling(1.0, "fan_in", "uniform")
+    shapes = [(cfg.layer_sizes[l], cfg.layer_sizes[l + 1]) for l in range(n)]
+
+    def draw(k, shape):
+        root = math.sqrt(shape[0])  # variance_scaling(1, fan_in) has std 1/sqrt(fan_in)
+        return jnp.stack([
+            unit_normal(k, shape, jnp.float32),
+            trunc(k, shape, jnp.float32) * root,
+            unif(k, shape, jnp.float32) * root,
+        ])[code]
+
+    bases: list[Any] = [None] * n
+    for shape in dict.fromkeys(shapes):
+        idx = [l for l in range(n) if shapes[l] == shape]
+        if len(idx) == 1:
+            bases[idx[0]] = draw(keys[idx[0]], shape)
+            continue
+        drawn = jax.vmap(lambda k, shape=shape: draw(k, shape))(keys[np.asarray(idx)])
+        for j, l in enumerate(idx):
+            bases[l] = drawn[j]
     p_layers, s_layers = [], []
     for l in range(n):
-        fan_in, fan_out = cfg.layer_sizes[l], cfg.layer_sizes[l + 1]
-        shape = (fan_in, fan_out)
-        root = math.sqrt(fan_in)  # variance_scaling(1, fan_in) has std 1/sqrt(fan_in)
-        base = jnp.stack([
-            unit_normal(keys[l], shape, jnp.float32),
-            trunc(keys[l], shape, jnp.float32) * root,
-            unif(keys[l], shape, jnp.float32) * root,
-        ])[code]
-        p = {"w": base * stds[l], "b": jnp.zeros((fan_out,), jnp.float32)}
+        p = {"w": bases[l] * stds[l], "b": jnp.zeros((shapes[l][1],), jnp.float32)}
         s: dict[str, Any] = {}
         if l < n - 1 and cfg.batch_norm:
-            p["bn"], s["bn"] = layers.batch_norm_init(fan_out, jnp.float32)
+            p["bn"], s["bn"] = layers.batch_norm_init(shapes[l][1], jnp.float32)
         p_layers.append(p)
         s_layers.append(s)
     return {"layers": p_layers}, {"layers": s_layers}
 
 
 def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, float] | None):
-    """Per-layer statistics of one model on one batch (hand-written backward pass)."""
+    """Per-layer statistics of one model on one batch (hand-written backward pass). The
+    summaries are computed by :func:`_per_layer`, once per distinct layer shape."""
     depth = cfg.num_layers - 1
     act = cfg.hidden_activation
     train = cfg.batch_norm  # batch statistics when batch norm is on; no dropout here
@@ -761,14 +802,42 @@ def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, flo
     loss = losses.get(LOSS)(outputs, y)
     g_out = losses.get_grad(LOSS)(outputs, y).astype(outputs.dtype)
     grads, lgrads = backprop.backward(cfg, params, cache, g_out)
-    stats = {"layers": [
-        {"pre_activation": c["pre_activation"], "activation": c["activation"],
-         "grad_input": g["input"], "grad_pre_activation": g["pre_activation"],
-         "grad_activation": g["activation"]}
-        for c, g in zip(cache.layers, lgrads["layers"], strict=True)
-    ]}
-    s = backprop.layer_statistics(stats, grads, params)
-    hidden = cache.layers[:depth]
+
+    def summarise(layer):
+        s = backprop.layer_statistics({"layers": [layer["signals"]]},
+                                      {"layers": [{"w": layer["w_grad"]}]})
+        # Vmapped over layers, XLA's CPU max of an all-NaN array can read -inf (the NaNs
+        # dropped), where the per-layer reduction gives NaN: the norms' scale is that max
+        # (jaxnn.backprop._scaled), and a norm is never negative, so a negative one is NaN.
+        return {k: jnp.where(v[0] < 0, jnp.nan, v[0]) if k.endswith("_norm") else v[0]
+                for k, v in s.items()}
+
+    s = _per_layer(summarise, [
+        {"signals": {"pre_activation": c["pre_activation"], "activation": c["activation"],
+                     "grad_pre_activation": g["pre_activation"],
+                     "grad_activation": g["activation"]},
+         "w_grad": gw["w"]}
+        for c, g, gw in zip(cache.layers, lgrads["layers"], grads["layers"], strict=True)
+    ])
+
+    def hidden_summary(c):
+        a = c["activation"]
+        out = {"nonfinite": jnp.mean((~jnp.isfinite(a)).astype(jnp.float32)),
+               "saturation": saturation_fraction(act, c["activation_input"], a)}
+        if hist is not None:
+            bins, lo, hi = hist
+            # jnp.histogram drops NaN silently and clip would file inf under an edge bin:
+            # non-finite values are left out here and counted on their own.
+            finite = jnp.isfinite(a)
+            a = jnp.where(finite, a, lo)
+            out["histogram"] = jnp.histogram(jnp.clip(a, lo, hi), bins=bins, range=(lo, hi),
+                                             weights=finite.astype(jnp.float32))[0]
+            out["histogram_nonfinite"] = jnp.sum(~finite)
+        return out
+
+    h = _per_layer(hidden_summary, [{"activation": c["activation"],
+                                     "activation_input": c["activation_input"]}
+                                    for c in cache.layers[:depth]])
     wg = s["weight_grad_norm"]
     dz = s["grad_pre_activation_norm"]
     out = {
@@ -780,54 +849,62 @@ def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, flo
         "activation_std": s["activation_std"][:depth],
         "pre_activation_std": s["pre_activation_std"][:depth],
         "dead_fraction": s["activation_zero_fraction"][:depth],
-        "nonfinite_fraction": jnp.stack([
-            jnp.mean((~jnp.isfinite(c["activation"])).astype(jnp.float32)) for c in hidden
-        ]),
-        "saturation_fraction": jnp.stack([
-            saturation_fraction(act, c["activation_input"], c["activation"]) for c in hidden
-        ]),
+        "nonfinite_fraction": h["nonfinite"],
+        "saturation_fraction": h["saturation"],
         "grad_ratio": wg[0] / wg[depth - 1],
         "delta_ratio": dz[0] / dz[depth - 1],
     }
     if hist is not None:
-        bins, lo, hi = hist
-        counts, nonfinite = [], []
-        for c in hidden:
-            # jnp.histogram drops NaN silently and clip would file inf under an edge bin:
-            # non-finite values are left out here and counted on their own.
-            finite = jnp.isfinite(c["activation"])
-            a = jnp.where(finite, c["activation"], lo)
-            counts.append(jnp.histogram(jnp.clip(a, lo, hi), bins=bins, range=(lo, hi),
-                                        weights=finite.astype(jnp.float32))[0])
-            nonfinite.append(jnp.sum(~finite))
-        out["histogram"] = jnp.stack(counts).astype(jnp.float32)
-        out["histogram_nonfinite"] = jnp.stack(nonfinite).astype(jnp.float32)
+        out["histogram"] = h["histogram"].astype(jnp.float32)
+        out["histogram_nonfinite"] = h["histogram_nonfinite"].astype(jnp.float32)
     return out
 
 
-def _evaluate(cfg: MLPConfig, params, state, x, y):
+def _evaluate(cfg: MLPConfig, params, state, x, y, sizes: Sequence[int]):
+    """``[loss, accuracy]`` of each split, the splits being ``sizes`` consecutive row blocks
+    of ``x, y``: ONE forward pass over all their rows (evaluation mode: rows are
+    independent), then each split's loss and accuracy from its own rows."""
     from jaxnn import mlp
 
     logits, _ = mlp.apply(cfg, params, state, x, train=False)
-    loss = losses.get(LOSS)(logits, y)
-    acc = jnp.mean((jnp.argmax(logits, axis=-1) == y).astype(jnp.float32))
-    # argmax of NaN logits is class 0: a diverged model would score the share of class 0.
-    acc = jnp.where(jnp.all(jnp.isfinite(logits)), acc, jnp.nan)
-    return loss, acc
+    out, start = [], 0
+    for n in sizes:
+        lg, yy = logits[start:start + n], y[start:start + n]
+        start += n
+        loss = losses.get(LOSS)(lg, yy)
+        acc = jnp.mean((jnp.argmax(lg, axis=-1) == yy).astype(jnp.float32))
+        # argmax of NaN logits is class 0: a diverged model would score the share of class 0.
+        out += [loss, jnp.where(jnp.all(jnp.isfinite(lg)), acc, jnp.nan)]
+    return jnp.stack(out)
 
 
 def _single_model_fn(cfg: MLPConfig, steps: int, batch_size: int,
                      hist: tuple[int, float, float] | None, group: tuple[Any, ...]):
     """``fn(stds, code, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev_tr, y_ev_tr, x_te, y_te)``
-    for ONE model: init, statistics, SGD in a ``lax.scan``, statistics, evaluation."""
+    for ONE model: init, SGD in a ``lax.scan``, then statistics and evaluation of the
+    initial AND the trained model by one traced copy ``jax.vmap``-ed over the two.
+
+    Each per-layer pass is written out layer by layer (Python loops), so the compiled
+    program's size -- and its compile time, most of a group's time -- grows with the number
+    of copies of a pass: here one init, one statistics pass (forward + backward), one
+    evaluation forward (both splits in one pass) and one SGD step, instead of one each per
+    phase and split."""
     vg = backprop.value_and_grad(cfg, LOSS)
 
     def fn(stds, code, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev, y_ev, x_te, y_te):
         _TRACES[group] += 1  # runs only while tracing
         params, state = _init_model(cfg, key, stds, code)
-        init_stats = _measure(cfg, params, state, x_probe, y_probe, hist=hist)
-        init_eval = (_evaluate(cfg, params, state, x_ev, y_ev)
-                     + _evaluate(cfg, params, state, x_te, y_te))
+        x_eval = jnp.concatenate([x_ev, x_te])
+        y_eval = jnp.concatenate([y_ev, y_te])
+        sizes = (x_ev.shape[0], x_te.shape[0])
+
+        def look(params, state):  # statistics + [train_loss, train_acc, test_loss, test_acc]
+            return (_measure(cfg, params, state, x_probe, y_probe, hist=hist),
+                    _evaluate(cfg, params, state, x_eval, y_eval, sizes))
+
+        if steps == 0:  # statistics at initialization only: skip compiling the step
+            init_stats, init_eval = look(params, state)
+            return {"init": init_stats, "init_eval": init_eval}
         n = x_tr.shape[0]
         batch_key = jax.random.fold_in(key, BATCH_STREAM)  # not a layer's weight key
 
@@ -838,15 +915,17 @@ def _single_model_fn(cfg: MLPConfig, steps: int, batch_size: int,
             p = jax.tree.map(lambda w, dw: w - lr * dw, p, g)
             return (p, aux["state"]), loss
 
-        if steps == 0:  # statistics at initialization only: skip compiling the step
-            return {"init": init_stats, "init_eval": jnp.stack(init_eval)}
-        (params, state), curve = jax.lax.scan(step, (params, state), jnp.arange(steps))
-        trained_stats = _measure(cfg, params, state, x_probe, y_probe, hist=None)
-        trained_eval = (_evaluate(cfg, params, state, x_ev, y_ev)
-                        + _evaluate(cfg, params, state, x_te, y_te))
+        start = (params, state)
+        end, curve = jax.lax.scan(step, start, jnp.arange(steps))
+        # [initial, trained] stacked on a new leading axis: one copy of the statistics and
+        # evaluation passes serves both phases (the histograms of the trained model are
+        # computed too and dropped: they are wanted at initialization only).
+        both = jax.tree.map(lambda a, b: jnp.stack([a, b]), start, end)
+        stats, evals = jax.vmap(look)(*both)
+        init_stats = jax.tree.map(lambda a: a[0], stats)
+        trained_stats = {k: v[1] for k, v in stats.items() if not k.startswith("histogram")}
         return {"init": init_stats, "trained": trained_stats,
-                "init_eval": jnp.stack(init_eval), "trained_eval": jnp.stack(trained_eval),
-                "curve": curve}
+                "init_eval": evals[0], "trained_eval": evals[1], "curve": curve}
 
     return fn
 
