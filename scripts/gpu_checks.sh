@@ -10,8 +10,8 @@
 #   w3-autodiff-vmap  that row alone, last: on the H200 (jax 0.11.2) it had    -> w3.log
 #           not finished building after ~3 minutes, when everything else took seconds
 #   depth   a 9-group depth study (depths 2, 8, 30 x sigmoid, tanh, relu, 5    -> depth.log,
-#           initializers x 5 seeds, 300 steps: 194.8 s on the 2-core CPU)          depth.tar.gz
-#           -- the full 54-group sweep is compile-bound and needs ~15 min there
+#           initializers x 5 seeds, 300 steps: 109.5 s on the 2-core CPU)          depth.tar.gz
+#           -- the full 54-group sweep is compile-bound there (~15 min before 2026-12-04)
 #
 #   OUT=DIR bash scripts/gpu_checks.sh            # on the GPU machine, from the repo root
 #   OUT=DIR bash scripts/gpu_checks.sh --quick    # a rehearsal on any machine (tiny sizes)
