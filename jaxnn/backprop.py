@@ -336,8 +336,11 @@ def value_and_grad_with_stats(
 
 
 def _scaled(x: Array) -> tuple[Array, Array, Array]:
-    """``(m, ok, x / m)`` with ``m = max |x|``; ``ok``: ``m`` is finite and > 0."""
-    m = jnp.max(jnp.abs(x))
+    """``(m, ok, x / m)`` with ``m = max |x|`` (NaN when an entry is); ``ok``: ``m`` is
+    finite and > 0."""
+    # XLA's CPU max may drop NaNs: vmapped over layers, an all-NaN layer's max read -inf
+    # (a norm below 0) where the unbatched reduction gave NaN. A NaN entry makes m NaN here.
+    m = jnp.where(jnp.any(jnp.isnan(x)), jnp.nan, jnp.max(jnp.abs(x)))
     ok = jnp.isfinite(m) & (m > 0)
     return m, ok, x / jnp.where(ok, m, jnp.ones_like(m))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import pathlib
 import re
 import subprocess
@@ -1270,3 +1271,20 @@ def test_histogram_figures_stay_readable_at_depth(depth, shown, tmp_path, monkey
     assert width <= 20.5 and height <= 2 * 1.7 + 0.5
     if len(shown) < depth:
         assert f"{len(shown)} of {depth} layers" in fig._suptitle.get_text()
+
+
+def test_an_overflowing_models_norms_are_nan_never_negative():
+    # XLA's CPU max may drop NaNs: vmapped (over layers, phases, seeds), an all-NaN layer's
+    # max |x| read -inf, and backprop's scaled norms came out as -inf where the unbatched
+    # code gave NaN (a report then wrote "-inf" for a norm).
+    cfg = D.config_from_dict(dict(
+        dataset="normal", input_dim=12, num_classes=3, n_samples=120, depths=[3], widths=[8],
+        activations=["tanh", "relu"], initializers=["normal(1e15)", "xavier"], seeds=3,
+        probe_size=32, steps=4, batch_size=16, learning_rate=0.1, eval_size=30))
+    r = D.run_study(cfg)
+    norms = [x for rec in r.records for k, v in rec.items() if k.endswith("_norm")
+             for x in (v if isinstance(v, list) else [v])]
+    assert not [x for x in norms if x < 0]
+    assert any(math.isnan(x) for x in norms)  # the overflowing models' norms are NaN
+    for rec in r.select(initializer="xavier"):
+        assert all(math.isfinite(x) and x > 0 for x in rec["weight_grad_norm"])

@@ -806,11 +806,7 @@ def _measure(cfg: MLPConfig, params, state, x, y, *, hist: tuple[int, float, flo
     def summarise(layer):
         s = backprop.layer_statistics({"layers": [layer["signals"]]},
                                       {"layers": [{"w": layer["w_grad"]}]})
-        # Vmapped over layers, XLA's CPU max of an all-NaN array can read -inf (the NaNs
-        # dropped), where the per-layer reduction gives NaN: the norms' scale is that max
-        # (jaxnn.backprop._scaled), and a norm is never negative, so a negative one is NaN.
-        return {k: jnp.where(v[0] < 0, jnp.nan, v[0]) if k.endswith("_norm") else v[0]
-                for k, v in s.items()}
+        return {k: v[0] for k, v in s.items()}
 
     s = _per_layer(summarise, [
         {"signals": {"pre_activation": c["pre_activation"], "activation": c["activation"],
