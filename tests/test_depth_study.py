@@ -458,6 +458,10 @@ def test_two_workers_give_the_records_of_one_process(tiny):
         "depth=1 width=8 activation=tanh batch_norm=False",
         "depth=2 width=8 activation=tanh batch_norm=False"]
     assert [g["depth"] for g in two.timing["groups"]] == [1, 2]
+    # each worker measured its group's compilation (the group's time includes it)
+    for g in two.timing["groups"]:
+        assert 0 < g["compile_s"] <= g["seconds"], g
+    assert all(" s (compiling " in m for m in messages)
     _assert_same_results(one, two, rtol=1e-5)
 
 
@@ -856,6 +860,59 @@ def test_a_repeated_study_says_its_kernels_were_reused(tiny):
     assert summary == ("0 new compilations (1 shape group reused a kernel compiled earlier "
                        "in this process)")
     assert f"with {summary}." in depth_report.render_report(again)
+
+
+def test_each_group_reports_its_compile_time_and_a_reused_group_none(tiny):
+    cfg, data = tiny
+    cfg = D.DepthStudyConfig(**{**vars(cfg), "depths": (1, 3), "name": "compile_clock"})
+    D.run_study(cfg, data=data)  # both groups compiled (maybe by an earlier test too)
+    bigger = D.DepthStudyConfig(**{**vars(cfg), "widths": (9,)})  # a shape no test uses
+    messages = []
+    first = D.run_study(bigger, data=data, progress=messages.append)
+    assert first.timing["compiles"] == 2
+    for g in first.timing["groups"]:
+        # the engine was traced and compiled in this call: most of a tiny group's time
+        assert 0.1 < g["compile_s"] <= g["seconds"], g
+    assert [m.split(" (compiling ")[1] for m in messages] == [
+        f"{g['compile_s']:.1f} s)" for g in first.timing["groups"]]
+    messages.clear()
+    again = D.run_study(bigger, data=data, progress=messages.append)
+    assert again.timing["compiles"] == 0
+    assert [g["compile_s"] for g in again.timing["groups"]] == [0.0, 0.0]
+    assert all(m.endswith("(compiling 0.0 s)") for m in messages)
+    assert depth_report.compile_share(again.timing) == ""  # the summary says 0 new ones
+    total = sum(g["compile_s"] for g in first.timing["groups"])
+    share = depth_report.compile_share(first.timing)
+    assert share.startswith(f"compiling took {total:.1f} s of the groups' ")
+    assert f"; {share}." in depth_report.render_report(first)
+
+
+def test_compile_clock_counts_only_inside_its_block_and_leaves_no_listener():
+    f = jax.jit(lambda x: jnp.tanh(x) * 3.0 + 0.123)  # a function no other test compiles
+    with D._CompileClock() as inside:
+        f(jnp.ones(7)).block_until_ready()
+    assert inside.seconds is not None and inside.seconds > 0
+    before = inside.seconds
+    jax.jit(lambda x: jnp.cos(x) - 0.321)(jnp.ones(5)).block_until_ready()  # after the block
+    assert inside.seconds == before  # the listener was removed
+    with D._CompileClock() as idle:
+        f(jnp.ones(7)).block_until_ready()  # cached: nothing compiled
+    assert idle.seconds is None
+    assert idle.for_group(traced=False) == 0.0
+    assert idle.for_group(traced=True) is None  # traced but not reported: unknown, not 0
+
+
+@pytest.mark.parametrize("groups, expected", [
+    ([{"seconds": 10.0, "compile_s": 7.3}, {"seconds": 5.0, "compile_s": 1.0}],
+     "compiling took 8.3 s of the groups' 15.0 s"),
+    ([{"seconds": 10.0, "compile_s": 7.0}, {"seconds": 5.0, "compile_s": None}], ""),
+    ([{"seconds": 10.0}], ""),  # a timing.json written before compile_s was recorded
+    ([], ""),
+    ([{"seconds": 1.0, "compile_s": 0.01}], ""),  # with "compiles": 0 below
+])
+def test_compile_share(groups, expected):
+    compiles = 0 if groups and groups[0].get("compile_s") == 0.01 else 2
+    assert depth_report.compile_share({"groups": groups, "compiles": compiles}) == expected
 
 
 @pytest.mark.parametrize("timing, expected", [

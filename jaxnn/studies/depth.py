@@ -722,6 +722,43 @@ def trace_count(group: tuple[Any, ...] | None = None) -> int:
     return _TRACES[group]
 
 
+#: JAX's monitoring events of getting an executable: tracing to a jaxpr, lowering to MLIR,
+#: XLA's compilation (or loading it from the persistent compilation cache).
+_COMPILE_EVENTS = frozenset({
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+})
+
+
+class _CompileClock:
+    """``with _CompileClock() as c:`` -- ``c.seconds`` is the time JAX spent tracing,
+    lowering and compiling inside the block, summed from JAX's monitoring events (the
+    listener is removed on exit: no global state is left behind). None when no such event
+    came (nothing was compiled, or a JAX version that names its events differently);
+    :meth:`for_group` tells those apart."""
+
+    def __enter__(self) -> _CompileClock:
+        self.seconds: float | None = None
+        jax.monitoring.register_event_duration_secs_listener(self._on_event)
+        return self
+
+    def _on_event(self, event: str, secs: float, **_: Any) -> None:
+        if event in _COMPILE_EVENTS:
+            self.seconds = (self.seconds or 0.0) + float(secs)
+
+    def __exit__(self, *exc: Any) -> None:
+        jax.monitoring.unregister_event_duration_listener(self._on_event)
+
+    def for_group(self, traced: bool) -> float | None:
+        """The compile seconds of a group: 0 for one whose kernel was already compiled
+        (not traced again) and nothing reported, None (unknown) for a group that was
+        traced but no event came."""
+        if self.seconds is None:
+            return None if traced else 0.0
+        return self.seconds
+
+
 def _mlp_config(depth: int, width: int, activation: str, batch_norm: bool,
                 in_dim: int, num_classes: int) -> MLPConfig:
     return MLPConfig(
@@ -1055,7 +1092,9 @@ class DepthStudyResult:
         activations left out (``sum(counts) + nonfinite`` = seeds x probe rows x width).
       num_classes: classes of the data set (chance accuracy is ``1 / num_classes``).
       timing: ``{"total_s", "groups": [{"depth", "width", "activation", "batch_norm",
-        "seconds"}], "compiles", "reused", "workers"}`` (see :func:`run_study`).
+        "seconds", "compile_s"}], "compiles", "reused", "workers"}`` (see
+        :func:`run_study`; ``compile_s`` is the part of ``seconds`` JAX spent tracing,
+        lowering and compiling, None where JAX did not report it).
     """
 
     config: DepthStudyConfig
@@ -1176,7 +1215,9 @@ def run_study(
 
     Returns:
       A :class:`DepthStudyResult`; ``timing["workers"]`` is the number of processes and
-      each group's ``seconds`` the time its worker(s) spent on it. ``timing["compiles"]``
+      each group's ``seconds`` the time its worker(s) spent on it, ``compile_s`` the part
+      of it JAX spent tracing, lowering and compiling (or loading from its persistent
+      compilation cache; None if this JAX did not report it). ``timing["compiles"]``
       counts the compilations THIS call made (traces of the engine, see
       :func:`trace_count`) and ``timing["reused"]`` the shape groups (with ``workers > 1``:
       group x seed-share tasks) that found their kernel already compiled by an earlier
@@ -1204,20 +1245,23 @@ def run_study(
                     for w in config.widths for d in config.depths]
     _check_memory(config, int(np.prod(data.x_train.shape[1:])), data.num_classes)
     if nproc == 1:
-        outs, secs, reused = {}, {}, 0
+        outs, secs, csecs, reused = {}, {}, {}, 0
         for k, group in enumerate(shape_groups):
             tg = time.perf_counter()
             c0 = trace_count()
-            outs[group] = run_group(config, data, *group)
+            with _CompileClock() as clock:
+                outs[group] = run_group(config, data, *group)
             secs[group] = time.perf_counter() - tg
-            reused += trace_count() == c0  # an earlier run in this process compiled it
+            traced = trace_count() != c0
+            reused += not traced  # an earlier run in this process compiled it
+            csecs[group] = clock.for_group(traced)
             if progress is not None:
                 progress(_group_message(k + 1, len(shape_groups), group, len(specs), seeds,
-                                        secs[group]))
+                                        secs[group], csecs[group]))
         compiles = trace_count() - compiles0
     else:
-        outs, secs, compiles, reused = _run_in_workers(config, data, shape_groups, nproc,
-                                                       progress)
+        outs, secs, csecs, compiles, reused = _run_in_workers(config, data, shape_groups,
+                                                              nproc, progress)
     records, curves, hists, groups = [], [], [], []
     for group in shape_groups:
         r, c, h = _records_for_group(config, data.name, group, outs[group], specs, seeds)
@@ -1226,17 +1270,20 @@ def run_study(
         hists += h
         d, w, a, bn = group
         groups.append({"depth": d, "width": w, "activation": a, "batch_norm": bn,
-                       "seconds": secs[group]})
+                       "seconds": secs[group], "compile_s": csecs[group]})
     timing = {"total_s": time.perf_counter() - t0, "groups": groups, "compiles": compiles,
               "reused": reused, "workers": nproc}
     return DepthStudyResult(config, records, curves, hists, data.num_classes, timing)
 
 
 def _group_message(k: int, total: int, group: tuple[Any, ...], n_specs: int,
-                   seeds: Sequence[int], secs: float) -> str:
+                   seeds: Sequence[int], secs: float, compile_s: float | None = None) -> str:
     d, w, a, bn = group
-    return (f"[{k}/{total}] depth={d} width={w} activation={a} batch_norm={bn}: "
-            f"{n_specs} initializers x {len(seeds)} seeds in {secs:.1f} s")
+    msg = (f"[{k}/{total}] depth={d} width={w} activation={a} batch_norm={bn}: "
+           f"{n_specs} initializers x {len(seeds)} seeds in {secs:.1f} s")
+    if compile_s is not None:
+        msg += f" (compiling {compile_s:.1f} s)"
+    return msg
 
 
 # Per worker process (see _run_in_workers): the study and its data, received once.
@@ -1250,8 +1297,10 @@ def _worker_init(config: DepthStudyConfig, data: _Data) -> None:
 def _worker_task(group: tuple[Any, ...], seeds: tuple[int, ...]):
     t = time.perf_counter()
     c0 = trace_count()
-    out = run_group(_WORKER["config"], _WORKER["data"], *group, seeds=seeds)
-    return out, time.perf_counter() - t, trace_count() - c0
+    with _CompileClock() as clock:
+        out = run_group(_WORKER["config"], _WORKER["data"], *group, seeds=seeds)
+    traces = trace_count() - c0
+    return out, time.perf_counter() - t, traces, clock.for_group(traces > 0)
 
 
 def _group_cost(config: DepthStudyConfig, in_dim: int, group: tuple[Any, ...]) -> float:
@@ -1270,6 +1319,7 @@ def _run_in_workers(config, data, shape_groups, workers, progress):
                    key=lambda t: -_group_cost(config, in_dim, t[0]) * len(t[1]))
     pieces: dict[tuple[Any, ...], dict[tuple[int, ...], Any]] = collections.defaultdict(dict)
     secs: dict[tuple[Any, ...], float] = collections.defaultdict(float)
+    csecs: dict[tuple[Any, ...], float | None] = collections.defaultdict(float)
     compiles = reused = 0
     with CorePool(workers, initializer=_worker_init, initargs=(config, data)) as pool:
         # An error (or Ctrl-C) leaves the with block through CorePool.__exit__, which
@@ -1277,20 +1327,23 @@ def _run_in_workers(config, data, shape_groups, workers, progress):
         futures = {pool.submit(_worker_task, g, c): (g, c) for g, c in tasks}
         for k, fut in enumerate(concurrent.futures.as_completed(futures)):
             g, c = futures[fut]
-            out, s, nc = fut.result()
+            out, s, nc, cs = fut.result()
             pieces[g][c] = out
             secs[g] += s
+            # Summed over the group's seed shares, as its seconds are; unknown if any is.
+            csecs[g] = None if cs is None or csecs[g] is None else csecs[g] + cs
             compiles += nc
             reused += nc == 0
             if progress is not None:
-                msg = _group_message(k + 1, len(tasks), g, len(config.initializers), c, s)
+                msg = _group_message(k + 1, len(tasks), g, len(config.initializers), c, s,
+                                     cs)
                 if len(chunks) > 1:
                     msg += f" (seeds {c[0]}..{c[-1]})"
                 progress(msg)
     outs = {g: jax.tree.map(lambda *xs: np.concatenate(xs, axis=1),
                             *[pieces[g][c] for c in chunks])
             for g in shape_groups}
-    return outs, dict(secs), compiles, reused
+    return outs, dict(secs), dict(csecs), compiles, reused
 
 
 # ----------------------------------------------------------------------------- benchmark

@@ -131,8 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     if log:
+        share = depth_report.compile_share(result.timing)
         log(f"done in {result.timing['total_s']:.1f} s "
-            f"({depth_report.compile_summary(result.timing)}): {paths['report']}")
+            f"({depth_report.compile_summary(result.timing)}{'; ' + share if share else ''})"
+            f": {paths['report']}")
     return 0
 
 

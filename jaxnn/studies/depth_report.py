@@ -1017,6 +1017,20 @@ def compile_summary(timing: dict[str, Any]) -> str:
     return f"{compiles} new {noun} ({groups} compiled earlier in this process)"
 
 
+def compile_share(timing: dict[str, Any]) -> str:
+    """How much of the shape groups' time went to compiling, from ``timing["groups"]``'s
+    ``compile_s``: ``"compiling took 9.0 s of the groups' 17.9 s"``; ``""`` when a group's
+    is unknown (a JAX that does not report it, a ``timing.json`` written before it was
+    recorded) and when nothing was compiled (:func:`compile_summary` says so). With worker
+    processes both sums add up every worker's time."""
+    groups = timing.get("groups") or []
+    comp = [g.get("compile_s") for g in groups]
+    if not groups or any(c is None for c in comp) or timing.get("compiles", 1) == 0:
+        return ""
+    return (f"compiling took {sum(comp):.1f} s of the groups' "
+            f"{sum(float(g['seconds']) for g in groups):.1f} s")
+
+
 def render_report(result: DepthStudyResult) -> str:
     """The Markdown report (see the module docstring)."""
     c = result.config
@@ -1035,7 +1049,8 @@ def render_report(result: DepthStudyResult) -> str:
         + (f" and after {c.steps} SGD steps (batch {c.batch_size}, learning rate "
            f"{c.learning_rate})." if c.steps else ".")
         + f" Statistics on a probe batch of {c.probe_size} training examples. Wall time "
-        f"{t['total_s']:.1f} s with {compile_summary(t)}."
+        f"{t['total_s']:.1f} s with {compile_summary(t)}"
+        + (f"; {compile_share(t)}." if compile_share(t) else ".")
     )
     L += ["", "Definitions: *ratio* = ||dL/dW|| of the first hidden layer / that of the last "
           "hidden layer at initialization (median over seeds). A combination **vanishes** "
