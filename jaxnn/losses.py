@@ -272,8 +272,10 @@ def sigmoid_binary_cross_entropy(
 
     Per entry, with ``s = sigmoid(z)`` and a (possibly soft) label ``y`` in ``[0, 1]``:
     ``l = -y log(s) - (1 - y) log(1 - s)``, computed as the overflow-free
-    ``max(z, 0) - z y + log1p(exp(-|z|))``. Per example: the mean over the non-batch axes
-    (``D`` entries); then ``reduction`` over the batch.
+    ``max(z, 0) - z y + log1p(exp(-|z|))``; an infinite logit gets its limit (0 with the
+    label it predicts, inf with the other; optax's formula gives nan for both). Per
+    example: the mean over the non-batch axes (``D`` entries); then ``reduction`` over the
+    batch.
 
     Gradient (:func:`sigmoid_binary_cross_entropy_grad`):
     ``dL/dz = (sigmoid(z) - y) / (N D)`` for ``"mean"``, ``(sigmoid(z) - y) / D`` for
@@ -296,8 +298,13 @@ def sigmoid_binary_cross_entropy(
       ValueError: shape mismatch, empty logits, a bad ``reduction`` or ``label_smoothing``.
     """
     z, y = _bce_args(logits, labels, reduction, label_smoothing, "sigmoid_binary_cross_entropy")
-    # -|z| as min(z, -z) so that jax.grad of this expression is exact at z = 0 too.
-    per_entry = jnp.maximum(z, 0.0) - z * y + jnp.log1p(jnp.exp(jnp.minimum(z, -z)))
+    # max(z, 0) - z y as max(z, 0) (1 - y) + max(-z, 0) y, each product taken as 0 where its
+    # label weight is 0: an infinite logit with the label it predicts costs 0 (the limit),
+    # not inf - inf = nan; with the other label it costs inf. -|z| as min(z, -z) so that
+    # jax.grad of the whole is exact at z = 0 too (ties of max/min split the gradient).
+    pos = jnp.where(y == 1.0, 0.0, jnp.maximum(z, 0.0) * (1.0 - y))
+    neg = jnp.where(y == 0.0, 0.0, jnp.maximum(-z, 0.0) * y)
+    per_entry = pos + neg + jnp.log1p(jnp.exp(jnp.minimum(z, -z)))
     return _reduce(_per_example(per_entry), reduction)
 
 

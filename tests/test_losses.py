@@ -265,6 +265,29 @@ def test_sigmoid_bce_stable_at_large_logits_f32():
     assert grad.dtype == F32 and np.all(np.isfinite(auto))
 
 
+@pytest.mark.parametrize("dtype", [F32, jnp.float64])
+def test_sigmoid_bce_at_infinite_logits_is_the_limit_not_nan(dtype):
+    inf = np.inf
+    z = jnp.asarray([[inf], [-inf], [inf], [-inf], [inf], [0.0]], dtype)
+    y = jnp.asarray([[1.0], [0.0], [0.0], [1.0], [0.25], [1.0]], dtype)
+    per_example = L.sigmoid_binary_cross_entropy(z, y, reduction="none")
+    np.testing.assert_array_equal(per_example[:5], [0.0, 0.0, inf, inf, inf])
+    np.testing.assert_allclose(per_example[5], np.log(2.0), rtol=1e-6)
+    # a saturated, correct prediction adds nothing to the mean (was nan)
+    ok = slice(0, 2)
+    assert float(L.sigmoid_binary_cross_entropy(z[ok], y[ok])) == 0.0
+    # the gradient: the hand-written one and autodiff agree, finite, the sigmoid's limits
+    want = np.asarray([[0.0], [0.0], [1.0], [-1.0], [0.75], [-0.5]])
+    hand = L.sigmoid_binary_cross_entropy_grad(z, y, reduction="sum")
+    auto = jax.grad(lambda q: L.sigmoid_binary_cross_entropy(q, y, reduction="sum"))(z)
+    np.testing.assert_allclose(hand, want, atol=1e-7)
+    np.testing.assert_allclose(auto, want, atol=1e-7)
+    # smoothed labels are never exactly 0 or 1: the loss is inf, as in the limit
+    smoothed = L.sigmoid_binary_cross_entropy(z[:2], y[:2], reduction="none",
+                                              label_smoothing=0.1)
+    np.testing.assert_array_equal(smoothed, [inf, inf])
+
+
 def test_softmax_losses_stable_at_extreme_logits_f32():
     z = jnp.asarray([[1000.0, -1000.0, -1e4], [-1e4, -1e4, -1000.0]], F32)
     labels = jnp.asarray([1, 0])
