@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
 # The accelerator figures issue 8 asks for, in one run sized for a short GPU lease
-# (~9 minutes on an H200; each step time-limited):
+# (one call of at most 10 minutes; the steps run in this order, each time-limited, and
+# all of them within TOTAL_LIMIT seconds):
 #   env     versions, devices, nvidia-smi                                      -> env.txt
 #   smoke   XOR training and three gradient checks; when it fails the run      -> env.txt
 #           stops there rather than spend the lease on the long steps
-#   bench   matmul, W1, W2 side by side with the peers (bench.py)              -> bench.log/.json
 #   w3      W3 without its "jaxnn autodiff vmap" row: the vmapped depth-study  -> w3.log/.json
-#           kernel against a loop over seeds, linen, PyTorch
-#   w3-autodiff-vmap  that row alone, last: on the H200 (jax 0.11.2) it had    -> w3.log
-#           not finished building after ~3 minutes, when everything else took seconds
+#           kernel against a loop over seeds (the open ">= 3x" GPU target), linen, PyTorch
 #   depth   a 9-group depth study (depths 2, 8, 30 x sigmoid, tanh, relu, 5    -> depth.log,
-#           initializers x 5 seeds, 300 steps: 109.5 s on the 2-core CPU)          depth.tar.gz
-#           -- the full 54-group sweep is compile-bound there (~15 min before 2026-12-04)
+#           initializers x 5 seeds, 300 steps: ~110 s on the 2-core CPU); each   depth.tar.gz
+#           group's line says how much of its time was compilation
+#   w3-autodiff-vmap  that W3 row alone: on the H200 (jax 0.11.2) it had not   -> w3.log
+#           finished building after ~3 minutes, when everything else took seconds
+#   w3-autodiff-vmap-notune  the same with XLA's GPU autotuning off            -> w3.log
+#           (NOTUNE_FLAGS): if it builds now, autotuning was the cost
+#   depth-notune  depths 8 and 30 of the depth step with NOTUNE_FLAGS: does    -> depth.log
+#           autotuning make the depth study compile-bound on the GPU?
+#   bench   matmul, W1, W2 side by side with the peers (measured on the H200   -> bench.log/.json
+#           on 2026-12-04; last, run if time is left -- or alone: STEPS=bench)
 #
 #   OUT=DIR bash scripts/gpu_checks.sh            # on the GPU machine, from the repo root
 #   OUT=DIR bash scripts/gpu_checks.sh --quick    # a rehearsal on any machine (tiny sizes)
@@ -22,8 +28,14 @@
 # Writes 8 files at most into $OUT (default runs/gpu), the most a lease returns. A step
 # that fails or runs past its time limit does not stop the next one (bench.py rewrites its
 # JSON after each section, so a section cut off keeps the ones before it); status.txt
-# has each step's exit status and time. Time limits (s): SMOKE_LIMIT (120), BENCH_LIMIT
-# (170), W3_LIMIT (130), W3AD_LIMIT (60), DEPTH_LIMIT (180).
+# has each step's exit status and time, and names the steps skipped for lack of time.
+# Time limits (s): TOTAL_LIMIT (570: a 600 s call with room to pack the files),
+# SMOKE_LIMIT (120), W3_LIMIT (130), DEPTH_LIMIT (150), W3AD_LIMIT (60), DEPTH_NOTUNE_LIMIT
+# (100), BENCH_LIMIT (170); a step gets the smaller of its own and what is left of the
+# total, and is skipped when fewer than 30 s are left.
+# NOTUNE_FLAGS (appended to XLA_FLAGS): --xla_gpu_autotune_level=0
+# --xla_gpu_experimental_enable_fusion_autotuner=false; a JAX whose XLA does not know the
+# second flag (XLA aborts on an unknown flag) gets the first alone.
 set -u -o pipefail
 quick=""
 if [ "${1:-}" = "--quick" ]; then quick="--quick"; fi
@@ -31,7 +43,9 @@ OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-STEPS=${STEPS:-smoke,bench,w3,w3-autodiff-vmap,depth}
+STEPS=${STEPS:-smoke,w3,depth,w3-autodiff-vmap,w3-autodiff-vmap-notune,depth-notune,bench}
+TOTAL_LIMIT=${TOTAL_LIMIT:-570}
+NOTUNE_FLAGS=${NOTUNE_FLAGS:---xla_gpu_autotune_level=0 --xla_gpu_experimental_enable_fusion_autotuner=false}
 : > "$OUT/status.txt"
 
 want() { case ",$STEPS," in *",$1,"*) return 0 ;; esac; return 1; }
@@ -39,12 +53,33 @@ want() { case ",$STEPS," in *",$1,"*) return 0 ;; esac; return 1; }
 step() {  # step NAME LIMIT LOG COMMAND...  (LOG is appended to)
   local name=$1 limit=$2 log=$3
   shift 3
+  local left=$((TOTAL_LIMIT - SECONDS))
+  if [ "$left" -lt 30 ]; then
+    echo "$name: skipped, $left s left of TOTAL_LIMIT=$TOTAL_LIMIT" | tee -a "$OUT/status.txt"
+    return 124
+  fi
+  if [ "$left" -lt "$limit" ]; then limit=$left; fi
   local t0=$SECONDS
+  echo "== $name (limit $limit s)" >> "$log"
   timeout -k 15 "$limit" "$@" 2>&1 | tee -a "$log"
   local rc=${PIPESTATUS[0]}
   echo "$name: exit $rc after $((SECONDS - t0)) s (limit $limit s)" | tee -a "$OUT/status.txt"
   return "$rc"
 }
+
+NOTUNE_XLA=""
+notune_init() {  # sets NOTUNE_XLA: XLA_FLAGS + NOTUNE_FLAGS (the second flag dropped if unknown)
+  if [ -n "$NOTUNE_XLA" ] || [ $((TOTAL_LIMIT - SECONDS)) -lt 30 ]; then return; fi
+  if ! XLA_FLAGS="${XLA_FLAGS:-} $NOTUNE_FLAGS" timeout 60 "$PY" -c \
+      'import jax; jax.devices()' > /dev/null 2>&1; then
+    echo "NOTUNE_FLAGS '$NOTUNE_FLAGS' refused by this XLA; using --xla_gpu_autotune_level=0" \
+      | tee -a "$OUT/status.txt"
+    NOTUNE_FLAGS="--xla_gpu_autotune_level=0"
+  fi
+  NOTUNE_XLA="${XLA_FLAGS:-} $NOTUNE_FLAGS"
+}
+
+if "$PY" -c 'import torch' > /dev/null 2>&1; then torch_rows=",pytorch"; else torch_rows=""; fi
 
 step env 60 "$OUT/env.txt" "$PY" -c '
 import platform, jax, jaxlib, optax, flax
@@ -78,30 +113,46 @@ if want smoke; then
   rm -rf "$smoke_dir"
 fi
 
-if want bench; then
-  step bench "${BENCH_LIMIT:-170}" "$OUT/bench.log" \
-    "$PY" scripts/bench.py --workloads matmul,w1,w2 $quick --json "$OUT/bench.json"
-fi
 if want w3; then
   step w3 "${W3_LIMIT:-130}" "$OUT/w3.log" \
     "$PY" scripts/bench.py --workloads w3 $quick --skip "autodiff vmap" --json "$OUT/w3.json"
 fi
-if want w3-autodiff-vmap; then  # its build time, or how long it ran without finishing
-  step w3-autodiff-vmap "${W3AD_LIMIT:-60}" "$OUT/w3.log" \
-    "$PY" scripts/bench.py --workloads w3 $quick --repeats 1 \
-    --skip "manual,linen,pytorch,pinned"
-fi
 
+depth_groups=(--config configs/depth_study.yaml --set "depths=[2,8,30]"
+              --set "activations=[sigmoid,tanh,relu]")
+if [ -n "$quick" ]; then depth_groups=(--config configs/depth_smoke.yaml); fi
 if want depth; then
-  depth_cfg=(--config configs/depth_study.yaml --set "depths=[2,8,30]"
-             --set "activations=[sigmoid,tanh,relu]")
-  if [ -n "$quick" ]; then depth_cfg=(--config configs/depth_smoke.yaml); fi
   depth_dir=$(mktemp -d)
-  step depth "${DEPTH_LIMIT:-180}" "$OUT/depth.log" \
-    "$PY" scripts/depth_study.py "${depth_cfg[@]}" --workdir "$depth_dir/depth" --no-plots
+  step depth "${DEPTH_LIMIT:-150}" "$OUT/depth.log" \
+    "$PY" scripts/depth_study.py "${depth_groups[@]}" --workdir "$depth_dir/depth" --no-plots
   if [ -d "$depth_dir/depth" ]; then
     tar -czf "$OUT/depth.tar.gz" -C "$depth_dir" depth
   fi
   rm -rf "$depth_dir"
+fi
+
+ad_only=(--workloads w3 $quick --repeats 1 --skip "manual,linen,pinned$torch_rows")
+if want w3-autodiff-vmap; then  # its build time, or how long it ran without finishing
+  step w3-autodiff-vmap "${W3AD_LIMIT:-60}" "$OUT/w3.log" "$PY" scripts/bench.py "${ad_only[@]}"
+fi
+if want w3-autodiff-vmap-notune; then
+  notune_init
+  step w3-autodiff-vmap-notune "${W3AD_LIMIT:-60}" "$OUT/w3.log" \
+    env XLA_FLAGS="$NOTUNE_XLA" "$PY" scripts/bench.py "${ad_only[@]}"
+fi
+if want depth-notune; then  # its per-group compile times against the depth step's
+  notune_init
+  notune_dir=$(mktemp -d)
+  notune_groups=("${depth_groups[@]}")
+  if [ -z "$quick" ]; then notune_groups+=(--set "depths=[8,30]"); fi
+  step depth-notune "${DEPTH_NOTUNE_LIMIT:-100}" "$OUT/depth.log" \
+    env XLA_FLAGS="$NOTUNE_XLA" "$PY" scripts/depth_study.py "${notune_groups[@]}" \
+    --workdir "$notune_dir/depth" --no-plots
+  rm -rf "$notune_dir"
+fi
+
+if want bench; then
+  step bench "${BENCH_LIMIT:-170}" "$OUT/bench.log" \
+    "$PY" scripts/bench.py --workloads matmul,w1,w2 $quick --json "$OUT/bench.json"
 fi
 cat "$OUT/status.txt"
