@@ -61,6 +61,14 @@ run as a script or imported under the module name ``bench`` with ``scripts/`` on
 
 from __future__ import annotations
 
+if __name__ == "__main__":
+    # Run as a script: import this file again as the module ``bench`` with Ctrl-C guarded
+    # while JAX (and PyTorch) load -- one line and status 130 instead of a traceback --
+    # then run its main() and exit; nothing below runs in ``__main__``.
+    from _start import run
+
+    run("bench", "main")
+
 import argparse
 import contextlib
 import dataclasses
@@ -87,7 +95,6 @@ import optax
 import jaxnn
 from jaxnn import backprop, mlp, optim
 from jaxnn._atomic import write_text
-from jaxnn.cli import exit_with
 from jaxnn.train import TrainState, make_train_epoch, make_train_step
 
 __all__ = ["Impl", "Result", "Training", "check_training", "main", "measure", "run"]
@@ -1572,7 +1579,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: cannot write --json {args.json!r}: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    exit_with(main())

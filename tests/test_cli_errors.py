@@ -263,7 +263,8 @@ runpy.run_path({script!r}, run_name='__main__')
 """
 
 
-@pytest.mark.parametrize("script", ["train.py", "compare.py", "depth_study.py", "gradcheck.py"])
+@pytest.mark.parametrize("script", ["train.py", "compare.py", "depth_study.py", "gradcheck.py",
+                                    "bench.py"])
 @pytest.mark.parametrize("target", ["numpy", "jax", "jaxnn.cli"])
 def test_ctrl_c_while_a_script_imports_is_one_line_and_status_130(script, target):
     # Importing jaxnn and JAX takes seconds; Ctrl-C then printed a traceback, often two
@@ -275,6 +276,58 @@ def test_ctrl_c_while_a_script_imports_is_one_line_and_status_130(script, target
     assert done.returncode == 130, done.stderr
     # Nothing was run: not even --help's usage text.
     assert done.stderr == "interrupted while starting: nothing was run\n" and done.stdout == ""
+
+
+_INTERRUPT_CONSOLE = """
+import os, signal, sys
+sys.argv = ['jaxnn-train', '--help']
+
+class CtrlC:  # Ctrl-C arrives while Python imports {target!r}
+    def find_spec(self, name, path=None, target=None):
+        if name == {target!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, CtrlC())
+# what the installed jaxnn-train wrapper does (pyproject: jaxnn._launch:train)
+from jaxnn._launch import train
+sys.exit(train())
+"""
+
+
+@pytest.mark.parametrize("target", ["numpy", "jax", "jaxnn.cli", "jaxnn.train"])
+def test_ctrl_c_while_the_console_script_imports_is_one_line_and_status_130(target):
+    code = _INTERRUPT_CONSOLE.format(target=target)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    assert done.stderr == "interrupted while starting: nothing was run\n" and done.stdout == ""
+
+
+def test_the_console_script_is_the_guarded_launcher_and_import_jaxnn_loads_no_jax():
+    tomllib = pytest.importorskip("tomllib")
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"jaxnn-train": "jaxnn._launch:train"}
+    # The guard can only catch what is imported after it: ``import jaxnn`` and the launcher
+    # must not import JAX (the package's names load on first use).
+    code = ("import sys, jaxnn, jaxnn._launch; heavy = [m for m in ('jax', 'numpy', 'optax', "
+            "'flax') if m in sys.modules]; print(heavy); import jaxnn as j; "
+            "print(j.MLPConfig.__module__, j.mlp.__name__, j.check_gradients.__module__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "jaxnn.mlp jaxnn.mlp jaxnn.gradcheck"]
+
+
+def test_the_package_names_load_on_first_use_and_unknown_ones_fail():
+    import jaxnn
+
+    names = {}
+    exec("from jaxnn import *", names)
+    assert set(jaxnn.__all__) <= set(names) and set(jaxnn.__all__) <= set(dir(jaxnn))
+    assert names["train_and_evaluate"] is jaxnn.train.train_and_evaluate
+    with pytest.raises(AttributeError, match="module 'jaxnn' has no attribute 'mlpp'"):
+        jaxnn.mlpp  # noqa: B018
 
 
 def test_a_script_that_fails_to_import_still_shows_the_error():
