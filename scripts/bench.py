@@ -1162,7 +1162,7 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log,
                     for i in range(steps):
                         st, loss = train_step(st, x, y, bkey, i)
                     out.append(loss)
-                _block(out)
+                return _block(jnp.stack(out))
 
             return run
 
@@ -1190,8 +1190,66 @@ def section_w3(sizes: Sizes, x, y, repeats: int, log,
             # (W3, 4 seeds per core, both cores busy: 26.5 s vs 29.6 s; docs/benchmarks.md).
             impls.insert(1, w3_pool_impl(layer_sizes, steps, b, lr, "autodiff", False, keys,
                                          x, y, min(cores, seeds), cleanup))
-        return measure("w3", impls, repeats=repeats, samples=n,
-                       flops=train_flops(layer_sizes) * n, log=log, skip=skip)
+        finals: dict[str, np.ndarray] = {}
+        results = measure("w3", [_recording(i, finals) for i in impls], repeats=repeats,
+                          samples=n, flops=train_flops(layer_sizes) * n, log=log, skip=skip)
+    return check_w3_losses(results, finals, log)
+
+
+def _recording(impl: Impl, finals: dict[str, np.ndarray]) -> Impl:
+    """``impl`` whose every run keeps its output (the seeds' final losses) in
+    ``finals[impl.name]``."""
+    def setup():
+        run = impl.setup()
+
+        def recorded():
+            out = run()
+            finals[impl.name] = np.asarray(out, np.float64).reshape(-1)
+            return out
+
+        return recorded
+
+    return dataclasses.replace(impl, setup=setup)
+
+
+#: W3's jaxnn rows train the same models (same keys, data and steps) by the same
+#: arithmetic up to its order (hand-written backprop or autodiff, batched or not): their
+#: seeds' final losses agree to float32 rounding grown over the steps (5e-8 measured on the
+#: quick sizes).
+W3_AGREE_RTOL = 1e-3
+
+
+def check_w3_losses(results: Sequence[Result], finals: dict[str, np.ndarray],
+                    log: Callable[[str], None] = print) -> list[Result]:
+    """W3's check that every row did the work it is timed for (its rows restart from their
+    initialization on each run, so :func:`check_training`'s before/after loss does not
+    apply): every jaxnn row's final minibatch losses, one per seed, are finite and equal
+    those of the first jaxnn row within ``W3_AGREE_RTOL`` (a jaxnn row that fails is a
+    ``RuntimeError``); a peer's (own initial weights and batches) must be finite, or it is
+    left out with ``skipped`` saying why."""
+    timed = [r for r in results if r.times and r.name in finals]
+    mine = [r for r in timed if r.family == "jaxnn"]
+    ref = finals[mine[0].name] if mine else None
+    for r in mine:
+        got = finals[r.name]
+        if not np.all(np.isfinite(got)):
+            raise RuntimeError(f"bench: w3 {r.name} ended with non-finite losses {got}")
+        if got.shape != ref.shape or not np.allclose(got, ref, rtol=W3_AGREE_RTOL, atol=0):
+            raise RuntimeError(f"bench: w3 {r.name} trained other models than {mine[0].name}: "
+                               f"final losses {got} against {ref} (rtol {W3_AGREE_RTOL:g})")
+    if len(mine) > 1:
+        worst = max(float(np.max(np.abs(finals[r.name] / ref - 1))) for r in mine)
+        log(f"  [w3] the {len(mine)} jaxnn rows trained the same models: final losses "
+            f"{np.array2string(ref, precision=4)}, largest relative difference {worst:.1e}")
+    out = []
+    for r in results:
+        if (r.times and r.name in finals and r.family != "jaxnn"
+                and not np.all(np.isfinite(finals[r.name]))):
+            why = f"did not train: final losses {finals[r.name]}"
+            log(f"  [w3] {r.name} FAILED the training check, left out: {why}")
+            r = dataclasses.replace(r, times=[], skipped=why)
+        out.append(r)
+    return out
 
 
 def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
@@ -1206,7 +1264,7 @@ def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
         loss_f = torch.nn.CrossEntropyLoss()
 
         def run():
-            loss = None
+            finals = []
             for s in range(seeds):
                 torch.manual_seed(s)
                 mods = []
@@ -1223,9 +1281,11 @@ def _w3_torch(torch, layer_sizes, batch, steps, seeds, lr, x, y) -> Impl:
                     loss = loss_f(model(xt[idx]), yt[idx])
                     loss.backward()
                     opt.step()
-            float(loss.detach())
+                finals.append(loss.detach())
+            out = torch.stack(finals).cpu().numpy()  # waits for the device
             if use_cuda:
                 torch.cuda.synchronize()
+            return out
 
         return run
 

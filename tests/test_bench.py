@@ -238,6 +238,51 @@ def test_w3_leaves_out_the_process_row_when_workers_could_not_import_the_file(mo
         or any("pinned-process row skipped" in m and "core(s)" in m for m in logs), logs
 
 
+def test_w3_rows_are_checked_to_train_the_same_models(monkeypatch):
+    x, y = bench.synthetic_mnist(jax.random.key(0), TINY.n_train, TINY.in_dim, TINY.classes)
+    logs = []
+    rows = bench.section_w3(TINY, x, y, 1, logs.append, skip=["pinned"])
+    assert {r.name for r in rows if r.family == "jaxnn" and r.times} == {
+        "jaxnn manual vmap over seeds", "jaxnn manual loop over seeds",
+        "jaxnn autodiff vmap over seeds"}
+    line = next(m for m in logs if "jaxnn rows trained the same models" in m)
+    assert "the 3 jaxnn rows" in line and float(line.rsplit(" ", 1)[1]) < 1e-5
+    # a jaxnn kernel that trains other models (here: one step fewer) stops the bench
+    real = bench._w3_single
+
+    def one_step_short(cfg, steps, batch, lr, grad):
+        return real(cfg, steps - (grad == "autodiff"), batch, lr, grad)
+
+    monkeypatch.setattr(bench, "_w3_single", one_step_short)
+    with pytest.raises(RuntimeError, match=r"w3 jaxnn autodiff vmap over seeds trained other "
+                                           r"models than jaxnn manual vmap over seeds"):
+        bench.section_w3(TINY, x, y, 1, logs.append, skip=["pinned"])
+
+
+def test_w3_loss_check_rules():
+    def row(name, family):
+        return _result("w3", name, family, 0.1)
+
+    rows = [row("jaxnn a", "jaxnn"), row("jaxnn b", "jaxnn"), row("flax linen loop", "flax"),
+            row("pytorch eager loop", "torch")]
+    finals = {"jaxnn a": np.array([2.0, 2.1]), "jaxnn b": np.array([2.0005, 2.1]),
+              "flax linen loop": np.array([1.7, 2.4]),  # own weights: other losses, kept
+              "pytorch eager loop": np.array([2.2, np.nan])}
+    logs = []
+    out = bench.check_w3_losses(rows, finals, logs.append)
+    assert [bool(r.times) for r in out] == [True, True, True, False]
+    assert out[3].skipped.startswith("did not train: final losses [2.2 nan]")
+    assert any("pytorch eager loop FAILED the training check" in m for m in logs)
+    for bad, match in ((np.array([2.0, np.inf]), "non-finite losses"),
+                       (np.array([2.01, 2.1]), "trained other models"),
+                       (np.array([2.0]), "trained other models")):
+        with pytest.raises(RuntimeError, match=f"w3 jaxnn b .*{match}"):
+            bench.check_w3_losses(rows, {**finals, "jaxnn b": bad})
+    # a row that was not timed (skipped, or it raised) is not checked
+    untimed = [rows[0], dataclasses.replace(rows[1], times=[])]
+    assert bench.check_w3_losses(untimed, {**finals, "jaxnn b": np.array([9.0, 9.0])})
+
+
 def test_summary_reports_the_matmul_floor_and_the_ratios_it_allows():
     rows = [
         _result("w1", "jaxnn manual", "jaxnn", 0.25),
