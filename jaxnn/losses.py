@@ -501,7 +501,12 @@ def softmax_cross_entropy_with_integer_labels(
         logits, labels, reduction, label_smoothing, "softmax_cross_entropy_with_integer_labels"
     )
     log_p = activations.log_softmax(z, axis=-1)
-    nll = -jnp.take_along_axis(log_p, y[..., None], axis=-1)[..., 0]
+    # The label's entry picked by a select, not take_along_axis: the same value (the other
+    # entries add exact zeros), but autodiff's gradient is a select too instead of a
+    # scatter, which vmap turns into a batched scatter (a suspect in the slow GPU build of
+    # bench W3's autodiff-vmap row, docs/benchmarks.md).
+    picked = jnp.where(y[..., None] == jnp.arange(z.shape[-1]), log_p, 0.0)
+    nll = -jnp.sum(picked, axis=-1)
     if a:
         nll = (1.0 - a) * nll - a * jnp.mean(log_p, axis=-1)
     per_position = jnp.where(valid, nll, jnp.nan)
