@@ -505,7 +505,7 @@ def softmax_cross_entropy_with_integer_labels(
     # entries add exact zeros), but autodiff's gradient is a select too instead of a
     # scatter, which vmap turns into a batched scatter (a suspect in the slow GPU build of
     # bench W3's autodiff-vmap row, docs/benchmarks.md).
-    picked = jnp.where(y[..., None] == jnp.arange(z.shape[-1]), log_p, 0.0)
+    picked = jnp.where(jax.nn.one_hot(y, z.shape[-1], dtype=jnp.bool_), log_p, 0.0)
     nll = -jnp.sum(picked, axis=-1)
     if a:
         nll = (1.0 - a) * nll - a * jnp.mean(log_p, axis=-1)

@@ -288,6 +288,24 @@ def test_sigmoid_bce_at_infinite_logits_is_the_limit_not_nan(dtype):
     np.testing.assert_array_equal(smoothed, [inf, inf])
 
 
+def test_integer_label_ce_gradient_has_no_scatter_even_vmapped():
+    # The label's log-probability is picked by a select, so autodiff's gradient is a select
+    # too: no scatter (a gather's transpose), which vmap would turn into a batched scatter.
+    z = jax.random.normal(jax.random.key(0), (3, 16, 10))  # 3 models x 16 rows x 10 classes
+    y = jax.random.randint(jax.random.key(1), (16,), 0, 10)
+    loss = lambda logits: L.softmax_cross_entropy_with_integer_labels(logits, y)
+    grad = jax.jit(jax.vmap(jax.grad(loss)))
+    text = grad.lower(z).as_text()
+    assert "scatter" not in text and "gather" not in text
+    want = jax.vmap(lambda q: L.softmax_cross_entropy_with_integer_labels_grad(q, y))(z)
+    np.testing.assert_allclose(grad(z), want, rtol=1e-6, atol=1e-8)
+    # the same values as picking with take_along_axis (bit for bit)
+    log_p = jax.nn.log_softmax(z[0], axis=-1)
+    np.testing.assert_array_equal(
+        L.softmax_cross_entropy_with_integer_labels(z[0], y, reduction="none"),
+        -jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0])
+
+
 def test_softmax_losses_stable_at_extreme_logits_f32():
     z = jnp.asarray([[1000.0, -1000.0, -1e4], [-1e4, -1e4, -1000.0]], F32)
     labels = jnp.asarray([1, 0])
