@@ -646,48 +646,72 @@ def jaxnn_epoch_impl(name: str, cfg: mlp.MLPConfig, tx_fn: Callable[[], Any], gr
 
 
 def matmul_floor_impl(layer_sizes: Sequence[int], x: jax.Array, batch: int,
-                      lr: float = 0.01, seed: int = 0) -> Impl:
+                      lr: float = 0.01, seed: int = 0, update: str = "sgd") -> Impl:
     """The arithmetic of one training epoch and nothing else (family ``ref``).
 
     A ``lax.scan`` over the epoch's keyed batches (the shuffle of the other rows): gather
-    the batch, ``h_l = h_{l-1} @ W_l`` forward, then per layer ``W_l -= lr * h_{l-1}^T d``
-    and ``d = d @ W_l^T`` (not for the first layer: no input gradient), with ``d`` the last
-    output scaled. No bias, activation, loss or optimizer state, so its time is a floor
-    for any MLP epoch on the same matmul kernels.
+    the batch, ``h_l = h_{l-1} @ W_l`` forward, then per layer ``G_l = h_{l-1}^T d``, the
+    update of ``W_l`` with ``G_l``, and ``d = d @ W_l^T`` (not for the first layer: no input
+    gradient), with ``d`` the last output scaled. No bias, activation or loss, so its time
+    is a floor for any MLP epoch on the same matmul kernels. ``update``: ``"sgd"``
+    (``W -= lr G``: no optimizer state) or ``"adam"`` (Adam's two moments and
+    bias-corrected step, written out: the memory traffic of an Adam workload's update,
+    which on a CPU costs as much as a large share of its matmuls).
     """
+    if update not in ("sgd", "adam"):
+        raise ValueError(f"matmul_floor_impl: update must be 'sgd' or 'adam', got {update!r}")
+    b1, b2, eps = 0.9, 0.999, 1e-8
 
     def setup():
         keys = jax.random.split(jax.random.key(seed), len(layer_sizes) - 1)
         ws = [jax.random.normal(k, (a, b), jnp.float32) * math.sqrt(2.0 / a)
               for k, a, b in zip(keys, layer_sizes[:-1], layer_sizes[1:], strict=True)]
+        zeros = lambda: [jnp.zeros_like(w) for w in ws]  # noqa: E731 (distinct buffers)
+        carry0 = (ws, zeros(), zeros(), jnp.zeros((), jnp.float32)) if update == "adam" \
+            else (ws,)
+
+        def apply(carry, i, g):
+            if update == "sgd":
+                return carry[0][i] - lr * g
+            ws, ms, vs, t = carry
+            ms[i] = b1 * ms[i] + (1.0 - b1) * g
+            vs[i] = b2 * vs[i] + (1.0 - b2) * g * g
+            m_hat = ms[i] / (1.0 - b1 ** (t + 1.0))
+            v_hat = vs[i] / (1.0 - b2 ** (t + 1.0))
+            return ws[i] - lr * m_hat / (jnp.sqrt(v_hat) + eps)
 
         @functools.partial(jax.jit, donate_argnums=0)
-        def epoch(ws, x, key):
-            def step(ws, rows):
+        def epoch(carry, x, key):
+            def step(carry, rows):
+                carry = jax.tree.map(lambda a: a, carry)  # fresh lists to update in place
+                ws = carry[0]
                 hs = [x[rows]]
                 for w in ws:
                     hs.append(hs[-1] @ w)
                 d = hs[-1] * (1.0 / batch)
                 new = list(ws)
                 for i in range(len(ws) - 1, -1, -1):
-                    new[i] = ws[i] - lr * (hs[i].T @ d)
+                    new[i] = apply(carry, i, hs[i].T @ d)
                     if i:
                         d = d @ ws[i].T
-                return new, None
+                if update == "sgd":
+                    return (new,), None
+                return (new, carry[1], carry[2], carry[3] + 1.0), None
 
-            return jax.lax.scan(step, ws, _epoch_batches(key, x.shape[0], batch))[0]
+            return jax.lax.scan(step, carry, _epoch_batches(key, x.shape[0], batch))[0]
 
-        box = {"ws": ws, "epoch": 0}
+        box = {"carry": carry0, "epoch": 0}
         root = jax.random.key(seed + 2)
 
         def run():
             box["epoch"] += 1
-            box["ws"] = _block(epoch(box["ws"], x, jax.random.fold_in(root, box["epoch"])))
-            return box["ws"]
+            box["carry"] = _block(epoch(box["carry"], x, jax.random.fold_in(root, box["epoch"])))
+            return box["carry"][0]
 
         return run
 
-    return Impl("matmul floor (gather + matmuls + SGD update)", setup, "ref")
+    what = "SGD update" if update == "sgd" else "Adam update"
+    return Impl(f"matmul floor (gather + matmuls + {what})", setup, "ref")
 
 
 # ----------------------------------------------------------------------------- flax
@@ -1018,6 +1042,8 @@ def _mlp_workload(name: str, sizes: Sizes, x, y, hidden, optimizer: str, lr: flo
         flax_linen_impl(hidden, sizes.classes, "relu", he, ox_tx, x, y, b),
         matmul_floor_impl(layer_sizes, x, b),
     ]
+    if optimizer == "adam":  # the floor with the workload's own update, too
+        impls.append(matmul_floor_impl(layer_sizes, x, b, lr=lr, update="adam"))
     peers = torch_impls(hidden, sizes.classes, "relu", "he_normal", optimizer, lr, x, y, b)
     if not peers:
         log(f"  [{name}] {TORCH_SKIPPED}")
@@ -1358,15 +1384,17 @@ def summary(results: Sequence[Result], best_gflops: float | None) -> dict[str, A
         if jx.processes > 1 and one:  # the peers run in one process: show that too
             entry["one_process"] = _ratios(max(one, key=lambda r: r.throughput), rows,
                                            best_gflops)
-        floor = next((r for r in rows if r.family == "ref" and r.name.startswith("matmul floor")),
-                     None)
-        if floor is not None:  # the most any implementation on these kernels could reach
-            entry["floor"] = {"throughput": floor.throughput,
-                              "best_jaxnn_fraction": jx.throughput / floor.throughput}
+        floors = [r for r in rows if r.family == "ref" and r.name.startswith("matmul floor")]
+        for key, floor in zip(("floor", "adam_floor"), sorted(floors, key=lambda r: "Adam" in
+                                                               r.name), strict=False):
+            # the most any implementation on these kernels could reach ("adam_floor": with
+            # Adam's update, the workload's own, where the workload uses Adam)
+            entry[key] = {"throughput": floor.throughput,
+                          "best_jaxnn_fraction": jx.throughput / floor.throughput}
             for fam in ("flax", "torch"):
                 if f"best_{fam}" in entry:
                     peer = next(r for r in rows if r.name == entry[f"best_{fam}"])
-                    entry["floor"][f"over_best_{fam}"] = floor.throughput / peer.throughput
+                    entry[key][f"over_best_{fam}"] = floor.throughput / peer.throughput
         vm = by[wl].get("jaxnn manual vmap over seeds")
         lp = by[wl].get("jaxnn manual loop over seeds")
         if vm is not None and lp is not None and vm.times and lp.times:
@@ -1418,12 +1446,15 @@ def summary_text(s: dict[str, Any]) -> str:
                       f"the target >= {VMAP_TARGET:g} is for a GPU/TPU")
             lines.append(f"{wl}: vmap over seeds = {r:.2f}x the loop over seeds (jaxnn manual; "
                          f"{target})")
-        if "floor" in s[wl]:
-            f = s[wl]["floor"]
+        for key, what in (("floor", "matmul floor"),
+                          ("adam_floor", "matmul floor with Adam's update")):
+            if key not in s[wl]:
+                continue
+            f = s[wl][key]
             ceil = [f"{f[f'over_best_{fam}']:.2f}x {s[wl][f'best_{fam}']}"
                     for fam in ("flax", "torch") if f"over_best_{fam}" in f]
             lines.append(
-                f"{wl}: matmul floor {f['throughput']:,.0f} samples/s; best jaxnn at "
+                f"{wl}: {what} {f['throughput']:,.0f} samples/s; best jaxnn at "
                 f"{100 * f['best_jaxnn_fraction']:.0f}% of it"
                 + (f"; the floor itself is {', '.join(ceil)} (the most these kernels allow)"
                    if ceil else ""))

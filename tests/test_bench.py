@@ -17,6 +17,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from conftest import REPO_ROOT
 from flax import linen as nn
@@ -323,6 +324,55 @@ def test_matmul_floor_epoch_does_the_steps_arithmetic():
     got = run()
     for g, w in zip(got, want, strict=True):
         np.testing.assert_allclose(np.asarray(g), w, rtol=1e-4, atol=1e-5)
+
+
+def test_matmul_floor_with_adam_takes_optax_adams_steps():
+    # The Adam floor takes Adam steps (optax.adam's, to float32 rounding) on the loss whose
+    # gradient its matmuls compute: L = ||x W1 W2 W3||^2 / (2 B), two batches of 16 rows.
+    sizes = (6, 5, 4, 3)
+    x, _ = bench.synthetic_mnist(jax.random.key(0), 32, sizes[0], sizes[-1])
+    run = bench.matmul_floor_impl(sizes, x, 16, lr=0.05, seed=4, update="adam").setup()
+    assert bench.matmul_floor_impl(sizes, x, 16, update="adam").name == (
+        "matmul floor (gather + matmuls + Adam update)")
+    keys = jax.random.split(jax.random.key(4), 3)
+    ws = [jax.random.normal(k, (a, b), jnp.float32) * np.sqrt(2.0 / a)
+          for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+    def loss(ws, xb):
+        h = xb
+        for w in ws:
+            h = h @ w
+        return 0.5 * jnp.sum(h * h) / xb.shape[0]
+
+    tx = optax.adam(0.05)
+    opt = tx.init(ws)
+    batches = np.asarray(bench._epoch_batches(jax.random.fold_in(jax.random.key(6), 1), 32, 16))
+    assert batches.shape == (2, 16)
+    for rows in batches:
+        updates, opt = tx.update(jax.grad(loss)(ws, x[rows]), opt, ws)
+        ws = optax.apply_updates(ws, updates)
+    got = run()
+    for g, w in zip(got, ws, strict=True):
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="update must be 'sgd' or 'adam', got 'rmsprop'"):
+        bench.matmul_floor_impl(sizes, x, 16, update="rmsprop")
+
+
+def test_summary_reports_the_floor_with_adams_update_beside_the_sgd_floor():
+    rows = [
+        _result("w2", "jaxnn manual", "jaxnn", 0.25),
+        _result("w2", "flax linen", "flax", 0.30),
+        _result("w2", "matmul floor (gather + matmuls + Adam update)", "ref", 0.22),
+        _result("w2", "matmul floor (gather + matmuls + SGD update)", "ref", 0.20),
+    ]
+    s = bench.summary(rows, None)["w2"]
+    assert s["floor"]["throughput"] == pytest.approx(5000)  # the SGD floor, as before
+    assert s["adam_floor"]["throughput"] == pytest.approx(1000 / 0.22)
+    assert s["adam_floor"]["best_jaxnn_fraction"] == pytest.approx(0.22 / 0.25)
+    text = bench.summary_text({"w2": s})
+    assert "w2: matmul floor 5,000 samples/s; best jaxnn at 80% of it" in text
+    assert ("w2: matmul floor with Adam's update 4,545 samples/s; best jaxnn at 88% of it; "
+            "the floor itself is 1.36x flax linen") in text
 
 
 def test_summary_gives_the_one_process_ratios_when_the_best_row_uses_workers():
