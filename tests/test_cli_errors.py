@@ -247,20 +247,38 @@ def test_exit_with_ends_an_interrupted_script_at_once(tmp_path, status):
     assert done.stdout == ("out" if status == 130 else "outshutdown ran\n")
 
 
-_INTERRUPT_IMPORT = """
+# Ctrl-C arrives while Python imports {target!r}; then the program starts.
+_CTRL_C_DURING_IMPORT = """
 import os, runpy, signal, sys
-sys.path.insert(0, {scripts!r})
-sys.argv = [{script!r}, '--help']
 
-class CtrlC:  # Ctrl-C arrives while Python imports {target!r}
+class CtrlC:
     def find_spec(self, name, path=None, target=None):
         if name == {target!r}:
             os.kill(os.getpid(), signal.SIGINT)
         return None
 
 sys.meta_path.insert(0, CtrlC())
+"""
+_START_SCRIPT = """
+sys.path.insert(0, {scripts!r})
+sys.argv = [{script!r}, '--help']
 runpy.run_path({script!r}, run_name='__main__')
 """
+# what the installed jaxnn-train wrapper does (pyproject: jaxnn._launch:train)
+_START_CONSOLE = """
+sys.argv = ['jaxnn-train', '--help']
+from jaxnn._launch import train
+sys.exit(train())
+"""
+
+
+def _assert_interrupted_while_starting(target: str, start: str) -> None:
+    code = _CTRL_C_DURING_IMPORT.format(target=target) + start
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130, done.stderr
+    # Nothing was run: not even --help's usage text.
+    assert done.stderr == "interrupted while starting: nothing was run\n" and done.stdout == ""
 
 
 @pytest.mark.parametrize("script", ["train.py", "compare.py", "depth_study.py", "gradcheck.py",
@@ -270,38 +288,13 @@ def test_ctrl_c_while_a_script_imports_is_one_line_and_status_130(script, target
     # Importing jaxnn and JAX takes seconds; Ctrl-C then printed a traceback, often two
     # (numpy or jaxlib interrupted in a C extension's initialization raise an ImportError).
     path = REPO / "scripts" / script
-    code = _INTERRUPT_IMPORT.format(scripts=str(path.parent), script=str(path), target=target)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 130, done.stderr
-    # Nothing was run: not even --help's usage text.
-    assert done.stderr == "interrupted while starting: nothing was run\n" and done.stdout == ""
-
-
-_INTERRUPT_CONSOLE = """
-import os, signal, sys
-sys.argv = ['jaxnn-train', '--help']
-
-class CtrlC:  # Ctrl-C arrives while Python imports {target!r}
-    def find_spec(self, name, path=None, target=None):
-        if name == {target!r}:
-            os.kill(os.getpid(), signal.SIGINT)
-        return None
-
-sys.meta_path.insert(0, CtrlC())
-# what the installed jaxnn-train wrapper does (pyproject: jaxnn._launch:train)
-from jaxnn._launch import train
-sys.exit(train())
-"""
+    _assert_interrupted_while_starting(
+        target, _START_SCRIPT.format(scripts=str(path.parent), script=str(path)))
 
 
 @pytest.mark.parametrize("target", ["numpy", "jax", "jaxnn.cli", "jaxnn.train"])
 def test_ctrl_c_while_the_console_script_imports_is_one_line_and_status_130(target):
-    code = _INTERRUPT_CONSOLE.format(target=target)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 130, done.stderr
-    assert done.stderr == "interrupted while starting: nothing was run\n" and done.stdout == ""
+    _assert_interrupted_while_starting(target, _START_CONSOLE)
 
 
 def test_the_console_script_is_the_guarded_launcher_and_import_jaxnn_loads_no_jax():
