@@ -273,7 +273,7 @@ def sigmoid_binary_cross_entropy(
     Per entry, with ``s = sigmoid(z)`` and a (possibly soft) label ``y`` in ``[0, 1]``:
     ``l = -y log(s) - (1 - y) log(1 - s)``, computed as the overflow-free
     ``max(z, 0) - z y + log1p(exp(-|z|))``; an infinite logit gets its limit (0 with the
-    label it predicts, inf with the other; optax's formula gives nan for both). Per
+    label it predicts, inf with the other; optax's formula gives nan for the first). Per
     example: the mean over the non-batch axes (``D`` entries); then ``reduction`` over the
     batch.
 
