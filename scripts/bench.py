@@ -666,37 +666,33 @@ def matmul_floor_impl(layer_sizes: Sequence[int], x: jax.Array, batch: int,
         keys = jax.random.split(jax.random.key(seed), len(layer_sizes) - 1)
         ws = [jax.random.normal(k, (a, b), jnp.float32) * math.sqrt(2.0 / a)
               for k, a, b in zip(keys, layer_sizes[:-1], layer_sizes[1:], strict=True)]
-        zeros = lambda: [jnp.zeros_like(w) for w in ws]  # noqa: E731 (distinct buffers)
-        carry0 = (ws, zeros(), zeros(), jnp.zeros((), jnp.float32)) if update == "adam" \
-            else (ws,)
-
-        def apply(carry, i, g):
-            if update == "sgd":
-                return carry[0][i] - lr * g
-            ws, ms, vs, t = carry
-            ms[i] = b1 * ms[i] + (1.0 - b1) * g
-            vs[i] = b2 * vs[i] + (1.0 - b2) * g * g
-            m_hat = ms[i] / (1.0 - b1 ** (t + 1.0))
-            v_hat = vs[i] / (1.0 - b2 ** (t + 1.0))
-            return ws[i] - lr * m_hat / (jnp.sqrt(v_hat) + eps)
+        carry0 = (ws,)
+        if update == "adam":  # moments (distinct buffers: the carry is donated) and t
+            carry0 = (ws, [jnp.zeros_like(w) for w in ws], [jnp.zeros_like(w) for w in ws],
+                      jnp.zeros((), jnp.float32))
 
         @functools.partial(jax.jit, donate_argnums=0)
         def epoch(carry, x, key):
             def step(carry, rows):
-                carry = jax.tree.map(lambda a: a, carry)  # fresh lists to update in place
                 ws = carry[0]
                 hs = [x[rows]]
                 for w in ws:
                     hs.append(hs[-1] @ w)
                 d = hs[-1] * (1.0 / batch)
-                new = list(ws)
+                grads = list(ws)
                 for i in range(len(ws) - 1, -1, -1):
-                    new[i] = apply(carry, i, hs[i].T @ d)
+                    grads[i] = hs[i].T @ d
                     if i:
                         d = d @ ws[i].T
                 if update == "sgd":
-                    return (new,), None
-                return (new, carry[1], carry[2], carry[3] + 1.0), None
+                    return ([w - lr * g for w, g in zip(ws, grads, strict=True)],), None
+                _, ms, vs, t = carry
+                t = t + 1.0
+                ms = [b1 * m + (1.0 - b1) * g for m, g in zip(ms, grads, strict=True)]
+                vs = [b2 * v + (1.0 - b2) * g * g for v, g in zip(vs, grads, strict=True)]
+                ws = [w - lr * (m / (1.0 - b1 ** t)) / (jnp.sqrt(v / (1.0 - b2 ** t)) + eps)
+                      for w, m, v in zip(ws, ms, vs, strict=True)]
+                return (ws, ms, vs, t), None
 
             return jax.lax.scan(step, carry, _epoch_batches(key, x.shape[0], batch))[0]
 

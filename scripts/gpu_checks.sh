@@ -45,6 +45,11 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 STEPS=${STEPS:-smoke,w3,depth,w3-autodiff-vmap,w3-autodiff-vmap-notune,depth-notune,bench}
 TOTAL_LIMIT=${TOTAL_LIMIT:-570}
+for v in TOTAL_LIMIT SMOKE_LIMIT W3_LIMIT DEPTH_LIMIT W3AD_LIMIT DEPTH_NOTUNE_LIMIT BENCH_LIMIT; do
+  case ${!v:-0} in
+    '' | *[!0-9]*) echo "error: $v must be a whole number of seconds, got '${!v}'" >&2; exit 2 ;;
+  esac
+done
 NOTUNE_FLAGS=${NOTUNE_FLAGS:---xla_gpu_autotune_level=0 --xla_gpu_experimental_enable_fusion_autotuner=false}
 : > "$OUT/status.txt"
 

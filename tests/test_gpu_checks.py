@@ -43,7 +43,8 @@ def _run(tmp_path, **env):
     proc = subprocess.run(["bash", str(SCRIPT)], cwd=REPO, env=full, capture_output=True,
                           text=True, timeout=60)
     calls = log.read_text().splitlines() if log.exists() else []
-    return proc, calls, (out / "status.txt").read_text().splitlines()
+    status = out / "status.txt"
+    return proc, calls, status.read_text().splitlines() if status.exists() else []
 
 
 def _scripts(calls):
@@ -111,3 +112,14 @@ def test_a_failed_smoke_check_stops_the_run(tmp_path):
     assert proc.returncode == 3
     assert status[-1].startswith("smoke check failed: the long steps are not run")
     assert [r[1] for r in _scripts(calls)] == ["scripts/train.py", "scripts/gradcheck.py"]
+
+
+@pytest.mark.parametrize("var, value", [("TOTAL_LIMIT", "9m"), ("W3_LIMIT", "-5"),
+                                        ("DEPTH_LIMIT", "")])
+def test_a_time_limit_that_is_not_whole_seconds_is_refused_in_one_line(tmp_path, var, value):
+    proc, calls, status = _run(tmp_path, **{var: value})
+    if value == "":  # empty: the default applies, as for an unset variable
+        assert proc.returncode == 0, proc.stderr
+        return
+    assert proc.returncode == 2 and calls == [] and status == []
+    assert proc.stderr == f"error: {var} must be a whole number of seconds, got '{value}'\n"
