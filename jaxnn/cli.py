@@ -83,8 +83,12 @@ def exit_with(status: int) -> None:
 
 
 def train_entry() -> None:
-    """The ``jaxnn-train`` console command: :func:`train_main`, then :func:`exit_with`."""
-    exit_with(train_main())
+    """:func:`train_main`, then :func:`exit_with`, started like the ``jaxnn-train`` console
+    command (:func:`jaxnn._launch.train`: a Ctrl-C while JAX loads is one line, status 130);
+    kept for installs whose console script still names this function."""
+    from jaxnn._launch import train
+
+    train()
 
 
 def train_main(argv: Sequence[str] | None = None) -> int:

@@ -297,6 +297,15 @@ def test_ctrl_c_while_the_console_script_imports_is_one_line_and_status_130(targ
     _assert_interrupted_while_starting(target, _START_CONSOLE)
 
 
+@pytest.mark.parametrize("target", ["numpy", "jax", "jaxnn.train"])
+def test_a_console_script_of_an_older_install_is_guarded_too(target):
+    # Installed before the launcher, the wrapper names jaxnn.cli:train_entry: it imports
+    # jaxnn.cli itself (light), and everything heavy is then imported under the guard.
+    start = _START_CONSOLE.replace("from jaxnn._launch import train",
+                                   "from jaxnn.cli import train_entry as train")
+    _assert_interrupted_while_starting(target, start)
+
+
 def test_the_console_script_is_the_guarded_launcher_and_import_jaxnn_loads_no_jax():
     tomllib = pytest.importorskip("tomllib")
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]

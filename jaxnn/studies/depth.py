@@ -1247,14 +1247,9 @@ def run_study(
     if nproc == 1:
         outs, secs, csecs, reused = {}, {}, {}, 0
         for k, group in enumerate(shape_groups):
-            tg = time.perf_counter()
-            c0 = trace_count()
-            with _CompileClock() as clock:
-                outs[group] = run_group(config, data, *group)
-            secs[group] = time.perf_counter() - tg
-            traced = trace_count() != c0
-            reused += not traced  # an earlier run in this process compiled it
-            csecs[group] = clock.for_group(traced)
+            outs[group], secs[group], traces, csecs[group] = _timed_run_group(
+                config, data, group, seeds)
+            reused += traces == 0  # an earlier run in this process compiled it
             if progress is not None:
                 progress(_group_message(k + 1, len(shape_groups), group, len(specs), seeds,
                                         secs[group], csecs[group]))
@@ -1294,13 +1289,21 @@ def _worker_init(config: DepthStudyConfig, data: _Data) -> None:
     _WORKER["config"], _WORKER["data"] = config, data
 
 
-def _worker_task(group: tuple[Any, ...], seeds: tuple[int, ...]):
+def _timed_run_group(config: DepthStudyConfig, data: _Data, group: tuple[Any, ...],
+                     seeds: Sequence[int]):
+    """:func:`run_group` of ``group`` for ``seeds``, with its wall seconds, the traces of
+    the engine it made (0: its kernel was compiled earlier in this process) and the seconds
+    JAX spent compiling (None: traced but not reported)."""
     t = time.perf_counter()
     c0 = trace_count()
     with _CompileClock() as clock:
-        out = run_group(_WORKER["config"], _WORKER["data"], *group, seeds=seeds)
+        out = run_group(config, data, *group, seeds=seeds)
     traces = trace_count() - c0
     return out, time.perf_counter() - t, traces, clock.for_group(traces > 0)
+
+
+def _worker_task(group: tuple[Any, ...], seeds: tuple[int, ...]):
+    return _timed_run_group(_WORKER["config"], _WORKER["data"], group, seeds)
 
 
 def _group_cost(config: DepthStudyConfig, in_dim: int, group: tuple[Any, ...]) -> float:

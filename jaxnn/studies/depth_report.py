@@ -1037,6 +1037,7 @@ def render_report(result: DepthStudyResult) -> str:
     verdicts = classify(result)
     chance = 1.0 / result.num_classes
     t = result.timing
+    share = compile_share(t)
     n_models = len(c.depths) * len(c.widths) * len(c.activations) * len(c.initializers) * len(
         c.batch_norm) * c.seeds
     L = [f"# Depth study `{c.name}`", ""]
@@ -1050,7 +1051,7 @@ def render_report(result: DepthStudyResult) -> str:
            f"{c.learning_rate})." if c.steps else ".")
         + f" Statistics on a probe batch of {c.probe_size} training examples. Wall time "
         f"{t['total_s']:.1f} s with {compile_summary(t)}"
-        + (f"; {compile_share(t)}." if compile_share(t) else ".")
+        + (f"; {share}." if share else ".")
     )
     L += ["", "Definitions: *ratio* = ||dL/dW|| of the first hidden layer / that of the last "
           "hidden layer at initialization (median over seeds). A combination **vanishes** "
