@@ -313,6 +313,10 @@ def test_summary_reports_the_matmul_floor_and_the_ratios_it_allows():
     assert "w1: matmul floor 5,000 samples/s; best jaxnn at 80% of it" in text
     assert ("w1: matmul floor with Adam's update 4,545 samples/s; best jaxnn at 88% of it; "
             "the floor itself is 1.36x flax linen, 1.82x pytorch eager") in text
+    # the SGD floor left out (--skip): the Adam floor is not reported as "matmul floor"
+    only_adam = bench.summary([r for r in rows if "SGD" not in r.name], None)["w1"]
+    assert "floor" not in only_adam and only_adam["adam_floor"]["throughput"] == pytest.approx(
+        1000 / 0.22)
 
 
 def test_matmul_floor_epoch_does_the_steps_arithmetic():
