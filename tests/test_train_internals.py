@@ -15,6 +15,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from jaxnn import mlp, optim
@@ -29,6 +30,7 @@ from jaxnn.train import (
     read_checkpoint,
     write_checkpoint,
 )
+from jaxnn.train.step import _sum_of_squares
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LOSS = "softmax_cross_entropy_with_integer_labels"
@@ -155,6 +157,37 @@ def test_the_gradient_norm_of_float16_gradients_does_not_overflow():
     _, m = jax.jit(make_train_step(loss_fn, tx))(st, x, y)
     assert np.isfinite(float(m["grad_norm"]))
     assert float(m["grad_norm"]) == pytest.approx(300.0 * np.sqrt(96), rel=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (784, 512), (512, 10), (2, 3, 4),
+                                   (0,), (4, 0)])
+def test_the_sum_of_squares_behind_the_gradient_norm_is_the_plain_sum(shape):
+    # A matrix-vector product with ones (a faster pass on XLA's CPU than its reduction):
+    # the same value, for every rank, up to the order of the additions.
+    g = np.asarray(jax.random.normal(jax.random.PRNGKey(3), shape, jnp.float32))
+    got = jax.jit(_sum_of_squares)(jnp.asarray(g))
+    assert got.shape == () and got.dtype == jnp.float32
+    exact = float(np.sum(np.square(g.astype(np.float64))))
+    assert float(got) == pytest.approx(exact, rel=1e-6, abs=0.0)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.float32])
+def test_the_sum_of_squares_is_taken_in_at_least_float32_and_keeps_nan_and_inf(dtype):
+    g = jnp.full((3, 4), 300.0, dtype)  # each square past float16's 65504
+    got = jax.jit(_sum_of_squares)(g)
+    assert got.dtype == jnp.float32 and float(got) == pytest.approx(12 * 300.0 ** 2, rel=1e-6)
+    assert np.isnan(float(_sum_of_squares(g.at[1, 2].set(jnp.nan))))
+    assert float(_sum_of_squares(g.at[0, 0].set(-jnp.inf))) == np.inf
+
+
+def test_the_step_reports_the_global_norm_optax_computes():
+    cfg, params, mstate, x, y = _problem()
+    loss_fn = mlp.make_loss_fn(cfg, LOSS)
+    tx = optim.adam(1e-3)
+    st = TrainState.create(params=params, tx=tx, key=jax.random.PRNGKey(0), model_state=mstate)
+    _, m = jax.jit(make_train_step(loss_fn, tx))(st, x, y)
+    grads = jax.grad(lambda p: loss_fn(p, mstate, x, y, None, True)[0])(params)
+    assert float(m["grad_norm"]) == pytest.approx(float(optax.global_norm(grads)), rel=1e-6)
 
 
 def test_per_layer_gradient_norms_hold_tiny_and_huge_gradients():
