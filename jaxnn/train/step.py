@@ -81,11 +81,12 @@ def _sum_of_squares(g: jax.Array) -> jax.Array:
     """``sum(g ** 2)`` in at least float32, the rows summed by a matrix-vector product.
 
     Same value as ``jnp.sum(jnp.square(g))`` up to the order of the additions. Why not that:
-    XLA's CPU backend runs a full reduction of a weight-sized array as its own slow pass (a
-    tiled reduce-window that does not fuse the square), which cost 10-12% of a W2 training
-    step (784-512-512-10, batch 128, Adam) and 6-8% of W1's in ``scripts/bench.py``; a
-    matrix-vector product with ones goes to the BLAS kernels and the squares fuse into one
-    elementwise pass. ``HIGHEST`` precision: no TF32 / bfloat16 passes on GPU or TPU.
+    with Adam, XLA shares the norm's ``g * g`` with the second moment's, so on its CPU
+    backend the squares are written out and then summed by a tiled reduce-window, a pass
+    that cost 10-12% of a W2 training step (784-512-512-10, batch 128) in
+    ``scripts/bench.py``. A matrix-vector product with ones goes to the BLAS kernels
+    instead: W2 about 10% faster, W1 (SGD) a few percent, W3 unchanged within noise.
+    ``HIGHEST`` precision: no TF32 or bfloat16 passes on a GPU or TPU.
     """
     g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
     if g.size == 0:
