@@ -41,6 +41,15 @@ def test_train_model_too_big_for_memory_is_refused_before_allocating(tmp_path, c
     assert not (tmp_path / "w").exists()  # refused before the run directory is made
 
 
+def test_train_batch_norm_with_one_row_batches_is_one_line(tmp_path, capsys):
+    line = train_cli_usage_error(
+        XOR + ["--workdir", str(tmp_path / "w"), "--set", "model.batch_norm=true",
+               "--set", "training.batch_size=1"],
+        capsys, ["training.batch_size: got 1", "model.batch_norm needs at least 2 rows",
+                 "use a batch size >= 2"])
+    assert "Traceback" not in line
+
+
 def test_train_out_of_memory_at_run_time_is_one_line(tmp_path, capsys, monkeypatch):
     # With the memory unknown, the pre-check steps aside and XLA's own refusal of a 4 TB
     # matrix is still one line.

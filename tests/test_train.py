@@ -107,6 +107,26 @@ def test_batch_size_covers_sgd_minibatch_and_full_batch(tmp_path):
         assert [r["step"] for r in h.rows] == [steps, 2 * steps]
 
 
+@pytest.mark.parametrize("overrides, key", [
+    (["training.batch_size=1"], "training.batch_size: got 1"),
+    (["data.n_train=257", "training.batch_size=64", "training.drop_remainder=false"],
+     "training.drop_remainder: false makes a last batch of the 1 row left over from 257"),
+])
+def test_batch_norm_over_a_one_row_batch_is_refused(overrides, key):
+    # Its variance is 0 there: the layer outputs beta whatever comes in and the running
+    # variance is pulled towards 0 -- a silently wrong model, never an error, before.
+    cfg = _load(None, "model.batch_norm=true", *overrides)
+    with pytest.raises(ConfigError, match=re.escape(key) + r".*model\.batch_norm needs at least 2"):
+        loop_lib.build_experiment(cfg)
+    # the same batches without batch norm, and batch norm when no batch holds one row, build
+    loop_lib.build_experiment(_load(None, *overrides))
+    ok = [o.replace("257", "258").replace("batch_size=1", "batch_size=2") for o in overrides]
+    loop_lib.build_experiment(_load(None, "model.batch_norm=true", *ok))
+    keep_drop = [o for o in overrides if "drop_remainder" not in o]
+    if keep_drop != overrides:  # dropped, the one row is never a batch of its own
+        loop_lib.build_experiment(_load(None, "model.batch_norm=true", *keep_drop))
+
+
 def test_drop_remainder_false_uses_every_row_once_per_epoch(tmp_path):
     # 300 rows in batches of 64: 4 full steps, and the 44 left over make a fifth.
     base = ("data.n_train=300", "training.batch_size=64", "training.epochs=3",

@@ -314,6 +314,35 @@ def mlp_config(model: config_lib.ModelConfig, layer_sizes: Sequence[int]) -> mlp
 _MAX_UPDATES = 2**31 - 1
 
 
+def _check_batch_norm_batches(cfg: Config, n: int, bs: int) -> None:
+    """Batch norm needs two rows or more in every training batch (as PyTorch insists).
+
+    Over one row the batch variance is 0: every normalized unit is 0, the layer's output is
+    ``beta`` whatever its input, no gradient reaches the layers below, and the running
+    variance is pulled towards 0, so evaluation later divides by ~sqrt(eps). Nothing would
+    fail; the model would just be wrong. (Statistics are taken over the global batch, so
+    this holds for any number of devices.)
+    """
+    if not cfg.model.batch_norm:
+        return
+    if bs == 1:
+        asked = cfg.training.batch_size
+        why = (f"got {asked}" if asked == 1 else
+               f"got {asked}, clamped to the {n} training row")
+        raise ConfigError(
+            f"training.batch_size: {why}, but model.batch_norm needs at least 2 rows per "
+            "training batch (over one row its variance is 0 and the layer outputs beta); "
+            "use a batch size >= 2, or model.batch_norm: false"
+        )
+    if not cfg.training.drop_remainder and n % bs == 1:
+        raise ConfigError(
+            f"training.drop_remainder: false makes a last batch of the 1 row left over from "
+            f"{n} training rows in batches of {bs}, and model.batch_norm needs at least 2 "
+            f"rows per training batch; use drop_remainder: true, or a batch size that "
+            f"leaves 0 or >= 2 rows over"
+        )
+
+
 def build_experiment(cfg: Config) -> Experiment:
     """Build data, model, optimizer and gradient functions; fail fast on bad input."""
     dataset = _load_dataset(cfg)
@@ -328,6 +357,7 @@ def build_experiment(cfg: Config) -> Experiment:
             f"is more than 2**31 - 1 optimizer updates (the int32 step count); expected at "
             f"most {_MAX_UPDATES // steps} epochs")
     m = cfg.model
+    _check_batch_norm_batches(cfg, n, bs)
     n_in = int(np.prod(x_train.shape[1:]))
     sizes = (n_in, *m.hidden_sizes, _output_size(dataset, cfg.training.loss))
     mcfg = mlp_config(m, sizes)
