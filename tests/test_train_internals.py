@@ -162,8 +162,8 @@ def test_the_gradient_norm_of_float16_gradients_does_not_overflow():
 @pytest.mark.parametrize("shape", [(), (1,), (7,), (3, 5), (784, 512), (512, 10), (2, 3, 4),
                                    (0,), (4, 0)])
 def test_the_sum_of_squares_behind_the_gradient_norm_is_the_plain_sum(shape):
-    # A matrix-vector product with ones (a faster pass on XLA's CPU than its reduction):
-    # the same value, for every rank, up to the order of the additions.
+    # With one factor behind an optimization barrier (so XLA cannot share the square with
+    # Adam's): the same value, for every rank and for empty arrays.
     g = np.asarray(jax.random.normal(jax.random.PRNGKey(3), shape, jnp.float32))
     got = jax.jit(_sum_of_squares)(jnp.asarray(g))
     assert got.shape == () and got.dtype == jnp.float32

@@ -78,22 +78,19 @@ def _layer_grad_norms(grads: Any) -> dict[str, jax.Array]:
 
 
 def _sum_of_squares(g: jax.Array) -> jax.Array:
-    """``sum(g ** 2)`` in at least float32, the rows summed by a matrix-vector product.
+    """``sum(g ** 2)`` in at least float32, with one factor behind an optimization barrier.
 
-    Same value as ``jnp.sum(jnp.square(g))`` up to the order of the additions. Why not that:
-    with Adam, XLA shares the norm's ``g * g`` with the second moment's, so on its CPU
-    backend the squares are written out and then summed by a tiled reduce-window, a pass
-    that cost 10-12% of a W2 training step (784-512-512-10, batch 128) in
-    ``scripts/bench.py``. A matrix-vector product with ones goes to the BLAS kernels
-    instead: W2 about 10% faster, W1 (SGD) a few percent, W3 unchanged within noise.
-    ``HIGHEST`` precision: no TF32 or bfloat16 passes on a GPU or TPU.
+    The value of ``jnp.sum(jnp.square(g))``. Why the barrier: with Adam, XLA's common-
+    subexpression pass shares this ``g * g`` with the second moment's, so on its CPU
+    backend the squares were written out and summed by a separate tiled reduce-window
+    pass instead of one fused read -- 10-12% of a W2 training step (784-512-512-10, batch
+    128) in ``scripts/bench.py``. ``g * optimization_barrier(g)`` is not the optimizer's
+    expression, so it fuses with its sum (the barrier moves no data). A matrix-vector
+    product with ones, tried too, helped the autodiff step as much but left the
+    hand-written backprop's as slow.
     """
     g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
-    if g.size == 0:
-        return jnp.zeros((), g.dtype)
-    rows = g.reshape(-1, g.shape[-1]) if g.ndim else g.reshape(1, 1)
-    ones = jnp.ones((rows.shape[-1],), g.dtype)
-    return jnp.sum(jnp.dot(rows * rows, ones, precision=jax.lax.Precision.HIGHEST))
+    return jnp.sum(g * jax.lax.optimization_barrier(g))
 
 
 def _global_norm(grads: Any) -> jax.Array:
