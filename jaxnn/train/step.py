@@ -86,8 +86,8 @@ def _sum_of_squares(g: jax.Array) -> jax.Array:
     pass instead of one fused read -- 10-12% of a W2 training step (784-512-512-10, batch
     128) in ``scripts/bench.py``. ``g * optimization_barrier(g)`` is not the optimizer's
     expression, so it fuses with its sum (the barrier moves no data). A matrix-vector
-    product with ones, tried too, helped the autodiff step as much but left the
-    hand-written backprop's as slow.
+    product with ones, tried too, was 4-5% faster for the autodiff step but left the
+    hand-written backprop's as slow as before (``docs/benchmarks.md``).
     """
     g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
     return jnp.sum(g * jax.lax.optimization_barrier(g))
