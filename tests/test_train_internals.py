@@ -210,6 +210,39 @@ def test_per_layer_gradient_norms_hold_tiny_and_huge_gradients():
     assert float(m["grad_norm/layers/1/b"]) == 0.0
 
 
+@pytest.mark.parametrize("batched", [False, True])
+def test_per_layer_norms_take_the_plain_sum_only_where_it_is_exact(batched):
+    # Each leaf's norm is sqrt of its sum of squares when that sum is in range, else the
+    # scaled norm (lax.cond; a select under vmap): every kind of leaf, either way, agrees
+    # with the float64 norm, and NaN / inf stay NaN / inf.
+    from jaxnn.backprop import _norm
+    from jaxnn.train.step import _layer_grad_norms
+
+    base = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (2, 6, 5), jnp.float32))
+    leaves = {"ordinary": base, "tiny": base * 1e-20, "huge": base * 1e25,
+              "zero": np.zeros_like(base), "mixed": base * np.where(base > 0, 1e-25, 1.0),
+              "nan": np.where(base > 1.0, np.nan, base), "inf": np.where(base > 1.0, np.inf, base)}
+    grads = {k: jnp.asarray(v) for k, v in leaves.items()}
+
+    def norms(g):
+        return _layer_grad_norms(g, [_sum_of_squares(v) for v in jax.tree.leaves(g)])
+
+    if batched:
+        got = jax.jit(jax.vmap(norms))(grads)
+    else:
+        rows = [jax.jit(norms)({k: a[i] for k, a in grads.items()}) for i in range(2)]
+        got = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+    for name, v in leaves.items():
+        want = np.sqrt(np.sum(np.square(v.astype(np.float64)), axis=(1, 2)))
+        g = np.asarray(got[f"grad_norm/{name}"])
+        if name in ("nan", "inf"):
+            assert np.isnan(g).all() if name == "nan" else (g == np.inf).all(), (name, g)
+        else:
+            np.testing.assert_allclose(g, want, rtol=2e-6, err_msg=name)
+            np.testing.assert_allclose(g, [float(_norm(jnp.asarray(v[i]))) for i in range(2)],
+                                       rtol=2e-6, err_msg=name)
+
+
 def test_an_empty_data_set_and_a_zero_eval_batch_are_named():
     cfg, params, mstate, x, y = _problem()
     tx = optim.get("sgd", 0.1)

@@ -67,13 +67,27 @@ def metrics_fn_for_loss(loss: str) -> Callable[[jax.Array, jax.Array], dict[str,
     return regression_metrics
 
 
-def _layer_grad_norms(grads: Any) -> dict[str, jax.Array]:
+# A float32 sum of squares above this is exact to rounding (no square that matters was
+# flushed to 0) and, being finite, overflowed nowhere; below it, or inf / NaN, the scaled
+# norm is taken instead.
+_PLAIN_SQUARES_FROM = 1e-30
+
+
+def _layer_grad_norms(grads: Any, squares: list[jax.Array]) -> dict[str, jax.Array]:
+    """``grad_norm/<path>`` of every gradient leaf, from its sum of squares when that is
+    safe, else by the scaled norm of backprop: plain float32 squares log a gradient of
+    ~1e-20 (the first layers of a deep sigmoid net) as 0 and one of ~1e20 as inf. The
+    scaled norm takes three passes over the leaf (NaN check, max, scaled squares), which
+    cost 15-23% of a W2 step when it ran for every leaf; a ``lax.cond`` runs it only for
+    a leaf whose plain sum is out of range."""
     out = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(grads)[0]:
+    leaves = jax.tree_util.tree_flatten_with_path(grads)[0]
+    for (path, leaf), sq in zip(leaves, squares, strict=True):
         name = "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
-        # The scaled norm of backprop: plain float32 squares log a gradient of ~1e-20 (the
-        # first layers of a deep sigmoid net) as 0 and one of ~1e20 as inf.
-        out[f"grad_norm/{name}"] = _norm(leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32)))
+        g = leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))
+        plain = jnp.isfinite(sq) & (sq > _PLAIN_SQUARES_FROM)
+        out[f"grad_norm/{name}"] = jax.lax.cond(
+            plain, lambda sq, g: jnp.sqrt(sq).astype(g.dtype), lambda sq, g: _norm(g), sq, g)
     return out
 
 
@@ -93,10 +107,10 @@ def _sum_of_squares(g: jax.Array) -> jax.Array:
     return jnp.sum(g * jax.lax.optimization_barrier(g))
 
 
-def _global_norm(grads: Any) -> jax.Array:
+def _global_norm(grads: Any, squares: list[jax.Array] | None = None) -> jax.Array:
     # Summed in at least float32: float16 squares overflow (65504) long before the norm does,
     # which would read as divergence.
-    sq = [_sum_of_squares(g) for g in jax.tree.leaves(grads)]
+    sq = [_sum_of_squares(g) for g in jax.tree.leaves(grads)] if squares is None else squares
     return jnp.sqrt(sum(sq)) if sq else jnp.zeros((), jnp.float32)
 
 
@@ -165,14 +179,15 @@ def make_train_step(
         updates, opt_state = tx_extra.update(grads, state.opt_state, state.params, value=loss)
         updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
-        metrics = {"loss": loss, "grad_norm": _global_norm(grads)}
+        squares = [_sum_of_squares(g) for g in jax.tree.leaves(grads)]
+        metrics = {"loss": loss, "grad_norm": _global_norm(grads, squares)}
         lr = current_learning_rate(opt_state)
         if lr is not None:
             metrics["learning_rate"] = jnp.asarray(lr, jnp.float32) * state.lr_scale
         if metrics_fn is not None:
             metrics.update(metrics_fn(aux["outputs"], y))
         if grad_norms:
-            metrics.update(_layer_grad_norms(grads))
+            metrics.update(_layer_grad_norms(grads, squares))
         new_state = state.replace(
             step=state.step + 1,
             params=params,
