@@ -107,11 +107,11 @@ def _sum_of_squares(g: jax.Array) -> jax.Array:
     return jnp.sum(g * jax.lax.optimization_barrier(g))
 
 
-def _global_norm(grads: Any, squares: list[jax.Array] | None = None) -> jax.Array:
-    # Summed in at least float32: float16 squares overflow (65504) long before the norm does,
-    # which would read as divergence.
-    sq = [_sum_of_squares(g) for g in jax.tree.leaves(grads)] if squares is None else squares
-    return jnp.sqrt(sum(sq)) if sq else jnp.zeros((), jnp.float32)
+def _global_norm(squares: list[jax.Array]) -> jax.Array:
+    """The L2 norm of all gradients from each leaf's :func:`_sum_of_squares` (taken in at
+    least float32: float16 squares overflow (65504) long before the norm does, which would
+    read as divergence)."""
+    return jnp.sqrt(sum(squares)) if squares else jnp.zeros((), jnp.float32)
 
 
 def _check_batch_size(where: str, batch_size: Any) -> None:
@@ -180,7 +180,7 @@ def make_train_step(
         updates = jax.tree.map(lambda u: u * state.lr_scale.astype(u.dtype), updates)
         params = optax.apply_updates(state.params, updates)
         squares = [_sum_of_squares(g) for g in jax.tree.leaves(grads)]
-        metrics = {"loss": loss, "grad_norm": _global_norm(grads, squares)}
+        metrics = {"loss": loss, "grad_norm": _global_norm(squares)}
         lr = current_learning_rate(opt_state)
         if lr is not None:
             metrics["learning_rate"] = jnp.asarray(lr, jnp.float32) * state.lr_scale
