@@ -19,6 +19,7 @@ import optax
 import pytest
 
 from jaxnn import mlp, optim
+from jaxnn.backprop import _norm
 from jaxnn.train import (
     CheckpointError,
     CheckpointManager,
@@ -30,7 +31,7 @@ from jaxnn.train import (
     read_checkpoint,
     write_checkpoint,
 )
-from jaxnn.train.step import _sum_of_squares
+from jaxnn.train.step import _layer_grad_norms, _sum_of_squares
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 LOSS = "softmax_cross_entropy_with_integer_labels"
@@ -215,9 +216,6 @@ def test_per_layer_norms_take_the_plain_sum_only_where_it_is_exact(batched):
     # Each leaf's norm is sqrt of its sum of squares when that sum is in range, else the
     # scaled norm (lax.cond; a select under vmap): every kind of leaf, either way, agrees
     # with the float64 norm, and NaN / inf stay NaN / inf.
-    from jaxnn.backprop import _norm
-    from jaxnn.train.step import _layer_grad_norms
-
     base = np.asarray(jax.random.normal(jax.random.PRNGKey(4), (2, 6, 5), jnp.float32))
     leaves = {"ordinary": base, "tiny": base * 1e-20, "huge": base * 1e25,
               "zero": np.zeros_like(base), "mixed": base * np.where(base > 0, 1e-25, 1.0),

@@ -87,7 +87,7 @@ def _layer_grad_norms(grads: Any, squares: list[jax.Array]) -> dict[str, jax.Arr
         g = leaf.astype(jnp.promote_types(leaf.dtype, jnp.float32))
         plain = jnp.isfinite(sq) & (sq > _PLAIN_SQUARES_FROM)
         out[f"grad_norm/{name}"] = jax.lax.cond(
-            plain, lambda sq, g: jnp.sqrt(sq).astype(g.dtype), lambda sq, g: _norm(g), sq, g)
+            plain, lambda sq, g: jnp.sqrt(sq), lambda sq, g: _norm(g), sq, g)
     return out
 
 
