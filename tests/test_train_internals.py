@@ -5,6 +5,7 @@ stopping arguments and the plots (``jaxnn.train.checkpoint``, ``step``, ``early_
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import re
@@ -274,6 +275,50 @@ def test_a_nan_in_a_padded_evaluation_row_does_not_reach_the_sums():
     out = ev(st, x, y)
     assert float(out["loss"]) == pytest.approx(np.log(3.0), rel=1e-6)
     assert float(out["accuracy"]) == 1.0
+
+
+def test_a_sharded_evaluation_splits_each_chunk_over_the_devices_and_agrees():
+    # 101 rows in chunks of 37 on 2 devices: neither splits, so each chunk is rounded up to 38
+    # (19 rows per device) and masked. The replicated evaluation has every device compute
+    # all 37 rows of each chunk; the sharded one must compute 19 and all-reduce the sums.
+    r = _subprocess("""
+        import json, re, jax, numpy as np
+        from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+        from jaxnn import mlp, optim
+        from jaxnn.train import TrainState, make_eval_fn
+        from jaxnn.train.step import classification_metrics
+        loss = "softmax_cross_entropy_with_integer_labels"
+        cfg = mlp.MLPConfig(layer_sizes=(6, 16, 3), dropout_rate=0.5, batch_norm=True)
+        params, ms = mlp.init(cfg, jax.random.PRNGKey(0))
+        st = TrainState.create(params=params, tx=optim.get("sgd", 0.1),
+                               key=jax.random.PRNGKey(1), model_state=ms)
+        mesh = Mesh(np.array(jax.devices()), ("data",))
+        rep, rows = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+        out = {}
+        for n in (101, 1):
+            x = jax.random.normal(jax.random.PRNGKey(2), (n, 6))
+            y = jax.random.randint(jax.random.PRNGKey(3), (n,), 0, 3)
+            st_, x, y = jax.device_put((st, x, y), rep)
+            for name, sh in (("one", None), ("split", rows)):
+                ev = make_eval_fn(mlp.make_loss_fn(cfg, loss), loss_name=loss, batch_size=37,
+                                  metrics_fn=classification_metrics, batch_sharding=sh)
+                hlo = ev.lower(st_, x, y).compile().as_text()
+                out[f"{name}{n}"] = {
+                    "values": {k: float(v) for k, v in ev(st_, x, y).items()},
+                    "rows": sorted({int(m) for m in re.findall(r"f32\\[(\\d+),16\\]", hlo)}),
+                    "all_reduce": "all-reduce" in hlo}
+        print(json.dumps(out))
+    """, devices=2)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    # Arrays of shape (rows, 16): the hidden activations, and the (6, 16) weight.
+    assert out["one101"]["rows"] == [6, 37] and not out["one101"]["all_reduce"]
+    assert out["split101"]["rows"] == [6, 19] and out["split101"]["all_reduce"]
+    assert out["split1"]["rows"] == [1, 6]  # one row: a chunk of 2, one of them padding
+    for n in ("101", "1"):
+        one, split = out[f"one{n}"]["values"], out[f"split{n}"]["values"]
+        assert list(one) == list(split) == ["accuracy", "loss"]
+        np.testing.assert_allclose(list(split.values()), list(one.values()), rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- train state

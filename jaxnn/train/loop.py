@@ -1010,7 +1010,8 @@ def train_and_evaluate(
         step_rows = np.full(exp.steps_per_epoch, exp.batch_size, np.float64)
         step_rows[-1] = n_train - (exp.steps_per_epoch - 1) * exp.batch_size
     eval_fn = make_eval_fn(exp.loss_fn, loss_name=t.loss, batch_size=t.eval_batch_size,
-                           metrics_fn=metrics_fn if t.loss != "mse" else None)
+                           metrics_fn=metrics_fn if t.loss != "mse" else None,
+                           batch_sharding=batch_sharding)
     splits = {"test": (ds.x_test, ds.y_test)}
     if getattr(ds, "x_val", None) is not None:
         splits = {"val": (ds.x_val, ds.y_val), **splits}

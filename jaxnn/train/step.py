@@ -275,21 +275,28 @@ def make_eval_fn(
     loss_name: str,
     batch_size: int = 1024,
     metrics_fn: Callable[[jax.Array, jax.Array], dict] | None = None,
+    batch_sharding: Any = None,
 ) -> Callable[[TrainState, jax.Array, jax.Array], dict]:
     """A jitted evaluation ``(state, x, y) -> {"loss": ..., "accuracy": ...}`` in eval mode.
 
     The set is split into chunks of ``batch_size`` (the last one padded and masked) and
     evaluated with ``lax.map``, so memory stays bounded and it compiles once per set size.
     The loss is the data loss (mean over examples, without the L1/L2 penalty).
+
+    With ``batch_sharding`` (the training batches' sharding, data parallelism) each chunk is
+    split over its devices, so each device evaluates its share of the set instead of all of
+    it; a chunk is rounded up to a multiple of the device count (the padding is masked), so
+    any set size and ``batch_size`` work. The set itself may be replicated.
     """
     from jaxnn import losses
 
     _check_batch_size("make_eval_fn", batch_size)
     per_example = losses.get(loss_name)
+    shards = _batch_shards(batch_sharding)
 
     def evaluate(state: TrainState, x: jax.Array, y: jax.Array) -> dict:
         n = _check_rows("make_eval_fn", x, y)
-        bs = min(batch_size, n)
+        bs = -(-min(batch_size, n) // shards) * shards
         nb = -(-n // bs)
         pad = nb * bs - n
         xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
@@ -300,6 +307,8 @@ def make_eval_fn(
 
         def chunk(args):
             xb, yb, mb = args
+            if batch_sharding is not None:  # a slice of each device's copy: no transfer
+                xb, yb, mb = jax.lax.with_sharding_constraint((xb, yb, mb), batch_sharding)
             _, aux = loss_fn(state.params, state.model_state, xb, yb, None, False)
             out = aux["outputs"]
             lvec = per_example(out, yb, reduction="none").astype(jnp.float32)
@@ -315,6 +324,14 @@ def make_eval_fn(
         return {k: jnp.sum(v) / n for k, v in sums.items()}
 
     return jax.jit(evaluate)
+
+
+def _batch_shards(batch_sharding: Any) -> int:
+    """How many parts ``batch_sharding`` splits a batch's rows into (1 without one)."""
+    if batch_sharding is None:
+        return 1
+    rows = len(batch_sharding.device_set)
+    return rows // batch_sharding.shard_shape((rows,))[0]
 
 
 def _per_example_metrics(metrics_fn, outputs, y):
