@@ -952,6 +952,13 @@ NAN, INF = float("nan"), float("inf")
     ([_row(NAN, NAN, NAN), _row(NAN, INF, INF)], "overflow", "overflow"),
     ([_row(NAN, 0.0, NAN)], "overflow", "overflow"),
     ([_row(NAN, 0.0, 0.0), _row(NAN, INF, NAN)], "0/0+overflow", "0/0|ovf"),
+    # a ratio from a minority of the seeds is not the cell's: what the others are is
+    ([_row(1e5, 1e5, 1.0), _row(NAN, INF, INF), _row(NAN, NAN, 1.0)], "overflow", "overflow"),
+    ([_row(NAN, 0.0, 0.0), _row(1e-30, 1e-30, 1.0), _row(NAN, 0.0, 0.0)], "0/0", "0/0"),
+    ([_row(1e-3, 1e-3, 1.0), _row(NAN, 0.0, 0.0), _row(NAN, INF, INF)] + [_row(NAN, 0.0, 0.0)],
+     "0/0+overflow", "0/0|ovf"),
+    # half of them is enough (as the accuracy median's rule): the median of those
+    ([_row(1e-3, 1e-3, 1.0), _row(NAN, INF, INF)], "ratio", "-3.0"),
     ([], "none", ""),
 ])
 def test_ratio_cell_tells_a_full_vanish_from_an_overflow(rows, kind, label):
@@ -1345,3 +1352,26 @@ def test_an_overflowing_models_norms_are_nan_never_negative():
     assert any(math.isnan(x) for x in norms)  # the overflowing models' norms are NaN
     for rec in r.select(initializer="xavier"):
         assert all(math.isfinite(x) and x > 0 for x in rec["weight_grad_norm"])
+
+
+def test_a_verdict_does_not_take_its_ratio_from_a_minority_of_the_seeds():
+    # Seed 0 kept a ratio of 1e5; seeds 1 and 2 flushed both gradients to 0 (a full
+    # vanish). The median of the seeds with a ratio used to call the combination exploding.
+    r = _fake_result(depths=(3,), ratio=lambda d: 1e5)
+    extra = [dict(rec, seed=2) for rec in r.records if rec["seed"] == 1]
+    r.records.extend(extra)
+    for rec in r.records:
+        if rec["seed"] > 0 and rec["phase"] == "init":
+            rec.update(grad_ratio=NAN, first_grad_norm=0.0, last_grad_norm=0.0,
+                       weight_grad_norm=[0.0] * 4)
+    rows = r.select(phase="init")
+    assert len(rows) == 3
+    assert depth_report.ratio_cell(rows)[1:] == ("0/0", "0/0")
+    (v,) = depth_report.classify(r)
+    assert np.isnan(v["ratio"]) and v["vanishes"] and not v["explodes"]
+    # the same seeds, two of them with a ratio: the median of those decides
+    for rec in r.records:
+        if rec["seed"] == 1 and rec["phase"] == "init":
+            rec.update(grad_ratio=1e5, first_grad_norm=1e5, last_grad_norm=1.0)
+    (v,) = depth_report.classify(r)
+    assert v["ratio"] == 1e5 and v["explodes"]

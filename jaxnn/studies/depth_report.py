@@ -422,13 +422,16 @@ def ratio_cell(rows: Sequence[dict[str, Any]]) -> tuple[float, str, str]:
     have a ratio (``grad_ratio`` not nan). A seed has none either because both gradient
     norms were exactly 0 (``0/0``: a full vanish -- flushed below the float32 range, or a
     zero derivative as ``step``'s) or because its gradients overflowed
-    (inf/NaN norms); the two mean opposite things, so when no seed has a ratio the cell
-    says which:
+    (inf/NaN norms); the two mean opposite things, so when no seed -- or only a minority of
+    the seeds (as :func:`trained_accuracy`: the few seeds that kept a ratio do not speak
+    for the others) -- has a ratio, the cell says which of the two the others are:
 
     * ``kind="ratio"``: label ``log10(median)`` to one decimal, ``"0"`` for a ratio of 0
       (first layer's gradient exactly 0), ``"inf"`` for an infinite one;
-    * ``kind="0/0"``, label ``"0/0"``: every seed's first and last gradients are exactly 0;
-    * ``kind="overflow"``, label ``"overflow"``: every seed's norms are inf/NaN;
+    * ``kind="0/0"``, label ``"0/0"``: every seed without a ratio has first and last
+      gradients exactly 0;
+    * ``kind="overflow"``, label ``"overflow"``: every seed without a ratio has inf/NaN
+      norms;
     * ``kind="0/0+overflow"``, label ``"0/0|ovf"``: some of each;
     * ``kind="none"``, label ``""``: no rows.
 
@@ -438,14 +441,14 @@ def ratio_cell(rows: Sequence[dict[str, Any]]) -> tuple[float, str, str]:
         return float("nan"), "none", ""
     ratios = np.asarray([r["grad_ratio"] for r in rows], float)
     have = ~np.isnan(ratios)
-    if have.any():
+    if have.any() and 2 * int(have.sum()) >= len(rows):  # a tie keeps the median
         med = float(np.median(ratios[have]))
         with np.errstate(divide="ignore"):
             v = float(np.log10(med))
         label = "0" if v == -math.inf else "inf" if v == math.inf else f"{v:.1f}"
         return med, "ratio", label
     vanished = [float(r["first_grad_norm"]) == 0.0 and float(r["last_grad_norm"]) == 0.0
-                for r in rows]
+                for r, h in zip(rows, have, strict=True) if not h]
     if all(vanished):
         return float("nan"), "0/0", "0/0"
     if not any(vanished):
@@ -718,7 +721,8 @@ def accuracy_cell(result: DepthStudyResult, **where: Any) -> str:
 
 def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
     """One verdict per (activation, initializer, depth, width, batch_norm), medians over
-    seeds: ``ratio`` (init grad_ratio), ``saturation`` (init mean saturation),
+    seeds: ``ratio`` (init grad_ratio; nan when most seeds have none, as in
+    :func:`ratio_cell`), ``saturation`` (init mean saturation),
     ``test_accuracy`` (trained; nan without training), ``growth`` (init pre-activation std
     of the last hidden layer over that of the first: how much the forward signal grows with
     depth) and booleans ``explodes`` (ratio > explode_ratio, growth > explode_ratio, or a
@@ -744,7 +748,7 @@ def classify(result: DepthStudyResult) -> list[dict[str, Any]]:
                         w = dict(activation=act, initializer=init, depth=d, width=width,
                                  batch_norm=bn)
                         rows = result.select(phase="init", **w)
-                        ratio = result.median("grad_ratio", phase="init", **w)
+                        ratio = ratio_cell(rows)[0]  # nan unless most seeds have one
                         first = result.median("first_grad_norm", phase="init", **w)
                         nonfinite = sum(not r["finite"] for r in rows) > len(rows) / 2
                         sat = result.median("mean_saturation", phase="init", **w)
@@ -1060,8 +1064,9 @@ def render_report(result: DepthStudyResult) -> str:
           f"{c.vanish_ratio:g} (or the first layer's gradient is exactly 0 in most seeds), "
           f"**explodes** when ratio > {c.explode_ratio:g}, growth > {c.explode_ratio:g} or "
           "its statistics overflow (explodes wins over vanishes) "
-          "(in the ratio tables, *0/0* = both gradients exactly 0 in every seed, a full "
-          "vanish; *overflow* = inf/NaN gradients), "
+          "(in the ratio tables, *0/0* = both gradients exactly 0, a full vanish, and "
+          "*overflow* = inf/NaN gradients, in every seed without a ratio: most or all of "
+          "them), "
           f"**saturates** when more than {c.saturation_threshold:.0%} of hidden units sit in the "
           "flat region of the activation (sigmoid |a-1/2|>0.45, tanh |a|>0.9, ReLU a=0, "
           "others |f'(u)|<0.05)"
