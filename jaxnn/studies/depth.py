@@ -767,24 +767,36 @@ def _mlp_config(depth: int, width: int, activation: str, batch_norm: bool,
     )
 
 
+def _vmapped_by_group(f, items: Sequence[Any], groups: Sequence[Any]) -> list[Any]:
+    """``[f(item, group) for item, group in zip(items, groups)]``, with ``f`` traced once
+    per distinct (hashable, static) ``group`` -- ``jax.vmap``-ed over that group's items --
+    instead of once per item. A group met once is traced as is."""
+    members: dict[Any, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    results: list[Any] = [None] * len(items)
+    for g, idx in members.items():
+        if len(idx) == 1:
+            results[idx[0]] = f(items[idx[0]], g)
+            continue
+        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[items[i] for i in idx])
+        out = jax.vmap(lambda item, g=g: f(item, g))(stacked)
+        for j, i in enumerate(idx):
+            results[i] = jax.tree.map(lambda x, j=j: x[j], out)
+    return results
+
+
 def _per_layer(f, items: Sequence[Any]) -> Any:
     """``[f(item) for item in items]`` stacked along a new leading axis, with ``f`` traced
     once per distinct shape of its argument (``jax.vmap``-ed over the layers of that shape)
     instead of once per layer: an MLP's hidden layers of one width share their shapes, so
     a deep model's per-layer work compiles about as fast as a shallow one's. ``items`` are
     pytrees of arrays; a shape met once is traced as is."""
-    groups: dict[Any, list[int]] = {}
-    for i, item in enumerate(items):
+    def signature(item):
         leaves, treedef = jax.tree.flatten(item)
-        groups.setdefault((treedef, tuple((x.shape, x.dtype) for x in leaves)), []).append(i)
-    results: list[Any] = [None] * len(items)
-    for idx in groups.values():
-        if len(idx) == 1:
-            results[idx[0]] = f(items[idx[0]])
-            continue
-        out = jax.vmap(f)(jax.tree.map(lambda *xs: jnp.stack(xs), *[items[i] for i in idx]))
-        for j, i in enumerate(idx):
-            results[i] = jax.tree.map(lambda x, j=j: x[j], out)
+        return treedef, tuple((x.shape, x.dtype) for x in leaves)
+
+    results = _vmapped_by_group(lambda item, _: f(item), items, [signature(i) for i in items])
     return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
 
 
@@ -809,15 +821,7 @@ def _init_model(cfg: MLPConfig, key: Array, stds: Array, code: Array):
             unif(k, shape, jnp.float32) * root,
         ])[code]
 
-    bases: list[Any] = [None] * n
-    for shape in dict.fromkeys(shapes):
-        idx = [l for l in range(n) if shapes[l] == shape]
-        if len(idx) == 1:
-            bases[idx[0]] = draw(keys[idx[0]], shape)
-            continue
-        drawn = jax.vmap(lambda k, shape=shape: draw(k, shape))(keys[np.asarray(idx)])
-        for j, l in enumerate(idx):
-            bases[l] = drawn[j]
+    bases = _vmapped_by_group(draw, list(keys), shapes)
     p_layers, s_layers = [], []
     for l in range(n):
         p = {"w": bases[l] * stds[l], "b": jnp.zeros((shapes[l][1],), jnp.float32)}
