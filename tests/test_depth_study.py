@@ -1375,3 +1375,15 @@ def test_a_verdict_does_not_take_its_ratio_from_a_minority_of_the_seeds():
             rec.update(grad_ratio=1e5, first_grad_norm=1e5, last_grad_norm=1.0)
     (v,) = depth_report.classify(r)
     assert v["ratio"] == 1e5 and v["explodes"]
+
+
+def test_the_sigmoid_finding_names_a_full_vanish_instead_of_printing_nan():
+    # At 8 layers both seeds flushed both gradients to 0: the finding used to list the
+    # median of no ratio, "D=8: nan", and call the ratio "not monotone in depth".
+    r = _fake_result(depths=(1, 3, 8))
+    for rec in r.records:
+        if rec["depth"] == 8 and rec["phase"] == "init":
+            rec.update(grad_ratio=NAN, first_grad_norm=0.0, last_grad_norm=0.0)
+    report = depth_report.render_report(r)
+    assert ("D=1: 0.5; D=3: 0.125; D=8: 0/0 (it shrinks with depth; 0/0 = both gradients "
+            "below the float32 range, a full vanish)") in report

@@ -949,29 +949,39 @@ def _findings(result: DepthStudyResult) -> list[str]:
                 f"{_fmt(float(sx[-1]))}); with He they {_trend(sh)} (std "
                 f"{_fmt(float(sh[0]))} -> {_fmt(float(sh[-1]))}).")
     sig_init = lecun or xavier
-    def ratios(act: str, init: str) -> list[float]:
-        return [result.median("grad_ratio", phase="init", activation=act, initializer=init,
-                              depth=d, **base) for d in c.depths]
+    def cells(act: str, init: str) -> list[tuple[float, str, str]]:
+        return [ratio_cell(result.select(phase="init", activation=act, initializer=init,
+                                         depth=d, **base)) for d in c.depths]
 
-    def listing(vals: list[float]) -> str:
-        return "; ".join(f"D={d}: {_fmt(v)}" for d, v in zip(c.depths, vals, strict=True))
+    def ratios(act: str, init: str) -> list[float]:
+        # a full vanish (0/0 in most seeds) is as small as a ratio gets: 0
+        return [0.0 if kind == "0/0" else med for med, kind, _ in cells(act, init)]
+
+    def listing(act: str, init: str) -> str:
+        return "; ".join(f"D={d}: {_fmt(med) if kind == 'ratio' else label}"
+                         for d, (med, kind, label) in zip(c.depths, cells(act, init),
+                                                          strict=True))
 
     if "sigmoid" in acts and sig_init and len(c.depths) > 1:
         vals = ratios("sigmoid", sig_init)
         # exact zeros: gradients below the float32 range (flushed), as small as it gets
         shrinking = all(b < a or (a == 0.0 and b == 0.0)
                         for a, b in zip(vals[:-1], vals[1:], strict=True))
+        kinds = [kind for _, kind, _ in cells("sigmoid", sig_init)]
         trend = ("it shrinks with depth" if shrinking else "not monotone in depth") + (
             "; 0 = the first layer's gradient is below the float32 range"
-            if 0.0 in vals else "")
+            if any(v == 0.0 and k == "ratio" for v, k in zip(vals, kinds, strict=True))
+            else "") + (
+            "; 0/0 = both gradients below the float32 range, a full vanish"
+            if "0/0" in kinds else "")
         out.append(f"- Sigmoid + {sig_init}: first/last hidden-layer gradient-norm ratio at "
-                   f"initialization {listing(vals)} ({trend}).")
+                   f"initialization {listing('sigmoid', sig_init)} ({trend}).")
     if "relu" in acts and he and len(c.depths) > 1:
         vals = ratios("relu", he)
         near = all(0.1 <= v <= 10 for v in vals)
         out.append(f"- ReLU + {he}: the same ratio "
                    + ("stays within a factor 10 of 1" if near else "leaves [0.1, 10]")
-                   + f": {listing(vals)}.")
+                   + f": {listing('relu', he)}.")
     if "relu" in acts and he and xavier and c.steps and max(c.depths) >= 20:
         d = _closest(c.depths, 30)
         w = dict(phase="trained", activation="relu", depth=d, **base)
