@@ -395,6 +395,24 @@ def test_per_layer_traces_once_per_shape_and_keeps_the_layer_order():
     np.testing.assert_array_equal(out["first"], np.stack([x[0] for x in items]))
 
 
+def test_per_layer_joins_the_groups_without_a_slice_per_layer():
+    # 1 + 48 + 1 layers as in a 50-layer MLP's statistics: the outputs were cut into one
+    # slice per layer and stacked again (at 50 layers that compiled longer than the
+    # statistics themselves); contiguous groups now join by one concatenation.
+    items = [jnp.full((3, 2), float(l)) for l in range(49)] + [jnp.ones((5, 2))]
+    items[0] = jnp.zeros((4, 2))
+
+    def f(x):  # no indexing of its own
+        return {"mean": jnp.mean(x), "cols": jnp.sum(x, axis=0)}
+
+    jaxpr = jax.make_jaxpr(lambda xs: D._per_layer(f, xs))(items)
+    names = [e.primitive.name for e in jaxpr.jaxpr.eqns]
+    assert "slice" not in names and "squeeze" not in names and "gather" not in names
+    out = D._per_layer(f, items)
+    np.testing.assert_array_equal(out["mean"], [float(jnp.mean(x)) for x in items])
+    np.testing.assert_array_equal(out["cols"], np.stack([jnp.sum(x, axis=0) for x in items]))
+
+
 @pytest.mark.parametrize("code", [0, 1, 2])
 def test_init_model_draws_each_layer_from_its_own_key(code):
     cfg = mlp.MLPConfig(layer_sizes=(5, 7, 7, 7, 3), hidden_activation="tanh")

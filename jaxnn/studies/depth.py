@@ -767,20 +767,29 @@ def _mlp_config(depth: int, width: int, activation: str, batch_norm: bool,
     )
 
 
-def _vmapped_by_group(f, items: Sequence[Any], groups: Sequence[Any]) -> list[Any]:
-    """``[f(item, group) for item, group in zip(items, groups)]``, with ``f`` traced once
-    per distinct (hashable, static) ``group`` -- ``jax.vmap``-ed over that group's items --
-    instead of once per item. A group met once is traced as is."""
+def _group_outputs(f, items: Sequence[Any], groups: Sequence[Any]) -> list[tuple[list[int], Any]]:
+    """``(indices, outputs)`` per distinct (hashable, static) group: ``f(item, group)`` of the
+    group's items stacked on a new leading axis, ``f`` traced once per group
+    (``jax.vmap``-ed over its items; a group met once is traced as is)."""
     members: dict[Any, list[int]] = {}
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
-    results: list[Any] = [None] * len(items)
+    out = []
     for g, idx in members.items():
         if len(idx) == 1:
-            results[idx[0]] = f(items[idx[0]], g)
-            continue
-        stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[items[i] for i in idx])
-        out = jax.vmap(lambda item, g=g: f(item, g))(stacked)
+            res = jax.tree.map(lambda x: x[None], f(items[idx[0]], g))
+        else:
+            stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *[items[i] for i in idx])
+            res = jax.vmap(lambda item, g=g: f(item, g))(stacked)
+        out.append((idx, res))
+    return out
+
+
+def _vmapped_by_group(f, items: Sequence[Any], groups: Sequence[Any]) -> list[Any]:
+    """``[f(item, group) for item, group in zip(items, groups)]``, with ``f`` traced once
+    per distinct group (:func:`_group_outputs`) instead of once per item."""
+    results: list[Any] = [None] * len(items)
+    for idx, out in _group_outputs(f, items, groups):
         for j, i in enumerate(idx):
             results[i] = jax.tree.map(lambda x, j=j: x[j], out)
     return results
@@ -791,13 +800,21 @@ def _per_layer(f, items: Sequence[Any]) -> Any:
     once per distinct shape of its argument (``jax.vmap``-ed over the layers of that shape)
     instead of once per layer: an MLP's hidden layers of one width share their shapes, so
     a deep model's per-layer work compiles about as fast as a shallow one's. ``items`` are
-    pytrees of arrays; a shape met once is traced as is."""
+    pytrees of arrays; a shape met once is traced as is. The groups' stacked outputs are
+    joined in layer order by one concatenation (and, when the groups interleave, one
+    static gather), not cut into a slice per layer and stacked again: at 50 layers those
+    slices took longer to compile than the statistics themselves."""
     def signature(item):
         leaves, treedef = jax.tree.flatten(item)
         return treedef, tuple((x.shape, x.dtype) for x in leaves)
 
-    results = _vmapped_by_group(lambda item, _: f(item), items, [signature(i) for i in items])
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
+    parts = _group_outputs(lambda item, _: f(item), items, [signature(i) for i in items])
+    order = [i for idx, _ in parts for i in idx]
+    joined = jax.tree.map(lambda *xs: jnp.concatenate(xs), *[out for _, out in parts])
+    if order == sorted(order):
+        return joined
+    where = np.argsort(np.asarray(order))  # layer i sits at position where[i] of joined
+    return jax.tree.map(lambda x: x[where], joined)
 
 
 def _init_model(cfg: MLPConfig, key: Array, stds: Array, code: Array):
