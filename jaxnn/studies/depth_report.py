@@ -953,35 +953,33 @@ def _findings(result: DepthStudyResult) -> list[str]:
         return [ratio_cell(result.select(phase="init", activation=act, initializer=init,
                                          depth=d, **base)) for d in c.depths]
 
-    def ratios(act: str, init: str) -> list[float]:
+    def ratios(cs: list[tuple[float, str, str]]) -> list[float]:
         # a full vanish (0/0 in most seeds) is as small as a ratio gets: 0
-        return [0.0 if kind == "0/0" else med for med, kind, _ in cells(act, init)]
+        return [0.0 if kind == "0/0" else med for med, kind, _ in cs]
 
-    def listing(act: str, init: str) -> str:
+    def listing(cs: list[tuple[float, str, str]]) -> str:
         return "; ".join(f"D={d}: {_fmt(med) if kind == 'ratio' else label}"
-                         for d, (med, kind, label) in zip(c.depths, cells(act, init),
-                                                          strict=True))
+                         for d, (med, kind, label) in zip(c.depths, cs, strict=True))
 
     if "sigmoid" in acts and sig_init and len(c.depths) > 1:
-        vals = ratios("sigmoid", sig_init)
+        cs = cells("sigmoid", sig_init)
+        vals = ratios(cs)
         # exact zeros: gradients below the float32 range (flushed), as small as it gets
         shrinking = all(b < a or (a == 0.0 and b == 0.0)
                         for a, b in zip(vals[:-1], vals[1:], strict=True))
-        kinds = [kind for _, kind, _ in cells("sigmoid", sig_init)]
         trend = ("it shrinks with depth" if shrinking else "not monotone in depth") + (
             "; 0 = the first layer's gradient is below the float32 range"
-            if any(v == 0.0 and k == "ratio" for v, k in zip(vals, kinds, strict=True))
-            else "") + (
+            if any(med == 0.0 and kind == "ratio" for med, kind, _ in cs) else "") + (
             "; 0/0 = both gradients below the float32 range, a full vanish"
-            if "0/0" in kinds else "")
+            if any(kind == "0/0" for _, kind, _ in cs) else "")
         out.append(f"- Sigmoid + {sig_init}: first/last hidden-layer gradient-norm ratio at "
-                   f"initialization {listing('sigmoid', sig_init)} ({trend}).")
+                   f"initialization {listing(cs)} ({trend}).")
     if "relu" in acts and he and len(c.depths) > 1:
-        vals = ratios("relu", he)
-        near = all(0.1 <= v <= 10 for v in vals)
+        cs = cells("relu", he)
+        near = all(0.1 <= v <= 10 for v in ratios(cs))
         out.append(f"- ReLU + {he}: the same ratio "
                    + ("stays within a factor 10 of 1" if near else "leaves [0.1, 10]")
-                   + f": {listing('relu', he)}.")
+                   + f": {listing(cs)}.")
     if "relu" in acts and he and xavier and c.steps and max(c.depths) >= 20:
         d = _closest(c.depths, 30)
         w = dict(phase="trained", activation="relu", depth=d, **base)
