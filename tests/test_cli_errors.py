@@ -119,6 +119,36 @@ def test_train_memory_check_sizes_the_eval_batch_by_the_split_and_names_the_batc
         loop.build_experiment(big)
 
 
+def test_train_memory_check_counts_each_devices_share_of_the_batch(monkeypatch):
+    # With data parallelism each device holds batch_size / N rows of activations (and of an
+    # evaluation chunk); the check counted the whole batch on every device, so a run that
+    # fits on 4 devices was refused.
+    from jaxnn import config as config_lib
+    from jaxnn.train import loop
+
+    sets = ["training.batch_size=100000", "data.options.repeats=25000",
+            "training.eval_batch_size=1000"]
+    monkeypatch.setattr(loop, "_device_count", lambda: 4)
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: None)
+    exp = loop.build_experiment(config_lib.load(REPO / "configs" / "xor.yaml", sets))
+    data = loop._data_bytes(exp.dataset)
+    one = loop.training_bytes(exp.mlp_config, exp.tx, exp.batch_size, 1000, data)
+    four = loop.training_bytes(exp.mlp_config, exp.tx, -(-exp.batch_size // 4), 250, data)
+    assert four < one
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: four)
+    for devices in ("4", "0"):  # 0: all of them
+        loop.build_experiment(config_lib.load(REPO / "configs" / "xor.yaml",
+                                              sets + [f"training.devices={devices}"]))
+    with pytest.raises(config_lib.ConfigError, match=r"^training.batch_size: .*batches of "
+                       f"{exp.batch_size} rows need"):
+        loop.build_experiment(config_lib.load(REPO / "configs" / "xor.yaml", sets))
+    monkeypatch.setattr(loop, "device_memory_limit", lambda: four - 1)
+    with pytest.raises(config_lib.ConfigError, match=r"^training.batch_size: .*batches of "
+                       rf"{-(-exp.batch_size // 4)} rows per device \(on 4 devices\) need"):
+        loop.build_experiment(config_lib.load(REPO / "configs" / "xor.yaml",
+                                              sets + ["training.devices=4"]))
+
+
 def test_train_memory_check_counts_the_data_and_eval_activations_once(monkeypatch):
     # The training set and evaluation splits stay on the device for the whole run; an
     # evaluation chunk is a forward pass (no activation gradients), a training batch is not.

@@ -410,11 +410,17 @@ def _data_bytes(dataset: Any) -> int:
                if a is not None)
 
 
+def _device_count() -> int:
+    return len(jax.devices())
+
+
 def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
                   batch_size: int, dataset: Any) -> None:
     """Refuse a model that cannot fit in the device's memory before anything is allocated:
     on a CPU, an allocation past the RAM can get the process killed by the system without
-    a message (as the depth study's did) instead of raising out of memory."""
+    a message (as the depth study's did) instead of raising out of memory. Under data
+    parallelism (``training.devices``) each device holds its share of a training batch's
+    and an evaluation chunk's rows, and all of the data and weights."""
     limit = device_memory_limit()
     if limit is None:
         return
@@ -423,6 +429,9 @@ def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
     eval_rows = max(int(np.shape(x)[0]) for x in (dataset.x_test, getattr(dataset, "x_val", None))
                     if x is not None)
     eval_batch = min(cfg.training.eval_batch_size, eval_rows)
+    # More devices than exist are refused later (_mesh_shardings), with their own message.
+    shards = max(1, min(cfg.training.devices or _device_count(), _device_count()))
+    batch_size, eval_batch = -(-batch_size // shards), -(-eval_batch // shards)
     data = _data_bytes(dataset)
     need = training_bytes(mcfg, tx, batch_size, eval_batch, data)
     if need <= limit:
@@ -444,9 +453,10 @@ def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
     train_side = 2 * batch_size >= eval_batch
     key = "training.batch_size" if train_side else "training.eval_batch_size"
     batch = batch_size if train_side else eval_batch
+    per = f" per device (on {shards} devices)" if shards > 1 else ""
     raise ConfigError(
         f"{key}: layer sizes {sizes} with optimizer {cfg.optimizer.name!r} and batches of "
-        f"{batch} rows need ~{need / 2**30:.3g} GiB for the weights, gradients, update, "
+        f"{batch} rows{per} need ~{need / 2**30:.3g} GiB for the weights, gradients, update, "
         f"optimizer state, the data kept on the device and one batch's activations, more "
         f"than the device's {limit / 2**30:.3g} GiB; use a smaller {key} (or "
         f"model.hidden_sizes)")
