@@ -414,6 +414,11 @@ def _device_count() -> int:
     return len(jax.devices())
 
 
+def _requested_devices(cfg: Config, available: int) -> int:
+    """``training.devices``, ``0`` meaning all ``available`` ones (not checked against them)."""
+    return cfg.training.devices or available
+
+
 def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
                   batch_size: int, dataset: Any) -> None:
     """Refuse a model that cannot fit in the device's memory before anything is allocated:
@@ -430,7 +435,8 @@ def _check_memory(cfg: Config, mcfg: Any, tx: optax.GradientTransformation,
                     if x is not None)
     eval_batch = min(cfg.training.eval_batch_size, eval_rows)
     # More devices than exist are refused later (_mesh_shardings), with their own message.
-    shards = max(1, min(cfg.training.devices or _device_count(), _device_count()))
+    available = _device_count()
+    shards = max(1, min(_requested_devices(cfg, available), available))
     batch_size, eval_batch = -(-batch_size // shards), -(-eval_batch // shards)
     data = _data_bytes(dataset)
     need = training_bytes(mcfg, tx, batch_size, eval_batch, data)
@@ -511,10 +517,8 @@ def _launch_settings(cfg: Config, resume: bool) -> dict[str, Any]:
 
 def _mesh_shardings(cfg: Config, batch_size: int, multi_process: bool = False,
                     n_rows: int | None = None):
-    n = cfg.training.devices
     devices = jax.devices()
-    if n == 0:
-        n = len(devices)
+    n = _requested_devices(cfg, len(devices))
     if multi_process and n != len(devices):
         # A mesh must reach every process, or some would have no share of the batch.
         raise ConfigError(
