@@ -10,6 +10,7 @@ Python loop, one compilation per shape group, config errors and the CLI.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import pathlib
@@ -337,6 +338,34 @@ def test_one_compilation_per_shape_group(tiny):
     cfg3 = D.DepthStudyConfig(**{**vars(cfg), "depths": (1,)})
     assert D.run_study(cfg3, data=data).timing["compiles"] == 1
     assert D.trace_count((1,) + group[1:]) == 1
+
+
+def test_the_initial_draws_are_compiled_once_per_depth_and_width(tiny):
+    # The draws depend on the layer sizes only: every activation of a depth and width
+    # shares one compiled init, and no engine program holds a copy of the draws.
+    cfg, data = tiny
+    c = D.DepthStudyConfig(**{**vars(cfg), "depths": (4,), "widths": (6,),
+                              "activations": ("tanh", "relu", "sigmoid")})
+    shape = (4, 6, False, data.x_train.shape[1], data.num_classes)
+    r = D.run_study(c, data=data)
+    assert r.timing["compiles"] in (0, 3)  # three engines (unless an earlier test built them)
+    assert D._INIT_TRACES[shape] == 1
+    assert {rec["activation"] for rec in r.records} == {"tanh", "relu", "sigmoid"}
+    fn, _ = D._compiled(4, 6, "relu", False, shape[3], shape[4], c.steps, c.batch_size, 0,
+                        False, "all")
+    stds, codes = D._layer_stds(c.init_specs, (shape[3],) + (6,) * 4 + (shape[4],))
+    keys = D._seed_keys(c, range(c.seeds))
+    params, state = D._compiled_init(*shape[:3], *shape[3:])(stds, codes, keys)
+    assert params["layers"][1]["w"].shape == (len(c.initializers), c.seeds, 6, 6)
+    jaxpr = str(jax.make_jaxpr(fn)(params, state, keys, jnp.float32(0.1), *D._arrays(c, data)))
+    assert "erf_inv" not in jaxpr and "random_bits" in jaxpr  # minibatch draws only
+    # the same records as each group drawing on its own (the draws of one key do not
+    # depend on the program they are compiled in): the first seed of xavier at init
+    own = jax.jit(functools.partial(
+        D._init_model, D._mlp_config(4, 6, "relu", False, shape[3], shape[4])))(
+        keys[0], stds[0], codes[0])[0]
+    jax.tree.map(np.testing.assert_array_equal, own,
+                 jax.tree.map(lambda x: x[0, 0], params))
 
 
 def _phase_config(**kw):

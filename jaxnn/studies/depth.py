@@ -13,9 +13,11 @@ feeding softmax cross-entropy) x ``widths`` x ``activations`` (hidden layers) x
 ``initializers`` (kernels; biases start at zero) x ``batch_norm`` x ``seeds``.
 
 How it runs: one ``jax.jit`` per (depth, width, activation, batch_norm) *shape group*. Inside
-it a function of ONE model (init -> ``lax.scan`` of SGD steps -> statistics and evaluation of
-the initial and the trained model, one traced copy ``jax.vmap``-ed over the two) is
-``jax.vmap``-ed over seeds and, around that, over initializers: every
+it a function of ONE model (``lax.scan`` of SGD steps from its initial params, then
+statistics and evaluation of the initial and the trained model, one traced copy
+``jax.vmap``-ed over the two) is ``jax.vmap``-ed over seeds and, around that, over
+initializers. The initial params come from a second jitted function of the layer sizes
+alone, shared by every activation of a depth and width (:func:`_compiled_init`): every
 initializer is reduced to a per-layer standard deviation and a distribution code (normal,
 truncated normal, uniform), which are vmapped inputs, so ``normal(0.01)``, ``normal(1)``,
 Xavier, He and LeCun of one shape are one compiled program. There is no Python loop over
@@ -706,6 +708,8 @@ def load_study_data(config: DepthStudyConfig) -> _Data:
 # ----------------------------------------------------------------------------- engine
 
 _TRACES: collections.Counter[tuple[Any, ...]] = collections.Counter()
+#: Traces of the initial draws per ``(depth, width, batch_norm, in_dim, num_classes)``.
+_INIT_TRACES: collections.Counter[tuple[Any, ...]] = collections.Counter()
 
 #: The key stream of a seed's minibatches: ``fold_in(seed_key, BATCH_STREAM)``. The weights
 #: of layer ``l`` come from ``split(seed_key, L)[l] == fold_in(seed_key, l)`` (partitionable
@@ -934,20 +938,21 @@ def _evaluate(cfg: MLPConfig, params, state, x, y, sizes: Sequence[int]):
 
 def _single_model_fn(cfg: MLPConfig, steps: int, batch_size: int,
                      hist: tuple[int, float, float] | None, group: tuple[Any, ...]):
-    """``fn(stds, code, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev_tr, y_ev_tr, x_te, y_te)``
-    for ONE model: init, SGD in a ``lax.scan``, then statistics and evaluation of the
-    initial AND the trained model by one traced copy ``jax.vmap``-ed over the two.
+    """``fn(params, state, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev_tr, y_ev_tr, x_te,
+    y_te)`` for ONE model from its initial ``params, state`` (:func:`_compiled_init`; ``key``
+    its seed's key, for the minibatches): SGD in a ``lax.scan``, then statistics and
+    evaluation of the initial AND the trained model by one traced copy ``jax.vmap``-ed over
+    the two.
 
     Each per-layer pass is written out layer by layer (Python loops), so the compiled
     program's size -- and its compile time, most of a group's time -- grows with the number
-    of copies of a pass: here one init, one statistics pass (forward + backward), one
-    evaluation forward (both splits in one pass) and one SGD step, instead of one each per
-    phase and split."""
+    of copies of a pass: here one statistics pass (forward + backward), one evaluation
+    forward (both splits in one pass) and one SGD step, instead of one each per phase and
+    split; the initial draws are compiled apart, once per depth and width."""
     vg = backprop.value_and_grad(cfg, LOSS)
 
-    def fn(stds, code, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev, y_ev, x_te, y_te):
+    def fn(params, state, key, lr, x_probe, y_probe, x_tr, y_tr, x_ev, y_ev, x_te, y_te):
         _TRACES[group] += 1  # runs only while tracing
-        params, state = _init_model(cfg, key, stds, code)
         x_eval = jnp.concatenate([x_ev, x_te])
         y_eval = jnp.concatenate([y_ev, y_te])
         sizes = (x_ev.shape[0], x_te.shape[0])
@@ -1001,9 +1006,27 @@ def _compiled(depth: int, width: int, activation: str, batch_norm: bool, in_dim:
     data_axes = (None,) * 8
     if vmapped in ("all", "inits"):
         if vmapped == "all":
-            fn = jax.vmap(fn, in_axes=(None, None, 0, None) + data_axes)  # seeds
+            fn = jax.vmap(fn, in_axes=(0, 0, 0, None) + data_axes)  # seeds
         fn = jax.vmap(fn, in_axes=(0, 0, None, None) + data_axes)  # initializers
     return jax.jit(fn), group
+
+
+@functools.cache
+def _compiled_init(depth: int, width: int, batch_norm: bool, in_dim: int, num_classes: int):
+    """The jitted initial params/state of every initializer x seed of one model shape,
+    ``(stds (I, D+1), codes (I,), keys (S,)) -> (params, state)`` with leading axes
+    ``(I, S)``. It depends on the layer sizes only, so every activation of a depth and width
+    uses one compiled copy: the threefry and inverse-CDF draws took about 40% of a shallow
+    group's compile time (1.5 s of ~3.5 s at depth 2, 3.0 s alone at depth 50) when each
+    group's program held its own."""
+    cfg = _mlp_config(depth, width, "linear", batch_norm, in_dim, num_classes)
+
+    def one(stds, code, key):
+        _INIT_TRACES[(depth, width, batch_norm, in_dim, num_classes)] += 1  # while tracing
+        return _init_model(cfg, key, stds, code)
+
+    fn = jax.vmap(one, in_axes=(None, None, 0))  # seeds
+    return jax.jit(jax.vmap(fn, in_axes=(0, 0, None)))  # initializers
 
 
 def _layer_stds(specs: Sequence[InitSpec], sizes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -1059,17 +1082,22 @@ def run_group(
                       config.steps, config.batch_size,
                       config.histogram_bins if config.histograms else 0,  # no recompile
                       config.histograms, vmapped)
+    params, state = _compiled_init(depth, width, bool(batch_norm), in_dim, data.num_classes)(
+        jnp.asarray(stds), jnp.asarray(codes), keys)
     if mode == "vmap":
-        out = fn(jnp.asarray(stds), jnp.asarray(codes), keys, lr, *arrays)
+        out = fn(params, state, keys, lr, *arrays)
         return jax.tree.map(np.asarray, out)
+
+    def take(*index):
+        return jax.tree.map(lambda x: x[index], (params, state))
+
     if mode == "loop":
-        per_seed = [jax.tree.map(np.asarray, fn(jnp.asarray(stds), jnp.asarray(codes), keys[s],
-                                                lr, *arrays)) for s in range(len(seeds))]
+        per_seed = [jax.tree.map(np.asarray, fn(*take(slice(None), s), keys[s], lr, *arrays))
+                    for s in range(len(seeds))]
         return jax.tree.map(lambda *xs: np.stack(xs, axis=1), *per_seed)
     rows = []
     for i in range(len(stds)):
-        per_seed = [jax.tree.map(np.asarray, fn(jnp.asarray(stds[i]), jnp.asarray(codes[i]),
-                                                keys[s], lr, *arrays))
+        per_seed = [jax.tree.map(np.asarray, fn(*take(i, s), keys[s], lr, *arrays))
                     for s in range(len(seeds))]
         rows.append(jax.tree.map(lambda *xs: np.stack(xs), *per_seed))
     return jax.tree.map(lambda *xs: np.stack(xs), *rows)
