@@ -1019,6 +1019,7 @@ def _compiled_init(depth: int, width: int, batch_norm: bool, in_dim: int, num_cl
     uses one compiled copy: the threefry and inverse-CDF draws took about 40% of a shallow
     group's compile time (1.5 s of ~3.5 s at depth 2, 3.0 s alone at depth 50) when each
     group's program held its own."""
+    # the draws read the layer sizes and batch_norm only: any activation names the config
     cfg = _mlp_config(depth, width, "linear", batch_norm, in_dim, num_classes)
 
     def one(stds, code, key):
