@@ -17,6 +17,8 @@ import pathlib
 import re
 import subprocess
 import sys
+import threading
+import time
 
 import jax
 import jax.numpy as jnp
@@ -947,6 +949,81 @@ def test_compile_clock_counts_only_inside_its_block_and_leaves_no_listener():
     assert idle.seconds is None
     assert idle.for_group(traced=False) == 0.0
     assert idle.for_group(traced=True) is None  # traced but not reported: unknown, not 0
+
+
+def test_compile_clock_counts_only_its_own_thread():
+    # run_study compiles the next group in a background thread while this one runs: a
+    # group's clock must not count the other thread's compiling as its own.
+    g = jax.jit(lambda x: jnp.sinh(x) * 0.77 - 0.5)  # functions no other test compiles
+    with D._CompileClock() as clock:
+        t = threading.Thread(target=lambda: g(jnp.ones(6)).block_until_ready())
+        t.start()
+        t.join()
+    assert clock.seconds is None
+    with D._CompileClock() as clock:
+        jax.jit(lambda x: jnp.cosh(x) * 0.66)(jnp.ones(6)).block_until_ready()
+    assert clock.seconds is not None and clock.seconds > 0
+
+
+def test_the_next_group_compiles_in_a_background_thread_with_the_same_records(
+        tiny, monkeypatch):
+    cfg, data = tiny
+    cfg = D.DepthStudyConfig(**{**vars(cfg), "depths": (1, 2), "widths": (5,),
+                                "activations": ("tanh", "relu"), "name": "ahead"})
+    compiled = []  # (group, thread name, groups run so far when it was compiled)
+    ran = []
+    real_compile, real_run = D._compile_group, D._timed_run_group
+
+    def spy_compile(config, data, group, seeds):
+        compiled.append((group, threading.current_thread().name, len(ran)))
+        return real_compile(config, data, group, seeds)
+
+    def spy_run(config, data, group, seeds):
+        out = real_run(config, data, group, seeds)
+        assert out[2] == 0, f"{group} traced again in the main thread"
+        ran.append(group)
+        return out
+
+    monkeypatch.setattr(D, "_compile_group", spy_compile)
+    monkeypatch.setattr(D, "_timed_run_group", spy_run)
+    ahead = D.run_study(cfg, data=data)  # shapes no other test uses: all compiled here
+    groups = [(d, 5, a, False) for a in ("tanh", "relu") for d in (1, 2)]
+    assert [c[0] for c in compiled] == groups and ran == groups
+    assert all(name.startswith("jaxnn-compile") for _, name, _ in compiled)
+    # group k + 1 is compiled once group k is under way (k runs meanwhile), not before
+    assert [c[2] for c in compiled] == [0, 0, 1, 2]
+    assert ahead.timing["compiles"] == 4 and ahead.timing["reused"] == 0
+    for g in ahead.timing["groups"]:  # the background thread's compiling is the group's
+        assert 0.1 < g["compile_s"] <= g["seconds"], g
+    monkeypatch.undo()
+    plain = D.run_study(cfg, data=data, compile_ahead=False)
+    assert plain.timing["reused"] == 4
+    assert len(ahead.records) == len(plain.records) == 4 * 2 * 3 * 2
+    for a, b in zip(ahead.records, plain.records, strict=True):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(np.asarray(a[k]), np.asarray(b[k]), err_msg=k)
+
+
+def test_a_failing_group_stops_the_compiling_ahead(tiny, monkeypatch):
+    cfg, data = tiny
+    cfg = D.DepthStudyConfig(**{**vars(cfg), "depths": (1, 2, 3), "activations": ("tanh",)})
+    compiled = []
+    real_compile = D._compile_group
+
+    def spy_compile(config, data, group, seeds):
+        compiled.append(group)
+        return real_compile(config, data, group, seeds)
+
+    def boom(config, data, group, seeds):
+        raise RuntimeError(f"group {group} failed")
+
+    monkeypatch.setattr(D, "_compile_group", spy_compile)
+    monkeypatch.setattr(D, "_timed_run_group", boom)
+    with pytest.raises(RuntimeError, match=r"group \(1, 8, 'tanh', False\) failed"):
+        D.run_study(cfg, data=data)
+    time.sleep(0.5)  # a compile already under way may finish; none is queued after it
+    assert compiled[0] == (1, 8, "tanh", False) and len(compiled) <= 2
 
 
 @pytest.mark.parametrize("groups, expected", [
