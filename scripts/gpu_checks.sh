@@ -8,7 +8,7 @@
 #   w3      W3 without its "jaxnn autodiff vmap" row: the vmapped depth-study  -> w3.log/.json
 #           kernel against a loop over seeds (the open ">= 3x" GPU target), linen, PyTorch
 #   depth   a 9-group depth study (depths 2, 8, 30 x sigmoid, tanh, relu, 5    -> depth.log,
-#           initializers x 5 seeds, 300 steps: ~110 s on the 2-core CPU); each   depth.tar.gz
+#           initializers x 5 seeds, 300 steps: ~57 s on the 2-core CPU); each    depth.tar.gz
 #           group's line says how much of its time was compilation
 #   w3-autodiff-vmap  that W3 row alone: on the H200 (jax 0.11.2) it had not   -> w3.log
 #           finished building after ~3 minutes, when everything else took seconds
