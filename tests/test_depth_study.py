@@ -353,8 +353,7 @@ def test_the_initial_draws_are_compiled_once_per_depth_and_width(tiny):
     assert r.timing["compiles"] in (0, 3)  # three engines (unless an earlier test built them)
     assert D._INIT_TRACES[shape] == 1
     assert {rec["activation"] for rec in r.records} == {"tanh", "relu", "sigmoid"}
-    fn, _ = D._compiled(4, 6, "relu", False, shape[3], shape[4], c.steps, c.batch_size, 0,
-                        False, "all")
+    fn, _ = D._compiled(D._engine_key(c, (4, 6, "relu", False)), shape[3], shape[4])
     stds, codes = D._layer_stds(c.init_specs, (shape[3],) + (6,) * 4 + (shape[4],))
     keys = D._seed_keys(c, range(c.seeds))
     params, state = D._compiled_init(*shape[:3], *shape[3:])(stds, codes, keys)

@@ -993,19 +993,28 @@ def _single_model_fn(cfg: MLPConfig, steps: int, batch_size: int,
     return fn
 
 
+def _engine_key(config: DepthStudyConfig, group: tuple[Any, ...],
+                vmapped: str = "all") -> tuple[Any, ...]:
+    """``(depth, width, activation, batch_norm, steps, batch_size, histogram_bins,
+    histograms, vmapped)``: what makes ``group``'s engine (:func:`_compiled`) and its
+    :func:`trace_count` key. ``histogram_bins`` is 0 without histograms (no recompile)."""
+    d, w, a, bn = group
+    return (d, w, a, bool(bn), config.steps, config.batch_size,
+            config.histogram_bins if config.histograms else 0, config.histograms, vmapped)
+
+
 @functools.cache
-def _compiled(depth: int, width: int, activation: str, batch_norm: bool, in_dim: int,
-              num_classes: int, steps: int, batch_size: int, histogram_bins: int,
-              histograms: bool, vmapped: str):
-    """The jitted engine of one shape group. ``vmapped``: ``"all"`` (initializers x seeds),
-    ``"inits"`` (initializers only; the Python-loop reference), ``"none"``."""
+def _compiled(group: tuple[Any, ...], in_dim: int, num_classes: int):
+    """The jitted engine of one shape group, ``group`` from :func:`_engine_key`.
+    ``vmapped``: ``"all"`` (initializers x seeds), ``"inits"`` (initializers only; the
+    Python-loop reference), ``"none"``."""
+    depth, width, activation, batch_norm, steps, batch_size, histogram_bins, histograms, \
+        vmapped = group
     cfg = _mlp_config(depth, width, activation, batch_norm, in_dim, num_classes)
     hist = None
     if histograms:
         lo, hi = _histogram_range(activation)
         hist = (histogram_bins, lo, hi)
-    group = (depth, width, activation, batch_norm, steps, batch_size, histogram_bins,
-             histograms, vmapped)
     fn = _single_model_fn(cfg, steps, batch_size, hist, group)
     data_axes = (None,) * 8
     if vmapped in ("all", "inits"):
@@ -1065,10 +1074,7 @@ def _group_calls(config: DepthStudyConfig, data: _Data, group: tuple[Any, ...],
     stds, codes = _layer_stds(config.init_specs, sizes)
     keys = _seed_keys(config, seeds)
     lr = jnp.asarray(config.learning_rate, jnp.float32)
-    fn, _ = _compiled(depth, width, activation, bool(batch_norm), in_dim, data.num_classes,
-                      config.steps, config.batch_size,
-                      config.histogram_bins if config.histograms else 0,  # no recompile
-                      config.histograms, vmapped)
+    fn, _ = _compiled(_engine_key(config, group, vmapped), in_dim, data.num_classes)
     init = _compiled_init(depth, width, bool(batch_norm), in_dim, data.num_classes)
     return (init, (jnp.asarray(stds), jnp.asarray(codes), keys), fn,
             (keys, lr, *_arrays(config, data)))
@@ -1090,14 +1096,6 @@ def _compile_group(config: DepthStudyConfig, data: _Data, group: tuple[Any, ...]
         fn.lower(*jax.eval_shape(init, *init_args), *rest).compile()
     traces = trace_count(key) - c0
     return time.perf_counter() - t, traces, clock.for_group(traces > 0)
-
-
-def _engine_key(config: DepthStudyConfig, group: tuple[Any, ...],
-                vmapped: str = "all") -> tuple[Any, ...]:
-    """The :func:`trace_count` key of ``group``'s engine (as :func:`_compiled` builds it)."""
-    d, w, a, bn = group
-    return (d, w, a, bool(bn), config.steps, config.batch_size,
-            config.histogram_bins if config.histograms else 0, config.histograms, vmapped)
 
 
 def run_group(
