@@ -191,6 +191,13 @@ HAND = [
          0: 1.0, 5: 1.0, 14: 1.0, 15: 0.1, 24: 0.1, 25: 0.01}),
     ("exponential_end", S.exponential_decay(1.0, 10, 0.1, end_value=0.05), {
         10: 0.1, 20: 0.05, 100: 0.05}),
+    ("exponential_growth_end", S.exponential_decay(1.0, 10, 2.0, end_value=3.0), {
+        0: 1.0, 10: 2.0, 20: 3.0, 100: 3.0}),
+    # decay_rate 1 holds init_value: no end_value replaces it (optax: min(init, end)).
+    ("exponential_rate_one_end", S.exponential_decay(1.0, 10, 1.0, end_value=0.5), {
+        0: 1.0, 5: 1.0, 20: 1.0}),
+    ("linear_onecycle_close_fractions", S.linear_onecycle_schedule(10, 1.0, 0.3, 0.4), {
+        0: 0.04, 3: 1.0, 4: 0.04, 10: 4e-6}),
     ("inverse_time_staircase", S.inverse_time_decay(1.0, 1.0, 10, staircase=True), {
         0: 1.0, 9: 1.0, 10: 0.5, 19: 0.5, 20: 1 / 3}),
     ("piecewise", S.piecewise_constant_schedule(1.0, {100: 0.1, 200: 0.5}), {
@@ -502,6 +509,18 @@ ERRORS = [
                                       pct_final=0.4), "pct_final", "0.4"),
     (S.linear_onecycle_schedule, dict(transition_steps=100, peak_value=0.1, div_factor=0.0),
      "div_factor", "0.0"),
+    # The rise and the fall would end at the same step, floor(0.3 * 10) = floor(0.35 * 10):
+    # optax's curve then never reaches the peak and ends 25x too low.
+    (S.linear_onecycle_schedule, dict(transition_steps=10, peak_value=1.0, pct_start=0.3,
+                                      pct_final=0.35), "transition_steps=10", "step 3"),
+    # An end_value on the wrong side of init_value: optax returns it at every step.
+    (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=0.5,
+                               end_value=2.0), "end_value", "<= init_value (1.0)"),
+    (S.exponential_decay, dict(init_value=1.0, transition_steps=10, decay_rate=2.0,
+                               end_value=0.5), "end_value", ">= init_value (1.0)"),
+    (S.warmup_exponential_decay_schedule, dict(init_value=0.0, peak_value=0.1, warmup_steps=5,
+                                               transition_steps=10, decay_rate=0.5,
+                                               end_value=0.2), "end_value", "<= init_value"),
     (S.cosine_warm_restarts, dict(init_value=0.1, first_period=0), "first_period", "0"),
     (S.cosine_warm_restarts, dict(init_value=0.1, first_period=10, period_mult=0.5),
      "period_mult", "0.5"),

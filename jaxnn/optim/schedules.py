@@ -15,7 +15,9 @@ Every factory here checks its arguments eagerly (outside any ``jit``) and return
 Schedules that optax also defines take the same argument names and give the same values
 (to float32 rounding) for the same valid arguments. Arguments optax accepts silently but
 which make no sense (``transition_steps <= 0``, ``decay_rate <= 0``, a negative
-``transition_begin``) raise :class:`ValueError` here instead of falling back to a constant.
+``transition_begin``) raise :class:`ValueError` here instead of falling back to a constant;
+so do two that give optax a wrong curve: an exponential decay's ``end_value`` on the wrong
+side of its ``init_value``, and a linear one-cycle whose rise and fall end at the same step.
 Steps are meant to be ``>= 0``; where a formula would misbehave for negative steps (as
 when :func:`join_schedules` evaluates a later piece before its boundary) it is held at
 its step-0 value.
@@ -461,8 +463,11 @@ def _exponential(
     staircase = _bool_arg(fn, "staircase", staircase)
     if end_value is not None:
         _value_arg(fn, "end_value", end_value)
+        _check_end_side(fn, init_value, end_value, rate)
     log_rate = math.log(rate)
-    clip = jnp.maximum if rate < 1.0 else jnp.minimum
+    # decay_rate 1 holds init_value: no bound applies (optax would clip it with minimum,
+    # turning the whole schedule into an end_value below init_value).
+    clip = jnp.maximum if rate < 1.0 else jnp.minimum if rate > 1.0 else None
 
     def schedule(step: ArrayLike) -> jax.Array:
         t = _step(step)
@@ -474,11 +479,26 @@ def _exponential(
             # d * (log(rate) / period): one rounding of the constant, one of the product.
             exponent = d.astype(_F32) * _f32(log_rate / period)
         value = jnp.where(d <= 0, init, init * jnp.exp(exponent))
-        if end_value is not None:
+        if end_value is not None and clip is not None:
             value = clip(value, _f32(end_value))
         return value.astype(_F32)
 
     return schedule
+
+
+def _check_end_side(fn: str, init_value: Any, end_value: Any, rate: float) -> None:
+    """``end_value`` bounds a decay from below and a growth from above: on the other side
+    of ``init_value`` it would replace the whole schedule, step 0 included (as optax does).
+    Checked when both values are concrete."""
+    init, end = _concrete(init_value), _concrete(end_value)
+    if init is None or end is None or rate == 1.0:
+        return
+    if rate < 1.0 and end > init:
+        _fail(fn, "end_value", end_value, f"<= init_value ({init_value!r}) for a decay_rate "
+              f"below 1 ({rate!r}): it is the floor the value decays to")
+    if rate > 1.0 and end < init:
+        _fail(fn, "end_value", end_value, f">= init_value ({init_value!r}) for a decay_rate "
+              f"above 1 ({rate!r}): it is the ceiling the value grows to")
 
 
 def exponential_decay(
@@ -498,7 +518,8 @@ def exponential_decay(
                 \eta_0\, r^{\,d / T} & \text{otherwise} \end{cases}
 
     (:math:`\lfloor d / T \rfloor` when ``staircase``), then clipped from below at
-    ``end_value`` when :math:`r < 1` (from above when :math:`r > 1`).
+    ``end_value`` when :math:`r < 1` (from above when :math:`r > 1`; :math:`r = 1` holds
+    :math:`\eta_0`, whatever ``end_value``).
 
     Args:
       init_value: the initial value :math:`\eta_0`.
@@ -508,7 +529,8 @@ def exponential_decay(
       transition_begin: :math:`B \ge 0`, steps during which the value is held at
         ``init_value`` before decaying.
       staircase: decay in discrete jumps every ``transition_steps`` steps.
-      end_value: optional bound the value never passes.
+      end_value: optional bound the value never passes: at most ``init_value`` when
+        :math:`r < 1`, at least ``init_value`` when :math:`r > 1`.
 
     Returns:
       A schedule ``step -> value``.
@@ -519,7 +541,10 @@ def exponential_decay(
       [1.0, 0.5, 0.25, 0.707107]
 
     Matches ``optax.exponential_decay`` for valid arguments (optax returns a constant
-    schedule for ``transition_steps <= 0`` or ``decay_rate == 0``; we raise ValueError).
+    schedule for ``transition_steps <= 0`` or ``decay_rate == 0``, and ``end_value`` at
+    every step for an ``end_value`` on the wrong side of ``init_value``; we raise
+    ValueError). With :math:`r = 1` optax returns ``min(init_value, end_value)``; we
+    return ``init_value``.
     """
     return _exponential("exponential_decay", init_value, transition_steps, decay_rate,
                         transition_begin, staircase, end_value)
@@ -1096,8 +1121,11 @@ def cosine_onecycle_schedule(
       >>> [round(float(sched(s)), 6) for s in (0, 50, 100)]
       [0.04, 1.0, 4e-06]
 
-    Matches ``optax.cosine_onecycle_schedule``; the same curve as PyTorch's
-    ``OneCycleLR(anneal_strategy="cos", three_phase=False)``.
+    Matches ``optax.cosine_onecycle_schedule``. PyTorch's ``OneCycleLR(anneal_strategy=
+    "cos", three_phase=False)`` draws a slightly different curve: it peaks at step
+    :math:`p_s T - 1` and reaches the final value at :math:`T - 1` (here :math:`P` and
+    :math:`T`), e.g. with :math:`T = 100` it peaks at step 29 instead of 30 and ends at
+    4e-6 instead of 5.1e-4 at step 99 (peak 1).
 
     Reference: Smith & Topin, "Super-Convergence: Very Fast Training of Neural Networks
     Using Large Learning Rates", 2017, https://arxiv.org/abs/1708.07120.
@@ -1128,7 +1156,8 @@ def linear_onecycle_schedule(
       transition_steps: :math:`T > 0`.
       peak_value: :math:`\eta_{\max} \ge 0`.
       pct_start: :math:`p_s \in (0, 1)`, the fraction of the cycle spent rising.
-      pct_final: :math:`p_f \in (p_s, 1)`, where the fall back to :math:`\eta_0` ends.
+      pct_final: :math:`p_f \in (p_s, 1)`, where the fall back to :math:`\eta_0` ends;
+        :math:`\lfloor p_f T \rfloor` must exceed :math:`\lfloor p_s T \rfloor`.
       div_factor: :math:`d > 0`.
       final_div_factor: :math:`f > 0`; the final value is ``peak_value / (d f)``.
 
@@ -1141,7 +1170,13 @@ def linear_onecycle_schedule(
       >>> [round(float(sched(s)), 6) for s in (0, 25, 50, 75, 100)]
       [0.1, 1.0, 0.55, 0.1, 1e-05]
 
-    Matches ``optax.linear_onecycle_schedule``.
+    Matches ``optax.linear_onecycle_schedule``, except where the rise and the fall end at
+    the same step (:math:`\lfloor p_s T \rfloor = \lfloor p_f T \rfloor`, e.g. ``T = 10``,
+    ``pct_start=0.3``, ``pct_final=0.35``): optax then never reaches the peak and ends
+    ``div_factor`` times below its final value; we raise ValueError.
+
+    Raises:
+      ValueError: a bad argument, or a cycle too short for the two fractions.
 
     Reference: Smith & Topin, "Super-Convergence", 2017, https://arxiv.org/abs/1708.07120.
     """
@@ -1150,8 +1185,17 @@ def linear_onecycle_schedule(
                                             div_factor, final_div_factor)
     pf = _real_arg(fn, "pct_final", pct_final, low=ps, high=1.0, low_open=True,
                    high_open=True)
-    # Built like optax's dict so that coinciding boundaries (tiny T) behave the same.
-    knots = {int(ps * steps): div, int(pf * steps): 1.0 / div, steps: 1.0 / final}
+    rise_end, fall_end = int(ps * steps), int(pf * steps)
+    if rise_end == fall_end:
+        # optax's dict of knots loses the peak here: the curve falls from the start and
+        # ends div_factor times too low.
+        raise ValueError(
+            f"{fn}: transition_steps={steps} is too short for pct_start={pct_start!r} and "
+            f"pct_final={pct_final!r}: the rise and the fall would both end at step "
+            f"{rise_end} (floor(pct * transition_steps)), leaving the fall no step; use "
+            "more transition_steps or a pct_final farther from pct_start"
+        )
+    knots = {rise_end: div, fall_end: 1.0 / div, steps: 1.0 / final}
     return _interpolated(peak_value, knots, 1.0 / div, "linear")
 
 
