@@ -19,6 +19,7 @@ Two parts:
 from __future__ import annotations
 
 import functools
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -206,9 +207,25 @@ def test_python_float_leaves_work_as_in_optax(case):
     assert _rel_err(results[0], results[1]) <= 1e-6
 
 
+# Adam's default b2 = 0.999 rounds to 1 in bfloat16: a bfloat16 second moment would never
+# decay, so jaxnn refuses it (test_a_rate_that_rounds_to_one_in_bfloat16_is_refused); the
+# bfloat16 comparisons take b2 = 0.99 on both sides.
+BF16_PARITY = {
+    "adam": (lambda: jo.adam(0.01, b2=0.99), lambda: optax.adam(0.01, b2=0.99)),
+    "adamw": (lambda: jo.adamw(0.01, b2=0.99), lambda: optax.adamw(0.01, b2=0.99)),
+    "nadam": (lambda: jo.nadam(0.01, b2=0.99), lambda: optax.nadam(0.01, b2=0.99)),
+    "nadamw": (
+        lambda: jo.nadamw(0.01, b2=0.99, weight_decay=0.05),
+        lambda: optax.nadamw(0.01, b2=0.99, weight_decay=0.05),
+    ),
+    "amsgrad": (lambda: jo.amsgrad(0.01, b2=0.99), lambda: optax.amsgrad(0.01, b2=0.99)),
+    "adamax": (lambda: jo.adamax(0.01, b2=0.99), lambda: optax.adamax(0.01, b2=0.99)),
+}
+
+
 @pytest.mark.parametrize("case", ONE_PER_NAME)
 def test_matches_optax_bfloat16(case):
-    ours, theirs = PARITY[case]
+    ours, theirs = BF16_PARITY.get(case, PARITY[case])
     params = _params(jnp.bfloat16)
     grads = _gradients(params, 100, seed=3)
     u1, p1 = _trajectory(ours(), params, grads)
@@ -254,6 +271,16 @@ def _factory(name):
 def _make(name, learning_rate=None, **overrides):
     lr, kwargs = OPTIMIZERS[name]
     return jo.get(name, lr if learning_rate is None else learning_rate, **kwargs, **overrides)
+
+
+def _bf16_rates(name):
+    """Overrides of ``name``'s default decay rates that round to 1 in bfloat16 (Adam's
+    b2 = 0.999), which jaxnn refuses for bfloat16 parameters: 0.99 instead."""
+    params = inspect.signature(_factory(name)).parameters
+    return {k: 0.99 for k, p in params.items()
+            if k in ("b1", "b2", "beta_1", "beta_2", "decay", "rho")
+            and isinstance(p.default, float) and p.default < 1
+            and float(jnp.asarray(p.default, jnp.bfloat16)) == 1.0}
 
 
 def _parabola(x):
@@ -347,7 +374,7 @@ def _mixed(tree):
 @pytest.mark.parametrize("name", NAMES)
 def test_preserves_dtypes_and_state(name, small):
     params, grads = _mixed(small[0]), _mixed(small[1])
-    opt = _make(name)
+    opt = _make(name, **_bf16_rates(name))
     state = opt.init(params)
     structure = jax.tree.map(lambda x: (x.shape, x.dtype), state)
     updates, new_state = jax.jit(opt.update)(_first(grads), state, params)
@@ -385,7 +412,7 @@ def test_jitted_update_in_lax_cond_compiles_once_with_a_stable_state(name, small
 @pytest.mark.parametrize("name", NAMES)
 def test_multisteps_first_update_is_exactly_zero(name, small):
     params, grads = _mixed(small[0]), _mixed(small[1])
-    opt = optax.MultiSteps(_make(name), every_k_schedule=4)
+    opt = optax.MultiSteps(_make(name, **_bf16_rates(name)), every_k_schedule=4)
     state = opt.init(params)
     updates, state = jax.jit(opt.update)(_first(grads), state, params)
     assert updates["w"].dtype == jnp.bfloat16 and updates["b"].dtype == jnp.float32
@@ -514,13 +541,14 @@ def test_a_rate_that_rounds_to_one_in_float32_is_checked_against_the_params(name
     updates, _ = opt.update(_first(_gradients(params64, 1)), opt.init(params64), params64)
     assert all(u.dtype == jnp.float64 and bool(jnp.all(jnp.isfinite(u)))
                for u in jax.tree.leaves(updates))
-    for dtype in (jnp.float32, jnp.bfloat16):
+    for dtype, top in ((jnp.float32, "0.9999999403953552"), (jnp.bfloat16, "0.99609375")):
         with pytest.raises(ValueError) as info:
             opt.init(_params(dtype))
         message = str(info.value)
+        name_ = jnp.dtype(dtype).name
         assert message.startswith(f"jaxnn.optim.{name}: {arg} must be in [0, 1) and below 1 "
-                                  "in float32 (at most 0.9999999403953552), got 0.99999999: "
-                                  f"for {jnp.dtype(dtype).name} parameters"), message
+                                  f"in {name_} (at most {top}), got 0.99999999: "
+                                  f"for {name_} parameters"), message
         assert "float64 parameters accept it under jax_enable_x64" in message
     # A mixed tree: the float32 leaf decides.
     with pytest.raises(ValueError, match="for float32 parameters"):
@@ -748,18 +776,55 @@ def test_get_takes_the_learning_rate_positionally_or_by_keyword():
 
 def test_inject_hyperparams_on_bfloat16_params_names_the_rounding_and_the_way_out():
     # inject_hyperparams casts b2 = 0.999 to the params' dtype: 1.0 in bfloat16 (optax then
-    # silently gives nan). The error says why and what to pass instead.
+    # silently gives nan). The error says why and what would work; float32 hyperparameters
+    # would not (the bfloat16 moment takes the rate in its own dtype), and are refused too.
     params = {"w": jnp.ones(3, jnp.bfloat16)}
     tx = optax.inject_hyperparams(jo.adam)(learning_rate=1e-3)
-    with pytest.raises(ValueError, match=r"b2 must be in \[0, 1\).*rounds to 1 in bfloat16: "
-                                         r"with optax.inject_hyperparams pass "
-                                         r"hyperparam_dtype=jnp.float32"):
+    with pytest.raises(ValueError, match=r"b2 must be in \[0, 1\).*rounds to 1 in bfloat16, "
+                                         r"where a moving average never decays: keep the "
+                                         r"parameters in float32, or take b2 <= 0\.99609375"):
         tx.update(params, tx.init(params), params)
     tx = optax.inject_hyperparams(jo.adam, hyperparam_dtype=jnp.float32)(learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"below 1 in bfloat16 .* for bfloat16 parameters it "
+                                         r"rounds to 1 and the moving average never decays"):
+        tx.init(params)
+    tx = optax.inject_hyperparams(jo.adam)(learning_rate=1e-3, b2=0.99)
     updates, _ = tx.update(params, tx.init(params), params)
     assert updates["w"].dtype == jnp.bfloat16 and bool(jnp.all(jnp.isfinite(updates["w"])))
     with pytest.raises(ValueError, match=r"b2 must be in \[0, 1\), got 1.5\.$"):
         jo.adam(1e-3, b2=1.5)  # no hint for a plain out-of-range value
+
+
+@pytest.mark.parametrize("name", sorted(BF16_PARITY))
+def test_a_rate_that_rounds_to_one_in_bfloat16_is_refused(name):
+    # b2 = 0.999 is 1.0 in bfloat16. optax runs on: its bfloat16 second moment then only
+    # grows (here: it keeps the first gradient's square through 50 zero gradients), which
+    # is no longer Adam. jaxnn refuses it at init, naming the rate, the dtype and the ways
+    # out; a float32 tree, or b2 = 0.99, is accepted.
+    bf16 = {"w": jnp.ones(3, jnp.bfloat16)}
+    ref = optax.adam(0.01)
+    state = ref.init(bf16)
+    _, state = ref.update({"w": jnp.ones(3, jnp.bfloat16)}, state, bf16)
+    nu = np.asarray(state[0].nu["w"], np.float32)
+    for _ in range(50):
+        _, state = ref.update({"w": jnp.zeros(3, jnp.bfloat16)}, state, bf16)
+    np.testing.assert_array_equal(np.asarray(state[0].nu["w"], np.float32), nu)
+    with pytest.raises(ValueError) as info:
+        _factory(name)(0.01).init(bf16)
+    assert str(info.value).startswith(
+        f"jaxnn.optim.{name}: b2 must be in [0, 1) and below 1 in bfloat16 (at most "
+        "0.99609375), got 0.999: for bfloat16 parameters it rounds to 1 and the moving "
+        "average never decays (keep the parameters in float32"), str(info.value)
+    # A mixed tree: the bfloat16 leaf decides.
+    with pytest.raises(ValueError, match="for bfloat16 parameters"):
+        _factory(name)(0.01).init({"a": jnp.ones(2), "b": jnp.ones(2, jnp.bfloat16)})
+    _factory(name)(0.01).init({"w": jnp.ones(3)})
+    _factory(name)(0.01, b2=0.99).init(bf16)
+    # A bfloat16 first moment (mu_dtype) is held to the same rule for b1.
+    if "mu_dtype" in inspect.signature(_factory(name)).parameters:
+        with pytest.raises(ValueError, match=r"b1 .* for a bfloat16 moment \(mu_dtype\).*"
+                                             r"mu_dtype=jnp\.float32"):
+            _factory(name)(0.01, b1=0.999, mu_dtype=jnp.bfloat16).init({"w": jnp.ones(3)})
 
 
 def test_signatures_match_optax():

@@ -238,8 +238,12 @@ def test_keras_arguments_are_checked_with_keras_names(factory, kwargs, arg):
 
 def test_keras_presets_keep_bfloat16():
     params = jnp.ones(3, jnp.bfloat16)
+    # Keras' beta_2 = 0.999 is 1.0 in bfloat16 (a second moment that never decays): refused.
+    with pytest.raises(ValueError, match=r"keras\.adam: beta_2 must be .* below 1 in bfloat16"):
+        keras.adam().init(params)
     for opt in (keras.sgd(momentum=0.9, decay=0.1), keras.adagrad(decay=0.1),
-                keras.rmsprop(momentum=0.9, centered=True), keras.adam(amsgrad=True, decay=0.1)):
+                keras.rmsprop(momentum=0.9, centered=True),
+                keras.adam(beta_2=0.99, amsgrad=True, decay=0.1)):
         state = opt.init(params)
         updates, new_state = jax.jit(opt.update)(jnp.full(3, 0.5, jnp.bfloat16), state, params)
         assert updates.dtype == jnp.bfloat16

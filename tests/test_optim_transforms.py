@@ -166,9 +166,10 @@ ALL = {
     "scale_by_adagrad": tr.scale_by_adagrad,
     "scale_by_rms": tr.scale_by_rms,
     "scale_by_stddev": tr.scale_by_stddev,
-    "scale_by_adam": tr.scale_by_adam,
-    "scale_by_amsgrad": tr.scale_by_amsgrad,
-    "scale_by_adamax": tr.scale_by_adamax,
+    # b2 = 0.99: the default 0.999 is 1 in bfloat16 and refused for bfloat16 parameters.
+    "scale_by_adam": lambda: tr.scale_by_adam(b2=0.99),
+    "scale_by_amsgrad": lambda: tr.scale_by_amsgrad(b2=0.99),
+    "scale_by_adamax": lambda: tr.scale_by_adamax(b2=0.99),
     "scale_by_adadelta": tr.scale_by_adadelta,
     "scale_by_lion": tr.scale_by_lion,
     "add_decayed_weights": lambda: tr.add_decayed_weights(0.1),

@@ -47,10 +47,12 @@ operations are element-wise.
 
 Errors: a bad argument raises ``ValueError`` (or ``TypeError`` for a wrong type) naming
 the function, the argument, the value received and what is allowed. One check waits for
-``init``: a decay rate in [0, 1) that rounds to 1 in float32 (``b2=1 - 1e-8``) works on
-float64 parameters under ``jax_enable_x64`` and is refused by ``init`` for float32 (or
-narrower) parameters, where the moving average would never decay; without x64 no
-parameter can be float64 and the factory refuses it at once.
+``init``: a decay rate in [0, 1) that rounds to 1 in the dtype of the moment it decays (the
+parameters', or ``mu_dtype``) is refused there, since that moving average would never
+decay -- ``b2=1 - 1e-8`` for float32 (or narrower) parameters (float64 parameters under
+``jax_enable_x64`` take it; without x64 none can be float64 and the factory refuses it at
+once), and Adam's default ``b2=0.999`` for bfloat16 parameters, where the largest number
+below 1 is 0.99609375 (optax runs on, its bfloat16 second moment only growing).
 """
 
 from __future__ import annotations
@@ -159,9 +161,14 @@ def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = 
         dtype = getattr(value, "dtype", None)
         if (x == 1.0 and dtype is not None and jnp.issubdtype(dtype, jnp.floating)
                 and jnp.finfo(dtype).eps > np.finfo(np.float32).eps):
-            # optax.inject_hyperparams casts hyperparameters to the params' dtype
-            hint = (f" (a rate below 1 rounds to 1 in {jnp.dtype(dtype).name}: with "
-                    "optax.inject_hyperparams pass hyperparam_dtype=jnp.float32)")
+            # optax.inject_hyperparams casts hyperparameters to the params' dtype. Asking
+            # for float32 hyperparameters would not help: the moment of such parameters
+            # has their dtype, and the rate is cast to it.
+            name_ = jnp.dtype(dtype).name
+            hint = (f" (optax.inject_hyperparams casts hyperparameters to the parameters' "
+                    f"dtype, and a rate below 1 such as 0.999 rounds to 1 in {name_}, where "
+                    f"a moving average never decays: keep the parameters in float32, or take "
+                    f"{name} <= {float(np.nextafter(np.asarray(1, dtype), np.asarray(0, dtype)))!r})")
         raise ValueError(f"{_MODULE}.{fn}: {name} must be in {allowed}, got {value!r}{hint}.")
     if not include_one and np.float32(x) == 1.0 and not _x64_enabled():
         # Without x64 the update computes in float32 (no parameter can be wider), where the
@@ -178,12 +185,19 @@ def _x64_enabled() -> bool:
     return jax.dtypes.canonicalize_dtype(np.float64) == np.float64
 
 
-def _rounds_to_one(fn: str, name: str, value: Any, why: str) -> ValueError:
-    top = float(np.nextafter(np.float32(1), np.float32(0)))
+def _rounds_to_one(fn: str, name: str, value: Any, why: str,
+                   dtype: Any = np.float32) -> ValueError:
+    real = jnp.finfo(dtype).dtype  # complex64 -> float32
+    top = float(np.nextafter(np.asarray(1, real), np.asarray(0, real)))
     return ValueError(
-        f"{_MODULE}.{fn}: {name} must be in [0, 1) and below 1 in float32 (at most {top!r}), "
-        f"got {value!r}: {why}."
+        f"{_MODULE}.{fn}: {name} must be in [0, 1) and below 1 in {real.name} (at most "
+        f"{top!r}), got {value!r}: {why}."
     )
+
+
+def _rounds_to_one_in(x: float, dtype: Any) -> bool:
+    """Whether the rate ``x`` is 1 once cast to ``dtype`` (its real part's dtype)."""
+    return bool(np.asarray(x, jnp.finfo(dtype).dtype) == 1)
 
 
 def _with_rate_check(
@@ -193,11 +207,13 @@ def _with_rate_check(
     in the precision they are applied in.
 
     ``rates`` maps an argument name to ``(value, moment_dtype)``; ``moment_dtype`` is the
-    dtype of the moment the rate decays (``mu_dtype``), ``None`` for the parameters'. A rate
-    such as ``1 - 1e-8`` rounds to 1 in float32 (and bfloat16, float16): a float32 moment
-    would never decay. Only the parameters' dtypes, known at ``init``, say whether that
-    happens, so the check waits for them (without x64, :func:`_check_unit_interval` has
-    already refused such a rate when the factory was called). A traced rate (from
+    dtype of the moment the rate decays (``mu_dtype``), ``None`` for the parameters'. The
+    rate is cast to the moment's dtype, and a rate that rounds to 1 there leaves a moving
+    average that never decays: ``1 - 1e-8`` in float32, Adam's default ``b2 = 0.999`` in
+    bfloat16 (whose largest number below 1 is 0.99609375; optax silently runs so). Only
+    the parameters' dtypes, known at ``init``, say whether that happens, so the check waits
+    for them (without x64, :func:`_check_unit_interval` has already refused a rate that
+    rounds to 1 in float32 when the factory was called). A traced rate (from
     ``optax.inject_hyperparams`` under ``jit``) is not looked at.
     """
 
@@ -208,20 +224,32 @@ def _with_rate_check(
                 leaf_dtypes.append(jax.dtypes.canonicalize_dtype(_dtype(leaf)))
         for name, (value, moment_dtype) in rates.items():
             x = _concrete(fn, name, value)
-            if x is None or not 0.0 <= x < 1.0 or np.float32(x) != 1.0:
+            if x is None or not 0.0 <= x < 1.0:
                 continue
             if moment_dtype is not None:
                 dtypes = [jax.dtypes.canonicalize_dtype(moment_dtype)]
-                where, way_out = "a {} moment (mu_dtype)", "a float64 mu_dtype accepts"
+                where = "a {} moment (mu_dtype)"
             else:
                 dtypes = [d for d in leaf_dtypes if jnp.issubdtype(d, jnp.inexact)]
-                where, way_out = "{} parameters", "float64 parameters accept"
-            narrow = [d for d in dtypes if jnp.finfo(d).bits <= 32]
-            if narrow:
-                raise _rounds_to_one(
-                    fn, name, value, f"for {where.format(narrow[0].name)} it rounds to 1 and "
-                    f"the moving average never decays ({way_out} it under jax_enable_x64)"
-                )
+                where = "{} parameters"
+            stuck = [d for d in dtypes if _rounds_to_one_in(x, d)]
+            if not stuck:
+                continue
+            d = min(stuck, key=lambda d: jnp.finfo(d).bits)
+            if np.float32(x) == 1.0:
+                way_out = ("a float64 mu_dtype accepts it" if moment_dtype is not None
+                           else "float64 parameters accept it") + " under jax_enable_x64"
+            else:
+                top = float(np.nextafter(np.asarray(1, jnp.finfo(d).dtype),
+                                         np.asarray(0, jnp.finfo(d).dtype)))
+                way_out = ("keep the moment in float32: mu_dtype=jnp.float32"
+                           if moment_dtype is not None else
+                           "keep the parameters in float32, casting a copy to "
+                           f"{jnp.finfo(d).dtype.name} where the model needs it")
+                way_out += f", or take {name} <= {top!r}"
+            raise _rounds_to_one(
+                fn, name, value, f"for {where.format(d.name)} it rounds to 1 and the "
+                f"moving average never decays ({way_out})", dtype=d)
 
     def init_fn(params):
         check(params)
