@@ -165,10 +165,11 @@ def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = 
             # for float32 hyperparameters would not help: the moment of such parameters
             # has their dtype, and the rate is cast to it.
             name_ = jnp.dtype(dtype).name
+            top = float(np.nextafter(np.asarray(1, dtype), np.asarray(0, dtype)))
             hint = (f" (optax.inject_hyperparams casts hyperparameters to the parameters' "
                     f"dtype, and a rate below 1 such as 0.999 rounds to 1 in {name_}, where "
                     f"a moving average never decays: keep the parameters in float32, or take "
-                    f"{name} <= {float(np.nextafter(np.asarray(1, dtype), np.asarray(0, dtype)))!r})")
+                    f"{name} <= {top!r})")
         raise ValueError(f"{_MODULE}.{fn}: {name} must be in {allowed}, got {value!r}{hint}.")
     if not include_one and np.float32(x) == 1.0 and not _x64_enabled():
         # Without x64 the update computes in float32 (no parameter can be wider), where the
