@@ -795,6 +795,51 @@ def test_inject_hyperparams_on_bfloat16_params_names_the_rounding_and_the_way_ou
         jo.adam(1e-3, b2=1.5)  # no hint for a plain out-of-range value
 
 
+TRACED_BAD = [
+    (jo.adam, dict(learning_rate=-0.1)),
+    (jo.adam, dict(learning_rate=0.1, b1=1.5)),
+    (jo.adam, dict(learning_rate=0.1, b2=1.0)),
+    (jo.adam, dict(learning_rate=0.1, eps=-1.0)),
+    (jo.sgd, dict(learning_rate=0.1, momentum=1.5)),
+    (jo.rmsprop, dict(learning_rate=0.1, decay=-0.5)),
+    (jo.adagrad, dict(learning_rate=0.1, eps=float("nan"))),
+    (jo.adamw, dict(learning_rate=0.1, weight_decay=-1.0)),
+    (jo.lion, dict(learning_rate=0.1, b1=2.0)),
+    (jo.keras.adam, dict(learning_rate=0.1, beta_2=1.5)),
+]
+
+
+@pytest.mark.parametrize("factory,kwargs", TRACED_BAD,
+                         ids=[f"{f.__module__.rsplit('.', 1)[-1]}.{f.__name__}-"
+                              f"{list(k.items())[-1]}" for f, k in TRACED_BAD])
+def test_an_out_of_range_traced_hyperparameter_gives_nan_updates(factory, kwargs):
+    # Under jax.jit(tx.init) the injected hyperparameters are traced where the factory
+    # checks them: no error can be raised there, and optax takes them silently (a
+    # negative learning rate ascends). They become NaN instead; eagerly they raise.
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 0.5)}
+    tx = optax.inject_hyperparams(factory)(**kwargs)
+    with pytest.raises(ValueError, match=list(kwargs)[-1]):
+        tx.init(params)
+    state = jax.jit(tx.init)(params)
+    updates, _ = jax.jit(tx.update)(grads, state, params)
+    assert bool(jnp.all(jnp.isnan(updates["w"])))
+
+
+def test_a_valid_traced_hyperparameter_is_unchanged_and_a_bad_one_set_later_gives_nan():
+    params, grads = {"w": jnp.ones(3)}, {"w": jnp.full(3, 0.5)}
+    tx = optax.inject_hyperparams(jo.adam)(learning_rate=0.1)
+    update = jax.jit(tx.update)
+    eager, _ = tx.update(grads, tx.init(params), params)
+    state = jax.jit(tx.init)(params)
+    traced, state = update(grads, state, params)
+    np.testing.assert_array_equal(np.asarray(traced["w"]), np.asarray(eager["w"]))
+    updates, state = update(grads, state, params)
+    assert not bool(jnp.any(jnp.isnan(updates["w"])))
+    state.hyperparams["learning_rate"] = -state.hyperparams["learning_rate"]
+    updates, _ = update(grads, state, params)
+    assert bool(jnp.all(jnp.isnan(updates["w"])))
+
+
 @pytest.mark.parametrize("name", sorted(BF16_PARITY))
 def test_a_rate_that_rounds_to_one_in_bfloat16_is_refused(name):
     # b2 = 0.999 is 1.0 in bfloat16. optax runs on: its bfloat16 second moment then only

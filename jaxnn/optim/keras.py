@@ -110,8 +110,8 @@ def legacy_decay(learning_rate: ScalarOrSchedule, decay: float) -> tr.Schedule:
       A schedule ``step -> rate``.
     """
     fn = "keras.legacy_decay"
-    tr._check_learning_rate(fn, learning_rate)
-    tr._check_nonnegative(fn, "decay", decay)
+    learning_rate = tr._check_learning_rate(fn, learning_rate)
+    decay = tr._check_nonnegative(fn, "decay", decay)
 
     def schedule(count):
         base = learning_rate(count) if callable(learning_rate) else learning_rate
@@ -173,9 +173,9 @@ def scale_by_adam(
       *On the Convergence of Adam and Beyond*, ICLR 2018.
     """
     fn = "keras.scale_by_adam"
-    tr._check_unit_interval(fn, "beta_1", beta_1)
-    tr._check_unit_interval(fn, "beta_2", beta_2)
-    tr._check_nonnegative(fn, "epsilon", epsilon)
+    beta_1 = tr._check_unit_interval(fn, "beta_1", beta_1)
+    beta_2 = tr._check_unit_interval(fn, "beta_2", beta_2)
+    epsilon = tr._check_nonnegative(fn, "epsilon", epsilon)
     tr._check_bool(fn, "amsgrad", amsgrad)
 
     def init_fn(params):
@@ -221,8 +221,8 @@ def _rates(beta_1: Any, beta_2: Any) -> dict[str, tuple[Any, Any]]:
 
 
 def _rate(fn: str, learning_rate: ScalarOrSchedule, decay: float) -> Any:
-    tr._check_learning_rate(fn, learning_rate)
-    tr._check_nonnegative(fn, "decay", decay)
+    learning_rate = tr._check_learning_rate(fn, learning_rate)
+    decay = tr._check_nonnegative(fn, "decay", decay)
     return tr.scale_by_learning_rate(legacy_decay(learning_rate, decay))
 
 
@@ -261,7 +261,7 @@ def sgd(
       [-0.01 -0.01]
     """
     fn = "keras.sgd"
-    tr._check_unit_interval(fn, "momentum", momentum, include_one=True)
+    momentum = tr._check_unit_interval(fn, "momentum", momentum, include_one=True)
     tr._check_bool(fn, "nesterov", nesterov)
     return optax.chain(_rate(fn, learning_rate, decay), tr.trace(momentum, nesterov=nesterov))
 
@@ -301,8 +301,9 @@ def adagrad(
       [-0.00953462 -0.00953462]
     """
     fn = "keras.adagrad"
-    tr._check_nonnegative(fn, "initial_accumulator_value", initial_accumulator_value)
-    tr._check_nonnegative(fn, "epsilon", epsilon)
+    initial_accumulator_value = tr._check_nonnegative(
+        fn, "initial_accumulator_value", initial_accumulator_value)
+    epsilon = tr._check_nonnegative(fn, "epsilon", epsilon)
     return optax.chain(
         tr.scale_by_adagrad(initial_accumulator_value=initial_accumulator_value, eps=epsilon),
         _rate(fn, learning_rate, decay),
@@ -349,9 +350,9 @@ def rmsprop(
       [-0.00316228 -0.00316228]
     """
     fn = "keras.rmsprop"
-    tr._check_unit_interval(fn, "rho", rho)
-    tr._check_unit_interval(fn, "momentum", momentum, include_one=True)
-    tr._check_nonnegative(fn, "epsilon", epsilon)
+    rho = tr._check_unit_interval(fn, "rho", rho)
+    momentum = tr._check_unit_interval(fn, "momentum", momentum, include_one=True)
+    epsilon = tr._check_nonnegative(fn, "epsilon", epsilon)
     tr._check_bool(fn, "centered", centered)
     scaling = tr.scale_by_stddev if centered else tr.scale_by_rms
     chain = optax.chain(
@@ -400,9 +401,9 @@ def adam(
       [-0.00099999 -0.00099999]
     """
     fn = "keras.adam"
-    tr._check_unit_interval(fn, "beta_1", beta_1)
-    tr._check_unit_interval(fn, "beta_2", beta_2)
-    tr._check_nonnegative(fn, "epsilon", epsilon)
+    beta_1 = tr._check_unit_interval(fn, "beta_1", beta_1)
+    beta_2 = tr._check_unit_interval(fn, "beta_2", beta_2)
+    epsilon = tr._check_nonnegative(fn, "epsilon", epsilon)
     tr._check_bool(fn, "amsgrad", amsgrad)
     chain = optax.chain(
         scale_by_adam(beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, amsgrad=amsgrad),

@@ -26,10 +26,12 @@ Properties every transformation here keeps:
   in play and only then cast (in low precision ``beta**t`` would round to 1).
 * **Traceable hyperparameters.** No Python ``if`` ever looks at the value of a
   numeric hyperparameter given as an array, so ``optax.inject_hyperparams(factory)(...)``
-  works and hyperparameters may be traced arrays. Eager validation is skipped for traced
-  values (it already happened when the concrete value was first seen). The one branch
-  on a value: :func:`add_decayed_weights` with a Python or NumPy constant 0 adds
-  nothing, as in optax.
+  works and hyperparameters may be traced arrays. A traced value cannot be checked when
+  the transformation is built (``jax.jit(tx.init)``, or a rate changed in an injected
+  state under ``jit``), so an out-of-range one becomes NaN instead: the updates are NaN,
+  never silently wrong (a negative learning rate would ascend). The one branch on a
+  value: :func:`add_decayed_weights` with a Python or NumPy constant 0 adds nothing, as
+  in optax.
 * **Own buffers.** A state never holds one of the caller's arrays (a learning rate given
   as a jax array is copied into it), so it may be donated (``donate_argnums``) without
   deleting an array the optimizer or the caller still uses.
@@ -138,22 +140,35 @@ def _concrete(fn: str, name: str, value: Any) -> float | None:
     )
 
 
-def _check_nonnegative(fn: str, name: str, value: Any) -> None:
-    """Checks that a scalar hyperparameter is a finite number >= 0."""
+def _poisoned(value: Any, ok: jax.Array) -> jax.Array:
+    """A traced hyperparameter that cannot be checked when the transformation is built
+    (``optax.inject_hyperparams`` under ``jit``): NaN where it is out of range, so a bad
+    value makes the updates NaN -- loud, and caught by a training loop's divergence check
+    -- instead of silently changing them (a negative learning rate ascends)."""
+    return jnp.where(ok, value, jnp.nan)
+
+
+def _check_nonnegative(fn: str, name: str, value: Any) -> Any:
+    """Checks that a scalar hyperparameter is a finite number >= 0; returns it (a traced
+    one :func:`_poisoned`)."""
     x = _concrete(fn, name, value)
-    if x is not None and not (math.isfinite(x) and x >= 0.0):
+    if x is None:
+        return _poisoned(value, jnp.isfinite(value) & (value >= 0))
+    if not (math.isfinite(x) and x >= 0.0):
         raise ValueError(f"{_MODULE}.{fn}: {name} must be a finite number >= 0, got {value!r}.")
+    return value
 
 
-def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = False) -> None:
-    """Checks that a decay rate lies in [0, 1) (or [0, 1] with ``include_one``).
+def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = False) -> Any:
+    """Checks that a decay rate lies in [0, 1) (or [0, 1] with ``include_one``); returns it
+    (a traced one :func:`_poisoned`).
 
     A rate in [0, 1) that rounds to 1 in float32 is refused here only without x64; with
     x64 the parameters' dtypes decide, at ``init`` (:func:`_with_rate_check`).
     """
     x = _concrete(fn, name, value)
     if x is None:
-        return
+        return _poisoned(value, (value >= 0) & ((value <= 1) if include_one else (value < 1)))
     ok = 0.0 <= x <= 1.0 if include_one else 0.0 <= x < 1.0
     if not ok:
         allowed = "[0, 1]" if include_one else "[0, 1)"
@@ -179,6 +194,7 @@ def _check_unit_interval(fn: str, name: str, value: Any, *, include_one: bool = 
             fn, name, value, "without jax_enable_x64 the update computes in float32, where "
             f"it is 1 and 1 - {name}**t is 0 (float64 parameters under jax_enable_x64 accept it)"
         )
+    return value
 
 
 def _x64_enabled() -> bool:
@@ -268,11 +284,12 @@ def _check_bool(fn: str, name: str, value: Any) -> None:
         )
 
 
-def _check_learning_rate(fn: str, value: Any, name: str = "learning_rate") -> None:
-    """A learning rate is a finite number >= 0 or a schedule ``step -> rate``."""
+def _check_learning_rate(fn: str, value: Any, name: str = "learning_rate") -> Any:
+    """A learning rate is a finite number >= 0 or a schedule ``step -> rate``; returns it
+    (a traced number :func:`_poisoned`)."""
     if callable(value):
-        return
-    _check_nonnegative(fn, name, value)
+        return value
+    return _check_nonnegative(fn, name, value)
 
 
 def _is_bool_leaf(leaf: Any) -> bool:
@@ -469,7 +486,7 @@ def trace(
       momentum in deep learning*, ICML 2013.
     """
     fn = "trace"
-    _check_unit_interval(fn, "decay", decay, include_one=True)
+    decay = _check_unit_interval(fn, "decay", decay, include_one=True)
     _check_bool(fn, "nesterov", nesterov)
     accumulator_dtype = _canonical_dtype(fn, "accumulator_dtype", accumulator_dtype)
 
@@ -529,8 +546,9 @@ def scale_by_adagrad(
       Stochastic Optimization*, JMLR 2011.
     """
     fn = "scale_by_adagrad"
-    _check_nonnegative(fn, "initial_accumulator_value", initial_accumulator_value)
-    _check_nonnegative(fn, "eps", eps)
+    initial_accumulator_value = _check_nonnegative(
+        fn, "initial_accumulator_value", initial_accumulator_value)
+    eps = _check_nonnegative(fn, "eps", eps)
 
     def init_fn(params):
         return ScaleByAdagradState(
@@ -607,9 +625,9 @@ def scale_by_rms(
       Machine Learning, 2012.
     """
     fn = "scale_by_rms"
-    _check_unit_interval(fn, "decay", decay)
-    _check_nonnegative(fn, "eps", eps)
-    _check_nonnegative(fn, "initial_scale", initial_scale)
+    decay = _check_unit_interval(fn, "decay", decay)
+    eps = _check_nonnegative(fn, "eps", eps)
+    initial_scale = _check_nonnegative(fn, "initial_scale", initial_scale)
     _check_bool(fn, "eps_in_sqrt", eps_in_sqrt)
     _check_bool(fn, "bias_correction", bias_correction)
 
@@ -679,9 +697,9 @@ def scale_by_stddev(
       Graves, *Generating Sequences With Recurrent Neural Networks*, 2013 (eq. 38-45).
     """
     fn = "scale_by_stddev"
-    _check_unit_interval(fn, "decay", decay)
-    _check_nonnegative(fn, "eps", eps)
-    _check_nonnegative(fn, "initial_scale", initial_scale)
+    decay = _check_unit_interval(fn, "decay", decay)
+    eps = _check_nonnegative(fn, "eps", eps)
+    initial_scale = _check_nonnegative(fn, "initial_scale", initial_scale)
     _check_bool(fn, "eps_in_sqrt", eps_in_sqrt)
     _check_bool(fn, "bias_correction", bias_correction)
 
@@ -721,11 +739,9 @@ def scale_by_stddev(
 # --------------------------------------------------------------------------------------
 
 
-def _check_adam_args(fn: str, b1, b2, eps, eps_root) -> None:
-    _check_unit_interval(fn, "b1", b1)
-    _check_unit_interval(fn, "b2", b2)
-    _check_nonnegative(fn, "eps", eps)
-    _check_nonnegative(fn, "eps_root", eps_root)
+def _check_adam_args(fn: str, b1, b2, eps, eps_root) -> tuple[Any, Any, Any, Any]:
+    return (_check_unit_interval(fn, "b1", b1), _check_unit_interval(fn, "b2", b2),
+            _check_nonnegative(fn, "eps", eps), _check_nonnegative(fn, "eps_root", eps_root))
 
 
 def _adam_ratio(m: jax.Array, v: jax.Array, eps, eps_root) -> jax.Array:
@@ -791,7 +807,7 @@ def scale_by_adam(
       Dozat, *Incorporating Nesterov Momentum into Adam*, ICLR workshop 2016.
     """
     fn = "scale_by_adam"
-    _check_adam_args(fn, b1, b2, eps, eps_root)
+    b1, b2, eps, eps_root = _check_adam_args(fn, b1, b2, eps, eps_root)
     _check_bool(fn, "nesterov", nesterov)
     mu_dtype = _canonical_dtype(fn, "mu_dtype", mu_dtype)
 
@@ -873,7 +889,7 @@ def scale_by_amsgrad(
       Reddi, Kale & Kumar, *On the Convergence of Adam and Beyond*, ICLR 2018.
     """
     fn = "scale_by_amsgrad"
-    _check_adam_args(fn, b1, b2, eps, eps_root)
+    b1, b2, eps, eps_root = _check_adam_args(fn, b1, b2, eps, eps_root)
     _check_bool(fn, "bias_correction_mu", bias_correction_mu)
     _check_bool(fn, "bias_correction_nu", bias_correction_nu)
     mu_dtype = _canonical_dtype(fn, "mu_dtype", mu_dtype)
@@ -945,9 +961,9 @@ def scale_by_adamax(
       Kingma & Ba, *Adam: A Method for Stochastic Optimization*, ICLR 2015, section 7.1.
     """
     fn = "scale_by_adamax"
-    _check_unit_interval(fn, "b1", b1)
-    _check_unit_interval(fn, "b2", b2)
-    _check_nonnegative(fn, "eps", eps)
+    b1 = _check_unit_interval(fn, "b1", b1)
+    b2 = _check_unit_interval(fn, "b2", b2)
+    eps = _check_nonnegative(fn, "eps", eps)
 
     def init_fn(params):
         return ScaleByAdamaxState(
@@ -1014,8 +1030,8 @@ def scale_by_adadelta(
       Zeiler, *ADADELTA: An Adaptive Learning Rate Method*, 2012.
     """
     fn = "scale_by_adadelta"
-    _check_unit_interval(fn, "rho", rho)
-    _check_nonnegative(fn, "eps", eps)
+    rho = _check_unit_interval(fn, "rho", rho)
+    eps = _check_nonnegative(fn, "eps", eps)
 
     def init_fn(params):
         return ScaleByAdaDeltaState(
@@ -1077,8 +1093,8 @@ def scale_by_lion(
       Chen et al., *Symbolic Discovery of Optimization Algorithms*, NeurIPS 2023.
     """
     fn = "scale_by_lion"
-    _check_unit_interval(fn, "b1", b1, include_one=True)
-    _check_unit_interval(fn, "b2", b2, include_one=True)
+    b1 = _check_unit_interval(fn, "b1", b1, include_one=True)
+    b2 = _check_unit_interval(fn, "b2", b2, include_one=True)
     mu_dtype = _canonical_dtype(fn, "mu_dtype", mu_dtype)
 
     def init_fn(params):
@@ -1143,7 +1159,7 @@ def add_decayed_weights(
       Loshchilov & Hutter, *Decoupled Weight Decay Regularization*, ICLR 2019.
     """
     fn = "add_decayed_weights"
-    _check_learning_rate(fn, weight_decay, name="weight_decay")
+    weight_decay = _check_learning_rate(fn, weight_decay, name="weight_decay")
     _check_mask(fn, "mask", mask)
     skip = _is_static_zero(weight_decay)
 
@@ -1247,7 +1263,7 @@ def scale_by_learning_rate(
         raise TypeError(
             f"{_MODULE}.{fn}: learning_rate must be a number >= 0 or a schedule, got None."
         )
-    _check_learning_rate(fn, learning_rate)
+    learning_rate = _check_learning_rate(fn, learning_rate)
     _check_bool(fn, "flip_sign", flip_sign)
     sign = -1 if flip_sign else 1
 
