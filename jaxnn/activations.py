@@ -863,7 +863,9 @@ def maxout_vjp(x: ArrayLike, cotangent: ArrayLike, num_pieces: int) -> Array:
 
 def _shifted(x: Array, axis: Axis) -> Array:
     """``x - max(x, axis)``; the shift is a constant for autodiff (softmax ignores it)."""
-    m = jnp.max(x, axis=axis, keepdims=True)
+    # initial=-inf: an empty slice (a zero-length axis) has no maximum; it is shifted by 0
+    # and gives an empty result, as in jax.nn.
+    m = jnp.max(x, axis=axis, keepdims=True, initial=-jnp.inf)
     # A +inf maximum is kept: inf - inf makes the whole slice NaN, as in jax.nn (shifting by
     # 0 instead gave [nan, 0, 0]). An all -inf slice is NaN either way (0 / 0 and
     # log 0 - log 0); shifting it by 0 just avoids -inf - -inf.

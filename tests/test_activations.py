@@ -473,6 +473,18 @@ def test_softmax_non_finite_logits_match_jax_nn(which, row):
     np.testing.assert_allclose(dx, dx_ref, **TOL[F32])  # NaN and inf at the same places
 
 
+@pytest.mark.parametrize("shape,axis", [((2, 0), -1), ((2, 0, 3), 1), ((0, 3), -1),
+                                        ((2, 0), (0, 1))], ids=str)
+@pytest.mark.parametrize("which", ["softmax", "log_softmax"])
+def test_softmax_over_an_empty_axis_is_empty_as_in_jax_nn(which, shape, axis):
+    # A zero-length axis has no maximum to shift by: this raised numpy's "zero-size array
+    # to reduction operation max" where jax.nn returns an empty array.
+    x = jnp.zeros(shape, F32)
+    y = getattr(A, which)(x, axis=axis)
+    assert y.shape == getattr(jax.nn, which)(x, axis=axis).shape == shape
+    assert getattr(A, f"{which}_vjp")(x, x, axis=axis).shape == shape
+
+
 # ----------------------------------------------------------------------------- stability
 
 EXTREME = jnp.asarray([-1e4, -1000.0, -100.0, -1.0, 0.0, 1.0, 100.0, 1000.0, 1e4], F32)
