@@ -825,6 +825,51 @@ def test_fn_computing_in_float32_is_checked_at_its_own_precision():
     assert "fn returns" not in str(report)
 
 
+def test_finite_differences_are_judged_at_their_measured_rounding():
+    # The rounding of a central difference was estimated as ulp(value) / eps: right for a
+    # loss of order 1, far too small where fn's terms cancel to a small value (a KL
+    # divergence near its optimum: 1e-11 from terms of order 1) or where fn computes in
+    # float32 inside and returns float64 (a float64 penalty added). jax.grad itself then
+    # FAILED against finite differences 1e-4 (resp. 1400%) off. The rounding is measured
+    # now, as the change of the differences when the step doubles, for failing leaves.
+    with jax.enable_x64(True):
+        t = jax.nn.softmax(jnp.array([0.3, -1.2, 2.0, 0.1, 0.5]))
+
+        def kl(q):
+            return jnp.sum(t * (jnp.log(t) - jax.nn.log_softmax(q["z"])))
+
+        q = {"z": jnp.log(t) + 1e-5 * jnp.array([1.0, -1.0, 0.5, 0.2, -0.7])}
+        x = jax.random.normal(jax.random.PRNGKey(0), (32, 5), jnp.float64)
+        y = jax.random.normal(jax.random.PRNGKey(1), (32, 3), jnp.float64)
+        w = {"w": jax.random.normal(jax.random.PRNGKey(2), (5, 3), jnp.float64)}
+
+        def mixed(p, x, y):
+            pred = x.astype(jnp.float32) @ p["w"].astype(jnp.float32)
+            return jnp.mean((pred - y.astype(jnp.float32)) ** 2) + 0.01 * jnp.sum(p["w"] ** 2)
+
+        for fn, params, args in ((kl, q, ()), (mixed, w, (x, y))):
+            for grad_fn in (jax.grad(fn), None):
+                report = gradcheck.check_gradients(fn, params, *args, grad_fn=grad_fn)
+                assert report.passed, str(report)
+                leaf = report.leaves[0]
+                assert leaf.fd_noise_floor > report.fd_resolution, str(report)
+                assert "vs FD" in str(report)  # the leaf's floor is reported
+
+            def wrong(*a, fn=fn):
+                return jax.tree.map(lambda g: g * 1.01, jax.grad(fn)(*a))
+
+            assert not gradcheck.check_gradients(fn, params, *args, grad_fn=wrong).passed
+        # Where the differences are accurate the measured floor stays far below an error:
+        # autodiff through a custom derivative 1% off fails against them, with no grad_fn.
+        @jax.custom_vjp
+        def cube(v):
+            return jnp.sum(v**3)
+
+        cube.defvjp(lambda v: (cube(v), v), lambda v, g: (g * 3.03 * v**2,))
+        report = gradcheck.check_gradients(cube, jnp.linspace(0.5, 2.0, 6))
+        assert not report.passed and report.leaves[0].worst_against == "fd", str(report)
+
+
 def test_a_failure_at_a_kink_is_named_as_a_kink():
     # relu at exactly 0: autodiff's 0 (a one-sided derivative) FAILED against the central
     # difference 0.5 with nothing but "0.00e+00 against 5.00e-01": the researcher was left
