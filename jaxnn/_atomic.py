@@ -15,8 +15,8 @@ import re
 import tempfile
 from collections.abc import Callable
 
-__all__ = ["fsync_file", "remove_temporaries", "replace_atomically", "write_bytes",
-           "write_text"]
+__all__ = ["fsync_file", "remove_temporaries", "replace_atomically", "set_aside",
+           "write_bytes", "write_text"]
 
 
 def fsync_file(path: str | os.PathLike) -> None:
@@ -59,6 +59,20 @@ def replace_atomically(path: str | os.PathLike, write: Callable[[str], object]) 
     except OSError:  # pragma: no cover - some file systems refuse a directory fsync
         pass
     return path
+
+
+def set_aside(path: str | os.PathLike) -> pathlib.Path | None:
+    """Rename ``path`` (a file or folder, if it exists) to a free
+    ``<stem>.unmatched[-N]<suffix>`` beside it, so that a file about to be written is kept
+    rather than replaced; returns the new path (None when there was nothing to move)."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    for n in range(1, 1000):
+        new = path.with_name(f"{path.stem}.unmatched{'' if n == 1 else f'-{n}'}{path.suffix}")
+        if not new.exists():
+            return path.rename(new)
+    return None  # pragma: no cover - a thousand set-aside files
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> pathlib.Path:

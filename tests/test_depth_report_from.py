@@ -459,3 +459,60 @@ def test_an_infinite_ratio_is_read_back_as_infinite_not_nan(study, tmp_path):
                 assert np.array_equal(np.asarray(b[k], float), np.asarray(r[k], float),
                                       equal_nan=True), k
     assert depth_report.render_report(back) == depth_report.render_report(edited)
+
+
+def _training_run(wd: pathlib.Path) -> dict[str, bytes]:
+    """A folder as scripts/train.py leaves it (the files that mark it), with its bytes."""
+    (wd / "checkpoints").mkdir(parents=True)
+    (wd / "config.yaml").write_text("model:\n  hidden_sizes: [8]\n")
+    (wd / "history.json").write_text("{}\n")
+    (wd / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    return {p.name: p.read_bytes() for p in sorted(wd.iterdir()) if p.is_file()}
+
+
+def test_a_training_runs_folder_is_refused_before_anything_is_written(study, tmp_path,
+                                                                       capsys):
+    # A depth study (or a re-render) into a training run's folder replaced its config.yaml
+    # without a word, and the run's --resume then refused the folder: the run was lost.
+    result, original = study
+    run = tmp_path / "run"
+    before = _training_run(run)
+    rc = depth_cli.main(["--workdir", str(run), "--quiet", "--set", "depths=[1]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1, err
+    assert err.startswith(f"error: --workdir {str(run)!r} holds a training run (history.json, "
+                          "checkpoints, metrics.jsonl): a depth study would replace its "
+                          "config.yaml"), err
+    assert depth_cli.main(["--report-from", str(original), "--workdir", str(run),
+                           "--quiet"]) == 2
+    assert "holds a training run" in capsys.readouterr().err
+    for write in (depth_report.write_outputs, depth_report.write_table):
+        with pytest.raises(ConfigError, match="holds a training run"):
+            write(result, run)
+    assert {p.name: p.read_bytes() for p in sorted(run.iterdir()) if p.is_file()} == before
+    assert sorted(p.name for p in run.iterdir()) == sorted([*before, "checkpoints"])
+
+
+def test_files_of_a_folder_without_a_study_are_set_aside_not_overwritten(study, tmp_path,
+                                                                         capsys):
+    # A user's own config.yaml (a copy of a training config), notes in report.md and a
+    # figure of one of the study's names: kept as *.unmatched*, not replaced or deleted.
+    result, _ = study
+    wd = tmp_path / "mine"
+    wd.mkdir()
+    (wd / "config.yaml").write_text("# my xor config\ntraining:\n  epochs: 3\n")
+    (wd / "report.md").write_text("my notes\n")
+    (wd / "training_curves_old.png").write_bytes(b"not a study's")
+    depth_report.write_outputs(result, wd, plots=False)
+    assert (wd / "config.unmatched.yaml").read_text().startswith("# my xor config")
+    assert (wd / "report.unmatched.md").read_text() == "my notes\n"
+    assert (wd / "training_curves_old.unmatched.png").read_bytes() == b"not a study's"
+    err = capsys.readouterr().err
+    assert ("held files a depth study writes, not from a study; set aside: config.yaml -> "
+            "config.unmatched.yaml, report.md -> report.unmatched.md") in err
+    assert depth_report.load_result(wd).config == result.config
+    # A folder holding a study is replaced as before: nothing set aside, no warning.
+    depth_report.write_outputs(result, wd, plots=False)
+    assert "set aside" not in capsys.readouterr().err
+    assert sorted(p.name for p in wd.iterdir() if ".unmatched" in p.name) == [
+        "config.unmatched.yaml", "report.unmatched.md", "training_curves_old.unmatched.png"]

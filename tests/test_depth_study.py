@@ -1197,6 +1197,7 @@ def test_rewriting_a_workdir_removes_the_earlier_studys_plots(overflow_result, t
     # the new table, and all of them with --no-plots
     stale = ["grad_norms_trained.png", "ratio_heatmap_trained.png", "training_curves.png",
              "activation_histograms_tanh_d1.png", "ratio_heatmap_init_w8.png"]
+    depth_report.write_outputs(overflow_result, tmp_path, plots=False)  # the earlier study
     for name in stale + ["mine.png", "notes.txt"]:
         (tmp_path / name).write_bytes(b"old")
     paths = depth_report.write_outputs(overflow_result, tmp_path)

@@ -485,14 +485,21 @@ def test_a_new_run_sets_aside_files_not_written_by_a_run_of_its_config(tmp_path,
     mine = "# my notes on this experiment\ntraining:\n  epochs: 1\n"
     (wd / "config.yaml").write_text(mine)
     (wd / "metrics.csv").write_text("epoch,loss\n1,0.5\n")
+    # and parameters and a figure a run writes at its end (they were overwritten silently)
+    (wd / "params.msgpack").write_bytes(b"my trained params")
+    (wd / "loss.png").write_bytes(b"my figure")
     train_and_evaluate(cfg, wd)
     assert (wd / "config.unmatched.yaml").read_text() == mine
     assert (wd / "metrics.unmatched.csv").read_text() == "epoch,loss\n1,0.5\n"
+    assert (wd / "params.unmatched.msgpack").read_bytes() == b"my trained params"
+    assert (wd / "loss.unmatched.png").read_bytes() == b"my figure"
+    assert (wd / "params.msgpack").read_bytes() != b"my trained params"
     saved = dataclasses.replace(cfg, distributed=C.DistributedConfig())
     assert (wd / "config.yaml").read_text() == C.dumps(saved)
     err = capsys.readouterr().err
     assert ("set aside: config.yaml -> config.unmatched.yaml, "
-            "metrics.csv -> metrics.unmatched.csv") in err
+            "metrics.csv -> metrics.unmatched.csv, params.msgpack -> params.unmatched.msgpack, "
+            "loss.png -> loss.unmatched.png") in err
     # A killed run of this very config (its config.yaml, no checkpoint yet) is simply
     # started again: nothing set aside.
     killed = tmp_path / "killed"
@@ -502,6 +509,21 @@ def test_a_new_run_sets_aside_files_not_written_by_a_run_of_its_config(tmp_path,
     train_and_evaluate(cfg, killed)
     assert sorted(p.name for p in killed.iterdir() if "unmatched" in p.name) == []
     assert "set aside" not in capsys.readouterr().err
+
+
+def test_a_new_run_refuses_a_folder_holding_a_depth_study(tmp_path):
+    # It would set the study's config.yaml aside, and --report-from then refuse the folder.
+    cfg = _load(None, "data.n_train=200", "training.epochs=1")
+    for marker in (("manifest.json",), ("table.csv", "report.md")):
+        wd = tmp_path / "_".join(marker)
+        wd.mkdir()
+        for name in marker:
+            (wd / name).write_text("x\n")
+        (wd / "config.yaml").write_text("depths: [2]\n")
+        with pytest.raises(C.ConfigError, match="holds a depth study"):
+            train_and_evaluate(cfg, wd)
+        assert (wd / "config.yaml").read_text() == "depths: [2]\n"
+        assert sorted(p.name for p in wd.iterdir()) == sorted([*marker, "config.yaml"])
 
 
 def test_resume_continues_to_the_same_parameters(tmp_path):

@@ -51,8 +51,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="study YAML (default: the DepthStudyConfig defaults)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a study field, e.g. --set depths=[2,4,8] (repeatable)")
-    p.add_argument("--workdir", help="output directory, replaced if it holds a study "
-                   "(default: runs/<config file name>, or runs/<name>-2... when that holds one)")
+    p.add_argument("--workdir", help="output directory, replaced if it holds a study; a "
+                   "training run's is refused, and in another folder files of the study's "
+                   "names are set aside as *.unmatched* (default: runs/<config file name>, "
+                   "or runs/<name>-2... when that holds one)")
     p.add_argument("--data-dir", help="directory holding the MNIST / Fashion-MNIST IDX files")
     p.add_argument("--workers", type=_worker_count, default=1, metavar="N",
                    help="CPU processes, each pinned to its own cores, to spread the shape "
@@ -99,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workdir = ensure_workdir(args.workdir or fresh_workdir(pathlib.Path("runs") / stem,
                                                                ("table.csv", "report.md")),
                                  create=False)
+        depth_report.check_workdir(workdir)  # a training run's folder, before any work
         data = depth.load_study_data(cfg)
         # created before the study, not after it
         workdir = ensure_workdir(workdir)
@@ -155,6 +158,7 @@ def _report_from(args: argparse.Namespace) -> int:
         source = pathlib.Path(args.report_from)
         if args.workdir is not None:
             ensure_workdir(args.workdir, create=False)  # a file is named before any work
+            depth_report.check_workdir(args.workdir)
         paths = depth_report.rerender(source, args.workdir, list(args.overrides),
                                       plots=not args.no_plots)
     except ConfigError as e:

@@ -36,8 +36,11 @@ Plots use matplotlib's Agg backend (no display needed). Files for other widths /
 settings than the first get a ``_w<width>`` / ``_bn`` suffix.
 
 Every file is written atomically (a temporary file renamed over the old one), so an
-interrupted write leaves the previous file, never a truncated one. Writing into the
-``workdir`` of an earlier study replaces its outputs: :func:`write_outputs` removes the
+interrupted write leaves the previous file, never a truncated one. A training run's folder
+is refused (:func:`check_workdir`), and in a folder that holds no study the files of the
+names above already there (a user's ``config.yaml``) are set aside as
+``<stem>.unmatched<suffix>``, with a warning. Writing into the ``workdir`` of an earlier
+study replaces its outputs: :func:`write_outputs` removes the
 plots of the patterns above that this study did not write (all of them with
 ``plots=False``), so no figure contradicts the new table. The files are one set:
 ``manifest.json`` (:data:`MANIFEST`), written last and removed before a new study's first
@@ -63,7 +66,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from jaxnn._atomic import replace_atomically, write_bytes, write_text
+from jaxnn._atomic import replace_atomically, set_aside, write_bytes, write_text
 from jaxnn.config import ConfigError
 from jaxnn.studies.depth import (
     COLUMNS,
@@ -116,12 +119,58 @@ def _csv_cell(v: Any) -> Any:
     return v
 
 
+#: What marks a folder as a training run's (``scripts/train.py``): a study writing its
+#: ``config.yaml`` there would replace the run's and break its ``--resume``.
+_TRAINING_RUN = ("history.json", "checkpoints", "metrics.jsonl")
+
+
+def holds_study(workdir: str | pathlib.Path) -> bool:
+    """Whether ``workdir`` holds a depth study (its manifest, or the table and report of a
+    study written before manifests), whose outputs a new study replaces."""
+    wd = pathlib.Path(workdir)
+    return (wd / MANIFEST).is_file() or ((wd / "table.csv").is_file()
+                                         and (wd / "report.md").is_file())
+
+
+def check_workdir(workdir: str | pathlib.Path) -> None:
+    """Raise :class:`ConfigError` (one line) when ``workdir`` holds a training run: the
+    study would replace its ``config.yaml`` and break its ``--resume``. The CLI calls it
+    before a study runs; :func:`write_outputs`, :func:`write_table` and :func:`rerender`
+    again before writing."""
+    wd = pathlib.Path(workdir)
+    found = [name for name in _TRAINING_RUN if (wd / name).exists()]
+    if found:
+        raise ConfigError(
+            f"--workdir {str(wd)!r} holds a training run ({', '.join(found)}): a depth study "
+            "would replace its config.yaml and break its --resume; choose another --workdir")
+
+
+def _prepare_workdir(wd: pathlib.Path) -> None:
+    """Before a study's first file is written into ``wd``: refuse a training run's folder
+    (:func:`check_workdir`) and, in a folder that holds no study, set aside the files the
+    study would replace -- a user's own ``config.yaml`` or ``report.md``, a figure of one of
+    the study's names -- as ``<stem>.unmatched<suffix>``, with a warning, rather than
+    overwrite (or, for figures, delete) them."""
+    check_workdir(wd)
+    if not wd.is_dir() or holds_study(wd):
+        return
+    names = [*_TABLE_KEYS.values(), "report.md"]
+    candidates = [wd / n for n in names] + sorted(
+        {f for pattern in _PLOT_PATTERNS for f in wd.glob(pattern)
+         if ".unmatched" not in f.name})
+    moved = [f"{m.name} -> {n.name}" for m in candidates if (n := set_aside(m)) is not None]
+    if moved:
+        print(f"warning: {str(wd)!r} held files a depth study writes, not from a study; set "
+              f"aside: {', '.join(moved)}", file=sys.stderr)
+
+
 def write_table(result: DepthStudyResult, workdir: str | pathlib.Path) -> dict[str, pathlib.Path]:
     """Write ``table.csv``, ``table.json``, ``curves.json``, ``histograms.json``,
     ``timing.json``, ``config.yaml`` and last ``manifest.json`` (each atomically, the set
     as :func:`write_outputs` does); returns their paths."""
     wd = pathlib.Path(workdir)
     contents = _table_contents(result)  # a failure here leaves the folder as it was
+    _prepare_workdir(wd)
     wd.mkdir(parents=True, exist_ok=True)
     _open_set(wd)
     paths = _write_contents(wd, contents)
@@ -1163,6 +1212,7 @@ def write_outputs(result: DepthStudyResult, workdir: str | pathlib.Path,
     wd = pathlib.Path(workdir)
     contents = _table_contents(result)  # a failure here leaves the folder as it was
     report = render_report(result)
+    _prepare_workdir(wd)
     wd.mkdir(parents=True, exist_ok=True)
     _open_set(wd)
     paths: dict[str, Any] = _write_contents(wd, contents)
@@ -1181,7 +1231,8 @@ def _replace_plots(result: DepthStudyResult, wd: pathlib.Path, plots: bool) -> l
     written = {p.name for p in written_paths}
     for pattern in _PLOT_PATTERNS:
         for old in wd.glob(pattern):
-            if old.name not in written:
+            # (a figure set aside from a folder without a study matches too: kept)
+            if old.name not in written and ".unmatched" not in old.name:
                 old.unlink(missing_ok=True)
     return written_paths
 
@@ -1220,6 +1271,7 @@ def rerender(source: str | pathlib.Path, workdir: str | pathlib.Path | None = No
     paths: dict[str, Any] = {}
     kept: list[str] = []
     if not in_place:
+        _prepare_workdir(wd)
         wd.mkdir(parents=True, exist_ok=True)
         _open_set(wd)
         for name in _DATA_FILES:

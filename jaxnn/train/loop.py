@@ -48,7 +48,7 @@ import optax
 from jaxnn import backprop, mlp, optim
 from jaxnn import config as config_lib
 from jaxnn import data as data_lib
-from jaxnn._atomic import remove_temporaries, write_bytes, write_text
+from jaxnn._atomic import remove_temporaries, set_aside, write_bytes, write_text
 from jaxnn._memory import device_memory_limit, tree_bytes
 from jaxnn.config import Config, ConfigError
 from jaxnn.optim import schedules as schedules_lib
@@ -60,6 +60,7 @@ from jaxnn.train.checkpoint import (
 )
 from jaxnn.train.early_stopping import EarlyStopping
 from jaxnn.train.metrics_log import Mark, MetricsLog, read_marked_rows
+from jaxnn.train.plots import FIGURES
 from jaxnn.train.state import TrainState
 from jaxnn.train.step import (
     make_eval_fn,
@@ -601,15 +602,14 @@ def _tensorboard_from(writer_cls: Any, folder: pathlib.Path, rows: list[dict]) -
     return tb
 
 
-def _set_aside(path: pathlib.Path) -> pathlib.Path | None:
-    """Rename ``path`` (if it exists) to a free ``<stem>.unmatched[-N]<suffix>`` beside it."""
-    if not path.exists():
-        return None
-    for n in range(1, 1000):
-        new = path.with_name(f"{path.stem}.unmatched{'' if n == 1 else f'-{n}'}{path.suffix}")
-        if not new.exists():
-            return path.rename(new)
-    return None  # pragma: no cover - a thousand set-aside logs
+_set_aside = set_aside
+
+
+def _holds_depth_study(workdir: pathlib.Path) -> bool:
+    """Whether ``workdir`` holds a depth study's outputs (``scripts/depth_study.py``: its
+    manifest, or the table and report of one written before manifests)."""
+    return (workdir / "manifest.json").is_file() or (
+        (workdir / "table.csv").is_file() and (workdir / "report.md").is_file())
 
 
 def _set_aside_foreign_files(workdir: pathlib.Path, config_text: str) -> None:
@@ -624,9 +624,11 @@ def _set_aside_foreign_files(workdir: pathlib.Path, config_text: str) -> None:
             return
     except (OSError, UnicodeDecodeError):  # unreadable or not text: not this run's
         pass
-    moved = [f"{m.name} -> {n.name}" for m in (own, workdir / "metrics.jsonl",
-                                             workdir / "metrics.csv", workdir / "tensorboard")
-             if (n := _set_aside(m)) is not None]
+    # The final parameters and the curves too: a run writes them at its end, over what a
+    # user kept there (a "never overwrites what it did not write" the README promises).
+    mine = (own, workdir / "metrics.jsonl", workdir / "metrics.csv", workdir / "tensorboard",
+            workdir / "params.msgpack", *(workdir / f"{name}.png" for name in FIGURES))
+    moved = [f"{m.name} -> {n.name}" for m in mine if (n := _set_aside(m)) is not None]
     if moved:
         print(f"warning: {str(workdir)!r} held files this run writes, not from a run of this "
               f"config; set aside: {', '.join(moved)}", file=sys.stderr)
@@ -849,6 +851,12 @@ def train_and_evaluate(
         raise ConfigError(
             f"workdir {str(workdir)!r} already holds a run; pass --resume (resume=True) to "
             "continue it or choose another --workdir"
+        )
+    if not resume and _holds_depth_study(workdir):
+        # its config.yaml would be set aside, and --report-from then refuse the folder
+        raise ConfigError(
+            f"workdir {str(workdir)!r} holds a depth study (manifest.json, table.csv); "
+            "choose another --workdir"
         )
 
     tb_writer_cls = None

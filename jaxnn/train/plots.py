@@ -11,7 +11,10 @@ from collections.abc import Sequence
 
 from jaxnn._atomic import replace_atomically
 
-__all__ = ["plot_history"]
+__all__ = ["FIGURES", "plot_history"]
+
+#: The figures :func:`plot_history` may write, ``<name>.png`` each.
+FIGURES = ("loss", "accuracy", "learning_rate")
 
 
 def plot_history(rows: Sequence[dict], directory: str | pathlib.Path) -> list[pathlib.Path]:
