@@ -14,7 +14,7 @@ from typing import Any
 
 import jax
 
-__all__ = ["device_memory_limit", "tree_bytes"]
+__all__ = ["check_host_rows", "device_memory_limit", "host_memory_bytes", "tree_bytes"]
 
 
 def device_memory_limit() -> int | None:
@@ -35,3 +35,27 @@ def tree_bytes(tree: Any) -> int:
     ``jax.eval_shape``), counted exactly as Python integers (no overflow)."""
     return sum(math.prod(leaf.shape) * leaf.dtype.itemsize  # typed keys have one too
                for leaf in jax.tree.leaves(tree) if hasattr(leaf, "shape"))
+
+
+def host_memory_bytes() -> int | None:
+    """This machine's physical memory in bytes, or None when unknown."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+
+
+def check_host_rows(fn: str, arg: str, value: Any, rows: int, row_bytes: int,
+                    working: int = 8) -> None:
+    """Refuse (``ValueError`` naming ``arg`` and ``value``) a data set of ``rows`` rows of
+    ``row_bytes`` bytes each whose generation would not fit in this machine's memory:
+    ``working`` times its final size, for the float64 temporaries and copies made while
+    it is generated (measured: 1-7x for the synthetic sets). numpy raised a bare
+    ``MemoryError`` for a 36 TiB set; a few times the RAM got the process killed."""
+    limit = host_memory_bytes()
+    size = rows * row_bytes
+    if limit is not None and size * working > limit:
+        raise ValueError(
+            f"{fn}: {arg}={value!r} makes {rows} rows, ~{size / 2**30:.3g} GiB (and about "
+            f"{working}x that while they are generated), more than this machine's "
+            f"{limit / 2**30:.3g} GiB of memory; use a smaller {arg}")

@@ -181,6 +181,21 @@ def test_depth_study_too_big_for_memory_is_refused_before_allocating(tmp_path, c
     assert "2 seeds x 2 initializers" in line
 
 
+@pytest.mark.parametrize("overrides, needles", [
+    # range(10**11) seeds was a bare MemoryError traceback: sized before they are listed
+    (["seeds=100000000000"], ["100000000000 seeds x 2 initializers", "GiB"]),
+    # XLA aborted the process (C++ stack, exit 134) making the "normal" set's rows
+    (["dataset=normal", "n_samples=10000000000"],
+     ["n_samples=10000000000 makes 12500000000 rows", "GiB of memory"]),
+])
+def test_depth_study_seeds_or_rows_past_the_memory_are_one_line(overrides, needles, tmp_path,
+                                                                 capsys):
+    argv = DEPTH_SMOKE + ["--workdir", str(tmp_path / "w")]
+    for o in overrides:
+        argv += ["--set", o]
+    _depth_usage_error(argv, capsys, needles)
+
+
 def test_depth_study_out_of_memory_at_run_time_is_one_line(tmp_path, capsys, monkeypatch):
     import jax
 

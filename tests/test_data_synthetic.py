@@ -170,6 +170,13 @@ def test_sine_without_noise_is_exact():
         (lambda: sine(K0, low=1.0, high=0.0), "sine: need low < high"),
         (lambda: sine(K0, test_fraction=1.0), "test_fraction must be in (0, 1)"),
         (lambda: xor(repeats=0), "xor: repeats must be an integer >= 1"),
+        # refused before anything is allocated (numpy raised a bare MemoryError for these;
+        # a few times the RAM got the process killed without a message)
+        (lambda: xor(repeats=10**12), "xor: repeats=1000000000000 makes 4000000000000 rows"),
+        (lambda: spirals(K0, n_samples=10**13), "spirals: n_samples=10000000000000 makes"),
+        (lambda: blobs(K0, n_samples=10**9, n_features=1000),
+         "blobs: n_samples=1000000000 makes 1000000000 rows, ~3.73e+03 GiB"),
+        (lambda: sine(K0, n_samples=10**13), "more than this machine's"),
     ],
 )
 def test_argument_errors(call, fragment):

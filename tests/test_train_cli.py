@@ -151,6 +151,15 @@ BAD = {
     "resume of nothing": (lambda t: ["--resume", "--workdir", str(t / "empty")], ["resume"]),
     "too many devices": (lambda t: ["--devices", "64"], ["training.devices", "64"]),
     "unknown flag": (lambda t: ["--epochs", "3"], ["--epochs"]),
+    # numpy's bare MemoryError traceback (36 TiB), or the process killed mid-generation
+    "synthetic set past the memory": (
+        lambda t: ["--config", str(CONFIGS / "spirals.yaml"),
+                   "--set", "data.options.n_samples=10000000000000"],
+        ["spirals", "n_samples=10000000000000", "GiB of memory", "use a smaller n_samples"]),
+    "xor repeats past the memory": (
+        lambda t: ["--config", str(CONFIGS / "xor.yaml"),
+                   "--set", "data.options.repeats=1000000000"],
+        ["xor", "repeats=1000000000", "GiB"]),
     # it trained until killed, the int32 step count wrapping after 2**31 updates
     "epochs past the step count": (lambda t: ["--set", "training.epochs=99999999999999999999"],
                                    ["training.epochs", "99999999999999999999", "2**31 - 1",

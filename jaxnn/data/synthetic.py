@@ -31,6 +31,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from jaxnn._memory import check_host_rows
 from jaxnn.data.dataset import (
     Dataset,
     _check_count,
@@ -89,13 +90,15 @@ def _range(low: Any, high: Any, fn: str, names: tuple[str, str]) -> tuple[float,
 
 
 def _prologue(
-    fn: str, key: Any, n_samples: Any, num_classes: Any, noise: Any, noise_name: str = "noise"
+    fn: str, key: Any, n_samples: Any, num_classes: Any, noise: Any, noise_name: str = "noise",
+    features: int = 2,
 ) -> tuple[int, int, float, np.random.Generator, Any]:
     """Check the common arguments; return them with a generator for the data (from the first
     half of ``jax.random.split(key)``) and the key of the train/test split (the second)."""
     _require_key(key, fn, "random sampling")
     num_classes = _check_count(num_classes, fn, "num_classes", minimum=2)
     n_samples = _check_count(n_samples, fn, "n_samples", minimum=2 * num_classes)
+    check_host_rows(fn, "n_samples", n_samples, n_samples, 4 * features + 4)
     noise = _check_nonneg(noise, fn, noise_name)
     k_data, k_split = jax.random.split(key)
     return n_samples, num_classes, noise, host_rng(k_data), k_split
@@ -121,6 +124,7 @@ def xor(
     """
     fn = "xor"
     repeats = _check_count(repeats, fn, "repeats")
+    check_host_rows(fn, "repeats", repeats, 4 * repeats, 12)
     noise = _check_nonneg(noise, fn, "noise")
     x = np.tile(_XOR_POINTS, (repeats, 1))
     y = np.tile(_XOR_LABELS, repeats)
@@ -263,9 +267,9 @@ def blobs(
       A ``num_classes``-class :class:`Dataset` with ``D = n_features``.
     """
     fn = "blobs"
-    n, k, std, rng, k_split = _prologue(fn, key, n_samples, num_classes, cluster_std,
-                                        "cluster_std")
     d = _check_count(n_features, fn, "n_features")
+    n, k, std, rng, k_split = _prologue(fn, key, n_samples, num_classes, cluster_std,
+                                        "cluster_std", features=d)
     try:
         low, high = center_box
     except (TypeError, ValueError):
@@ -310,6 +314,7 @@ def sine(
     fn = "sine"
     _require_key(key, fn, "random sampling")
     n = _check_count(n_samples, fn, "n_samples", minimum=2)
+    check_host_rows(fn, "n_samples", n_samples, n, 8)
     noise = _check_nonneg(noise, fn, "noise")
     low, high = _range(low, high, fn, ("low", "high"))
     for arg, value in (("amplitude", amplitude), ("frequency", frequency), ("phase", phase)):

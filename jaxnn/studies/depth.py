@@ -107,7 +107,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxnn import activations, backprop, initializers, layers, losses
-from jaxnn._memory import device_memory_limit
+from jaxnn._memory import check_host_rows, device_memory_limit
 from jaxnn.config import (
     ConfigError,
     parse_override_value,
@@ -676,6 +676,9 @@ def load_study_data(config: DepthStudyConfig) -> _Data:
     if config.dataset == "normal":
         kx, kt = jax.random.split(data_key)
         n_test = max(config.n_samples // 4, 2)
+        # (XLA aborted the process, C++ stack and all, on a set too big for its buffers)
+        check_host_rows("depth study", "n_samples", config.n_samples,
+                        config.n_samples + n_test, 4 * config.input_dim + 4, working=3)
         x = np.asarray(jax.random.normal(
             kx, (config.n_samples + n_test, config.input_dim), jnp.float32))
         teacher = np.asarray(jax.random.normal(
@@ -1333,11 +1336,12 @@ def run_study(
     n_train = data.x_train.shape[0]
     _check(config.probe_size <= n_train, "probe_size", config.probe_size,
            f"at most the {n_train} training rows of {data.name}")
+    # before the seeds are listed (range(10**11) was a bare MemoryError)
+    _check_memory(config, int(np.prod(data.x_train.shape[1:])), data.num_classes)
     specs = config.init_specs
     seeds = list(range(config.seeds))
     shape_groups = [(d, w, a, bn) for bn in config.batch_norm for a in config.activations
                     for w in config.widths for d in config.depths]
-    _check_memory(config, int(np.prod(data.x_train.shape[1:])), data.num_classes)
     if nproc == 1:
         outs, secs, csecs, reused = _run_in_process(config, data, shape_groups, seeds,
                                                     compile_ahead, progress)
