@@ -499,6 +499,14 @@ def _autodiff_noise(
     return noise, value_noise
 
 
+class _NotFinite(ValueError):
+    """``fn``'s value is not finite at the params: no gradient can be checked there."""
+
+    def __init__(self, message: str, value: float) -> None:
+        super().__init__(message)
+        self.value = value
+
+
 def check_gradients(
     fn: Callable[..., Any],
     params: Any,
@@ -554,7 +562,8 @@ def check_gradients(
       A :class:`GradCheckReport`.
 
     Raises:
-      ValueError: bad arguments, or a leaf of ``grad_fn``'s output whose shape differs
+      ValueError: bad arguments, ``fn`` not finite at ``params``, or a leaf of ``grad_fn``'s
+        output whose shape differs
         from the params leaf (``shape (4, 3) != expected (3, 4)``; a transposed gradient
         of the right size is not silently reshaped) or that is complex.
       TypeError: ``grad_fn``'s output is not shaped like ``params`` (tree structure).
@@ -675,6 +684,13 @@ def check_gradients(
         # An fn that casts to a narrower dtype inside: the references are only that exact.
         value_dtype = jnp.dtype(jnp.result_type(value))
         value = float(value)
+        if not math.isfinite(value):
+            # Every comparison would read nan against nan, a "failed" gradient that says
+            # nothing of the gradient: the point is what is wrong.
+            raise _NotFinite(
+                f"check_gradients: fn's value is {value} at these params (in float64), so no "
+                "gradient can be checked there; check at params where fn is finite (smaller "
+                "weights, another initializer or activation)", value)
         defaults = default_tolerances(test_dtype, value_dtype)
         rtol = defaults["rtol"] if rtol is None else float(rtol)
         fd_rtol = defaults["fd_rtol"] if fd_rtol is None else float(fd_rtol)
@@ -1157,19 +1173,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"model: {' -> '.join(map(str, config.layer_sizes))}, hidden "
           f"{config.hidden_activation}, output {config.output_activation}, loss {loss}"
           + (f" (label smoothing {smoothing})" if smoothing else ""))
-    report = check_mlp(
-        config,
-        loss,
-        batch_size=ns.batch_size,
-        seed=ns.seed,
-        dtype=ns.dtype,
-        train=not ns.eval,
-        label_smoothing=smoothing,
-        rtol=ns.rtol,
-        atol=ns.atol,
-        eps=ns.eps,
-        fd=not ns.no_fd,
-        max_fd_elements=ns.max_fd_elements,
-    )
+    try:
+        report = check_mlp(
+            config,
+            loss,
+            batch_size=ns.batch_size,
+            seed=ns.seed,
+            dtype=ns.dtype,
+            train=not ns.eval,
+            label_smoothing=smoothing,
+            rtol=ns.rtol,
+            atol=ns.atol,
+            eps=ns.eps,
+            fd=not ns.no_fd,
+            max_fd_elements=ns.max_fd_elements,
+        )
+    except _NotFinite as e:  # the loss at the drawn params: nothing to check there
+        print(f"error: the loss is {e.value} at this model's random params (float64), so no "
+              "gradient can be checked there: try another --initializer or --activation",
+              file=sys.stderr)
+        return 2
     print(report)
     return 0 if report.passed else 1

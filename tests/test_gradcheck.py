@@ -408,6 +408,17 @@ def test_main_bad_input_is_one_line_and_exit_2(argv, capsys):
     assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
 
 
+def test_a_loss_that_is_not_finite_is_named_not_reported_as_a_failed_gradient(capsys):
+    # exp activations with all-ones weights overflow: every leaf read "nan against nan", a
+    # FAILED check and exit 1 ("the backprop is wrong") where backprop and jax.grad agreed.
+    assert gradcheck.main(["--activation", "exponential", "--initializer", "ones"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == ("error: the loss is nan at this model's random params (float64), so no "
+                   "gradient can be checked there: try another --initializer or --activation")
+    with pytest.raises(ValueError, match=r"fn's value is inf at these params"):
+        gradcheck.check_gradients(lambda p: jnp.sum(jnp.exp(p)), jnp.full(3, 1e4))
+
+
 @pytest.mark.parametrize("argv", [["--sizes", "99999999999,3"],
                                   ["--sizes", "4,1000000,3", "--batch-size", "10000000"]])
 def test_main_a_check_bigger_than_memory_is_refused(argv, capsys):
