@@ -473,6 +473,18 @@ def _set_path(out: dict[str, Any], parts: list[str], value: Any, where: str) -> 
             hint = typing.get_type_hints(cls)[part]
             cls = hint if dataclasses.is_dataclass(hint) else None
         if is_last:
+            if cls is not None and (value is None or isinstance(value, dict)):
+                # A whole section: its keys are set one by one, merged into the file's (as
+                # compare.py does); a free mapping (data.options, optimizer.options) is
+                # replaced. null would silently reset every key of the section to its default.
+                key = ".".join(parts)
+                if value is None:
+                    raise ConfigError(
+                        f"{where}: {key} is a section; null would reset all of its keys to "
+                        f"their defaults: set its keys instead, e.g. --set {key}.<key>=<value>")
+                for k, v in value.items():
+                    _set_path(out, [*parts, str(k)], v, where)
+                return
             node[part] = value
         else:
             child = node.get(part)

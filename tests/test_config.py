@@ -403,3 +403,27 @@ def test_a_file_with_only_a_misspelled_section_gets_the_key_message(tmp_path):
     with pytest.raises(C.ConfigError, match=r"^unknown key 'epochs' \(did you mean "
                                             r"'training.epochs'\?\)"):
         C.load(path)
+
+
+def test_a_section_set_as_a_mapping_keeps_the_files_other_keys_and_null_is_refused():
+    # --set model={dropout_rate: 0.1} replaced the whole section: xor's hidden_sizes [8] and
+    # tanh silently became the defaults [128, 64] and relu; --set model=null reset them all.
+    xor = pathlib.Path(__file__).resolve().parents[1] / "configs" / "xor.yaml"
+    base = C.load(xor)
+    merged = C.load(xor, ["model={dropout_rate: 0.1}"])
+    assert merged.model == dataclasses.replace(base.model, dropout_rate=0.1)
+    assert merged.model == C.load(xor, ["model.dropout_rate=0.1"]).model
+    # nested sections merge too, and each key is checked as a --set of its own
+    nested = C.load(xor, ["training={early_stopping: {patience: 3}, epochs: 7}"])
+    assert nested.training.epochs == 7 and nested.training.early_stopping.patience == 3
+    assert nested.training.batch_size == base.training.batch_size
+    assert (nested.training.early_stopping.enabled
+            == base.training.early_stopping.enabled)
+    with pytest.raises(C.ConfigError, match=r"unknown key 'model.dropout'.*dropout_rate"):
+        C.load(xor, ["model={dropout: 0.1}"])
+    # a free mapping is replaced: another data set's options must not keep the old ones
+    swapped = C.load(xor, ["data.name=spirals", "data.options={n_samples: 300}"])
+    assert swapped.data.options == {"n_samples": 300}
+    for section in ("model", "training", "training.early_stopping"):
+        with pytest.raises(C.ConfigError, match=rf"{section} is a section; null would reset"):
+            C.load(xor, [f"{section}=null"])
