@@ -46,6 +46,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainingConfig",
     "apply_overrides",
+    "refuse_empty",
     "dump",
     "ensure_workdir",
     "fresh_workdir",
@@ -686,15 +687,22 @@ def read_yaml(path: str | pathlib.Path) -> dict[str, Any]:
     return data
 
 
+def refuse_empty(path: str | pathlib.Path, data: Mapping[str, Any], kind: str) -> None:
+    """Raise :class:`ConfigError` for a config file that holds no settings: an empty file (a
+    failed copy, the wrong one) is a mistake far more often than a wish for the defaults,
+    and it would run the default job without a word. ``kind`` says what was expected
+    (``"a training config with at least one section"``)."""
+    if not data:
+        raise ConfigError(
+            f"config file {str(path)!r} holds no settings (it is empty, only comments or {{}}); "
+            f"give {kind}, or no file for the defaults")
+
+
 def load(path: str | pathlib.Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Load a YAML config (or the defaults when ``path`` is None) and apply ``overrides``."""
     data = read_yaml(path) if path is not None else {}
-    if path is not None and not data:
-        # An empty file (a failed copy, the wrong one) is a mistake far more often than a
-        # wish for the defaults, and it would train the default digits job without a word.
-        raise ConfigError(
-            f"config file {str(path)!r} holds no settings (it is empty, only comments or {{}}); "
-            "give a training config with at least one section, or no file for the defaults")
+    if path is not None:
+        refuse_empty(path, data, "a training config with at least one section")
     sections = [f.name for f in dataclasses.fields(Config)]
     # Mostly keys that are neither sections nor misspelled sections: a depth-study or
     # compare.py config, say (compare_*.yaml have a 'data' section too). A lone 'trainnig',

@@ -419,3 +419,23 @@ def test_activation_kwargs_errors_show_the_setting_as_written(tmp_path, capsys):
             argv += ["--set", s]
         line = train_cli_usage_error(argv, capsys, needles)
         assert "((" not in line, line
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "{}\n"])
+def test_an_empty_config_file_is_refused_by_every_command_line(text, tmp_path, capsys):
+    # train.py refused it; compare.py and depth_study.py ran their defaults without a word
+    # (depth_study.py a whole default study into the folder).
+    from jaxnn.studies import craft
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text(text)
+    needle = f"config file {str(empty)!r} holds no settings"
+    train_cli_usage_error(["--config", str(empty), "--workdir", str(tmp_path / "t")], capsys,
+                          [needle, "a training config"])
+    _depth_usage_error(["--config", str(empty), "--workdir", str(tmp_path / "d")], capsys,
+                       [needle, "a depth-study config"])
+    assert craft.main(["surface", "--config", str(empty),
+                       "--workdir", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {needle}") and "surface experiment" in err, err
+    assert not any((tmp_path / d).exists() for d in "tdc")

@@ -39,7 +39,13 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
-from jaxnn.config import ensure_workdir, read_yaml, refuse_other_kind, training_sections
+from jaxnn.config import (
+    ensure_workdir,
+    read_yaml,
+    refuse_empty,
+    refuse_other_kind,
+    training_sections,
+)
 from jaxnn.studies.craft_common import ConfigError, merge_config
 from jaxnn.studies.craft_engine import load_data, make_run
 from jaxnn.studies.craft_regularization import (
@@ -140,6 +146,7 @@ def load_config(name: str, path: str | pathlib.Path | None = None,
     data = None
     if path is not None:
         data = read_yaml(path)
+        refuse_empty(path, data, f"a config of the {name} experiment with at least one key")
         refuse_other_kind(path, data, list(EXPERIMENTS[name][0]),
                           f"a config of the {name} experiment", config_kinds(path, but=name))
     return merge_config(EXPERIMENTS[name][0], path, overrides, data=data)

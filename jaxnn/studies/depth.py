@@ -112,6 +112,7 @@ from jaxnn.config import (
     ConfigError,
     parse_override_value,
     read_yaml,
+    refuse_empty,
     refuse_other_kind,
 )
 from jaxnn.mlp import MLPConfig
@@ -650,6 +651,7 @@ def load_config(
     ``overrides`` and validate. Raises :class:`jaxnn.config.ConfigError` (one line)."""
     data = read_yaml(path) if path is not None else {}
     if path is not None:
+        refuse_empty(path, data, "a depth-study config with at least one key")
         from jaxnn.studies import craft  # noqa: PLC0415 (craft's loaders; no cycle at import)
 
         refuse_other_kind(path, data, [f.name for f in dataclasses.fields(DepthStudyConfig)],
