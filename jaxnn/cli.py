@@ -141,6 +141,9 @@ def train_main(argv: Sequence[str] | None = None) -> int:
                     "--resume continues with the run's own config.yaml; drop --config "
                     "(use --set to change a value such as training.epochs)"
                 )
+            if pathlib.Path(args.workdir).exists() and not pathlib.Path(args.workdir).is_dir():
+                raise ConfigError(f"--resume: --workdir {args.workdir!r} is a file, not a run "
+                                  "directory; give the folder of the run to continue")
             if not saved.exists():
                 raise ConfigError(f"--resume: {str(saved)!r} does not exist; nothing to resume")
             cfg = config_lib.load(saved, overrides)

@@ -439,3 +439,21 @@ def test_an_empty_config_file_is_refused_by_every_command_line(text, tmp_path, c
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"error: {needle}") and "surface experiment" in err, err
     assert not any((tmp_path / d).exists() for d in "tdc")
+
+
+def test_empty_paths_and_a_file_to_resume_are_named(tmp_path, capsys, monkeypatch):
+    # depth_study.py read an empty --workdir (an unset shell variable) as "not given" and
+    # wrote into runs/<config name>; --report-from '' said "'.' holds no finished depth
+    # study"; train.py --resume --workdir <a file> said its config.yaml did not exist.
+    monkeypatch.chdir(tmp_path)
+    for argv, needle in (
+            (DEPTH_SMOKE + ["--workdir", ""], "--workdir '': an empty path"),
+            (["--config", "", "--quiet"], "--config '': an empty path"),
+            (["--report-from", ""], "--report-from '': an empty path"),
+            (["--report-from", str(tmp_path), "--workdir", " "], "--workdir ' ': an empty path")):
+        _depth_usage_error(argv, capsys, [needle])
+    assert not (tmp_path / "runs").exists()
+    run = tmp_path / "afile"
+    run.write_text("")
+    train_cli_usage_error(["--resume", "--workdir", str(run)], capsys,
+                          [f"--workdir {str(run)!r} is a file, not a run directory"])

@@ -85,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.report_from is not None:
         return _report_from(args)
     try:
+        # An empty path (an unset shell variable: --workdir "$RUN") read as "not given": the
+        # study went to runs/<config name>, as train.py's did.
+        for flag, value, instead in (("--config", args.config, "the default study"),
+                                     ("--workdir", args.workdir, "runs/<config name>")):
+            if value is not None and not value.strip():
+                raise ConfigError(f"{flag} {value!r}: an empty path; give one, or leave "
+                                  f"{flag} out for {instead}")
         cfg = depth.load_config(args.config, list(args.overrides))
         if args.data_dir is not None:  # a path as given, not parsed as YAML ('~', '#', 0123)
             cfg = dataclasses.replace(cfg, data_dir=args.data_dir)
@@ -155,6 +162,12 @@ def _report_from(args: argparse.Namespace) -> int:
                   "study; run the study again to change what it measures)", file=sys.stderr)
             return EXIT_USAGE
     try:
+        for flag, value in (("--report-from", args.report_from), ("--workdir", args.workdir)):
+            if value is not None and not value.strip():  # an unset shell variable: not '.'
+                raise ConfigError(f"{flag} {value!r}: an empty path; give the folder of a "
+                                  "finished study" if flag == "--report-from" else
+                                  f"{flag} {value!r}: an empty path; give one, or leave it "
+                                  "out to write into the --report-from folder")
         source = pathlib.Path(args.report_from)
         if args.workdir is not None:
             ensure_workdir(args.workdir, create=False)  # a file is named before any work
