@@ -32,7 +32,8 @@ class _Parser(argparse.ArgumentParser):
 
 def _train_parser() -> argparse.ArgumentParser:
     p = _Parser(
-        prog="train.py",
+        # the console entry point names itself in --help and in usage errors
+        prog="jaxnn-train" if pathlib.Path(sys.argv[0]).name == "jaxnn-train" else "train.py",
         description="Train an MLP from a YAML config (default: the embedded digits job).",
     )
     p.add_argument("--config", help="YAML config file (default: configs/default.yaml values)")

@@ -354,7 +354,8 @@ def build_experiment(cfg: Config) -> Experiment:
     steps = n // bs if cfg.training.drop_remainder else -(-n // bs)
     if steps * cfg.training.epochs > _MAX_UPDATES:  # the int32 step counter would wrap
         raise ConfigError(
-            f"training.epochs: got {cfg.training.epochs}, which at {steps} steps per epoch "
+            f"training.epochs: got {cfg.training.epochs}, which at {steps} "
+            f"step{'' if steps == 1 else 's'} per epoch "
             f"is more than 2**31 - 1 optimizer updates (the int32 step count); expected at "
             f"most {_MAX_UPDATES // steps} epochs")
     m = cfg.model
