@@ -387,6 +387,24 @@ def test_add_decayed_weights_rejects_a_mask_that_is_not_boolean(mask):
     assert shown in message
 
 
+@pytest.mark.parametrize("jit", [False, True])
+def test_a_mask_function_returning_non_booleans_is_refused_when_called(jit):
+    # The pytree a mask function returns went to optax.masked unchecked: {"w": 3, "b": "no"}
+    # decayed both leaves, the very case the check on a pytree mask exists for.
+    params = {"w": jnp.ones(2, jnp.float32), "b": jnp.ones(1, jnp.float32)}
+    tx = tr.add_decayed_weights(0.1, lambda p: {"w": 3, "b": "no"})
+    with pytest.raises(TypeError, match=r"^jaxnn\.optim\.add_decayed_weights: mask is a "
+                                        r"function that must return a pytree of booleans .* it "
+                                        r"returned a dict with the leaf 'no' of type str\."):
+        (jax.jit(tx.init) if jit else tx.init)(params)
+    good = tr.add_decayed_weights(0.5, lambda p: {"w": True, "b": p["b"].ndim > 1})
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    update = jax.jit(good.update) if jit else good.update
+    updates, _ = update(zeros, (jax.jit(good.init) if jit else good.init)(params), params)
+    np.testing.assert_array_equal(updates["w"], [0.5, 0.5])
+    np.testing.assert_array_equal(updates["b"], [0.0])
+
+
 @pytest.mark.parametrize("flag", [True, False, np.bool_(True), jnp.asarray(False)], ids=repr)
 def test_add_decayed_weights_bare_bool_mask_decays_all_or_nothing(flag):
     """A bare bool is a one-leaf prefix of the params tree, as in optax.masked."""

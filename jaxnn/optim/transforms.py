@@ -307,10 +307,17 @@ def _check_mask(fn: str, name: str, mask: Any) -> None:
     As in :func:`optax.masked`, the pytree has the structure of the parameters or of a
     prefix of it, so a bare ``True`` (decay every leaf) or ``False`` (decay none) is a
     valid mask. Anything else (``3``, ``"yes"``, ``1.5``, an int or a non-scalar array)
-    would be read by optax as a truth value and decay everything silently.
+    would be read by optax as a truth value (``"no"``, ``2`` and ``-1`` decay): write
+    ``True`` / ``False``. A function's pytree is checked when ``init`` / ``update`` call it
+    (:func:`_checked_mask`).
     """
     if mask is None or callable(mask):
         return
+    _check_mask_tree(fn, name, mask)
+
+
+def _check_mask_tree(fn: str, name: str, mask: Any, returned: bool = False) -> None:
+    """A pytree mask (``returned``: the one a mask function returned) of scalar bools."""
     bad = [leaf for leaf in jax.tree.leaves(mask) if not _is_bool_leaf(leaf)]
     if not bad:
         return
@@ -320,11 +327,31 @@ def _check_mask(fn: str, name: str, mask: Any) -> None:
     else:
         shown = f"{leaf!r} of type {type(leaf).__name__}"
     got = shown if leaf is mask else f"a {type(mask).__name__} with the leaf {shown}"
+    if returned:
+        raise TypeError(
+            f"{_MODULE}.{fn}: {name} is a function that must return a pytree of booleans "
+            "(one scalar bool per leaf) with the structure of (a prefix of) the params; it "
+            f"returned {got}."
+        )
     raise TypeError(
         f"{_MODULE}.{fn}: {name} must be None, a pytree of booleans (one scalar bool per "
         "leaf) with the structure of (a prefix of) the params, or a function params -> "
         f"such a pytree; got {got}."
     )
+
+
+def _checked_mask(fn: str, name: str, mask: Any) -> Any:
+    """``mask`` for :func:`optax.masked`; a function's result is checked as a pytree mask
+    each time it is called (at trace time under ``jit``: leaves' dtypes are known)."""
+    if not callable(mask):
+        return mask
+
+    def checked(params: Any) -> Any:
+        tree = mask(params)
+        _check_mask_tree(fn, name, tree, returned=True)
+        return tree
+
+    return checked
 
 
 def _is_static_zero(value: Any) -> bool:
@@ -1149,8 +1176,9 @@ def add_decayed_weights(
         tree``. Typically biases and normalization scales are left undecayed. A bare
         ``True`` decays every leaf and ``False`` none (a one-leaf prefix, as in
         :func:`optax.masked`, which implements the mask). Any other value (``3``,
-        ``"yes"``, an int leaf) raises ``TypeError``: optax would read it as a truth
-        value and decay every leaf.
+        ``"yes"``, an int leaf) raises ``TypeError`` -- also in the pytree a function
+        returns, when it is called: optax would read it as a truth value (``2``, ``-1``
+        and ``"no"`` decay).
 
     Returns:
       An :class:`optax.GradientTransformationExtraArgs`; ``update`` requires ``params``.
@@ -1183,7 +1211,7 @@ def add_decayed_weights(
 
     transformation = _transformation(init_fn, update_fn)
     if mask is not None:
-        return optax.masked(transformation, mask)
+        return optax.masked(transformation, _checked_mask(fn, "mask", mask))
     return transformation
 
 
