@@ -712,8 +712,13 @@ def test_registry_unknown_name_lists_close_matches():
     with pytest.raises(ValueError, match="unknown schedule 'cosin'") as info:
         S.get("cosin")
     assert "'cosine'" in str(info.value)
-    with pytest.raises(ValueError, match="unknown schedule"):
+    # each names the function called (get_factory said "schedules.get")
+    with pytest.raises(ValueError, match=r"^schedules\.get_factory: unknown schedule"):
         S.get_factory("no_such_schedule")
+    with pytest.raises(ValueError, match=r"^schedules\.get_factory: name must be a string, got 3"):
+        S.get_factory(3)
+    with pytest.raises(ValueError, match=r"^schedules\.get: unknown schedule 'cosin'"):
+        S.get("cosin")
 
 
 def test_registry_bad_and_missing_kwargs():

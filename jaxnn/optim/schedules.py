@@ -1461,17 +1461,23 @@ def get_factory(name: str) -> Callable[..., Schedule]:
       arguments.
 
     Raises:
-      ValueError: for an unknown name, listing the closest valid names.
+      ValueError: for an unknown name, listing the closest valid names, or a name that is
+        not a string.
     """
+    return _lookup(name, "get_factory")
+
+
+def _lookup(name: Any, fn: str) -> Callable[..., Schedule]:
+    """The factory of ``name``; errors name ``fn``, the function the user called."""
     if not isinstance(name, str):
-        raise ValueError(f"schedules.get: name must be a string, got {name!r}")
+        raise ValueError(f"schedules.{fn}: name must be a string, got {name!r}")
     key = name.strip().lower().replace("-", "_")
     key = _ALIASES.get(key, key)
     factory = _FACTORIES.get(key)
     if factory is None:
         close = difflib.get_close_matches(name.strip().lower(), names(), n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(map(repr, close))}?" if close else "."
-        raise ValueError(f"schedules.get: unknown schedule {name!r}{hint} "
+        raise ValueError(f"schedules.{fn}: unknown schedule {name!r}{hint} "
                          f"Valid names: {', '.join(names())}")
     return factory
 
@@ -1495,7 +1501,7 @@ def get(name: str, **kwargs: Any) -> Schedule:
       >>> round(float(sched(50)), 6)
       0.05
     """
-    factory = get_factory(name)
+    factory = _lookup(name, "get")
     params = inspect.signature(factory).parameters
     valid = list(params)
     unknown = [k for k in kwargs if k not in params]
