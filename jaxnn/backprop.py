@@ -6,7 +6,13 @@ Contract::
     ag = jax.value_and_grad(mlp.make_loss_fn(config, loss), has_aux=True)
     (loss, aux), grads = vg(params, state, x, y, key, True)   # == ag(...) to rounding
 
-so a train step switches between the two by one argument. Underneath:
+so a train step switches between the two by one argument. One documented exception:
+where maxout pieces tie (a zero input row with the default zero biases ties every piece of
+a unit), the hand-written backward gives the whole gradient to the first tied piece, as
+:func:`jaxnn.activations.maxout_vjp` does, while autodiff splits it evenly between them;
+both are valid subgradients and they agree wherever each unit's maximum is unique (as
+with :func:`jaxnn.gradcheck.check_mlp`'s random inputs, which tie with probability 0).
+Underneath:
 
 * :func:`forward` runs the same layer equations as :func:`jaxnn.mlp.apply` (same dropout
   keys, from :func:`jaxnn.mlp.dropout_key`) and keeps a :class:`Cache` of every layer's
