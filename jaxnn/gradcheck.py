@@ -175,6 +175,10 @@ class LeafReport:
         disagree by more than the tested value misses the central one, the value lies
         between them, and their gap does not shrink with the step (it halves with the step
         where ``fn`` is smooth). The printed report says so.
+      narrow_dtype: ``"float16 for float32 params"`` when ``grad_fn`` returned this leaf in
+        a dtype narrower than its params' (in ``dtype``): the leaf fails, whatever its
+        values (a float16 gradient of float32 params is within ``rtol=1e-3`` of the
+        reference, yet loses their precision; ``jax.grad`` returns the params' dtype).
     """
 
     path: str
@@ -194,6 +198,7 @@ class LeafReport:
     worst_reference: float | None = None
     worst_one_sided: tuple[float, float] | None = None
     at_kink: bool = False
+    narrow_dtype: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -314,7 +319,11 @@ class GradCheckReport:
             + "\n"
             for leaf in self.leaves if not leaf.passed and leaf.worst_index is not None
         )
-        tail = notes + worst + f"value: {self.value:.10g}"
+        dtypes = "".join(
+            f"{leaf.path}: grad_fn returns {leaf.narrow_dtype}: narrower than its params, it "
+            "loses their precision (jax.grad returns the params' dtype)\n"
+            for leaf in self.leaves if leaf.narrow_dtype)
+        tail = notes + dtypes + worst + f"value: {self.value:.10g}"
         if self.value_error is not None:
             tail += f" (|error| of grad_fn's value: {self.value_error:.2e}"
             if self.value_noise_floor is not None:
@@ -640,6 +649,15 @@ def check_gradients(
                         f"check_gradients: grad_fn's leaf {path!r} is complex "
                         f"({jnp.result_type(g)}); the gradient of real params must be real"
                     )
+            # A gradient narrower than its params (float16 for float32) loses their
+            # precision however close its values: the leaf fails (jax.grad keeps the dtype).
+            narrow = []
+            for (_, leaf), g in zip(jax.tree_util.tree_flatten_with_path(p_test)[0], g_test,
+                                    strict=True):
+                want, got = getattr(leaf, "dtype", None), jnp.result_type(g)
+                narrow.append(f"{jnp.dtype(got).name} for {jnp.dtype(want).name} params"
+                              if want is not None and jnp.promote_types(got, want) != got
+                              else None)
             g_test = [np.asarray(x, np.float64) for x in g_test]
             if value_test is not None:
                 v = np.asarray(value_test)
@@ -665,6 +683,7 @@ def check_gradients(
                 )
     else:
         test_dtype = jnp.dtype("float64")
+        narrow = [None] * len(paths)
 
     with jax.enable_x64(True):
         p64 = _cast(jax.tree.map(jnp.asarray, params), jnp.float64)
@@ -783,7 +802,7 @@ def check_gradients(
         if grad_fn is not None:
             abs_ad, rel_ad, n_noise, w = _errors(g, ref, leaf_max, floor, atol, rtol,
                                                  noise or 0.0)
-            passed &= rel_ad <= rtol
+            passed &= rel_ad <= rtol and narrow[i] is None
             if w >= 0:
                 worst = (rel_ad / rtol, w, "autodiff", float(ref.reshape(-1)[w]))
         if fd:
@@ -817,6 +836,7 @@ def check_gradients(
             noise_floor=noise if grad_fn is not None else None,
             fd_noise_floor=fd_noise if fd else None,
             noise_elements=n_noise,
+            narrow_dtype=narrow[i],
             **where,
         )
 

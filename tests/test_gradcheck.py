@@ -980,3 +980,28 @@ def test_a_sign_error_smaller_than_the_noise_floor_is_not_excused():
     assert report.failed_leaves == ("w",), str(report)
     (w,) = [leaf for leaf in report.leaves if leaf.path == "w"]
     assert w.worst_index == (1, 2) and 0.1 < w.noise_floor < 0.33
+
+
+def test_a_gradient_narrower_than_its_params_fails_whatever_its_values():
+    # A hand-written gradient returned in float16 for float32 params is within the float32
+    # rtol of 1e-3 of the reference, and PASSED; it loses the params' precision (jax.grad
+    # returns their dtype). A wider one (float64 for float32) is no loss.
+    def fn(p):
+        return jnp.sum(jnp.sin(p["w"]) * p["b"])
+
+    params = {"w": jnp.linspace(0.1, 1.0, 4, dtype=jnp.float32), "b": jnp.float32(2.0)}
+
+    def cast(dtype):
+        return lambda p: jax.tree.map(lambda g: g.astype(dtype), jax.grad(fn)(p))
+
+    report = gradcheck.check_gradients(fn, params, grad_fn=cast(jnp.float16))
+    assert report.failed_leaves == ("b", "w"), str(report)
+    assert report.leaves[1].narrow_dtype == "float16 for float32 params"
+    assert report.leaves[1].max_rel_error <= report.rtol  # the values alone would pass
+    assert "w: grad_fn returns float16 for float32 params: narrower than its params" in str(
+        report)
+    for ok in (jax.grad(fn), cast(jnp.float64)):
+        with jax.enable_x64(True):
+            report = gradcheck.check_gradients(fn, params, grad_fn=ok)
+        assert report.passed and not any(leaf.narrow_dtype for leaf in report.leaves), str(
+            report)
