@@ -1132,16 +1132,20 @@ def _check_fits_memory(config: mlp.MLPConfig, batch_size: int) -> None:
         )
 
 
+#: Options whose value may look like a negative number argparse does not recognize as one.
+_NUMERIC_OPTIONS = ("--sizes", "--eps", "--rtol", "--atol")
+
+
 def _join_sizes(argv: Sequence[str]) -> list[str]:
-    """``--sizes -1,3`` as ``--sizes=-1,3``: argparse takes ``-1,3`` (not a plain negative
-    number) for an option and said only "expected one argument"; joined, ``_sizes`` names
-    the bad size."""
+    """``--sizes -1,3`` as ``--sizes=-1,3`` (and ``--eps -1e-6`` as ``--eps=-1e-6``):
+    argparse takes ``-1,3`` or ``-1e-6`` (not a plain negative number) for an option and
+    said only "expected one argument"; joined, the option's own check names the value."""
     out: list[str] = []
     i = 0
     while i < len(argv):
-        if (argv[i] == "--sizes" and i + 1 < len(argv) and argv[i + 1].startswith("-")
-                and argv[i + 1][1:2].isdigit()):
-            out.append(f"--sizes={argv[i + 1]}")
+        if (argv[i] in _NUMERIC_OPTIONS and i + 1 < len(argv) and argv[i + 1].startswith("-")
+                and argv[i + 1][1:2] in set("0123456789.")):
+            out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:
             out.append(argv[i])

@@ -438,6 +438,18 @@ def test_main_a_negative_first_size_is_named(argv, capsys):
     assert "layer_sizes entries must be ints >= 1" in err and "\n" not in err
 
 
+@pytest.mark.parametrize("argv, needle", [
+    (["--eps", "-1e-6"], "--eps must be finite and > 0, got -1e-06"),
+    (["--rtol", "-1e-3"], "--rtol must be finite and > 0, got -0.001"),
+    (["--atol", "-.5"], "--atol must be finite and >= 0, got -0.5"),
+])
+def test_main_a_negative_tolerance_in_e_notation_is_named(argv, needle, capsys):
+    # argparse took "-1e-6" for an option and said only "expected one argument".
+    assert gradcheck.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {needle}", err
+
+
 @pytest.mark.parametrize("data_dir", ["2024", "null", "idx #1", "a: b"])
 def test_main_data_dir_is_a_path_not_yaml(data_dir, capsys, tmp_path, monkeypatch):
     # --data-dir used to be pasted into "data.data_dir=VALUE" and read as YAML: 2024 became
