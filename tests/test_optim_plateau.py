@@ -340,3 +340,20 @@ def test_traced_argument_is_a_clear_error():
         jax.jit(lambda f: reduce_on_plateau(factor=f).init(PARAMS))(0.5)
     message = str(info.value)
     assert "reduce_on_plateau" in message and "factor" in message and "concrete" in message
+
+
+@pytest.mark.parametrize("kwargs, error, needle", [
+    ({}, TypeError, "needs the monitored value, update(updates, state, params, value=loss)"),
+    ({"value": "1.0"}, TypeError, "value must be a real number (the monitored metric), "
+                                  "got '1.0'"),
+    ({"value": True}, TypeError, "got True"),
+    ({"value": jnp.asarray([1.0, 2.0])}, ValueError, "value must be a scalar"),
+])
+def test_update_without_a_real_scalar_value_is_named(kwargs, error, needle):
+    # No value= gave Python's bare "update_fn() missing 1 required keyword-only argument";
+    # a string '1.0' was taken as 1.0 and a bool as 0 or 1.
+    tx = optax.chain(optax.sgd(0.1), reduce_on_plateau())
+    params = jnp.ones(2)
+    with pytest.raises(error) as info:
+        tx.update(params, tx.init(params), params, **kwargs)
+    assert needle in str(info.value)

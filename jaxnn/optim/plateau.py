@@ -56,6 +56,15 @@ class ReduceLROnPlateauState(NamedTuple):
     avg_value: jax.Array
 
 
+def _is_real(value: Any) -> bool:
+    """A real number: a Python int or float, or an integer or floating array (traced or
+    not); not a bool, a string or a complex number."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return bool(jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
+
+
 def _fail(arg: str, value: Any, allowed: str) -> None:
     raise ValueError(f"reduce_on_plateau: {arg} must be {allowed}, got {value!r}")
 
@@ -190,10 +199,17 @@ def reduce_on_plateau(
         state: ReduceLROnPlateauState,
         params: Any = None,
         *,
-        value: ArrayLike,
+        value: ArrayLike | None = None,
         **extra_args: Any,
     ) -> tuple[Any, ReduceLROnPlateauState]:
         del params, extra_args
+        if value is None:  # a bare "missing 1 required keyword-only argument" before
+            raise TypeError("reduce_on_plateau.update: needs the monitored value, "
+                            "update(updates, state, params, value=loss) (optax.chain passes "
+                            "it on to every transformation)")
+        if not _is_real(value):  # a string '1.0' was read as 1.0, a bool as 0 or 1
+            raise TypeError(f"reduce_on_plateau.update: value must be a real number (the "
+                            f"monitored metric), got {value!r}")
         if jnp.ndim(value) != 0:
             raise ValueError(f"reduce_on_plateau.update: value must be a scalar, got shape "
                              f"{jnp.shape(value)}")
