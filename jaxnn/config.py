@@ -46,6 +46,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainingConfig",
     "apply_overrides",
+    "holds_depth_study",
     "refuse_empty",
     "dump",
     "ensure_workdir",
@@ -546,6 +547,15 @@ def fresh_workdir(base: str | pathlib.Path, markers: Sequence[str]) -> pathlib.P
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def holds_depth_study(workdir: str | pathlib.Path) -> bool:
+    """Whether ``workdir`` holds a depth study's outputs (``scripts/depth_study.py``: its
+    ``manifest.json``, or the table and report of a study written before manifests). A
+    new study replaces them; a training run refuses the folder."""
+    wd = pathlib.Path(workdir)
+    return (wd / "manifest.json").is_file() or ((wd / "table.csv").is_file()
+                                                and (wd / "report.md").is_file())
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -67,7 +67,7 @@ import numpy as np
 import yaml
 
 from jaxnn._atomic import replace_atomically, set_aside, write_bytes, write_text
-from jaxnn.config import ConfigError
+from jaxnn.config import ConfigError, holds_depth_study
 from jaxnn.studies.depth import (
     COLUMNS,
     DepthStudyResult,
@@ -124,14 +124,6 @@ def _csv_cell(v: Any) -> Any:
 _TRAINING_RUN = ("history.json", "checkpoints", "metrics.jsonl")
 
 
-def holds_study(workdir: str | pathlib.Path) -> bool:
-    """Whether ``workdir`` holds a depth study (its manifest, or the table and report of a
-    study written before manifests), whose outputs a new study replaces."""
-    wd = pathlib.Path(workdir)
-    return (wd / MANIFEST).is_file() or ((wd / "table.csv").is_file()
-                                         and (wd / "report.md").is_file())
-
-
 def check_workdir(workdir: str | pathlib.Path) -> None:
     """Raise :class:`ConfigError` (one line) when ``workdir`` holds a training run: the
     study would replace its ``config.yaml`` and break its ``--resume``. The CLI calls it
@@ -152,7 +144,7 @@ def _prepare_workdir(wd: pathlib.Path) -> None:
     the study's names -- as ``<stem>.unmatched<suffix>``, with a warning, rather than
     overwrite (or, for figures, delete) them."""
     check_workdir(wd)
-    if not wd.is_dir() or holds_study(wd):
+    if not wd.is_dir() or holds_depth_study(wd):
         return
     names = [*_TABLE_KEYS.values(), "report.md"]
     candidates = [wd / n for n in names] + sorted(

@@ -603,16 +603,6 @@ def _tensorboard_from(writer_cls: Any, folder: pathlib.Path, rows: list[dict]) -
     return tb
 
 
-_set_aside = set_aside
-
-
-def _holds_depth_study(workdir: pathlib.Path) -> bool:
-    """Whether ``workdir`` holds a depth study's outputs (``scripts/depth_study.py``: its
-    manifest, or the table and report of one written before manifests)."""
-    return (workdir / "manifest.json").is_file() or (
-        (workdir / "table.csv").is_file() and (workdir / "report.md").is_file())
-
-
 def _set_aside_foreign_files(workdir: pathlib.Path, config_text: str) -> None:
     """Before a new run writes ``config.yaml`` and its logs into ``workdir`` (which holds no
     checkpoint and no history.json: checked before), set aside the ones already there unless
@@ -629,7 +619,7 @@ def _set_aside_foreign_files(workdir: pathlib.Path, config_text: str) -> None:
     # user kept there (a "never overwrites what it did not write" the README promises).
     mine = (own, workdir / "metrics.jsonl", workdir / "metrics.csv", workdir / "tensorboard",
             workdir / "params.msgpack", *(workdir / f"{name}.png" for name in FIGURES))
-    moved = [f"{m.name} -> {n.name}" for m in mine if (n := _set_aside(m)) is not None]
+    moved = [f"{m.name} -> {n.name}" for m in mine if (n := set_aside(m)) is not None]
     if moved:
         print(f"warning: {str(workdir)!r} held files this run writes, not from a run of this "
               f"config; set aside: {', '.join(moved)}", file=sys.stderr)
@@ -649,9 +639,9 @@ def _resumed_rows(meta: dict, workdir: pathlib.Path, main: bool, start_epoch: in
     except ValueError as e:
         if main:
             # TensorBoard's events are rewritten from the rows: set aside with the logs
-            moved = [m.name for m in map(_set_aside, (workdir / "metrics.jsonl",
-                                                      workdir / "metrics.csv",
-                                                      workdir / "tensorboard")) if m]
+            moved = [m.name for m in map(set_aside, (workdir / "metrics.jsonl",
+                                                     workdir / "metrics.csv",
+                                                     workdir / "tensorboard")) if m]
             kept = f" (set aside as {', '.join(moved)})" if moved else ""
             print(f"warning: the logged epochs up to the checkpoint (epoch {start_epoch}) are "
                   f"lost: {e}{kept}; training resumes exactly, and the logs, history and "
@@ -853,7 +843,7 @@ def train_and_evaluate(
             f"workdir {str(workdir)!r} already holds a run; pass --resume (resume=True) to "
             "continue it or choose another --workdir"
         )
-    if not resume and _holds_depth_study(workdir):
+    if not resume and config_lib.holds_depth_study(workdir):
         # its config.yaml would be set aside, and --report-from then refuse the folder
         raise ConfigError(
             f"workdir {str(workdir)!r} holds a depth study (manifest.json, table.csv); "
