@@ -1174,3 +1174,20 @@ def test_keys_that_fit_several_kinds_name_none_of_them(tmp_path):
     path.write_text("seed: 1\nepochs: 5\n")  # a depth study counts steps, not epochs
     with pytest.raises(ConfigError, match=r"^unknown key 'epochs'"):
         depth.load_config(path)
+
+
+def test_a_summary_md_beside_no_experiments_figure_is_set_aside_not_replaced(tmp_path,
+                                                                             capsys):
+    # A user's own notes in summary.md were replaced by the experiment's without a word.
+    surface = ["surface", "--workdir", str(tmp_path)]
+    for s in craft.SURFACE_DEFAULTS["surfaces"]:
+        surface += ["--set", f"surfaces.{s}.steps=2"]
+    (tmp_path / "summary.md").write_text("my notes\n")
+    assert craft.main(surface) == 0
+    assert (tmp_path / "summary.unmatched.md").read_text() == "my notes\n"
+    assert "summary.md -> summary.unmatched.md" in capsys.readouterr().err
+    # the experiment's own summary (beside its figure) is simply replaced by a second run
+    assert craft.main(surface) == 0
+    assert "set aside" not in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "summary.md", "summary.unmatched.md", "surface.png"]

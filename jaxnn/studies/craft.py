@@ -39,6 +39,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NoReturn
 
+from jaxnn._atomic import set_aside
 from jaxnn.config import (
     ensure_workdir,
     read_yaml,
@@ -190,6 +191,19 @@ def _check_other_outputs(name: str, workdir: str | pathlib.Path, overwrite: bool
     return figures
 
 
+def _set_aside_foreign_summary(workdir: pathlib.Path) -> None:
+    """A ``summary.md`` beside no experiment's figure is not an experiment's (every one
+    writes its figure before its summary): the user's own notes, say. An experiment's
+    outputs replaced it without a word; it is set aside as ``summary.unmatched.md``."""
+    if not (workdir / "summary.md").is_file() or any(
+            (workdir / figure).is_file() for _, _, figure, _ in EXPERIMENTS.values()):
+        return
+    moved = set_aside(workdir / "summary.md")
+    if moved is not None:
+        print(f"warning: {str(workdir)!r} held a summary.md beside no experiment's figure; "
+              f"set aside: summary.md -> {moved.name}", file=sys.stderr)
+
+
 def run_experiment(name: str, config: Mapping[str, Any],
                    workdir: str | pathlib.Path | None = None, *,
                    overwrite: bool = False) -> Any:
@@ -206,6 +220,8 @@ def run_experiment(name: str, config: Mapping[str, Any],
     if name not in EXPERIMENTS:
         raise ConfigError(f"unknown experiment {name!r}; allowed: {', '.join(EXPERIMENTS)}")
     others = [] if workdir is None else _check_other_outputs(name, workdir, overwrite)
+    if workdir is not None:
+        _set_aside_foreign_summary(pathlib.Path(workdir))
     result = EXPERIMENTS[name][1](config, workdir)
     for figure in others:  # only now: a failed run leaves the other outputs as they were
         (pathlib.Path(workdir) / figure).unlink(missing_ok=True)
